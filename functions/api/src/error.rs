@@ -1,0 +1,122 @@
+//! API errors: a status and a GIGALIXIR-shaped `{"errors": {...}}` body. Internal causes are
+//! logged, never sent.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use shared::wire::Errors;
+use shared::PortError;
+
+/// An error reply.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    errors: Errors,
+}
+
+impl ApiError {
+    /// Any status with one general message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            errors: Errors::general(message),
+        }
+    }
+
+    /// 401, with the challenge that makes git and curl send their netrc credentials.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Sorry, we could not authenticate you.",
+        )
+    }
+
+    /// 404 for something that does not exist (or is not the caller's).
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, what)
+    }
+
+    /// 422 about one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errors: Errors::field(field, message),
+        }
+    }
+
+    /// 500/503 for a failure of ours; the cause goes to the log only.
+    pub fn internal(err: &dyn std::error::Error) -> Self {
+        let mut cause = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            cause.push_str(": ");
+            cause.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %cause, "request failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The platform could not complete the request; try again shortly.",
+        )
+    }
+}
+
+impl From<PortError> for ApiError {
+    fn from(err: PortError) -> Self {
+        match err {
+            PortError::NotFound => Self::not_found("Not found."),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.errors)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"gigalixir\""),
+            );
+        }
+        resp
+    }
+}
+
+/// `Json<T>` whose rejections (malformed JSON, wrong content type, body too large) are
+/// answered in the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(reject(rejection)),
+        }
+    }
+}
+
+fn reject(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let message = match &rejection {
+        JsonRejection::JsonDataError(e) => format!("The request body has the wrong fields: {}", e.body_text()),
+        JsonRejection::JsonSyntaxError(_) => "The request body is not valid JSON.".to_owned(),
+        JsonRejection::MissingJsonContentType(_) => {
+            "The request body must be JSON (Content-Type: application/json).".to_owned()
+        }
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("The request body is larger than {} bytes.", crate::MAX_BODY_BYTES)
+        }
+        other => other.body_text(),
+    };
+    ApiError::new(status, message)
+}

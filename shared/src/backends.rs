@@ -1,0 +1,63 @@
+//! Picks each port's implementation from a URL, one setting per port:
+//! `sqlite://PATH` (store, bus), `file://PATH` (blobs). Cloud schemes (`firestore://`,
+//! `pubsub://`, `gs://`) are recognised and refused until their adapters exist.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::embedded::{FsBlobs, SqliteBus, SqliteStore};
+use crate::error::{PortError, PortResult};
+use crate::ports::{Blobs, Bus, Store};
+
+fn split(url: &str) -> PortResult<(&str, &str)> {
+    url.split_once("://")
+        .filter(|(_, rest)| !rest.is_empty())
+        .ok_or_else(|| PortError::Invalid(format!("`{url}` is not a backend URL (scheme://…)")))
+}
+
+fn unsupported(port: &str, url: &str, known: &str) -> PortError {
+    PortError::Invalid(format!(
+        "the {port} backend `{url}` is not available in this build; use {known}"
+    ))
+}
+
+/// Opens the store named by `url`.
+pub fn open_store(url: &str) -> PortResult<Arc<dyn Store>> {
+    match split(url)? {
+        ("sqlite", path) => Ok(Arc::new(SqliteStore::open(&PathBuf::from(path))?)),
+        _ => Err(unsupported("store", url, "sqlite://PATH")),
+    }
+}
+
+/// Opens the bus named by `url`.
+pub fn open_bus(url: &str) -> PortResult<Arc<dyn Bus>> {
+    match split(url)? {
+        ("sqlite", path) => Ok(Arc::new(SqliteBus::open(&PathBuf::from(path))?)),
+        _ => Err(unsupported("bus", url, "sqlite://PATH")),
+    }
+}
+
+/// Opens the blob store named by `url`.
+pub fn open_blobs(url: &str) -> PortResult<Arc<dyn Blobs>> {
+    match split(url)? {
+        ("file", path) => Ok(Arc::new(FsBlobs::open(&PathBuf::from(path))?)),
+        _ => Err(unsupported("blobs", url, "file://PATH")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_backends_or_say_why_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("s.db");
+        assert!(open_store(&format!("sqlite://{}", db.display())).is_ok());
+        assert!(open_blobs(&format!("file://{}", dir.path().join("b").display())).is_ok());
+        let err = open_store("firestore://proj").err().expect("refused");
+        assert!(err.to_string().contains("not available"), "{err}");
+        let err = open_bus("nonsense").err().expect("refused");
+        assert!(err.to_string().contains("not a backend URL"), "{err}");
+    }
+}

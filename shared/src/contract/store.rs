@@ -1,0 +1,369 @@
+//! The store suite.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Duration as Days, Utc};
+
+use super::unique;
+use crate::domain::{ApiKey, AppName, BuildId, Email, ReleaseVersion, Secret, UserId};
+use crate::error::PortError;
+use crate::model::{
+    ApiKeyRecord, App, Build, BuildFlags, BuildState, NewRelease, ReleaseStatus, SlugRef, User,
+};
+use crate::ports::Store;
+
+fn user() -> User {
+    User {
+        id: UserId::random(),
+        email: Email::parse(&format!("{}@example.com", unique("u"))).expect("email"),
+        password_hash: Secret::new("$argon2id$fake"),
+        created_at: Utc::now(),
+    }
+}
+
+fn app(owner: &UserId) -> App {
+    App {
+        name: AppName::parse(&unique("app")).expect("name"),
+        owner: owner.clone(),
+        created_at: Utc::now(),
+        erlang_cookie: Secret::new("cookie"),
+        secret_key_base: Secret::new("skb"),
+        replicas: 1,
+        size: 0.5,
+        stack: "bookworm".into(),
+        config: BTreeMap::new(),
+    }
+}
+
+fn key(user: &UserId, valid_for: Days) -> (ApiKey, ApiKeyRecord) {
+    let key = ApiKey::new(unique("key"));
+    let now = Utc::now();
+    let record = ApiKeyRecord {
+        hash: key.hash(),
+        user: user.clone(),
+        created_at: now,
+        expires_at: now + valid_for,
+    };
+    (key, record)
+}
+
+fn build(app: &AppName) -> Build {
+    Build {
+        id: BuildId::random(),
+        app: app.clone(),
+        commit: "a".repeat(40),
+        branch: "master".into(),
+        flags: BuildFlags::default(),
+        state: BuildState::Requested,
+        failure: None,
+        slug: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+fn new_release(key: &str, summary: &str) -> NewRelease {
+    NewRelease {
+        idempotency_key: key.into(),
+        slug: SlugRef {
+            key: format!("slugs/{key}"),
+            sha256: "0".repeat(64),
+            size: 1,
+        },
+        config: [("FOO".to_owned(), Secret::new("bar"))].into(),
+        commit: None,
+        build: None,
+        summary: summary.into(),
+    }
+}
+
+/// Emails are unique; a duplicate changes nothing.
+pub async fn users_are_unique_by_email(store: Arc<dyn Store>) {
+    let ada = user();
+    store.create_user(&ada).await.expect("create");
+    let mut twin = user();
+    twin.email = ada.email.clone();
+    assert!(matches!(
+        store.create_user(&twin).await,
+        Err(PortError::AlreadyExists)
+    ));
+    assert_eq!(
+        store.user_by_email(&ada.email).await.expect("by email").id,
+        ada.id
+    );
+    assert_eq!(store.user(&ada.id).await.expect("by id").email, ada.email);
+    assert!(matches!(
+        store.user(&twin.id).await,
+        Err(PortError::NotFound)
+    ));
+    let nobody = Email::parse("nobody-at-all@example.com").expect("email");
+    assert!(matches!(
+        store.user_by_email(&nobody).await,
+        Err(PortError::NotFound)
+    ));
+}
+
+/// Several keys live side by side; replacing revokes all; expired keys fail.
+pub async fn api_keys_live_revoke_and_expire(store: Arc<dyn Store>) {
+    let ada = user();
+    store.create_user(&ada).await.expect("create");
+    let (k1, r1) = key(&ada.id, Days::days(365));
+    let (k2, r2) = key(&ada.id, Days::days(365));
+    store.add_api_key(&r1).await.expect("k1");
+    store.add_api_key(&r2).await.expect("k2");
+    let now = Utc::now();
+    for k in [&k1, &k2] {
+        assert_eq!(
+            store
+                .user_by_api_key(&k.hash(), now)
+                .await
+                .expect("valid")
+                .id,
+            ada.id
+        );
+    }
+    // Past its expiry a key is unknown.
+    let later = now + Days::days(366);
+    assert!(matches!(
+        store.user_by_api_key(&k1.hash(), later).await,
+        Err(PortError::NotFound)
+    ));
+    let (k3, r3) = key(&ada.id, Days::days(365));
+    store.replace_api_keys(&r3).await.expect("replace");
+    for k in [&k1, &k2] {
+        assert!(matches!(
+            store.user_by_api_key(&k.hash(), now).await,
+            Err(PortError::NotFound)
+        ));
+    }
+    assert_eq!(
+        store.user_by_api_key(&k3.hash(), now).await.expect("k3").id,
+        ada.id
+    );
+    let unknown = ApiKey::new("never-issued");
+    assert!(matches!(
+        store.user_by_api_key(&unknown.hash(), now).await,
+        Err(PortError::NotFound)
+    ));
+}
+
+/// App names are unique across owners; listing is per owner; delete cascades.
+pub async fn apps_are_unique_and_owned(store: Arc<dyn Store>) {
+    let (ada, bob) = (user(), user());
+    store.create_user(&ada).await.expect("ada");
+    store.create_user(&bob).await.expect("bob");
+    let mine = app(&ada.id);
+    store.create_app(&mine).await.expect("create");
+    let mut stolen = app(&bob.id);
+    stolen.name = mine.name.clone();
+    assert!(matches!(
+        store.create_app(&stolen).await,
+        Err(PortError::AlreadyExists)
+    ));
+    assert_eq!(store.app(&mine.name).await.expect("get").owner, ada.id);
+
+    let mut second = app(&ada.id);
+    second.name = AppName::parse(&format!("a{}", mine.name.as_str())).expect("name");
+    store.create_app(&second).await.expect("second");
+    let names: Vec<String> = store
+        .apps_of(&ada.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|a| a.name.to_string())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert_eq!(names.len(), 2);
+    assert!(store.apps_of(&bob.id).await.expect("bob's").is_empty());
+
+    let mut changed = mine.clone();
+    changed.replicas = 3;
+    store.update_app(&changed).await.expect("update");
+    assert_eq!(store.app(&mine.name).await.expect("get").replicas, 3);
+
+    store.create_build(&build(&mine.name)).await.expect("build");
+    store
+        .create_next_release(&mine.name, &new_release("k", "Deploy"))
+        .await
+        .expect("release");
+    store.delete_app(&mine.name).await.expect("delete");
+    assert!(matches!(
+        store.app(&mine.name).await,
+        Err(PortError::NotFound)
+    ));
+    assert!(store
+        .builds_of(&mine.name)
+        .await
+        .expect("builds")
+        .is_empty());
+    assert!(store
+        .releases(&mine.name)
+        .await
+        .expect("releases")
+        .is_empty());
+    assert!(matches!(
+        store.delete_app(&mine.name).await,
+        Err(PortError::NotFound)
+    ));
+    assert!(matches!(
+        store.update_app(&changed).await,
+        Err(PortError::NotFound)
+    ));
+    // The other app is untouched.
+    assert!(store.app(&second.name).await.is_ok());
+}
+
+/// Builds change state only from the expected state.
+pub async fn builds_move_forward_only(store: Arc<dyn Store>) {
+    let ada = user();
+    store.create_user(&ada).await.expect("ada");
+    let a = app(&ada.id);
+    store.create_app(&a).await.expect("app");
+    let first = build(&a.name);
+    store.create_build(&first).await.expect("create");
+    assert!(matches!(
+        store.create_build(&first).await,
+        Err(PortError::AlreadyExists)
+    ));
+    let moved = store
+        .transition_build(
+            &first.id,
+            BuildState::Requested,
+            BuildState::Building,
+            &|_| {},
+        )
+        .await
+        .expect("move");
+    assert_eq!(moved.state, BuildState::Building);
+    let again = store
+        .transition_build(
+            &first.id,
+            BuildState::Requested,
+            BuildState::Building,
+            &|b| b.failure = Some("should not stick".into()),
+        )
+        .await;
+    assert!(matches!(again, Err(PortError::Precondition)));
+    let stored = store.build(&first.id).await.expect("get");
+    assert_eq!(stored.state, BuildState::Building);
+    assert_eq!(stored.failure, None);
+    let failed = store
+        .transition_build(&first.id, BuildState::Building, BuildState::Failed, &|b| {
+            b.failure = Some("compile error".into())
+        })
+        .await
+        .expect("fail");
+    assert_eq!(failed.failure.as_deref(), Some("compile error"));
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = build(&a.name);
+    store.create_build(&second).await.expect("second");
+    let ids: Vec<BuildId> = store
+        .builds_of(&a.name)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(ids, vec![second.id, first.id]);
+    assert!(matches!(
+        store.build(&BuildId::random()).await,
+        Err(PortError::NotFound)
+    ));
+}
+
+/// Versions count up per app, remember what they replaced, and a repeated key is a no-op.
+pub async fn releases_number_themselves_idempotently(store: Arc<dyn Store>) {
+    let ada = user();
+    store.create_user(&ada).await.expect("ada");
+    let a = app(&ada.id);
+    store.create_app(&a).await.expect("app");
+    let v1 = store
+        .create_next_release(&a.name, &new_release("build-1", "Deploy 1"))
+        .await
+        .expect("v1");
+    assert_eq!(v1.version, ReleaseVersion(1));
+    assert_eq!(v1.rollback_id, None);
+    assert_eq!(v1.status, ReleaseStatus::Pending);
+    assert_eq!(v1.spec.config["FOO"].expose(), "bar");
+    let v2 = store
+        .create_next_release(&a.name, &new_release("build-2", "Deploy 2"))
+        .await
+        .expect("v2");
+    assert_eq!(v2.version, ReleaseVersion(2));
+    assert_eq!(v2.rollback_id, Some(ReleaseVersion(1)));
+    let again = store
+        .create_next_release(&a.name, &new_release("build-2", "Deploy 2 again"))
+        .await
+        .expect("same key");
+    assert_eq!(again.version, ReleaseVersion(2));
+    assert_eq!(again.spec.summary, "Deploy 2");
+    let versions: Vec<u32> = store
+        .releases(&a.name)
+        .await
+        .expect("list")
+        .iter()
+        .map(|r| r.version.0)
+        .collect();
+    assert_eq!(versions, vec![2, 1]);
+    store
+        .set_release_status(&a.name, ReleaseVersion(1), ReleaseStatus::Superseded)
+        .await
+        .expect("status");
+    assert_eq!(
+        store
+            .release(&a.name, ReleaseVersion(1))
+            .await
+            .expect("v1")
+            .status,
+        ReleaseStatus::Superseded
+    );
+    let ghost = AppName::parse(&unique("ghost")).expect("name");
+    assert!(matches!(
+        store
+            .create_next_release(&ghost, &new_release("x", "x"))
+            .await,
+        Err(PortError::NotFound)
+    ));
+    assert!(matches!(
+        store.release(&a.name, ReleaseVersion(9)).await,
+        Err(PortError::NotFound)
+    ));
+}
+
+/// A lock excludes other holders until it is freed or expires.
+pub async fn locks_exclude_other_holders(store: Arc<dyn Store>) {
+    let name = unique("lock");
+    let long = Duration::from_secs(60);
+    store.try_lock(&name, "a", long).await.expect("a takes it");
+    assert!(matches!(
+        store.try_lock(&name, "b", long).await,
+        Err(PortError::Precondition)
+    ));
+    store
+        .try_lock(&name, "a", long)
+        .await
+        .expect("a extends it");
+    store
+        .unlock(&name, "b")
+        .await
+        .expect("b's unlock is a no-op");
+    assert!(matches!(
+        store.try_lock(&name, "b", long).await,
+        Err(PortError::Precondition)
+    ));
+    store.unlock(&name, "a").await.expect("a frees it");
+    store
+        .try_lock(&name, "b", Duration::from_millis(50))
+        .await
+        .expect("b takes it");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    store
+        .try_lock(&name, "c", long)
+        .await
+        .expect("expired lock is free");
+}

@@ -1,0 +1,468 @@
+//! [`Store`] on SQLite: one row per record, the record as JSON, keys and indexes as columns.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+
+use super::sqlite::{from_json, map_err, now_ms, to_json, Db};
+use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, UserId};
+use crate::error::{PortError, PortResult};
+use crate::model::{
+    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, User,
+};
+use crate::ports::Store;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys (user_id);
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS apps_owner ON apps (owner, name);
+CREATE TABLE IF NOT EXISTS builds (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS builds_app ON builds (app, created_at);
+CREATE TABLE IF NOT EXISTS releases (
+    app TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (app, version),
+    UNIQUE (app, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+";
+
+/// The embedded store: a SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Db,
+}
+
+impl SqliteStore {
+    /// Opens or creates the store in `path`.
+    pub fn open(path: &Path) -> PortResult<Self> {
+        Ok(Self {
+            db: Db::open(path, SCHEMA)?,
+        })
+    }
+}
+
+fn one<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> PortResult<T> {
+    let json: String = conn
+        .query_row(sql, params, |row| row.get(0))
+        .map_err(map_err)?;
+    from_json(&json)
+}
+
+fn many<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> PortResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let rows = stmt
+        .query_map(params, |row| row.get::<_, String>(0))
+        .map_err(map_err)?;
+    rows.map(|r| from_json(&r.map_err(map_err)?)).collect()
+}
+
+fn insert_key(conn: &rusqlite::Connection, key: &ApiKeyRecord) -> PortResult<()> {
+    conn.execute(
+        "INSERT INTO api_keys (hash, user_id, expires_at, json) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            key.hash.0,
+            key.user.0,
+            key.expires_at.timestamp_millis(),
+            to_json(key)?
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: &User) -> PortResult<()> {
+        let (id, email, json) = (user.id.0.clone(), user.email.to_string(), to_json(user)?);
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO users (id, email, json) VALUES (?1, ?2, ?3)",
+                    params![id, email, json],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn user_by_email(&self, email: &Email) -> PortResult<User> {
+        let email = email.to_string();
+        self.db
+            .call(move |c| one(c, "SELECT json FROM users WHERE email = ?1", [email]))
+            .await
+    }
+
+    async fn user(&self, id: &UserId) -> PortResult<User> {
+        let id = id.0.clone();
+        self.db
+            .call(move |c| one(c, "SELECT json FROM users WHERE id = ?1", [id]))
+            .await
+    }
+
+    async fn add_api_key(&self, key: &ApiKeyRecord) -> PortResult<()> {
+        let key = key.clone();
+        self.db.call(move |c| insert_key(c, &key)).await
+    }
+
+    async fn replace_api_keys(&self, key: &ApiKeyRecord) -> PortResult<()> {
+        let key = key.clone();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                tx.execute("DELETE FROM api_keys WHERE user_id = ?1", [&key.user.0])
+                    .map_err(map_err)?;
+                insert_key(&tx, &key)?;
+                tx.commit().map_err(map_err)
+            })
+            .await
+    }
+
+    async fn user_by_api_key(&self, hash: &KeyHash, now: DateTime<Utc>) -> PortResult<User> {
+        let hash = hash.0.clone();
+        let now = now.timestamp_millis();
+        self.db
+            .call(move |c| {
+                one(
+                    c,
+                    "SELECT users.json FROM api_keys JOIN users ON users.id = api_keys.user_id
+                     WHERE api_keys.hash = ?1 AND api_keys.expires_at > ?2",
+                    params![hash, now],
+                )
+            })
+            .await
+    }
+
+    async fn create_app(&self, app: &App) -> PortResult<()> {
+        let (name, owner, json) = (app.name.to_string(), app.owner.0.clone(), to_json(app)?);
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO apps (name, owner, json) VALUES (?1, ?2, ?3)",
+                    params![name, owner, json],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn app(&self, name: &AppName) -> PortResult<App> {
+        let name = name.to_string();
+        self.db
+            .call(move |c| one(c, "SELECT json FROM apps WHERE name = ?1", [name]))
+            .await
+    }
+
+    async fn update_app(&self, app: &App) -> PortResult<()> {
+        let (name, json) = (app.name.to_string(), to_json(app)?);
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE apps SET json = ?2 WHERE name = ?1",
+                        params![name, json],
+                    )
+                    .map_err(map_err)?;
+                if n == 0 {
+                    Err(PortError::NotFound)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    async fn apps_of(&self, owner: &UserId) -> PortResult<Vec<App>> {
+        let owner = owner.0.clone();
+        self.db
+            .call(move |c| {
+                many(
+                    c,
+                    "SELECT json FROM apps WHERE owner = ?1 ORDER BY name",
+                    [owner],
+                )
+            })
+            .await
+    }
+
+    async fn delete_app(&self, name: &AppName) -> PortResult<()> {
+        let name = name.to_string();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                let n = tx
+                    .execute("DELETE FROM apps WHERE name = ?1", [&name])
+                    .map_err(map_err)?;
+                if n == 0 {
+                    return Err(PortError::NotFound);
+                }
+                tx.execute("DELETE FROM builds WHERE app = ?1", [&name])
+                    .map_err(map_err)?;
+                tx.execute("DELETE FROM releases WHERE app = ?1", [&name])
+                    .map_err(map_err)?;
+                tx.commit().map_err(map_err)
+            })
+            .await
+    }
+
+    async fn create_build(&self, build: &Build) -> PortResult<()> {
+        let (id, app, at, json) = (
+            build.id.0.clone(),
+            build.app.to_string(),
+            build.created_at.timestamp_millis(),
+            to_json(build)?,
+        );
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO builds (id, app, created_at, json) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, app, at, json],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn build(&self, id: &BuildId) -> PortResult<Build> {
+        let id = id.0.clone();
+        self.db
+            .call(move |c| one(c, "SELECT json FROM builds WHERE id = ?1", [id]))
+            .await
+    }
+
+    async fn transition_build(
+        &self,
+        id: &BuildId,
+        from: BuildState,
+        to: BuildState,
+        update: &(dyn for<'b> Fn(&'b mut Build) + Send + Sync),
+    ) -> PortResult<Build> {
+        // The update closure is not 'static, so read, apply and write back conditionally:
+        // the row is rewritten only if its JSON is still exactly what was read.
+        let current = self.build(id).await?;
+        if current.state != from {
+            return Err(PortError::Precondition);
+        }
+        let before = to_json(&current)?;
+        let mut next = current;
+        update(&mut next);
+        next.state = to;
+        next.updated_at = Utc::now();
+        let after = to_json(&next)?;
+        let id = id.0.clone();
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE builds SET json = ?3 WHERE id = ?1 AND json = ?2",
+                        params![id, before, after],
+                    )
+                    .map_err(map_err)?;
+                if n == 0 {
+                    Err(PortError::Precondition)
+                } else {
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(next)
+    }
+
+    async fn builds_of(&self, app: &AppName) -> PortResult<Vec<Build>> {
+        let app = app.to_string();
+        self.db
+            .call(move |c| {
+                many(
+                    c,
+                    "SELECT json FROM builds WHERE app = ?1 ORDER BY created_at DESC, id DESC",
+                    [app],
+                )
+            })
+            .await
+    }
+
+    async fn create_next_release(
+        &self,
+        app: &AppName,
+        release: &NewRelease,
+    ) -> PortResult<Release> {
+        let app = app.clone();
+        let spec = release.clone();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                let name = app.to_string();
+                let exists: Option<i64> = tx
+                    .query_row("SELECT 1 FROM apps WHERE name = ?1", [&name], |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)?;
+                if exists.is_none() {
+                    return Err(PortError::NotFound);
+                }
+                let same: Option<String> = tx
+                    .query_row(
+                        "SELECT json FROM releases WHERE app = ?1 AND idempotency_key = ?2",
+                        params![name, spec.idempotency_key],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(map_err)?;
+                if let Some(json) = same {
+                    return from_json(&json);
+                }
+                let latest: Option<u32> = tx
+                    .query_row(
+                        "SELECT MAX(version) FROM releases WHERE app = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .map_err(map_err)?;
+                let release = Release {
+                    app: app.clone(),
+                    version: ReleaseVersion(latest.unwrap_or(0) + 1),
+                    rollback_id: latest.map(ReleaseVersion),
+                    spec,
+                    status: ReleaseStatus::Pending,
+                    created_at: Utc::now(),
+                };
+                tx.execute(
+                    "INSERT INTO releases (app, version, idempotency_key, json)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        name,
+                        release.version.0,
+                        release.spec.idempotency_key,
+                        to_json(&release)?
+                    ],
+                )
+                .map_err(map_err)?;
+                tx.commit().map_err(map_err)?;
+                Ok(release)
+            })
+            .await
+    }
+
+    async fn release(&self, app: &AppName, version: ReleaseVersion) -> PortResult<Release> {
+        let app = app.to_string();
+        self.db
+            .call(move |c| {
+                one(
+                    c,
+                    "SELECT json FROM releases WHERE app = ?1 AND version = ?2",
+                    params![app, version.0],
+                )
+            })
+            .await
+    }
+
+    async fn releases(&self, app: &AppName) -> PortResult<Vec<Release>> {
+        let app = app.to_string();
+        self.db
+            .call(move |c| {
+                many(
+                    c,
+                    "SELECT json FROM releases WHERE app = ?1 ORDER BY version DESC",
+                    [app],
+                )
+            })
+            .await
+    }
+
+    async fn set_release_status(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        status: ReleaseStatus,
+    ) -> PortResult<()> {
+        let mut release = self.release(app, version).await?;
+        release.status = status;
+        let (app, json) = (app.to_string(), to_json(&release)?);
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE releases SET json = ?3 WHERE app = ?1 AND version = ?2",
+                    params![app, version.0, json],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> PortResult<()> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.db
+            .call(move |c| {
+                let now = now_ms();
+                let n = c
+                    .execute(
+                        "INSERT INTO locks (name, holder, expires_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET holder = ?2, expires_at = ?3
+                         WHERE locks.holder = ?2 OR locks.expires_at <= ?4",
+                        params![name, holder, now.saturating_add(ttl_ms), now],
+                    )
+                    .map_err(map_err)?;
+                if n == 0 {
+                    Err(PortError::Precondition)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> PortResult<()> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "DELETE FROM locks WHERE name = ?1 AND holder = ?2",
+                    params![name, holder],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,25 @@
+//! Everything two or more parts of the platform share: the validated domain types, the
+//! records, the pipeline messages, the ports (bus, store, blobs) with their contracts,
+//! their embedded implementations, and the Pub/Sub push glue every function uses.
+//!
+//! Layers by weight: the default build has no I/O dependency, so the CLI compiles the wire
+//! types alone. `embedded` adds the SQLite and directory backends, `http` the axum glue,
+//! `contract` the conformance suites.
+
+pub mod domain;
+pub mod error;
+pub mod messages;
+pub mod model;
+pub mod ports;
+pub mod wire;
+
+#[cfg(feature = "embedded")]
+pub mod backends;
+#[cfg(feature = "contract")]
+pub mod contract;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+#[cfg(feature = "http")]
+pub mod push;
+
+pub use error::{PortError, PortResult};

@@ -1,0 +1,308 @@
+//! What travels on the bus: topics, the envelope, and the pipeline events.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AppName, BuildId, Invalid, ReleaseVersion};
+use crate::model::SlugRef;
+
+/// A topic name: 3–255 characters of letters, digits and `-_.`, starting with a letter, as
+/// Pub/Sub allows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Topic(Cow<'static, str>);
+
+impl Topic {
+    /// A push was accepted and its source archived.
+    pub const BUILD_REQUESTED: Topic = Topic(Cow::Borrowed("build-requested"));
+    /// A builder produced a slug.
+    pub const SLUG_BUILT: Topic = Topic(Cow::Borrowed("slug-built"));
+    /// The slug is in the slug store.
+    pub const SLUG_UPLOADED: Topic = Topic(Cow::Borrowed("slug-uploaded"));
+    /// A release was recorded.
+    pub const RELEASE_CREATED: Topic = Topic(Cow::Borrowed("release-created"));
+    /// A release runs and is healthy.
+    pub const DEPLOY_SUCCEEDED: Topic = Topic(Cow::Borrowed("deploy-succeeded"));
+    /// A release could not be run; the app went back to its last healthy release.
+    pub const DEPLOY_FAILED: Topic = Topic(Cow::Borrowed("deploy-failed"));
+    /// Messages no subscriber could handle after the allowed attempts.
+    pub const DEAD_LETTER: Topic = Topic(Cow::Borrowed("dead-letter"));
+
+    /// Checks a topic name.
+    pub fn parse(name: &str) -> Result<Self, Invalid> {
+        let ok = (3..=255).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            Ok(Self(Cow::Owned(name.to_owned())))
+        } else {
+            Err(Invalid(format!("`{name}` is not a valid topic name")))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Topic {
+    type Error = Invalid;
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        Topic::parse(&s)
+    }
+}
+
+impl From<Topic> for String {
+    fn from(t: Topic) -> String {
+        t.0.into_owned()
+    }
+}
+
+/// Attribute naming the event type of a pipeline message.
+pub const ATTR_EVENT: &str = "event";
+/// Attribute carrying the app name, for filtering and logs.
+pub const ATTR_APP: &str = "app";
+/// Attribute carrying the build id.
+pub const ATTR_BUILD: &str = "build";
+/// Attribute carrying the trace id across steps.
+pub const ATTR_TRACE: &str = "trace_id";
+
+/// A message as published: opaque data plus string attributes, the Pub/Sub model.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The payload; JSON of an [`Event`] for pipeline topics.
+    #[serde(with = "b64")]
+    pub data: Vec<u8>,
+    /// Small string metadata (event type, app, build, trace id).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Envelope {
+    /// Wraps a pipeline event, with its identifying attributes.
+    pub fn event(event: &Event, trace_id: Option<&str>) -> Self {
+        let mut attributes = BTreeMap::new();
+        attributes.insert(ATTR_EVENT.to_owned(), event.kind().to_owned());
+        attributes.insert(ATTR_APP.to_owned(), event.app().to_string());
+        if let Some(build) = event.build() {
+            attributes.insert(ATTR_BUILD.to_owned(), build.to_string());
+        }
+        if let Some(trace) = trace_id {
+            attributes.insert(ATTR_TRACE.to_owned(), trace.to_owned());
+        }
+        Self {
+            // Serialising these plain structs cannot fail.
+            data: serde_json::to_vec(event).unwrap_or_default(),
+            attributes,
+        }
+    }
+
+    /// Reads the pipeline event in the data.
+    pub fn decode_event(&self) -> Result<Event, serde_json::Error> {
+        serde_json::from_slice(&self.data)
+    }
+}
+
+/// A message handed to a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Id the bus gave the message at publish; the same on every redelivery.
+    pub message_id: String,
+    /// What was published.
+    pub envelope: Envelope,
+    /// 1 on the first delivery, then 2, 3, …
+    pub attempt: u32,
+    /// The subscription delivering it.
+    pub subscription: String,
+    /// When it was published.
+    pub publish_time: DateTime<Utc>,
+}
+
+/// The pipeline's events, one topic each (see [`Event::topic`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// A push was accepted; its source archive waits in the blob store.
+    BuildRequested {
+        /// The app.
+        app: AppName,
+        /// The build.
+        build: BuildId,
+    },
+    /// The builder left a slug in its container.
+    SlugBuilt {
+        /// The app.
+        app: AppName,
+        /// The build.
+        build: BuildId,
+        /// The build container holding the slug.
+        container: String,
+        /// Path of the slug inside it.
+        path: String,
+    },
+    /// The slug is stored and verified.
+    SlugUploaded {
+        /// The app.
+        app: AppName,
+        /// The build.
+        build: BuildId,
+        /// Where the slug lies.
+        slug: SlugRef,
+    },
+    /// A release was recorded and should be deployed.
+    ReleaseCreated {
+        /// The app.
+        app: AppName,
+        /// The build it came from, if a push.
+        build: Option<BuildId>,
+        /// Its version.
+        version: ReleaseVersion,
+    },
+    /// The release runs and is healthy.
+    DeploySucceeded {
+        /// The app.
+        app: AppName,
+        /// The build it came from, if a push.
+        build: Option<BuildId>,
+        /// Its version.
+        version: ReleaseVersion,
+    },
+    /// The release failed; the app runs its last healthy release.
+    DeployFailed {
+        /// The app.
+        app: AppName,
+        /// The build it came from, if a push.
+        build: Option<BuildId>,
+        /// Its version.
+        version: ReleaseVersion,
+        /// What went wrong, for people.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The topic this event is published on.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Event::BuildRequested { .. } => Topic::BUILD_REQUESTED,
+            Event::SlugBuilt { .. } => Topic::SLUG_BUILT,
+            Event::SlugUploaded { .. } => Topic::SLUG_UPLOADED,
+            Event::ReleaseCreated { .. } => Topic::RELEASE_CREATED,
+            Event::DeploySucceeded { .. } => Topic::DEPLOY_SUCCEEDED,
+            Event::DeployFailed { .. } => Topic::DEPLOY_FAILED,
+        }
+    }
+
+    /// The event's type name, as in its JSON `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::BuildRequested { .. } => "build-requested",
+            Event::SlugBuilt { .. } => "slug-built",
+            Event::SlugUploaded { .. } => "slug-uploaded",
+            Event::ReleaseCreated { .. } => "release-created",
+            Event::DeploySucceeded { .. } => "deploy-succeeded",
+            Event::DeployFailed { .. } => "deploy-failed",
+        }
+    }
+
+    /// The app concerned.
+    pub fn app(&self) -> &AppName {
+        match self {
+            Event::BuildRequested { app, .. }
+            | Event::SlugBuilt { app, .. }
+            | Event::SlugUploaded { app, .. }
+            | Event::ReleaseCreated { app, .. }
+            | Event::DeploySucceeded { app, .. }
+            | Event::DeployFailed { app, .. } => app,
+        }
+    }
+
+    /// The build concerned, if any.
+    pub fn build(&self) -> Option<&BuildId> {
+        match self {
+            Event::BuildRequested { build, .. }
+            | Event::SlugBuilt { build, .. }
+            | Event::SlugUploaded { build, .. } => Some(build),
+            Event::ReleaseCreated { build, .. }
+            | Event::DeploySucceeded { build, .. }
+            | Event::DeployFailed { build, .. } => build.as_ref(),
+        }
+    }
+}
+
+mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> AppName {
+        AppName::parse("my-app").expect("valid")
+    }
+
+    #[test]
+    fn event_envelope_round_trip() {
+        let event = Event::BuildRequested {
+            app: app(),
+            build: BuildId("b-1".into()),
+        };
+        let env = Envelope::event(&event, Some("trace-9"));
+        assert_eq!(env.attributes[ATTR_EVENT], "build-requested");
+        assert_eq!(env.attributes[ATTR_APP], "my-app");
+        assert_eq!(env.attributes[ATTR_BUILD], "b-1");
+        assert_eq!(env.attributes[ATTR_TRACE], "trace-9");
+        assert_eq!(env.decode_event().expect("decodes"), event);
+        let json = serde_json::to_value(&env).expect("json");
+        let back: Envelope = serde_json::from_value(json).expect("back");
+        assert_eq!(back, env);
+    }
+
+    #[test]
+    fn event_json_is_tagged() {
+        let event = Event::ReleaseCreated {
+            app: app(),
+            build: None,
+            version: ReleaseVersion(4),
+        };
+        let json = serde_json::to_value(&event).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "release-created", "app": "my-app", "build": null, "version": 4})
+        );
+        assert_eq!(event.topic(), Topic::RELEASE_CREATED);
+    }
+
+    #[test]
+    fn topic_names_are_checked() {
+        assert!(Topic::parse("slug-built").is_ok());
+        assert!(Topic::parse("9lives").is_err());
+        assert!(Topic::parse("a b").is_err());
+        assert!(serde_json::from_str::<Topic>("\"x\"").is_err());
+    }
+}

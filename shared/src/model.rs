@@ -1,0 +1,180 @@
+//! The records the platform keeps: users, API keys, apps, builds, releases.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, Secret, UserId};
+
+/// How long an API key lives after it is issued.
+pub const API_KEY_LIFETIME_DAYS: i64 = 365;
+
+/// An account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Stable id.
+    pub id: UserId,
+    /// Login email, normalised.
+    pub email: Email,
+    /// Argon2 hash in PHC string form.
+    pub password_hash: Secret,
+    /// When the account was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An issued API key, known only by its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// SHA-256 of the key.
+    pub hash: KeyHash,
+    /// Whose key it is.
+    pub user: UserId,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// After this instant the key no longer authenticates.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// App config: environment variables given to every replica. Values are secrets.
+pub type ConfigVars = BTreeMap<String, Secret>;
+
+/// An app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    /// Unique name; also its host name.
+    pub name: AppName,
+    /// The owning account.
+    pub owner: UserId,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Erlang distribution cookie, generated once at creation.
+    pub erlang_cookie: Secret,
+    /// Phoenix `SECRET_KEY_BASE`, generated once at creation.
+    pub secret_key_base: Secret,
+    /// Desired number of replicas.
+    pub replicas: u32,
+    /// Replica size in GB of memory, as GIGALIXIR counts it.
+    pub size: f64,
+    /// Base image family the app runs on.
+    pub stack: String,
+    /// Current config vars; each release snapshots them.
+    #[serde(default)]
+    pub config: ConfigVars,
+}
+
+/// Where a build stands. Moves forward only, or to `Failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildState {
+    /// Source archived, waiting for a builder.
+    Requested,
+    /// A builder is running the buildpacks.
+    Building,
+    /// The slug lies in the build container.
+    Built,
+    /// The slug is in the slug store.
+    Uploaded,
+    /// A release was made from it.
+    Released,
+    /// The release runs and is healthy.
+    Deployed,
+    /// Stopped for good; see `Build::failure`.
+    Failed,
+}
+
+/// Options the pusher asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildFlags {
+    /// Build without the cache (`GIGALIXIR-CLEAN: true`).
+    pub clean: bool,
+    /// Upgrade running nodes in place (`GIGALIXIR-HOT: true`).
+    pub hot: bool,
+}
+
+/// A content-addressed slug in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlugRef {
+    /// Blob key.
+    pub key: String,
+    /// SHA-256 of the slug, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One push being turned into a release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Build {
+    /// Id; keys every pipeline step.
+    pub id: BuildId,
+    /// The app built.
+    pub app: AppName,
+    /// The pushed commit, 40 hex digits.
+    pub commit: String,
+    /// The branch pushed (`master` or `main`).
+    pub branch: String,
+    /// Options from the push.
+    pub flags: BuildFlags,
+    /// Where it stands.
+    pub state: BuildState,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+    /// The slug, once uploaded.
+    pub slug: Option<SlugRef>,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// Last state change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What happened to a release after it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Made, not yet running.
+    Pending,
+    /// Running and healthy.
+    Deployed,
+    /// Never became healthy.
+    Failed,
+    /// Replaced because of a rollback.
+    RolledBack,
+    /// Replaced by a newer release.
+    Superseded,
+}
+
+/// What a new release is made of; the store assigns the version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewRelease {
+    /// Makes creation idempotent: a second call with the same key returns the first release.
+    pub idempotency_key: String,
+    /// The slug it runs.
+    pub slug: SlugRef,
+    /// The config it runs with.
+    pub config: ConfigVars,
+    /// The commit, when it comes from a push.
+    pub commit: Option<String>,
+    /// The build, when it comes from a push.
+    pub build: Option<BuildId>,
+    /// One line for people: "Deploy 1a2b3c4", "Set FOO", "Rollback to v3".
+    pub summary: String,
+}
+
+/// A numbered, immutable pairing of slug and config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    /// The app.
+    pub app: AppName,
+    /// `vN`, one more than the previous release.
+    pub version: ReleaseVersion,
+    /// The release this one replaced when it was made, if any.
+    pub rollback_id: Option<ReleaseVersion>,
+    /// What it is made of.
+    #[serde(flatten)]
+    pub spec: NewRelease,
+    /// What happened to it.
+    pub status: ReleaseStatus,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,88 @@
+//! The platform's records, behind a narrow, domain-shaped interface.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, UserId};
+use crate::error::PortResult;
+use crate::model::{
+    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, User,
+};
+
+/// Users, API keys, apps, builds, releases and per-app locks.
+///
+/// Contract (checked by `contract::store`):
+/// - Creations are conditional: a second create with the same key is
+///   [`PortError::AlreadyExists`](crate::error::PortError::AlreadyExists) and changes
+///   nothing. Emails and app names are unique.
+/// - Lookups of missing records are `NotFound`.
+/// - Writes that change several records (replace keys, delete an app, next release) are
+///   all-or-nothing.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a new account. `AlreadyExists` if the email is taken.
+    async fn create_user(&self, user: &User) -> PortResult<()>;
+    /// The account with this email.
+    async fn user_by_email(&self, email: &Email) -> PortResult<User>;
+    /// The account with this id.
+    async fn user(&self, id: &UserId) -> PortResult<User>;
+
+    /// Adds a key to an account, leaving its other keys valid.
+    async fn add_api_key(&self, key: &ApiKeyRecord) -> PortResult<()>;
+    /// Revokes every key of `key.user` and adds `key`, in one step.
+    async fn replace_api_keys(&self, key: &ApiKeyRecord) -> PortResult<()>;
+    /// The owner of an unexpired key. `NotFound` for unknown, revoked or expired keys.
+    async fn user_by_api_key(&self, hash: &KeyHash, now: DateTime<Utc>) -> PortResult<User>;
+
+    /// Records a new app. `AlreadyExists` if the name is taken, by anyone.
+    async fn create_app(&self, app: &App) -> PortResult<()>;
+    /// The app with this name, whoever owns it (callers check ownership).
+    async fn app(&self, name: &AppName) -> PortResult<App>;
+    /// Replaces an app's record (replicas, config, …). `NotFound` if it is gone.
+    async fn update_app(&self, app: &App) -> PortResult<()>;
+    /// Apps owned by `owner`, by name.
+    async fn apps_of(&self, owner: &UserId) -> PortResult<Vec<App>>;
+    /// Deletes the app with its builds and releases. `NotFound` if it is gone.
+    async fn delete_app(&self, name: &AppName) -> PortResult<()>;
+
+    /// Records a new build. `AlreadyExists` for a known id.
+    async fn create_build(&self, build: &Build) -> PortResult<()>;
+    /// The build with this id.
+    async fn build(&self, id: &BuildId) -> PortResult<Build>;
+    /// Moves a build from `from` to `to` and applies `update` to it, only if it is in
+    /// `from`; else `Precondition` and nothing changes. Returns the stored build.
+    async fn transition_build(
+        &self,
+        id: &BuildId,
+        from: BuildState,
+        to: BuildState,
+        update: &(dyn for<'b> Fn(&'b mut Build) + Send + Sync),
+    ) -> PortResult<Build>;
+    /// The app's builds, newest first.
+    async fn builds_of(&self, app: &AppName) -> PortResult<Vec<Build>>;
+
+    /// Records the app's next release in one transaction: version = latest + 1,
+    /// `rollback_id` = the latest release's version. Idempotent: if a release with the
+    /// same `idempotency_key` exists, returns it unchanged. `NotFound` if the app is gone.
+    async fn create_next_release(&self, app: &AppName, release: &NewRelease)
+        -> PortResult<Release>;
+    /// One release.
+    async fn release(&self, app: &AppName, version: ReleaseVersion) -> PortResult<Release>;
+    /// The app's releases, newest first.
+    async fn releases(&self, app: &AppName) -> PortResult<Vec<Release>>;
+    /// Sets a release's status.
+    async fn set_release_status(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        status: ReleaseStatus,
+    ) -> PortResult<()>;
+
+    /// Takes the named lock for `holder` for `ttl`, if it is free, expired, or already
+    /// held by `holder` (then it is extended). Else `Precondition`.
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> PortResult<()>;
+    /// Frees the lock if `holder` holds it; otherwise does nothing.
+    async fn unlock(&self, name: &str, holder: &str) -> PortResult<()>;
+}
