@@ -21,5 +21,7 @@ pub mod contract;
 pub mod embedded;
 #[cfg(feature = "http")]
 pub mod push;
+#[cfg(feature = "http")]
+pub mod web;
 
 pub use error::{PortError, PortResult};

@@ -9,6 +9,7 @@ use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{Duration, Utc};
@@ -29,8 +30,8 @@ pub struct BasicAuth {
 
 impl BasicAuth {
     /// Reads the header; `None` when it is missing or not Basic.
-    pub fn from_parts(parts: &Parts) -> Option<Self> {
-        let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
         let (scheme, encoded) = value.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
@@ -71,11 +72,15 @@ impl FromRequestParts<ApiState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let basic = BasicAuth::from_parts(parts).ok_or_else(ApiError::unauthorized)?;
+        let basic = BasicAuth::from_headers(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let email = basic.email().ok_or_else(ApiError::unauthorized)?;
         let now = Utc::now();
         for key in basic.secrets() {
-            match state.store.user_by_api_key(&ApiKey::new(key.as_str()).hash(), now).await {
+            match state
+                .store
+                .user_by_api_key(&ApiKey::new(key.as_str()).hash(), now)
+                .await
+            {
                 Ok(user) if user.email == email => return Ok(AuthUser(user)),
                 Ok(_) | Err(PortError::NotFound) => continue,
                 Err(err) => return Err(err.into()),
@@ -112,9 +117,11 @@ pub async fn verify_password(hash: Option<&Secret>, password: &[String]) -> bool
         let Ok(parsed) = PasswordHash::new(&hash) else {
             return false;
         };
-        candidates
-            .iter()
-            .any(|p| Argon2::default().verify_password(p.as_bytes(), &parsed).is_ok())
+        candidates.iter().any(|p| {
+            Argon2::default()
+                .verify_password(p.as_bytes(), &parsed)
+                .is_ok()
+        })
     })
     .await
     .unwrap_or(false);
@@ -162,13 +169,18 @@ mod tests {
 
     #[test]
     fn variants_add_the_percent_decoded_form() {
-        assert_eq!(variants("ada%40example.com"), ["ada%40example.com", "ada@example.com"]);
+        assert_eq!(
+            variants("ada%40example.com"),
+            ["ada%40example.com", "ada@example.com"]
+        );
         assert_eq!(variants("plain"), ["plain"]);
     }
 
     #[tokio::test]
     async fn passwords_verify_only_against_their_hash() {
-        let hash = hash_password(Password::given("correct horse")).await.expect("hash");
+        let hash = hash_password(Password::given("correct horse"))
+            .await
+            .expect("hash");
         assert!(hash.expose().starts_with("$argon2id$"));
         assert!(verify_password(Some(&hash), &["correct horse".into()]).await);
         assert!(!verify_password(Some(&hash), &["wrong".into()]).await);

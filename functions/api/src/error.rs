@@ -108,13 +108,18 @@ where
 fn reject(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let message = match &rejection {
-        JsonRejection::JsonDataError(e) => format!("The request body has the wrong fields: {}", e.body_text()),
+        JsonRejection::JsonDataError(e) => {
+            format!("The request body has the wrong fields: {}", e.body_text())
+        }
         JsonRejection::JsonSyntaxError(_) => "The request body is not valid JSON.".to_owned(),
         JsonRejection::MissingJsonContentType(_) => {
             "The request body must be JSON (Content-Type: application/json).".to_owned()
         }
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            format!("The request body is larger than {} bytes.", crate::MAX_BODY_BYTES)
+            format!(
+                "The request body is larger than {} bytes.",
+                crate::MAX_BODY_BYTES
+            )
         }
         other => other.body_text(),
     };

@@ -1,1 +1,48 @@
-//! placeholder
+//! The `api` function: the HTTP JSON API that the `gigalixir` CLI (ours, and GIGALIXIR's
+//! official one) speaks. Triggered by HTTP requests, not by the bus; emits nothing yet.
+//!
+//! Routes follow GIGALIXIR's API: `{"data": …}` replies, `{"errors": {…}}` errors, 201 for
+//! creations, 401 for bad credentials, HTTP Basic `email:api_key` on every route but
+//! sign-up (`POST /api/users`) and login (`GET /api/login`, Basic `email:password`).
+
+pub mod apps;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod users;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use shared::ports::Store;
+
+pub use config::Config;
+use error::ApiError;
+
+/// Largest request body accepted; the API takes small JSON documents only.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the handlers share: the ports they use.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Users, keys, apps.
+    pub store: Arc<dyn Store>,
+}
+
+/// The API's router, with its state.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/users", post(users::create).get(users::account))
+        .route("/api/free_users", post(users::create))
+        .route("/api/login", get(users::login))
+        .route("/api/api_keys/regenerate", post(users::regenerate))
+        .route("/api/apps", get(apps::list).post(apps::create))
+        .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "No such route.") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

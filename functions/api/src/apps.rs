@@ -1,0 +1,128 @@
+//! Apps: create, list, show, destroy. Another user's app is answered exactly like a
+//! missing one.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde_json::{json, Value};
+use shared::domain::{AppName, Secret};
+use shared::model::App;
+use shared::wire::{AppView, Data, NewApp};
+use shared::PortError;
+
+use crate::auth::{random_hex, AuthUser};
+use crate::error::{ApiError, ApiJson};
+use crate::ApiState;
+
+/// Where apps run on the embedded platform, in GIGALIXIR's terms.
+const CLOUD: &str = "local";
+const REGION: &str = "local";
+const STACK: &str = "bookworm";
+const DEFAULT_SIZE: f64 = 0.5;
+
+fn view(app: &App) -> AppView {
+    AppView {
+        unique_name: app.name.to_string(),
+        size: app.size,
+        replicas: app.replicas,
+        cloud: CLOUD.into(),
+        region: REGION.into(),
+        stack: app.stack.clone(),
+    }
+}
+
+/// Loads an app the caller owns; anything else is 404.
+pub async fn owned_app(state: &ApiState, caller: &AuthUser, name: &str) -> Result<App, ApiError> {
+    let missing = || ApiError::not_found(format!("App `{name}` not found."));
+    let name = AppName::parse(name).map_err(|_| missing())?;
+    match state.store.app(&name).await {
+        Ok(app) if app.owner == caller.0.id => Ok(app),
+        Ok(_) | Err(PortError::NotFound) => Err(missing()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `GET /api/apps`: the caller's apps, by name.
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+) -> Result<Json<Data<Vec<AppView>>>, ApiError> {
+    let apps = state.store.apps_of(&caller.0.id).await?;
+    Ok(Json(Data {
+        data: apps.iter().map(view).collect(),
+    }))
+}
+
+/// A name for apps created without one: `word-word-1234`.
+fn generated_name() -> String {
+    const FIRST: &[&str] = &[
+        "amber", "brisk", "calm", "daring", "eager", "fuzzy", "gentle", "humble", "jolly",
+        "lively", "mellow", "nimble", "proud", "quiet", "rapid", "sunny", "tidy", "vivid", "witty",
+        "zesty",
+    ];
+    const SECOND: &[&str] = &[
+        "badger", "comet", "dune", "falcon", "grove", "harbor", "island", "lagoon", "meadow",
+        "nebula", "orchid", "pebble", "quartz", "river", "summit", "tundra", "valley", "willow",
+        "yonder", "zephyr",
+    ];
+    let r = random_hex(6);
+    let n = u64::from_str_radix(&r, 16).unwrap_or(0);
+    let a = FIRST[(n % FIRST.len() as u64) as usize];
+    let b = SECOND[((n / 97) % SECOND.len() as u64) as usize];
+    format!("{a}-{b}-{:04}", n % 10_000)
+}
+
+/// `POST /api/apps`: creates an app with its own Erlang cookie and `SECRET_KEY_BASE`.
+/// 201; 422 for an invalid, reserved or taken name.
+pub async fn create(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    ApiJson(body): ApiJson<NewApp>,
+) -> Result<(StatusCode, Json<Data<AppView>>), ApiError> {
+    let raw = body.unique_name.unwrap_or_else(generated_name);
+    let name = AppName::parse(&raw).map_err(|e| ApiError::invalid("unique_name", e.0))?;
+    let app = App {
+        name,
+        owner: caller.0.id.clone(),
+        created_at: Utc::now(),
+        erlang_cookie: Secret::new(random_hex(32)),
+        secret_key_base: Secret::new(random_hex(48)),
+        replicas: 1,
+        size: DEFAULT_SIZE,
+        stack: body.stack.unwrap_or_else(|| STACK.to_owned()),
+        config: Default::default(),
+    };
+    match state.store.create_app(&app).await {
+        Ok(()) => {
+            tracing::info!(app = %app.name, "app created");
+            Ok((StatusCode::CREATED, Json(Data { data: view(&app) })))
+        }
+        Err(PortError::AlreadyExists) => {
+            Err(ApiError::invalid("unique_name", "has already been taken"))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `GET /api/apps/NAME`.
+pub async fn info(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Data<AppView>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    Ok(Json(Data { data: view(&app) }))
+}
+
+/// `DELETE /api/apps/NAME`: deletes the app with its builds and releases.
+pub async fn destroy(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Data<Value>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    state.store.delete_app(&app.name).await?;
+    tracing::info!(app = %app.name, "app destroyed");
+    Ok(Json(Data { data: json!({}) }))
+}
