@@ -41,7 +41,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/api_keys/regenerate", post(users::regenerate))
         .route("/api/apps", get(apps::list).post(apps::create))
         .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"data": {"status": "ok"}})) }),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "No such route.") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
