@@ -4,8 +4,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::Parser;
+use futures::FutureExt;
+use shared::ports::{Bus, Store, SubscriptionSpec};
+use shared::push::RouterEndpoint;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Runs the whole platform on one machine: SQLite store and bus, blobs in a directory.
 #[derive(Debug, Parser)]
@@ -61,10 +68,13 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
 
     let store = shared::backends::open_store(&store_url).context("opening the store")?;
-    // The bus and blobs are opened now so a bad URL fails at start; the pipeline steps
-    // that use them join in the push-deploy work.
-    let _bus = shared::backends::open_bus(&bus_url).context("opening the bus")?;
+    let bus = shared::backends::open_bus(&bus_url).context("opening the bus")?;
+    // Opened now so a bad URL fails at start; the steps that use blobs join with the
+    // push-deploy work.
     let _blobs = shared::backends::open_blobs(&blobs_url).context("opening the blob store")?;
+
+    let shutdown = CancellationToken::new();
+    let steps = start_steps(&store, &bus, &shutdown).await?;
 
     let app =
         gigalixir_api::router(gigalixir_api::ApiState { store }).layer(shared::web::trace_layer());
@@ -78,7 +88,50 @@ async fn main() -> anyhow::Result<()> {
         data_dir = %data_dir.display(),
         "platform ready"
     );
-    shared::web::serve(listener, app, shared::web::shutdown_signal()).await?;
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shared::web::shutdown_signal().await;
+            shutdown.cancel();
+        });
+    }
+    shared::web::serve(listener, app, shutdown.clone().cancelled_owned()).await?;
+    shutdown.cancel();
+    for step in steps {
+        step.await.context("a delivery loop panicked")??;
+    }
     tracing::info!("platform stopped");
     Ok(())
+}
+
+/// Subscribes each bus-triggered function to its topic and delivers to its router
+/// in-process, exactly as Pub/Sub would push to it. Returns the delivery loops.
+async fn start_steps(
+    store: &Arc<dyn Store>,
+    bus: &Arc<dyn Bus>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<Result<(), shared::PortError>>>> {
+    let release = gigalixir_release::router(gigalixir_release::ReleaseState {
+        store: store.clone(),
+        bus: bus.clone(),
+    });
+    let wiring = [(
+        SubscriptionSpec::new(
+            "release.slug-uploaded",
+            shared::messages::Topic::SLUG_UPLOADED,
+        ),
+        release,
+    )];
+    let mut loops = Vec::new();
+    for (spec, router) in wiring {
+        bus.ensure_subscription(&spec)
+            .await
+            .with_context(|| format!("creating the subscription {}", spec.name))?;
+        let (bus, stop) = (bus.clone(), shutdown.clone().cancelled_owned().boxed());
+        let endpoint = Arc::new(RouterEndpoint::new(router, "/"));
+        loops.push(tokio::spawn(async move {
+            bus.deliver(&spec.name, endpoint, stop).await
+        }));
+    }
+    Ok(loops)
 }

@@ -1,11 +1,11 @@
 //! The function's settings, from the environment.
 
-use anyhow::Context;
+use shared::web::{backend_url_from_env, port_from_env};
 
 /// Settings of the standalone `api` service.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Port to listen on (`PORT`, default 8080, as Cloud Run sets it).
+    /// Port to listen on (`PORT`, default 8080).
     pub port: u16,
     /// Store backend URL (`STORE_URL`).
     pub store_url: String,
@@ -14,14 +14,10 @@ pub struct Config {
 impl Config {
     /// Reads `PORT` and `STORE_URL`.
     pub fn from_env() -> anyhow::Result<Self> {
-        let port = match std::env::var("PORT") {
-            Ok(p) => p
-                .parse()
-                .with_context(|| format!("PORT `{p}` is not a port number"))?,
-            Err(_) => 8080,
-        };
-        let store_url = std::env::var("STORE_URL")
-            .context("STORE_URL is not set (e.g. sqlite:///var/lib/gigalixir/store.db)")?;
-        Ok(Self { port, store_url })
+        Ok(Self {
+            port: port_from_env().map_err(anyhow::Error::msg)?,
+            store_url: backend_url_from_env("STORE_URL", "sqlite:///var/lib/gigalixir/store.db")
+                .map_err(anyhow::Error::msg)?,
+        })
     }
 }

@@ -1,1 +1,111 @@
-//! placeholder
+//! The `release` function. Trigger: a `slug-uploaded` message (Pub/Sub push to `POST /`).
+//! Step: in one store transaction, record the app's next release `vN` from the build's
+//! slug and a snapshot of the app's config, `rollback_id` pointing at the release it
+//! replaces; mark the build released. Emits: `release-created`.
+//!
+//! Idempotent: the build id is the release's idempotency key, so a redelivered message
+//! finds its release and only re-publishes the event (consumers are idempotent too).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use shared::domain::{AppName, BuildId};
+use shared::messages::{Delivery, Envelope, Event, ATTR_TRACE};
+use shared::model::{BuildState, NewRelease, SlugRef};
+use shared::ports::{Bus, Store};
+use shared::push::{handle, StepError};
+use shared::PortError;
+
+/// The ports the step uses.
+#[derive(Clone)]
+pub struct ReleaseState {
+    /// Apps, builds, releases.
+    pub store: Arc<dyn Store>,
+    /// Where `release-created` goes.
+    pub bus: Arc<dyn Bus>,
+}
+
+/// The function's router: the push endpoint and a health check.
+pub fn router(state: ReleaseState) -> Router {
+    Router::new()
+        .route("/", post(push))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn push(State(state): State<ReleaseState>, body: Bytes) -> Response {
+    handle(body, |delivery| on_delivery(state, delivery)).await
+}
+
+async fn on_delivery(state: ReleaseState, delivery: Delivery) -> Result<(), StepError> {
+    let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
+    match delivery.envelope.decode_event() {
+        Ok(Event::SlugUploaded { app, build, slug }) => {
+            release_build(&state, &app, &build, &slug, trace.as_deref()).await
+        }
+        Ok(other) => Err(StepError::Permanent(format!(
+            "release does not handle {} events",
+            other.kind()
+        ))),
+        Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
+    }
+}
+
+/// Records the release of an uploaded build and announces it.
+#[tracing::instrument(skip_all, fields(app = %app, build = %build))]
+pub async fn release_build(
+    state: &ReleaseState,
+    app: &AppName,
+    build: &BuildId,
+    slug: &SlugRef,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let record = match state.store.build(build).await {
+        Ok(b) => b,
+        Err(PortError::NotFound) => {
+            return Err(StepError::Permanent("the build no longer exists".into()))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let current = match state.store.app(app).await {
+        Ok(a) => a,
+        Err(PortError::NotFound) => {
+            return Err(StepError::Permanent("the app was destroyed".into()))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let short = record.commit.get(..7).unwrap_or(&record.commit).to_owned();
+    let spec = NewRelease {
+        idempotency_key: format!("build:{build}"),
+        slug: slug.clone(),
+        config: current.config.clone(),
+        commit: Some(record.commit.clone()),
+        build: Some(build.clone()),
+        summary: format!("Deploy {short}"),
+    };
+    let release = state.store.create_next_release(app, &spec).await?;
+    match state
+        .store
+        .transition_build(build, BuildState::Uploaded, BuildState::Released, &|_| {})
+        .await
+    {
+        // Precondition: a previous delivery already moved it on.
+        Ok(_) | Err(PortError::Precondition) => {}
+        Err(err) => return Err(err.into()),
+    }
+    let event = Event::ReleaseCreated {
+        app: app.clone(),
+        build: Some(build.clone()),
+        version: release.version,
+    };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, trace))
+        .await?;
+    tracing::info!(version = %release.version, "release created");
+    Ok(())
+}
