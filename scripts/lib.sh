@@ -33,7 +33,7 @@ free_port() {
 # Waits until URL answers 200, up to $2 seconds (default 30).
 wait_healthy() {
   local url=$1 limit=${2:-30} n=0
-  until curl -fsS -o /dev/null "$url"; do
+  until curl -fs -o /dev/null "$url"; do
     n=$((n + 1))
     [ $n -ge $((limit * 10)) ] && return 1
     sleep 0.1
