@@ -1,0 +1,394 @@
+//! The platform's HTTP API, as the CLI uses it: one method per route, replies decoded
+//! into the wire types of `shared`, failures turned into [`ApiError`]s that say what went
+//! wrong in the user's terms.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shared::domain::AppName;
+use shared::wire::{AppView, Data, Errors, KeyView, NewApp, NewUser, UserView};
+use url::Url;
+
+/// Where the API lives when `GIGALIXIR_API_URL` is not set.
+pub const DEFAULT_API_URL: &str = "http://localhost:5080";
+
+/// The platform's base URL (`GIGALIXIR_API_URL`), which is also the git host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiUrl {
+    url: Url,
+    host: String,
+}
+
+impl ApiUrl {
+    /// Checks a base URL given by the user.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("GIGALIXIR_API_URL `{raw}` {why}");
+        let url = Url::parse(raw.trim()).map_err(|e| bad(&format!("is not a valid URL ({e})")))?;
+        match url.scheme() {
+            "http" | "https" => {}
+            _ => return Err(bad("must start with http:// or https://")),
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("must not have a query or fragment"));
+        }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(host) => host.to_string(),
+            None => return Err(bad("has no host")),
+        };
+        Ok(Self { url, host })
+    }
+
+    /// The host name alone (no port): the netrc `machine` for both the API and git.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The base URL as text, without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.url.as_str().trim_end_matches('/')
+    }
+
+    /// The URL of an API path such as `/api/apps`.
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    /// The git remote of an app: `<API_URL>/NAME.git`.
+    pub fn git_remote(&self, app: &AppName) -> String {
+        format!("{}/{app}.git", self.base())
+    }
+}
+
+impl fmt::Display for ApiUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.base())
+    }
+}
+
+/// What an authenticated request sends: the email and the API key from netrc.
+#[derive(Clone)]
+pub struct Auth {
+    /// Account email (the netrc `login`).
+    pub email: String,
+    /// API key (the netrc `password`).
+    pub key: String,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("email", &self.email)
+            .field("key", &"…")
+            .finish()
+    }
+}
+
+/// A request that did not succeed, in the user's terms.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Nothing answers at the URL.
+    Unreachable(String),
+    /// The platform did not answer in time.
+    Timeout(String),
+    /// 401: the credentials were refused.
+    Unauthorized,
+    /// 404, with the platform's message.
+    NotFound(String),
+    /// 422: the request was refused; messages by field.
+    Invalid(Errors),
+    /// 413.
+    TooLarge,
+    /// 5xx: the platform failed; try later.
+    Unavailable,
+    /// Anything this CLI does not expect.
+    Unexpected(String),
+}
+
+impl ApiError {
+    /// Whether field `field` was refused with a message containing `needle`.
+    pub fn is_invalid(&self, field: &str, needle: &str) -> bool {
+        match self {
+            Self::Invalid(errors) => errors
+                .errors
+                .get(field)
+                .is_some_and(|msgs| msgs.iter().any(|m| m.contains(needle))),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable(url) => write!(
+                f,
+                "cannot reach the platform at {url}: is it running? (scripts/up starts it; GIGALIXIR_API_URL chooses another)"
+            ),
+            Self::Timeout(url) => write!(
+                f,
+                "the platform at {url} did not answer in time: try again shortly"
+            ),
+            Self::Unauthorized => write!(
+                f,
+                "your API key was not accepted (expired or reset): run `gigalixir login`"
+            ),
+            Self::NotFound(message) => f.write_str(message),
+            Self::Invalid(errors) => f.write_str(&humane(errors)),
+            Self::TooLarge => write!(f, "the request was too large for the platform"),
+            Self::Unavailable => write!(
+                f,
+                "the platform could not complete the request: try again shortly (its log says why)"
+            ),
+            Self::Unexpected(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The platform's 422 messages as one sentence, with API field names in words.
+fn humane(errors: &Errors) -> String {
+    let renamed = Errors {
+        errors: errors
+            .errors
+            .iter()
+            .map(|(field, msgs)| {
+                let field = match field.as_str() {
+                    "unique_name" => "app name",
+                    "current_password" => "password",
+                    other => other,
+                };
+                (field.to_owned(), msgs.iter().map(|m| tidy(m)).collect())
+            })
+            .collect(),
+    };
+    let sentence = renamed.sentence();
+    if sentence.is_empty() {
+        "the platform refused the request".to_owned()
+    } else {
+        sentence
+    }
+}
+
+/// A server message in the CLI's voice: lowercase start, no final period.
+fn tidy(message: &str) -> String {
+    let message = message.trim().trim_end_matches('.');
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) if chars.clone().next().is_some_and(|c| c.is_lowercase()) => {
+            first.to_lowercase().chain(chars).collect()
+        }
+        _ => message.to_owned(),
+    }
+}
+
+/// The API client.
+pub struct Client {
+    api: ApiUrl,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// A client for the platform at `api`.
+    pub fn new(api: ApiUrl) -> anyhow::Result<Self> {
+        let http = reqwest::blocking::Client::builder()
+            .user_agent(concat!("gigalixir-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up HTTP: {e}"))?;
+        Ok(Self { api, http })
+    }
+
+    /// The platform's base URL.
+    pub fn api(&self) -> &ApiUrl {
+        &self.api
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.api.endpoint(path))
+    }
+
+    fn authed(&self, method: Method, path: &str, auth: &Auth) -> RequestBuilder {
+        self.request(method, path)
+            .basic_auth(&auth.email, Some(&auth.key))
+    }
+
+    /// Sends `req` and decodes a `{"data": T}` reply.
+    fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ApiError> {
+        let resp = req.send().map_err(|e| self.transport(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return read_json::<Data<T>>(resp)
+                .map(|d| d.data)
+                .ok_or_else(|| self.unexpected(status));
+        }
+        Err(match status {
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+            StatusCode::NOT_FOUND => {
+                let errors = read_json::<Errors>(resp).unwrap_or_default();
+                ApiError::NotFound(tidy(&errors.sentence()))
+            }
+            StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
+                ApiError::Invalid(read_json::<Errors>(resp).unwrap_or_default())
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
+            s if s.is_server_error() => ApiError::Unavailable,
+            s => self.unexpected(s),
+        })
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> ApiError {
+        if e.is_timeout() {
+            ApiError::Timeout(self.api.to_string())
+        } else if e.is_connect() {
+            ApiError::Unreachable(self.api.to_string())
+        } else {
+            // The message names the URL, never the credentials (they travel in a header).
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                detail = format!("{detail}: {s}");
+                source = s.source();
+            }
+            ApiError::Unexpected(format!(
+                "the request to the platform at {} failed ({detail}): is it running, and is GIGALIXIR_API_URL right?",
+                self.api
+            ))
+        }
+    }
+
+    fn unexpected(&self, status: StatusCode) -> ApiError {
+        ApiError::Unexpected(format!(
+            "the platform at {} gave a reply this CLI does not understand (HTTP {status}): is GIGALIXIR_API_URL pointing at a gigalixir platform?",
+            self.api
+        ))
+    }
+
+    /// `POST /api/users`: creates an account.
+    pub fn sign_up(&self, email: &str, password: &str) -> Result<UserView, ApiError> {
+        let body = NewUser {
+            email: email.to_owned(),
+            password: password.to_owned(),
+        };
+        self.call(self.request(Method::POST, "/api/users").json(&body))
+    }
+
+    /// `GET /api/login` with Basic `email:password`: a new API key.
+    pub fn log_in(&self, email: &str, password: &str) -> Result<KeyView, ApiError> {
+        self.call(
+            self.request(Method::GET, "/api/login")
+                .basic_auth(email, Some(password)),
+        )
+    }
+
+    /// `GET /api/users`: the caller's account.
+    pub fn account(&self, auth: &Auth) -> Result<UserView, ApiError> {
+        self.call(self.authed(Method::GET, "/api/users", auth))
+    }
+
+    /// `POST /api/api_keys/regenerate`: revokes every key and issues one. A 401 means the
+    /// key or the password was refused.
+    pub fn regenerate_key(&self, auth: &Auth, password: &str) -> Result<KeyView, ApiError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            current_password: &'a str,
+        }
+        self.call(
+            self.authed(Method::POST, "/api/api_keys/regenerate", auth)
+                .json(&Body {
+                    current_password: password,
+                }),
+        )
+    }
+
+    /// `GET /api/apps`.
+    pub fn apps(&self, auth: &Auth) -> Result<Vec<AppView>, ApiError> {
+        self.call(self.authed(Method::GET, "/api/apps", auth))
+    }
+
+    /// `POST /api/apps`; without a name the platform makes one up.
+    pub fn create_app(&self, auth: &Auth, name: Option<&AppName>) -> Result<AppView, ApiError> {
+        let body = NewApp {
+            unique_name: name.map(|n| n.to_string()),
+            ..NewApp::default()
+        };
+        self.call(self.authed(Method::POST, "/api/apps", auth).json(&body))
+    }
+
+    /// `GET /api/apps/NAME`.
+    pub fn app(&self, auth: &Auth, name: &AppName) -> Result<AppView, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}"), auth))
+    }
+
+    /// `DELETE /api/apps/NAME`.
+    pub fn destroy_app(&self, auth: &Auth, name: &AppName) -> Result<(), ApiError> {
+        self.call::<serde_json::Value>(self.authed(
+            Method::DELETE,
+            &format!("/api/apps/{name}"),
+            auth,
+        ))
+        .map(drop)
+    }
+}
+
+fn read_json<T: DeserializeOwned>(resp: Response) -> Option<T> {
+    let bytes = resp.bytes().ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_url_gives_host_base_and_remote() {
+        let api = ApiUrl::parse("http://localhost:5080/").expect("valid");
+        assert_eq!(api.host(), "localhost");
+        assert_eq!(api.base(), "http://localhost:5080");
+        let app = AppName::parse("my-app").expect("valid");
+        assert_eq!(api.git_remote(&app), "http://localhost:5080/my-app.git");
+        let api = ApiUrl::parse("http://127.0.0.1:5999").expect("valid");
+        assert_eq!(api.host(), "127.0.0.1");
+        assert_eq!(api.endpoint("/api/apps"), "http://127.0.0.1:5999/api/apps");
+    }
+
+    #[test]
+    fn api_url_refuses_what_it_cannot_use() {
+        assert!(ApiUrl::parse("localhost:5080").is_err());
+        assert!(ApiUrl::parse("ftp://localhost").is_err());
+        assert_eq!(
+            ApiUrl::parse("https://api.example.com")
+                .expect("https is fine")
+                .host(),
+            "api.example.com"
+        );
+        assert!(ApiUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn field_names_read_as_words() {
+        let e = Errors::field("unique_name", "has already been taken");
+        assert_eq!(humane(&e), "app name has already been taken");
+        let e = Errors::field("unique_name", "app name `www` is reserved by the platform");
+        assert_eq!(humane(&e), "app name `www` is reserved by the platform");
+        let e = Errors::general("Sorry, we could not authenticate you.");
+        assert_eq!(humane(&e), "sorry, we could not authenticate you");
+        assert_eq!(tidy("App `x` not found."), "app `x` not found");
+        assert_eq!(tidy("API down"), "API down");
+    }
+
+    #[test]
+    fn auth_debug_hides_the_key() {
+        let auth = Auth {
+            email: "a@b.co".into(),
+            key: "secret-key".into(),
+        };
+        assert!(!format!("{auth:?}").contains("secret-key"));
+    }
+}

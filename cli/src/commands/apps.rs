@@ -1,0 +1,216 @@
+//! Apps: `create app`/`apps:create`, `apps`, `apps:info`, `apps:destroy`, `git:remote`.
+
+use anyhow::{anyhow, bail};
+use shared::domain::AppName;
+use shared::wire::AppView;
+
+use super::{say, Ctx};
+use crate::client::{ApiError, Auth};
+use crate::git::{self, RemoteChange};
+use crate::prompt;
+
+fn parse_name(raw: &str) -> anyhow::Result<AppName> {
+    AppName::parse(raw).map_err(|e| anyhow!("{e}: choose another name; nothing was created"))
+}
+
+/// An app lookup's 404 in the user's terms.
+fn not_found(name: &AppName) -> impl FnOnce(ApiError) -> anyhow::Error + '_ {
+    move |e| match e {
+        ApiError::NotFound(_) => {
+            anyhow!("you have no app named `{name}`: run `gigalixir apps` to see yours")
+        }
+        e => anyhow!(e),
+    }
+}
+
+/// `create app NAME` / `apps:create -n NAME` / `create -n NAME`.
+pub fn create(ctx: &Ctx, name: Option<String>) -> anyhow::Result<()> {
+    let name = name.as_deref().map(parse_name).transpose()?;
+    let auth = ctx.auth()?;
+    let app = ctx
+        .client
+        .create_app(&auth, name.as_ref())
+        .map_err(|e| match (&name, e) {
+            (Some(name), e) if e.is_invalid("unique_name", "taken") => anyhow!(
+                "the app name `{name}` is already taken: choose another name; nothing was created"
+            ),
+            (_, ApiError::Invalid(errors)) => {
+                anyhow!("{}: nothing was created", ApiError::Invalid(errors))
+            }
+            (_, e) => anyhow!(e),
+        })?;
+    let name = AppName::parse(&app.unique_name)
+        .map_err(|e| anyhow!("the platform created an app with a name this CLI refuses ({e})"))?;
+    say(format!("Created app {name}."))?;
+    if !git::is_repository(&ctx.cwd) {
+        return say(format!(
+            "This directory is not in a git repository, so no git remote was added: inside your project, run `gigalixir git:remote {name}`."
+        ));
+    }
+    let url = ctx.api().git_remote(&name);
+    match git::set_remote(&ctx.cwd, git::REMOTE, &url) {
+        Ok(change) => say(remote_message(&change, &url)),
+        Err(e) => Err(anyhow!(
+            "created app {name}, but could not set the git remote `{}` ({e:#}): run `gigalixir git:remote {name}` in your repository",
+            git::REMOTE
+        )),
+    }
+}
+
+fn remote_message(change: &RemoteChange, url: &str) -> String {
+    let remote = git::REMOTE;
+    let what = match change {
+        RemoteChange::Added => format!("Added git remote `{remote}` → {url}."),
+        RemoteChange::Replaced(old) => {
+            format!("Pointed git remote `{remote}` at {url} (it was {old}).")
+        }
+        RemoteChange::Unchanged => format!("Git remote `{remote}` already points at {url}."),
+    };
+    format!("{what}\nDeploy with `git push {remote} main` (or master).")
+}
+
+/// `apps`.
+pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
+    let auth = ctx.auth()?;
+    let apps = ctx.client.apps(&auth)?;
+    if json {
+        return say(serde_json::to_string_pretty(&apps)?);
+    }
+    if apps.is_empty() {
+        return say("You have no apps yet: create one with `gigalixir create app NAME` inside your project.");
+    }
+    say(table(&apps))
+}
+
+fn table(apps: &[AppView]) -> String {
+    let header = ["NAME", "REPLICAS", "SIZE", "STACK"];
+    let rows: Vec<[String; 4]> = apps
+        .iter()
+        .map(|a| {
+            [
+                a.unique_name.clone(),
+                a.replicas.to_string(),
+                a.size.to_string(),
+                a.stack.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 4]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out
+    };
+    let mut lines = vec![line(header)];
+    for row in &rows {
+        lines.push(line([&row[0], &row[1], &row[2], &row[3]]));
+    }
+    lines.join("\n")
+}
+
+/// `apps:info`.
+pub fn info(ctx: &Ctx, app: Option<String>, json: bool) -> anyhow::Result<()> {
+    let name = ctx.app(app)?;
+    let auth = ctx.auth()?;
+    let app = ctx.client.app(&auth, &name).map_err(not_found(&name))?;
+    if json {
+        return say(serde_json::to_string_pretty(&app)?);
+    }
+    say(format!(
+        "name:        {}\nreplicas:    {}\nsize:        {} GB\nstack:       {}\ncloud:       {}\nregion:      {}\ngit remote:  {}",
+        app.unique_name,
+        app.replicas,
+        app.size,
+        app.stack,
+        app.cloud,
+        app.region,
+        ctx.api().git_remote(&name)
+    ))
+}
+
+/// `apps:destroy`.
+pub fn destroy(ctx: &Ctx, app: Option<String>, yes: bool) -> anyhow::Result<()> {
+    let name = ctx.app(app)?;
+    let auth: Auth = ctx.auth()?;
+    // Look it up first, so nobody is asked to confirm the destruction of a typo.
+    ctx.client.app(&auth, &name).map_err(not_found(&name))?;
+    if !yes {
+        if !prompt::interactive() {
+            bail!(
+                "refusing to destroy {name} without confirmation (no terminal to ask on): pass -y to destroy it"
+            );
+        }
+        eprintln!("This destroys {name} with its releases and configuration; it cannot be undone.");
+        let typed = prompt::line(&format!("Type the app name ({name}) to confirm: "))?;
+        if typed != name.as_str() {
+            bail!("`{typed}` is not `{name}`: nothing was destroyed");
+        }
+    }
+    ctx.client
+        .destroy_app(&auth, &name)
+        .map_err(not_found(&name))?;
+    say(format!("Destroyed app {name}."))?;
+    let remote = git::remote_url(&ctx.cwd, git::REMOTE);
+    if remote.as_deref() == Some(ctx.api().git_remote(&name).as_str()) {
+        say(format!(
+            "This repository's `{r}` remote still points at it: remove it with `git remote remove {r}`.",
+            r = git::REMOTE
+        ))?;
+    }
+    Ok(())
+}
+
+/// `git:remote NAME`.
+pub fn git_remote(ctx: &Ctx, name: Option<String>) -> anyhow::Result<()> {
+    let raw = name.ok_or_else(|| anyhow!("no app given: pass the app's name"))?;
+    let name = AppName::parse(&raw)
+        .map_err(|e| anyhow!("{e}: check the name (`gigalixir apps` lists yours)"))?;
+    if !git::is_repository(&ctx.cwd) {
+        bail!(
+            "this directory is not in a git repository: run this inside your project (or `git init` first)"
+        );
+    }
+    let auth = ctx.auth()?;
+    ctx.client.app(&auth, &name).map_err(not_found(&name))?;
+    let url = ctx.api().git_remote(&name);
+    let change = git::set_remote(&ctx.cwd, git::REMOTE, &url)?;
+    say(remote_message(&change, &url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str, replicas: u32, size: f64) -> AppView {
+        AppView {
+            unique_name: name.into(),
+            size,
+            replicas,
+            cloud: "local".into(),
+            region: "local".into(),
+            stack: "bookworm".into(),
+        }
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&[app("a-long-app-name", 1, 0.5), app("abc", 12, 1.0)]);
+        assert_eq!(
+            t,
+            "NAME             REPLICAS  SIZE  STACK\n\
+             a-long-app-name  1         0.5   bookworm\n\
+             abc              12        1     bookworm"
+        );
+    }
+}

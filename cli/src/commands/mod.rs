@@ -1,0 +1,116 @@
+//! What each command does. Every command returns `Ok` after printing its result to stdout,
+//! or an error whose message is one sentence saying what went wrong and what to do next.
+
+mod account;
+mod apps;
+
+use std::fmt::Display;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use shared::domain::AppName;
+
+use crate::args::{Command, CreateWhat};
+use crate::client::{ApiUrl, Auth, Client, DEFAULT_API_URL};
+use crate::{git, netrc};
+
+/// Runs one parsed command.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    let ctx = Ctx::from_env()?;
+    match command {
+        Command::Create(args) => match (args.what, args.name) {
+            (Some(CreateWhat::User(a)), _) => account::sign_up(&ctx, a),
+            (Some(CreateWhat::App(a)), _) => apps::create(&ctx, a.name),
+            (None, name) => apps::create(&ctx, name),
+        },
+        Command::Signup(a) => account::sign_up(&ctx, a),
+        Command::Login(a) => account::log_in(&ctx, a),
+        Command::Logout => account::log_out(&ctx),
+        Command::Account => account::show(&ctx),
+        Command::ApiKeyReset(a) => account::reset_key(&ctx, a),
+        Command::Apps(a) => apps::list(&ctx, a.json),
+        Command::AppsCreate(a) => apps::create(&ctx, a.name),
+        Command::AppsInfo(a) => apps::info(&ctx, a.app.app, a.json),
+        Command::AppsDestroy(a) => apps::destroy(&ctx, a.app.app, a.yes),
+        Command::GitRemote(a) => apps::git_remote(&ctx, a.name.or(a.app)),
+    }
+}
+
+/// What every command may need: the platform, the netrc file, the working directory.
+pub struct Ctx {
+    client: Client,
+    cwd: PathBuf,
+}
+
+impl Ctx {
+    fn from_env() -> anyhow::Result<Self> {
+        let raw = std::env::var("GIGALIXIR_API_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+        let api = ApiUrl::parse(&raw).map_err(|e| anyhow!(e))?;
+        Ok(Self {
+            client: Client::new(api)?,
+            cwd: std::env::current_dir().context("cannot read the current directory")?,
+        })
+    }
+
+    fn api(&self) -> &ApiUrl {
+        self.client.api()
+    }
+
+    /// Where netrc is; asked only by the commands that use it, so that `signup` works
+    /// without HOME.
+    fn netrc_path(&self) -> anyhow::Result<PathBuf> {
+        netrc::default_path()
+    }
+
+    /// The credentials saved by `gigalixir login`.
+    fn auth(&self) -> anyhow::Result<Auth> {
+        let path = self.netrc_path()?;
+        let netrc = netrc::load(&path)?;
+        let creds = netrc.credentials(self.api().host()).ok_or_else(|| {
+            anyhow!(
+                "not logged in: run `gigalixir login` ({} has no entry for `{}`)",
+                path.display(),
+                self.api().host()
+            )
+        })?;
+        Ok(Auth {
+            email: creds.login,
+            key: creds.password,
+        })
+    }
+
+    /// The app a command is about: `-a` (or `GIGALIXIR_APP`, which clap folds into it),
+    /// else the app of this repository's `gigalixir` remote.
+    fn app(&self, given: Option<String>) -> anyhow::Result<AppName> {
+        if let Some(name) = given.filter(|n| !n.is_empty()) {
+            return AppName::parse(&name).map_err(|e| {
+                anyhow!("{e}: check the name given with -a or GIGALIXIR_APP (`gigalixir apps` lists yours)")
+            });
+        }
+        let Some(url) = git::remote_url(&self.cwd, git::REMOTE) else {
+            return Err(anyhow!(
+                "no app given: pass -a NAME, set GIGALIXIR_APP, or run inside a repository with a `{}` remote",
+                git::REMOTE
+            ));
+        };
+        git::app_from_remote_url(&url)
+            .and_then(|name| AppName::parse(&name).ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "the `{}` git remote ({url}) does not name an app: pass -a NAME, or fix it with `gigalixir git:remote NAME`",
+                    git::REMOTE
+                )
+            })
+    }
+}
+
+/// Prints a line of output; a closed stdout (`gigalixir apps | head -1`) ends the command
+/// quietly.
+fn say(text: impl Display) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(anyhow::Error::from)
+}
