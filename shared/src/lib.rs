@@ -13,10 +13,14 @@ pub mod model;
 pub mod ports;
 pub mod wire;
 
+#[cfg(feature = "http")]
+pub mod auth;
 #[cfg(feature = "embedded")]
 pub mod backends;
 #[cfg(feature = "contract")]
 pub mod contract;
+#[cfg(feature = "docker")]
+pub mod docker;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 #[cfg(feature = "http")]

@@ -113,3 +113,24 @@ pub struct AppView {
     /// Base image family.
     pub stack: String,
 }
+
+/// A release as listed (`GET /api/apps/NAME/releases`, newest first). The first four fields
+/// are GIGALIXIR's (its CLI prints the list and reads `version` to roll back); the rest
+/// are ours. Config values are secrets and never part of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseView {
+    /// The release number: `2` for v2.
+    pub version: u32,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// One line for people: "Deploy 1a2b3c4", "Set FOO", "Rollback to v3".
+    pub summary: String,
+    /// The git commit it was built from, when it comes from a push.
+    pub sha: Option<String>,
+    /// What happened to it.
+    pub status: crate::model::ReleaseStatus,
+    /// The version it replaced when it was made, if any.
+    pub rollback_id: Option<u32>,
+    /// The slug's size in bytes.
+    pub slug_size: u64,
+}

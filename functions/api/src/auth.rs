@@ -7,63 +7,19 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use chrono::{Duration, Utc};
 use rand::rngs::OsRng;
 use rand::RngCore;
-use shared::domain::{ApiKey, Email, Password, Secret};
+use shared::auth::AuthError;
+use shared::domain::{ApiKey, Password, Secret};
 use shared::model::{ApiKeyRecord, User, API_KEY_LIFETIME_DAYS};
 use shared::PortError;
 
 use crate::error::ApiError;
 use crate::ApiState;
 
-/// The two halves of a Basic `Authorization` header, each with its decoded variant.
-pub struct BasicAuth {
-    user: Vec<String>,
-    secret: Vec<String>,
-}
-
-impl BasicAuth {
-    /// Reads the header; `None` when it is missing or not Basic.
-    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, encoded) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return None;
-        }
-        let raw = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-        let (user, secret) = raw.split_once(':')?;
-        Some(Self {
-            user: variants(user),
-            secret: variants(secret),
-        })
-    }
-
-    /// The email, if either variant of the user part is one.
-    pub fn email(&self) -> Option<Email> {
-        self.user.iter().find_map(|u| Email::parse(u).ok())
-    }
-
-    /// The secret part as sent, then percent-decoded.
-    pub fn secrets(&self) -> &[String] {
-        &self.secret
-    }
-}
-
-fn variants(part: &str) -> Vec<String> {
-    let mut out = vec![part.to_owned()];
-    if let Ok(decoded) = percent_encoding::percent_decode_str(part).decode_utf8() {
-        if decoded != part {
-            out.push(decoded.into_owned());
-        }
-    }
-    out
-}
+pub use shared::auth::BasicAuth;
 
 /// The caller, authenticated by `email:api_key`.
 pub struct AuthUser(pub User);
@@ -72,21 +28,11 @@ impl FromRequestParts<ApiState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let basic = BasicAuth::from_headers(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let email = basic.email().ok_or_else(ApiError::unauthorized)?;
-        let now = Utc::now();
-        for key in basic.secrets() {
-            match state
-                .store
-                .user_by_api_key(&ApiKey::new(key.as_str()).hash(), now)
-                .await
-            {
-                Ok(user) if user.email == email => return Ok(AuthUser(user)),
-                Ok(_) | Err(PortError::NotFound) => continue,
-                Err(err) => return Err(err.into()),
-            }
+        match shared::auth::user_from_api_key(&*state.store, &parts.headers).await {
+            Ok(user) => Ok(AuthUser(user)),
+            Err(AuthError::Unauthorized) => Err(ApiError::unauthorized()),
+            Err(AuthError::Store(err)) => Err(err.into()),
         }
-        Err(ApiError::unauthorized())
     }
 }
 

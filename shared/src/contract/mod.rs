@@ -21,7 +21,7 @@ macro_rules! store_contract {
     ($make:path) => {
         $crate::contract_tests!($make, $crate::contract::store;
             users_are_unique_by_email, api_keys_live_revoke_and_expire,
-            apps_are_unique_and_owned, builds_move_forward_only,
+            apps_are_unique_and_owned, builds_move_forward_only, build_logs_append_in_order,
             releases_number_themselves_idempotently, locks_exclude_other_holders);
     };
 }

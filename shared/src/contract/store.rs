@@ -367,3 +367,49 @@ pub async fn locks_exclude_other_holders(store: Arc<dyn Store>) {
         .await
         .expect("expired lock is free");
 }
+
+/// Build output lines are numbered in order and read back from any point.
+pub async fn build_logs_append_in_order(store: Arc<dyn Store>) {
+    let ada = user();
+    store.create_user(&ada).await.expect("ada");
+    let a = app(&ada.id);
+    store.create_app(&a).await.expect("app");
+    let b = build(&a.name);
+    store.create_build(&b).await.expect("build");
+    assert!(store
+        .build_log(&b.id, 0, 100)
+        .await
+        .expect("empty")
+        .is_empty());
+    let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .append_build_log(&b.id, &lines(&["one", "two"]))
+            .await
+            .expect("append"),
+        2
+    );
+    assert_eq!(
+        store
+            .append_build_log(&b.id, &lines(&["three"]))
+            .await
+            .expect("append"),
+        3
+    );
+    let all = store.build_log(&b.id, 0, 100).await.expect("read");
+    assert_eq!(
+        all,
+        vec![(1, "one".into()), (2, "two".into()), (3, "three".into())]
+    );
+    assert_eq!(
+        store.build_log(&b.id, 2, 100).await.expect("tail"),
+        vec![(3, "three".into())]
+    );
+    assert_eq!(store.build_log(&b.id, 0, 1).await.expect("limit").len(), 1);
+    store.delete_app(&a.name).await.expect("delete");
+    assert!(store
+        .build_log(&b.id, 0, 100)
+        .await
+        .expect("gone")
+        .is_empty());
+}

@@ -41,6 +41,12 @@ CREATE TABLE IF NOT EXISTS builds (
     json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS builds_app ON builds (app, created_at);
+CREATE TABLE IF NOT EXISTS build_logs (
+    build TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (build, seq)
+);
 CREATE TABLE IF NOT EXISTS releases (
     app TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -235,6 +241,11 @@ impl Store for SqliteStore {
                 if n == 0 {
                     return Err(PortError::NotFound);
                 }
+                tx.execute(
+                    "DELETE FROM build_logs WHERE build IN (SELECT id FROM builds WHERE app = ?1)",
+                    [&name],
+                )
+                .map_err(map_err)?;
                 tx.execute("DELETE FROM builds WHERE app = ?1", [&name])
                     .map_err(map_err)?;
                 tx.execute("DELETE FROM releases WHERE app = ?1", [&name])
@@ -317,6 +328,60 @@ impl Store for SqliteStore {
                     "SELECT json FROM builds WHERE app = ?1 ORDER BY created_at DESC, id DESC",
                     [app],
                 )
+            })
+            .await
+    }
+
+    async fn append_build_log(&self, build: &BuildId, lines: &[String]) -> PortResult<u64> {
+        let (build, lines) = (build.0.clone(), lines.to_vec());
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                let mut seq: u64 = tx
+                    .query_row(
+                        "SELECT COALESCE(MAX(seq), 0) FROM build_logs WHERE build = ?1",
+                        [&build],
+                        |r| r.get(0),
+                    )
+                    .map_err(map_err)?;
+                {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "INSERT INTO build_logs (build, seq, line) VALUES (?1, ?2, ?3)",
+                        )
+                        .map_err(map_err)?;
+                    for line in &lines {
+                        seq += 1;
+                        stmt.execute(params![build, seq, line]).map_err(map_err)?;
+                    }
+                }
+                tx.commit().map_err(map_err)?;
+                Ok(seq)
+            })
+            .await
+    }
+
+    async fn build_log(
+        &self,
+        build: &BuildId,
+        after: u64,
+        limit: usize,
+    ) -> PortResult<Vec<(u64, String)>> {
+        let build = build.0.clone();
+        self.db
+            .call(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT seq, line FROM build_logs WHERE build = ?1 AND seq > ?2
+                         ORDER BY seq LIMIT ?3",
+                    )
+                    .map_err(map_err)?;
+                let rows = stmt
+                    .query_map(params![build, after, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .map_err(map_err)?;
+                rows.collect::<Result<_, _>>().map_err(map_err)
             })
             .await
     }

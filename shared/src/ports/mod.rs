@@ -3,9 +3,13 @@
 //! the suites in `contract` hold every implementation to the same behaviour.
 
 pub mod blobs;
+pub mod builder;
 pub mod bus;
+pub mod runtime;
 pub mod store;
 
 pub use blobs::Blobs;
+pub use builder::Builder;
 pub use bus::{Ack, Bus, PushEndpoint, SubscriptionSpec};
+pub use runtime::Runtime;
 pub use store::Store;

@@ -62,6 +62,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> PortResult<Build>;
     /// The app's builds, newest first.
     async fn builds_of(&self, app: &AppName) -> PortResult<Vec<Build>>;
+    /// Appends lines to a build's output log, in order. Returns the number of the last
+    /// line (lines are numbered from 1 per build).
+    async fn append_build_log(&self, build: &BuildId, lines: &[String]) -> PortResult<u64>;
+    /// Up to `limit` lines of a build's log numbered after `after`, with their numbers.
+    async fn build_log(
+        &self,
+        build: &BuildId,
+        after: u64,
+        limit: usize,
+    ) -> PortResult<Vec<(u64, String)>>;
 
     /// Records the app's next release in one transaction: version = latest + 1,
     /// `rollback_id` = the latest release's version. Idempotent: if a release with the

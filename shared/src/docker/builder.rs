@@ -1,0 +1,310 @@
+//! [`Builder`] on the Docker engine: one container per build, from the builder image,
+//! unprivileged, without network, with resource and time limits.
+
+use std::io::Read;
+
+use async_trait::async_trait;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use bollard::Docker;
+use bytes::Bytes;
+use futures::channel::mpsc::UnboundedSender;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{labels, map_err, LineSplitter, BUILDER_IMAGE, LABEL_APP, LABEL_BUILD, LABEL_INSTANCE};
+use crate::domain::BuildId;
+use crate::error::{PortError, PortResult};
+use crate::ports::builder::{BuildExit, BuildSpec, Builder};
+
+/// The uid/gid of the `build` user of the builder image; uploaded files belong to it.
+const BUILD_UID: u64 = 1000;
+
+/// Builds in containers of [`BUILDER_IMAGE`].
+#[derive(Clone)]
+pub struct DockerBuilder {
+    docker: Docker,
+    instance: String,
+    image: String,
+}
+
+impl DockerBuilder {
+    /// A builder whose containers carry `gigalixir.instance=<instance>`.
+    pub fn new(docker: Docker, instance: impl Into<String>) -> Self {
+        Self {
+            docker,
+            instance: instance.into(),
+            image: BUILDER_IMAGE.to_owned(),
+        }
+    }
+
+    fn name(build: &BuildId) -> String {
+        format!("gx-build-{build}")
+    }
+
+    async fn create(&self, spec: &BuildSpec, name: &str) -> PortResult<()> {
+        let build = spec.build.to_string();
+        let app = spec.app.to_string();
+        let config = ContainerCreateBody {
+            image: Some(self.image.clone()),
+            cmd: Some(vec!["/usr/local/bin/gigalixir-build".into()]),
+            user: Some("build".into()),
+            working_dir: Some("/build".into()),
+            env: Some(vec![format!("GIGALIXIR_CLEAN={}", spec.clean)]),
+            labels: Some(labels(&[
+                (LABEL_INSTANCE, &self.instance),
+                (LABEL_APP, &app),
+                (LABEL_BUILD, &build),
+            ])),
+            host_config: Some(HostConfig {
+                memory: Some(spec.limits.memory_bytes),
+                memory_swap: Some(spec.limits.memory_bytes),
+                nano_cpus: Some(spec.limits.nano_cpus),
+                pids_limit: Some(spec.limits.pids),
+                // Builds need no network: sources and submodules come in the archive, and
+                // hex.pm is not reachable anyway.
+                network_mode: Some("none".into()),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        self.docker
+            .create_container(Some(options), config)
+            .await
+            .map_err(|e| match map_err(e) {
+                PortError::NotFound => PortError::Invalid(format!(
+                    "the image {} is missing: run scripts/images",
+                    self.image
+                )),
+                other => other,
+            })?;
+        let inputs = build_inputs(spec).await?;
+        let upload = UploadToContainerOptionsBuilder::new()
+            .path("/build")
+            .build();
+        self.docker
+            .upload_to_container(name, Some(upload), bollard::body_full(inputs))
+            .await
+            .map_err(map_err)?;
+        self.docker
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(map_err)
+    }
+
+    async fn exit_of(&self, name: &str) -> PortResult<(bool, i64, bool)> {
+        let info = self
+            .docker
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(map_err)?;
+        let state = info.state.unwrap_or_default();
+        Ok((
+            state.running.unwrap_or(false),
+            state.exit_code.unwrap_or(-1),
+            state.oom_killed.unwrap_or(false),
+        ))
+    }
+}
+
+/// One tar for `/build`: `src/` from the source archive, `cache/` from the previous cache
+/// (unless clean), `env/NAME` per config var; everything owned by the build user.
+async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
+    let source = spec.source.clone();
+    let cache = if spec.clean { None } else { spec.cache.clone() };
+    let env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
+        let mut out = tar::Builder::new(Vec::new());
+        for dir in ["src", "cache", "env", "out"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_uid(BUILD_UID);
+            h.set_gid(BUILD_UID);
+            h.set_size(0);
+            out.append_data(&mut h, dir, std::io::empty())?;
+        }
+        copy_tar(&source, "src/", &mut out)?;
+        if let Some(cache) = cache {
+            copy_tar(&cache, "", &mut out)?;
+        }
+        for (name, value) in env {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o600);
+            h.set_uid(BUILD_UID);
+            h.set_gid(BUILD_UID);
+            h.set_size(value.len() as u64);
+            out.append_data(&mut h, format!("env/{name}"), value.as_bytes())?;
+        }
+        Ok(Bytes::from(out.into_inner()?))
+    })
+    .await
+    .map_err(PortError::unavailable)?
+    .map_err(|e| PortError::Invalid(format!("unreadable build input archive: {e}")))
+}
+
+/// Appends every entry of the tar `input` under `prefix`, owned by the build user.
+fn copy_tar(input: &[u8], prefix: &str, out: &mut tar::Builder<Vec<u8>>) -> std::io::Result<()> {
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./");
+        if path.is_empty() || path.starts_with("pax_global_header") {
+            continue;
+        }
+        let target = format!("{prefix}{path}");
+        let mut header = entry.header().clone();
+        header.set_uid(BUILD_UID);
+        header.set_gid(BUILD_UID);
+        match header.entry_type() {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let link = entry
+                    .link_name()?
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                out.append_link(&mut header, &target, link)?;
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+            _ => {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                out.append_data(&mut header, &target, data.as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Builder for DockerBuilder {
+    async fn run(
+        &self,
+        spec: &BuildSpec,
+        output: UnboundedSender<String>,
+    ) -> PortResult<BuildExit> {
+        let name = Self::name(&spec.build);
+        let (running, _, _) = match self.exit_of(&name).await {
+            Ok(state) => state,
+            Err(PortError::NotFound) => {
+                self.create(spec, &name).await?;
+                (true, 0, false)
+            }
+            Err(err) => return Err(err),
+        };
+        if running {
+            let follow = LogsOptionsBuilder::new()
+                .follow(true)
+                .stdout(true)
+                .stderr(true)
+                .build();
+            let mut logs = self.docker.logs(&name, Some(follow));
+            let mut lines = LineSplitter::default();
+            let streamed = tokio::time::timeout(spec.limits.timeout, async {
+                while let Some(chunk) = logs.next().await {
+                    let Ok(chunk) = chunk else { break };
+                    for line in lines.push(&chunk.into_bytes()) {
+                        let _ = output.unbounded_send(line);
+                    }
+                }
+            })
+            .await;
+            if let Some(rest) = lines.finish() {
+                let _ = output.unbounded_send(rest);
+            }
+            if streamed.is_err() {
+                let _ = self
+                    .docker
+                    .kill_container(
+                        &name,
+                        None::<bollard::query_parameters::KillContainerOptions>,
+                    )
+                    .await;
+                return Ok(BuildExit::Failed {
+                    code: -1,
+                    reason: format!(
+                        "the build took longer than {} minutes and was stopped",
+                        spec.limits.timeout.as_secs() / 60
+                    ),
+                });
+            }
+            // The log stream ends when the container stops; wait for its final state.
+            let mut waits = self.docker.wait_container(
+                &name,
+                None::<bollard::query_parameters::WaitContainerOptions>,
+            );
+            while let Some(w) = waits.next().await {
+                if w.is_err() {
+                    break;
+                }
+            }
+        }
+        let (_, code, oom) = self.exit_of(&name).await?;
+        Ok(match code {
+            0 => BuildExit::Succeeded,
+            _ if oom => BuildExit::Failed {
+                code,
+                reason: format!(
+                    "the build ran out of memory (limit {} MiB)",
+                    spec.limits.memory_bytes >> 20
+                ),
+            },
+            2 => BuildExit::Failed {
+                code,
+                reason: "no buildpack could build this app".into(),
+            },
+            3 => BuildExit::Failed {
+                code,
+                reason: "the slug is larger than 1 GB".into(),
+            },
+            _ => BuildExit::Failed {
+                code,
+                reason: format!("the build failed (exit code {code})"),
+            },
+        })
+    }
+
+    async fn fetch(&self, build: &BuildId, path: &str) -> PortResult<Bytes> {
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        let chunks: Vec<Bytes> = self
+            .docker
+            .download_from_container(&Self::name(build), Some(options))
+            .map_err(map_err)
+            .try_collect()
+            .await?;
+        Ok(Bytes::from(chunks.concat()))
+    }
+
+    async fn discard(&self, build: &BuildId) -> PortResult<()> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(&Self::name(build), Some(options))
+            .await
+            .map_err(map_err)
+        {
+            Ok(()) | Err(PortError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}

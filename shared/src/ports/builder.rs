@@ -1,0 +1,85 @@
+//! Running a build: the buildpacks in an isolated container.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::channel::mpsc::UnboundedSender;
+
+use crate::domain::{AppName, BuildId, Secret};
+use crate::error::PortResult;
+
+/// Resource limits of one build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildLimits {
+    /// Memory, bytes.
+    pub memory_bytes: i64,
+    /// CPUs, in billionths.
+    pub nano_cpus: i64,
+    /// Processes.
+    pub pids: i64,
+    /// Wall-clock limit; the build is killed after it.
+    pub timeout: Duration,
+}
+
+impl Default for BuildLimits {
+    /// 2 GiB, 2 CPUs, 1024 processes, 30 minutes.
+    fn default() -> Self {
+        Self {
+            memory_bytes: 2 << 30,
+            nano_cpus: 2_000_000_000,
+            pids: 1024,
+            timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// What a build starts from.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    /// The build (names its container).
+    pub build: BuildId,
+    /// The app.
+    pub app: AppName,
+    /// Tar of the source tree (the pushed commit with its submodules).
+    pub source: Bytes,
+    /// Tar of the previous build cache, if any (and not a clean build).
+    pub cache: Option<Bytes>,
+    /// Config vars, given to the buildpacks as an `ENV_DIR`.
+    pub env: BTreeMap<String, Secret>,
+    /// Ignore the cache (`GIGALIXIR-CLEAN: true`).
+    pub clean: bool,
+    /// Limits.
+    pub limits: BuildLimits,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildExit {
+    /// The slug and cache wait in the build's container.
+    Succeeded,
+    /// The buildpacks failed; `reason` is for people.
+    Failed {
+        /// Exit code of the build driver.
+        code: i64,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Runs builds.
+///
+/// Contract: `run` is idempotent per build id — if the build's container exists already it
+/// is awaited (running) or its result returned (finished), never started twice. The
+/// finished build's files stay readable through `fetch` until `discard`.
+#[async_trait]
+pub trait Builder: Send + Sync + 'static {
+    /// Runs (or rejoins) the build; output lines go to `output` as they appear.
+    async fn run(&self, spec: &BuildSpec, output: UnboundedSender<String>)
+        -> PortResult<BuildExit>;
+    /// A tar of `path` inside the finished build. `NotFound` if the build is gone.
+    async fn fetch(&self, build: &BuildId, path: &str) -> PortResult<Bytes>;
+    /// Removes what is left of the build. Idempotent.
+    async fn discard(&self, build: &BuildId) -> PortResult<()>;
+}

@@ -1,0 +1,63 @@
+//! Running releases: where apps live and how traffic reaches them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{AppName, ReleaseVersion, Secret};
+use crate::error::PortResult;
+use crate::model::SlugRef;
+
+/// The port every app listens on inside its container.
+pub const APP_PORT: u16 = 4000;
+
+/// One release to run.
+#[derive(Debug, Clone)]
+pub struct ReleaseSpec {
+    /// The app.
+    pub app: AppName,
+    /// The release.
+    pub version: ReleaseVersion,
+    /// The slug the runner downloads at boot.
+    pub slug: SlugRef,
+    /// The environment: the generated cookie and secret, the config vars, and the
+    /// platform's own variables. Values are secrets.
+    pub env: BTreeMap<String, Secret>,
+    /// Replicas wanted.
+    pub replicas: u32,
+    /// Memory per replica, bytes.
+    pub memory_bytes: i64,
+    /// How long a replica may take to accept connections.
+    pub boot_timeout: Duration,
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployOutcome {
+    /// The release answers; traffic goes to it; the previous release is stopped.
+    Healthy,
+    /// The release never became healthy; the previous release keeps serving.
+    Failed {
+        /// Why, for people (exit code, timeout).
+        reason: String,
+        /// The last lines the release printed.
+        output: Vec<String>,
+    },
+}
+
+/// Runs apps.
+///
+/// Contract: `deploy` starts the new release beside the running one, moves traffic only
+/// once it accepts connections, then stops the old one; if the new one fails, the old one
+/// is untouched. It is idempotent per (app, version).
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Starts `release` and switches traffic to it when healthy.
+    async fn deploy(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
+    /// Where the app's live release answers HTTP, one address per healthy replica.
+    async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>>;
+    /// Stops and removes everything of the app. Idempotent.
+    async fn remove_app(&self, app: &AppName) -> PortResult<()>;
+}
