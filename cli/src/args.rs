@@ -76,6 +76,9 @@ pub enum Command {
     /// Point this repository's `gigalixir` git remote at an app.
     #[command(name = "git:remote")]
     GitRemote(GitRemoteArgs),
+
+    /// List an app's releases, newest first (VERSION, STATUS, SHA, CREATED, SUMMARY).
+    Releases(ReleasesArgs),
 }
 
 /// `create`.
@@ -198,6 +201,17 @@ pub struct DestroyArgs {
     pub yes: bool,
 }
 
+/// `releases`.
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Print the releases as a JSON array, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `git:remote`.
 #[derive(Debug, Args)]
 pub struct GitRemoteArgs {
@@ -273,5 +287,16 @@ mod tests {
             parse(&["apps:destroy", "-a", "x-app", "-y"]),
             Command::AppsDestroy(DestroyArgs { yes: true, .. })
         ));
+        assert!(matches!(
+            parse(&["releases"]),
+            Command::Releases(ReleasesArgs { json: false, .. })
+        ));
+        match parse(&["releases", "-a", "x-app", "--json"]) {
+            Command::Releases(ReleasesArgs {
+                app: AppArg { app: Some(app) },
+                json: true,
+            }) => assert_eq!(app, "x-app"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::domain::AppName;
-use shared::wire::{AppView, Data, Errors, KeyView, NewApp, NewUser, UserView};
+use shared::wire::{AppView, Data, Errors, KeyView, NewApp, NewUser, ReleaseView, UserView};
 use url::Url;
 
 /// Where the API lives when `GIGALIXIR_API_URL` is not set.
@@ -334,6 +334,11 @@ impl Client {
             auth,
         ))
         .map(drop)
+    }
+
+    /// `GET /api/apps/NAME/releases`: newest first.
+    pub fn releases(&self, auth: &Auth, name: &AppName) -> Result<Vec<ReleaseView>, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/releases"), auth))
     }
 }
 

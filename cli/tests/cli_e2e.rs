@@ -398,6 +398,18 @@ fn accounts_and_apps_against_a_real_platform() {
         "no app named `nope-app`",
     );
 
+    // Releases: none before the first push, for the app of the git remote or of -a.
+    let out = cli.ok(&repo, &["releases"]);
+    assert!(out.contains("No releases yet"), "{out}");
+    let out = cli.ok(&outside, &["releases", "-a", "e2e-app", "--json"]);
+    let releases: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(releases, serde_json::json!([]));
+    cli.fails(
+        &outside,
+        &["releases", "-a", "nope-app"],
+        "no app named `nope-app`",
+    );
+
     // A malformed netrc is refused and left exactly as it was.
     let good = cli.netrc();
     let bad = format!("{good}\nmachine\n");

@@ -1,24 +1,32 @@
-//! `gigalixir-platform`: every function in one process on the embedded backends — the API
-//! (and, as the pipeline lands, git and the bus-triggered steps) on one port.
+//! `gigalixir-platform`: every function in one process on the embedded backends — the API,
+//! git, the pipeline steps (each subscribed to its topic on the durable SQLite bus and
+//! called in-process through its own router), the Docker builder and runtime, and the
+//! router that sends `APP.localhost` to the app.
+
+mod router;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use clap::Parser;
 use futures::FutureExt;
-use shared::ports::{Bus, Store, SubscriptionSpec};
+use shared::messages::Topic;
+use shared::ports::builder::BuildLimits;
+use shared::ports::{Blobs, Builder, Bus, Runtime, Store, SubscriptionSpec};
 use shared::push::RouterEndpoint;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Runs the whole platform on one machine: SQLite store and bus, blobs in a directory.
+/// Runs the whole platform on one machine: SQLite store and bus, blobs in a directory,
+/// builds and apps in Docker containers.
 #[derive(Debug, Parser)]
 #[command(name = "gigalixir-platform", version, about)]
 struct Args {
-    /// Port for the API and git (http://localhost:PORT).
+    /// Port for the API, git and the apps (http://APP.localhost:PORT).
     #[arg(long, env = "GIGALIXIR_PORT", default_value_t = 5080)]
     port: u16,
     /// Address to listen on.
@@ -37,6 +45,19 @@ struct Args {
     /// Blobs backend URL [default: file://DATA_DIR/blobs].
     #[arg(long, env = "GIGALIXIR_BLOBS")]
     blobs: Option<String>,
+    /// Apps answer at APP.DOMAIN.
+    #[arg(long, env = "GIGALIXIR_DOMAIN", default_value = "localhost")]
+    domain: String,
+    /// Names this platform's containers and networks (label gigalixir.instance), so that
+    /// several platforms share one Docker engine.
+    #[arg(long, env = "GIGALIXIR_INSTANCE", default_value = "default")]
+    instance: String,
+    /// Seconds a release may take to accept connections.
+    #[arg(long, env = "GIGALIXIR_BOOT_TIMEOUT", default_value_t = 60)]
+    boot_timeout: u64,
+    /// Minutes a build may take.
+    #[arg(long, env = "GIGALIXIR_BUILD_TIMEOUT", default_value_t = 30)]
+    build_timeout: u64,
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -47,11 +68,31 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/gigalixir-platform"))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    // git runs this same binary as the pre-receive hook of every push.
+    if std::env::args().nth(1).as_deref() == Some(gigalixir_receive::hook::HOOK_ARG) {
+        return Ok(gigalixir_receive::hook::main());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Everything the functions share in one process.
+struct Ports {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    blobs: Arc<dyn Blobs>,
+    builder: Arc<dyn Builder>,
+    runtime: Arc<dyn Runtime>,
+}
+
+async fn run() -> anyhow::Result<()> {
     shared::web::init_tracing();
     let args = Args::parse();
-    let data_dir = match args.data_dir {
+    let data_dir = match args.data_dir.clone() {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
@@ -59,32 +100,74 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let store_url = args
         .store
+        .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("store.db").display()));
     let bus_url = args
         .bus
+        .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("bus.db").display()));
     let blobs_url = args
         .blobs
+        .clone()
         .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
+    let blobs_dir = blobs_url
+        .strip_prefix("file://")
+        .map(PathBuf::from)
+        .context("the Docker runtime reads slugs from a file:// blob store")?;
+    let slug_dir = blobs_dir.join("slugs");
+    std::fs::create_dir_all(&slug_dir)?;
 
-    let store = shared::backends::open_store(&store_url).context("opening the store")?;
-    let bus = shared::backends::open_bus(&bus_url).context("opening the bus")?;
-    // Opened now so a bad URL fails at start; the steps that use blobs join with the
-    // push-deploy work.
-    let _blobs = shared::backends::open_blobs(&blobs_url).context("opening the blob store")?;
+    let docker = shared::docker::connect().context("connecting to the Docker engine")?;
+    let ports = Ports {
+        store: shared::backends::open_store(&store_url).context("opening the store")?,
+        bus: shared::backends::open_bus(&bus_url).context("opening the bus")?,
+        blobs: shared::backends::open_blobs(&blobs_url).context("opening the blob store")?,
+        builder: Arc::new(shared::docker::DockerBuilder::new(
+            docker.clone(),
+            &args.instance,
+        )),
+        runtime: Arc::new(shared::docker::DockerRuntime::new(
+            docker,
+            &args.instance,
+            slug_dir,
+        )),
+    };
 
-    let shutdown = CancellationToken::new();
-    let steps = start_steps(&store, &bus, &shutdown).await?;
-
-    let app =
-        gigalixir_api::router(gigalixir_api::ApiState { store }).layer(shared::web::trace_layer());
     let addr = SocketAddr::new(args.listen, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}: is another platform running?"))?;
-    let local = listener.local_addr()?;
+    let port = listener.local_addr()?.port();
+
+    let shutdown = CancellationToken::new();
+    let steps = start_steps(&ports, &args, &shutdown).await?;
+
+    let receive = gigalixir_receive::router(gigalixir_receive::ReceiveState {
+        store: ports.store.clone(),
+        bus: ports.bus.clone(),
+        blobs: ports.blobs.clone(),
+        hook_exe: std::env::current_exe().context("locating this binary for git's hook")?,
+        app_url_template: format!("http://{{app}}.{}:{port}/", args.domain),
+    });
+    let api = gigalixir_api::router(gigalixir_api::ApiState {
+        store: ports.store.clone(),
+    });
+    let proxy = router::Proxy::new(
+        args.domain.clone(),
+        ports.store.clone(),
+        ports.runtime.clone(),
+    );
+    let app: Router = api
+        .merge(receive)
+        .layer(axum::middleware::from_fn_with_state(
+            proxy,
+            router::route_by_host,
+        ))
+        .layer(shared::web::trace_layer());
+
     tracing::info!(
-        url = %format!("http://localhost:{}", local.port()),
+        url = %format!("http://localhost:{port}"),
+        apps = %format!("http://APP.{}:{port}", args.domain),
         data_dir = %data_dir.display(),
         "platform ready"
     );
@@ -104,30 +187,82 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Subscribes each bus-triggered function to its topic and delivers to its router
-/// in-process, exactly as Pub/Sub would push to it. Returns the delivery loops.
+/// Subscribes each pipeline function to its topic and delivers to its router in-process,
+/// exactly as Pub/Sub would push to it. Returns the delivery loops.
 async fn start_steps(
-    store: &Arc<dyn Store>,
-    bus: &Arc<dyn Bus>,
+    ports: &Ports,
+    args: &Args,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<Result<(), shared::PortError>>>> {
-    let release = gigalixir_release::router(gigalixir_release::ReleaseState {
-        store: store.clone(),
-        bus: bus.clone(),
+    let boot_timeout = Duration::from_secs(args.boot_timeout);
+    let build_timeout = Duration::from_secs(args.build_timeout * 60);
+    let build = gigalixir_build::router(gigalixir_build::StepState {
+        store: ports.store.clone(),
+        bus: ports.bus.clone(),
+        blobs: ports.blobs.clone(),
+        builder: ports.builder.clone(),
+        limits: BuildLimits {
+            timeout: build_timeout,
+            ..BuildLimits::default()
+        },
     });
-    let wiring = [(
-        SubscriptionSpec::new(
-            "release.slug-uploaded",
-            shared::messages::Topic::SLUG_UPLOADED,
+    let upload = gigalixir_upload::router(gigalixir_upload::StepState {
+        store: ports.store.clone(),
+        bus: ports.bus.clone(),
+        blobs: ports.blobs.clone(),
+        builder: ports.builder.clone(),
+    });
+    let release = gigalixir_release::router(gigalixir_release::ReleaseState {
+        store: ports.store.clone(),
+        bus: ports.bus.clone(),
+    });
+    let deploy = gigalixir_deploy::router(gigalixir_deploy::StepState {
+        store: ports.store.clone(),
+        bus: ports.bus.clone(),
+        runtime: ports.runtime.clone(),
+        boot_timeout,
+    });
+    // Ack deadlines cover the longest a step may take; a message whose step dies is
+    // redelivered after it.
+    let wiring = [
+        (
+            SubscriptionSpec {
+                ack_deadline: build_timeout + Duration::from_secs(300),
+                max_attempts: 3,
+                ..SubscriptionSpec::new("build.build-requested", Topic::BUILD_REQUESTED)
+            },
+            build,
         ),
-        release,
-    )];
+        (
+            SubscriptionSpec {
+                ack_deadline: Duration::from_secs(600),
+                ..SubscriptionSpec::new("upload.slug-built", Topic::SLUG_BUILT)
+            },
+            upload,
+        ),
+        (
+            SubscriptionSpec::new("release.slug-uploaded", Topic::SLUG_UPLOADED),
+            release,
+        ),
+        (
+            SubscriptionSpec {
+                ack_deadline: boot_timeout + Duration::from_secs(300),
+                ..SubscriptionSpec::new("deploy.release-created", Topic::RELEASE_CREATED)
+            },
+            deploy,
+        ),
+    ];
     let mut loops = Vec::new();
     for (spec, router) in wiring {
-        bus.ensure_subscription(&spec)
+        ports
+            .bus
+            .ensure_subscription(&spec)
             .await
             .with_context(|| format!("creating the subscription {}", spec.name))?;
-        let (bus, stop) = (bus.clone(), shutdown.clone().cancelled_owned().boxed());
+        let (bus, stop) = (
+            ports.bus.clone(),
+            shutdown.clone().cancelled_owned().boxed(),
+        );
         let endpoint = Arc::new(RouterEndpoint::new(router, "/"));
         loops.push(tokio::spawn(async move {
             bus.deliver(&spec.name, endpoint, stop).await

@@ -13,6 +13,8 @@ pub mod model;
 pub mod ports;
 pub mod wire;
 
+#[cfg(feature = "embedded")]
+pub mod archive;
 #[cfg(feature = "http")]
 pub mod auth;
 #[cfg(feature = "embedded")]

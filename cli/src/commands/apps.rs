@@ -14,7 +14,7 @@ fn parse_name(raw: &str) -> anyhow::Result<AppName> {
 }
 
 /// An app lookup's 404 in the user's terms.
-fn not_found(name: &AppName) -> impl FnOnce(ApiError) -> anyhow::Error + '_ {
+pub(super) fn not_found(name: &AppName) -> impl FnOnce(ApiError) -> anyhow::Error + '_ {
     move |e| match e {
         ApiError::NotFound(_) => {
             anyhow!("you have no app named `{name}`: run `gigalixir apps` to see yours")
@@ -83,7 +83,6 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
 }
 
 fn table(apps: &[AppView]) -> String {
-    let header = ["NAME", "REPLICAS", "SIZE", "STACK"];
     let rows: Vec<[String; 4]> = apps
         .iter()
         .map(|a| {
@@ -95,28 +94,7 @@ fn table(apps: &[AppView]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 4]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out
-    };
-    let mut lines = vec![line(header)];
-    for row in &rows {
-        lines.push(line([&row[0], &row[1], &row[2], &row[3]]));
-    }
-    lines.join("\n")
+    super::table(["NAME", "REPLICAS", "SIZE", "STACK"], &rows)
 }
 
 /// `apps:info`.

@@ -3,6 +3,7 @@
 
 mod account;
 mod apps;
+mod releases;
 
 use std::fmt::Display;
 use std::io::Write;
@@ -34,6 +35,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::AppsInfo(a) => apps::info(&ctx, a.app.app, a.json),
         Command::AppsDestroy(a) => apps::destroy(&ctx, a.app.app, a.yes),
         Command::GitRemote(a) => apps::git_remote(&ctx, a.name.or(a.app)),
+        Command::Releases(a) => releases::list(&ctx, a.app.app, a.json),
     }
 }
 
@@ -113,4 +115,32 @@ impl Ctx {
 fn say(text: impl Display) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}").map_err(anyhow::Error::from)
+}
+
+/// Lines of left-aligned columns two spaces apart, the header first; no line ends in
+/// spaces.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out
+    };
+    let mut lines = vec![line(header)];
+    for row in rows {
+        lines.push(line(row.each_ref().map(String::as_str)));
+    }
+    lines.join("\n")
 }

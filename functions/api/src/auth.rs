@@ -113,15 +113,6 @@ pub fn new_api_key(user: &User) -> (ApiKey, ApiKeyRecord) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn variants_add_the_percent_decoded_form() {
-        assert_eq!(
-            variants("ada%40example.com"),
-            ["ada%40example.com", "ada@example.com"]
-        );
-        assert_eq!(variants("plain"), ["plain"]);
-    }
-
     #[tokio::test]
     async fn passwords_verify_only_against_their_hash() {
         let hash = hash_password(Password::given("correct horse"))

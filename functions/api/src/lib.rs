@@ -9,6 +9,7 @@ pub mod apps;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod releases;
 pub mod users;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/api_keys/regenerate", post(users::regenerate))
         .route("/api/apps", get(apps::list).post(apps::create))
         .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
+        .route("/api/apps/{name}/releases", get(releases::list))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"data": {"status": "ok"}})) }),

@@ -1,14 +1,216 @@
-//! The `build` function. Trigger: `build-requested` (pull subscription on build workers,
-//! which need a Docker engine). Step: run the buildpacks in a container (bollard) with the
-//! app's build cache, streaming output lines to the build log. Emits: `slug-built`.
+//! The `build` function. Trigger: `build-requested` (Pub/Sub push to `POST /`, or a pull
+//! loop on build workers, which need a Docker engine). Step: run the buildpacks on the
+//! build's source archive in an isolated container (the [`Builder`] port), with the app's
+//! cache and config, appending every output line to the build's log as it appears.
+//! Emits: `slug-built` (the slug waits in the build container for `upload`).
 //!
-//! The step itself lands with the push-deploy work; until then the crate holds its place in
-//! the layout and serves its health check.
+//! Idempotent, level-triggered on the build's state: `requested` starts the build,
+//! `building` rejoins it (the builder finds the container by build id), `built` only
+//! re-publishes, anything later is acked as done.
 
-use axum::routing::get;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
 use axum::Router;
+use futures::StreamExt;
+use shared::domain::{AppName, BuildId};
+use shared::messages::{Delivery, Envelope, Event, ATTR_TRACE};
+use shared::model::BuildState;
+use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
+use shared::ports::{Blobs, Builder, Bus, Store};
+use shared::push::{handle, StepError};
+use shared::PortError;
 
-/// The function's router.
-pub fn router() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" }))
+/// Where the builder leaves the slug inside the build.
+pub const SLUG_PATH: &str = "/build/out/slug.tgz";
+
+/// The ports the step uses.
+#[derive(Clone)]
+pub struct StepState {
+    /// Builds, apps, logs.
+    pub store: Arc<dyn Store>,
+    /// Where `slug-built` goes.
+    pub bus: Arc<dyn Bus>,
+    /// Source archives and caches.
+    pub blobs: Arc<dyn Blobs>,
+    /// Runs the buildpacks.
+    pub builder: Arc<dyn Builder>,
+    /// Limits of each build.
+    pub limits: BuildLimits,
+}
+
+/// The blob key of an app's build cache.
+pub fn cache_key(app: &AppName) -> String {
+    format!("caches/{app}.tar")
+}
+
+/// The function's router: the push endpoint and a health check.
+pub fn router(state: StepState) -> Router {
+    Router::new()
+        .route("/", post(push))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn push(State(state): State<StepState>, body: Bytes) -> Response {
+    handle(body, |delivery| on_delivery(state, delivery)).await
+}
+
+async fn on_delivery(state: StepState, delivery: Delivery) -> Result<(), StepError> {
+    let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
+    match delivery.envelope.decode_event() {
+        Ok(Event::BuildRequested { app, build }) => {
+            run_build(&state, &app, &build, trace.as_deref()).await
+        }
+        Ok(other) => Err(StepError::Permanent(format!(
+            "build does not handle {} events",
+            other.kind()
+        ))),
+        Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
+    }
+}
+
+async fn publish_built(
+    state: &StepState,
+    app: &AppName,
+    build: &BuildId,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let event = Event::SlugBuilt {
+        app: app.clone(),
+        build: build.clone(),
+        container: format!("gx-build-{build}"),
+        path: SLUG_PATH.into(),
+    };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, trace))
+        .await?;
+    Ok(())
+}
+
+/// Runs one build to its end.
+#[tracing::instrument(skip_all, fields(app = %app, build = %id))]
+pub async fn run_build(
+    state: &StepState,
+    app: &AppName,
+    id: &BuildId,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let build = match state.store.build(id).await {
+        Ok(b) => b,
+        Err(PortError::NotFound) => {
+            return Err(StepError::Permanent("the build no longer exists".into()))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    match build.state {
+        BuildState::Requested => {
+            match state
+                .store
+                .transition_build(id, BuildState::Requested, BuildState::Building, &|_| {})
+                .await
+            {
+                Ok(_) | Err(PortError::Precondition) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        BuildState::Building => {}
+        BuildState::Built => return publish_built(state, app, id, trace).await,
+        _ => return Ok(()),
+    }
+    let current = match state.store.app(app).await {
+        Ok(a) => a,
+        Err(PortError::NotFound) => return fail(state, id, "the app was destroyed").await,
+        Err(err) => return Err(err.into()),
+    };
+    let source = match state.blobs.get(&format!("sources/{app}/{id}.tar")).await {
+        Ok(s) => s,
+        Err(PortError::NotFound) => return fail(state, id, "the source archive is missing").await,
+        Err(err) => return Err(err.into()),
+    };
+    let cache = if build.flags.clean {
+        None
+    } else {
+        match state.blobs.get(&cache_key(app)).await {
+            Ok(c) => Some(c),
+            Err(PortError::NotFound) => None,
+            Err(err) => return Err(err.into()),
+        }
+    };
+    let spec = BuildSpec {
+        build: id.clone(),
+        app: app.clone(),
+        source,
+        cache,
+        env: current.config.clone(),
+        clean: build.flags.clean,
+        limits: state.limits,
+    };
+    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
+    let writer = tokio::spawn(write_log(state.store.clone(), id.clone(), rx));
+    let exit = state.builder.run(&spec, tx).await;
+    let _ = writer.await;
+    match exit? {
+        BuildExit::Succeeded => {
+            match state
+                .store
+                .transition_build(id, BuildState::Building, BuildState::Built, &|_| {})
+                .await
+            {
+                Ok(_) | Err(PortError::Precondition) => {}
+                Err(err) => return Err(err.into()),
+            }
+            tracing::info!("build succeeded");
+            publish_built(state, app, id, trace).await
+        }
+        BuildExit::Failed { reason, .. } => {
+            state.builder.discard(id).await?;
+            fail(state, id, &reason).await
+        }
+    }
+}
+
+async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepError> {
+    state
+        .store
+        .append_build_log(id, &[format!(" !     {reason}")])
+        .await?;
+    let why = reason.to_owned();
+    match state
+        .store
+        .transition_build(id, BuildState::Building, BuildState::Failed, &|b| {
+            b.failure = Some(why.clone())
+        })
+        .await
+    {
+        Ok(_) | Err(PortError::Precondition) => {}
+        Err(err) => return Err(err.into()),
+    }
+    tracing::info!(reason, "build failed");
+    Err(StepError::Permanent(reason.to_owned()))
+}
+
+/// Appends output lines to the build's log in small batches, as they come.
+async fn write_log(
+    store: Arc<dyn Store>,
+    id: BuildId,
+    rx: futures::channel::mpsc::UnboundedReceiver<String>,
+) {
+    let mut chunks = rx.ready_chunks(200);
+    while let Some(lines) = chunks.next().await {
+        let mut tries = 0;
+        while let Err(err) = store.append_build_log(&id, &lines).await {
+            tries += 1;
+            if tries > 5 {
+                tracing::warn!(error = %err, "build output lines lost");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

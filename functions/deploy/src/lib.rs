@@ -1,14 +1,256 @@
-//! The `deploy` function. Trigger: `release-created`. Step: apply the release to the
-//! runtime (Docker on one machine, Kubernetes in production), wait for health, roll back to
-//! the last healthy release on failure. Emits: `deploy-succeeded` or `deploy-failed`.
+//! The `deploy` function. Trigger: `release-created`. Step: run the release on the runtime
+//! (Docker on one machine, Kubernetes in production) with the app's environment; the
+//! runtime moves traffic to it once it accepts connections and stops the previous one.
+//! On failure the previous release keeps serving. Either way the outcome goes to the
+//! build's log (the pusher reads it) and to the release's status.
+//! Emits: `deploy-succeeded` or `deploy-failed`.
 //!
-//! The step itself lands with the push-deploy work; until then the crate holds its place in
-//! the layout and serves its health check.
+//! Idempotent: a release that is no longer pending has been deployed (or failed) already;
+//! the runtime's deploy is itself idempotent per release. One deploy per app at a time.
 
-use axum::routing::get;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
 use axum::Router;
+use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
+use shared::messages::{Delivery, Envelope, Event, ATTR_TRACE};
+use shared::model::{App, BuildState, Release, ReleaseStatus};
+use shared::ports::runtime::{DeployOutcome, ReleaseSpec, APP_PORT};
+use shared::ports::{Bus, Runtime, Store};
+use shared::push::{handle, StepError};
+use shared::PortError;
 
-/// The function's router.
-pub fn router() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" }))
+/// The ports and settings the step uses.
+#[derive(Clone)]
+pub struct StepState {
+    /// Apps, releases, builds, logs, locks.
+    pub store: Arc<dyn Store>,
+    /// Where the outcome goes.
+    pub bus: Arc<dyn Bus>,
+    /// Runs the releases.
+    pub runtime: Arc<dyn Runtime>,
+    /// How long a release may take to accept connections.
+    pub boot_timeout: Duration,
+}
+
+/// The function's router: the push endpoint and a health check.
+pub fn router(state: StepState) -> Router {
+    Router::new()
+        .route("/", post(push))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn push(State(state): State<StepState>, body: Bytes) -> Response {
+    handle(body, |delivery| on_delivery(state, delivery)).await
+}
+
+async fn on_delivery(state: StepState, delivery: Delivery) -> Result<(), StepError> {
+    let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
+    match delivery.envelope.decode_event() {
+        Ok(Event::ReleaseCreated { app, version, .. }) => {
+            deploy(&state, &app, version, trace.as_deref()).await
+        }
+        Ok(other) => Err(StepError::Permanent(format!(
+            "deploy does not handle {} events",
+            other.kind()
+        ))),
+        Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
+    }
+}
+
+/// The environment a release runs with: the platform's variables, then the config vars
+/// (which may not override the platform's own).
+pub fn release_env(app: &App, release: &Release) -> BTreeMap<String, Secret> {
+    let mut env = release.spec.config.clone();
+    let mut set = |k: &str, v: &str| {
+        env.insert(k.to_owned(), Secret::new(v));
+    };
+    set("PORT", &APP_PORT.to_string());
+    set("APP_NAME", app.name.as_str());
+    set(
+        "SOURCE_VERSION",
+        release.spec.commit.as_deref().unwrap_or_default(),
+    );
+    set("RELEASE_COOKIE", app.erlang_cookie.expose());
+    set("ERLANG_COOKIE", app.erlang_cookie.expose());
+    set("SECRET_KEY_BASE", app.secret_key_base.expose());
+    set("MIX_ENV", "prod");
+    env
+}
+
+async fn log(state: &StepState, build: Option<&BuildId>, lines: Vec<String>) {
+    if let Some(id) = build {
+        if let Err(err) = state.store.append_build_log(id, &lines).await {
+            tracing::warn!(error = %err, "deploy output lines lost");
+        }
+    }
+}
+
+/// How long a deploy waits for another deploy of the same app.
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Deploys one release.
+#[tracing::instrument(skip_all, fields(app = %app, version = %version))]
+pub async fn deploy(
+    state: &StepState,
+    app: &AppName,
+    version: ReleaseVersion,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let lock = format!("deploy:{app}");
+    let holder = uuid::Uuid::new_v4().to_string();
+    let ttl = state.boot_timeout + Duration::from_secs(120);
+    let waited = tokio::time::Instant::now();
+    loop {
+        match state.store.try_lock(&lock, &holder, ttl).await {
+            Ok(()) => break,
+            Err(PortError::Precondition) if waited.elapsed() < LOCK_WAIT => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(PortError::Precondition) => {
+                return Err(StepError::Transient(
+                    "another deploy of the app is running".into(),
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let result = deploy_locked(state, app, version, trace).await;
+    let _ = state.store.unlock(&lock, &holder).await;
+    result
+}
+
+async fn deploy_locked(
+    state: &StepState,
+    app: &AppName,
+    version: ReleaseVersion,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let release = match state.store.release(app, version).await {
+        Ok(r) => r,
+        Err(PortError::NotFound) => {
+            return Err(StepError::Permanent("the release no longer exists".into()))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if release.status != ReleaseStatus::Pending {
+        return Ok(());
+    }
+    let current = match state.store.app(app).await {
+        Ok(a) => a,
+        Err(PortError::NotFound) => {
+            return Err(StepError::Permanent("the app was destroyed".into()))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let build = release.spec.build.clone();
+    log(
+        state,
+        build.as_ref(),
+        vec![format!("-----> Deploying {version}")],
+    )
+    .await;
+    let spec = ReleaseSpec {
+        app: app.clone(),
+        version,
+        slug: release.spec.slug.clone(),
+        env: release_env(&current, &release),
+        replicas: current.replicas.max(1),
+        memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
+        boot_timeout: state.boot_timeout,
+    };
+    let started = std::time::Instant::now();
+    let outcome = state.runtime.deploy(&spec).await?;
+    let event = match outcome {
+        DeployOutcome::Healthy => {
+            for older in state.store.releases(app).await? {
+                if older.version != version && older.status == ReleaseStatus::Deployed {
+                    state
+                        .store
+                        .set_release_status(app, older.version, ReleaseStatus::Superseded)
+                        .await?;
+                }
+            }
+            state
+                .store
+                .set_release_status(app, version, ReleaseStatus::Deployed)
+                .await?;
+            log(
+                state,
+                build.as_ref(),
+                vec![format!(
+                    "-----> {version} is up ({} ms to boot and switch traffic)",
+                    started.elapsed().as_millis()
+                )],
+            )
+            .await;
+            if let Some(id) = &build {
+                move_build(state, id, BuildState::Deployed, None).await?;
+            }
+            tracing::info!("deployed");
+            Event::DeploySucceeded {
+                app: app.clone(),
+                build,
+                version,
+            }
+        }
+        DeployOutcome::Failed { reason, output } => {
+            state
+                .store
+                .set_release_status(app, version, ReleaseStatus::Failed)
+                .await?;
+            let mut lines = vec![format!(" !     {version} failed to start: {reason}")];
+            if !output.is_empty() {
+                lines.push(" !     Its last output:".into());
+                lines.extend(output.iter().map(|l| format!(" !       {l}")));
+            }
+            lines.push(" !     The previous release keeps serving.".into());
+            log(state, build.as_ref(), lines).await;
+            if let Some(id) = &build {
+                move_build(
+                    state,
+                    id,
+                    BuildState::Failed,
+                    Some(format!("{version} failed to start: {reason}")),
+                )
+                .await?;
+            }
+            tracing::warn!(reason = %reason, "deploy failed");
+            Event::DeployFailed {
+                app: app.clone(),
+                build,
+                version,
+                reason,
+            }
+        }
+    };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, trace))
+        .await?;
+    Ok(())
+}
+
+async fn move_build(
+    state: &StepState,
+    id: &BuildId,
+    to: BuildState,
+    failure: Option<String>,
+) -> Result<(), StepError> {
+    match state
+        .store
+        .transition_build(id, BuildState::Released, to, &|b| {
+            b.failure = failure.clone()
+        })
+        .await
+    {
+        Ok(_) | Err(PortError::Precondition) | Err(PortError::NotFound) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
 }

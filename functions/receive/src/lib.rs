@@ -1,16 +1,411 @@
-//! The `receive` function. Trigger: HTTP — git smart-HTTP (`/APP.git/info/refs`,
-//! `/APP.git/git-receive-pack`) and a GitHub-style push webhook. Step: authenticate, run the
-//! real `git` against the app's repository (kept in the blob store between pushes, under a
-//! per-app lock), archive the pushed `master`/`main` commit, record a Build. Emits:
-//! `build-requested`; streams the build and deploy back to the pusher.
+//! The `receive` function. Trigger: HTTP — git smart HTTP at `/APP.git` (`info/refs`,
+//! `git-receive-pack`, `git-upload-pack`), HTTP Basic `email:api_key` like the API, so the
+//! netrc entry `gigalixir login` writes is all a pusher needs.
 //!
-//! The step itself lands with the push-deploy work; until then the crate holds its place in
-//! the layout and serves its health check.
+//! Step: take the app's push lock (a second push waits, and is told so), unpack the app's
+//! repository from the blob store, run the real `git http-backend` on it, and let git's
+//! pre-receive hook hand the pushed refs to [`pipeline`]: archive the `master`/`main`
+//! commit with its submodules, record a Build, publish `build-requested`, and stream the
+//! build's log to the pusher until the build is deployed (exit 0: refs move) or failed
+//! (exit 1: refs stay). Then store the repository back and free the lock.
+//!
+//! Emits: `build-requested`.
 
-use axum::routing::get;
+pub mod cgi;
+pub mod hook;
+pub mod pipeline;
+pub mod repo;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use bytes::Bytes;
+use futures::StreamExt;
+use shared::auth::{user_from_api_key, AuthError};
+use shared::domain::AppName;
+use shared::model::{App, BuildFlags, User};
+use shared::ports::{Blobs, Bus, Store};
+use shared::PortError;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
-/// The function's router.
-pub fn router() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" }))
+/// The ports and settings the function uses.
+#[derive(Clone)]
+pub struct ReceiveState {
+    /// Users, apps, builds, logs, locks.
+    pub store: Arc<dyn Store>,
+    /// Where `build-requested` goes.
+    pub bus: Arc<dyn Bus>,
+    /// Repositories and source archives.
+    pub blobs: Arc<dyn Blobs>,
+    /// The program git runs as the pre-receive hook (with `__git-hook`).
+    pub hook_exe: PathBuf,
+    /// The app's public URL, `{app}` standing for its name.
+    pub app_url_template: String,
+}
+
+impl ReceiveState {
+    /// The URL an app answers on.
+    pub fn app_url(&self, app: &AppName) -> String {
+        self.app_url_template.replace("{app}", app.as_str())
+    }
+}
+
+/// The git routes.
+pub fn router(state: ReceiveState) -> Router {
+    Router::new()
+        .route("/{repo}/info/refs", get(info_refs))
+        .route("/{repo}/git-receive-pack", post(receive_pack))
+        .route("/{repo}/git-upload-pack", post(upload_pack))
+        .with_state(state)
+}
+
+fn text(status: StatusCode, message: &str) -> Response {
+    let mut resp = (status, format!("{message}\n")).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"gigalixir\""),
+        );
+    }
+    resp
+}
+
+fn internal(err: &anyhow::Error) -> Response {
+    tracing::error!(error = %format!("{err:#}"), "git request failed");
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the platform could not serve this git request; try again shortly",
+    )
+}
+
+/// The caller and the app they own, or the response that refuses them.
+async fn authorize(
+    state: &ReceiveState,
+    headers: &HeaderMap,
+    repo: &str,
+) -> Result<(User, App), Response> {
+    let not_found = || {
+        text(
+            StatusCode::NOT_FOUND,
+            &format!("app `{}` not found", repo.trim_end_matches(".git")),
+        )
+    };
+    let user = match user_from_api_key(&*state.store, headers).await {
+        Ok(user) => user,
+        Err(AuthError::Unauthorized) => {
+            return Err(text(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: run `gigalixir login`",
+            ))
+        }
+        Err(AuthError::Store(err)) => return Err(internal(&err.into())),
+    };
+    let name = repo.strip_suffix(".git").ok_or_else(not_found)?;
+    let name = AppName::parse(name).map_err(|_| not_found())?;
+    match state.store.app(&name).await {
+        Ok(app) if app.owner == user.id => Ok((user, app)),
+        Ok(_) | Err(PortError::NotFound) => Err(not_found()),
+        Err(err) => Err(internal(&err.into())),
+    }
+}
+
+fn service_of(query: &Option<String>) -> Option<&'static str> {
+    let q = query.as_deref().unwrap_or_default();
+    q.split('&').find_map(|kv| match kv {
+        "service=git-upload-pack" => Some("git-upload-pack"),
+        "service=git-receive-pack" => Some("git-receive-pack"),
+        _ => None,
+    })
+}
+
+async fn info_refs(
+    State(state): State<ReceiveState>,
+    UrlPath(repo): UrlPath<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (user, app) = match authorize(&state, &headers, &repo).await {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
+    if service_of(&query).is_none() {
+        return text(
+            StatusCode::FORBIDDEN,
+            "only smart HTTP is served: update git",
+        );
+    }
+    let run = async {
+        let checkout = repo::fetch(&*state.blobs, &app.name, &state.hook_exe).await?;
+        let resp = cgi::start(cgi::CgiRequest {
+            method: "GET",
+            path_info: format!("/{}.git/info/refs", app.name),
+            query: query.clone().unwrap_or_default(),
+            headers: &headers,
+            remote_user: user.email.to_string(),
+            project_root: &checkout.root,
+            body: None,
+            env: Vec::new(),
+        })
+        .await?;
+        cgi::read_all(resp).await
+    };
+    match run.await {
+        Ok((status, headers, body)) => (status, headers, body).into_response(),
+        Err(err) => internal(&err),
+    }
+}
+
+/// Largest request body spooled.
+const MAX_BODY: u64 = repo::MAX_REPO_BYTES;
+
+/// Writes the request body to `path`, refusing more than [`MAX_BODY`] bytes.
+async fn spool(body: Body, path: &Path) -> Result<(), Response> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| internal(&e.into()))?;
+    let mut stream = body.into_data_stream();
+    let mut total: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| text(StatusCode::BAD_REQUEST, "the push was interrupted"))?;
+        total += chunk.len() as u64;
+        if total > MAX_BODY {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the push is larger than 1 GB",
+            ));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| internal(&e.into()))?;
+    }
+    file.flush().await.map_err(|e| internal(&e.into()))?;
+    Ok(())
+}
+
+async fn upload_pack(
+    State(state): State<ReceiveState>,
+    UrlPath(repo): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (user, app) = match authorize(&state, &headers, &repo).await {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
+    let checkout = match repo::fetch(&*state.blobs, &app.name, &state.hook_exe).await {
+        Ok(c) => c,
+        Err(err) => return internal(&err),
+    };
+    let spooled = checkout.dir.path().join("request");
+    if let Err(resp) = spool(body, &spooled).await {
+        return resp;
+    }
+    let started = cgi::start(cgi::CgiRequest {
+        method: "POST",
+        path_info: format!("/{}.git/git-upload-pack", app.name),
+        query: String::new(),
+        headers: &headers,
+        remote_user: user.email.to_string(),
+        project_root: &checkout.root,
+        body: Some(spooled),
+        env: Vec::new(),
+    })
+    .await;
+    match started {
+        Ok(resp) => {
+            let (status, headers) = (resp.status, resp.headers.clone());
+            let mut child = resp.child;
+            let stream = tokio_util::io::ReaderStream::new(resp.body);
+            // The checkout must outlive the stream; so must the child until it is reaped.
+            let body = Body::from_stream(stream.chain(futures::stream::once(async move {
+                let _ = child.wait().await;
+                drop(checkout);
+                Ok::<Bytes, std::io::Error>(Bytes::new())
+            })));
+            (status, headers, body).into_response()
+        }
+        Err(err) => internal(&err),
+    }
+}
+
+/// A side-band-64k progress packet: `remote: <text>` on the pusher's terminal.
+fn sideband_message(text: &str) -> Bytes {
+    let payload = format!("\u{2}{text}\n");
+    Bytes::from(format!("{:04x}{payload}", payload.len() + 4))
+}
+
+fn flag(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}
+
+async fn receive_pack(
+    State(state): State<ReceiveState>,
+    UrlPath(repo): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (user, app) = match authorize(&state, &headers, &repo).await {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
+    let spool_dir = match tempfile::Builder::new().prefix("gx-push-").tempdir() {
+        Ok(d) => d,
+        Err(err) => return internal(&err.into()),
+    };
+    let spooled = spool_dir.path().join("request");
+    if let Err(resp) = spool(body, &spooled).await {
+        return resp;
+    }
+    // Messages before git's own output only reach clients that demultiplex side bands.
+    let head = std::fs::read(&spooled)
+        .map(|b| b[..b.len().min(8192)].to_vec())
+        .unwrap_or_default();
+    let sideband = head.windows(9).any(|w| w == b"side-band");
+    let flags = BuildFlags {
+        clean: flag(&headers, "gigalixir-clean"),
+        hot: flag(&headers, "gigalixir-hot"),
+    };
+    let (tx, rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+    let trace = uuid::Uuid::new_v4().to_string();
+    tokio::spawn(async move {
+        let _keep = spool_dir;
+        if let Err(err) = run_receive(
+            &state, &user, &app, &headers, &spooled, flags, sideband, trace, &tx,
+        )
+        .await
+        {
+            tracing::error!(app = %app.name, error = %format!("{err:#}"), "push failed");
+            if sideband {
+                let _ = tx.send(Ok(sideband_message(&format!(
+                    "error: the platform could not store this push: {err}"
+                ))));
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-git-receive-pack-result"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::UnboundedReceiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// How long a push may hold its app's lock.
+const PUSH_LOCK_TTL: Duration = Duration::from_secs(45 * 60);
+
+#[allow(clippy::too_many_arguments)]
+async fn run_receive(
+    state: &ReceiveState,
+    user: &User,
+    app: &App,
+    headers: &HeaderMap,
+    spooled: &Path,
+    flags: BuildFlags,
+    sideband: bool,
+    trace: String,
+    tx: &mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+) -> anyhow::Result<()> {
+    let lock = format!("push:{}", app.name);
+    let holder = trace.clone();
+    let mut waited = 0u32;
+    loop {
+        match state.store.try_lock(&lock, &holder, PUSH_LOCK_TTL).await {
+            Ok(()) => break,
+            Err(PortError::Precondition) => {
+                if sideband && waited.is_multiple_of(30) {
+                    let text = if waited == 0 {
+                        format!(
+                            "-----> Another push of {} is in progress; waiting for it to finish...",
+                            app.name
+                        )
+                    } else {
+                        "-----> Still waiting for the previous push...".to_owned()
+                    };
+                    let _ = tx.send(Ok(sideband_message(&text)));
+                }
+                waited += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let result = receive_locked(state, user, app, headers, spooled, flags, trace, tx).await;
+    if let Err(err) = state.store.unlock(&lock, &holder).await {
+        tracing::warn!(app = %app.name, error = %err, "could not free the push lock; it expires by itself");
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_locked(
+    state: &ReceiveState,
+    user: &User,
+    app: &App,
+    headers: &HeaderMap,
+    spooled: &Path,
+    flags: BuildFlags,
+    trace: String,
+    tx: &mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+) -> anyhow::Result<()> {
+    let checkout = repo::fetch(&*state.blobs, &app.name, &state.hook_exe).await?;
+    let socket = checkout.dir.path().join("hook.sock");
+    let listener = tokio::net::UnixListener::bind(&socket)?;
+    let hook_state = state.clone();
+    let push = pipeline::Push {
+        app: app.name.clone(),
+        flags,
+        git_dir: checkout.git_dir.clone(),
+        trace,
+    };
+    let hooks = tokio::spawn(async move {
+        // git runs the hook once per push.
+        if let Ok((stream, _)) = listener.accept().await {
+            if let Err(err) = pipeline::serve_hook(hook_state, push, stream).await {
+                tracing::warn!(error = %format!("{err:#}"), "hook connection ended badly");
+            }
+        }
+    });
+    let resp = cgi::start(cgi::CgiRequest {
+        method: "POST",
+        path_info: format!("/{}.git/git-receive-pack", app.name),
+        query: String::new(),
+        headers,
+        remote_user: user.email.to_string(),
+        project_root: &checkout.root,
+        body: Some(spooled.to_owned()),
+        env: vec![(hook::SOCKET_ENV.to_owned(), socket.display().to_string())],
+    })
+    .await?;
+    let mut child = resp.child;
+    let mut body = tokio_util::io::ReaderStream::new(resp.body);
+    while let Some(chunk) = body.next().await {
+        if tx.send(chunk).is_err() {
+            tracing::warn!(app = %app.name, "the pusher went away");
+        }
+    }
+    let status = child.wait().await?;
+    hooks.abort();
+    anyhow::ensure!(status.success(), "git receive-pack exited with {status}");
+    repo::store(&*state.blobs, &app.name, &checkout).await?;
+    Ok(())
 }

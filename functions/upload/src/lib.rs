@@ -1,14 +1,199 @@
-//! The `upload` function. Trigger: `slug-built`. Step: stream the slug out of the build
-//! container into the slug store, content-addressed by sha256, verify it, remove the
-//! container. A failed upload retries the upload, never the build. Emits: `slug-uploaded`.
+//! The `upload` function. Trigger: `slug-built`. Step: take the slug out of the finished
+//! build (the [`Builder`] port), store it in the blob store under its sha256, read it back
+//! to verify it, keep the build cache for the app's next build, remove the build's
+//! container. Emits: `slug-uploaded`.
 //!
-//! The step itself lands with the push-deploy work; until then the crate holds its place in
-//! the layout and serves its health check.
+//! A failed upload is retried as an upload: this step never starts a build. Idempotent on
+//! the build's state: `built` uploads, `uploaded` only re-publishes, later states are done.
 
-use axum::routing::get;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
 use axum::Router;
+use sha2::{Digest, Sha256};
+use shared::domain::{AppName, BuildId};
+use shared::messages::{Delivery, Envelope, Event, ATTR_TRACE};
+use shared::model::{BuildState, SlugRef};
+use shared::ports::{Blobs, Builder, Bus, Store};
+use shared::push::{handle, StepError};
+use shared::PortError;
 
-/// The function's router.
-pub fn router() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" }))
+/// Largest slug accepted.
+pub const MAX_SLUG_BYTES: u64 = 1 << 30;
+
+/// The ports the step uses.
+#[derive(Clone)]
+pub struct StepState {
+    /// Builds and logs.
+    pub store: Arc<dyn Store>,
+    /// Where `slug-uploaded` goes.
+    pub bus: Arc<dyn Bus>,
+    /// The slug store and the caches.
+    pub blobs: Arc<dyn Blobs>,
+    /// Holds the finished builds.
+    pub builder: Arc<dyn Builder>,
+}
+
+/// The function's router: the push endpoint and a health check.
+pub fn router(state: StepState) -> Router {
+    Router::new()
+        .route("/", post(push))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn push(State(state): State<StepState>, body: Bytes) -> Response {
+    handle(body, |delivery| on_delivery(state, delivery)).await
+}
+
+async fn on_delivery(state: StepState, delivery: Delivery) -> Result<(), StepError> {
+    let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
+    match delivery.envelope.decode_event() {
+        Ok(Event::SlugBuilt {
+            app, build, path, ..
+        }) => upload(&state, &app, &build, &path, trace.as_deref()).await,
+        Ok(other) => Err(StepError::Permanent(format!(
+            "upload does not handle {} events",
+            other.kind()
+        ))),
+        Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
+    }
+}
+
+async fn publish(
+    state: &StepState,
+    app: &AppName,
+    build: &BuildId,
+    slug: SlugRef,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let event = Event::SlugUploaded {
+        app: app.clone(),
+        build: build.clone(),
+        slug,
+    };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, trace))
+        .await?;
+    Ok(())
+}
+
+/// Moves one slug from its build into the slug store.
+#[tracing::instrument(skip_all, fields(app = %app, build = %id))]
+pub async fn upload(
+    state: &StepState,
+    app: &AppName,
+    id: &BuildId,
+    path: &str,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let build = match state.store.build(id).await {
+        Ok(b) => b,
+        Err(PortError::NotFound) => {
+            return Err(StepError::Permanent("the build no longer exists".into()))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    match (build.state, build.slug) {
+        (BuildState::Built, _) => {}
+        (BuildState::Uploaded, Some(slug)) => return publish(state, app, id, slug, trace).await,
+        _ => return Ok(()),
+    }
+    let started = std::time::Instant::now();
+    let tar = match state.builder.fetch(id, path).await {
+        Ok(t) => t,
+        Err(PortError::NotFound) => {
+            return fail(
+                state,
+                id,
+                "the finished build vanished before its slug was stored",
+            )
+            .await
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+    let slug = tokio::task::spawn_blocking(move || shared::archive::file_in_tar(&tar, &name))
+        .await
+        .map_err(|e| StepError::Transient(e.to_string()))?
+        .map_err(|e| StepError::Transient(format!("unreadable slug archive: {e}")))?;
+    let Some(slug) = slug else {
+        return fail(state, id, "the build produced no slug").await;
+    };
+    if slug.len() as u64 > MAX_SLUG_BYTES {
+        return fail(state, id, "the slug is larger than 1 GB").await;
+    }
+    let sha = hex::encode(Sha256::digest(&slug));
+    let key = format!("slugs/{sha}.tgz");
+    let size = slug.len() as u64;
+    state.blobs.put(&key, Bytes::from(slug)).await?;
+    let stored = state.blobs.get(&key).await?;
+    if hex::encode(Sha256::digest(&stored)) != sha {
+        return Err(StepError::Transient(
+            "the stored slug does not match its sha256".into(),
+        ));
+    }
+    // The cache is a convenience: a build without it is only slower.
+    match state.builder.fetch(id, "/build/cache").await {
+        Ok(cache) => {
+            if let Err(err) = state.blobs.put(&format!("caches/{app}.tar"), cache).await {
+                tracing::warn!(error = %err, "build cache not kept");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "build cache not kept"),
+    }
+    let slug_ref = SlugRef {
+        key,
+        sha256: sha,
+        size,
+    };
+    let stored_ref = slug_ref.clone();
+    match state
+        .store
+        .transition_build(id, BuildState::Built, BuildState::Uploaded, &|b| {
+            b.slug = Some(stored_ref.clone())
+        })
+        .await
+    {
+        Ok(_) | Err(PortError::Precondition) => {}
+        Err(err) => return Err(err.into()),
+    }
+    state.builder.discard(id).await?;
+    let mb = size as f64 / 1_048_576.0;
+    state
+        .store
+        .append_build_log(
+            id,
+            &[format!(
+                "-----> Slug stored: {mb:.1} MB, sha256 {} ({} ms)",
+                &slug_ref.sha256[..12],
+                started.elapsed().as_millis()
+            )],
+        )
+        .await?;
+    publish(state, app, id, slug_ref, trace).await
+}
+
+async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepError> {
+    state
+        .store
+        .append_build_log(id, &[format!(" !     {reason}")])
+        .await?;
+    let why = reason.to_owned();
+    match state
+        .store
+        .transition_build(id, BuildState::Built, BuildState::Failed, &|b| {
+            b.failure = Some(why.clone())
+        })
+        .await
+    {
+        Ok(_) | Err(PortError::Precondition) => {}
+        Err(err) => return Err(err.into()),
+    }
+    let _ = state.builder.discard(id).await;
+    Err(StepError::Permanent(reason.to_owned()))
 }

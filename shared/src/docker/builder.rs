@@ -1,8 +1,6 @@
 //! [`Builder`] on the Docker engine: one container per build, from the builder image,
 //! unprivileged, without network, with resource and time limits.
 
-use std::io::Read;
-
 use async_trait::async_trait;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
@@ -15,6 +13,7 @@ use futures::channel::mpsc::UnboundedSender;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{labels, map_err, LineSplitter, BUILDER_IMAGE, LABEL_APP, LABEL_BUILD, LABEL_INSTANCE};
+use crate::archive::copy_tar;
 use crate::domain::BuildId;
 use crate::error::{PortError, PortResult};
 use crate::ports::builder::{BuildExit, BuildSpec, Builder};
@@ -139,9 +138,9 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
             h.set_size(0);
             out.append_data(&mut h, dir, std::io::empty())?;
         }
-        copy_tar(&source, "src/", &mut out)?;
+        copy_tar(&source, "src/", Some(BUILD_UID), &mut out)?;
         if let Some(cache) = cache {
-            copy_tar(&cache, "", &mut out)?;
+            copy_tar(&cache, "", Some(BUILD_UID), &mut out)?;
         }
         for (name, value) in env {
             let mut h = tar::Header::new_gnu();
@@ -156,39 +155,6 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
     .await
     .map_err(PortError::unavailable)?
     .map_err(|e| PortError::Invalid(format!("unreadable build input archive: {e}")))
-}
-
-/// Appends every entry of the tar `input` under `prefix`, owned by the build user.
-fn copy_tar(input: &[u8], prefix: &str, out: &mut tar::Builder<Vec<u8>>) -> std::io::Result<()> {
-    let mut archive = tar::Archive::new(input);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
-        let path = path.trim_start_matches("./");
-        if path.is_empty() || path.starts_with("pax_global_header") {
-            continue;
-        }
-        let target = format!("{prefix}{path}");
-        let mut header = entry.header().clone();
-        header.set_uid(BUILD_UID);
-        header.set_gid(BUILD_UID);
-        match header.entry_type() {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let link = entry
-                    .link_name()?
-                    .map(|l| l.into_owned())
-                    .unwrap_or_default();
-                out.append_link(&mut header, &target, link)?;
-            }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            _ => {
-                let mut data = Vec::new();
-                entry.read_to_end(&mut data)?;
-                out.append_data(&mut header, &target, data.as_slice())?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -1,0 +1,355 @@
+//! What happens while git holds the push in its pre-receive hook: pick the ref to deploy,
+//! archive the commit with its submodules, record the build, request it, and stream the
+//! build and deploy back until they end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use shared::domain::{AppName, BuildId};
+use shared::messages::{Envelope, Event};
+use shared::model::{Build, BuildFlags, BuildState};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::hook::{HookRequest, RefUpdate, EXIT_PREFIX};
+use crate::ReceiveState;
+
+/// How long a push may wait for its build and deploy.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// The push being received.
+pub struct Push {
+    /// The app.
+    pub app: AppName,
+    /// From the request headers.
+    pub flags: BuildFlags,
+    /// The bare repository.
+    pub git_dir: PathBuf,
+    /// Trace id for the pipeline's messages.
+    pub trace: String,
+}
+
+/// The blob key of a build's source archive.
+pub fn source_key(app: &AppName, build: &BuildId) -> String {
+    format!("sources/{app}/{build}.tar")
+}
+
+/// Talks to the hook over `stream` until the push is decided.
+pub async fn serve_hook(state: ReceiveState, push: Push, stream: UnixStream) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let request: HookRequest = serde_json::from_str(&line)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let work = tokio::spawn(async move { decide(&state, &push, &request, &tx).await });
+    while let Some(text) = rx.recv().await {
+        write.write_all(text.as_bytes()).await?;
+        write.write_all(b"\n").await?;
+    }
+    let code = work.await.unwrap_or(1);
+    write
+        .write_all(format!("{EXIT_PREFIX}{code}\n").as_bytes())
+        .await?;
+    Ok(())
+}
+
+type Say = tokio::sync::mpsc::UnboundedSender<String>;
+
+fn say(out: &Say, text: impl Into<String>) {
+    let _ = out.send(text.into());
+}
+
+async fn decide(state: &ReceiveState, push: &Push, request: &HookRequest, out: &Say) -> u8 {
+    let mut deploy: Option<&RefUpdate> = None;
+    for update in &request.updates {
+        let branch = update.name.strip_prefix("refs/heads/");
+        if update.new == ZERO {
+            say(out, format!("-----> {}: deleted", update.name));
+            continue;
+        }
+        match branch {
+            Some("master" | "main") if deploy.is_none() => deploy = Some(update),
+            Some("master" | "main") => say(
+                out,
+                format!(
+                    "-----> {}: stored; one deploy per push, the first branch wins",
+                    update.name
+                ),
+            ),
+            Some(other) => say(
+                out,
+                format!("-----> Branch {other} stored, not built: only master and main deploy."),
+            ),
+            None => say(out, format!("-----> {} stored.", update.name)),
+        }
+    }
+    let Some(update) = deploy else {
+        return 0;
+    };
+    match build_and_follow(state, push, update, &request.env, out).await {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!(app = %push.app, error = %format!("{err:#}"), "push failed");
+            say(
+                out,
+                format!("error: the platform could not process this push: {err}"),
+            );
+            1
+        }
+    }
+}
+
+async fn build_and_follow(
+    state: &ReceiveState,
+    push: &Push,
+    update: &RefUpdate,
+    env: &BTreeMap<String, String>,
+    out: &Say,
+) -> anyhow::Result<u8> {
+    let short = update.new.get(..7).unwrap_or(&update.new).to_owned();
+    say(out, format!("-----> Received {short} for {}", push.app));
+    let archive = match archive_commit(&push.git_dir, &update.new, env).await {
+        Ok(a) => a,
+        Err(why) => {
+            say(out, format!("error: {why}"));
+            return Ok(1);
+        }
+    };
+    let id = BuildId::random();
+    state
+        .blobs
+        .put(&source_key(&push.app, &id), Bytes::from(archive))
+        .await?;
+    let now = Utc::now();
+    let build = Build {
+        id: id.clone(),
+        app: push.app.clone(),
+        commit: update.new.clone(),
+        branch: update.name.trim_start_matches("refs/heads/").to_owned(),
+        flags: push.flags,
+        state: BuildState::Requested,
+        failure: None,
+        slug: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_build(&build).await?;
+    let event = Event::BuildRequested {
+        app: push.app.clone(),
+        build: id.clone(),
+    };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, Some(&push.trace)))
+        .await?;
+    let mut flags = Vec::new();
+    if push.flags.clean {
+        flags.push("clean, without the cache");
+    }
+    if push.flags.hot {
+        flags.push("hot upgrade requested");
+    }
+    let extra = if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", flags.join(", "))
+    };
+    say(out, format!("-----> Building {short}{extra}"));
+    follow(state, push, &id, out).await
+}
+
+/// Streams the build's log until the build is deployed or failed.
+async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> anyhow::Result<u8> {
+    let deadline = tokio::time::Instant::now() + PUSH_TIMEOUT;
+    let mut seen = 0;
+    loop {
+        let lines = state
+            .store
+            .build_log(id, seen, 500)
+            .await
+            .unwrap_or_default();
+        let full = lines.len() == 500;
+        for (n, line) in lines {
+            seen = n;
+            say(out, line);
+        }
+        if full {
+            continue;
+        }
+        let build = state.store.build(id).await?;
+        match build.state {
+            BuildState::Deployed | BuildState::Failed => {
+                for (_, line) in state
+                    .store
+                    .build_log(id, seen, 10_000)
+                    .await
+                    .unwrap_or_default()
+                {
+                    say(out, line);
+                }
+                if build.state == BuildState::Failed {
+                    let why = build.failure.unwrap_or_else(|| "the build failed".into());
+                    say(out, format!("error: push rejected: {why}"));
+                    return Ok(1);
+                }
+                let version = state
+                    .store
+                    .releases(&push.app)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.spec.build.as_ref() == Some(id))
+                    .map(|r| r.version.to_string())
+                    .unwrap_or_default();
+                let url = state.app_url(&push.app);
+                say(out, format!("-----> Deployed {version} to {url}"));
+                return Ok(0);
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            say(out, "error: the build and deploy took longer than 40 minutes; it goes on, see `gigalixir releases`");
+            return Ok(1);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn git_output(
+    args: &[&str],
+    git_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let out = tokio::process::Command::new("git")
+        .args(args)
+        .env("GIT_DIR", git_dir)
+        .envs(env)
+        .output()
+        .await
+        .map_err(|e| format!("could not run git: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "git {} failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A tar of the commit's tree with every submodule's tree in place, recursively.
+pub async fn archive_commit(
+    git_dir: &Path,
+    commit: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut keep = Vec::new();
+    add_tree(git_dir, commit, env, "", &mut out, &mut keep, 0).await?;
+    out.into_inner()
+        .map_err(|e| format!("could not write the archive: {e}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_tree<'a>(
+    git_dir: &'a Path,
+    commit: &'a str,
+    env: &'a BTreeMap<String, String>,
+    prefix: &'a str,
+    out: &'a mut tar::Builder<Vec<u8>>,
+    keep: &'a mut Vec<tempfile::TempDir>,
+    depth: u32,
+) -> futures::future::BoxFuture<'a, Result<(), String>> {
+    Box::pin(async move {
+        if depth > 8 {
+            return Err("submodules nest deeper than 8 levels".into());
+        }
+        let tree = git_output(&["archive", "--format=tar", commit], git_dir, env).await?;
+        shared::archive::copy_tar(&tree, prefix, None, out).map_err(|e| e.to_string())?;
+        let listing = git_output(&["ls-tree", "-r", commit], git_dir, env).await?;
+        let gitlinks: Vec<(String, String)> = String::from_utf8_lossy(&listing)
+            .lines()
+            .filter_map(|l| {
+                let (meta, path) = l.split_once('\t')?;
+                let mut m = meta.split_whitespace();
+                (m.next()? == "160000").then_some(())?;
+                m.next()?;
+                Some((m.next()?.to_owned(), path.to_owned()))
+            })
+            .collect();
+        if gitlinks.is_empty() {
+            return Ok(());
+        }
+        let modules = git_output(
+            &[
+                "config",
+                "--blob",
+                &format!("{commit}:.gitmodules"),
+                "--get-regexp",
+                r"^submodule\..*\.(path|url)$",
+            ],
+            git_dir,
+            env,
+        )
+        .await
+        .map_err(|_| "the commit has submodules but no readable .gitmodules".to_owned())?;
+        let mut paths = BTreeMap::new();
+        let mut urls = BTreeMap::new();
+        for line in String::from_utf8_lossy(&modules).lines() {
+            let Some((key, value)) = line.split_once(' ') else {
+                continue;
+            };
+            let key = key.trim_start_matches("submodule.");
+            if let Some(name) = key.strip_suffix(".path") {
+                paths.insert(value.to_owned(), name.to_owned());
+            } else if let Some(name) = key.strip_suffix(".url") {
+                urls.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        for (sub_commit, path) in gitlinks {
+            let url = paths
+                .get(&path)
+                .and_then(|name| urls.get(name))
+                .ok_or_else(|| format!("submodule {prefix}{path} has no url in .gitmodules"))?;
+            if url.starts_with("./") || url.starts_with("../") {
+                return Err(format!("submodule {prefix}{path}: relative URLs ({url}) are not supported; use an absolute URL"));
+            }
+            let dir = tempfile::Builder::new()
+                .prefix("gx-submodule-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            let clone = tokio::process::Command::new("git")
+                .args(["clone", "--quiet", "--bare", url])
+                .arg(dir.path().join("repo.git"))
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .output()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !clone.status.success() {
+                return Err(format!(
+                    "could not fetch submodule {prefix}{path} from {url}: {}",
+                    String::from_utf8_lossy(&clone.stderr).trim()
+                ));
+            }
+            let sub_dir = dir.path().join("repo.git");
+            let nested = format!("{prefix}{path}/");
+            add_tree(
+                &sub_dir,
+                &sub_commit,
+                &BTreeMap::new(),
+                &nested,
+                out,
+                keep,
+                depth + 1,
+            )
+            .await
+            .map_err(|e| format!("submodule {prefix}{path}: {e}"))?;
+            keep.push(dir);
+        }
+        Ok(())
+    })
+}

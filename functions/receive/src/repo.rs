@@ -1,0 +1,128 @@
+//! The app's bare repository, kept in the blob store between pushes as a tar, unpacked
+//! into a temporary directory for the length of one request.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use shared::domain::AppName;
+use shared::ports::Blobs;
+use shared::PortError;
+
+/// Largest push accepted, and largest repository kept.
+pub const MAX_REPO_BYTES: u64 = 1 << 30;
+
+/// The blob key of an app's repository.
+pub fn blob_key(app: &AppName) -> String {
+    format!("repos/{app}.tar")
+}
+
+/// A repository unpacked for one request; removed when dropped.
+pub struct Checkout {
+    /// Holds the directory.
+    pub dir: tempfile::TempDir,
+    /// `GIT_PROJECT_ROOT`: the directory holding `APP.git`.
+    pub root: PathBuf,
+    /// The bare repository itself.
+    pub git_dir: PathBuf,
+}
+
+async fn git(args: &[&str], dir: &Path) -> anyhow::Result<()> {
+    let out = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "git {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Unpacks the app's repository (or makes an empty one) and configures it for receiving.
+pub async fn fetch(blobs: &dyn Blobs, app: &AppName, hook_exe: &Path) -> anyhow::Result<Checkout> {
+    let dir = tempfile::Builder::new().prefix("gx-receive-").tempdir()?;
+    let root = dir.path().join("repos");
+    let git_dir = root.join(format!("{app}.git"));
+    std::fs::create_dir_all(&root)?;
+    match blobs.get(&blob_key(app)).await {
+        Ok(tar) => {
+            let target = git_dir.clone();
+            tokio::task::spawn_blocking(move || tar::Archive::new(tar.as_ref()).unpack(&target))
+                .await??;
+        }
+        Err(PortError::NotFound) => {
+            git(
+                &[
+                    "init",
+                    "--bare",
+                    "--quiet",
+                    "--initial-branch=master",
+                    &git_dir.to_string_lossy(),
+                ],
+                &root,
+            )
+            .await?;
+        }
+        Err(err) => return Err(err.into()),
+    }
+    for (key, value) in [
+        ("http.receivepack", "true"),
+        ("http.uploadpack", "true"),
+        ("receive.denyNonFastForwards", "false"),
+        ("receive.denyDeletes", "false"),
+        // Keepalives during a quiet pre-receive hook (a long compile) keep proxies from
+        // dropping the connection.
+        ("receive.keepAlive", "5"),
+        ("receive.maxInputSize", "1073741824"),
+        ("core.logAllRefUpdates", "false"),
+    ] {
+        git(&["config", key, value], &git_dir).await?;
+    }
+    let hooks = git_dir.join("hooks");
+    std::fs::create_dir_all(&hooks)?;
+    let hook = hooks.join("pre-receive");
+    let script = format!(
+        "#!/bin/sh\nexec '{}' __git-hook pre-receive\n",
+        hook_exe.display().to_string().replace('\'', "'\\''")
+    );
+    std::fs::write(&hook, script)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(Checkout { dir, root, git_dir })
+}
+
+/// Packs the repository back into the blob store (hooks excluded: they are per request).
+pub async fn store(blobs: &dyn Blobs, app: &AppName, checkout: &Checkout) -> anyhow::Result<()> {
+    let git_dir = checkout.git_dir.clone();
+    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(false);
+        for entry in std::fs::read_dir(&git_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == "hooks" {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                builder.append_dir_all(&name, &path)?;
+            } else {
+                builder.append_path_with_name(&path, &name)?;
+            }
+        }
+        builder.into_inner()
+    })
+    .await??;
+    anyhow::ensure!(
+        (tar.len() as u64) <= MAX_REPO_BYTES,
+        "the repository is larger than 1 GB"
+    );
+    blobs.put(&blob_key(app), Bytes::from(tar)).await?;
+    Ok(())
+}

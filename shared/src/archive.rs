@@ -1,0 +1,97 @@
+//! Tar archives: merging and re-rooting them (sources with submodules, build inputs).
+
+use std::io::Read;
+
+/// Appends every entry of the tar `input` to `out` under `prefix` (`""` or ending in `/`),
+/// optionally owned by `owner` (uid = gid). Links stay links; pax headers are dropped.
+pub fn copy_tar(
+    input: &[u8],
+    prefix: &str,
+    owner: Option<u64>,
+    out: &mut tar::Builder<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./");
+        if path.is_empty() || path.starts_with("pax_global_header") {
+            continue;
+        }
+        let target = format!("{prefix}{path}");
+        let mut header = entry.header().clone();
+        if let Some(id) = owner {
+            header.set_uid(id);
+            header.set_gid(id);
+        }
+        match header.entry_type() {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let link = entry
+                    .link_name()?
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                out.append_link(&mut header, &target, link)?;
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+            _ => {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                out.append_data(&mut header, &target, data.as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The contents of the one file at `name` in the tar `input`, if it is there.
+pub fn file_in_tar(input: &[u8], name: &str) -> std::io::Result<Option<Vec<u8>>> {
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.path()?.to_string_lossy().trim_start_matches("./") == name {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, body) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, body.as_bytes())
+                .expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn copy_re_roots_and_reowns() {
+        let mut out = tar::Builder::new(Vec::new());
+        copy_tar(
+            &tar_of(&[("a.txt", "A"), ("d/b.txt", "B")]),
+            "src/",
+            Some(1000),
+            &mut out,
+        )
+        .expect("copy");
+        let merged = out.into_inner().expect("tar");
+        assert_eq!(
+            file_in_tar(&merged, "src/d/b.txt").expect("read"),
+            Some(b"B".to_vec())
+        );
+        assert_eq!(file_in_tar(&merged, "a.txt").expect("read"), None);
+        let mut a = tar::Archive::new(merged.as_slice());
+        for e in a.entries().expect("entries") {
+            assert_eq!(e.expect("entry").header().uid().expect("uid"), 1000);
+        }
+    }
+}
