@@ -3,6 +3,7 @@
 //! called in-process through its own router), the Docker builder and runtime, and the
 //! router that sends `APP.localhost` to the app.
 
+mod dead_letters;
 mod router;
 
 use std::net::SocketAddr;
@@ -243,6 +244,13 @@ async fn start_steps(
         (
             SubscriptionSpec::new("release.slug-uploaded", Topic::SLUG_UPLOADED),
             release,
+        ),
+        (
+            SubscriptionSpec {
+                dead_letter: None,
+                ..SubscriptionSpec::new("platform.dead-letter", Topic::DEAD_LETTER)
+            },
+            dead_letters::router(ports.store.clone()),
         ),
         (
             SubscriptionSpec {

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
-    StopContainerOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -63,9 +63,40 @@ impl DockerRuntime {
         format!("gx-{}-{app}-v{version}", self.instance)
     }
 
+    /// The app's network, made if missing. The engine allows several networks with one
+    /// name, so look before creating, and keep one.
     async fn ensure_network(&self, app: &AppName) -> PortResult<()> {
+        let name = self.network(app);
+        let filters: HashMap<String, Vec<String>> = [
+            (
+                "label".to_owned(),
+                vec![
+                    format!("{LABEL_INSTANCE}={}", self.instance),
+                    format!("{LABEL_APP}={app}"),
+                ],
+            ),
+            ("name".to_owned(), vec![name.clone()]),
+        ]
+        .into();
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let mut found: Vec<(String, String)> = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name.as_str()))
+            .filter_map(|n| Some((n.created.clone().unwrap_or_default(), n.id?)))
+            .collect();
+        found.sort();
+        if let Some((_, _keep)) = found.first() {
+            for (_, extra) in found.iter().skip(1) {
+                let _ = self.docker.remove_network(extra).await;
+            }
+            return Ok(());
+        }
         let request = NetworkCreateRequest {
-            name: self.network(app),
+            name,
             driver: Some("bridge".into()),
             labels: Some(labels(&[
                 (LABEL_INSTANCE, &self.instance),
@@ -73,10 +104,8 @@ impl DockerRuntime {
             ])),
             ..Default::default()
         };
-        match self.docker.create_network(request).await.map_err(map_err) {
-            Ok(_) | Err(PortError::AlreadyExists) => Ok(()),
-            Err(err) => Err(err),
-        }
+        self.docker.create_network(request).await.map_err(map_err)?;
+        Ok(())
     }
 
     /// The app's containers of this instance: (name, release version, running).
