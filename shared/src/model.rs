@@ -126,6 +126,9 @@ pub struct Build {
     pub created_at: DateTime<Utc>,
     /// Last state change.
     pub updated_at: DateTime<Utc>,
+    /// When it entered each state after `requested`, in order (for timings).
+    #[serde(default)]
+    pub history: Vec<(BuildState, DateTime<Utc>)>,
 }
 
 /// What happened to a release after it was made.

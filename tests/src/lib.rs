@@ -1,2 +1,320 @@
-//! Tests of the whole platform through its real binaries, and `loadgen`, the open-loop HTTP
-//! load generator the benchmark scripts in `scripts/` use.
+//! Tests of the whole platform through its real binaries, and the tools the benchmark
+//! scripts in `scripts/` use (`loadgen`, `bench-deploy`).
+//!
+//! [`Platform`] starts a real `gigalixir-platform` on a free port with its own data
+//! directory, Docker instance label and HOME, runs the real `gigalixir` CLI and the real
+//! `git` against it, and removes every container and network it made when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The cargo target profile directory holding the binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    if dir.ends_with("deps") {
+        dir.parent().expect("profile dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// A binary of this workspace, which must have been built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Fails unless the builder and runner images exist.
+pub fn require_images() {
+    for image in ["gigalixir-builder:latest", "gigalixir-runner:latest"] {
+        let ok = Command::new("docker")
+            .args(["image", "inspect", image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "the image {image} is missing: run scripts/images (scripts/test does)"
+        );
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Output as text: (stdout, stderr).
+pub fn texts(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running platform; stopped, and its containers removed, when dropped.
+pub struct Platform {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its Docker label value.
+    pub instance: String,
+    /// Its data directory.
+    pub data: tempfile::TempDir,
+    /// HOME of the user driving it (netrc lives here).
+    pub home: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Platform {
+    /// Starts a platform and waits until it answers.
+    pub fn start() -> Self {
+        let data = tempfile::tempdir().expect("data dir");
+        let home = tempfile::tempdir().expect("home dir");
+        let port = free_port();
+        let instance = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let log = data.path().join("platform.log");
+        let mut platform = Self {
+            child: None,
+            port,
+            instance,
+            data,
+            home,
+            log,
+        };
+        platform.spawn();
+        platform
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(binary("gigalixir-platform"))
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--instance",
+                &self.instance,
+            ])
+            .arg("--data-dir")
+            .arg(self.data.path().join("data"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start gigalixir-platform");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = reqwest::blocking::get(format!("http://127.0.0.1:{}/healthz", self.port))
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the platform did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the platform logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The API / git base URL.
+    pub fn url(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    /// Where the platform keeps its data.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().join("data")
+    }
+
+    /// Stops the platform with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts the platform on the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs the real `gigalixir` CLI in `dir`.
+    pub fn cli(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new(binary("gigalixir"))
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", self.home.path())
+            .env("GIGALIXIR_API_URL", self.url())
+            .env_remove("GIGALIXIR_APP")
+            .env_remove("NETRC")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run gigalixir")
+    }
+
+    /// Runs the CLI and insists it succeeds; returns stdout.
+    pub fn cli_ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.cli(dir, args);
+        let (stdout, stderr) = texts(&out);
+        assert!(
+            out.status.success(),
+            "gigalixir {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    }
+
+    /// Runs the real `git` in `dir` as the platform's user (their HOME and netrc).
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", self.home.path())
+            .env("GIT_AUTHOR_NAME", "Ada")
+            .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+            .env("GIT_COMMITTER_NAME", "Ada")
+            .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env_remove("GIT_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run git")
+    }
+
+    /// Runs git and insists it succeeds; returns stdout and stderr together.
+    pub fn git_ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.git(dir, args);
+        let (stdout, stderr) = texts(&out);
+        assert!(
+            out.status.success(),
+            "git {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        format!("{stdout}{stderr}")
+    }
+
+    /// GET `path` of an app through the router, as `curl http://APP.localhost:PORT/` does.
+    pub fn get_app(&self, app: &str, path: &str) -> (u16, String) {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        match client
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("host", format!("{app}.localhost:{}", self.port))
+            .send()
+        {
+            Ok(resp) => (resp.status().as_u16(), resp.text().unwrap_or_default()),
+            Err(err) => (0, err.to_string()),
+        }
+    }
+
+    /// Makes an account and logs in (netrc in HOME).
+    pub fn sign_up_and_log_in(&self) {
+        let dir = self.home.path();
+        self.cli_ok(
+            dir,
+            &[
+                "create",
+                "user",
+                "-e",
+                "ada@example.com",
+                "-p",
+                "password123",
+            ],
+        );
+        self.cli_ok(
+            dir,
+            &["login", "-e", "ada@example.com", "-p", "password123", "-y"],
+        );
+    }
+
+    /// Copies a fixture app from `tests/fixtures/NAME` into a fresh git repository
+    /// (one commit) under `parent`, and returns its path.
+    pub fn fixture_repo(&self, name: &str, parent: &Path) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name);
+        let dir = parent.join(name);
+        copy_dir(&src, &dir);
+        self.git_ok(&dir, &["init", "-q", "--initial-branch=master"]);
+        self.git_ok(&dir, &["add", "-A"]);
+        self.git_ok(&dir, &["commit", "-qm", "first"]);
+        dir
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for entry in std::fs::read_dir(src).expect("read fixture") {
+        let entry = entry.expect("entry");
+        let target = dst.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.stop();
+        let label = format!("label=gigalixir.instance={}", self.instance);
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+        if let Ok(out) = Command::new("docker")
+            .args(["network", "ls", "-q", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["network", "rm", id]).output();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- platform log ---\n{}", self.log());
+        }
+    }
+}

@@ -136,6 +136,7 @@ async fn build_and_follow(
         slug: None,
         created_at: now,
         updated_at: now,
+        history: Vec::new(),
     };
     state.store.create_build(&build).await?;
     let event = Event::BuildRequested {

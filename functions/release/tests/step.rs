@@ -69,6 +69,7 @@ async fn world() -> World {
             slug: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            history: Vec::new(),
         })
         .await
         .expect("build");

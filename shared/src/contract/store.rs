@@ -61,6 +61,7 @@ fn build(app: &AppName) -> Build {
         slug: None,
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        history: Vec::new(),
     }
 }
 
@@ -239,6 +240,8 @@ pub async fn builds_move_forward_only(store: Arc<dyn Store>) {
         .await
         .expect("move");
     assert_eq!(moved.state, BuildState::Building);
+    assert_eq!(moved.history.len(), 1);
+    assert_eq!(moved.history[0].0, BuildState::Building);
     let again = store
         .transition_build(
             &first.id,

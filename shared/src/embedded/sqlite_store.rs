@@ -299,6 +299,7 @@ impl Store for SqliteStore {
         update(&mut next);
         next.state = to;
         next.updated_at = Utc::now();
+        next.history.push((to, next.updated_at));
         let after = to_json(&next)?;
         let id = id.0.clone();
         self.db

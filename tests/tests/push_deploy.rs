@@ -1,0 +1,280 @@
+//! `git push` deploys, end to end: the real `gigalixir` CLI, the real `git`, a real
+//! `gigalixir-platform`, the real Docker engine (scripts/images must have run).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gigalixir_tests::{require_images, texts, Platform};
+use shared::domain::AppName;
+use shared::embedded::{SqliteBus, SqliteStore};
+use shared::messages::{Envelope, Event};
+use shared::model::BuildState;
+use shared::ports::{Bus, Store};
+
+fn push(p: &Platform, dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = p.git(dir, args);
+    let (stdout, stderr) = texts(&out);
+    (out.status.success(), format!("{stdout}{stderr}"))
+}
+
+fn set_marker(dir: &Path, from: &str, to: &str) {
+    let page = dir.join("lib/hello/page.ex");
+    let text = std::fs::read_to_string(&page).expect("page");
+    assert!(text.contains(from), "the fixture's marker changed: {text}");
+    std::fs::write(&page, text.replace(from, to)).expect("write page");
+}
+
+fn releases(p: &Platform, dir: &Path) -> Vec<serde_json::Value> {
+    let out = p.cli_ok(dir, &["releases", "--json"]);
+    serde_json::from_str::<Vec<serde_json::Value>>(&out).expect("releases json")
+}
+
+#[test]
+fn pushes_build_release_and_serve_the_app() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("hello-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+
+    // v1: the first push builds, releases and serves.
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "first push failed:\n{out}");
+    assert!(out.contains("remote: -----> Building"), "{out}");
+    assert!(out.contains("Compiling"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "Deployed v1 to http://{app}.localhost:{}/",
+            p.port
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v1\n".to_owned())
+    );
+
+    // v2: one changed line.
+    set_marker(&repo, "Hello from hello v1", "Hello from hello v2");
+    p.git_ok(&repo, &["commit", "-qam", "v2"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "second push failed:\n{out}");
+    assert!(out.contains("Deployed v2"), "{out}");
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v2\n".to_owned())
+    );
+    let list = releases(&p, &repo);
+    let versions: Vec<i64> = list
+        .iter()
+        .map(|r| r["version"].as_i64().expect("version"))
+        .collect();
+    assert_eq!(versions, [2, 1]);
+    assert_eq!(list[0]["status"], "deployed");
+    let table = p.cli_ok(&repo, &["releases"]);
+    assert!(table.contains("v2") && table.contains("v1"), "{table}");
+
+    // A commit that does not compile: the push fails with the compiler's words, no release.
+    let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/broken/lib/broken.ex");
+    std::fs::copy(&broken, repo.join("lib/broken.ex")).expect("copy broken");
+    p.git_ok(&repo, &["add", "-A"]);
+    p.git_ok(&repo, &["commit", "-qm", "broken"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "a push that does not compile must fail:\n{out}");
+    assert!(out.contains("CompileError"), "{out}");
+    assert!(
+        out.contains("undefined function this_function_does_not_exist"),
+        "{out}"
+    );
+    assert!(out.contains("pre-receive hook declined"), "{out}");
+    assert_eq!(releases(&p, &repo).len(), 2);
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v2\n".to_owned())
+    );
+    let remote_head = p.git_ok(&repo, &["ls-remote", "gigalixir", "refs/heads/master"]);
+    let v2_sha = p.git_ok(&repo, &["rev-parse", "HEAD~1"]);
+    assert!(
+        remote_head.starts_with(v2_sha.trim()),
+        "refs must not move: {remote_head}"
+    );
+    p.git_ok(&repo, &["reset", "-q", "--hard", "HEAD~1"]);
+
+    // Another branch is stored, not built.
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master:feature"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Branch feature stored, not built"), "{out}");
+    assert!(!out.contains("Building"), "{out}");
+    assert_eq!(releases(&p, &repo).len(), 2);
+
+    // Every step's message delivered twice more: still two releases, v2 still serving.
+    redeliver_everything(&p, &app);
+    let list = releases(&p, &repo);
+    assert_eq!(list.len(), 2, "redeliveries made a release: {list:?}");
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v2\n".to_owned())
+    );
+
+    // A force push that rewrites history is built.
+    set_marker(&repo, "Hello from hello v2", "Hello from hello v3");
+    p.git_ok(&repo, &["commit", "-q", "--amend", "-am", "v2 rewritten"]);
+    let (ok, out) = push(&p, &repo, &["push", "--force", "gigalixir", "master"]);
+    assert!(ok, "force push failed:\n{out}");
+    assert!(out.contains("Deployed v3"), "{out}");
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v3\n".to_owned())
+    );
+}
+
+/// Publishes each pipeline event of the app's builds twice more on the platform's own bus
+/// (the SQLite file; a second process may write it), then waits until every step has
+/// handled them.
+fn redeliver_everything(p: &Platform, app: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = SqliteStore::open(&p.data_dir().join("store.db")).expect("store");
+        let bus = SqliteBus::open(&p.data_dir().join("bus.db")).expect("bus");
+        let app = AppName::parse(app).expect("name");
+        let builds = store.builds_of(&app).await.expect("builds");
+        let mut sent = 0;
+        for build in builds.iter().filter(|b| b.state == BuildState::Deployed) {
+            let release = store
+                .releases(&app)
+                .await
+                .expect("releases")
+                .into_iter()
+                .find(|r| r.spec.build.as_ref() == Some(&build.id))
+                .expect("release of the build");
+            let events = [
+                Event::BuildRequested {
+                    app: app.clone(),
+                    build: build.id.clone(),
+                },
+                Event::SlugBuilt {
+                    app: app.clone(),
+                    build: build.id.clone(),
+                    container: format!("gx-build-{}", build.id),
+                    path: "/build/out/slug.tgz".into(),
+                },
+                Event::SlugUploaded {
+                    app: app.clone(),
+                    build: build.id.clone(),
+                    slug: build.slug.clone().expect("slug"),
+                },
+                Event::ReleaseCreated {
+                    app: app.clone(),
+                    build: Some(build.id.clone()),
+                    version: release.version,
+                },
+            ];
+            for _ in 0..2 {
+                for event in &events {
+                    bus.publish(&event.topic(), &Envelope::event(event, None))
+                        .await
+                        .expect("publish");
+                    sent += 1;
+                }
+            }
+        }
+        assert!(sent >= 8, "no deployed build to redeliver");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for sub in [
+            "build.build-requested",
+            "upload.slug-built",
+            "release.slug-uploaded",
+            "deploy.release-created",
+        ] {
+            while bus.pending(sub).await.expect("pending") > 0 {
+                assert!(Instant::now() < deadline, "{sub} never drained");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+}
+
+#[test]
+fn unchanged_dependencies_are_not_recompiled() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("with_path_dep", work.path());
+    let app = format!("deps-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, first) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{first}");
+    assert!(
+        first.contains("==> greeter"),
+        "the first build compiles the dependency:\n{first}"
+    );
+    let (status, body) = p.get_app(&app, "/");
+    assert_eq!(status, 200, "{body}");
+
+    let file = repo.join("lib/with_path_dep/page.ex");
+    let mut text = std::fs::read_to_string(&file).expect("read");
+    text.push_str("\n# a change in the app's own code\n");
+    std::fs::write(&file, text).expect("write");
+    p.git_ok(&repo, &["commit", "-qam", "app change"]);
+    let (ok, second) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{second}");
+    assert!(
+        !second.contains("==> greeter"),
+        "the dependency was recompiled:\n{second}"
+    );
+    assert!(second.contains("Deployed v2"), "{second}");
+}
+
+#[test]
+fn pushes_without_credentials_or_to_others_apps_are_refused() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("mine-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+
+    // No netrc: git is asked for credentials (401) and cannot prompt.
+    let anonymous = std::process::Command::new("git")
+        .args(["push", &format!("{}/{app}.git", p.url()), "master"])
+        .current_dir(&repo)
+        .env("HOME", work.path())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("git");
+    assert!(!anonymous.status.success());
+    let (_, err) = texts(&anonymous);
+    assert!(
+        err.contains("could not read Username") || err.contains("Authentication failed"),
+        "{err}"
+    );
+
+    // An app that does not exist (or is someone else's) is not found.
+    let (ok, out) = push(
+        &p,
+        &repo,
+        &[
+            "push",
+            &format!("{}/nobody-has-this.git", p.url()),
+            "master",
+        ],
+    );
+    assert!(!ok);
+    assert!(out.contains("not found"), "{out}");
+
+    // A repository without mix.exs or .buildpacks is refused with what was looked for.
+    std::fs::remove_file(repo.join("mix.exs")).expect("rm mix.exs");
+    p.git_ok(&repo, &["commit", "-qam", "no mix.exs"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("mix.exs"),
+        "the refusal names what was looked for:\n{out}"
+    );
+    assert!(out.contains(".buildpacks"), "{out}");
+    assert!(releases(&p, &repo).is_empty());
+}
