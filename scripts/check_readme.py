@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Runs the README's walkthrough for real, so the README stays true.
 
-Starts a platform with `scripts/up --detach` on a free port and a fresh data directory,
-then runs every ```sh block under the "## Walkthrough" heading, in order, in one bash with
-`set -euo pipefail`, a temporary HOME, and GIGALIXIR_API_URL pointing at that platform.
-Fails if any command fails or the final app list lacks the app the walkthrough created.
+Starts a platform with `scripts/up --detach` on a free port, a fresh data directory and
+its own Docker instance label, then runs every ```sh block under the "## Walkthrough"
+heading, in order, in one bash with `set -euo pipefail`, a temporary HOME, and
+GIGALIXIR_API_URL pointing at that platform; the README's port 5080 is replaced by the free
+port. Fails if any command fails or the app never answers; removes the platform's
+containers afterwards.
 """
 import os
 import re
@@ -36,12 +38,15 @@ def main():
     with open(os.path.join(ROOT, "README.md")) as f:
         script = "\n".join(walkthrough_blocks(f.read()))
     port = str(free_port())
+    script = script.replace(":5080", ":" + port)
+    instance = "readme" + port
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
         env.update(
             GIGALIXIR_PORT=port,
             GIGALIXIR_DATA_DIR=os.path.join(tmp, "data"),
             GIGALIXIR_RUN_DIR=os.path.join(tmp, "run"),
+            GIGALIXIR_INSTANCE=instance,
         )
         subprocess.run([os.path.join(ROOT, "scripts/up"), "--detach"], env=env, check=True)
         try:
@@ -54,6 +59,8 @@ def main():
                 GIGALIXIR_API_URL=f"http://localhost:{port}",
                 # The README adds $PWD/target/release; CI's target dir may be elsewhere.
                 PATH=os.path.join(target, "release") + os.pathsep + env["PATH"],
+                GIT_AUTHOR_NAME="Ada", GIT_AUTHOR_EMAIL="ada@example.com",
+                GIT_COMMITTER_NAME="Ada", GIT_COMMITTER_EMAIL="ada@example.com",
             )
             user_env.pop("GIGALIXIR_APP", None)
             user_env.pop("NETRC", None)
@@ -65,11 +72,18 @@ def main():
             print(run.stdout)
             if run.returncode != 0:
                 sys.exit(f"README walkthrough failed (exit {run.returncode})")
-            if "my-app" not in run.stdout:
-                sys.exit("README walkthrough ran but never showed my-app")
+            if "my-app" not in run.stdout or "Hello from hello v1" not in run.stdout:
+                sys.exit("README walkthrough ran but the app never answered")
             print("README walkthrough: 1 passed, 0 failed")
         finally:
             subprocess.run([os.path.join(ROOT, "scripts/down")], env=env, check=False)
+            label = f"label=gigalixir.instance={instance}"
+            for kind in (["ps", "-aq"], ["network", "ls", "-q"]):
+                ids = subprocess.run(["docker", *kind, "--filter", label],
+                                     stdout=subprocess.PIPE, text=True).stdout.split()
+                remove = ["docker", "rm", "-f"] if kind[0] == "ps" else ["docker", "network", "rm"]
+                if ids:
+                    subprocess.run(remove + ids, stdout=subprocess.DEVNULL, check=False)
 
 
 if __name__ == "__main__":

@@ -226,6 +226,87 @@ fn unchanged_dependencies_are_not_recompiled() {
         "the dependency was recompiled:\n{second}"
     );
     assert!(second.contains("Deployed v2"), "{second}");
+
+    // A clean build ignores the cache.
+    p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "rebuild"]);
+    let (ok, clean) = push(
+        &p,
+        &repo,
+        &[
+            "-c",
+            "http.extraheader=GIGALIXIR-CLEAN: true",
+            "push",
+            "gigalixir",
+            "master",
+        ],
+    );
+    assert!(ok, "{clean}");
+    assert!(clean.contains("clean, without the cache"), "{clean}");
+    assert!(
+        clean.contains("==> greeter"),
+        "a clean build compiles everything:\n{clean}"
+    );
+    assert!(clean.contains("Deployed v3"), "{clean}");
+}
+
+#[test]
+fn a_second_push_waits_for_the_first_and_builds_on_it() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("queue-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+
+    set_marker(&repo, "Hello from hello v1", "Hello from hello v2");
+    p.git_ok(&repo, &["commit", "-qam", "v2"]);
+    let first = std::process::Command::new("git")
+        .args(["push", "gigalixir", "master"])
+        .current_dir(&repo)
+        .env("HOME", p.home.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("first push");
+    // Wait until the first push's build is recorded.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = SqliteStore::open(&p.data_dir().join("store.db")).expect("store");
+    let name = AppName::parse(&app).expect("name");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rt.block_on(store.builds_of(&name)).expect("builds").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the first push never started building"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    set_marker(&repo, "Hello from hello v2", "Hello from hello v3");
+    p.git_ok(&repo, &["commit", "-qam", "v3"]);
+    let (ok, second) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    let first = first.wait_with_output().expect("first push ends");
+    let (o, e) = texts(&first);
+    assert!(first.status.success(), "first push:\n{o}{e}");
+    assert!(e.contains("Deployed v2"), "{e}");
+    assert!(ok, "second push:\n{second}");
+    assert!(
+        second.contains("is in progress; waiting for it to finish"),
+        "{second}"
+    );
+    assert!(
+        second.contains("while this push waited; this push builds on it"),
+        "{second}"
+    );
+    assert!(second.contains("Deployed v3"), "{second}");
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v3\n".to_owned())
+    );
+    assert_eq!(releases(&p, &repo).len(), 3);
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! Emits: `build-requested`.
 
 pub mod cgi;
+pub mod commands;
 pub mod hook;
 pub mod pipeline;
 pub mod repo;
@@ -368,6 +369,7 @@ async fn receive_locked(
     tx: &mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
 ) -> anyhow::Result<()> {
     let checkout = repo::fetch(&*state.blobs, &app.name, &state.hook_exe).await?;
+    let rebased = rebase_commands(&checkout.git_dir, headers, spooled).await?;
     let socket = checkout.dir.path().join("hook.sock");
     let listener = tokio::net::UnixListener::bind(&socket)?;
     let hook_state = state.clone();
@@ -376,6 +378,7 @@ async fn receive_locked(
         flags,
         git_dir: checkout.git_dir.clone(),
         trace,
+        rebased,
     };
     let hooks = tokio::spawn(async move {
         // git runs the hook once per push.
@@ -408,4 +411,32 @@ async fn receive_locked(
     anyhow::ensure!(status.success(), "git receive-pack exited with {status}");
     repo::store(&*state.blobs, &app.name, &checkout).await?;
     Ok(())
+}
+
+/// Points the push's commands at the refs as they are now (see [`commands`]). Returns the
+/// refs rewritten and the old ids the client had seen.
+async fn rebase_commands(
+    git_dir: &Path,
+    headers: &HeaderMap,
+    spooled: &Path,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    if headers.contains_key(header::CONTENT_ENCODING) {
+        return Ok(Default::default());
+    }
+    let out = tokio::process::Command::new("git")
+        .args(["for-each-ref", "--format=%(objectname) %(refname)"])
+        .env("GIT_DIR", git_dir)
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "git for-each-ref failed");
+    let current = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(o, n)| (n.to_owned(), o.to_owned())))
+        .collect();
+    let mut body = tokio::fs::read(spooled).await?;
+    let rewritten = commands::rebase(&mut body, &current);
+    if !rewritten.is_empty() {
+        tokio::fs::write(spooled, &body).await?;
+    }
+    Ok(rewritten)
 }

@@ -31,6 +31,8 @@ pub struct Push {
     pub git_dir: PathBuf,
     /// Trace id for the pipeline's messages.
     pub trace: String,
+    /// Refs that moved while the push waited, with the old id the pusher had seen.
+    pub rebased: BTreeMap<String, String>,
 }
 
 /// The blob key of a build's source archive.
@@ -85,6 +87,33 @@ async fn decide(state: &ReceiveState, push: &Push, request: &HookRequest, out: &
                 format!("-----> Branch {other} stored, not built: only master and main deploy."),
             ),
             None => say(out, format!("-----> {} stored.", update.name)),
+        }
+    }
+    for update in &request.updates {
+        if let Some(seen) = push.rebased.get(&update.name) {
+            if update.new == ZERO {
+                continue;
+            }
+            let ancestor = update.old == ZERO
+                || tokio::process::Command::new("git")
+                    .args(["merge-base", "--is-ancestor", &update.old, &update.new])
+                    .env("GIT_DIR", &push.git_dir)
+                    .envs(&request.env)
+                    .status()
+                    .await
+                    .is_ok_and(|s| s.success());
+            let (was, now) = (
+                seen.get(..7).unwrap_or(seen),
+                update.old.get(..7).unwrap_or(&update.old),
+            );
+            if !ancestor {
+                say(out, format!(
+                    "error: {} moved from {was} to {now} while this push waited, and this push does not build on it: fetch, merge or rebase, and push again",
+                    update.name
+                ));
+                return 1;
+            }
+            say(out, format!("-----> {} moved from {was} to {now} while this push waited; this push builds on it", update.name));
         }
     }
     let Some(update) = deploy else {
@@ -215,7 +244,7 @@ async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> a
             say(out, "error: the build and deploy took longer than 40 minutes; it goes on, see `gigalixir releases`");
             return Ok(1);
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
