@@ -118,11 +118,110 @@ fn pushes_build_release_and_serve_the_app() {
         (200, "Hello from hello v2\n".to_owned())
     );
 
+    // Only the live release runs; the owner can clone the app's repository.
+    let running = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=gigalixir.app={app}"),
+            "--filter",
+            &format!("label=gigalixir.instance={}", p.instance),
+        ])
+        .output()
+        .expect("docker ps");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut count = String::from_utf8_lossy(&running.stdout)
+        .split_whitespace()
+        .count();
+    while count != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let again = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=gigalixir.app={app}"),
+                "--filter",
+                &format!("label=gigalixir.instance={}", p.instance),
+            ])
+            .output()
+            .expect("docker ps");
+        count = String::from_utf8_lossy(&again.stdout)
+            .split_whitespace()
+            .count();
+    }
+    assert_eq!(count, 1, "the previous release must be stopped");
+    let clone_dir = work.path().join("clone");
+    p.git_ok(
+        work.path(),
+        &["clone", "-q", &format!("{}/{app}.git", p.url()), "clone"],
+    );
+    assert!(clone_dir.join("lib/hello/page.ex").exists());
+
+    // A corrupt pack is refused and the repository stays as it was.
+    let key = std::fs::read_to_string(p.home.path().join(".netrc")).expect("netrc");
+    let key = key
+        .split_whitespace()
+        .skip_while(|w| *w != "password")
+        .nth(1)
+        .expect("key")
+        .to_owned();
+    let head_before = p.git_ok(&repo, &["ls-remote", "gigalixir", "refs/heads/master"]);
+    let old = head_before
+        .split_whitespace()
+        .next()
+        .expect("sha")
+        .to_owned();
+    let command = format!(
+        "{old} {} refs/heads/master\0report-status\n",
+        "1".repeat(40)
+    );
+    let body = format!(
+        "{:04x}{command}0000PACK-this-is-not-a-pack",
+        command.len() + 4
+    );
+    let resp = reqwest::blocking::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/{app}.git/git-receive-pack",
+            p.port
+        ))
+        .basic_auth("ada@example.com", Some(key))
+        .header("content-type", "application/x-git-receive-pack-request")
+        .body(body)
+        .send()
+        .expect("post");
+    let text = resp.text().unwrap_or_default();
+    assert!(
+        !text.contains("ok refs/heads/master"),
+        "a corrupt pack was accepted: {text}"
+    );
+    assert_eq!(
+        p.git_ok(&repo, &["ls-remote", "gigalixir", "refs/heads/master"]),
+        head_before
+    );
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v2\n".to_owned())
+    );
+
     // A force push that rewrites history is built.
     set_marker(&repo, "Hello from hello v2", "Hello from hello v3");
     p.git_ok(&repo, &["commit", "-q", "--amend", "-am", "v2 rewritten"]);
-    let (ok, out) = push(&p, &repo, &["push", "--force", "gigalixir", "master"]);
+    let (ok, out) = push(
+        &p,
+        &repo,
+        &[
+            "-c",
+            "http.extraheader=GIGALIXIR-HOT: true",
+            "push",
+            "--force",
+            "gigalixir",
+            "master",
+        ],
+    );
     assert!(ok, "force push failed:\n{out}");
+    assert!(out.contains("hot upgrade requested"), "{out}");
     assert!(out.contains("Deployed v3"), "{out}");
     assert_eq!(
         p.get_app(&app, "/"),
@@ -358,4 +457,44 @@ fn pushes_without_credentials_or_to_others_apps_are_refused() {
     );
     assert!(out.contains(".buildpacks"), "{out}");
     assert!(releases(&p, &repo).is_empty());
+}
+
+#[test]
+fn submodules_are_part_of_the_build() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("with_path_dep", work.path());
+    // The path dependency moves into a repository of its own, used as a submodule.
+    let sub = work.path().join("greeter-src");
+    std::fs::rename(repo.join("deps_src/greeter"), &sub).expect("move greeter");
+    p.git_ok(&sub, &["init", "-q", "--initial-branch=master"]);
+    p.git_ok(&sub, &["add", "-A"]);
+    p.git_ok(&sub, &["commit", "-qm", "greeter"]);
+    p.git_ok(&repo, &["add", "-A"]);
+    let url = format!("file://{}", sub.display());
+    p.git_ok(
+        &repo,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &url,
+            "deps_src/greeter",
+        ],
+    );
+    p.git_ok(&repo, &["commit", "-qm", "greeter as a submodule"]);
+    let app = format!("subs-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "a push with a submodule failed:\n{out}");
+    assert!(
+        out.contains("==> greeter"),
+        "the submodule's code was built:\n{out}"
+    );
+    let (status, _) = p.get_app(&app, "/");
+    assert_eq!(status, 200);
 }
