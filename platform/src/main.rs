@@ -213,7 +213,7 @@ async fn start_steps(
         blobs: ports.blobs.clone(),
         builder: ports.builder.clone(),
     });
-    let release = gigalixir_release::router(gigalixir_release::ReleaseState {
+    let release = gigalixir_release::router(gigalixir_release::StepState {
         store: ports.store.clone(),
         bus: ports.bus.clone(),
     });

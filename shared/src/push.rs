@@ -7,8 +7,10 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -17,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
-use crate::messages::{Delivery, Envelope};
+use crate::messages::{Delivery, Envelope, Event, ATTR_TRACE};
 use crate::ports::bus::{Ack, PushEndpoint};
 
 /// The body of a Pub/Sub push request.
@@ -160,6 +162,39 @@ where
     }
 }
 
+/// The router of a bus-triggered function: `POST /` takes Pub/Sub pushes, decodes the
+/// pipeline event and runs `step` on it with the message's trace id (answering as
+/// [`handle`] does); `GET /healthz` answers `ok`.
+pub fn step_router<S, F, Fut>(state: S, step: F) -> Router
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, Event, Option<String>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), StepError>> + Send + 'static,
+{
+    let on_push = move |State(state): State<S>, body: Bytes| {
+        let step = step.clone();
+        async move {
+            handle(body, |delivery| async move {
+                let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
+                match delivery.envelope.decode_event() {
+                    Ok(event) => step(state, event, trace).await,
+                    Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
+                }
+            })
+            .await
+        }
+    };
+    Router::new()
+        .route("/", post(on_push))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// The error for an event a step does not consume: acked, since it will never apply.
+pub fn unexpected(step: &str, event: &Event) -> StepError {
+    StepError::Permanent(format!("{step} does not handle {} events", event.kind()))
+}
+
 /// Delivers to a function's router in-process: the embedded bus's push endpoint. The
 /// request is exactly what Pub/Sub would POST, so the same handler serves both.
 #[derive(Clone)]
@@ -201,7 +236,6 @@ impl PushEndpoint for RouterEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::routing::post;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 

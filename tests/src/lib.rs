@@ -245,6 +245,26 @@ impl Platform {
         }
     }
 
+    /// How many containers of `app` run for this platform.
+    pub fn running_containers(&self, app: &str) -> usize {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=gigalixir.app={app}"),
+            ])
+            .args([
+                "--filter",
+                &format!("label=gigalixir.instance={}", self.instance),
+            ])
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .count()
+    }
+
     /// Makes an account and logs in (netrc in HOME).
     pub fn sign_up_and_log_in(&self) {
         let dir = self.home.path();

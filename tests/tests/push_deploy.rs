@@ -119,37 +119,11 @@ fn pushes_build_release_and_serve_the_app() {
     );
 
     // Only the live release runs; the owner can clone the app's repository.
-    let running = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=gigalixir.app={app}"),
-            "--filter",
-            &format!("label=gigalixir.instance={}", p.instance),
-        ])
-        .output()
-        .expect("docker ps");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut count = String::from_utf8_lossy(&running.stdout)
-        .split_whitespace()
-        .count();
+    let mut count = p.running_containers(&app);
     while count != 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
-        let again = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=gigalixir.app={app}"),
-                "--filter",
-                &format!("label=gigalixir.instance={}", p.instance),
-            ])
-            .output()
-            .expect("docker ps");
-        count = String::from_utf8_lossy(&again.stdout)
-            .split_whitespace()
-            .count();
+        count = p.running_containers(&app);
     }
     assert_eq!(count, 1, "the previous release must be stopped");
     let clone_dir = work.path().join("clone");

@@ -11,18 +11,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
 use shared::domain::{AppName, BuildId};
-use shared::messages::{Delivery, Envelope, Event, ATTR_TRACE};
+use shared::messages::{Envelope, Event};
 use shared::model::BuildState;
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
-use shared::push::{handle, StepError};
+use shared::push::{step_router, unexpected, StepError};
 use shared::PortError;
 
 /// Where the builder leaves the slug inside the build.
@@ -50,28 +46,14 @@ pub fn cache_key(app: &AppName) -> String {
 
 /// The function's router: the push endpoint and a health check.
 pub fn router(state: StepState) -> Router {
-    Router::new()
-        .route("/", post(push))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
-}
-
-async fn push(State(state): State<StepState>, body: Bytes) -> Response {
-    handle(body, |delivery| on_delivery(state, delivery)).await
-}
-
-async fn on_delivery(state: StepState, delivery: Delivery) -> Result<(), StepError> {
-    let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
-    match delivery.envelope.decode_event() {
-        Ok(Event::BuildRequested { app, build }) => {
-            run_build(&state, &app, &build, trace.as_deref()).await
+    step_router(state, |state, event, trace| async move {
+        match event {
+            Event::BuildRequested { app, build } => {
+                run_build(&state, &app, &build, trace.as_deref()).await
+            }
+            other => Err(unexpected("build", &other)),
         }
-        Ok(other) => Err(StepError::Permanent(format!(
-            "build does not handle {} events",
-            other.kind()
-        ))),
-        Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
-    }
+    })
 }
 
 async fn publish_built(

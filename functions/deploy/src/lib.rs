@@ -12,17 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
-use shared::messages::{Delivery, Envelope, Event, ATTR_TRACE};
+use shared::messages::{Envelope, Event};
 use shared::model::{App, BuildState, Release, ReleaseStatus};
 use shared::ports::runtime::{DeployOutcome, ReleaseSpec, APP_PORT};
 use shared::ports::{Bus, Runtime, Store};
-use shared::push::{handle, StepError};
+use shared::push::{step_router, unexpected, StepError};
 use shared::PortError;
 
 /// The ports and settings the step uses.
@@ -40,28 +36,14 @@ pub struct StepState {
 
 /// The function's router: the push endpoint and a health check.
 pub fn router(state: StepState) -> Router {
-    Router::new()
-        .route("/", post(push))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
-}
-
-async fn push(State(state): State<StepState>, body: Bytes) -> Response {
-    handle(body, |delivery| on_delivery(state, delivery)).await
-}
-
-async fn on_delivery(state: StepState, delivery: Delivery) -> Result<(), StepError> {
-    let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
-    match delivery.envelope.decode_event() {
-        Ok(Event::ReleaseCreated { app, version, .. }) => {
-            deploy(&state, &app, version, trace.as_deref()).await
+    step_router(state, |state, event, trace| async move {
+        match event {
+            Event::ReleaseCreated { app, version, .. } => {
+                deploy(&state, &app, version, trace.as_deref()).await
+            }
+            other => Err(unexpected("deploy", &other)),
         }
-        Ok(other) => Err(StepError::Permanent(format!(
-            "deploy does not handle {} events",
-            other.kind()
-        ))),
-        Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
-    }
+    })
 }
 
 /// The environment a release runs with: the platform's variables, then the config vars

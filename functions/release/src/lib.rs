@@ -8,21 +8,17 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use shared::domain::{AppName, BuildId};
-use shared::messages::{Delivery, Envelope, Event, ATTR_TRACE};
+use shared::messages::{Envelope, Event};
 use shared::model::{BuildState, NewRelease, SlugRef};
 use shared::ports::{Bus, Store};
-use shared::push::{handle, StepError};
+use shared::push::{step_router, unexpected, StepError};
 use shared::PortError;
 
 /// The ports the step uses.
 #[derive(Clone)]
-pub struct ReleaseState {
+pub struct StepState {
     /// Apps, builds, releases.
     pub store: Arc<dyn Store>,
     /// Where `release-created` goes.
@@ -30,35 +26,21 @@ pub struct ReleaseState {
 }
 
 /// The function's router: the push endpoint and a health check.
-pub fn router(state: ReleaseState) -> Router {
-    Router::new()
-        .route("/", post(push))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
-}
-
-async fn push(State(state): State<ReleaseState>, body: Bytes) -> Response {
-    handle(body, |delivery| on_delivery(state, delivery)).await
-}
-
-async fn on_delivery(state: ReleaseState, delivery: Delivery) -> Result<(), StepError> {
-    let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
-    match delivery.envelope.decode_event() {
-        Ok(Event::SlugUploaded { app, build, slug }) => {
-            release_build(&state, &app, &build, &slug, trace.as_deref()).await
+pub fn router(state: StepState) -> Router {
+    step_router(state, |state, event, trace| async move {
+        match event {
+            Event::SlugUploaded { app, build, slug } => {
+                release_build(&state, &app, &build, &slug, trace.as_deref()).await
+            }
+            other => Err(unexpected("release", &other)),
         }
-        Ok(other) => Err(StepError::Permanent(format!(
-            "release does not handle {} events",
-            other.kind()
-        ))),
-        Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
-    }
+    })
 }
 
 /// Records the release of an uploaded build and announces it.
 #[tracing::instrument(skip_all, fields(app = %app, build = %build))]
 pub async fn release_build(
-    state: &ReleaseState,
+    state: &StepState,
     app: &AppName,
     build: &BuildId,
     slug: &SlugRef,

@@ -1,7 +1,7 @@
 //! The `release` function as a standalone service receiving Pub/Sub pushes on `$PORT`.
 
 use anyhow::Context;
-use gigalixir_release::{router, ReleaseState};
+use gigalixir_release::{router, StepState};
 use shared::web::{backend_url_from_env, port_from_env};
 
 #[tokio::main]
@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let bus_url = backend_url_from_env("BUS_URL", "sqlite:///var/lib/gigalixir/bus.db")
         .map_err(anyhow::Error::msg)?;
-    let state = ReleaseState {
+    let state = StepState {
         store: shared::backends::open_store(&store_url).context("opening the store")?,
         bus: shared::backends::open_bus(&bus_url).context("opening the bus")?,
     };

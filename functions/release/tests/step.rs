@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use futures::FutureExt;
-use gigalixir_release::{router, ReleaseState};
+use gigalixir_release::{router, StepState};
 use shared::domain::{AppName, BuildId, Email, ReleaseVersion, Secret, UserId};
 use shared::embedded::{SqliteBus, SqliteStore};
 use shared::messages::{Delivery, Envelope, Event, Topic};
@@ -83,8 +83,8 @@ async fn world() -> World {
 }
 
 impl World {
-    fn state(&self) -> ReleaseState {
-        ReleaseState {
+    fn state(&self) -> StepState {
+        StepState {
             store: self.store.clone(),
             bus: self.bus.clone(),
         }

@@ -9,16 +9,13 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 use shared::domain::{AppName, BuildId};
-use shared::messages::{Delivery, Envelope, Event, ATTR_TRACE};
+use shared::messages::{Envelope, Event};
 use shared::model::{BuildState, SlugRef};
 use shared::ports::{Blobs, Builder, Bus, Store};
-use shared::push::{handle, StepError};
+use shared::push::{step_router, unexpected, StepError};
 use shared::PortError;
 
 /// Largest slug accepted.
@@ -39,28 +36,14 @@ pub struct StepState {
 
 /// The function's router: the push endpoint and a health check.
 pub fn router(state: StepState) -> Router {
-    Router::new()
-        .route("/", post(push))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
-}
-
-async fn push(State(state): State<StepState>, body: Bytes) -> Response {
-    handle(body, |delivery| on_delivery(state, delivery)).await
-}
-
-async fn on_delivery(state: StepState, delivery: Delivery) -> Result<(), StepError> {
-    let trace = delivery.envelope.attributes.get(ATTR_TRACE).cloned();
-    match delivery.envelope.decode_event() {
-        Ok(Event::SlugBuilt {
-            app, build, path, ..
-        }) => upload(&state, &app, &build, &path, trace.as_deref()).await,
-        Ok(other) => Err(StepError::Permanent(format!(
-            "upload does not handle {} events",
-            other.kind()
-        ))),
-        Err(err) => Err(StepError::Permanent(format!("unreadable event: {err}"))),
-    }
+    step_router(state, |state, event, trace| async move {
+        match event {
+            Event::SlugBuilt {
+                app, build, path, ..
+            } => upload(&state, &app, &build, &path, trace.as_deref()).await,
+            other => Err(unexpected("upload", &other)),
+        }
+    })
 }
 
 async fn publish(
