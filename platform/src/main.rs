@@ -152,6 +152,7 @@ async fn run() -> anyhow::Result<()> {
     });
     let api = gigalixir_api::router(gigalixir_api::ApiState {
         store: ports.store.clone(),
+        bus: ports.bus.clone(),
     });
     let proxy = router::Proxy::new(
         args.domain.clone(),
@@ -257,6 +258,10 @@ async fn start_steps(
                 ack_deadline: boot_timeout + Duration::from_secs(300),
                 ..SubscriptionSpec::new("deploy.release-created", Topic::RELEASE_CREATED)
             },
+            deploy.clone(),
+        ),
+        (
+            SubscriptionSpec::new("deploy.app-destroyed", Topic::APP_DESTROYED),
             deploy,
         ),
     ];

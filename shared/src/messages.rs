@@ -29,6 +29,8 @@ impl Topic {
     pub const DEPLOY_SUCCEEDED: Topic = Topic(Cow::Borrowed("deploy-succeeded"));
     /// A release could not be run; the app went back to its last healthy release.
     pub const DEPLOY_FAILED: Topic = Topic(Cow::Borrowed("deploy-failed"));
+    /// An app was destroyed: its runtime resources go too.
+    pub const APP_DESTROYED: Topic = Topic(Cow::Borrowed("app-destroyed"));
     /// Messages no subscriber could handle after the allowed attempts.
     pub const DEAD_LETTER: Topic = Topic(Cow::Borrowed("dead-letter"));
 
@@ -191,6 +193,11 @@ pub enum Event {
         /// What went wrong, for people.
         reason: String,
     },
+    /// The app and its records are gone; whatever runs it must stop.
+    AppDestroyed {
+        /// The app.
+        app: AppName,
+    },
 }
 
 impl Event {
@@ -203,6 +210,7 @@ impl Event {
             Event::ReleaseCreated { .. } => Topic::RELEASE_CREATED,
             Event::DeploySucceeded { .. } => Topic::DEPLOY_SUCCEEDED,
             Event::DeployFailed { .. } => Topic::DEPLOY_FAILED,
+            Event::AppDestroyed { .. } => Topic::APP_DESTROYED,
         }
     }
 
@@ -215,6 +223,7 @@ impl Event {
             Event::ReleaseCreated { .. } => "release-created",
             Event::DeploySucceeded { .. } => "deploy-succeeded",
             Event::DeployFailed { .. } => "deploy-failed",
+            Event::AppDestroyed { .. } => "app-destroyed",
         }
     }
 
@@ -226,7 +235,8 @@ impl Event {
             | Event::SlugUploaded { app, .. }
             | Event::ReleaseCreated { app, .. }
             | Event::DeploySucceeded { app, .. }
-            | Event::DeployFailed { app, .. } => app,
+            | Event::DeployFailed { app, .. }
+            | Event::AppDestroyed { app } => app,
         }
     }
 
@@ -239,6 +249,7 @@ impl Event {
             Event::ReleaseCreated { build, .. }
             | Event::DeploySucceeded { build, .. }
             | Event::DeployFailed { build, .. } => build.as_ref(),
+            Event::AppDestroyed { .. } => None,
         }
     }
 }

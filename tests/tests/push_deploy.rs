@@ -201,6 +201,17 @@ fn pushes_build_release_and_serve_the_app() {
         p.get_app(&app, "/"),
         (200, "Hello from hello v3\n".to_owned())
     );
+    // Destroying the app stops what runs it.
+    p.cli_ok(&repo, &["apps:destroy", "-y"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.running_containers(&app) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the app's containers outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(p.get_app(&app, "/").0, 404);
 }
 
 /// Publishes each pipeline event of the app's builds twice more on the platform's own bus

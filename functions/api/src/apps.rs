@@ -7,6 +7,7 @@ use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
 use shared::domain::{AppName, Secret};
+use shared::messages::{Envelope, Event};
 use shared::model::App;
 use shared::wire::{AppView, Data, NewApp};
 use shared::PortError;
@@ -123,6 +124,17 @@ pub async fn destroy(
 ) -> Result<Json<Data<Value>>, ApiError> {
     let app = owned_app(&state, &caller, &name).await?;
     state.store.delete_app(&app.name).await?;
+    let event = Event::AppDestroyed {
+        app: app.name.clone(),
+    };
+    // The app is gone either way; a lost message leaves containers for the operator.
+    if let Err(err) = state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, None))
+        .await
+    {
+        tracing::error!(app = %app.name, error = %err, "app-destroyed not published");
+    }
     tracing::info!(app = %app.name, "app destroyed");
     Ok(Json(Data { data: json!({}) }))
 }

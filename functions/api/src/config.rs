@@ -9,14 +9,18 @@ pub struct Config {
     pub port: u16,
     /// Store backend URL (`STORE_URL`).
     pub store_url: String,
+    /// Bus backend URL (`BUS_URL`).
+    pub bus_url: String,
 }
 
 impl Config {
-    /// Reads `PORT` and `STORE_URL`.
+    /// Reads `PORT`, `STORE_URL` and `BUS_URL`.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             port: port_from_env().map_err(anyhow::Error::msg)?,
             store_url: backend_url_from_env("STORE_URL", "sqlite:///var/lib/gigalixir/store.db")
+                .map_err(anyhow::Error::msg)?,
+            bus_url: backend_url_from_env("BUS_URL", "sqlite:///var/lib/gigalixir/bus.db")
                 .map_err(anyhow::Error::msg)?,
         })
     }

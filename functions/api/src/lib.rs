@@ -18,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use shared::ports::Store;
+use shared::ports::{Bus, Store};
 
 pub use config::Config;
 use error::ApiError;
@@ -31,6 +31,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct ApiState {
     /// Users, keys, apps.
     pub store: Arc<dyn Store>,
+    /// Where changes that the pipeline acts on are announced (`app-destroyed`).
+    pub bus: Arc<dyn Bus>,
 }
 
 /// The API's router, with its state.

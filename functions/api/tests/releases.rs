@@ -12,7 +12,7 @@ use gigalixir_api::{router, ApiState};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
-use shared::embedded::SqliteStore;
+use shared::embedded::{SqliteBus, SqliteStore};
 use shared::model::{ConfigVars, NewRelease, Release, ReleaseStatus, SlugRef};
 use shared::ports::Store;
 use shared::wire::ReleaseView;
@@ -40,6 +40,7 @@ impl Api {
         Self {
             state: ApiState {
                 store: Arc::new(store),
+                bus: Arc::new(SqliteBus::open(&dir.path().join("bus.db")).expect("bus")),
             },
             _dir: dir,
         }

@@ -12,13 +12,15 @@ use gigalixir_api::{router, ApiState};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use shared::domain::{ApiKey, AppName, Email};
-use shared::embedded::SqliteStore;
+use shared::embedded::{SqliteBus, SqliteStore};
+use shared::messages::Topic;
 use shared::model::ApiKeyRecord;
-use shared::ports::Store;
+use shared::ports::{Bus, Store, SubscriptionSpec};
 use tower::ServiceExt;
 
 struct Api {
     state: ApiState,
+    bus: Arc<SqliteBus>,
     _dir: tempfile::TempDir,
 }
 
@@ -38,10 +40,13 @@ impl Api {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("store.db")).expect("store");
+        let bus = Arc::new(SqliteBus::open(&dir.path().join("bus.db")).expect("bus"));
         Self {
             state: ApiState {
                 store: Arc::new(store),
+                bus: bus.clone(),
             },
+            bus,
             _dir: dir,
         }
     }
@@ -448,10 +453,19 @@ async fn apps_are_created_listed_shown_and_destroyed() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["data"]["unique_name"], "zeta-app");
 
+    api.bus
+        .ensure_subscription(&SubscriptionSpec::new("watch", Topic::APP_DESTROYED))
+        .await
+        .expect("watch");
     let r = api
         .call(Method::DELETE, "/api/apps/zeta-app", auth, None)
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        api.bus.pending("watch").await.expect("pending"),
+        1,
+        "app-destroyed is announced"
+    );
     let r = api
         .call(Method::GET, "/api/apps/zeta-app", auth, None)
         .await;

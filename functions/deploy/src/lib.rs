@@ -41,6 +41,11 @@ pub fn router(state: StepState) -> Router {
             Event::ReleaseCreated { app, version, .. } => {
                 deploy(&state, &app, version, trace.as_deref()).await
             }
+            Event::AppDestroyed { app } => {
+                state.runtime.remove_app(&app).await?;
+                tracing::info!(app = %app, "runtime resources removed");
+                Ok(())
+            }
             other => Err(unexpected("deploy", &other)),
         }
     })
