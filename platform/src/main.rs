@@ -131,6 +131,7 @@ async fn run() -> anyhow::Result<()> {
             docker,
             &args.instance,
             slug_dir,
+            data_dir.join("ssh"),
         )),
     };
 
@@ -153,6 +154,7 @@ async fn run() -> anyhow::Result<()> {
     let api = gigalixir_api::router(gigalixir_api::ApiState {
         store: ports.store.clone(),
         bus: ports.bus.clone(),
+        runtime: Some(ports.runtime.clone()),
     });
     let proxy = router::Proxy::new(
         args.domain.clone(),
@@ -262,6 +264,20 @@ async fn start_steps(
         ),
         (
             SubscriptionSpec::new("deploy.app-destroyed", Topic::APP_DESTROYED),
+            deploy.clone(),
+        ),
+        (
+            SubscriptionSpec {
+                ack_deadline: boot_timeout * 17 + Duration::from_secs(300),
+                ..SubscriptionSpec::new("deploy.app-scaled", Topic::APP_SCALED)
+            },
+            deploy.clone(),
+        ),
+        (
+            SubscriptionSpec {
+                ack_deadline: boot_timeout * 17 + Duration::from_secs(300),
+                ..SubscriptionSpec::new("deploy.restart-requested", Topic::RESTART_REQUESTED)
+            },
             deploy,
         ),
     ];

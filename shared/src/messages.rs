@@ -31,6 +31,10 @@ impl Topic {
     pub const DEPLOY_FAILED: Topic = Topic(Cow::Borrowed("deploy-failed"));
     /// An app was destroyed: its runtime resources go too.
     pub const APP_DESTROYED: Topic = Topic(Cow::Borrowed("app-destroyed"));
+    /// An app's replica count changed.
+    pub const APP_SCALED: Topic = Topic(Cow::Borrowed("app-scaled"));
+    /// A rolling restart of an app was asked for.
+    pub const RESTART_REQUESTED: Topic = Topic(Cow::Borrowed("restart-requested"));
     /// Messages no subscriber could handle after the allowed attempts.
     pub const DEAD_LETTER: Topic = Topic(Cow::Borrowed("dead-letter"));
 
@@ -198,6 +202,16 @@ pub enum Event {
         /// The app.
         app: AppName,
     },
+    /// The app's desired replicas changed (see the app record).
+    AppScaled {
+        /// The app.
+        app: AppName,
+    },
+    /// Restart the app's replicas, one at a time.
+    RestartRequested {
+        /// The app.
+        app: AppName,
+    },
 }
 
 impl Event {
@@ -211,6 +225,8 @@ impl Event {
             Event::DeploySucceeded { .. } => Topic::DEPLOY_SUCCEEDED,
             Event::DeployFailed { .. } => Topic::DEPLOY_FAILED,
             Event::AppDestroyed { .. } => Topic::APP_DESTROYED,
+            Event::AppScaled { .. } => Topic::APP_SCALED,
+            Event::RestartRequested { .. } => Topic::RESTART_REQUESTED,
         }
     }
 
@@ -224,6 +240,8 @@ impl Event {
             Event::DeploySucceeded { .. } => "deploy-succeeded",
             Event::DeployFailed { .. } => "deploy-failed",
             Event::AppDestroyed { .. } => "app-destroyed",
+            Event::AppScaled { .. } => "app-scaled",
+            Event::RestartRequested { .. } => "restart-requested",
         }
     }
 
@@ -236,7 +254,9 @@ impl Event {
             | Event::ReleaseCreated { app, .. }
             | Event::DeploySucceeded { app, .. }
             | Event::DeployFailed { app, .. }
-            | Event::AppDestroyed { app } => app,
+            | Event::AppDestroyed { app }
+            | Event::AppScaled { app }
+            | Event::RestartRequested { app } => app,
         }
     }
 
@@ -249,7 +269,9 @@ impl Event {
             Event::ReleaseCreated { build, .. }
             | Event::DeploySucceeded { build, .. }
             | Event::DeployFailed { build, .. } => build.as_ref(),
-            Event::AppDestroyed { .. } => None,
+            Event::AppDestroyed { .. }
+            | Event::AppScaled { .. }
+            | Event::RestartRequested { .. } => None,
         }
     }
 }

@@ -18,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use shared::ports::{Bus, Store};
+use shared::ports::{Bus, Runtime, Store};
 
 pub use config::Config;
 use error::ApiError;
@@ -33,6 +33,9 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// Where changes that the pipeline acts on are announced (`app-destroyed`).
     pub bus: Arc<dyn Bus>,
+    /// Where the apps run, for `ps` and `logs`; `None` where the API runs apart from the
+    /// runtime (then those routes answer 503).
+    pub runtime: Option<Arc<dyn Runtime>>,
 }
 
 /// The API's router, with its state.

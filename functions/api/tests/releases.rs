@@ -41,6 +41,7 @@ impl Api {
             state: ApiState {
                 store: Arc::new(store),
                 bus: Arc::new(SqliteBus::open(&dir.path().join("bus.db")).expect("bus")),
+                runtime: None,
             },
             _dir: dir,
         }

@@ -45,6 +45,7 @@ impl Api {
             state: ApiState {
                 store: Arc::new(store),
                 bus: bus.clone(),
+                runtime: None,
             },
             bus,
             _dir: dir,

@@ -41,6 +41,12 @@ pub fn router(state: StepState) -> Router {
             Event::ReleaseCreated { app, version, .. } => {
                 deploy(&state, &app, version, trace.as_deref()).await
             }
+            Event::AppScaled { app } => {
+                on_live_release(&state, &app, trace.as_deref(), Change::Scale).await
+            }
+            Event::RestartRequested { app } => {
+                on_live_release(&state, &app, trace.as_deref(), Change::Restart).await
+            }
             Event::AppDestroyed { app } => {
                 state.runtime.remove_app(&app).await?;
                 tracing::info!(app = %app, "runtime resources removed");
@@ -68,6 +74,14 @@ pub fn release_env(app: &App, release: &Release) -> BTreeMap<String, Secret> {
     set("ERLANG_COOKIE", app.erlang_cookie.expose());
     set("SECRET_KEY_BASE", app.secret_key_base.expose());
     set("MIX_ENV", "prod");
+    // Clustering: the Kubernetes strategy's variables, and a DNS name that resolves to
+    // every replica (the app's network alias on Docker, its headless service on Kubernetes).
+    set(
+        "LIBCLUSTER_KUBERNETES_SELECTOR",
+        &format!("gigalixir.app={}", app.name),
+    );
+    set("LIBCLUSTER_KUBERNETES_NODE_BASENAME", app.name.as_str());
+    set("GIGALIXIR_CLUSTER_DNS", app.name.as_str());
     env
 }
 
@@ -240,4 +254,80 @@ async fn move_build(
         Ok(_) | Err(PortError::Precondition) | Err(PortError::NotFound) => Ok(()),
         Err(err) => Err(err.into()),
     }
+}
+
+/// What to do to the live release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Scale,
+    Restart,
+}
+
+/// Scales or restarts the app's live (last deployed) release; nothing to do without one.
+async fn on_live_release(
+    state: &StepState,
+    app: &AppName,
+    _trace: Option<&str>,
+    change: Change,
+) -> Result<(), StepError> {
+    let lock = format!("deploy:{app}");
+    let holder = uuid::Uuid::new_v4().to_string();
+    let ttl = state.boot_timeout * 17 + Duration::from_secs(120);
+    let waited = tokio::time::Instant::now();
+    loop {
+        match state.store.try_lock(&lock, &holder, ttl).await {
+            Ok(()) => break,
+            Err(PortError::Precondition) if waited.elapsed() < LOCK_WAIT => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(PortError::Precondition) => {
+                return Err(StepError::Transient(
+                    "another deploy of the app is running".into(),
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let result = async {
+        let current = match state.store.app(app).await {
+            Ok(a) => a,
+            Err(PortError::NotFound) => return Ok(()),
+            Err(err) => return Err(StepError::from(err)),
+        };
+        let Some(release) = state
+            .store
+            .releases(app)
+            .await?
+            .into_iter()
+            .find(|r| r.status == ReleaseStatus::Deployed)
+        else {
+            return Ok(());
+        };
+        let spec = ReleaseSpec {
+            app: app.clone(),
+            version: release.version,
+            slug: release.spec.slug.clone(),
+            env: release_env(&current, &release),
+            replicas: current.replicas,
+            memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
+            boot_timeout: state.boot_timeout,
+        };
+        let outcome = match change {
+            Change::Scale => state.runtime.scale(&spec).await?,
+            Change::Restart => state.runtime.restart(&spec).await?,
+        };
+        match outcome {
+            DeployOutcome::Healthy => {
+                tracing::info!(app = %app, change = ?change, replicas = current.replicas, "done");
+                Ok(())
+            }
+            DeployOutcome::Failed { reason, .. } => {
+                tracing::warn!(app = %app, change = ?change, reason = %reason, "failed");
+                Err(StepError::Permanent(reason))
+            }
+        }
+    }
+    .await;
+    let _ = state.store.unlock(&lock, &holder).await;
+    result
 }

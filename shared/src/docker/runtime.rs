@@ -1,5 +1,6 @@
-//! [`Runtime`] on the Docker engine: one network per app, one container per release from
-//! the runner image, published on a loopback port for the router.
+//! [`Runtime`] on the Docker engine: one network per app (where the app's name resolves to
+//! every replica), one container per replica from the runner image, each published on
+//! loopback ports for the router (4000) and SSH (2222).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,22 +9,31 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
     ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     StartContainerOptions, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
+use chrono::{TimeZone, Utc};
+use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use super::{
     labels, map_err, LineSplitter, LABEL_APP, LABEL_INSTANCE, LABEL_RELEASE, RUNNER_IMAGE,
 };
-use crate::domain::AppName;
+use crate::domain::{AppName, ReleaseVersion};
 use crate::error::{PortError, PortResult};
-use crate::ports::runtime::{DeployOutcome, ReleaseSpec, Runtime, APP_PORT};
+use crate::ports::runtime::{DeployOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT};
 
+/// Label naming a replica's slot.
+pub const LABEL_INDEX: &str = "gigalixir.index";
+/// The port of the runner's SSH server.
+pub const SSH_PORT: u16 = 2222;
 /// How long a stopped release gets to finish its requests before it is killed.
 const DRAIN_SECONDS: i32 = 10;
 
@@ -34,24 +44,54 @@ pub struct DockerRuntime {
     instance: String,
     /// The host directory holding `slugs/…`, mounted read-only at `/slugs`.
     slug_dir: PathBuf,
-    /// Where each app's live release answers, as set by the last healthy deploy.
-    live: Arc<Mutex<HashMap<AppName, Vec<SocketAddr>>>>,
+    /// Per app, a directory with `authorized_keys`, mounted read-only at
+    /// `/etc/gigalixir/ssh`.
+    ssh_dir: PathBuf,
+    /// Replicas taking traffic, per app: (container name, published address).
+    live: Arc<Mutex<HashMap<AppName, Vec<(String, SocketAddr)>>>>,
 }
 
+/// A container just started for a replica.
 struct Started {
     name: String,
     ip: IpAddr,
     published: SocketAddr,
 }
 
+/// A container of the app, as listed.
+struct Existing {
+    name: String,
+    version: u32,
+    index: u32,
+    running: bool,
+    created: i64,
+    ssh: Option<u16>,
+    http: Option<u16>,
+}
+
+fn published(summary: &ContainerSummary, private: u16) -> Option<u16> {
+    summary
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.private_port == private && p.public_port.is_some())
+        .and_then(|p| p.public_port)
+}
+
 impl DockerRuntime {
-    /// A runtime whose containers carry `gigalixir.instance=<instance>` and read slugs from
-    /// `slug_dir` (the blob store's `slugs/` directory).
-    pub fn new(docker: Docker, instance: impl Into<String>, slug_dir: PathBuf) -> Self {
+    /// A runtime whose containers carry `gigalixir.instance=<instance>`, read slugs from
+    /// `slug_dir` (the blob store's `slugs/`) and SSH keys from `ssh_dir/<app>/`.
+    pub fn new(
+        docker: Docker,
+        instance: impl Into<String>,
+        slug_dir: PathBuf,
+        ssh_dir: PathBuf,
+    ) -> Self {
         Self {
             docker,
             instance: instance.into(),
             slug_dir,
+            ssh_dir,
             live: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -60,8 +100,17 @@ impl DockerRuntime {
         format!("gx-{}-{app}", self.instance)
     }
 
-    fn container(&self, app: &AppName, version: u32) -> String {
-        format!("gx-{}-{app}-v{version}", self.instance)
+    /// Writes the keys that the app's SSH servers admit; they read the file at each login.
+    pub fn write_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()> {
+        let dir = self.ssh_dir.join(app.as_str());
+        std::fs::create_dir_all(&dir).map_err(PortError::unavailable)?;
+        let tmp = dir.join(".authorized_keys.tmp");
+        let mut text = keys.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        std::fs::write(&tmp, text).map_err(PortError::unavailable)?;
+        std::fs::rename(&tmp, dir.join("authorized_keys")).map_err(PortError::unavailable)
     }
 
     /// The app's network, made if missing. The engine allows several networks with one
@@ -90,7 +139,7 @@ impl DockerRuntime {
             .filter_map(|n| Some((n.created.clone().unwrap_or_default(), n.id?)))
             .collect();
         found.sort();
-        if let Some((_, _keep)) = found.first() {
+        if !found.is_empty() {
             for (_, extra) in found.iter().skip(1) {
                 let _ = self.docker.remove_network(extra).await;
             }
@@ -109,8 +158,8 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// The app's containers of this instance: (name, release version, running).
-    async fn containers_of(&self, app: &AppName) -> PortResult<Vec<(String, u32, bool)>> {
+    /// The app's containers of this instance.
+    async fn containers_of(&self, app: &AppName) -> PortResult<Vec<Existing>> {
         let filters: HashMap<String, Vec<String>> = [(
             "label".to_owned(),
             vec![
@@ -131,17 +180,45 @@ impl DockerRuntime {
         Ok(list
             .into_iter()
             .filter_map(|c| {
-                let name = c.names?.first()?.trim_start_matches('/').to_owned();
-                let version = c.labels?.get(LABEL_RELEASE)?.parse().ok()?;
-                let running = c.state.map(|s| s.to_string() == "running").unwrap_or(false);
-                Some((name, version, running))
+                let name = c
+                    .names
+                    .as_ref()?
+                    .first()?
+                    .trim_start_matches('/')
+                    .to_owned();
+                let l = c.labels.as_ref()?;
+                let version = l.get(LABEL_RELEASE)?.parse().ok()?;
+                let index = l.get(LABEL_INDEX).and_then(|i| i.parse().ok()).unwrap_or(0);
+                let running = c
+                    .state
+                    .as_ref()
+                    .map(|s| s.to_string() == "running")
+                    .unwrap_or(false);
+                Some(Existing {
+                    name,
+                    version,
+                    index,
+                    running,
+                    created: c.created.unwrap_or_default(),
+                    ssh: published(&c, SSH_PORT),
+                    http: published(&c, APP_PORT),
+                })
             })
             .collect())
     }
 
-    async fn start(&self, spec: &ReleaseSpec) -> PortResult<Started> {
-        let name = self.container(&spec.app, spec.version.0);
+    /// Starts one replica of `spec` in slot `index`.
+    async fn start(&self, spec: &ReleaseSpec, index: u32) -> PortResult<Started> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        let name = format!(
+            "gx-{}-{}-v{}-{index}-{suffix}",
+            self.instance, spec.app, spec.version.0
+        );
         let network = self.network(&spec.app);
+        let ssh_dir = self.ssh_dir.join(spec.app.as_str());
+        if !ssh_dir.join("authorized_keys").exists() {
+            self.write_ssh_keys(&spec.app, &[])?;
+        }
         let key = spec.slug.key.trim_start_matches("slugs/");
         let mut env: Vec<String> = spec
             .env
@@ -150,7 +227,14 @@ impl DockerRuntime {
             .collect();
         env.push(format!("SLUG_URL=file:///slugs/{key}"));
         env.push(format!("SLUG_SHA256={}", spec.slug.sha256));
-        let port = format!("{APP_PORT}/tcp");
+        env.push(format!("HOST_INDEX={index}"));
+        let (http, ssh) = (format!("{APP_PORT}/tcp"), format!("{SSH_PORT}/tcp"));
+        let loopback = || {
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            }])
+        };
         let config = ContainerCreateBody {
             image: Some(RUNNER_IMAGE.into()),
             env: Some(env),
@@ -158,22 +242,23 @@ impl DockerRuntime {
                 (LABEL_INSTANCE, &self.instance),
                 (LABEL_APP, spec.app.as_str()),
                 (LABEL_RELEASE, &spec.version.0.to_string()),
+                (LABEL_INDEX, &index.to_string()),
             ])),
-            exposed_ports: Some([(port.clone(), HashMap::new())].into()),
+            exposed_ports: Some(
+                [
+                    (http.clone(), HashMap::new()),
+                    (ssh.clone(), HashMap::new()),
+                ]
+                .into(),
+            ),
             host_config: Some(HostConfig {
-                binds: Some(vec![format!("{}:/slugs:ro", self.slug_dir.display())]),
+                binds: Some(vec![
+                    format!("{}:/slugs:ro", self.slug_dir.display()),
+                    format!("{}:/etc/gigalixir/ssh:ro", ssh_dir.display()),
+                ]),
                 network_mode: Some(network.clone()),
-                // Loopback only: the router is the way in.
-                port_bindings: Some(
-                    [(
-                        port.clone(),
-                        Some(vec![PortBinding {
-                            host_ip: Some("127.0.0.1".into()),
-                            host_port: Some(String::new()),
-                        }]),
-                    )]
-                    .into(),
-                ),
+                // Loopback only: the router and `ps:ssh` are the ways in.
+                port_bindings: Some([(http.clone(), loopback()), (ssh, loopback())].into()),
                 memory: Some(spec.memory_bytes),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 // The slug unpacks into memory: several times faster than the overlay.
@@ -186,38 +271,35 @@ impl DockerRuntime {
                 ),
                 ..Default::default()
             }),
+            // The app's name resolves to every replica on its network: the cluster's DNS.
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(
+                    [(
+                        network.clone(),
+                        EndpointSettings {
+                            aliases: Some(vec![spec.app.to_string()]),
+                            ..Default::default()
+                        },
+                    )]
+                    .into(),
+                ),
+            }),
             ..Default::default()
         };
-        let fresh = match self
-            .docker
-            .inspect_container(&name, None::<InspectContainerOptions>)
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        self.docker
+            .create_container(Some(options), config)
             .await
-            .map_err(map_err)
-        {
-            Ok(info) if info.state.as_ref().and_then(|s| s.running).unwrap_or(false) => false,
-            Ok(_) => {
-                self.remove(&name).await?;
-                true
-            }
-            Err(PortError::NotFound) => true,
-            Err(err) => return Err(err),
-        };
-        if fresh {
-            let options = CreateContainerOptionsBuilder::new().name(&name).build();
-            self.docker
-                .create_container(Some(options), config)
-                .await
-                .map_err(|e| match map_err(e) {
-                    PortError::NotFound => PortError::Invalid(format!(
-                        "the image {RUNNER_IMAGE} is missing: run scripts/images"
-                    )),
-                    other => other,
-                })?;
-            self.docker
-                .start_container(&name, None::<StartContainerOptions>)
-                .await
-                .map_err(map_err)?;
-        }
+            .map_err(|e| match map_err(e) {
+                PortError::NotFound => PortError::Invalid(format!(
+                    "the image {RUNNER_IMAGE} is missing: run scripts/images"
+                )),
+                other => other,
+            })?;
+        self.docker
+            .start_container(&name, None::<StartContainerOptions>)
+            .await
+            .map_err(map_err)?;
         let info = self
             .docker
             .inspect_container(&name, None::<InspectContainerOptions>)
@@ -229,26 +311,20 @@ impl DockerRuntime {
             .as_ref()
             .and_then(|n| n.get(&network))
             .and_then(|e| e.ip_address.clone())
-            .and_then(|ip| ip.parse().ok());
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let host_port = settings
             .ports
             .as_ref()
-            .and_then(|p| p.get(&port).cloned().flatten())
+            .and_then(|p| p.get(&http).cloned().flatten())
             .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
-            .and_then(|p| p.parse::<u16>().ok());
-        match (ip, host_port) {
-            (Some(ip), Some(hp)) => Ok(Started {
-                name,
-                ip,
-                published: SocketAddr::from(([127, 0, 0, 1], hp)),
-            }),
-            // Exited at once: no address; the health loop reports why.
-            _ => Ok(Started {
-                name,
-                ip: IpAddr::from([0, 0, 0, 0]),
-                published: SocketAddr::from(([127, 0, 0, 1], 0)),
-            }),
-        }
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(0);
+        Ok(Started {
+            name,
+            ip,
+            published: SocketAddr::from(([127, 0, 0, 1], host_port)),
+        })
     }
 
     /// Waits until the container accepts connections on the app port, or says why not.
@@ -288,6 +364,43 @@ impl DockerRuntime {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Starts replicas in `slots` and waits for all; on any failure removes them all.
+    async fn start_healthy(
+        &self,
+        spec: &ReleaseSpec,
+        slots: &[u32],
+    ) -> PortResult<Result<Vec<Started>, DeployOutcome>> {
+        let mut started = Vec::new();
+        for index in slots {
+            match self.start(spec, *index).await {
+                Ok(s) => started.push(s),
+                Err(err) => {
+                    for s in &started {
+                        let _ = self.remove(&s.name).await;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        let checks = futures::future::join_all(
+            started
+                .iter()
+                .map(|s| self.wait_healthy(s, spec.boot_timeout)),
+        )
+        .await;
+        if let Some((i, Err(reason))) = checks.iter().enumerate().find(|(_, r)| r.is_err()) {
+            let output = self.tail(&started[i].name, 50).await;
+            for s in &started {
+                self.remove(&s.name).await?;
+            }
+            return Ok(Err(DeployOutcome::Failed {
+                reason: reason.clone(),
+                output,
+            }));
+        }
+        Ok(Ok(started))
     }
 
     async fn tail(&self, name: &str, lines: usize) -> Vec<String> {
@@ -333,10 +446,48 @@ impl DockerRuntime {
         }
     }
 
-    fn set_live(&self, app: &AppName, addrs: Vec<SocketAddr>) {
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(app.clone(), addrs);
+    /// Stops containers in the background: traffic has already left them.
+    fn retire(&self, names: Vec<String>) {
+        if names.is_empty() {
+            return;
         }
+        let me = self.clone();
+        tokio::spawn(async move {
+            for name in names {
+                if let Err(err) = me.stop(&name).await {
+                    tracing::warn!(container = %name, error = %err, "could not stop an old replica");
+                }
+            }
+        });
+    }
+
+    fn live_of(&self, app: &AppName) -> Option<Vec<(String, SocketAddr)>> {
+        self.live.lock().ok().and_then(|l| l.get(app).cloned())
+    }
+
+    fn set_live(&self, app: &AppName, replicas: Vec<(String, SocketAddr)>) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(app.clone(), replicas);
+        }
+    }
+
+    /// The live release's running replicas, from the engine (after a platform restart).
+    async fn discover_live(&self, app: &AppName) -> PortResult<Vec<(String, SocketAddr)>> {
+        let containers = self.containers_of(app).await?;
+        let newest = containers
+            .iter()
+            .filter(|c| c.running)
+            .map(|c| c.version)
+            .max();
+        let live: Vec<(String, SocketAddr)> = containers
+            .into_iter()
+            .filter(|c| c.running && Some(c.version) == newest)
+            .filter_map(|c| Some((c.name, SocketAddr::from(([127, 0, 0, 1], c.http?)))))
+            .collect();
+        if !live.is_empty() {
+            self.set_live(app, live.clone());
+        }
+        Ok(live)
     }
 }
 
@@ -344,81 +495,206 @@ impl DockerRuntime {
 impl Runtime for DockerRuntime {
     async fn deploy(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
         self.ensure_network(&spec.app).await?;
-        let started = self.start(spec).await?;
-        if let Err(reason) = self.wait_healthy(&started, spec.boot_timeout).await {
-            let output = self.tail(&started.name, 50).await;
-            self.stop(&started.name).await?;
-            return Ok(DeployOutcome::Failed { reason, output });
-        }
-        self.set_live(&spec.app, vec![started.published]);
-        // Traffic has moved: the old releases drain and stop in the background.
-        let old: Vec<String> = self
-            .containers_of(&spec.app)
-            .await?
-            .into_iter()
-            .map(|(name, _, _)| name)
-            .filter(|name| *name != started.name)
+        let existing = self.containers_of(&spec.app).await?;
+        let current: Vec<&Existing> = existing
+            .iter()
+            .filter(|c| c.version == spec.version.0 && c.running)
             .collect();
-        let me = self.clone();
-        tokio::spawn(async move {
-            for name in old {
-                if let Err(err) = me.stop(&name).await {
-                    tracing::warn!(container = %name, error = %err, "could not stop an old release");
-                }
-            }
-        });
+        let wanted = spec.replicas.max(1);
+        // Already deployed (a redelivery): make it live again and stop.
+        if current.len() as u32 >= wanted {
+            let live = current
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), SocketAddr::from(([127, 0, 0, 1], c.http?)))))
+                .collect();
+            self.set_live(&spec.app, live);
+            return Ok(DeployOutcome::Healthy);
+        }
+        let slots: Vec<u32> = (0..wanted).collect();
+        let started = match self.start_healthy(spec, &slots).await? {
+            Ok(started) => started,
+            Err(failed) => return Ok(failed),
+        };
+        let names: Vec<String> = started.iter().map(|s| s.name.clone()).collect();
+        self.set_live(
+            &spec.app,
+            started.into_iter().map(|s| (s.name, s.published)).collect(),
+        );
+        self.retire(
+            existing
+                .into_iter()
+                .map(|c| c.name)
+                .filter(|n| !names.contains(n))
+                .collect(),
+        );
         Ok(DeployOutcome::Healthy)
     }
 
     async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>> {
-        if let Some(addrs) = self.live.lock().ok().and_then(|l| l.get(app).cloned()) {
-            return Ok(addrs);
-        }
-        // After a restart of the platform: the newest running release is the live one.
-        let newest = self
-            .containers_of(app)
-            .await?
-            .into_iter()
-            .filter(|(_, _, running)| *running)
-            .max_by_key(|(_, v, _)| *v);
-        let Some((name, _, _)) = newest else {
-            return Ok(Vec::new());
+        let live = match self.live_of(app) {
+            Some(live) => live,
+            None => self.discover_live(app).await?,
         };
-        let info = self
-            .docker
-            .inspect_container(&name, None::<InspectContainerOptions>)
-            .await
-            .map_err(map_err)?;
-        let port = format!("{APP_PORT}/tcp");
-        let addr = info
-            .network_settings
-            .and_then(|s| s.ports)
-            .and_then(|p| p.get(&port).cloned().flatten())
-            .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
-            .and_then(|p| p.parse::<u16>().ok())
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-        let addrs: Vec<SocketAddr> = addr.into_iter().collect();
-        if !addrs.is_empty() {
-            self.set_live(app, addrs.clone());
-        }
-        Ok(addrs)
+        Ok(live.into_iter().map(|(_, addr)| addr).collect())
     }
 
     async fn remove_app(&self, app: &AppName) -> PortResult<()> {
         if let Ok(mut live) = self.live.lock() {
             live.remove(app);
         }
-        for (name, _, _) in self.containers_of(app).await? {
-            self.remove(&name).await?;
+        for c in self.containers_of(app).await? {
+            self.remove(&c.name).await?;
         }
-        match self
+        let filters: HashMap<String, Vec<String>> = [(
+            "label".to_owned(),
+            vec![
+                format!("{LABEL_INSTANCE}={}", self.instance),
+                format!("{LABEL_APP}={app}"),
+            ],
+        )]
+        .into();
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let networks = self
             .docker
-            .remove_network(&self.network(app))
+            .list_networks(Some(options))
             .await
-            .map_err(map_err)
-        {
-            Ok(()) | Err(PortError::NotFound) => Ok(()),
-            Err(err) => Err(err),
+            .map_err(map_err)?;
+        for id in networks.into_iter().filter_map(|n| n.id) {
+            match self.docker.remove_network(&id).await.map_err(map_err) {
+                Ok(()) | Err(PortError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
         }
+        let _ = std::fs::remove_dir_all(self.ssh_dir.join(app.as_str()));
+        Ok(())
+    }
+
+    async fn replicas(&self, app: &AppName) -> PortResult<Vec<Replica>> {
+        let live: Vec<String> = self
+            .live_of(app)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let mut out: Vec<Replica> = self
+            .containers_of(app)
+            .await?
+            .into_iter()
+            .map(|c| Replica {
+                state: match (c.running, live.contains(&c.name)) {
+                    (true, true) => ReplicaState::Running,
+                    (true, false) if live.is_empty() => ReplicaState::Running,
+                    (true, false) => ReplicaState::Starting,
+                    (false, _) => ReplicaState::Stopped,
+                },
+                since: Utc
+                    .timestamp_opt(c.created, 0)
+                    .single()
+                    .unwrap_or_else(Utc::now),
+                ssh: c.ssh.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+                name: c.name,
+                index: c.index,
+                version: ReleaseVersion(c.version),
+            })
+            .collect();
+        out.sort_by_key(|r| (r.index, r.version));
+        Ok(out)
+    }
+
+    async fn logs(
+        &self,
+        app: &AppName,
+        tail: usize,
+        follow: bool,
+    ) -> PortResult<BoxStream<'static, String>> {
+        let running: Vec<Existing> = self
+            .containers_of(app)
+            .await?
+            .into_iter()
+            .filter(|c| c.running)
+            .collect();
+        let mut streams = Vec::new();
+        for c in running {
+            let options = LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .follow(follow)
+                .tail(&tail.to_string())
+                .build();
+            let prefix = format!("{app}[web.{}]: ", c.index + 1);
+            let mut split = LineSplitter::default();
+            let lines = self
+                .docker
+                .logs(&c.name, Some(options))
+                .take_while(|r| futures::future::ready(r.is_ok()))
+                .flat_map(move |chunk| {
+                    let lines = chunk
+                        .map(|c| split.push(&c.into_bytes()))
+                        .unwrap_or_default();
+                    futures::stream::iter(lines)
+                })
+                .map(move |line| format!("{prefix}{line}"));
+            streams.push(lines.boxed());
+        }
+        Ok(futures::stream::select_all(streams).boxed())
+    }
+
+    async fn scale(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.ensure_network(&spec.app).await?;
+        let existing = self.containers_of(&spec.app).await?;
+        let mine: Vec<&Existing> = existing
+            .iter()
+            .filter(|c| c.version == spec.version.0 && c.running)
+            .collect();
+        let have: Vec<u32> = mine.iter().map(|c| c.index).collect();
+        let missing: Vec<u32> = (0..spec.replicas).filter(|i| !have.contains(i)).collect();
+        let mut live: Vec<(String, SocketAddr)> = mine
+            .iter()
+            .filter(|c| c.index < spec.replicas)
+            .filter_map(|c| Some((c.name.clone(), SocketAddr::from(([127, 0, 0, 1], c.http?)))))
+            .collect();
+        if !missing.is_empty() {
+            match self.start_healthy(spec, &missing).await? {
+                Ok(started) => live.extend(started.into_iter().map(|s| (s.name, s.published))),
+                Err(failed) => return Ok(failed),
+            }
+        }
+        let extra: Vec<String> = mine
+            .iter()
+            .filter(|c| c.index >= spec.replicas)
+            .map(|c| c.name.clone())
+            .collect();
+        self.set_live(&spec.app, live);
+        self.retire(extra);
+        Ok(DeployOutcome::Healthy)
+    }
+
+    async fn restart(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.ensure_network(&spec.app).await?;
+        let old: Vec<Existing> = self
+            .containers_of(&spec.app)
+            .await?
+            .into_iter()
+            .filter(|c| c.version == spec.version.0 && c.running)
+            .collect();
+        let mut live = self.live_of(&spec.app).unwrap_or_default();
+        for index in 0..spec.replicas {
+            let fresh = match self.start_healthy(spec, &[index]).await? {
+                Ok(mut started) => started.remove(0),
+                Err(failed) => return Ok(failed),
+            };
+            let retired: Vec<String> = old
+                .iter()
+                .filter(|c| c.index == index)
+                .map(|c| c.name.clone())
+                .collect();
+            live.retain(|(name, _)| !retired.contains(name));
+            live.push((fresh.name, fresh.published));
+            self.set_live(&spec.app, live.clone());
+            for name in retired {
+                self.stop(&name).await?;
+            }
+        }
+        Ok(DeployOutcome::Healthy)
     }
 }

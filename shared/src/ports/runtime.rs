@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{AppName, ReleaseVersion, Secret};
 use crate::error::PortResult;
@@ -47,6 +50,35 @@ pub enum DeployOutcome {
     },
 }
 
+/// Where a replica stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaState {
+    /// Started, not yet accepting connections.
+    Starting,
+    /// Accepting connections.
+    Running,
+    /// Exited or stopped.
+    Stopped,
+}
+
+/// One running copy of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    /// The runtime's name for it (container or pod).
+    pub name: String,
+    /// Its slot, 0..replicas, stable across releases (`HOST_INDEX`).
+    pub index: u32,
+    /// The release it runs.
+    pub version: ReleaseVersion,
+    /// Where it stands.
+    pub state: ReplicaState,
+    /// Since when.
+    pub since: DateTime<Utc>,
+    /// Where its SSH server answers, if it has one.
+    pub ssh: Option<SocketAddr>,
+}
+
 /// Runs apps.
 ///
 /// Contract: `deploy` starts the new release beside the running one, moves traffic only
@@ -60,4 +92,19 @@ pub trait Runtime: Send + Sync + 'static {
     async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>>;
     /// Stops and removes everything of the app. Idempotent.
     async fn remove_app(&self, app: &AppName) -> PortResult<()>;
+    /// The app's replicas, by slot.
+    async fn replicas(&self, app: &AppName) -> PortResult<Vec<Replica>>;
+    /// The last `tail` lines the app's replicas printed, then (with `follow`) new lines as
+    /// they come, until the stream is dropped.
+    async fn logs(
+        &self,
+        app: &AppName,
+        tail: usize,
+        follow: bool,
+    ) -> PortResult<BoxStream<'static, String>>;
+    /// Brings the live release to `release.replicas` replicas (starting or stopping slots).
+    async fn scale(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
+    /// Replaces the live release's replicas one at a time, each new one healthy before its
+    /// predecessor stops.
+    async fn restart(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
 }
