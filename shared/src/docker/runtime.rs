@@ -48,8 +48,11 @@ pub struct DockerRuntime {
     /// `/etc/gigalixir/ssh`.
     ssh_dir: PathBuf,
     /// Replicas taking traffic, per app: (container name, published address).
-    live: Arc<Mutex<HashMap<AppName, Vec<(String, SocketAddr)>>>>,
+    live: Arc<Mutex<HashMap<AppName, Vec<LiveReplica>>>>,
 }
+
+/// A replica taking traffic: its container and published address.
+type LiveReplica = (String, SocketAddr);
 
 /// A container just started for a replica.
 struct Started {
@@ -461,18 +464,18 @@ impl DockerRuntime {
         });
     }
 
-    fn live_of(&self, app: &AppName) -> Option<Vec<(String, SocketAddr)>> {
+    fn live_of(&self, app: &AppName) -> Option<Vec<LiveReplica>> {
         self.live.lock().ok().and_then(|l| l.get(app).cloned())
     }
 
-    fn set_live(&self, app: &AppName, replicas: Vec<(String, SocketAddr)>) {
+    fn set_live(&self, app: &AppName, replicas: Vec<LiveReplica>) {
         if let Ok(mut live) = self.live.lock() {
             live.insert(app.clone(), replicas);
         }
     }
 
     /// The live release's running replicas, from the engine (after a platform restart).
-    async fn discover_live(&self, app: &AppName) -> PortResult<Vec<(String, SocketAddr)>> {
+    async fn discover_live(&self, app: &AppName) -> PortResult<Vec<LiveReplica>> {
         let containers = self.containers_of(app).await?;
         let newest = containers
             .iter()
