@@ -41,7 +41,7 @@ async fn bury(store: Arc<dyn Store>, delivery: Delivery) -> Result<(), StepError
         tracing::error!(step, "an unreadable message was dead-lettered");
         return Ok(());
     };
-    tracing::error!(step, attempts, event = event.kind(), app = %event.app(), "gave up on a message");
+    tracing::error!(step, attempts, event = event.kind(), app = ?event.app(), "gave up on a message");
     let reason =
         format!("the platform gave up at {step} after {attempts} attempts; see the platform log");
     if let Event::ReleaseCreated { app, version, .. } = &event {

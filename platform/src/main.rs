@@ -267,6 +267,10 @@ async fn start_steps(
             deploy.clone(),
         ),
         (
+            SubscriptionSpec::new("deploy.ssh-keys-changed", Topic::SSH_KEYS_CHANGED),
+            deploy.clone(),
+        ),
+        (
             SubscriptionSpec {
                 ack_deadline: boot_timeout * 17 + Duration::from_secs(300),
                 ..SubscriptionSpec::new("deploy.app-scaled", Topic::APP_SCALED)

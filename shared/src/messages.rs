@@ -35,6 +35,8 @@ impl Topic {
     pub const APP_SCALED: Topic = Topic(Cow::Borrowed("app-scaled"));
     /// A rolling restart of an app was asked for.
     pub const RESTART_REQUESTED: Topic = Topic(Cow::Borrowed("restart-requested"));
+    /// An account's SSH keys changed.
+    pub const SSH_KEYS_CHANGED: Topic = Topic(Cow::Borrowed("ssh-keys-changed"));
     /// Messages no subscriber could handle after the allowed attempts.
     pub const DEAD_LETTER: Topic = Topic(Cow::Borrowed("dead-letter"));
 
@@ -102,7 +104,9 @@ impl Envelope {
     pub fn event(event: &Event, trace_id: Option<&str>) -> Self {
         let mut attributes = BTreeMap::new();
         attributes.insert(ATTR_EVENT.to_owned(), event.kind().to_owned());
-        attributes.insert(ATTR_APP.to_owned(), event.app().to_string());
+        if let Some(app) = event.app() {
+            attributes.insert(ATTR_APP.to_owned(), app.to_string());
+        }
         if let Some(build) = event.build() {
             attributes.insert(ATTR_BUILD.to_owned(), build.to_string());
         }
@@ -212,6 +216,11 @@ pub enum Event {
         /// The app.
         app: AppName,
     },
+    /// The account's SSH keys changed: every replica of its apps must admit the new set.
+    SshKeysChanged {
+        /// The account.
+        user: crate::domain::UserId,
+    },
 }
 
 impl Event {
@@ -227,6 +236,7 @@ impl Event {
             Event::AppDestroyed { .. } => Topic::APP_DESTROYED,
             Event::AppScaled { .. } => Topic::APP_SCALED,
             Event::RestartRequested { .. } => Topic::RESTART_REQUESTED,
+            Event::SshKeysChanged { .. } => Topic::SSH_KEYS_CHANGED,
         }
     }
 
@@ -242,12 +252,13 @@ impl Event {
             Event::AppDestroyed { .. } => "app-destroyed",
             Event::AppScaled { .. } => "app-scaled",
             Event::RestartRequested { .. } => "restart-requested",
+            Event::SshKeysChanged { .. } => "ssh-keys-changed",
         }
     }
 
-    /// The app concerned.
-    pub fn app(&self) -> &AppName {
-        match self {
+    /// The app concerned, if the event concerns one.
+    pub fn app(&self) -> Option<&AppName> {
+        Some(match self {
             Event::BuildRequested { app, .. }
             | Event::SlugBuilt { app, .. }
             | Event::SlugUploaded { app, .. }
@@ -257,7 +268,8 @@ impl Event {
             | Event::AppDestroyed { app }
             | Event::AppScaled { app }
             | Event::RestartRequested { app } => app,
-        }
+            Event::SshKeysChanged { .. } => return None,
+        })
     }
 
     /// The build concerned, if any.
@@ -271,7 +283,8 @@ impl Event {
             | Event::DeployFailed { build, .. } => build.as_ref(),
             Event::AppDestroyed { .. }
             | Event::AppScaled { .. }
-            | Event::RestartRequested { .. } => None,
+            | Event::RestartRequested { .. }
+            | Event::SshKeysChanged { .. } => None,
         }
     }
 }

@@ -181,3 +181,18 @@ pub struct Release {
     /// When it was made.
     pub created_at: DateTime<Utc>,
 }
+
+/// An SSH public key of an account; it admits the account to its apps' replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKey {
+    /// Stable id, for removal.
+    pub id: String,
+    /// The owner.
+    pub user: UserId,
+    /// The key line as given: `ssh-ed25519 AAAA… comment`.
+    pub key: String,
+    /// SHA-256 fingerprint, `SHA256:…`, as ssh-keygen prints it.
+    pub fingerprint: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}

@@ -47,6 +47,7 @@ pub fn router(state: StepState) -> Router {
             Event::RestartRequested { app } => {
                 on_live_release(&state, &app, trace.as_deref(), Change::Restart).await
             }
+            Event::SshKeysChanged { user } => sync_ssh_keys(&state, &user).await,
             Event::AppDestroyed { app } => {
                 state.runtime.remove_app(&app).await?;
                 tracing::info!(app = %app, "runtime resources removed");
@@ -330,4 +331,20 @@ async fn on_live_release(
     .await;
     let _ = state.store.unlock(&lock, &holder).await;
     result
+}
+
+/// Gives every app of the account the account's current SSH keys.
+async fn sync_ssh_keys(state: &StepState, user: &shared::domain::UserId) -> Result<(), StepError> {
+    let keys: Vec<String> = state
+        .store
+        .ssh_keys(user)
+        .await?
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    for app in state.store.apps_of(user).await? {
+        state.runtime.set_ssh_keys(&app.name, &keys).await?;
+    }
+    tracing::info!(user = %user, keys = keys.len(), "ssh keys synced");
+    Ok(())
 }

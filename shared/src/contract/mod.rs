@@ -22,7 +22,8 @@ macro_rules! store_contract {
         $crate::contract_tests!($make, $crate::contract::store;
             users_are_unique_by_email, api_keys_live_revoke_and_expire,
             apps_are_unique_and_owned, builds_move_forward_only, build_logs_append_in_order,
-            releases_number_themselves_idempotently, locks_exclude_other_holders);
+            releases_number_themselves_idempotently, locks_exclude_other_holders,
+            ssh_keys_are_per_account);
     };
 }
 

@@ -416,3 +416,48 @@ pub async fn build_logs_append_in_order(store: Arc<dyn Store>) {
         .expect("gone")
         .is_empty());
 }
+
+/// SSH keys belong to one account, are unique per account, and can be removed.
+pub async fn ssh_keys_are_per_account(store: Arc<dyn Store>) {
+    let (ada, bob) = (user(), user());
+    store.create_user(&ada).await.expect("ada");
+    store.create_user(&bob).await.expect("bob");
+    let key = |owner: &User, fp: &str| crate::model::SshKey {
+        id: unique("key"),
+        user: owner.id.clone(),
+        key: format!("ssh-ed25519 AAAA{fp} laptop"),
+        fingerprint: format!("SHA256:{fp}"),
+        created_at: Utc::now(),
+    };
+    let first = key(&ada, "one");
+    store.add_ssh_key(&first).await.expect("add");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = key(&ada, "two");
+    store.add_ssh_key(&second).await.expect("add second");
+    assert!(matches!(
+        store.add_ssh_key(&key(&ada, "one")).await,
+        Err(PortError::AlreadyExists)
+    ));
+    store
+        .add_ssh_key(&key(&bob, "one"))
+        .await
+        .expect("bob may hold the same key");
+    let ids: Vec<String> = store
+        .ssh_keys(&ada.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, vec![first.id.clone(), second.id.clone()]);
+    assert!(matches!(
+        store.remove_ssh_key(&bob.id, &first.id).await,
+        Err(PortError::NotFound)
+    ));
+    store
+        .remove_ssh_key(&ada.id, &first.id)
+        .await
+        .expect("remove");
+    assert_eq!(store.ssh_keys(&ada.id).await.expect("list").len(), 1);
+    assert_eq!(store.ssh_keys(&bob.id).await.expect("bob's").len(), 1);
+}

@@ -642,6 +642,10 @@ impl Runtime for DockerRuntime {
         Ok(futures::stream::select_all(streams).boxed())
     }
 
+    async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()> {
+        self.write_ssh_keys(app, keys)
+    }
+
     async fn scale(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
         self.ensure_network(&spec.app).await?;
         let existing = self.containers_of(&spec.app).await?;

@@ -11,7 +11,7 @@ use super::sqlite::{from_json, map_err, now_ms, to_json, Db};
 use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, UserId};
 use crate::error::{PortError, PortResult};
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, User,
+    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, SshKey, User,
 };
 use crate::ports::Store;
 
@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS releases (
     json TEXT NOT NULL,
     PRIMARY KEY (app, version),
     UNIQUE (app, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS ssh_keys (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    UNIQUE (user_id, fingerprint)
 );
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
@@ -491,6 +499,59 @@ impl Store for SqliteStore {
                 )
                 .map_err(map_err)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn add_ssh_key(&self, key: &SshKey) -> PortResult<()> {
+        let (id, user, fp, at, json) = (
+            key.id.clone(),
+            key.user.0.clone(),
+            key.fingerprint.clone(),
+            key.created_at.timestamp_millis(),
+            to_json(key)?,
+        );
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO ssh_keys (id, user_id, fingerprint, created_at, json)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, user, fp, at, json],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn ssh_keys(&self, user: &UserId) -> PortResult<Vec<SshKey>> {
+        let user = user.0.clone();
+        self.db
+            .call(move |c| {
+                many(
+                    c,
+                    "SELECT json FROM ssh_keys WHERE user_id = ?1 ORDER BY created_at, id",
+                    [user],
+                )
+            })
+            .await
+    }
+
+    async fn remove_ssh_key(&self, user: &UserId, id: &str) -> PortResult<()> {
+        let (user, id) = (user.0.clone(), id.to_owned());
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        "DELETE FROM ssh_keys WHERE user_id = ?1 AND id = ?2",
+                        params![user, id],
+                    )
+                    .map_err(map_err)?;
+                if n == 0 {
+                    Err(PortError::NotFound)
+                } else {
+                    Ok(())
+                }
             })
             .await
     }

@@ -104,6 +104,8 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> PortResult<BoxStream<'static, String>>;
     /// Brings the live release to `release.replicas` replicas (starting or stopping slots).
     async fn scale(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
+    /// Sets the SSH public keys the app's replicas admit (read at each login).
+    async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()>;
     /// Replaces the live release's replicas one at a time, each new one healthy before its
     /// predecessor stops.
     async fn restart(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;

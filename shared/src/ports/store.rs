@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, UserId};
 use crate::error::PortResult;
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, User,
+    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, SshKey, User,
 };
 
 /// Users, API keys, apps, builds, releases and per-app locks.
@@ -89,6 +89,14 @@ pub trait Store: Send + Sync + 'static {
         version: ReleaseVersion,
         status: ReleaseStatus,
     ) -> PortResult<()>;
+
+    /// Adds an SSH key to its owner's account. `AlreadyExists` if the account has the same
+    /// key (same fingerprint) already.
+    async fn add_ssh_key(&self, key: &SshKey) -> PortResult<()>;
+    /// The account's SSH keys, oldest first.
+    async fn ssh_keys(&self, user: &UserId) -> PortResult<Vec<SshKey>>;
+    /// Removes one of the account's keys. `NotFound` if it has no such key.
+    async fn remove_ssh_key(&self, user: &UserId, id: &str) -> PortResult<()>;
 
     /// Takes the named lock for `holder` for `ttl`, if it is free, expired, or already
     /// held by `holder` (then it is extended). Else `Precondition`.
