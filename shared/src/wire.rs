@@ -134,3 +134,99 @@ pub struct ReleaseView {
     /// The slug's size in bytes.
     pub slug_size: u64,
 }
+
+/// `POST /api/apps/NAME/configs`: config vars to set, all in one change (one release).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigSet {
+    /// Keys and values; values may hold anything (`=`, spaces, newlines, unicode).
+    pub configs: BTreeMap<String, String>,
+    /// Store the config without making a release (no restart); the next release takes it.
+    #[serde(default)]
+    pub avoid_restart: bool,
+}
+
+/// `DELETE /api/apps/NAME/configs`: config vars to remove, all in one change. GIGALIXIR's
+/// CLI sends one `key`; ours sends `keys` to remove several at once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigUnset {
+    /// One key to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Several keys to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// Store the config without making a release (no restart).
+    #[serde(default)]
+    pub avoid_restart: bool,
+}
+
+/// `POST /api/apps/NAME/configs/copy`: merge another app's config into this one (the
+/// source's values win).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigCopy {
+    /// The app the config comes from.
+    pub from: String,
+}
+
+/// `PUT /api/apps/NAME/scale`: either field may be absent. Signed so that a negative count
+/// is refused with a message rather than a parse error.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    /// Replicas wanted, 0–16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    /// GB of memory per replica, 0.2–8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<f64>,
+}
+
+/// The reply of `PUT /api/apps/NAME/scale`: what the app is now scaled to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleView {
+    /// The app's name.
+    pub unique_name: String,
+    /// Replicas wanted.
+    pub replicas: u32,
+    /// GB of memory per replica.
+    pub size: f64,
+}
+
+/// One replica as `GET /api/apps/NAME/status` lists it (GIGALIXIR's `pods`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodView {
+    /// The runtime's name for it (container or pod).
+    pub name: String,
+    /// `running`, `starting` or `stopped`.
+    pub status: crate::ports::runtime::ReplicaState,
+    /// The release it runs: `3` for v3.
+    pub version: u32,
+    /// The commit of that release, when it comes from a push.
+    pub sha: Option<String>,
+    /// Since when it is in its status.
+    pub since: DateTime<Utc>,
+    /// Seconds since `since`, when the reply was made.
+    pub age: u64,
+    /// Its slot, 0..replicas (`HOST_INDEX`), stable across releases.
+    pub host_index: u32,
+}
+
+/// `GET /api/apps/NAME/status`: the app and its replicas, as `gigalixir ps` shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// The app's name.
+    pub unique_name: String,
+    /// GB of memory per replica.
+    pub size: f64,
+    /// Replicas wanted.
+    pub replicas_desired: u32,
+    /// Replicas accepting connections.
+    pub replicas_running: u32,
+    /// Where it runs.
+    pub cloud: String,
+    /// Where it runs.
+    pub region: String,
+    /// Base image family.
+    pub stack: String,
+    /// Every replica the runtime has for the app, by slot.
+    pub pods: Vec<PodView>,
+}

@@ -113,6 +113,14 @@ impl DockerRuntime {
             text.push('\n');
         }
         std::fs::write(&tmp, text).map_err(PortError::unavailable)?;
+        // The replicas' SSH server runs as an unprivileged user: it must be able to read.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |m| std::fs::Permissions::from_mode(m);
+            std::fs::set_permissions(&dir, mode(0o755)).map_err(PortError::unavailable)?;
+            std::fs::set_permissions(&tmp, mode(0o644)).map_err(PortError::unavailable)?;
+        }
         std::fs::rename(&tmp, dir.join("authorized_keys")).map_err(PortError::unavailable)
     }
 
