@@ -79,6 +79,41 @@ pub enum Command {
 
     /// List an app's releases, newest first (VERSION, STATUS, SHA, CREATED, SUMMARY).
     Releases(ReleasesArgs),
+
+    /// Show an app's config vars (KEY, VALUE).
+    Config(ConfigArgs),
+
+    /// Set config vars, all in one new release (one rolling restart).
+    ///
+    /// Each ASSIGNMENT is KEY=VALUE, split at the first `=`, so the value may hold `=`;
+    /// quote values with spaces: `gigalixir config:set A=1 B="two words"`. Keys are
+    /// letters, digits and underscores, not starting with a digit.
+    #[command(name = "config:set")]
+    ConfigSet(ConfigSetArgs),
+
+    /// Remove config vars, all in one new release.
+    #[command(name = "config:unset")]
+    ConfigUnset(ConfigUnsetArgs),
+
+    /// Copy every config var of one app into another (the source's values win), in one
+    /// new release of the destination.
+    #[command(name = "config:copy")]
+    ConfigCopy(ConfigCopyArgs),
+
+    /// Show an app's replicas (REPLICA, STATUS, VERSION, SINCE).
+    Ps(PsArgs),
+
+    /// Set how many replicas an app runs (0–16), and how much memory each has.
+    #[command(name = "ps:scale")]
+    PsScale(ScaleArgs),
+
+    /// Restart an app's replicas, one at a time, each new one healthy before the old one
+    /// stops.
+    #[command(alias = "ps:restart")]
+    Restart(RestartArgs),
+
+    /// Print an app's log: the last lines, then new ones as they come until Ctrl-C.
+    Logs(LogsArgs),
 }
 
 /// `create`.
@@ -172,6 +207,7 @@ pub struct AppArg {
     #[arg(
         short = 'a',
         long = "app",
+        alias = "app_name",
         value_name = "NAME",
         env = "GIGALIXIR_APP",
         hide_env = true
@@ -210,6 +246,105 @@ pub struct ReleasesArgs {
     /// Print the releases as a JSON array, for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Print the config as a JSON object, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `config:set`.
+#[derive(Debug, Args)]
+pub struct ConfigSetArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Store the config without a new release or restart; the app gets it with its next
+    /// release (push or config change).
+    #[arg(long = "no_restart", alias = "no-restart")]
+    pub no_restart: bool,
+    /// KEY=VALUE pairs.
+    #[arg(value_name = "ASSIGNMENT", required = true)]
+    pub assignments: Vec<String>,
+}
+
+/// `config:unset`.
+#[derive(Debug, Args)]
+pub struct ConfigUnsetArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The keys to remove.
+    #[arg(value_name = "KEY", required = true)]
+    pub keys: Vec<String>,
+}
+
+/// `config:copy`.
+#[derive(Debug, Args)]
+pub struct ConfigCopyArgs {
+    /// The app to copy the config from.
+    #[arg(short = 's', long = "src_app_name", alias = "src", value_name = "SRC")]
+    pub src: String,
+    /// The app to copy the config into.
+    #[arg(short = 'd', long = "dst_app_name", alias = "dst", value_name = "DST")]
+    pub dst: String,
+    /// Copy without asking (it never asks when there is no terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Print the status as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ps:scale`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["replicas", "size"])))]
+pub struct ScaleArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// How many replicas to run, 0 to 16.
+    #[arg(short = 'r', long, value_name = "N", allow_negative_numbers = true)]
+    pub replicas: Option<i64>,
+    /// GB of memory per replica, 0.2 to 8.
+    #[arg(short = 's', long, value_name = "GB", allow_negative_numbers = true)]
+    pub size: Option<f64>,
+}
+
+/// `restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// How many past lines to print first [default: 30].
+    #[arg(short = 'n', long = "num", value_name = "N")]
+    pub num: Option<usize>,
+    /// Print the past lines and exit instead of following the log.
+    #[arg(short = 't', long = "no_tail", alias = "no-tail")]
+    pub no_tail: bool,
 }
 
 /// `git:remote`.
@@ -297,6 +432,81 @@ mod tests {
                 json: true,
             }) => assert_eq!(app, "x-app"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_and_process_commands_parse_with_gigalixirs_flags() {
+        match parse(&[
+            "config:set",
+            "-a",
+            "x-app",
+            "--no_restart",
+            "A=1",
+            "B=two words=3",
+        ]) {
+            Command::ConfigSet(a) => {
+                assert!(a.no_restart);
+                assert_eq!(a.app.app.as_deref(), Some("x-app"));
+                assert_eq!(a.assignments, ["A=1", "B=two words=3"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["config:unset", "A", "B"]) {
+            Command::ConfigUnset(a) => assert_eq!(a.keys, ["A", "B"]),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["config:copy", "-s", "src-app", "-d", "dst-app"]) {
+            Command::ConfigCopy(a) => {
+                assert_eq!(
+                    (a.src.as_str(), a.dst.as_str(), a.yes),
+                    ("src-app", "dst-app", false)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["config", "--app_name", "x-app", "--json"]),
+            Command::Config(ConfigArgs { json: true, .. })
+        ));
+        match parse(&["ps:scale", "-r", "-1"]) {
+            Command::PsScale(a) => assert_eq!((a.replicas, a.size), (Some(-1), None)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["ps:scale", "--size", "1.5"]) {
+            Command::PsScale(a) => assert_eq!((a.replicas, a.size), (None, Some(1.5))),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse(&["ps:restart"]), Command::Restart(_)));
+        assert!(matches!(
+            parse(&["restart", "-a", "x-app"]),
+            Command::Restart(_)
+        ));
+        assert!(matches!(
+            parse(&["ps", "--json"]),
+            Command::Ps(PsArgs { json: true, .. })
+        ));
+        match parse(&["logs", "-n", "20", "--no_tail"]) {
+            Command::Logs(a) => assert_eq!((a.num, a.no_tail), (Some(20), true)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["logs"]) {
+            Command::Logs(a) => assert_eq!((a.num, a.no_tail), (None, false)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn commands_missing_what_they_need_are_usage_errors() {
+        for args in [
+            &["config:set"][..],
+            &["config:unset"],
+            &["config:copy", "-s", "a-app"],
+            &["ps:scale"],
+        ] {
+            let mut argv = vec!["gigalixir"];
+            argv.extend_from_slice(args);
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");
         }
     }
 }

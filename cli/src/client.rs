@@ -2,7 +2,9 @@
 //! into the wire types of `shared`, failures turned into [`ApiError`]s that say what went
 //! wrong in the user's terms.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 use std::time::Duration;
 
 use reqwest::blocking::{RequestBuilder, Response};
@@ -10,7 +12,10 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::domain::AppName;
-use shared::wire::{AppView, Data, Errors, KeyView, NewApp, NewUser, ReleaseView, UserView};
+use shared::wire::{
+    AppStatus, AppView, ConfigCopy, ConfigSet, ConfigUnset, Data, Errors, KeyView, NewApp, NewUser,
+    ReleaseView, ScaleRequest, ScaleView, UserView,
+};
 use url::Url;
 
 /// Where the API lives when `GIGALIXIR_API_URL` is not set.
@@ -101,10 +106,12 @@ pub enum ApiError {
     NotFound(String),
     /// 422: the request was refused; messages by field.
     Invalid(Errors),
+    /// 409: another change is in progress; the platform's message.
+    Conflict(String),
     /// 413.
     TooLarge,
-    /// 5xx: the platform failed; try later.
-    Unavailable,
+    /// 5xx: the platform failed or cannot serve this here; its message, when it gave one.
+    Unavailable(Option<String>),
     /// Anything this CLI does not expect.
     Unexpected(String),
 }
@@ -139,8 +146,10 @@ impl fmt::Display for ApiError {
             ),
             Self::NotFound(message) => f.write_str(message),
             Self::Invalid(errors) => f.write_str(&humane(errors)),
+            Self::Conflict(message) => f.write_str(message),
             Self::TooLarge => write!(f, "the request was too large for the platform"),
-            Self::Unavailable => write!(
+            Self::Unavailable(Some(message)) => f.write_str(message),
+            Self::Unavailable(None) => write!(
                 f,
                 "the platform could not complete the request: try again shortly (its log says why)"
             ),
@@ -191,6 +200,9 @@ fn tidy(message: &str) -> String {
 pub struct Client {
     api: ApiUrl,
     http: reqwest::blocking::Client,
+    /// Without an overall timeout, for responses that stream as long as they are read
+    /// (`logs`).
+    streaming: reqwest::blocking::Client,
 }
 
 impl Client {
@@ -202,7 +214,17 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot set up HTTP: {e}"))?;
-        Ok(Self { api, http })
+        let streaming = reqwest::blocking::Client::builder()
+            .user_agent(concat!("gigalixir-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up HTTP: {e}"))?;
+        Ok(Self {
+            api,
+            http,
+            streaming,
+        })
     }
 
     /// The platform's base URL.
@@ -221,24 +243,35 @@ impl Client {
 
     /// Sends `req` and decodes a `{"data": T}` reply.
     fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ApiError> {
+        let resp = self.send(req)?;
+        let status = resp.status();
+        read_json::<Data<T>>(resp)
+            .map(|d| d.data)
+            .ok_or_else(|| self.unexpected(status))
+    }
+
+    /// Sends `req`; a reply that is not a success becomes the matching [`ApiError`].
+    fn send(&self, req: RequestBuilder) -> Result<Response, ApiError> {
         let resp = req.send().map_err(|e| self.transport(&e))?;
         let status = resp.status();
         if status.is_success() {
-            return read_json::<Data<T>>(resp)
-                .map(|d| d.data)
-                .ok_or_else(|| self.unexpected(status));
+            return Ok(resp);
         }
+        let message = |resp: Response| {
+            let errors = read_json::<Errors>(resp).unwrap_or_default();
+            Some(tidy(&errors.sentence())).filter(|m| !m.is_empty())
+        };
         Err(match status {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
-            StatusCode::NOT_FOUND => {
-                let errors = read_json::<Errors>(resp).unwrap_or_default();
-                ApiError::NotFound(tidy(&errors.sentence()))
-            }
+            StatusCode::NOT_FOUND => ApiError::NotFound(message(resp).unwrap_or_default()),
             StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
                 ApiError::Invalid(read_json::<Errors>(resp).unwrap_or_default())
             }
+            StatusCode::CONFLICT => ApiError::Conflict(
+                message(resp).unwrap_or_else(|| "another change is in progress".to_owned()),
+            ),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
-            s if s.is_server_error() => ApiError::Unavailable,
+            s if s.is_server_error() => ApiError::Unavailable(message(resp)),
             s => self.unexpected(s),
         })
     }
@@ -342,6 +375,141 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `GET /api/apps/NAME/configs`.
+    pub fn configs(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/configs"), auth))
+    }
+
+    /// `POST /api/apps/NAME/configs`: sets every pair in one release; the whole config.
+    pub fn set_configs(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        configs: BTreeMap<String, String>,
+        avoid_restart: bool,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        let body = ConfigSet {
+            configs,
+            avoid_restart,
+        };
+        self.call(
+            self.authed(Method::POST, &format!("/api/apps/{name}/configs"), auth)
+                .json(&body),
+        )
+    }
+
+    /// `DELETE /api/apps/NAME/configs`: removes the keys in one release (one key is sent
+    /// as GIGALIXIR's CLI sends it); the whole config.
+    pub fn unset_configs(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        keys: &[String],
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        let body = match keys {
+            [one] => ConfigUnset {
+                key: Some(one.clone()),
+                ..ConfigUnset::default()
+            },
+            many => ConfigUnset {
+                keys: many.to_vec(),
+                ..ConfigUnset::default()
+            },
+        };
+        self.call(
+            self.authed(Method::DELETE, &format!("/api/apps/{name}/configs"), auth)
+                .json(&body),
+        )
+    }
+
+    /// `POST /api/apps/DST/configs/copy`: DST's whole config after the copy.
+    pub fn copy_configs(
+        &self,
+        auth: &Auth,
+        src: &AppName,
+        dst: &AppName,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        let body = ConfigCopy {
+            from: src.to_string(),
+        };
+        self.call(
+            self.authed(Method::POST, &format!("/api/apps/{dst}/configs/copy"), auth)
+                .json(&body),
+        )
+    }
+
+    /// `GET /api/apps/NAME/status`.
+    pub fn status(&self, auth: &Auth, name: &AppName) -> Result<AppStatus, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/status"), auth))
+    }
+
+    /// `PUT /api/apps/NAME/scale`.
+    pub fn scale(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        replicas: Option<i64>,
+        size: Option<f64>,
+    ) -> Result<ScaleView, ApiError> {
+        self.call(
+            self.authed(Method::PUT, &format!("/api/apps/{name}/scale"), auth)
+                .json(&ScaleRequest { replicas, size }),
+        )
+    }
+
+    /// `PUT /api/apps/NAME/restart`.
+    pub fn restart(&self, auth: &Auth, name: &AppName) -> Result<(), ApiError> {
+        self.call::<serde_json::Value>(self.authed(
+            Method::PUT,
+            &format!("/api/apps/{name}/restart"),
+            auth,
+        ))
+        .map(drop)
+    }
+
+    /// `GET /api/apps/NAME/logs`: hands the log to `out` as it arrives, chunk by chunk,
+    /// until the platform ends it (or, with `follow`, until the process is stopped).
+    pub fn logs(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        num_lines: Option<usize>,
+        follow: bool,
+        mut out: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut query = vec![("follow", follow.to_string())];
+        if let Some(n) = num_lines {
+            query.push(("num_lines", n.to_string()));
+        }
+        let req = self
+            .streaming
+            .get(self.api.endpoint(&format!("/api/apps/{name}/logs")))
+            .basic_auth(&auth.email, Some(&auth.key))
+            .query(&query);
+        let mut resp = self.send(req)?;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match resp.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "the log stream from {} broke off ({e}): run the command again",
+                        self.api
+                    ))
+                }
+            };
+            out(&buf[..n])?;
+        }
+    }
+}
+
 fn read_json<T: DeserializeOwned>(resp: Response) -> Option<T> {
     let bytes = resp.bytes().ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -386,6 +554,33 @@ mod tests {
         assert_eq!(humane(&e), "sorry, we could not authenticate you");
         assert_eq!(tidy("App `x` not found."), "app `x` not found");
         assert_eq!(tidy("API down"), "API down");
+        let e = Errors::field(
+            "key",
+            "key `1A` is not a valid config var name: use letters, digits and underscores, not starting with a digit",
+        );
+        assert_eq!(
+            humane(&e),
+            "key `1A` is not a valid config var name: use letters, digits and underscores, not starting with a digit"
+        );
+        let e = Errors::field("replicas", "replicas must be between 0 and 16");
+        assert_eq!(humane(&e), "replicas must be between 0 and 16");
+        let e = Errors::general("config is larger than 32 kB (40000 bytes of keys and values, at most 32768); nothing was changed");
+        assert!(humane(&e).starts_with("config is larger than 32 kB"));
+    }
+
+    #[test]
+    fn platform_messages_show_for_503_and_409() {
+        let e = ApiError::Unavailable(Some(
+            "process status and logs are not available from this API".into(),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "process status and logs are not available from this API"
+        );
+        assert!(ApiError::Unavailable(None)
+            .to_string()
+            .contains("try again shortly"));
+        assert_eq!(ApiError::Conflict("busy".into()).to_string(), "busy");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 mod account;
 mod apps;
+mod config;
+mod processes;
 mod releases;
 
 use std::fmt::Display;
@@ -36,6 +38,14 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::AppsDestroy(a) => apps::destroy(&ctx, a.app.app, a.yes),
         Command::GitRemote(a) => apps::git_remote(&ctx, a.name.or(a.app)),
         Command::Releases(a) => releases::list(&ctx, a.app.app, a.json),
+        Command::Config(a) => config::show(&ctx, a.app.app, a.json),
+        Command::ConfigSet(a) => config::set(&ctx, a),
+        Command::ConfigUnset(a) => config::unset(&ctx, a.app.app, a.keys),
+        Command::ConfigCopy(a) => config::copy(&ctx, a),
+        Command::Ps(a) => processes::status(&ctx, a.app.app, a.json),
+        Command::PsScale(a) => processes::scale(&ctx, a),
+        Command::Restart(a) => processes::restart(&ctx, a.app.app),
+        Command::Logs(a) => processes::logs(&ctx, a),
     }
 }
 

@@ -17,8 +17,8 @@ use crate::error::{ApiError, ApiJson};
 use crate::ApiState;
 
 /// Where apps run on the embedded platform, in GIGALIXIR's terms.
-const CLOUD: &str = "local";
-const REGION: &str = "local";
+pub(crate) const CLOUD: &str = "local";
+pub(crate) const REGION: &str = "local";
 const STACK: &str = "bookworm";
 const DEFAULT_SIZE: f64 = 0.5;
 
@@ -137,4 +137,54 @@ pub async fn destroy(
     }
     tracing::info!(app = %app.name, "app destroyed");
     Ok(Json(Data { data: json!({}) }))
+}
+
+/// How long a change to an app's record waits for another one to finish.
+const RECORD_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a change to an app's record may hold its lock (if the process dies, the lock
+/// frees itself after this).
+const RECORD_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `change` while holding the app's record lock, so that concurrent read-modify-write
+/// changes of one app (config, scale) do not lose each other's updates.
+pub(crate) async fn with_record_lock<T, Fut>(
+    state: &ApiState,
+    app: &AppName,
+    change: impl FnOnce() -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let lock = format!("app-record:{app}");
+    let holder = uuid::Uuid::new_v4().to_string();
+    let waited = tokio::time::Instant::now();
+    loop {
+        match state.store.try_lock(&lock, &holder, RECORD_LOCK_TTL).await {
+            Ok(()) => break,
+            Err(PortError::Precondition) if waited.elapsed() < RECORD_LOCK_WAIT => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(PortError::Precondition) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("Another change to `{app}` is in progress; try again shortly."),
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let result = change().await;
+    if let Err(err) = state.store.unlock(&lock, &holder).await {
+        tracing::warn!(app = %app, error = %err, "app record lock not released; it expires");
+    }
+    result
+}
+
+/// The app's record as it is now, read again under its lock; 404 if it went meanwhile.
+pub(crate) async fn reload(state: &ApiState, app: &AppName) -> Result<App, ApiError> {
+    match state.store.app(app).await {
+        Ok(app) => Ok(app),
+        Err(PortError::NotFound) => Err(ApiError::not_found(format!("App `{app}` not found."))),
+        Err(err) => Err(err.into()),
+    }
 }

@@ -1,5 +1,7 @@
 //! The `api` function: the HTTP JSON API that the `gigalixir` CLI (ours, and GIGALIXIR's
-//! official one) speaks. Triggered by HTTP requests, not by the bus; emits nothing yet.
+//! official one) speaks. Triggered by HTTP requests, not by the bus; emits
+//! `release-created` (config changes), `app-scaled`, `restart-requested` and
+//! `app-destroyed`.
 //!
 //! Routes follow GIGALIXIR's API: `{"data": …}` replies, `{"errors": {…}}` errors, 201 for
 //! creations, 401 for bad credentials, HTTP Basic `email:api_key` on every route but
@@ -8,7 +10,9 @@
 pub mod apps;
 pub mod auth;
 pub mod config;
+pub mod configs;
 pub mod error;
+pub mod processes;
 pub mod releases;
 pub mod users;
 
@@ -16,7 +20,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use shared::ports::{Bus, Runtime, Store};
 
@@ -31,7 +35,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct ApiState {
     /// Users, keys, apps.
     pub store: Arc<dyn Store>,
-    /// Where changes that the pipeline acts on are announced (`app-destroyed`).
+    /// Where changes that the pipeline acts on are announced (`release-created`,
+    /// `app-scaled`, `restart-requested`, `app-destroyed`).
     pub bus: Arc<dyn Bus>,
     /// Where the apps run, for `ps` and `logs`; `None` where the API runs apart from the
     /// runtime (then those routes answer 503).
@@ -48,6 +53,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps", get(apps::list).post(apps::create))
         .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
         .route("/api/apps/{name}/releases", get(releases::list))
+        .route(
+            "/api/apps/{name}/configs",
+            get(configs::get).post(configs::set).delete(configs::unset),
+        )
+        .route("/api/apps/{name}/configs/copy", post(configs::copy))
+        .route("/api/apps/{name}/status", get(processes::status))
+        .route("/api/apps/{name}/scale", put(processes::scale))
+        .route("/api/apps/{name}/restart", put(processes::restart))
+        .route("/api/apps/{name}/logs", get(processes::logs))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"data": {"status": "ok"}})) }),

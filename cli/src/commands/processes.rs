@@ -1,0 +1,253 @@
+//! Processes: `ps`, `ps:scale`, `restart` (`ps:restart`), `logs`.
+
+use std::io::Write;
+
+use anyhow::anyhow;
+use shared::ports::runtime::ReplicaState;
+use shared::wire::{AppStatus, ScaleView};
+
+use super::apps::not_found;
+use super::{say, Ctx};
+use crate::args::{LogsArgs, ScaleArgs};
+use crate::client::ApiError;
+
+/// `ps`.
+pub fn status(ctx: &Ctx, app: Option<String>, json: bool) -> anyhow::Result<()> {
+    let name = ctx.app(app)?;
+    let auth = ctx.auth()?;
+    let status = ctx.client.status(&auth, &name).map_err(not_found(&name))?;
+    if json {
+        return say(serde_json::to_string_pretty(&status)?);
+    }
+    say(render(&status))
+}
+
+fn plural(n: u32, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// A duration in seconds as people say it: `42s`, `5m`, `3h`, `2d`.
+fn ago(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn state(state: ReplicaState) -> &'static str {
+    match state {
+        ReplicaState::Running => "running",
+        ReplicaState::Starting => "starting",
+        ReplicaState::Stopped => "stopped",
+    }
+}
+
+/// A summary line, then one line per replica.
+fn render(status: &AppStatus) -> String {
+    let head = format!(
+        "{}: {} of {} running, {} GB each",
+        status.unique_name,
+        status.replicas_running,
+        plural(status.replicas_desired, "replica"),
+        status.size
+    );
+    if status.pods.is_empty() {
+        let why = if status.replicas_desired == 0 {
+            "Scaled to 0 replicas: `gigalixir ps:scale -r 1` starts one."
+        } else {
+            "No replicas: deploy with `git push gigalixir main`."
+        };
+        return format!("{head}\n{why}");
+    }
+    let rows: Vec<[String; 4]> = status
+        .pods
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                state(p.status).to_owned(),
+                format!("v{}", p.version),
+                format!(
+                    "{} ({} ago)",
+                    p.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                    ago(p.age)
+                ),
+            ]
+        })
+        .collect();
+    let table = super::table(["REPLICA", "STATUS", "VERSION", "SINCE"], &rows);
+    format!("{head}\n{table}")
+}
+
+/// `ps:scale`.
+pub fn scale(ctx: &Ctx, args: ScaleArgs) -> anyhow::Result<()> {
+    let name = ctx.app(args.app.app)?;
+    let auth = ctx.auth()?;
+    let scaled = ctx
+        .client
+        .scale(&auth, &name, args.replicas, args.size)
+        .map_err(|e| match e {
+            ApiError::Invalid(errors) => {
+                anyhow!("{}: nothing was changed", ApiError::Invalid(errors))
+            }
+            e => not_found(&name)(e),
+        })?;
+    say(scaled_message(&scaled))
+}
+
+fn scaled_message(s: &ScaleView) -> String {
+    if s.replicas == 0 {
+        format!(
+            "Scaled {} to 0 replicas: it stops serving. `gigalixir ps:scale -r 1` starts it again.",
+            s.unique_name
+        )
+    } else {
+        format!(
+            "Scaled {} to {} of {} GB: `gigalixir ps` shows them.",
+            s.unique_name,
+            plural(s.replicas, "replica"),
+            s.size
+        )
+    }
+}
+
+/// `restart` / `ps:restart`.
+pub fn restart(ctx: &Ctx, app: Option<String>) -> anyhow::Result<()> {
+    let name = ctx.app(app)?;
+    let auth = ctx.auth()?;
+    ctx.client.restart(&auth, &name).map_err(not_found(&name))?;
+    say(format!(
+        "Restarting {name} one replica at a time, each new one healthy before the old one stops: `gigalixir ps` shows the progress."
+    ))
+}
+
+/// `logs`: prints the log as it streams, until the platform ends it (`--no_tail`) or
+/// Ctrl-C.
+pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<()> {
+    let name = ctx.app(args.app.app)?;
+    let auth = ctx.auth()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    ctx.client
+        .logs(&auth, &name, args.num, !args.no_tail, |chunk| {
+            out.write_all(chunk)?;
+            out.flush()
+        })
+        .map_err(|e| match e.downcast::<ApiError>() {
+            Ok(api) => not_found(&name)(api),
+            Err(other) => other,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use shared::wire::PodView;
+
+    use super::*;
+
+    fn pod(index: u32, status: ReplicaState, version: u32, age: u64) -> PodView {
+        PodView {
+            name: format!("gx-local-my-app-v{version}-{index}-abc123"),
+            status,
+            version,
+            sha: Some("1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d".into()),
+            since: Utc
+                .with_ymd_and_hms(2024, 5, 1, 9, 3, index)
+                .single()
+                .expect("a date"),
+            age,
+            host_index: index,
+        }
+    }
+
+    fn status(desired: u32, pods: Vec<PodView>) -> AppStatus {
+        AppStatus {
+            unique_name: "my-app".into(),
+            size: 0.5,
+            replicas_desired: desired,
+            replicas_running: pods
+                .iter()
+                .filter(|p| p.status == ReplicaState::Running)
+                .count() as u32,
+            cloud: "local".into(),
+            region: "local".into(),
+            stack: "bookworm".into(),
+            pods,
+        }
+    }
+
+    #[test]
+    fn ps_lists_replicas_with_version_status_and_age() {
+        let s = status(
+            3,
+            vec![
+                pod(0, ReplicaState::Running, 3, 42),
+                pod(1, ReplicaState::Running, 3, 300),
+                pod(2, ReplicaState::Starting, 4, 7200),
+            ],
+        );
+        assert_eq!(
+            render(&s),
+            "my-app: 2 of 3 replicas running, 0.5 GB each\n\
+             REPLICA                      STATUS    VERSION  SINCE\n\
+             gx-local-my-app-v3-0-abc123  running   v3       2024-05-01 09:03:00 UTC (42s ago)\n\
+             gx-local-my-app-v3-1-abc123  running   v3       2024-05-01 09:03:01 UTC (5m ago)\n\
+             gx-local-my-app-v4-2-abc123  starting  v4       2024-05-01 09:03:02 UTC (2h ago)"
+        );
+    }
+
+    #[test]
+    fn ps_without_replicas_says_what_to_do() {
+        assert_eq!(
+            render(&status(1, vec![])),
+            "my-app: 0 of 1 replica running, 0.5 GB each\nNo replicas: deploy with `git push gigalixir main`."
+        );
+        assert!(render(&status(0, vec![])).contains("ps:scale -r 1"));
+    }
+
+    #[test]
+    fn ages_read_in_the_largest_unit() {
+        assert_eq!(ago(0), "0s");
+        assert_eq!(ago(59), "59s");
+        assert_eq!(ago(60), "1m");
+        assert_eq!(ago(3599), "59m");
+        assert_eq!(ago(3600), "1h");
+        assert_eq!(ago(86_400 * 3 + 5), "3d");
+    }
+
+    #[test]
+    fn scale_messages_name_the_new_shape() {
+        let s = |replicas| ScaleView {
+            unique_name: "my-app".into(),
+            replicas,
+            size: 0.5,
+        };
+        assert_eq!(
+            scaled_message(&s(3)),
+            "Scaled my-app to 3 replicas of 0.5 GB: `gigalixir ps` shows them."
+        );
+        assert!(scaled_message(&s(1)).contains("1 replica of"));
+        assert!(scaled_message(&s(0)).contains("stops serving"));
+    }
+
+    #[test]
+    fn replica_states_read_as_the_api_spells_them() {
+        for s in [
+            ReplicaState::Running,
+            ReplicaState::Starting,
+            ReplicaState::Stopped,
+        ] {
+            assert_eq!(
+                serde_json::to_value(s).expect("json"),
+                serde_json::Value::from(state(s))
+            );
+        }
+    }
+}

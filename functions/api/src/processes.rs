@@ -1,0 +1,288 @@
+//! Processes: status (`ps`), scale, restart, logs. Scale and restart change the app's
+//! record and announce it (`app-scaled`, `restart-requested`); the deploy function acts on
+//! the live release. Status and logs ask the runtime, and answer 503 where the API runs
+//! apart from it.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::messages::{Envelope, Event};
+use shared::model::ReleaseStatus;
+use shared::ports::runtime::ReplicaState;
+use shared::ports::Runtime;
+use shared::wire::{AppStatus, Data, PodView, ScaleRequest, ScaleView};
+
+use crate::apps::{owned_app, reload, with_record_lock, CLOUD, REGION};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiJson};
+use crate::ApiState;
+
+/// Most replicas an app may have on one machine.
+pub const MAX_REPLICAS: i64 = 16;
+/// Smallest and largest replica size, GB of memory.
+pub const SIZE_RANGE: std::ops::RangeInclusive<f64> = 0.2..=8.0;
+/// Lines of log sent when `num_lines` is not given.
+pub const DEFAULT_LOG_LINES: usize = 30;
+/// Most lines of past log one request may ask for.
+pub const MAX_LOG_LINES: usize = 10_000;
+
+fn runtime(state: &ApiState) -> Result<Arc<dyn Runtime>, ApiError> {
+    state.runtime.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Process status and logs are not available from this API: it runs apart from the platform's runtime.",
+        )
+    })
+}
+
+/// `GET /api/apps/NAME/status`: the app and its replicas (`gigalixir ps`).
+pub async fn status(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Data<AppStatus>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let runtime = runtime(&state)?;
+    let replicas = runtime.replicas(&app.name).await?;
+    let commits: BTreeMap<u32, Option<String>> = state
+        .store
+        .releases(&app.name)
+        .await?
+        .into_iter()
+        .map(|r| (r.version.0, r.spec.commit))
+        .collect();
+    let now = Utc::now();
+    let pods: Vec<PodView> = replicas
+        .into_iter()
+        .map(|r| PodView {
+            status: r.state,
+            version: r.version.0,
+            sha: commits.get(&r.version.0).cloned().flatten(),
+            since: r.since,
+            age: u64::try_from((now - r.since).num_seconds()).unwrap_or(0),
+            host_index: r.index,
+            name: r.name,
+        })
+        .collect();
+    let running = pods
+        .iter()
+        .filter(|p| p.status == ReplicaState::Running)
+        .count();
+    Ok(Json(Data {
+        data: AppStatus {
+            unique_name: app.name.to_string(),
+            size: app.size,
+            replicas_desired: app.replicas,
+            replicas_running: u32::try_from(running).unwrap_or(u32::MAX),
+            cloud: CLOUD.into(),
+            region: REGION.into(),
+            stack: app.stack.clone(),
+            pods,
+        },
+    }))
+}
+
+/// `PUT /api/apps/NAME/scale` `{"replicas": N, "size": S}` (either may be absent): 0–16
+/// replicas, 0.2–8 GB each. Announces `app-scaled`; 200 with what the app is scaled to.
+pub async fn scale(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<ScaleRequest>,
+) -> Result<Json<Data<ScaleView>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    if body.replicas.is_none() && body.size.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Give replicas, size or both.",
+        ));
+    }
+    let replicas = match body.replicas {
+        Some(n) if (0..=MAX_REPLICAS).contains(&n) => Some(n as u32),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "replicas",
+                format!("replicas must be between 0 and {MAX_REPLICAS}"),
+            ))
+        }
+        None => None,
+    };
+    if let Some(size) = body.size {
+        if !size.is_finite() || !SIZE_RANGE.contains(&size) {
+            return Err(ApiError::invalid(
+                "size",
+                format!(
+                    "size must be between {} and {} (GB of memory per replica)",
+                    SIZE_RANGE.start(),
+                    SIZE_RANGE.end()
+                ),
+            ));
+        }
+    }
+    let app = with_record_lock(&state, &app.name, || async {
+        let mut app = reload(&state, &app.name).await?;
+        if let Some(n) = replicas {
+            app.replicas = n;
+        }
+        if let Some(size) = body.size {
+            app.size = size;
+        }
+        state.store.update_app(&app).await?;
+        Ok(app)
+    })
+    .await?;
+    let event = Event::AppScaled {
+        app: app.name.clone(),
+    };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, None))
+        .await?;
+    tracing::info!(app = %app.name, replicas = app.replicas, size = app.size, "app scaled");
+    Ok(Json(Data {
+        data: ScaleView {
+            unique_name: app.name.to_string(),
+            replicas: app.replicas,
+            size: app.size,
+        },
+    }))
+}
+
+/// `PUT /api/apps/NAME/restart`: announces `restart-requested` (a rolling restart of the
+/// live release). 422 when no release is live.
+pub async fn restart(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Data<Value>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let live = state
+        .store
+        .releases(&app.name)
+        .await?
+        .iter()
+        .any(|r| r.status == ReleaseStatus::Deployed);
+    if !live {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{} has no running release to restart: deploy it first with `git push gigalixir main`.",
+                app.name
+            ),
+        ));
+    }
+    let event = Event::RestartRequested {
+        app: app.name.clone(),
+    };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, None))
+        .await?;
+    tracing::info!(app = %app.name, "restart requested");
+    Ok(Json(Data { data: json!({}) }))
+}
+
+/// The query of `GET /api/apps/NAME/logs`, as text: GIGALIXIR's CLI sends Python's
+/// `True`/`False`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogsQuery {
+    num_lines: Option<String>,
+    follow: Option<String>,
+}
+
+fn parse_lines(raw: Option<&str>) -> Result<usize, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "num_lines",
+            format!("num_lines must be a whole number from 0 to {MAX_LOG_LINES}"),
+        )
+    };
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_LOG_LINES),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if n <= MAX_LOG_LINES => Ok(n),
+            _ => Err(bad()),
+        },
+    }
+}
+
+fn parse_follow(raw: Option<&str>) -> Result<bool, ApiError> {
+    match raw.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(_) => Err(ApiError::invalid("follow", "follow must be true or false")),
+    }
+}
+
+/// `GET /api/apps/NAME/logs?num_lines=N&follow=true|false`: the last N lines (default 30)
+/// as `text/plain`, one per line; with `follow`, then new lines as they come until the
+/// client goes away.
+pub async fn logs(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let lines = parse_lines(query.num_lines.as_deref())?;
+    let follow = parse_follow(query.follow.as_deref())?;
+    let runtime = runtime(&state)?;
+    let stream = runtime.logs(&app.name, lines, follow).await?;
+    let body = Body::from_stream(stream.map(|mut line| {
+        if !line.ends_with('\n') {
+            line.push('\n');
+        }
+        Ok::<_, Infallible>(line)
+    }));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn num_lines_defaults_and_bounds() {
+        assert_eq!(parse_lines(None).ok(), Some(DEFAULT_LOG_LINES));
+        assert_eq!(parse_lines(Some("")).ok(), Some(DEFAULT_LOG_LINES));
+        assert_eq!(parse_lines(Some("20")).ok(), Some(20));
+        assert_eq!(parse_lines(Some("0")).ok(), Some(0));
+        for bad in ["-1", "abc", "1.5", "10001"] {
+            assert!(parse_lines(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn follow_reads_pythons_booleans_too() {
+        for (raw, want) in [
+            (None, false),
+            (Some("true"), true),
+            (Some("True"), true),
+            (Some("false"), false),
+            (Some("False"), false),
+            (Some("1"), true),
+            (Some("0"), false),
+        ] {
+            assert_eq!(parse_follow(raw).ok(), Some(want), "{raw:?}");
+        }
+        assert!(parse_follow(Some("maybe")).is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! What a running app gets, end to end on real containers: the runner's environment,
+//! config vars, scaling into an Erlang cluster, restarts, logs.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gigalixir_tests::{require_images, texts, Platform};
+use serde_json::Value;
+
+fn env_of(p: &Platform, app: &str) -> Value {
+    let (status, body) = p.get_app(app, "/env");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/env is not JSON ({e}): {body}"))
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+fn release_count(p: &Platform, dir: &Path) -> usize {
+    let out = p.cli_ok(dir, &["releases", "--json"]);
+    serde_json::from_str::<Vec<Value>>(&out)
+        .expect("json")
+        .len()
+}
+
+fn fails_with(p: &Platform, dir: &Path, args: &[&str], needle: &str) {
+    let out = p.cli(dir, args);
+    let (o, e) = texts(&out);
+    assert!(
+        !out.status.success(),
+        "gigalixir {args:?} should fail:\n{o}{e}"
+    );
+    assert!(
+        e.contains(needle),
+        "gigalixir {args:?}: expected `{needle}` in:\n{e}"
+    );
+}
+
+#[test]
+fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("env_probe", work.path());
+    let app = format!("probe-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let out = p.git_ok(&repo, &["push", "gigalixir", "master"]);
+    assert!(out.contains("Deployed v1"), "{out}");
+    let sha = p.git_ok(&repo, &["rev-parse", "HEAD"]).trim().to_owned();
+
+    // The runner's environment.
+    let env = env_of(&p, &app);
+    let s = |k: &str| {
+        env[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k} is not set: {env}"))
+            .to_owned()
+    };
+    assert_eq!(s("PORT"), "4000");
+    assert_eq!(s("APP_NAME"), app);
+    assert_eq!(s("SOURCE_VERSION"), sha);
+    assert_eq!(s("HOST_INDEX"), "0");
+    assert_eq!(s("RELEASE_DISTRIBUTION"), "name");
+    let ip = s("MY_POD_IP");
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "MY_POD_IP {ip}");
+    assert_eq!(s("MY_NODE_NAME"), format!("{app}@{ip}"));
+    assert_eq!(s("RELEASE_NODE"), format!("{app}@{ip}"));
+    assert_eq!(s("LIBCLUSTER_KUBERNETES_NODE_BASENAME"), app);
+    assert!(s("LIBCLUSTER_KUBERNETES_SELECTOR").contains(&app));
+    let cookie = s("RELEASE_COOKIE");
+    assert!(
+        cookie.starts_with("sha256:"),
+        "secrets are shown hashed by the probe: {cookie}"
+    );
+    assert_eq!(s("ERLANG_COOKIE"), cookie);
+    let secret = s("SECRET_KEY_BASE");
+    assert!(secret.starts_with("sha256:"));
+    let (_, node) = p.get_app(&app, "/node");
+    assert_eq!(node.trim(), format!("{app}@{ip}"));
+
+    // config:set makes one release, and the app sees every pair.
+    let before = release_count(&p, &repo);
+    let started = Instant::now();
+    p.cli_ok(
+        &repo,
+        &["config:set", "A=1", "B=two words = fine", "UNICODE=héllo ✓"],
+    );
+    assert_eq!(
+        release_count(&p, &repo),
+        before + 1,
+        "one release per config:set"
+    );
+    let took = wait_for("the new config", Duration::from_secs(60), || {
+        let env = env_of(&p, &app);
+        env["A"] == "1" && env["B"] == "two words = fine" && env["UNICODE"] == "héllo ✓"
+    });
+    eprintln!(
+        "figure: config:set to the app answering with it: {} ms",
+        (started.elapsed()).as_millis().max(took.as_millis())
+    );
+    let env = env_of(&p, &app);
+    assert_eq!(
+        env["RELEASE_COOKIE"],
+        cookie.as_str(),
+        "the cookie stays across releases"
+    );
+    assert_eq!(
+        env["SECRET_KEY_BASE"],
+        secret.as_str(),
+        "the secret stays across releases"
+    );
+    let shown = p.cli_ok(&repo, &["config"]);
+    assert!(
+        shown.contains("A") && shown.contains("two words = fine"),
+        "{shown}"
+    );
+
+    p.cli_ok(&repo, &["config:unset", "A"]);
+    wait_for("A to go", Duration::from_secs(60), || {
+        env_of(&p, &app).get("A").is_none()
+    });
+    assert_eq!(env_of(&p, &app)["B"], "two words = fine");
+
+    // Bad inputs are refused and change nothing.
+    let count = release_count(&p, &repo);
+    fails_with(&p, &repo, &["config:set", "1BAD=x"], "1BAD");
+    fails_with(&p, &repo, &["config:set", "NOEQUALS"], "NOEQUALS");
+    let big = format!("BIG={}", "x".repeat(40 * 1024));
+    fails_with(&p, &repo, &["config:set", &big], "32 kB");
+    fails_with(&p, &repo, &["ps:scale", "-r", "17"], "16");
+    assert_eq!(release_count(&p, &repo), count);
+
+    // Three replicas form one Erlang cluster on their own.
+    let started = Instant::now();
+    p.cli_ok(&repo, &["ps:scale", "-r", "3"]);
+    let took = wait_for("three clustered replicas", Duration::from_secs(120), || {
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..12 {
+            let (_, node) = p.get_app(&app, "/node");
+            let (_, nodes) = p.get_app(&app, "/nodes");
+            if let Ok(list) = serde_json::from_str::<Vec<String>>(&nodes) {
+                seen.insert(
+                    node.trim().to_owned(),
+                    list.into_iter().collect::<BTreeSet<_>>(),
+                );
+            }
+        }
+        seen.len() == 3
+            && seen.iter().all(|(me, others)| {
+                others.len() == 2
+                    && !others.contains(me)
+                    && others.iter().all(|o| seen.contains_key(o))
+            })
+    });
+    eprintln!(
+        "figure: ps:scale -r 3 until all three are clustered: {} ms",
+        started.elapsed().as_millis().max(took.as_millis())
+    );
+    let ps = p.cli_ok(&repo, &["ps", "--json"]);
+    assert_eq!(ps.matches("\"running\"").count(), 3, "{ps}");
+    let indexes: BTreeSet<String> = (0..20)
+        .map(|_| {
+            env_of(&p, &app)["HOST_INDEX"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        indexes,
+        ["0", "1", "2"].map(String::from).into(),
+        "each replica has its slot"
+    );
+
+    p.cli_ok(&repo, &["ps:scale", "-r", "1"]);
+    wait_for("one replica", Duration::from_secs(60), || {
+        p.running_containers(&app) == 1
+    });
+
+    // A restart keeps the app answering.
+    let probe = {
+        let (port, app) = (p.port, app.clone());
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let (mut ok, mut failed) = (0, 0);
+            let end = Instant::now() + Duration::from_secs(12);
+            while Instant::now() < end {
+                let r = client
+                    .get(format!("http://127.0.0.1:{port}/"))
+                    .header("host", format!("{app}.localhost:{port}"))
+                    .send();
+                match r {
+                    Ok(resp) if resp.status().is_success() => ok += 1,
+                    _ => failed += 1,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let old_ip = env_of(&p, &app)["MY_POD_IP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    p.cli_ok(&repo, &["restart"]);
+    let (ok, failed) = probe.join().expect("probe");
+    assert!(ok > 0);
+    assert_eq!(
+        failed, 0,
+        "requests failed during the restart ({ok} answered)"
+    );
+    wait_for("a new replica", Duration::from_secs(60), || {
+        env_of(&p, &app)["MY_POD_IP"].as_str() != Some(old_ip.as_str())
+    });
+
+    // The app's own output.
+    let logs = p.cli_ok(&repo, &["logs", "-n", "20", "--no_tail"]);
+    assert!(logs.contains("env_probe: GET"), "{logs}");
+}
