@@ -143,14 +143,20 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
     p.cli_ok(&repo, &["ps:scale", "-r", "3"]);
     let took = wait_for("three clustered replicas", Duration::from_secs(120), || {
         let mut seen = std::collections::BTreeMap::new();
+        // The router spreads requests over the replicas; each answer names its node.
         for _ in 0..12 {
-            let (_, node) = p.get_app(&app, "/node");
-            let (_, nodes) = p.get_app(&app, "/nodes");
-            if let Ok(list) = serde_json::from_str::<Vec<String>>(&nodes) {
-                seen.insert(
-                    node.trim().to_owned(),
-                    list.into_iter().collect::<BTreeSet<_>>(),
-                );
+            let (_, body) = p.get_app(&app, "/cluster");
+            if let Ok(c) = serde_json::from_str::<Value>(&body) {
+                let me = c["node"].as_str().unwrap_or_default().to_owned();
+                let others: BTreeSet<String> = c["nodes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|n| n.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                seen.insert(me, others);
             }
         }
         seen.len() == 3
