@@ -11,9 +11,10 @@ Getting started:
   git push gigalixir main          deploy
 
 Environment:
-  GIGALIXIR_API_URL   the platform [default: http://localhost:5080]
-  GIGALIXIR_APP       the app for app commands, when -a is not given
-  NETRC               the netrc file [default: ~/.netrc]";
+  GIGALIXIR_API_URL        the platform [default: http://localhost:5080]
+  GIGALIXIR_APP            the app for app commands, when -a is not given
+  GIGALIXIR_IDENTITY_FILE  the private key the ps:ssh commands give ssh (-i), unless -o has -i
+  NETRC                    the netrc file [default: ~/.netrc]";
 
 /// Deploy Elixir apps with `git push`: accounts, API keys and apps on a gigalixir platform.
 #[derive(Debug, Parser)]
@@ -57,6 +58,22 @@ pub enum Command {
     /// Needs your password. Every other machine must then run `gigalixir login` again.
     #[command(name = "account:api_key:reset")]
     ApiKeyReset(ResetArgs),
+
+    /// List your SSH keys (ID, FINGERPRINT, KEY).
+    #[command(name = "account:ssh_keys")]
+    SshKeys(SshKeysArgs),
+
+    /// Add an SSH public key to your account; your apps' replicas admit it within a minute.
+    ///
+    /// KEY is the public key line (`ssh-ed25519 AAAA… comment`, the contents of a .pub
+    /// file) or the path of a .pub file. At most 50 keys per account.
+    #[command(name = "account:ssh_keys:add")]
+    SshKeysAdd(SshKeyAddArgs),
+
+    /// Remove one of your SSH keys (its ID from `gigalixir account:ssh_keys`); your apps'
+    /// replicas refuse it within a minute (open sessions go on).
+    #[command(name = "account:ssh_keys:remove")]
+    SshKeysRemove(SshKeyRemoveArgs),
 
     /// List your apps (NAME, REPLICAS, SIZE, STACK).
     Apps(ListArgs),
@@ -114,6 +131,36 @@ pub enum Command {
 
     /// Print an app's log: the last lines, then new ones as they come until Ctrl-C.
     Logs(LogsArgs),
+
+    /// Open a shell in one of the app's replicas over SSH, or run CMD there.
+    ///
+    /// The session has the app's environment (config vars, RELEASE_NODE, the cookie, …) and
+    /// starts in /app. One CMD argument is run as a shell command line (`ps:ssh 'echo
+    /// $PORT'`); several are run as they are, each quoted (`ps:ssh ls -la /app`). The exit
+    /// code is the command's (255: ssh itself failed). Needs an SSH key on your account
+    /// (`account:ssh_keys:add`) and the `ssh` program.
+    #[command(name = "ps:ssh")]
+    PsSsh(PsSshArgs),
+
+    /// Run a command in one of the app's replicas, with the app's environment (like
+    /// `ps:ssh CMD`).
+    #[command(name = "ps:run")]
+    PsRun(PsRunArgs),
+
+    /// Open an IEx shell on the app's running node; with input piped in, evaluate it on the
+    /// node and print the results.
+    ///
+    /// Leave with Ctrl-\ (or Ctrl-G then q): `q()` and `System.halt()` stop the app's node.
+    #[command(name = "ps:remote_console")]
+    PsRemoteConsole(SshOnlyArgs),
+
+    /// Run the app's migrations in one of its replicas and print their output.
+    ///
+    /// Evaluates `<Release>.Release.migrate()` of the app's release (the module `mix
+    /// phx.gen.release` writes), or the config var GIGALIXIR_MIGRATE_EVAL when it is set;
+    /// the exit code is the migration's.
+    #[command(name = "ps:migrate")]
+    PsMigrate(PsMigrateArgs),
 }
 
 /// `create`.
@@ -347,6 +394,113 @@ pub struct LogsArgs {
     pub no_tail: bool,
 }
 
+/// `account:ssh_keys`.
+#[derive(Debug, Args)]
+pub struct SshKeysArgs {
+    /// Print the keys as a JSON array, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `account:ssh_keys:add`.
+#[derive(Debug, Args)]
+pub struct SshKeyAddArgs {
+    /// The public key (`ssh-ed25519 AAAA… comment`), or the path of a .pub file.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+}
+
+/// `account:ssh_keys:remove`.
+#[derive(Debug, Args)]
+pub struct SshKeyRemoveArgs {
+    /// The key's ID, as `gigalixir account:ssh_keys` lists it.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// How to reach a replica over SSH: what every SSH command takes.
+#[derive(Debug, Args)]
+pub struct SshOptions {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The replica's slot (HOST_INDEX) [default: the lowest running one].
+    #[arg(short = 'r', long = "replica", value_name = "INDEX")]
+    pub replica: Option<u32>,
+    /// Options for ssh, as one string: `-o "-i ~/.ssh/other -v"`. They come before the
+    /// CLI's own, so they win (`-o "-o LogLevel=DEBUG"`); may be repeated.
+    #[arg(
+        short = 'o',
+        long = "ssh_opts",
+        alias = "ssh-opts",
+        value_name = "SSH OPTS",
+        allow_hyphen_values = true,
+        action = clap::ArgAction::Append
+    )]
+    pub ssh_opts: Vec<String>,
+    /// The ssh program to run.
+    #[arg(
+        short = 'c',
+        long = "ssh_cmd",
+        alias = "ssh-cmd",
+        value_name = "PROGRAM",
+        default_value = "ssh"
+    )]
+    pub ssh_cmd: String,
+}
+
+/// `ps:ssh`.
+#[derive(Debug, Args)]
+pub struct PsSshArgs {
+    /// Where and how to connect.
+    #[command(flatten)]
+    pub ssh: SshOptions,
+    /// The command to run; without one, an interactive shell.
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// `ps:run`.
+#[derive(Debug, Args)]
+pub struct PsRunArgs {
+    /// Where and how to connect.
+    #[command(flatten)]
+    pub ssh: SshOptions,
+    /// The command to run.
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// `ps:remote_console`.
+#[derive(Debug, Args)]
+pub struct SshOnlyArgs {
+    /// Where and how to connect.
+    #[command(flatten)]
+    pub ssh: SshOptions,
+}
+
+/// `ps:migrate`.
+#[derive(Debug, Args)]
+pub struct PsMigrateArgs {
+    /// Where and how to connect.
+    #[command(flatten)]
+    pub ssh: SshOptions,
+    /// GIGALIXIR's inner app of an umbrella. Not needed here: the migration is the release's
+    /// `<Release>.Release.migrate()` or GIGALIXIR_MIGRATE_EVAL (the option is accepted and
+    /// ignored, with a note).
+    #[arg(short = 'm', long = "migration_app_name", value_name = "APP")]
+    pub migration_app_name: Option<String>,
+}
+
 /// `git:remote`.
 #[derive(Debug, Args)]
 pub struct GitRemoteArgs {
@@ -497,12 +651,92 @@ mod tests {
     }
 
     #[test]
+    fn ssh_commands_parse_with_gigalixirs_flags() {
+        match parse(&["account:ssh_keys:add", "ssh-ed25519 AAAA ada@laptop"]) {
+            Command::SshKeysAdd(a) => assert_eq!(a.key, "ssh-ed25519 AAAA ada@laptop"),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:ssh_keys:remove", "6f1c"]) {
+            Command::SshKeysRemove(a) => assert_eq!(a.id, "6f1c"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["account:ssh_keys", "--json"]),
+            Command::SshKeys(SshKeysArgs { json: true })
+        ));
+        // Options before the command are ours; everything from the command on is its.
+        match parse(&[
+            "ps:ssh",
+            "-a",
+            "x-app",
+            "-r",
+            "2",
+            "-o",
+            "-i ~/.ssh/k",
+            "-o",
+            "-v",
+            "ls",
+            "-la",
+            "-a",
+        ]) {
+            Command::PsSsh(a) => {
+                assert_eq!(a.ssh.app.app.as_deref(), Some("x-app"));
+                assert_eq!(a.ssh.replica, Some(2));
+                assert_eq!(a.ssh.ssh_opts, ["-i ~/.ssh/k", "-v"]);
+                assert_eq!(a.ssh.ssh_cmd, "ssh");
+                assert_eq!(a.command, ["ls", "-la", "-a"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["ps:ssh"]) {
+            Command::PsSsh(a) => {
+                assert!(a.command.is_empty());
+                assert!(a.ssh.ssh_opts.is_empty());
+                assert_eq!(a.ssh.replica, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "ps:run",
+            "--ssh_opts=-T",
+            "--ssh_cmd",
+            "/usr/bin/ssh",
+            "bin/app",
+            "eval",
+            "IO.puts 1",
+        ]) {
+            Command::PsRun(a) => {
+                assert_eq!(a.ssh.ssh_opts, ["-T"]);
+                assert_eq!(a.ssh.ssh_cmd, "/usr/bin/ssh");
+                assert_eq!(a.command, ["bin/app", "eval", "IO.puts 1"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["ps:remote_console", "--app_name", "x-app"]),
+            Command::PsRemoteConsole(_)
+        ));
+        match parse(&["ps:migrate", "-m", "inner_app", "-a", "x-app"]) {
+            Command::PsMigrate(a) => {
+                assert_eq!(a.migration_app_name.as_deref(), Some("inner_app"));
+                assert_eq!(a.ssh.app.app.as_deref(), Some("x-app"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn commands_missing_what_they_need_are_usage_errors() {
         for args in [
             &["config:set"][..],
             &["config:unset"],
             &["config:copy", "-s", "a-app"],
             &["ps:scale"],
+            &["ps:run"],
+            &["ps:remote_console", "extra"],
+            &["account:ssh_keys:add"],
+            &["account:ssh_keys:remove"],
+            &["ps:ssh", "-r", "-1"],
         ] {
             let mut argv = vec!["gigalixir"];
             argv.extend_from_slice(args);

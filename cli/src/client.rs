@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::domain::AppName;
 use shared::wire::{
-    AppStatus, AppView, ConfigCopy, ConfigSet, ConfigUnset, Data, Errors, KeyView, NewApp, NewUser,
-    ReleaseView, ScaleRequest, ScaleView, UserView,
+    AppStatus, AppView, ConfigCopy, ConfigSet, ConfigUnset, Data, Errors, KeyView, NewApp,
+    NewSshKey, NewUser, ReleaseView, ScaleRequest, ScaleView, SshAccess, SshKeyRemove, SshKeyView,
+    UserView,
 };
 use url::Url;
 
@@ -170,6 +171,7 @@ fn humane(errors: &Errors) -> String {
                 let field = match field.as_str() {
                     "unique_name" => "app name",
                     "current_password" => "password",
+                    "ssh_key" => "SSH key",
                     other => other,
                 };
                 (field.to_owned(), msgs.iter().map(|m| tidy(m)).collect())
@@ -510,6 +512,36 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `GET /api/ssh_keys`: the account's SSH keys, oldest first.
+    pub fn ssh_keys(&self, auth: &Auth) -> Result<Vec<SshKeyView>, ApiError> {
+        self.call(self.authed(Method::GET, "/api/ssh_keys", auth))
+    }
+
+    /// `POST /api/ssh_keys`: adds a public key (one line).
+    pub fn add_ssh_key(&self, auth: &Auth, key: &str) -> Result<SshKeyView, ApiError> {
+        let body = NewSshKey {
+            ssh_key: key.to_owned(),
+        };
+        self.call(self.authed(Method::POST, "/api/ssh_keys", auth).json(&body))
+    }
+
+    /// `DELETE /api/ssh_keys`: removes one of the account's keys.
+    pub fn remove_ssh_key(&self, auth: &Auth, id: &str) -> Result<(), ApiError> {
+        let body = SshKeyRemove { id: id.to_owned() };
+        self.call::<serde_json::Value>(
+            self.authed(Method::DELETE, "/api/ssh_keys", auth)
+                .json(&body),
+        )
+        .map(drop)
+    }
+
+    /// `GET /api/apps/NAME/ssh_ip`: where the app's replicas answer SSH.
+    pub fn ssh_access(&self, auth: &Auth, name: &AppName) -> Result<SshAccess, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/ssh_ip"), auth))
+    }
+}
+
 fn read_json<T: DeserializeOwned>(resp: Response) -> Option<T> {
     let bytes = resp.bytes().ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -562,6 +594,14 @@ mod tests {
             humane(&e),
             "key `1A` is not a valid config var name: use letters, digits and underscores, not starting with a digit"
         );
+        let e = Errors::field(
+            "ssh_key",
+            "SSH key is empty: give the contents of your public key file",
+        );
+        assert_eq!(
+            humane(&e),
+            "SSH key is empty: give the contents of your public key file"
+        );
         let e = Errors::field("replicas", "replicas must be between 0 and 16");
         assert_eq!(humane(&e), "replicas must be between 0 and 16");
         let e = Errors::general("config is larger than 32 kB (40000 bytes of keys and values, at most 32768); nothing was changed");
@@ -571,11 +611,11 @@ mod tests {
     #[test]
     fn platform_messages_show_for_503_and_409() {
         let e = ApiError::Unavailable(Some(
-            "process status and logs are not available from this API".into(),
+            "process status, logs and SSH access are not available from this API".into(),
         ));
         assert_eq!(
             e.to_string(),
-            "process status and logs are not available from this API"
+            "process status, logs and SSH access are not available from this API"
         );
         assert!(ApiError::Unavailable(None)
             .to_string()

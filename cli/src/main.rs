@@ -7,7 +7,8 @@
 //! (`apps:create`, `apps:info`, `account:api_key:reset`, …).
 //!
 //! This file is transport only: parse the command line, run the command, print an error as
-//! one `error: …` line on stderr, and exit 1 (clap exits 2 on usage errors).
+//! one `error: …` line on stderr, and exit 1 (clap exits 2 on usage errors; the SSH
+//! commands exit with the code of what they ran).
 //!
 //! - [`args`]: the command line;
 //! - [`commands`]: what each command does;
@@ -42,10 +43,13 @@ fn main() -> ExitCode {
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<commands::Exit>() {
+            Some(commands::Exit(code)) => ExitCode::from(*code),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

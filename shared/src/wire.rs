@@ -230,3 +230,58 @@ pub struct AppStatus {
     /// Every replica the runtime has for the app, by slot.
     pub pods: Vec<PodView>,
 }
+
+/// `POST /api/ssh_keys`: an SSH public key to add to the caller's account, as GIGALIXIR's
+/// CLI sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewSshKey {
+    /// The key line: `ssh-ed25519 AAAA… comment`.
+    pub ssh_key: String,
+}
+
+/// `DELETE /api/ssh_keys`: the key to remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshKeyRemove {
+    /// The key's id, as `GET /api/ssh_keys` lists it.
+    pub id: String,
+}
+
+/// An SSH key as listed (`GET /api/ssh_keys`) and as added (`POST /api/ssh_keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyView {
+    /// Its id, for removal.
+    pub id: String,
+    /// The key line as stored: `TYPE BASE64 [comment]`.
+    pub key: String,
+    /// SHA-256 fingerprint as `ssh-keygen -l` prints it: `SHA256:…`.
+    pub fingerprint: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One replica's SSH server, as `GET /api/apps/NAME/ssh_ip` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshReplica {
+    /// Its slot (`HOST_INDEX`).
+    pub index: u32,
+    /// The address its SSH server answers on.
+    pub host: String,
+    /// The port its SSH server answers on.
+    pub port: u16,
+    /// The release it runs: `3` for v3.
+    pub version: u32,
+}
+
+/// `GET /api/apps/NAME/ssh_ip`: where to SSH into the app. The first three fields name the
+/// first running replica (lowest slot); `replicas` lists every running one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshAccess {
+    /// The address of the first replica's SSH server (GIGALIXIR's field).
+    pub ssh_ip: String,
+    /// Its port.
+    pub ssh_port: u16,
+    /// The login name the SSH servers admit.
+    pub ssh_user: String,
+    /// Every running replica with an SSH server, by slot.
+    pub replicas: Vec<SshReplica>,
+}

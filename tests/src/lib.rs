@@ -176,18 +176,23 @@ impl Platform {
         self.spawn();
     }
 
-    /// Runs the real `gigalixir` CLI in `dir`.
-    pub fn cli(&self, dir: &Path, args: &[&str]) -> Output {
-        Command::new(binary("gigalixir"))
-            .args(args)
+    /// The real `gigalixir` CLI, set up to run in `dir` as this platform's user; add
+    /// variables or input before running it.
+    pub fn cli_command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("gigalixir"));
+        cmd.args(args)
             .current_dir(dir)
             .env("HOME", self.home.path())
             .env("GIGALIXIR_API_URL", self.url())
             .env_remove("GIGALIXIR_APP")
             .env_remove("NETRC")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run gigalixir")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the real `gigalixir` CLI in `dir`.
+    pub fn cli(&self, dir: &Path, args: &[&str]) -> Output {
+        self.cli_command(dir, args).output().expect("run gigalixir")
     }
 
     /// Runs the CLI and insists it succeeds; returns stdout.

@@ -235,3 +235,124 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
     let logs = p.cli_ok(&repo, &["logs", "-n", "20", "--no_tail"]);
     assert!(logs.contains("env_probe: GET"), "{logs}");
 }
+
+fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let path = dir.join(name);
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen (openssh-client) is needed");
+    assert!(out.status.success(), "{:?}", texts(&out));
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+    (path, public.trim().to_owned())
+}
+
+#[test]
+fn ssh_into_replicas_with_the_accounts_keys() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("env_probe", work.path());
+    let app = format!("ssh-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let out = p.git_ok(&repo, &["push", "gigalixir", "master"]);
+    assert!(out.contains("Deployed v1"), "{out}");
+
+    // Without a key, the CLI says how to add one.
+    fails_with(&p, &repo, &["ps:ssh", "echo", "hi"], "ssh_keys:add");
+    fails_with(
+        &p,
+        &repo,
+        &["account:ssh_keys:add", "ssh-ed25519 not-base64!"],
+        "",
+    );
+
+    let (first, first_pub) = keygen(work.path(), "first");
+    let (second, second_pub) = keygen(work.path(), "second");
+    p.cli_ok(&repo, &["account:ssh_keys:add", &first_pub]);
+    let listed = p.cli_ok(&repo, &["account:ssh_keys"]);
+    assert!(listed.contains("SHA256:"), "{listed}");
+
+    let ssh = |key: &Path, args: &[&str]| {
+        let mut all = vec!["ps:ssh"];
+        all.extend_from_slice(args);
+        p.cli_command(&repo, &all)
+            .env("GIGALIXIR_IDENTITY_FILE", key)
+            .output()
+            .expect("ps:ssh")
+    };
+    let took = wait_for(
+        "the key to reach the replica",
+        Duration::from_secs(60),
+        || String::from_utf8_lossy(&ssh(&first, &["echo", "hi"]).stdout).trim() == "hi",
+    );
+    eprintln!(
+        "figure: ssh key added to first login: {} ms",
+        took.as_millis()
+    );
+
+    // One-off commands run with the app's environment; the console and migrations work.
+    let run = p
+        .cli_command(&repo, &["ps:run", "printenv", "APP_NAME"])
+        .env("GIGALIXIR_IDENTITY_FILE", &first)
+        .output()
+        .expect("ps:run");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        app,
+        "{:?}",
+        texts(&run)
+    );
+    let mut console = p
+        .cli_command(&repo, &["ps:remote_console"])
+        .env("GIGALIXIR_IDENTITY_FILE", &first)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ps:remote_console");
+    {
+        use std::io::Write;
+        let mut stdin = console.stdin.take().expect("stdin");
+        stdin.write_all(b"IO.puts(1 + 1)\n").expect("write");
+    }
+    let console = console.wait_with_output().expect("console");
+    let (o, e) = texts(&console);
+    assert!(
+        o.lines().any(|l| l.trim() == "2"),
+        "the console evaluated 1+1:\n{o}\n{e}"
+    );
+    let migrate = p
+        .cli_command(&repo, &["ps:migrate"])
+        .env("GIGALIXIR_IDENTITY_FILE", &first)
+        .output()
+        .expect("ps:migrate");
+    let (o, e) = texts(&migrate);
+    assert!(o.contains("migrated: nothing to do"), "{o}\n{e}");
+
+    // A removed key stops working; the other key keeps working.
+    p.cli_ok(&repo, &["account:ssh_keys:add", &second_pub]);
+    let keys = p.cli_ok(&repo, &["account:ssh_keys", "--json"]);
+    let keys: Vec<Value> = serde_json::from_str(&keys).expect("keys json");
+    let first_id = keys
+        .iter()
+        .find(|k| k["key"].as_str().is_some_and(|s| s.contains("first")))
+        .and_then(|k| k["id"].as_str().or_else(|| k["id"].as_i64().map(|_| "")))
+        .expect("first key id")
+        .to_owned();
+    p.cli_ok(&repo, &["account:ssh_keys:remove", &first_id]);
+    wait_for(
+        "the removed key to be refused",
+        Duration::from_secs(60),
+        || !ssh(&first, &["echo", "hi"]).status.success(),
+    );
+    let out = ssh(&second, &["echo", "hi"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hi",
+        "{:?}",
+        texts(&out)
+    );
+}

@@ -6,6 +6,7 @@ mod apps;
 mod config;
 mod processes;
 mod releases;
+mod ssh;
 
 use std::fmt::Display;
 use std::io::Write;
@@ -46,8 +47,28 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::PsScale(a) => processes::scale(&ctx, a),
         Command::Restart(a) => processes::restart(&ctx, a.app.app),
         Command::Logs(a) => processes::logs(&ctx, a),
+        Command::SshKeys(a) => ssh::list(&ctx, a.json),
+        Command::SshKeysAdd(a) => ssh::add(&ctx, &a.key),
+        Command::SshKeysRemove(a) => ssh::remove(&ctx, &a.id),
+        Command::PsSsh(a) => ssh::ssh(&ctx, a),
+        Command::PsRun(a) => ssh::run(&ctx, a),
+        Command::PsRemoteConsole(a) => ssh::remote_console(&ctx, a),
+        Command::PsMigrate(a) => ssh::migrate(&ctx, a),
     }
 }
+
+/// Ends the command with this exit code and no message of its own: the code of a program
+/// it ran (ssh, or the command ssh ran), which said what it had to say.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 /// What every command may need: the platform, the netrc file, the working directory.
 pub struct Ctx {

@@ -155,27 +155,43 @@ pub(crate) async fn with_record_lock<T, Fut>(
 where
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
-    let lock = format!("app-record:{app}");
+    with_lock(
+        state,
+        &format!("app-record:{app}"),
+        || format!("Another change to `{app}` is in progress; try again shortly."),
+        change,
+    )
+    .await
+}
+
+/// Runs `change` while holding the store's lock `lock`; waits for it up to
+/// [`RECORD_LOCK_WAIT`], then answers 409 with `busy()`.
+pub(crate) async fn with_lock<T, Fut>(
+    state: &ApiState,
+    lock: &str,
+    busy: impl FnOnce() -> String,
+    change: impl FnOnce() -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
     let holder = uuid::Uuid::new_v4().to_string();
     let waited = tokio::time::Instant::now();
     loop {
-        match state.store.try_lock(&lock, &holder, RECORD_LOCK_TTL).await {
+        match state.store.try_lock(lock, &holder, RECORD_LOCK_TTL).await {
             Ok(()) => break,
             Err(PortError::Precondition) if waited.elapsed() < RECORD_LOCK_WAIT => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             Err(PortError::Precondition) => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("Another change to `{app}` is in progress; try again shortly."),
-                ))
+                return Err(ApiError::new(StatusCode::CONFLICT, busy()))
             }
             Err(err) => return Err(err.into()),
         }
     }
     let result = change().await;
-    if let Err(err) = state.store.unlock(&lock, &holder).await {
-        tracing::warn!(app = %app, error = %err, "app record lock not released; it expires");
+    if let Err(err) = state.store.unlock(lock, &holder).await {
+        tracing::warn!(lock, error = %err, "lock not released; it expires");
     }
     result
 }

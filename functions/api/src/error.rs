@@ -47,6 +47,16 @@ impl ApiError {
         }
     }
 
+    /// The status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its messages as one line.
+    pub fn message(&self) -> String {
+        self.errors.sentence()
+    }
+
     /// 500/503 for a failure of ours; the cause goes to the log only.
     pub fn internal(err: &dyn std::error::Error) -> Self {
         let mut cause = err.to_string();

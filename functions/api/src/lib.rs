@@ -1,7 +1,7 @@
 //! The `api` function: the HTTP JSON API that the `gigalixir` CLI (ours, and GIGALIXIR's
 //! official one) speaks. Triggered by HTTP requests, not by the bus; emits
-//! `release-created` (config changes), `app-scaled`, `restart-requested` and
-//! `app-destroyed`.
+//! `release-created` (config changes), `app-scaled`, `restart-requested`,
+//! `app-destroyed` and `ssh-keys-changed`.
 //!
 //! Routes follow GIGALIXIR's API: `{"data": …}` replies, `{"errors": {…}}` errors, 201 for
 //! creations, 401 for bad credentials, HTTP Basic `email:api_key` on every route but
@@ -14,6 +14,7 @@ pub mod configs;
 pub mod error;
 pub mod processes;
 pub mod releases;
+pub mod ssh_keys;
 pub mod users;
 
 use std::sync::Arc;
@@ -50,6 +51,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/free_users", post(users::create))
         .route("/api/login", get(users::login))
         .route("/api/api_keys/regenerate", post(users::regenerate))
+        .route(
+            "/api/ssh_keys",
+            get(ssh_keys::list)
+                .post(ssh_keys::add)
+                .delete(ssh_keys::remove),
+        )
         .route("/api/apps", get(apps::list).post(apps::create))
         .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
         .route("/api/apps/{name}/releases", get(releases::list))
@@ -62,6 +69,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps/{name}/scale", put(processes::scale))
         .route("/api/apps/{name}/restart", put(processes::restart))
         .route("/api/apps/{name}/logs", get(processes::logs))
+        .route("/api/apps/{name}/ssh_ip", get(processes::ssh_ip))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"data": {"status": "ok"}})) }),

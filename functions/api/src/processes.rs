@@ -1,7 +1,7 @@
-//! Processes: status (`ps`), scale, restart, logs. Scale and restart change the app's
-//! record and announce it (`app-scaled`, `restart-requested`); the deploy function acts on
-//! the live release. Status and logs ask the runtime, and answer 503 where the API runs
-//! apart from it.
+//! Processes: status (`ps`), scale, restart, logs, and where to SSH into a replica. Scale
+//! and restart change the app's record and announce it (`app-scaled`,
+//! `restart-requested`); the deploy function acts on the live release. Status, logs and SSH
+//! access ask the runtime, and answer 503 where the API runs apart from it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -16,11 +16,12 @@ use chrono::Utc;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shared::domain::AppName;
 use shared::messages::{Envelope, Event};
 use shared::model::ReleaseStatus;
-use shared::ports::runtime::ReplicaState;
+use shared::ports::runtime::{Replica, ReplicaState};
 use shared::ports::Runtime;
-use shared::wire::{AppStatus, Data, PodView, ScaleRequest, ScaleView};
+use shared::wire::{AppStatus, Data, PodView, ScaleRequest, ScaleView, SshAccess, SshReplica};
 
 use crate::apps::{owned_app, reload, with_record_lock, CLOUD, REGION};
 use crate::auth::AuthUser;
@@ -40,7 +41,7 @@ fn runtime(state: &ApiState) -> Result<Arc<dyn Runtime>, ApiError> {
     state.runtime.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Process status and logs are not available from this API: it runs apart from the platform's runtime.",
+            "Process status, logs and SSH access are not available from this API: it runs apart from the platform's runtime.",
         )
     })
 }
@@ -255,9 +256,123 @@ pub async fn logs(
         .into_response())
 }
 
+/// The login name the replicas' SSH servers admit (they run as this unprivileged user).
+pub const SSH_USER: &str = "app";
+
+/// Where to SSH into the app: its running replicas that have an SSH server, by slot (of
+/// two in one slot during a deploy, the newer release first). 404 when there is none.
+pub fn ssh_access(app: &AppName, replicas: &[Replica]) -> Result<SshAccess, ApiError> {
+    let mut running: Vec<(&Replica, std::net::SocketAddr)> = replicas
+        .iter()
+        .filter(|r| r.state == ReplicaState::Running)
+        .filter_map(|r| r.ssh.map(|addr| (r, addr)))
+        .collect();
+    running.sort_by_key(|(r, _)| (r.index, std::cmp::Reverse(r.version)));
+    let Some((_, first)) = running.first() else {
+        let message = if replicas.iter().any(|r| r.state == ReplicaState::Running) {
+            format!("App {app} has no replica with an SSH server: redeploy it (`gigalixir restart`) to get one.")
+        } else if replicas.iter().any(|r| r.state == ReplicaState::Starting) {
+            format!("App {app} has no running replica yet: its replicas are starting; try again in a moment.")
+        } else {
+            format!(
+                "App {app} has no running replica: deploy it first with `git push gigalixir main`."
+            )
+        };
+        return Err(ApiError::not_found(message));
+    };
+    Ok(SshAccess {
+        ssh_ip: first.ip().to_string(),
+        ssh_port: first.port(),
+        ssh_user: SSH_USER.to_owned(),
+        replicas: running
+            .iter()
+            .map(|(r, addr)| SshReplica {
+                index: r.index,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                version: r.version.0,
+            })
+            .collect(),
+    })
+}
+
+/// `GET /api/apps/NAME/ssh_ip`: where the app's replicas answer SSH (login `app`). 503
+/// without the runtime; 404 when no replica runs.
+pub async fn ssh_ip(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Data<SshAccess>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let runtime = runtime(&state)?;
+    let replicas = runtime.replicas(&app.name).await?;
+    Ok(Json(Data {
+        data: ssh_access(&app.name, &replicas)?,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::domain::ReleaseVersion;
+
+    fn replica(index: u32, version: u32, state: ReplicaState, port: Option<u16>) -> Replica {
+        Replica {
+            name: format!("gx-local-my-app-v{version}-{index}"),
+            index,
+            version: ReleaseVersion(version),
+            state,
+            since: Utc::now(),
+            ssh: port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
+        }
+    }
+
+    #[test]
+    fn ssh_goes_to_the_lowest_running_slot_of_the_newest_release() {
+        let app = AppName::parse("my-app").expect("name");
+        let access = ssh_access(
+            &app,
+            &[
+                replica(1, 4, ReplicaState::Running, Some(40001)),
+                replica(0, 3, ReplicaState::Running, Some(30000)),
+                replica(0, 4, ReplicaState::Running, Some(40000)),
+                replica(2, 4, ReplicaState::Starting, Some(40002)),
+                replica(3, 4, ReplicaState::Running, None),
+            ],
+        )
+        .expect("access");
+        assert_eq!(
+            (
+                access.ssh_ip.as_str(),
+                access.ssh_port,
+                access.ssh_user.as_str()
+            ),
+            ("127.0.0.1", 40000, "app")
+        );
+        let slots: Vec<(u32, u16, u32)> = access
+            .replicas
+            .iter()
+            .map(|r| (r.index, r.port, r.version))
+            .collect();
+        assert_eq!(slots, [(0, 40000, 4), (0, 30000, 3), (1, 40001, 4)]);
+    }
+
+    #[test]
+    fn ssh_without_a_running_replica_says_why() {
+        let app = AppName::parse("my-app").expect("name");
+        let message = |replicas: &[Replica]| {
+            let e = ssh_access(&app, replicas).expect_err("no access");
+            assert_eq!(e.status(), StatusCode::NOT_FOUND);
+            e.message()
+        };
+        assert_eq!(
+            message(&[replica(0, 1, ReplicaState::Stopped, Some(1))]),
+            "App my-app has no running replica: deploy it first with `git push gigalixir main`."
+        );
+        assert!(message(&[replica(0, 1, ReplicaState::Starting, Some(1))]).contains("starting"));
+        assert!(message(&[replica(0, 1, ReplicaState::Running, None)])
+            .contains("no replica with an SSH server"));
+    }
 
     #[test]
     fn num_lines_defaults_and_bounds() {
