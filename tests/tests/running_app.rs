@@ -266,7 +266,7 @@ fn ssh_into_replicas_with_the_accounts_keys() {
         &p,
         &repo,
         &["account:ssh_keys:add", "ssh-ed25519 not-base64!"],
-        "",
+        "not valid base64",
     );
 
     let (first, first_pub) = keygen(work.path(), "first");
