@@ -136,6 +136,7 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
     let big = format!("BIG={}", "x".repeat(40 * 1024));
     fails_with(&p, &repo, &["config:set", &big], "32 kB");
     fails_with(&p, &repo, &["ps:scale", "-r", "17"], "16");
+    fails_with(&p, &repo, &["ps:scale", "-r", "-1"], "0 and 16");
     assert_eq!(release_count(&p, &repo), count);
 
     // Three replicas form one Erlang cluster on their own.
@@ -230,6 +231,10 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
     wait_for("a new replica", Duration::from_secs(60), || {
         env_of(&p, &app)["MY_POD_IP"].as_str() != Some(old_ip.as_str())
     });
+
+    // Config values never reach the platform's log.
+    assert!(!p.log().contains("two words = fine"), "a config value was logged");
+    assert!(!p.log().contains("héllo"), "a config value was logged");
 
     // The app's own output.
     let logs = p.cli_ok(&repo, &["logs", "-n", "20", "--no_tail"]);
