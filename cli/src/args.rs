@@ -97,6 +97,11 @@ pub enum Command {
     /// List an app's releases, newest first (VERSION, STATUS, SHA, CREATED, SUMMARY).
     Releases(ReleasesArgs),
 
+    /// Roll back: a new release with the slug and the config of an earlier one
+    /// (default: the one before the running release), deployed like any release.
+    #[command(name = "releases:rollback")]
+    Rollback(RollbackArgs),
+
     /// Show an app's config vars (KEY, VALUE).
     Config(ConfigArgs),
 
@@ -293,6 +298,22 @@ pub struct ReleasesArgs {
     /// Print the releases as a JSON array, for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `releases:rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The release to go back to (`3` or `v3`) [default: the one before the running one].
+    #[arg(
+        short = 'r',
+        long = "rollback_version",
+        visible_alias = "version",
+        value_name = "VERSION"
+    )]
+    pub version: Option<String>,
 }
 
 /// `config`.

@@ -375,6 +375,20 @@ impl Client {
     pub fn releases(&self, auth: &Auth, name: &AppName) -> Result<Vec<ReleaseView>, ApiError> {
         self.call(self.authed(Method::GET, &format!("/api/apps/{name}/releases"), auth))
     }
+
+    /// `POST /api/apps/NAME/releases/VERSION/rollback`.
+    pub fn rollback(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        version: u32,
+    ) -> Result<ReleaseView, ApiError> {
+        self.call(self.authed(
+            Method::POST,
+            &format!("/api/apps/{name}/releases/{version}/rollback"),
+            auth,
+        ))
+    }
 }
 
 impl Client {

@@ -162,6 +162,9 @@ pub struct NewRelease {
     pub build: Option<BuildId>,
     /// One line for people: "Deploy 1a2b3c4", "Set FOO", "Rollback to v3".
     pub summary: String,
+    /// For a rollback: the release whose slug and config it brings back.
+    #[serde(default)]
+    pub rollback_to: Option<ReleaseVersion>,
 }
 
 /// A numbered, immutable pairing of slug and config.

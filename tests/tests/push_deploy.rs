@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gigalixir_tests::{require_images, texts, Platform};
+use serde_json::Value;
 use shared::domain::AppName;
 use shared::embedded::{SqliteBus, SqliteStore};
 use shared::messages::{Envelope, Event};
@@ -482,4 +483,61 @@ fn submodules_are_part_of_the_build() {
     );
     let (status, _) = p.get_app(&app, "/");
     assert_eq!(status, 200);
+}
+
+#[test]
+fn rollbacks_bring_back_the_old_slug_and_config() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("back-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    p.cli_ok(&repo, &["config:set", "FOO=bar"]);
+    set_marker(&repo, "Hello from hello v1", "Hello from hello v2");
+    p.git_ok(&repo, &["commit", "-qam", "v2"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok && out.contains("Deployed v3"), "{out}");
+    assert_eq!(p.get_app(&app, "/").1, "Hello from hello v2\n");
+
+    let out = p.cli_ok(&repo, &["releases:rollback", "-r", "1"]);
+    assert!(out.contains("v4 is live"), "{out}");
+    assert_eq!(p.get_app(&app, "/").1, "Hello from hello v1\n");
+    let config: Value =
+        serde_json::from_str(&p.cli_ok(&repo, &["config", "--json"])).expect("json");
+    assert!(
+        config.get("FOO").is_none(),
+        "v1's config comes back: {config}"
+    );
+    let list = releases(&p, &repo);
+    assert_eq!(list[0]["summary"], "Rollback to v1");
+    assert_eq!(list[0]["status"], "deployed");
+    assert_eq!(list[1]["status"], "rolled_back");
+
+    // Without -r: back to the release before the running one (v3, code v2 with FOO=bar).
+    let out = p.cli_ok(&repo, &["releases:rollback"]);
+    assert!(out.contains("to v3") && out.contains("v5 is live"), "{out}");
+    assert_eq!(p.get_app(&app, "/").1, "Hello from hello v2\n");
+    let config: Value =
+        serde_json::from_str(&p.cli_ok(&repo, &["config", "--json"])).expect("json");
+    assert_eq!(config["FOO"], "bar");
+
+    // Bad targets are refused with the reason.
+    let out = p.cli(&repo, &["releases:rollback", "-r", "5"]);
+    assert!(!out.status.success());
+    assert!(
+        texts(&out).1.contains("running release already"),
+        "{:?}",
+        texts(&out)
+    );
+    let out = p.cli(&repo, &["releases:rollback", "-r", "42"]);
+    assert!(!out.status.success());
+    assert!(
+        texts(&out).1.contains("no release v42"),
+        "{:?}",
+        texts(&out)
+    );
 }

@@ -233,7 +233,10 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
     });
 
     // Config values never reach the platform's log.
-    assert!(!p.log().contains("two words = fine"), "a config value was logged");
+    assert!(
+        !p.log().contains("two words = fine"),
+        "a config value was logged"
+    );
     assert!(!p.log().contains("héllo"), "a config value was logged");
 
     // The app's own output.

@@ -39,6 +39,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::AppsDestroy(a) => apps::destroy(&ctx, a.app.app, a.yes),
         Command::GitRemote(a) => apps::git_remote(&ctx, a.name.or(a.app)),
         Command::Releases(a) => releases::list(&ctx, a.app.app, a.json),
+        Command::Rollback(a) => releases::rollback(&ctx, a.app.app, a.version),
         Command::Config(a) => config::show(&ctx, a.app.app, a.json),
         Command::ConfigSet(a) => config::set(&ctx, a),
         Command::ConfigUnset(a) => config::unset(&ctx, a.app.app, a.keys),

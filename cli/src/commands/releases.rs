@@ -26,6 +26,88 @@ pub fn list(ctx: &Ctx, app: Option<String>, json: bool) -> anyhow::Result<()> {
     say(table(&releases))
 }
 
+/// How long `releases:rollback` watches the new release before leaving it to run.
+const ROLLBACK_WATCH: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// The release a rollback goes to by default: the newest one older than the running
+/// release that ever ran.
+fn default_target(releases: &[ReleaseView]) -> Option<u32> {
+    let running = releases
+        .iter()
+        .find(|r| r.status == ReleaseStatus::Deployed)?;
+    releases
+        .iter()
+        .filter(|r| r.version < running.version)
+        .find(|r| {
+            matches!(
+                r.status,
+                ReleaseStatus::Superseded | ReleaseStatus::RolledBack
+            )
+        })
+        .map(|r| r.version)
+}
+
+/// `releases:rollback`.
+pub fn rollback(ctx: &Ctx, app: Option<String>, version: Option<String>) -> anyhow::Result<()> {
+    let name = ctx.app(app)?;
+    let auth = ctx.auth()?;
+    let target = match version {
+        Some(v) => v.trim_start_matches('v').parse::<u32>().map_err(|_| {
+            anyhow::anyhow!(
+                "`{v}` is not a release version: give a number like 3 (see `gigalixir releases`)"
+            )
+        })?,
+        None => {
+            let releases = ctx
+                .client
+                .releases(&auth, &name)
+                .map_err(not_found(&name))?;
+            default_target(&releases).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{name} has no earlier release to roll back to (see `gigalixir releases`)"
+                )
+            })?
+        }
+    };
+    let created = ctx
+        .client
+        .rollback(&auth, &name, target)
+        .map_err(|e| match e {
+            // The app exists (it was resolved above): the 404 is about the release.
+            crate::client::ApiError::NotFound(msg) if msg.contains("release") => {
+                anyhow::anyhow!("{name} has no release v{target}: `gigalixir releases` lists them")
+            }
+            e => not_found(&name)(e),
+        })?;
+    say(format!(
+        "Rolling back {name} to v{target}: release v{} has v{target}'s slug and config.",
+        created.version
+    ))?;
+    let deadline = std::time::Instant::now() + ROLLBACK_WATCH;
+    while std::time::Instant::now() < deadline {
+        let releases = ctx
+            .client
+            .releases(&auth, &name)
+            .map_err(not_found(&name))?;
+        match releases
+            .iter()
+            .find(|r| r.version == created.version)
+            .map(|r| r.status)
+        {
+            Some(ReleaseStatus::Deployed) => return say(format!("v{} is live.", created.version)),
+            Some(ReleaseStatus::Failed) => anyhow::bail!(
+                "v{} failed to start; the previous release keeps serving (see `gigalixir logs`)",
+                created.version
+            ),
+            _ => std::thread::sleep(std::time::Duration::from_millis(300)),
+        }
+    }
+    say(format!(
+        "v{} is still deploying; `gigalixir releases` shows when it is live.",
+        created.version
+    ))
+}
+
 fn status(status: ReleaseStatus) -> &'static str {
     match status {
         ReleaseStatus::Pending => "pending",

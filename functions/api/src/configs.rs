@@ -143,6 +143,7 @@ async fn change(
             .create_next_release(
                 name,
                 &NewRelease {
+                    rollback_to: None,
                     idempotency_key: uuid::Uuid::new_v4().to_string(),
                     slug: base.spec.slug.clone(),
                     config: app.config.clone(),

@@ -61,6 +61,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
         .route("/api/apps/{name}/releases", get(releases::list))
         .route(
+            "/api/apps/{name}/releases/{version}/rollback",
+            post(releases::rollback),
+        )
+        .route(
             "/api/apps/{name}/configs",
             get(configs::get).post(configs::set).delete(configs::unset),
         )

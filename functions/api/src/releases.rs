@@ -4,10 +4,13 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use shared::model::Release;
+use shared::domain::ReleaseVersion;
+use shared::messages::{Envelope, Event};
+use shared::model::{NewRelease, Release, ReleaseStatus};
 use shared::wire::{Data, ReleaseView};
+use shared::PortError;
 
-use crate::apps::owned_app;
+use crate::apps::{owned_app, reload, with_record_lock};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::ApiState;
@@ -37,5 +40,85 @@ pub async fn list(
     releases.sort_by_key(|r| std::cmp::Reverse(r.version));
     Ok(Json(Data {
         data: releases.iter().map(view).collect(),
+    }))
+}
+
+/// `POST /api/apps/NAME/releases/VERSION/rollback`: a new release with the slug **and the
+/// config** of release VERSION ("Rollback to vN"), deployed like any release. The app's
+/// config becomes that config again. 422 for a failed or the running release.
+pub async fn rollback(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Data<ReleaseView>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let wanted = version
+        .trim_start_matches('v')
+        .parse::<u32>()
+        .map_err(|_| {
+            ApiError::invalid("version", format!("`{version}` is not a release version"))
+        })?;
+    let target = match state.store.release(&app.name, ReleaseVersion(wanted)).await {
+        Ok(r) => r,
+        Err(PortError::NotFound) => {
+            return Err(ApiError::not_found(format!(
+                "`{}` has no release v{wanted}.",
+                app.name
+            )))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if target.status == ReleaseStatus::Failed {
+        return Err(ApiError::invalid(
+            "version",
+            format!("v{wanted} failed to start; roll back to a release that ran"),
+        ));
+    }
+    let name = app.name.clone();
+    let release = with_record_lock(&state, &name, || async {
+        let releases = state.store.releases(&name).await?;
+        if releases
+            .iter()
+            .find(|r| r.status == ReleaseStatus::Deployed)
+            .is_some_and(|r| r.version == target.version)
+        {
+            return Err(ApiError::invalid(
+                "version",
+                format!("v{wanted} is the running release already"),
+            ));
+        }
+        let mut app = reload(&state, &name).await?;
+        app.config = target.spec.config.clone();
+        state.store.update_app(&app).await?;
+        let release = state
+            .store
+            .create_next_release(
+                &name,
+                &NewRelease {
+                    idempotency_key: uuid::Uuid::new_v4().to_string(),
+                    slug: target.spec.slug.clone(),
+                    config: target.spec.config.clone(),
+                    commit: target.spec.commit.clone(),
+                    build: None,
+                    summary: format!("Rollback to v{wanted}"),
+                    rollback_to: Some(target.version),
+                },
+            )
+            .await?;
+        let event = Event::ReleaseCreated {
+            app: name.clone(),
+            build: None,
+            version: release.version,
+        };
+        state
+            .bus
+            .publish(&event.topic(), &Envelope::event(&event, None))
+            .await?;
+        Ok(release)
+    })
+    .await?;
+    tracing::info!(app = %name, to = wanted, version = %release.version, "rollback released");
+    Ok(Json(Data {
+        data: view(&release),
     }))
 }

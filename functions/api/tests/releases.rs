@@ -129,6 +129,7 @@ impl Api {
             None => "Set config".to_owned(),
         };
         let spec = NewRelease {
+            rollback_to: None,
             idempotency_key: format!("test-{n}"),
             slug: SlugRef {
                 key: format!("slugs/{n}.tar.gz"),

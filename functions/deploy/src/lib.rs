@@ -171,11 +171,17 @@ async fn deploy_locked(
     let outcome = state.runtime.deploy(&spec).await?;
     let event = match outcome {
         DeployOutcome::Healthy => {
+            // A rollback's predecessor is "rolled back"; any other's is "superseded".
+            let replaced = if release.spec.rollback_to.is_some() {
+                ReleaseStatus::RolledBack
+            } else {
+                ReleaseStatus::Superseded
+            };
             for older in state.store.releases(app).await? {
                 if older.version != version && older.status == ReleaseStatus::Deployed {
                     state
                         .store
-                        .set_release_status(app, older.version, ReleaseStatus::Superseded)
+                        .set_release_status(app, older.version, replaced)
                         .await?;
                 }
             }

@@ -62,6 +62,7 @@ pub async fn release_build(
     };
     let short = record.commit.get(..7).unwrap_or(&record.commit).to_owned();
     let spec = NewRelease {
+        rollback_to: None,
         idempotency_key: format!("build:{build}"),
         slug: slug.clone(),
         config: current.config.clone(),

@@ -67,6 +67,7 @@ fn build(app: &AppName) -> Build {
 
 fn new_release(key: &str, summary: &str) -> NewRelease {
     NewRelease {
+        rollback_to: None,
         idempotency_key: key.into(),
         slug: SlugRef {
             key: format!("slugs/{key}"),

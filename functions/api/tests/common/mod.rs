@@ -174,6 +174,7 @@ impl Api {
             .create_next_release(
                 &app,
                 &NewRelease {
+                    rollback_to: None,
                     idempotency_key: format!("push-{n}"),
                     slug: slug(n),
                     config,
