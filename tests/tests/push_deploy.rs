@@ -541,3 +541,43 @@ fn rollbacks_bring_back_the_old_slug_and_config() {
         texts(&out)
     );
 }
+
+#[test]
+fn the_release_phase_runs_before_traffic_moves_and_can_stop_a_deploy() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("phase-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let procfile = |release: &str| {
+        std::fs::write(
+            repo.join("Procfile"),
+            format!("web: bin/hello start\nrelease: {release}\n"),
+        )
+        .expect("Procfile");
+    };
+    procfile("echo release phase ran for $APP_NAME");
+    p.git_ok(&repo, &["add", "-A"]);
+    p.git_ok(&repo, &["commit", "-qm", "release phase"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok && out.contains("Deployed v1"), "{out}");
+    assert_eq!(p.get_app(&app, "/").1, "Hello from hello v1\n");
+
+    // A failing release phase stops the deploy; v1 keeps serving.
+    procfile("sh -c 'echo migrations failed; exit 3'");
+    set_marker(&repo, "Hello from hello v1", "Hello from hello v2");
+    p.git_ok(&repo, &["commit", "-qam", "failing release phase"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("release phase"), "{out}");
+    assert!(out.contains("exited with code 3"), "{out}");
+    assert!(
+        out.contains("migrations failed"),
+        "the phase's own output is shown:\n{out}"
+    );
+    assert_eq!(p.get_app(&app, "/").1, "Hello from hello v1\n");
+    let list = releases(&p, &repo);
+    assert_eq!(list[0]["status"], "failed");
+}

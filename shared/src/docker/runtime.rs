@@ -34,6 +34,10 @@ use crate::ports::runtime::{DeployOutcome, ReleaseSpec, Replica, ReplicaState, R
 pub const LABEL_INDEX: &str = "gigalixir.index";
 /// The port of the runner's SSH server.
 pub const SSH_PORT: u16 = 2222;
+/// Label of a release-phase container (its value: the release).
+pub const LABEL_PHASE: &str = "gigalixir.release-phase";
+/// How long a release phase may run.
+const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How long a stopped release gets to finish its requests before it is killed.
 const DRAIN_SECONDS: i32 = 10;
 
@@ -218,6 +222,163 @@ impl DockerRuntime {
             .collect())
     }
 
+    /// The container of a replica in slot `index`, or (`None`) of the release phase, which
+    /// runs `release-phase` and is neither published nor part of the cluster's DNS name.
+    fn container_body(&self, spec: &ReleaseSpec, index: Option<u32>) -> ContainerCreateBody {
+        let network = self.network(&spec.app);
+        let ssh_dir = self.ssh_dir.join(spec.app.as_str());
+        let key = spec.slug.key.trim_start_matches("slugs/");
+        let mut env: Vec<String> = spec
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.expose()))
+            .collect();
+        env.push(format!("SLUG_URL=file:///slugs/{key}"));
+        env.push(format!("SLUG_SHA256={}", spec.slug.sha256));
+        let (http, ssh) = (format!("{APP_PORT}/tcp"), format!("{SSH_PORT}/tcp"));
+        let loopback = || {
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            }])
+        };
+        let version = spec.version.0.to_string();
+        let mut labels = labels(&[
+            (LABEL_INSTANCE, &self.instance),
+            (LABEL_APP, spec.app.as_str()),
+        ]);
+        let mut binds = vec![format!("{}:/slugs:ro", self.slug_dir.display())];
+        let mut body = ContainerCreateBody {
+            image: Some(RUNNER_IMAGE.into()),
+            ..Default::default()
+        };
+        let mut host = HostConfig {
+            network_mode: Some(network.clone()),
+            memory: Some(spec.memory_bytes),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            // The slug unpacks into memory: several times faster than the overlay.
+            tmpfs: Some(
+                [(
+                    "/app".to_owned(),
+                    "exec,uid=1000,gid=1000,mode=0755".to_owned(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        match index {
+            Some(index) => {
+                env.push(format!("HOST_INDEX={index}"));
+                labels.insert(LABEL_RELEASE.to_owned(), version);
+                labels.insert(LABEL_INDEX.to_owned(), index.to_string());
+                binds.push(format!("{}:/etc/gigalixir/ssh:ro", ssh_dir.display()));
+                body.exposed_ports = Some(
+                    [
+                        (http.clone(), HashMap::new()),
+                        (ssh.clone(), HashMap::new()),
+                    ]
+                    .into(),
+                );
+                // Loopback only: the router and `ps:ssh` are the ways in.
+                host.port_bindings = Some([(http, loopback()), (ssh, loopback())].into());
+                // The app's name resolves to every replica on its network: the cluster's DNS.
+                body.networking_config = Some(NetworkingConfig {
+                    endpoints_config: Some(
+                        [(
+                            network,
+                            EndpointSettings {
+                                aliases: Some(vec![spec.app.to_string()]),
+                                ..Default::default()
+                            },
+                        )]
+                        .into(),
+                    ),
+                });
+            }
+            None => {
+                labels.insert(LABEL_PHASE.to_owned(), version);
+                body.cmd = Some(vec!["release-phase".into()]);
+            }
+        }
+        host.binds = Some(binds);
+        body.env = Some(env);
+        body.labels = Some(labels);
+        body.host_config = Some(host);
+        body
+    }
+
+    /// Creates and starts a container, naming the image script when the image is missing.
+    async fn create_and_start(&self, name: &str, body: ContainerCreateBody) -> PortResult<()> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| match map_err(e) {
+                PortError::NotFound => PortError::Invalid(format!(
+                    "the image {RUNNER_IMAGE} is missing: run scripts/images"
+                )),
+                other => other,
+            })?;
+        self.docker
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+            .map_err(map_err)
+    }
+
+    /// Runs the Procfile's `release:` command once in a one-off container of the release;
+    /// its output, or the failed outcome.
+    async fn release_phase(
+        &self,
+        spec: &ReleaseSpec,
+    ) -> PortResult<Result<Vec<String>, DeployOutcome>> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        let name = format!(
+            "gx-{}-{}-v{}-release-{suffix}",
+            self.instance, spec.app, spec.version.0
+        );
+        self.create_and_start(&name, self.container_body(spec, None))
+            .await?;
+        let mut waits = self.docker.wait_container(
+            &name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        let finished = tokio::time::timeout(RELEASE_PHASE_TIMEOUT, async {
+            while let Some(w) = waits.next().await {
+                if w.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        let output = self.tail(&name, 200).await;
+        let info = self
+            .docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .map_err(map_err)?;
+        self.remove(&name).await?;
+        let code = info.state.and_then(|s| s.exit_code).unwrap_or(-1);
+        if finished.is_err() {
+            return Ok(Err(DeployOutcome::Failed {
+                reason: format!(
+                    "the release phase ran longer than {} minutes",
+                    RELEASE_PHASE_TIMEOUT.as_secs() / 60
+                ),
+                output,
+            }));
+        }
+        if code != 0 {
+            let tail = output.len().saturating_sub(50);
+            return Ok(Err(DeployOutcome::Failed {
+                reason: format!(
+                    "the release phase (the Procfile's release: command) exited with code {code}"
+                ),
+                output: output[tail..].to_vec(),
+            }));
+        }
+        Ok(Ok(output))
+    }
+
     /// Starts one replica of `spec` in slot `index`.
     async fn start(&self, spec: &ReleaseSpec, index: u32) -> PortResult<Started> {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
@@ -230,87 +391,9 @@ impl DockerRuntime {
         if !ssh_dir.join("authorized_keys").exists() {
             self.write_ssh_keys(&spec.app, &[])?;
         }
-        let key = spec.slug.key.trim_start_matches("slugs/");
-        let mut env: Vec<String> = spec
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.expose()))
-            .collect();
-        env.push(format!("SLUG_URL=file:///slugs/{key}"));
-        env.push(format!("SLUG_SHA256={}", spec.slug.sha256));
-        env.push(format!("HOST_INDEX={index}"));
-        let (http, ssh) = (format!("{APP_PORT}/tcp"), format!("{SSH_PORT}/tcp"));
-        let loopback = || {
-            Some(vec![PortBinding {
-                host_ip: Some("127.0.0.1".into()),
-                host_port: Some(String::new()),
-            }])
-        };
-        let config = ContainerCreateBody {
-            image: Some(RUNNER_IMAGE.into()),
-            env: Some(env),
-            labels: Some(labels(&[
-                (LABEL_INSTANCE, &self.instance),
-                (LABEL_APP, spec.app.as_str()),
-                (LABEL_RELEASE, &spec.version.0.to_string()),
-                (LABEL_INDEX, &index.to_string()),
-            ])),
-            exposed_ports: Some(
-                [
-                    (http.clone(), HashMap::new()),
-                    (ssh.clone(), HashMap::new()),
-                ]
-                .into(),
-            ),
-            host_config: Some(HostConfig {
-                binds: Some(vec![
-                    format!("{}:/slugs:ro", self.slug_dir.display()),
-                    format!("{}:/etc/gigalixir/ssh:ro", ssh_dir.display()),
-                ]),
-                network_mode: Some(network.clone()),
-                // Loopback only: the router and `ps:ssh` are the ways in.
-                port_bindings: Some([(http.clone(), loopback()), (ssh, loopback())].into()),
-                memory: Some(spec.memory_bytes),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                // The slug unpacks into memory: several times faster than the overlay.
-                tmpfs: Some(
-                    [(
-                        "/app".to_owned(),
-                        "exec,uid=1000,gid=1000,mode=0755".to_owned(),
-                    )]
-                    .into(),
-                ),
-                ..Default::default()
-            }),
-            // The app's name resolves to every replica on its network: the cluster's DNS.
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(
-                    [(
-                        network.clone(),
-                        EndpointSettings {
-                            aliases: Some(vec![spec.app.to_string()]),
-                            ..Default::default()
-                        },
-                    )]
-                    .into(),
-                ),
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        self.docker
-            .create_container(Some(options), config)
-            .await
-            .map_err(|e| match map_err(e) {
-                PortError::NotFound => PortError::Invalid(format!(
-                    "the image {RUNNER_IMAGE} is missing: run scripts/images"
-                )),
-                other => other,
-            })?;
-        self.docker
-            .start_container(&name, None::<StartContainerOptions>)
-            .await
-            .map_err(map_err)?;
+        let http = format!("{APP_PORT}/tcp");
+        self.create_and_start(&name, self.container_body(spec, Some(index)))
+            .await?;
         let info = self
             .docker
             .inspect_container(&name, None::<InspectContainerOptions>)
@@ -520,6 +603,9 @@ impl Runtime for DockerRuntime {
                 .collect();
             self.set_live(&spec.app, live);
             return Ok(DeployOutcome::Healthy);
+        }
+        if let Err(failed) = self.release_phase(spec).await? {
+            return Ok(failed);
         }
         let slots: Vec<u32> = (0..wanted).collect();
         let started = match self.start_healthy(spec, &slots).await? {
