@@ -190,6 +190,29 @@ where
         .with_state(state)
 }
 
+/// Publishes a pipeline event on its topic, carrying the trace id on.
+pub async fn emit(
+    bus: &dyn crate::ports::Bus,
+    event: &Event,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    bus.publish(&event.topic(), &Envelope::event(event, trace))
+        .await?;
+    Ok(())
+}
+
+/// A record a step needs: if it is gone, the step can never succeed (a permanent failure,
+/// acked); other errors keep their meaning.
+pub fn required<T>(found: crate::error::PortResult<T>, what: &str) -> Result<T, StepError> {
+    match found {
+        Ok(value) => Ok(value),
+        Err(crate::error::PortError::NotFound) => {
+            Err(StepError::Permanent(format!("{what} no longer exists")))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// The error for an event a step does not consume: acked, since it will never apply.
 pub fn unexpected(step: &str, event: &Event) -> StepError {
     StepError::Permanent(format!("{step} does not handle {} events", event.kind()))

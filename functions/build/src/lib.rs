@@ -14,11 +14,11 @@ use std::time::Duration;
 use axum::Router;
 use futures::StreamExt;
 use shared::domain::{AppName, BuildId};
-use shared::messages::{Envelope, Event};
+use shared::messages::Event;
 use shared::model::BuildState;
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
-use shared::push::{step_router, unexpected, StepError};
+use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
 
 /// Where the builder leaves the slug inside the build.
@@ -68,10 +68,7 @@ async fn publish_built(
         container: format!("gx-build-{build}"),
         path: SLUG_PATH.into(),
     };
-    state
-        .bus
-        .publish(&event.topic(), &Envelope::event(&event, trace))
-        .await?;
+    emit(&*state.bus, &event, trace).await?;
     Ok(())
 }
 
@@ -83,13 +80,7 @@ pub async fn run_build(
     id: &BuildId,
     trace: Option<&str>,
 ) -> Result<(), StepError> {
-    let build = match state.store.build(id).await {
-        Ok(b) => b,
-        Err(PortError::NotFound) => {
-            return Err(StepError::Permanent("the build no longer exists".into()))
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let build = required(state.store.build(id).await, "the build")?;
     match build.state {
         BuildState::Requested => {
             match state

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use axum::Router;
 use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
-use shared::messages::{Envelope, Event};
+use shared::messages::Event;
 use shared::model::{App, BuildState, Release, ReleaseStatus};
 use shared::ports::runtime::{DeployOutcome, ReleaseSpec, APP_PORT};
 use shared::ports::{Bus, Runtime, Store};
-use shared::push::{step_router, unexpected, StepError};
+use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
 
 /// The ports and settings the step uses.
@@ -134,13 +134,7 @@ async fn deploy_locked(
     version: ReleaseVersion,
     trace: Option<&str>,
 ) -> Result<(), StepError> {
-    let release = match state.store.release(app, version).await {
-        Ok(r) => r,
-        Err(PortError::NotFound) => {
-            return Err(StepError::Permanent("the release no longer exists".into()))
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let release = required(state.store.release(app, version).await, "the release")?;
     if release.status != ReleaseStatus::Pending {
         return Ok(());
     }
@@ -238,10 +232,7 @@ async fn deploy_locked(
             }
         }
     };
-    state
-        .bus
-        .publish(&event.topic(), &Envelope::event(&event, trace))
-        .await?;
+    emit(&*state.bus, &event, trace).await?;
     Ok(())
 }
 

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use shared::domain::{AppName, BuildId};
-use shared::messages::{Envelope, Event};
+use shared::messages::Event;
 use shared::model::{BuildState, NewRelease, SlugRef};
 use shared::ports::{Bus, Store};
-use shared::push::{step_router, unexpected, StepError};
+use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
 
 /// The ports the step uses.
@@ -46,13 +46,7 @@ pub async fn release_build(
     slug: &SlugRef,
     trace: Option<&str>,
 ) -> Result<(), StepError> {
-    let record = match state.store.build(build).await {
-        Ok(b) => b,
-        Err(PortError::NotFound) => {
-            return Err(StepError::Permanent("the build no longer exists".into()))
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let record = required(state.store.build(build).await, "the build")?;
     let current = match state.store.app(app).await {
         Ok(a) => a,
         Err(PortError::NotFound) => {
@@ -85,10 +79,7 @@ pub async fn release_build(
         build: Some(build.clone()),
         version: release.version,
     };
-    state
-        .bus
-        .publish(&event.topic(), &Envelope::event(&event, trace))
-        .await?;
+    emit(&*state.bus, &event, trace).await?;
     tracing::info!(version = %release.version, "release created");
     Ok(())
 }

@@ -12,10 +12,10 @@ use axum::body::Bytes;
 use axum::Router;
 use sha2::{Digest, Sha256};
 use shared::domain::{AppName, BuildId};
-use shared::messages::{Envelope, Event};
+use shared::messages::Event;
 use shared::model::{BuildState, SlugRef};
 use shared::ports::{Blobs, Builder, Bus, Store};
-use shared::push::{step_router, unexpected, StepError};
+use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
 
 /// Largest slug accepted.
@@ -58,10 +58,7 @@ async fn publish(
         build: build.clone(),
         slug,
     };
-    state
-        .bus
-        .publish(&event.topic(), &Envelope::event(&event, trace))
-        .await?;
+    emit(&*state.bus, &event, trace).await?;
     Ok(())
 }
 
@@ -74,13 +71,7 @@ pub async fn upload(
     path: &str,
     trace: Option<&str>,
 ) -> Result<(), StepError> {
-    let build = match state.store.build(id).await {
-        Ok(b) => b,
-        Err(PortError::NotFound) => {
-            return Err(StepError::Permanent("the build no longer exists".into()))
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let build = required(state.store.build(id).await, "the build")?;
     match (build.state, build.slug) {
         (BuildState::Built, _) => {}
         (BuildState::Uploaded, Some(slug)) => return publish(state, app, id, slug, trace).await,
