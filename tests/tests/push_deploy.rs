@@ -581,3 +581,69 @@ fn the_release_phase_runs_before_traffic_moves_and_can_stop_a_deploy() {
     let list = releases(&p, &repo);
     assert_eq!(list[0]["status"], "failed");
 }
+
+#[test]
+fn a_deploy_to_several_replicas_rolls_without_dropping_requests() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("roll-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    p.cli_ok(&repo, &["ps:scale", "-r", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.running_containers(&app) < 3 {
+        assert!(Instant::now() < deadline, "never reached three replicas");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let (port, app, stop) = (p.port, app.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let (mut bodies, mut failed) = (std::collections::BTreeSet::new(), 0);
+            let end = Instant::now() + Duration::from_secs(90);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                match client
+                    .get(format!("http://127.0.0.1:{port}/"))
+                    .header("host", format!("{app}.localhost:{port}"))
+                    .send()
+                {
+                    Ok(r) if r.status().is_success() => {
+                        bodies.insert(r.text().unwrap_or_default());
+                    }
+                    _ => failed += 1,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (bodies, failed)
+        })
+    };
+    set_marker(&repo, "Hello from hello v1", "Hello from hello v2");
+    p.git_ok(&repo, &["commit", "-qam", "v2"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (bodies, failed) = probe.join().expect("probe");
+    assert!(ok, "{out}");
+    assert_eq!(failed, 0, "requests failed during the rolling deploy");
+    assert!(bodies.contains("Hello from hello v2\n"), "{bodies:?}");
+    for _ in 0..6 {
+        assert_eq!(p.get_app(&app, "/").1, "Hello from hello v2\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.running_containers(&app) != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the old replicas were not stopped"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

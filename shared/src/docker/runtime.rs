@@ -607,23 +607,75 @@ impl Runtime for DockerRuntime {
         if let Err(failed) = self.release_phase(spec).await? {
             return Ok(failed);
         }
-        let slots: Vec<u32> = (0..wanted).collect();
-        let started = match self.start_healthy(spec, &slots).await? {
-            Ok(started) => started,
-            Err(failed) => return Ok(failed),
+        let old: Vec<&Existing> = existing
+            .iter()
+            .filter(|c| c.running && c.version != spec.version.0)
+            .collect();
+        if old.is_empty() {
+            let slots: Vec<u32> = (0..wanted).collect();
+            let started = match self.start_healthy(spec, &slots).await? {
+                Ok(started) => started,
+                Err(failed) => return Ok(failed),
+            };
+            let names: Vec<String> = started.iter().map(|s| s.name.clone()).collect();
+            self.set_live(
+                &spec.app,
+                started.into_iter().map(|s| (s.name, s.published)).collect(),
+            );
+            self.retire(
+                existing
+                    .into_iter()
+                    .map(|c| c.name)
+                    .filter(|n| !names.contains(n))
+                    .collect(),
+            );
+            return Ok(DeployOutcome::Healthy);
+        }
+        // Roll one slot at a time: each new replica takes traffic once healthy, and only
+        // then does the old replica of its slot leave the rotation. The old ones keep
+        // running until every slot is replaced, so a failure part-way puts them back.
+        let before = match self.live_of(&spec.app) {
+            Some(live) if !live.is_empty() => live,
+            _ => old
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), SocketAddr::from(([127, 0, 0, 1], c.http?)))))
+                .collect(),
         };
-        let names: Vec<String> = started.iter().map(|s| s.name.clone()).collect();
+        let mut live = before.clone();
+        let mut fresh: Vec<String> = Vec::new();
+        for index in 0..wanted {
+            let started = match self.start_healthy(spec, &[index]).await? {
+                Ok(mut started) => started.remove(0),
+                Err(failed) => {
+                    self.set_live(&spec.app, before);
+                    for name in fresh {
+                        self.remove(&name).await?;
+                    }
+                    return Ok(failed);
+                }
+            };
+            let leaving: Vec<&str> = old
+                .iter()
+                .filter(|c| c.index == index)
+                .map(|c| c.name.as_str())
+                .collect();
+            live.retain(|(name, _)| !leaving.contains(&name.as_str()));
+            fresh.push(started.name.clone());
+            live.push((started.name, started.published));
+            self.set_live(&spec.app, live.clone());
+        }
+        let replaced: Vec<String> = existing
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|n| !fresh.contains(n))
+            .collect();
         self.set_live(
             &spec.app,
-            started.into_iter().map(|s| (s.name, s.published)).collect(),
-        );
-        self.retire(
-            existing
-                .into_iter()
-                .map(|c| c.name)
-                .filter(|n| !names.contains(n))
+            live.into_iter()
+                .filter(|(n, _)| fresh.contains(n))
                 .collect(),
         );
+        self.retire(replaced);
         Ok(DeployOutcome::Healthy)
     }
 
