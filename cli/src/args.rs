@@ -129,6 +129,15 @@ pub enum Command {
     #[command(name = "ps:scale")]
     PsScale(ScaleArgs),
 
+    /// Show how new replicas prove they are ready (TCP or an HTTP path), the boot timeout
+    /// and the drain period.
+    Health(HealthArgs),
+
+    /// Set the health check: `--path /health [--status 200]` for HTTP, `--tcp` for a TCP
+    /// connect; `--boot-timeout S`, `--drain S`. Applies from the next deploy.
+    #[command(name = "health:set")]
+    HealthSet(HealthSetArgs),
+
     /// Restart an app's replicas, one at a time, each new one healthy before the old one
     /// stops.
     #[command(alias = "ps:restart")]
@@ -314,6 +323,37 @@ pub struct RollbackArgs {
         value_name = "VERSION"
     )]
     pub version: Option<String>,
+}
+
+/// `health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// `health:set`.
+#[derive(Debug, Args)]
+pub struct HealthSetArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// HTTP path that must answer `--status` (e.g. /health).
+    #[arg(long, conflicts_with = "tcp")]
+    pub path: Option<String>,
+    /// Go back to the TCP check (the port accepts connections).
+    #[arg(long)]
+    pub tcp: bool,
+    /// The status the path must answer [default: 200].
+    #[arg(long)]
+    pub status: Option<u16>,
+    /// Seconds a new replica may take to become healthy [default: 60].
+    #[arg(long = "boot-timeout", value_name = "SECONDS")]
+    pub boot_timeout: Option<u32>,
+    /// Seconds a leaving replica gets to finish its requests [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub drain: Option<u32>,
 }
 
 /// `config`.

@@ -465,6 +465,29 @@ impl Client {
     }
 
     /// `PUT /api/apps/NAME/scale`.
+    /// `GET /api/apps/NAME/health`.
+    pub fn health(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+    ) -> Result<shared::model::HealthCheck, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/health"), auth))
+    }
+
+    /// `PUT /api/apps/NAME/health`.
+    pub fn set_health(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        update: &serde_json::Value,
+    ) -> Result<shared::model::HealthCheck, ApiError> {
+        self.call(
+            self.authed(Method::PUT, &format!("/api/apps/{name}/health"), auth)
+                .json(update),
+        )
+    }
+
+    /// `PUT /api/apps/NAME/scale`.
     pub fn scale(
         &self,
         auth: &Auth,

@@ -61,6 +61,35 @@ pub struct App {
     /// Current config vars; each release snapshots them.
     #[serde(default)]
     pub config: ConfigVars,
+    /// How a new release proves it is ready, and how an old one leaves.
+    #[serde(default)]
+    pub health: HealthCheck,
+}
+
+/// When a replica counts as healthy, and how replicas leave. Set with `health:set`; applies
+/// from the next deploy, scale or restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// `None`: healthy once the port accepts connections; else healthy once
+    /// `GET <path>` answers `status`.
+    pub path: Option<String>,
+    /// The status `path` must answer.
+    pub status: u16,
+    /// Seconds a replica may take to become healthy; `None`: the platform's default.
+    pub boot_timeout_secs: Option<u32>,
+    /// Seconds a replica leaving the rotation gets to finish its requests.
+    pub drain_secs: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: None,
+            status: 200,
+            boot_timeout_secs: None,
+            drain_secs: 30,
+        }
+    }
 }
 
 /// Where a build stands. Moves forward only, or to `Failed`.

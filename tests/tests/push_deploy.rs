@@ -647,3 +647,58 @@ fn a_deploy_to_several_replicas_rolls_without_dropping_requests() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn an_http_health_check_decides_when_a_release_takes_traffic() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("health-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+
+    // A check the app never passes: the deploy fails after the boot timeout, v1 serves.
+    p.cli_ok(
+        &repo,
+        &[
+            "health:set",
+            "--path",
+            "/",
+            "--status",
+            "204",
+            "--boot-timeout",
+            "5",
+            "--drain",
+            "1",
+        ],
+    );
+    let shown = p.cli_ok(&repo, &["health"]);
+    assert!(
+        shown.contains("GET / must answer 204") && shown.contains("5 s"),
+        "{shown}"
+    );
+    set_marker(&repo, "Hello from hello v1", "Hello from hello v2");
+    p.git_ok(&repo, &["commit", "-qam", "v2"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("did not answer 204 on GET / within 5 s"),
+        "{out}"
+    );
+    assert!(out.contains("it answered 200"), "{out}");
+    assert_eq!(p.get_app(&app, "/").1, "Hello from hello v1\n");
+
+    // The check it passes: the same commit deploys.
+    p.cli_ok(&repo, &["health:set", "--status", "200"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok && out.contains("Deployed v3"), "{out}");
+    assert_eq!(p.get_app(&app, "/").1, "Hello from hello v2\n");
+
+    // Bad settings are refused.
+    let bad = p.cli(&repo, &["health:set", "--path", "no-slash"]);
+    assert!(!bad.status.success());
+    assert!(texts(&bad).1.contains("is not a path"), "{:?}", texts(&bad));
+}

@@ -4,6 +4,7 @@
 mod account;
 mod apps;
 mod config;
+mod health;
 mod processes;
 mod releases;
 mod ssh;
@@ -46,6 +47,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::ConfigCopy(a) => config::copy(&ctx, a),
         Command::Ps(a) => processes::status(&ctx, a.app.app, a.json),
         Command::PsScale(a) => processes::scale(&ctx, a),
+        Command::Health(a) => health::show(&ctx, a.app.app),
+        Command::HealthSet(a) => health::set(&ctx, a),
         Command::Restart(a) => processes::restart(&ctx, a.app.app),
         Command::Logs(a) => processes::logs(&ctx, a),
         Command::SshKeys(a) => ssh::list(&ctx, a.json),

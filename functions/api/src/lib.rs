@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod configs;
 pub mod error;
+pub mod health;
 pub mod processes;
 pub mod releases;
 pub mod ssh_keys;
@@ -60,6 +61,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps", get(apps::list).post(apps::create))
         .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
         .route("/api/apps/{name}/releases", get(releases::list))
+        .route("/api/apps/{name}/health", get(health::get).put(health::set))
         .route(
             "/api/apps/{name}/releases/{version}/rollback",
             post(releases::rollback),

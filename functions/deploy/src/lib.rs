@@ -159,7 +159,10 @@ async fn deploy_locked(
         env: release_env(&current, &release),
         replicas: current.replicas.max(1),
         memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
-        boot_timeout: state.boot_timeout,
+        boot_timeout: boot_timeout(state, &current),
+        health_path: current.health.path.clone(),
+        health_status: current.health.status,
+        drain: Duration::from_secs(current.health.drain_secs.into()),
     };
     let started = std::time::Instant::now();
     let outcome = state.runtime.deploy(&spec).await?;
@@ -308,7 +311,10 @@ async fn on_live_release(
             env: release_env(&current, &release),
             replicas: current.replicas,
             memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
-            boot_timeout: state.boot_timeout,
+            boot_timeout: boot_timeout(state, &current),
+            health_path: current.health.path.clone(),
+            health_status: current.health.status,
+            drain: Duration::from_secs(current.health.drain_secs.into()),
         };
         let outcome = match change {
             Change::Scale => state.runtime.scale(&spec).await?,
@@ -344,4 +350,11 @@ async fn sync_ssh_keys(state: &StepState, user: &shared::domain::UserId) -> Resu
     }
     tracing::info!(user = %user, keys = keys.len(), "ssh keys synced");
     Ok(())
+}
+
+/// The app's boot timeout, else the platform's.
+fn boot_timeout(state: &StepState, app: &App) -> Duration {
+    app.health
+        .boot_timeout_secs
+        .map_or(state.boot_timeout, |s| Duration::from_secs(s.into()))
 }

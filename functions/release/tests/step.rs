@@ -47,6 +47,7 @@ async fn world() -> World {
             name: app.clone(),
             owner: owner.id,
             created_at: Utc::now(),
+            health: Default::default(),
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

@@ -28,6 +28,7 @@ fn app(owner: &UserId) -> App {
         name: AppName::parse(&unique("app")).expect("name"),
         owner: owner.clone(),
         created_at: Utc::now(),
+        health: Default::default(),
         erlang_cookie: Secret::new("cookie"),
         secret_key_base: Secret::new("skb"),
         replicas: 1,

@@ -38,8 +38,6 @@ pub const SSH_PORT: u16 = 2222;
 pub const LABEL_PHASE: &str = "gigalixir.release-phase";
 /// How long a release phase may run.
 const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// How long a stopped release gets to finish its requests before it is killed.
-const DRAIN_SECONDS: i32 = 10;
 
 /// Runs releases in containers of [`RUNNER_IMAGE`].
 #[derive(Clone)]
@@ -422,8 +420,10 @@ impl DockerRuntime {
     }
 
     /// Waits until the container accepts connections on the app port, or says why not.
-    async fn wait_healthy(&self, started: &Started, timeout: Duration) -> Result<(), String> {
+    async fn wait_healthy(&self, started: &Started, spec: &ReleaseSpec) -> Result<(), String> {
+        let timeout = spec.boot_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("no answer");
         loop {
             let info = self
                 .docker
@@ -448,13 +448,27 @@ impl DockerRuntime {
             )
             .await;
             if matches!(probe, Ok(Ok(_))) {
-                return Ok(());
+                match &spec.health_path {
+                    None => return Ok(()),
+                    Some(path) => match http_status(target, path).await {
+                        Ok(code) if code == spec.health_status => return Ok(()),
+                        Ok(code) => last = format!("it answered {code}"),
+                        Err(why) => last = why,
+                    },
+                }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "the release did not accept connections on port {APP_PORT} within {} s",
-                    timeout.as_secs()
-                ));
+                return Err(match &spec.health_path {
+                    None => format!(
+                        "the release did not accept connections on port {APP_PORT} within {} s",
+                        timeout.as_secs()
+                    ),
+                    Some(path) => format!(
+                        "the release did not answer {} on GET {path} within {} s ({last})",
+                        spec.health_status,
+                        timeout.as_secs()
+                    ),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -478,12 +492,8 @@ impl DockerRuntime {
                 }
             }
         }
-        let checks = futures::future::join_all(
-            started
-                .iter()
-                .map(|s| self.wait_healthy(s, spec.boot_timeout)),
-        )
-        .await;
+        let checks =
+            futures::future::join_all(started.iter().map(|s| self.wait_healthy(s, spec))).await;
         if let Some((i, Err(reason))) = checks.iter().enumerate().find(|(_, r)| r.is_err()) {
             let output = self.tail(&started[i].name, 50).await;
             for s in &started {
@@ -513,8 +523,9 @@ impl DockerRuntime {
         out
     }
 
-    async fn stop(&self, name: &str) -> PortResult<()> {
-        let options = StopContainerOptionsBuilder::new().t(DRAIN_SECONDS).build();
+    async fn stop(&self, name: &str, drain: Duration) -> PortResult<()> {
+        let seconds = i32::try_from(drain.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::new().t(seconds).build();
         match self
             .docker
             .stop_container(name, Some(options))
@@ -541,14 +552,14 @@ impl DockerRuntime {
     }
 
     /// Stops containers in the background: traffic has already left them.
-    fn retire(&self, names: Vec<String>) {
+    fn retire(&self, names: Vec<String>, drain: Duration) {
         if names.is_empty() {
             return;
         }
         let me = self.clone();
         tokio::spawn(async move {
             for name in names {
-                if let Err(err) = me.stop(&name).await {
+                if let Err(err) = me.stop(&name, drain).await {
                     tracing::warn!(container = %name, error = %err, "could not stop an old replica");
                 }
             }
@@ -628,6 +639,7 @@ impl Runtime for DockerRuntime {
                     .map(|c| c.name)
                     .filter(|n| !names.contains(n))
                     .collect(),
+                spec.drain,
             );
             return Ok(DeployOutcome::Healthy);
         }
@@ -675,7 +687,7 @@ impl Runtime for DockerRuntime {
                 .filter(|(n, _)| fresh.contains(n))
                 .collect(),
         );
-        self.retire(replaced);
+        self.retire(replaced, spec.drain);
         Ok(DeployOutcome::Healthy)
     }
 
@@ -818,7 +830,7 @@ impl Runtime for DockerRuntime {
             .map(|c| c.name.clone())
             .collect();
         self.set_live(&spec.app, live);
-        self.retire(extra);
+        self.retire(extra, spec.drain);
         Ok(DeployOutcome::Healthy)
     }
 
@@ -845,9 +857,30 @@ impl Runtime for DockerRuntime {
             live.push((fresh.name, fresh.published));
             self.set_live(&spec.app, live.clone());
             for name in retired {
-                self.stop(&name).await?;
+                self.stop(&name, spec.drain).await?;
             }
         }
         Ok(DeployOutcome::Healthy)
+    }
+}
+
+/// The status of `GET path` on a replica, within two seconds.
+async fn http_status(target: SocketAddr, path: &str) -> Result<u16, String> {
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri: http::Uri = format!("http://{target}{path}")
+        .parse()
+        .map_err(|e| format!("bad health path: {e}"))?;
+    let request = http::Request::get(uri)
+        .header("host", "localhost")
+        .header("user-agent", "gigalixir-health-check")
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(2), client.request(request)).await {
+        Ok(Ok(resp)) => Ok(resp.status().as_u16()),
+        Ok(Err(err)) => Err(format!("the health check failed: {err}")),
+        Err(_) => Err("the health check timed out".into()),
     }
 }

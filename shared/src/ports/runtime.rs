@@ -32,8 +32,15 @@ pub struct ReleaseSpec {
     pub replicas: u32,
     /// Memory per replica, bytes.
     pub memory_bytes: i64,
-    /// How long a replica may take to accept connections.
+    /// How long a replica may take to become healthy.
     pub boot_timeout: Duration,
+    /// `Some(path)`: healthy once `GET path` answers `health_status`; `None`: once the
+    /// port accepts connections.
+    pub health_path: Option<String>,
+    /// The status the health path must answer.
+    pub health_status: u16,
+    /// How long a replica leaving the rotation gets to finish its requests.
+    pub drain: Duration,
 }
 
 /// How a deploy ended.
