@@ -2,159 +2,65 @@
 //! real SQLite store in a temp dir; releases are made the way the release function makes
 //! them, with `Store::create_next_release`.
 
-use std::sync::Arc;
+mod common;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use gigalixir_api::{router, ApiState};
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use axum::http::{Method, StatusCode};
+use serde_json::json;
 use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
-use shared::embedded::{SqliteBus, SqliteStore};
 use shared::model::{ConfigVars, NewRelease, Release, ReleaseStatus, SlugRef};
-use shared::ports::Store;
 use shared::wire::ReleaseView;
-use tower::ServiceExt;
 
-const ADA: &str = "ada@example.com";
-const BOB: &str = "bob@example.com";
+use common::{Api, ADA, BOB, SHA1, SHA2};
+
 const APP: &str = "adas-app";
 const PATH: &str = "/api/apps/adas-app/releases";
 
-struct Api {
-    state: ApiState,
-    _dir: tempfile::TempDir,
+/// Signs `email` up with an app; returns the key.
+async fn user_with_app(api: &Api, email: &str, app: &str) -> String {
+    let key = api.user(email).await;
+    api.app(email, &key, app).await;
+    key
 }
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
+/// A release made directly in the store, as the release function or a config change does.
+async fn release(
+    api: &Api,
+    app: &str,
+    n: u8,
+    commit: Option<&str>,
+    config: &[(&str, &str)],
+) -> Release {
+    let config: ConfigVars = config
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Secret::new(*v)))
+        .collect();
+    let summary = match commit {
+        Some(c) => format!("Deploy {}", &c[..7]),
+        None => "Set config".to_owned(),
+    };
+    let spec = NewRelease {
+        rollback_to: None,
+        idempotency_key: format!("test-{n}"),
+        slug: SlugRef {
+            key: format!("slugs/{n}.tar.gz"),
+            sha256: format!("{n:064x}"),
+            size: 1000 * u64::from(n),
+        },
+        config,
+        commit: commit.map(str::to_owned),
+        build: commit.map(|_| BuildId::random()),
+        summary,
+    };
+    api.store()
+        .create_next_release(&AppName::parse(app).expect("name"), &spec)
+        .await
+        .expect("release")
 }
-
-impl Api {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("store.db")).expect("store");
-        Self {
-            state: ApiState {
-                store: Arc::new(store),
-                bus: Arc::new(SqliteBus::open(&dir.path().join("bus.db")).expect("bus")),
-                runtime: None,
-            },
-            _dir: dir,
-        }
-    }
-
-    fn store(&self) -> &dyn Store {
-        &*self.state.store
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        auth: Option<(&str, &str)>,
-        body: Option<Value>,
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some((user, secret)) = auth {
-            let token = STANDARD.encode(format!("{user}:{secret}"));
-            req = req.header(header::AUTHORIZATION, format!("Basic {token}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        };
-        let resp = router(self.state.clone())
-            .oneshot(req.expect("request"))
-            .await
-            .expect("infallible");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| panic!("non-JSON body: {}", String::from_utf8_lossy(&bytes)));
-        Reply { status, body }
-    }
-
-    /// Signs up, logs in, and creates `app`; returns the API key.
-    async fn user_with_app(&self, email: &str, app: &str) -> String {
-        let r = self
-            .call(
-                Method::POST,
-                "/api/users",
-                None,
-                Some(json!({"email": email, "password": "password123"})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        let r = self
-            .call(
-                Method::GET,
-                "/api/login",
-                Some((email, "password123")),
-                None,
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        let key = r.body["data"]["key"].as_str().expect("key").to_owned();
-        let r = self
-            .call(
-                Method::POST,
-                "/api/apps",
-                Some((email, &key)),
-                Some(json!({"unique_name": app})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        key
-    }
-
-    async fn release(
-        &self,
-        app: &str,
-        n: u8,
-        commit: Option<&str>,
-        config: &[(&str, &str)],
-    ) -> Release {
-        let config: ConfigVars = config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), Secret::new(*v)))
-            .collect();
-        let summary = match commit {
-            Some(c) => format!("Deploy {}", &c[..7]),
-            None => "Set config".to_owned(),
-        };
-        let spec = NewRelease {
-            rollback_to: None,
-            idempotency_key: format!("test-{n}"),
-            slug: SlugRef {
-                key: format!("slugs/{n}.tar.gz"),
-                sha256: format!("{n:064x}"),
-                size: 1000 * u64::from(n),
-            },
-            config,
-            commit: commit.map(str::to_owned),
-            build: commit.map(|_| BuildId::random()),
-            summary,
-        };
-        self.store()
-            .create_next_release(&AppName::parse(app).expect("name"), &spec)
-            .await
-            .expect("release")
-    }
-}
-
-const SHA1: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";
-const SHA2: &str = "ffeeddccbbaa99887766554433221100ffeeddcc";
 
 #[tokio::test]
 async fn an_app_without_releases_lists_none() {
     let api = Api::new();
-    let key = api.user_with_app(ADA, APP).await;
+    let key = user_with_app(&api, ADA, APP).await;
     let r = api.call(Method::GET, PATH, Some((ADA, &key)), None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({"data": []}));
@@ -163,9 +69,9 @@ async fn an_app_without_releases_lists_none() {
 #[tokio::test]
 async fn releases_are_listed_newest_first_with_their_fields() {
     let api = Api::new();
-    let key = api.user_with_app(ADA, APP).await;
-    let v1 = api.release(APP, 1, Some(SHA1), &[]).await;
-    let v2 = api.release(APP, 2, None, &[("FOO", "bar")]).await;
+    let key = user_with_app(&api, ADA, APP).await;
+    let v1 = release(&api, APP, 1, Some(SHA1), &[]).await;
+    let v2 = release(&api, APP, 2, None, &[("FOO", "bar")]).await;
     let name = AppName::parse(APP).expect("name");
     api.store()
         .set_release_status(&name, ReleaseVersion(1), ReleaseStatus::Superseded)
@@ -215,7 +121,7 @@ async fn releases_are_listed_newest_first_with_their_fields() {
 #[tokio::test]
 async fn every_status_reads_in_snake_case() {
     let api = Api::new();
-    let key = api.user_with_app(ADA, APP).await;
+    let key = user_with_app(&api, ADA, APP).await;
     let name = AppName::parse(APP).expect("name");
     let statuses = [
         (ReleaseStatus::Pending, "pending"),
@@ -225,7 +131,7 @@ async fn every_status_reads_in_snake_case() {
         (ReleaseStatus::Superseded, "superseded"),
     ];
     for (n, (status, _)) in (1u8..).zip(statuses) {
-        let rel = api.release(APP, n, Some(SHA2), &[]).await;
+        let rel = release(&api, APP, n, Some(SHA2), &[]).await;
         api.store()
             .set_release_status(&name, rel.version, status)
             .await
@@ -252,16 +158,23 @@ async fn every_status_reads_in_snake_case() {
 #[tokio::test]
 async fn config_values_never_appear_in_the_reply() {
     let api = Api::new();
-    let key = api.user_with_app(ADA, APP).await;
-    api.release(
+    let key = user_with_app(&api, ADA, APP).await;
+    release(
+        &api,
         APP,
         1,
         Some(SHA1),
         &[("DATABASE_URL", "ecto://user:hunter2-db-pass@db/prod")],
     )
     .await;
-    api.release(APP, 2, Some(SHA2), &[("API_TOKEN", "tok-very-secret-123")])
-        .await;
+    release(
+        &api,
+        APP,
+        2,
+        Some(SHA2),
+        &[("API_TOKEN", "tok-very-secret-123")],
+    )
+    .await;
     let r = api.call(Method::GET, PATH, Some((ADA, &key)), None).await;
     assert_eq!(r.status, StatusCode::OK);
     let text = r.body.to_string();
@@ -276,9 +189,9 @@ async fn config_values_never_appear_in_the_reply() {
 #[tokio::test]
 async fn another_users_app_answers_404_as_if_missing() {
     let api = Api::new();
-    api.user_with_app(ADA, APP).await;
-    api.release(APP, 1, Some(SHA1), &[]).await;
-    let bob = api.user_with_app(BOB, "bobs-app").await;
+    user_with_app(&api, ADA, APP).await;
+    release(&api, APP, 1, Some(SHA1), &[]).await;
+    let bob = user_with_app(&api, BOB, "bobs-app").await;
     let bob_auth = Some((BOB, bob.as_str()));
     let theirs = api.call(Method::GET, PATH, bob_auth, None).await;
     let missing = api
@@ -307,8 +220,8 @@ async fn another_users_app_answers_404_as_if_missing() {
 #[tokio::test]
 async fn releases_need_credentials() {
     let api = Api::new();
-    let key = api.user_with_app(ADA, APP).await;
-    api.release(APP, 1, Some(SHA1), &[]).await;
+    let key = user_with_app(&api, ADA, APP).await;
+    release(&api, APP, 1, Some(SHA1), &[]).await;
     let r = api.call(Method::GET, PATH, None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.body.get("data").is_none());
