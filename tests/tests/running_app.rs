@@ -364,3 +364,77 @@ fn ssh_into_replicas_with_the_accounts_keys() {
         texts(&out)
     );
 }
+
+#[test]
+fn a_hot_push_upgrades_the_running_node_in_place() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("env_probe", work.path());
+    let app = format!("hot-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let hot = [
+        "-c",
+        "http.extraheader=GIGALIXIR-HOT: true",
+        "push",
+        "gigalixir",
+        "master",
+    ];
+    // The first deploy cannot be hot: it says so and deploys normally.
+    let out = p.git(&repo, &hot);
+    let (o, e) = texts(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(
+        e.contains("Hot upgrade not possible") && e.contains("Deployed v1"),
+        "{e}"
+    );
+    assert_eq!(p.get_app(&app, "/").1, "env_probe v1\n");
+    for n in 1..=3 {
+        assert_eq!(p.get_app(&app, "/count").1, format!("{n}\n"));
+    }
+    let before = p.cli_ok(&repo, &["ps", "--json"]);
+
+    let page = repo.join("lib/env_probe/page.ex");
+    let text = std::fs::read_to_string(&page).expect("page");
+    std::fs::write(&page, text.replace("env_probe v1", "env_probe v2")).expect("write");
+    p.git_ok(&repo, &["commit", "-qam", "v2, hot"]);
+    let out = p.git(&repo, &hot);
+    let (o, e) = texts(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(
+        e.contains("Hot upgrade to v2") && e.contains("EnvProbe.Page"),
+        "{e}"
+    );
+    assert!(e.contains("Deployed v2"), "{e}");
+    // New code, same node, same memory.
+    assert_eq!(p.get_app(&app, "/").1, "env_probe v2\n");
+    assert_eq!(
+        p.get_app(&app, "/count").1,
+        "4\n",
+        "the in-memory state survived"
+    );
+    let after = p.cli_ok(&repo, &["ps", "--json"]);
+    let names = |ps: &str| {
+        let v: Value = serde_json::from_str(ps).expect("ps json");
+        v.to_string().matches("gx-").count()
+    };
+    assert_eq!(names(&before), names(&after));
+    let first_name = |ps: &str| {
+        let v: Value = serde_json::from_str(ps).expect("ps json");
+        v["pods"][0]["name"].as_str().unwrap_or_default().to_owned()
+    };
+    assert!(first_name(&before).starts_with("gx-"), "{before}");
+    assert_eq!(
+        first_name(&before),
+        first_name(&after),
+        "no container was replaced"
+    );
+
+    // A later restart comes up on the new release.
+    p.cli_ok(&repo, &["restart"]);
+    wait_for("the restarted replica", Duration::from_secs(60), || {
+        p.get_app(&app, "/count").1 == "1\n"
+    });
+    assert_eq!(p.get_app(&app, "/").1, "env_probe v2\n");
+}

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use shared::domain::{AppName, Email, ReleaseVersion, UserId};
 use shared::error::PortResult;
 use shared::messages::{Event, Topic};
-use shared::ports::runtime::{DeployOutcome, ReleaseSpec, Replica, ReplicaState};
+use shared::ports::runtime::{DeployOutcome, HotOutcome, ReleaseSpec, Replica, ReplicaState};
 use shared::ports::Runtime;
 
 const KEYS: &str = "/api/ssh_keys";
@@ -339,6 +339,9 @@ impl Runtime for Replicas {
         unimplemented!("not used by ssh_ip")
     }
     async fn restart(&self, _: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        unimplemented!("not used by ssh_ip")
+    }
+    async fn hot_upgrade(&self, _: &ReleaseSpec) -> PortResult<HotOutcome> {
         unimplemented!("not used by ssh_ip")
     }
 }

@@ -16,7 +16,7 @@ use axum::Router;
 use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
 use shared::messages::Event;
 use shared::model::{App, BuildState, Release, ReleaseStatus};
-use shared::ports::runtime::{DeployOutcome, ReleaseSpec, APP_PORT};
+use shared::ports::runtime::{DeployOutcome, HotOutcome, ReleaseSpec, APP_PORT};
 use shared::ports::{Bus, Runtime, Store};
 use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
@@ -165,7 +165,10 @@ async fn deploy_locked(
         drain: Duration::from_secs(current.health.drain_secs.into()),
     };
     let started = std::time::Instant::now();
-    let outcome = state.runtime.deploy(&spec).await?;
+    let outcome = match hot_upgrade(state, &release, &spec, build.as_ref()).await? {
+        Some(outcome) => outcome,
+        None => state.runtime.deploy(&spec).await?,
+    };
     let event = match outcome {
         DeployOutcome::Healthy => {
             // A rollback's predecessor is "rolled back"; any other's is "superseded".
@@ -357,4 +360,60 @@ fn boot_timeout(state: &StepState, app: &App) -> Duration {
     app.health
         .boot_timeout_secs
         .map_or(state.boot_timeout, |s| Duration::from_secs(s.into()))
+}
+
+/// For a push marked `GIGALIXIR-HOT: true` while a release runs: loads the new code into
+/// the running replicas. `None` means deploy normally (not asked for, or not possible —
+/// the push output says why).
+async fn hot_upgrade(
+    state: &StepState,
+    release: &Release,
+    spec: &ReleaseSpec,
+    build: Option<&BuildId>,
+) -> Result<Option<DeployOutcome>, StepError> {
+    let Some(id) = build else { return Ok(None) };
+    let hot = match state.store.build(id).await {
+        Ok(b) => b.flags.hot,
+        Err(PortError::NotFound) => false,
+        Err(err) => return Err(err.into()),
+    };
+    if !hot {
+        return Ok(None);
+    }
+    let running = state
+        .store
+        .releases(&release.app)
+        .await?
+        .into_iter()
+        .any(|r| r.status == ReleaseStatus::Deployed);
+    if !running {
+        log(state, build, vec!["-----> Hot upgrade not possible: nothing runs yet (first deploy); deploying normally".into()]).await;
+        return Ok(None);
+    }
+    log(
+        state,
+        build,
+        vec![format!("-----> Hot upgrade to {}", release.version)],
+    )
+    .await;
+    match state.runtime.hot_upgrade(spec).await? {
+        HotOutcome::Upgraded { output } => {
+            log(
+                state,
+                build,
+                output.into_iter().map(|l| format!("       {l}")).collect(),
+            )
+            .await;
+            Ok(Some(DeployOutcome::Healthy))
+        }
+        HotOutcome::NotPossible { reason } => {
+            log(
+                state,
+                build,
+                vec![format!("-----> {reason}; deploying normally")],
+            )
+            .await;
+            Ok(None)
+        }
+    }
 }

@@ -28,7 +28,9 @@ use super::{
 };
 use crate::domain::{AppName, ReleaseVersion};
 use crate::error::{PortError, PortResult};
-use crate::ports::runtime::{DeployOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT};
+use crate::ports::runtime::{
+    DeployOutcome, HotOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
+};
 
 /// Label naming a replica's slot.
 pub const LABEL_INDEX: &str = "gigalixir.index";
@@ -800,6 +802,86 @@ impl Runtime for DockerRuntime {
         Ok(futures::stream::select_all(streams).boxed())
     }
 
+    async fn hot_upgrade(&self, spec: &ReleaseSpec) -> PortResult<HotOutcome> {
+        let running: Vec<Existing> = self
+            .containers_of(&spec.app)
+            .await?
+            .into_iter()
+            .filter(|c| c.running)
+            .collect();
+        if running.is_empty() {
+            return Ok(HotOutcome::NotPossible {
+                reason: "nothing runs yet (first deploy)".into(),
+            });
+        }
+        let slug = format!("/slugs/{}", spec.slug.key.trim_start_matches("slugs/"));
+        let mut output = Vec::new();
+        for c in &running {
+            let exec = self
+                .docker
+                .create_exec(
+                    &c.name,
+                    bollard::models::ExecConfig {
+                        cmd: Some(vec![
+                            "gigalixir-hot-upgrade".into(),
+                            slug.clone(),
+                            spec.slug.sha256.clone(),
+                        ]),
+                        user: Some("app".into()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(map_err)?;
+            let mut lines = Vec::new();
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+                .docker
+                .start_exec(&exec.id, None)
+                .await
+                .map_err(map_err)?
+            {
+                let mut split = LineSplitter::default();
+                while let Some(Ok(chunk)) = output.next().await {
+                    lines.extend(split.push(&chunk.into_bytes()));
+                }
+                lines.extend(split.finish());
+            }
+            let code = self
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(map_err)?
+                .exit_code
+                .unwrap_or(-1);
+            match code {
+                0 => output.extend(
+                    lines
+                        .into_iter()
+                        .map(|l| format!("web.{}: {l}", c.index + 1)),
+                ),
+                // Checked before anything changes, so the first replica decides.
+                3 => {
+                    return Ok(HotOutcome::NotPossible {
+                        reason: lines
+                            .last()
+                            .cloned()
+                            .unwrap_or_else(|| "incompatible change".into()),
+                    })
+                }
+                _ => {
+                    return Err(PortError::Invalid(format!(
+                        "hot upgrade of {} failed: {}",
+                        c.name,
+                        lines.join(" / ")
+                    )))
+                }
+            }
+        }
+        Ok(HotOutcome::Upgraded { output })
+    }
+
     async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()> {
         self.write_ssh_keys(app, keys)
     }
@@ -807,10 +889,9 @@ impl Runtime for DockerRuntime {
     async fn scale(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
         self.ensure_network(&spec.app).await?;
         let existing = self.containers_of(&spec.app).await?;
-        let mine: Vec<&Existing> = existing
-            .iter()
-            .filter(|c| c.version == spec.version.0 && c.running)
-            .collect();
+        // Every running replica counts, whatever release label it carries: a hot upgrade
+        // moves replicas to a new release without replacing them.
+        let mine: Vec<&Existing> = existing.iter().filter(|c| c.running).collect();
         let have: Vec<u32> = mine.iter().map(|c| c.index).collect();
         let missing: Vec<u32> = (0..spec.replicas).filter(|i| !have.contains(i)).collect();
         let mut live: Vec<(String, SocketAddr)> = mine
@@ -840,7 +921,7 @@ impl Runtime for DockerRuntime {
             .containers_of(&spec.app)
             .await?
             .into_iter()
-            .filter(|c| c.version == spec.version.0 && c.running)
+            .filter(|c| c.running)
             .collect();
         let mut live = self.live_of(&spec.app).unwrap_or_default();
         for index in 0..spec.replicas {

@@ -86,6 +86,22 @@ pub struct Replica {
     pub ssh: Option<SocketAddr>,
 }
 
+/// How a hot upgrade ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HotOutcome {
+    /// Every running replica runs the new code, without a restart.
+    Upgraded {
+        /// What the replicas reported.
+        output: Vec<String>,
+    },
+    /// The upgrade cannot be done in place (first deploy, applications or versions
+    /// changed); nothing was changed.
+    NotPossible {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
 /// Runs apps.
 ///
 /// Contract: `deploy` starts the new release beside the running one, moves traffic only
@@ -111,6 +127,9 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> PortResult<BoxStream<'static, String>>;
     /// Brings the live release to `release.replicas` replicas (starting or stopping slots).
     async fn scale(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
+    /// Loads the code of `release` into the running replicas without restarting them. The
+    /// release then counts as the running one (a later restart starts it).
+    async fn hot_upgrade(&self, release: &ReleaseSpec) -> PortResult<HotOutcome>;
     /// Sets the SSH public keys the app's replicas admit (read at each login).
     async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()>;
     /// Replaces the live release's replicas one at a time, each new one healthy before its
