@@ -702,3 +702,40 @@ fn an_http_health_check_decides_when_a_release_takes_traffic() {
     assert!(!bad.status.success());
     assert!(texts(&bad).1.contains("is not a path"), "{:?}", texts(&bad));
 }
+
+#[test]
+fn an_app_that_crashes_at_boot_is_rolled_back_with_the_reason() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("crash-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+
+    // v2 prints something and exits at once.
+    std::fs::write(
+        repo.join("Procfile"),
+        "web: sh -c 'echo the database is unreachable >&2; exit 7'\n",
+    )
+    .expect("Procfile");
+    p.git_ok(&repo, &["add", "-A"]);
+    p.git_ok(&repo, &["commit", "-qm", "crashes at boot"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("v2 failed to start"), "{out}");
+    assert!(out.contains("exited with code 7"), "{out}");
+    assert!(
+        out.contains("the database is unreachable"),
+        "its last output is shown:\n{out}"
+    );
+    assert!(out.contains("previous release keeps serving"), "{out}");
+    assert_eq!(p.get_app(&app, "/").1, "Hello from hello v1\n");
+    let list = releases(&p, &repo);
+    assert_eq!(
+        (list[0]["status"].as_str(), list[1]["status"].as_str()),
+        (Some("failed"), Some("deployed"))
+    );
+}
