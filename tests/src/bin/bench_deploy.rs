@@ -35,10 +35,71 @@ fn seconds_after(lines: &[String], marker: &str) -> Option<f64> {
     })
 }
 
+/// Counts answered and failed requests to the app until stopped: a bounded, loopback-only
+/// probe (one request every 20 ms, for at most three minutes).
+struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Probe {
+    fn start(port: u16, app: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, app) = (stop.clone(), app.to_owned());
+        let handle = std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let (mut total, mut failed) = (0, 0);
+            let end = Instant::now() + Duration::from_secs(180);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                total += 1;
+                let ok = client
+                    .get(format!("http://127.0.0.1:{port}/"))
+                    .header("host", format!("{app}.localhost:{port}"))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success());
+                if !ok {
+                    failed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (total, failed)
+        });
+        Self { stop, handle }
+    }
+
+    fn finish(self) -> Value {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (total, failed) = self.handle.join().unwrap_or((0, 0));
+        json!({"requests": total, "failed": failed})
+    }
+}
+
+fn set_marker(repo: &Path, from: &str, to: &str) -> anyhow::Result<()> {
+    let page = repo.join("lib/hello/page.ex");
+    let text = std::fs::read_to_string(&page)?;
+    std::fs::write(&page, text.replace(from, to))?;
+    Ok(())
+}
+
 async fn measure(p: &Platform, repo: &Path, app: &str, body: &str) -> anyhow::Result<Value> {
+    measure_with(p, repo, app, body, &[]).await
+}
+
+async fn measure_with(
+    p: &Platform,
+    repo: &Path,
+    app: &str,
+    body: &str,
+    git_options: &[&str],
+) -> anyhow::Result<Value> {
     let started_at = Utc::now();
     let t0 = Instant::now();
-    let out = p.git(repo, &["push", "gigalixir", "master"]);
+    let mut args: Vec<&str> = git_options.to_vec();
+    args.extend(["push", "gigalixir", "master"]);
+    let out = p.git(repo, &args);
     let push_ms = t0.elapsed().as_millis();
     anyhow::ensure!(out.status.success(), "push failed: {:?}", texts(&out));
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -114,14 +175,75 @@ async fn main() -> anyhow::Result<()> {
     let app = format!("bench-{}", &p.instance[1..7]);
     p.cli_ok(&repo, &["create", "app", &app]);
     let cold = measure(&p, &repo, &app, "Hello from hello v1\n").await?;
-    let page = repo.join("lib/hello/page.ex");
-    let text = std::fs::read_to_string(&page)?;
-    std::fs::write(
-        &page,
-        text.replace("Hello from hello v1", "Hello from hello v2"),
-    )?;
+
+    // Warm: one changed line, under steady requests.
+    set_marker(&repo, "Hello from hello v1", "Hello from hello v2")?;
     p.git_ok(&repo, &["commit", "-qam", "one changed line"]);
-    let warm = measure(&p, &repo, &app, "Hello from hello v2\n").await?;
+    let probe = Probe::start(p.port, &app);
+    let mut warm = measure(&p, &repo, &app, "Hello from hello v2\n").await?;
+    warm["during"] = probe.finish();
+
+    // Clean: the same kind of change, without the cache.
+    set_marker(&repo, "Hello from hello v2", "Hello from hello v3")?;
+    p.git_ok(&repo, &["commit", "-qam", "clean"]);
+    let clean = measure_with(
+        &p,
+        &repo,
+        &app,
+        "Hello from hello v3\n",
+        &["-c", "http.extraheader=GIGALIXIR-CLEAN: true"],
+    )
+    .await?;
+
+    // Hot: new code loaded into the running node, under steady requests.
+    set_marker(&repo, "Hello from hello v3", "Hello from hello v4")?;
+    p.git_ok(&repo, &["commit", "-qam", "hot"]);
+    let probe = Probe::start(p.port, &app);
+    let started = Instant::now();
+    let out = p.git(
+        &repo,
+        &[
+            "-c",
+            "http.extraheader=GIGALIXIR-HOT: true",
+            "push",
+            "gigalixir",
+            "master",
+        ],
+    );
+    anyhow::ensure!(out.status.success(), "hot push failed: {:?}", texts(&out));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while p.get_app(&app, "/").1 != "Hello from hello v4\n" {
+        anyhow::ensure!(Instant::now() < deadline, "the hot upgrade never showed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hot_ms = started.elapsed().as_millis() as i64;
+    let store = SqliteStore::open(&p.data_dir().join("store.db"))?;
+    let build = store
+        .builds_of(&AppName::parse(&app)?)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no build"))?;
+    let built = build
+        .history
+        .iter()
+        .find(|(s, _)| *s == BuildState::Built)
+        .map(|(_, t)| *t);
+    let hot_after_build = built.map(|b| (Utc::now() - b).num_milliseconds());
+    let hot = json!({
+        "push_to_new_code_ms": hot_ms,
+        "after_build_ms": hot_after_build,
+        "during": probe.finish(),
+    });
+
+    // Restart under steady requests.
+    let probe = Probe::start(p.port, &app);
+    p.cli_ok(&repo, &["restart"]);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let restart = json!({"during": probe.finish()});
+
+    let ratio = warm["push_to_live_ms"].as_f64().unwrap_or(0.0)
+        / clean["push_to_live_ms"].as_f64().unwrap_or(1.0);
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
@@ -129,6 +251,10 @@ async fn main() -> anyhow::Result<()> {
             "fixture": "hello",
             "cold": cold,
             "warm": warm,
+            "clean": clean,
+            "warm_over_clean": (ratio * 100.0).round() / 100.0,
+            "hot": hot,
+            "restart": restart,
         }))?
     );
     Ok(())
