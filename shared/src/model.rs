@@ -130,6 +130,10 @@ pub struct SlugRef {
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// The Procfile's process types (`web`, `release`, …); `None` when unknown, which
+    /// makes the deploy look for a release phase itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_types: Option<Vec<String>>,
 }
 
 /// One push being turned into a release.

@@ -42,6 +42,7 @@ async fn release(
         rollback_to: None,
         idempotency_key: format!("test-{n}"),
         slug: SlugRef {
+            process_types: None,
             key: format!("slugs/{n}.tar.gz"),
             sha256: format!("{n:064x}"),
             size: 1000 * u64::from(n),

@@ -97,6 +97,7 @@ impl World {
                 app: self.app.clone(),
                 build: self.build.clone(),
                 slug: SlugRef {
+                    process_types: None,
                     key: "slugs/ab/abcd.tgz".into(),
                     sha256: "ab".repeat(32),
                     size: 1234,

@@ -124,6 +124,7 @@ pub async fn upload(
         key,
         sha256: sha,
         size,
+        process_types: process_types(state, id).await,
     };
     let stored_ref = slug_ref.clone();
     match state
@@ -170,4 +171,13 @@ async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepE
     }
     let _ = state.builder.discard(id).await;
     Err(StepError::Permanent(reason.to_owned()))
+}
+
+/// The Procfile's process types, from the build's `slug.json` (`None` if unreadable).
+async fn process_types(state: &StepState, id: &BuildId) -> Option<Vec<String>> {
+    let tar = state.builder.fetch(id, "/build/out/slug.json").await.ok()?;
+    let json = shared::archive::file_in_tar(&tar, "slug.json").ok()??;
+    let meta: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    let types = meta.get("process_types")?.as_object()?;
+    Some(types.keys().cloned().collect())
 }

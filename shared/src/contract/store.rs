@@ -71,6 +71,7 @@ fn new_release(key: &str, summary: &str) -> NewRelease {
         rollback_to: None,
         idempotency_key: key.into(),
         slug: SlugRef {
+            process_types: None,
             key: format!("slugs/{key}"),
             sha256: "0".repeat(64),
             size: 1,

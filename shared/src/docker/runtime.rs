@@ -617,8 +617,16 @@ impl Runtime for DockerRuntime {
             self.set_live(&spec.app, live);
             return Ok(DeployOutcome::Healthy);
         }
-        if let Err(failed) = self.release_phase(spec).await? {
-            return Ok(failed);
+        // Known process types without `release` need no one-off container.
+        let has_phase = spec
+            .slug
+            .process_types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == "release"));
+        if has_phase {
+            if let Err(failed) = self.release_phase(spec).await? {
+                return Ok(failed);
+            }
         }
         let old: Vec<&Existing> = existing
             .iter()

@@ -252,6 +252,7 @@ impl Api {
 /// The slug of push `n`.
 pub fn slug(n: u8) -> SlugRef {
     SlugRef {
+        process_types: None,
         key: format!("slugs/{n}.tgz"),
         sha256: format!("{n:064x}"),
         size: 1000 * u64::from(n),
