@@ -578,6 +578,15 @@ impl DockerRuntime {
         }
     }
 
+    /// Names of the replicas taking traffic.
+    async fn serving(&self, app: &AppName) -> PortResult<Vec<String>> {
+        let live = match self.live_of(app) {
+            Some(live) if !live.is_empty() => live,
+            _ => self.discover_live(app).await?,
+        };
+        Ok(live.into_iter().map(|(name, _)| name).collect())
+    }
+
     /// The live release's running replicas, from the engine (after a platform restart).
     async fn discover_live(&self, app: &AppName) -> PortResult<Vec<LiveReplica>> {
         let containers = self.containers_of(app).await?;
@@ -897,9 +906,14 @@ impl Runtime for DockerRuntime {
     async fn scale(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
         self.ensure_network(&spec.app).await?;
         let existing = self.containers_of(&spec.app).await?;
-        // Every running replica counts, whatever release label it carries: a hot upgrade
-        // moves replicas to a new release without replacing them.
-        let mine: Vec<&Existing> = existing.iter().filter(|c| c.running).collect();
+        // The replicas taking traffic, whatever release label they carry (a hot upgrade
+        // moves replicas to a new release without replacing them); replicas still
+        // draining after a deploy are not the app's any more.
+        let serving = self.serving(&spec.app).await?;
+        let mine: Vec<&Existing> = existing
+            .iter()
+            .filter(|c| c.running && serving.contains(&c.name))
+            .collect();
         let have: Vec<u32> = mine.iter().map(|c| c.index).collect();
         let missing: Vec<u32> = (0..spec.replicas).filter(|i| !have.contains(i)).collect();
         let mut live: Vec<(String, SocketAddr)> = mine
@@ -925,11 +939,12 @@ impl Runtime for DockerRuntime {
 
     async fn restart(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
         self.ensure_network(&spec.app).await?;
+        let serving = self.serving(&spec.app).await?;
         let old: Vec<Existing> = self
             .containers_of(&spec.app)
             .await?
             .into_iter()
-            .filter(|c| c.running)
+            .filter(|c| c.running && serving.contains(&c.name))
             .collect();
         let mut live = self.live_of(&spec.app).unwrap_or_default();
         for index in 0..spec.replicas {
