@@ -52,6 +52,8 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (subscription, next_at);
 
 /// Deliveries handled at once per subscription.
 const CONCURRENCY: usize = 8;
+/// How long `deliver` waits for deliveries in flight once told to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often to look for due deliveries when nothing wakes the loop (retries, messages
 /// published by another process).
 const POLL: Duration = Duration::from_millis(200);
@@ -360,8 +362,11 @@ impl Bus for SqliteBus {
                 break;
             }
         }
-        // Let deliveries in flight finish (each is bounded by the ack deadline).
-        let _all = permits.acquire_many(CONCURRENCY as u32).await;
+        // Give deliveries in flight a moment to finish. One that does not (a long build)
+        // keeps its lease, which expires, and the message comes back after a restart; the
+        // steps are idempotent, so it resumes where it stood.
+        let _all =
+            tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(CONCURRENCY as u32)).await;
         Ok(())
     }
 }
