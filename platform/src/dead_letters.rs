@@ -12,7 +12,7 @@ use axum::Router;
 use shared::messages::{Delivery, Event};
 use shared::model::{BuildState, ReleaseStatus};
 use shared::ports::Store;
-use shared::push::{handle, StepError};
+use shared::push::{fail_build, handle, StepError};
 use shared::PortError;
 
 /// The consumer's router.
@@ -64,17 +64,8 @@ async fn bury(store: Arc<dyn Store>, delivery: Delivery) -> Result<(), StepError
     if matches!(build.state, BuildState::Deployed | BuildState::Failed) {
         return Ok(());
     }
-    store
-        .append_build_log(id, &[format!(" !     {reason}")])
-        .await?;
-    let why = reason.clone();
-    match store
-        .transition_build(id, build.state, BuildState::Failed, &|b| {
-            b.failure = Some(why.clone())
-        })
-        .await
-    {
-        Ok(_) | Err(PortError::Precondition) => Ok(()),
-        Err(err) => Err(err.into()),
+    match fail_build(&*store, id, build.state, &reason).await {
+        StepError::Permanent(_) => Ok(()),
+        transient => Err(transient),
     }
 }

@@ -213,6 +213,39 @@ pub fn required<T>(found: crate::error::PortResult<T>, what: &str) -> Result<T, 
     }
 }
 
+/// Ends a build as failed: the reason goes to its log (so the pusher sees it) and to the
+/// build, if the build is still in `from` (a redelivery finds it moved on and changes
+/// nothing). Returns the permanent error the step answers with.
+pub async fn fail_build(
+    store: &dyn crate::ports::Store,
+    id: &crate::domain::BuildId,
+    from: crate::model::BuildState,
+    reason: &str,
+) -> StepError {
+    let record = async {
+        store
+            .append_build_log(id, &[format!(" !     {reason}")])
+            .await?;
+        let why = reason.to_owned();
+        match store
+            .transition_build(id, from, crate::model::BuildState::Failed, &|b| {
+                b.failure = Some(why.clone())
+            })
+            .await
+        {
+            Ok(_) | Err(crate::error::PortError::Precondition) => Ok(()),
+            Err(err) => Err(StepError::from(err)),
+        }
+    };
+    match record.await {
+        Ok(()) => {
+            tracing::info!(build = %id, reason, "build failed");
+            StepError::Permanent(reason.to_owned())
+        }
+        Err(err) => err,
+    }
+}
+
 /// The error for an event a step does not consume: acked, since it will never apply.
 pub fn unexpected(step: &str, event: &Event) -> StepError {
     StepError::Permanent(format!("{step} does not handle {} events", event.kind()))

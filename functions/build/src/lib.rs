@@ -18,7 +18,7 @@ use shared::messages::Event;
 use shared::model::BuildState;
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
-use shared::push::{emit, required, step_router, unexpected, StepError};
+use shared::push::{emit, fail_build, required, step_router, unexpected, StepError};
 use shared::PortError;
 
 /// Where the builder leaves the slug inside the build.
@@ -149,23 +149,7 @@ pub async fn run_build(
 }
 
 async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepError> {
-    state
-        .store
-        .append_build_log(id, &[format!(" !     {reason}")])
-        .await?;
-    let why = reason.to_owned();
-    match state
-        .store
-        .transition_build(id, BuildState::Building, BuildState::Failed, &|b| {
-            b.failure = Some(why.clone())
-        })
-        .await
-    {
-        Ok(_) | Err(PortError::Precondition) => {}
-        Err(err) => return Err(err.into()),
-    }
-    tracing::info!(reason, "build failed");
-    Err(StepError::Permanent(reason.to_owned()))
+    Err(fail_build(&*state.store, id, BuildState::Building, reason).await)
 }
 
 /// Appends output lines to the build's log in small batches, as they come.

@@ -15,7 +15,7 @@ use shared::domain::{AppName, BuildId};
 use shared::messages::Event;
 use shared::model::{BuildState, SlugRef};
 use shared::ports::{Blobs, Builder, Bus, Store};
-use shared::push::{emit, required, step_router, unexpected, StepError};
+use shared::push::{emit, fail_build, required, step_router, unexpected, StepError};
 use shared::PortError;
 
 /// Largest slug accepted.
@@ -154,23 +154,9 @@ pub async fn upload(
 }
 
 async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepError> {
-    state
-        .store
-        .append_build_log(id, &[format!(" !     {reason}")])
-        .await?;
-    let why = reason.to_owned();
-    match state
-        .store
-        .transition_build(id, BuildState::Built, BuildState::Failed, &|b| {
-            b.failure = Some(why.clone())
-        })
-        .await
-    {
-        Ok(_) | Err(PortError::Precondition) => {}
-        Err(err) => return Err(err.into()),
-    }
+    let err = fail_build(&*state.store, id, BuildState::Built, reason).await;
     let _ = state.builder.discard(id).await;
-    Err(StepError::Permanent(reason.to_owned()))
+    Err(err)
 }
 
 /// The Procfile's process types, from the build's `slug.json` (`None` if unreadable).
