@@ -15,9 +15,9 @@ use anyhow::Context;
 use axum::Router;
 use clap::Parser;
 use futures::FutureExt;
-use shared::messages::Topic;
+use shared::deployment::{self, Function, Timeouts};
 use shared::ports::builder::BuildLimits;
-use shared::ports::{Blobs, Builder, Bus, Runtime, Store, SubscriptionSpec};
+use shared::ports::{Blobs, Builder, Bus, Runtime, Store};
 use shared::push::RouterEndpoint;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +59,10 @@ struct Args {
     /// Minutes a build may take.
     #[arg(long, env = "GIGALIXIR_BUILD_TIMEOUT", default_value_t = 30)]
     build_timeout: u64,
+    /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
+    /// as JSON and exit; the infrastructure checks compare it with `infra/`.
+    #[arg(long)]
+    print_deployment: bool,
 }
 
 /// How long open requests get to finish after SIGINT/SIGTERM.
@@ -96,6 +100,14 @@ struct Ports {
 async fn run() -> anyhow::Result<()> {
     shared::web::init_tracing();
     let args = Args::parse();
+    if args.print_deployment {
+        let manifest = deployment::manifest(Timeouts {
+            build: Duration::from_secs(args.build_timeout * 60),
+            boot: Duration::from_secs(args.boot_timeout),
+        });
+        println!("{manifest:#}");
+        return Ok(());
+    }
     let data_dir = match args.data_dir.clone() {
         Some(dir) => dir,
         None => default_data_dir()?,
@@ -241,65 +253,24 @@ async fn start_steps(
         runtime: ports.runtime.clone(),
         boot_timeout,
     });
-    // Ack deadlines cover the longest a step may take; a message whose step dies is
-    // redelivered after it.
-    let wiring = [
-        (
-            SubscriptionSpec {
-                ack_deadline: build_timeout + Duration::from_secs(300),
-                max_attempts: 3,
-                ..SubscriptionSpec::new("build.build-requested", Topic::BUILD_REQUESTED)
-            },
-            build,
-        ),
-        (
-            SubscriptionSpec {
-                ack_deadline: Duration::from_secs(600),
-                ..SubscriptionSpec::new("upload.slug-built", Topic::SLUG_BUILT)
-            },
-            upload,
-        ),
-        (
-            SubscriptionSpec::new("release.slug-uploaded", Topic::SLUG_UPLOADED),
-            release,
-        ),
-        (
-            SubscriptionSpec {
-                dead_letter: None,
-                ..SubscriptionSpec::new("platform.dead-letter", Topic::DEAD_LETTER)
-            },
-            dead_letters::router(ports.store.clone()),
-        ),
-        (
-            SubscriptionSpec {
-                ack_deadline: boot_timeout + Duration::from_secs(300),
-                ..SubscriptionSpec::new("deploy.release-created", Topic::RELEASE_CREATED)
-            },
-            deploy.clone(),
-        ),
-        (
-            SubscriptionSpec::new("deploy.app-destroyed", Topic::APP_DESTROYED),
-            deploy.clone(),
-        ),
-        (
-            SubscriptionSpec::new("deploy.ssh-keys-changed", Topic::SSH_KEYS_CHANGED),
-            deploy.clone(),
-        ),
-        (
-            SubscriptionSpec {
-                ack_deadline: boot_timeout * 17 + Duration::from_secs(300),
-                ..SubscriptionSpec::new("deploy.app-scaled", Topic::APP_SCALED)
-            },
-            deploy.clone(),
-        ),
-        (
-            SubscriptionSpec {
-                ack_deadline: boot_timeout * 17 + Duration::from_secs(300),
-                ..SubscriptionSpec::new("deploy.restart-requested", Topic::RESTART_REQUESTED)
-            },
-            deploy,
-        ),
-    ];
+    let dead_letters = dead_letters::router(ports.store.clone());
+    let wiring = deployment::subscriptions(Timeouts {
+        build: build_timeout,
+        boot: boot_timeout,
+    })
+    .into_iter()
+    .filter_map(|wire| {
+        let router = match wire.function {
+            Some(Function::Build) => build.clone(),
+            Some(Function::Upload) => upload.clone(),
+            Some(Function::Release) => release.clone(),
+            Some(Function::Deploy) => deploy.clone(),
+            None => dead_letters.clone(),
+            // Served over HTTP, not subscribed.
+            Some(Function::Api | Function::Receive) => return None,
+        };
+        Some((wire.spec, router))
+    });
     let mut loops = Vec::new();
     for (spec, router) in wiring {
         ports

@@ -6,6 +6,7 @@
 //! types alone. `embedded` adds the SQLite and directory backends, `http` the axum glue,
 //! `contract` the conformance suites.
 
+pub mod deployment;
 pub mod domain;
 pub mod error;
 pub mod messages;
@@ -25,6 +26,8 @@ pub mod contract;
 pub mod docker;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(any(feature = "gcs", feature = "firestore", feature = "pubsub"))]
+pub mod gcp;
 #[cfg(feature = "http")]
 pub mod push;
 #[cfg(feature = "http")]

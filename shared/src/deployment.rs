@@ -1,0 +1,305 @@
+//! How the functions are wired together: which function consumes which topic through which
+//! subscription (pushed to its HTTP endpoint, or pulled by a worker), which buckets the blob
+//! store uses, and which environment variables each function reads.
+//!
+//! One source of truth for the single-machine platform (which subscribes every function in
+//! one process), the standalone function binaries, and the Terraform in `infra/` (checked
+//! against [`manifest`] by `tests/infra`).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::messages::Topic;
+use crate::ports::SubscriptionSpec;
+
+/// A pipeline function, deployed as its own service in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Function {
+    /// The HTTP API for the CLI.
+    Api,
+    /// Git smart HTTP and the push webhook.
+    Receive,
+    /// Buildpacks in a container (needs a Docker engine).
+    Build,
+    /// Slug out of the build container into the slug store.
+    Upload,
+    /// Records the release.
+    Release,
+    /// Applies releases to the runtime.
+    Deploy,
+}
+
+impl Function {
+    /// Every function, in pipeline order.
+    pub const ALL: [Function; 6] = [
+        Function::Api,
+        Function::Receive,
+        Function::Build,
+        Function::Upload,
+        Function::Release,
+        Function::Deploy,
+    ];
+
+    /// The function's name as used in service and subscription names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Api => "api",
+            Function::Receive => "receive",
+            Function::Build => "build",
+            Function::Upload => "upload",
+            Function::Release => "release",
+            Function::Deploy => "deploy",
+        }
+    }
+}
+
+/// How a subscription reaches its function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// The bus posts each message to the function's HTTP endpoint (Cloud Run).
+    Push,
+    /// Workers pull (the build step, which needs a Docker engine next to it).
+    Pull,
+}
+
+/// One subscription of the pipeline.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// The consuming function; `None` for the platform's own dead-letter consumer.
+    pub function: Option<Function>,
+    /// How messages reach it.
+    pub delivery: Delivery,
+    /// Name, topic, deadlines, retries, dead letter.
+    pub spec: SubscriptionSpec,
+}
+
+/// Step durations the ack deadlines must cover.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Longest a build may run.
+    pub build: Duration,
+    /// Longest a release may take to pass its health check.
+    pub boot: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            build: Duration::from_secs(30 * 60),
+            boot: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Every subscription of the pipeline. Ack deadlines cover the longest a step may take; a
+/// message whose step dies is redelivered after it. (Pub/Sub caps push ack deadlines at
+/// 600 s; its adapter clamps them and extends leases while a pulled message is handled.)
+pub fn subscriptions(t: Timeouts) -> Vec<Wire> {
+    let wire = |function, delivery, spec| Wire {
+        function,
+        delivery,
+        spec,
+    };
+    let push = Delivery::Push;
+    let long_deploy = t.boot * 17 + Duration::from_secs(300);
+    vec![
+        wire(
+            Some(Function::Build),
+            Delivery::Pull,
+            SubscriptionSpec {
+                ack_deadline: t.build + Duration::from_secs(300),
+                max_attempts: 3,
+                ..SubscriptionSpec::new("build.build-requested", Topic::BUILD_REQUESTED)
+            },
+        ),
+        wire(
+            Some(Function::Upload),
+            push,
+            SubscriptionSpec {
+                ack_deadline: Duration::from_secs(600),
+                ..SubscriptionSpec::new("upload.slug-built", Topic::SLUG_BUILT)
+            },
+        ),
+        wire(
+            Some(Function::Release),
+            push,
+            SubscriptionSpec::new("release.slug-uploaded", Topic::SLUG_UPLOADED),
+        ),
+        wire(
+            None,
+            push,
+            SubscriptionSpec {
+                dead_letter: None,
+                ..SubscriptionSpec::new("platform.dead-letter", Topic::DEAD_LETTER)
+            },
+        ),
+        wire(
+            Some(Function::Deploy),
+            push,
+            SubscriptionSpec {
+                ack_deadline: t.boot + Duration::from_secs(300),
+                ..SubscriptionSpec::new("deploy.release-created", Topic::RELEASE_CREATED)
+            },
+        ),
+        wire(
+            Some(Function::Deploy),
+            push,
+            SubscriptionSpec::new("deploy.app-destroyed", Topic::APP_DESTROYED),
+        ),
+        wire(
+            Some(Function::Deploy),
+            push,
+            SubscriptionSpec::new("deploy.ssh-keys-changed", Topic::SSH_KEYS_CHANGED),
+        ),
+        wire(
+            Some(Function::Deploy),
+            push,
+            SubscriptionSpec {
+                ack_deadline: long_deploy,
+                ..SubscriptionSpec::new("deploy.app-scaled", Topic::APP_SCALED)
+            },
+        ),
+        wire(
+            Some(Function::Deploy),
+            push,
+            SubscriptionSpec {
+                ack_deadline: long_deploy,
+                ..SubscriptionSpec::new("deploy.restart-requested", Topic::RESTART_REQUESTED)
+            },
+        ),
+    ]
+}
+
+/// Every topic the platform publishes to.
+pub const TOPICS: [Topic; 11] = [
+    Topic::BUILD_REQUESTED,
+    Topic::SLUG_BUILT,
+    Topic::SLUG_UPLOADED,
+    Topic::RELEASE_CREATED,
+    Topic::DEPLOY_SUCCEEDED,
+    Topic::DEPLOY_FAILED,
+    Topic::APP_DESTROYED,
+    Topic::APP_SCALED,
+    Topic::RESTART_REQUESTED,
+    Topic::SSH_KEYS_CHANGED,
+    Topic::DEAD_LETTER,
+];
+
+/// The first part of every blob key. On Cloud Storage each is its own bucket,
+/// `<prefix>-<part>` for `gs://<prefix>`, so each can have its own lifecycle and access.
+pub const BLOB_SPACES: [&str; 4] = ["repos", "sources", "slugs", "caches"];
+
+/// An environment variable a standalone function reads.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EnvVar {
+    /// Its name.
+    pub name: &'static str,
+    /// Whether the function refuses to start without it.
+    pub required: bool,
+    /// What it sets.
+    pub doc: &'static str,
+}
+
+const fn var(name: &'static str, required: bool, doc: &'static str) -> EnvVar {
+    EnvVar {
+        name,
+        required,
+        doc,
+    }
+}
+
+/// `PORT`, set by Cloud Run.
+pub const PORT: EnvVar = var("PORT", false, "port to listen on (default 8080)");
+/// The store's URL.
+pub const STORE: EnvVar = var(
+    "GIGALIXIR_STORE",
+    true,
+    "store URL: firestore://PROJECT or sqlite://PATH",
+);
+/// The bus's URL.
+pub const BUS: EnvVar = var("GIGALIXIR_BUS", true, "bus URL: pubsub://PROJECT or sqlite://PATH");
+/// The blob store's URL.
+pub const BLOBS: EnvVar = var(
+    "GIGALIXIR_BLOBS",
+    true,
+    "blob store URL: gs://BUCKET-PREFIX or file://PATH",
+);
+/// The runtime's URL.
+pub const RUNTIME: EnvVar = var(
+    "GIGALIXIR_RUNTIME",
+    true,
+    "runtime URL: kube:// (in-cluster or KUBECONFIG) or docker://",
+);
+/// The apps' domain.
+pub const DOMAIN: EnvVar = var(
+    "GIGALIXIR_DOMAIN",
+    false,
+    "apps answer on APP.DOMAIN (default localhost)",
+);
+
+/// The environment variables `function` reads.
+pub fn env(function: Function) -> Vec<EnvVar> {
+    match function {
+        Function::Api => vec![PORT, STORE, BUS],
+        Function::Receive => vec![PORT, STORE, BUS, BLOBS],
+        Function::Build => vec![STORE, BUS, BLOBS],
+        Function::Upload => vec![PORT, STORE, BUS, BLOBS],
+        Function::Release => vec![PORT, STORE, BUS],
+        Function::Deploy => vec![PORT, STORE, BUS, BLOBS, RUNTIME, DOMAIN],
+    }
+}
+
+/// The wiring as JSON, for the infrastructure checks: topics, subscriptions (with the
+/// consuming function, delivery mode, ack deadline, attempts and backoff), blob spaces and
+/// each function's environment.
+pub fn manifest(t: Timeouts) -> serde_json::Value {
+    let subs: Vec<_> = subscriptions(t)
+        .into_iter()
+        .map(|w| {
+            serde_json::json!({
+                "name": w.spec.name,
+                "topic": w.spec.topic.as_str(),
+                "function": w.function.map(Function::name),
+                "delivery": w.delivery,
+                "ack_deadline_seconds": w.spec.ack_deadline.as_secs(),
+                "max_attempts": w.spec.max_attempts,
+                "min_backoff_seconds": w.spec.min_backoff.as_secs(),
+                "max_backoff_seconds": w.spec.max_backoff.as_secs(),
+                "dead_letter": w.spec.dead_letter.as_ref().map(|t| t.as_str()),
+            })
+        })
+        .collect();
+    let env: serde_json::Map<_, _> = Function::ALL
+        .iter()
+        .map(|f| (f.name().to_owned(), serde_json::json!(env(*f))))
+        .collect();
+    serde_json::json!({
+        "topics": TOPICS.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        "subscriptions": subs,
+        "blob_spaces": BLOB_SPACES,
+        "env": env,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subscribed_topic_is_published_and_names_are_unique() {
+        let subs = subscriptions(Timeouts::default());
+        let mut names: Vec<_> = subs.iter().map(|w| w.spec.name.clone()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), subs.len());
+        for w in &subs {
+            assert!(TOPICS.contains(&w.spec.topic), "{}", w.spec.name);
+        }
+        let m = manifest(Timeouts::default());
+        assert_eq!(m["subscriptions"][0]["delivery"], "pull");
+        assert_eq!(m["env"]["api"][1]["name"], "GIGALIXIR_STORE");
+    }
+}
