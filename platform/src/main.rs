@@ -15,7 +15,7 @@ use anyhow::Context;
 use axum::Router;
 use clap::Parser;
 use futures::FutureExt;
-use shared::deployment::{self, Function, Timeouts};
+use shared::deployment::{self, Function, Settings};
 use shared::ports::builder::BuildLimits;
 use shared::ports::{Blobs, Builder, Bus, Runtime, Store};
 use shared::push::RouterEndpoint;
@@ -59,6 +59,14 @@ struct Args {
     /// Minutes a build may take.
     #[arg(long, env = "GIGALIXIR_BUILD_TIMEOUT", default_value_t = 30)]
     build_timeout: u64,
+    /// Size cap of each app's build cache, in MB; least recently used entries (one per
+    /// mix.lock, Erlang/Elixir, buildpack version and MIX_ENV) are evicted beyond it.
+    #[arg(long, env = "GIGALIXIR_BUILD_CACHE_MB", default_value_t = 1024)]
+    build_cache_mb: u64,
+    /// Builds that run at once, across apps; later pushes wait in order and say so.
+    #[arg(long, env = "GIGALIXIR_BUILD_CONCURRENCY", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    build_concurrency: u32,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
     /// as JSON and exit; the infrastructure checks compare it with `infra/`.
     #[arg(long)]
@@ -101,9 +109,10 @@ async fn run() -> anyhow::Result<()> {
     shared::web::init_tracing();
     let args = Args::parse();
     if args.print_deployment {
-        let manifest = deployment::manifest(Timeouts {
+        let manifest = deployment::manifest(Settings {
             build: Duration::from_secs(args.build_timeout * 60),
             boot: Duration::from_secs(args.boot_timeout),
+            build_concurrency: args.build_concurrency,
         });
         println!("{manifest:#}");
         return Ok(());
@@ -234,6 +243,7 @@ async fn start_steps(
         builder: ports.builder.clone(),
         limits: BuildLimits {
             timeout: build_timeout,
+            cache_bytes: args.build_cache_mb << 20,
             ..BuildLimits::default()
         },
     });
@@ -254,9 +264,10 @@ async fn start_steps(
         boot_timeout,
     });
     let dead_letters = dead_letters::router(ports.store.clone());
-    let wiring = deployment::subscriptions(Timeouts {
+    let wiring = deployment::subscriptions(Settings {
         build: build_timeout,
         boot: boot_timeout,
+        build_concurrency: args.build_concurrency,
     })
     .into_iter()
     .filter_map(|wire| {

@@ -25,6 +25,10 @@ fn unsupported(port: &str, url: &str, known: &str) -> PortError {
 pub fn open_store(url: &str) -> PortResult<Arc<dyn Store>> {
     match split(url)? {
         ("sqlite", path) => Ok(Arc::new(SqliteStore::open(&PathBuf::from(path))?)),
+        #[cfg(feature = "firestore")]
+        ("firestore", rest) => Ok(Arc::new(
+            crate::gcp::firestore::FirestoreStore::from_url_rest(rest)?,
+        )),
         _ => Err(unsupported("store", url, "sqlite://PATH")),
     }
 }
@@ -33,6 +37,9 @@ pub fn open_store(url: &str) -> PortResult<Arc<dyn Store>> {
 pub fn open_bus(url: &str) -> PortResult<Arc<dyn Bus>> {
     match split(url)? {
         ("sqlite", path) => Ok(Arc::new(SqliteBus::open(&PathBuf::from(path))?)),
+        // Pub/Sub, or its emulator when PUBSUB_EMULATOR_HOST is set; dialled on first use.
+        #[cfg(feature = "pubsub")]
+        ("pubsub", project) => Ok(Arc::new(crate::gcp::pubsub::PubSubBus::from_env(project)?)),
         _ => Err(unsupported("bus", url, "sqlite://PATH")),
     }
 }
@@ -55,8 +62,30 @@ mod tests {
         let db = dir.path().join("s.db");
         assert!(open_store(&format!("sqlite://{}", db.display())).is_ok());
         assert!(open_blobs(&format!("file://{}", dir.path().join("b").display())).is_ok());
-        let err = open_store("firestore://proj").err().expect("refused");
-        assert!(err.to_string().contains("not available"), "{err}");
+        #[cfg(not(feature = "firestore"))]
+        {
+            let err = open_store("firestore://proj").err().expect("refused");
+            assert!(err.to_string().contains("not available"), "{err}");
+        }
+        // The client connects on first use: opening needs no emulator.
+        #[cfg(feature = "firestore")]
+        {
+            assert!(open_store("firestore://proj").is_ok());
+            assert!(open_store("firestore://proj/platform").is_ok());
+            let err = open_store("firestore://proj/a/b").err().expect("refused");
+            assert!(err.to_string().contains("firestore://PROJECT"), "{err}");
+        }
+        #[cfg(not(feature = "pubsub"))]
+        {
+            let err = open_bus("pubsub://proj").err().expect("refused");
+            assert!(err.to_string().contains("not available"), "{err}");
+        }
+        #[cfg(feature = "pubsub")]
+        {
+            assert!(open_bus("pubsub://proj").is_ok());
+            let err = open_bus("pubsub://a/b").err().expect("refused");
+            assert!(err.to_string().contains("project id"), "{err}");
+        }
         let err = open_bus("nonsense").err().expect("refused");
         assert!(err.to_string().contains("not a backend URL"), "{err}");
     }

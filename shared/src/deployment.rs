@@ -76,20 +76,25 @@ pub struct Wire {
     pub spec: SubscriptionSpec,
 }
 
-/// Step durations the ack deadlines must cover.
+/// What the subscriptions' settings derive from: step durations the ack deadlines must
+/// cover, and how many builds a build worker runs at once.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub struct Settings {
     /// Longest a build may run.
     pub build: Duration,
     /// Longest a release may take to pass its health check.
     pub boot: Duration,
+    /// Builds one worker runs at once; later ones wait in order.
+    pub build_concurrency: u32,
 }
 
-impl Default for Timeouts {
+impl Default for Settings {
+    /// 30-minute builds, 60 s boots, 2 builds at once.
     fn default() -> Self {
         Self {
             build: Duration::from_secs(30 * 60),
             boot: Duration::from_secs(60),
+            build_concurrency: 2,
         }
     }
 }
@@ -97,7 +102,7 @@ impl Default for Timeouts {
 /// Every subscription of the pipeline. Ack deadlines cover the longest a step may take; a
 /// message whose step dies is redelivered after it. (Pub/Sub caps push ack deadlines at
 /// 600 s; its adapter clamps them and extends leases while a pulled message is handled.)
-pub fn subscriptions(t: Timeouts) -> Vec<Wire> {
+pub fn subscriptions(t: Settings) -> Vec<Wire> {
     let wire = |function, delivery, spec| Wire {
         function,
         delivery,
@@ -112,6 +117,7 @@ pub fn subscriptions(t: Timeouts) -> Vec<Wire> {
             SubscriptionSpec {
                 ack_deadline: t.build + Duration::from_secs(300),
                 max_attempts: 3,
+                max_in_flight: t.build_concurrency,
                 ..SubscriptionSpec::new("build.build-requested", Topic::BUILD_REQUESTED)
             },
         ),
@@ -255,7 +261,7 @@ pub fn env(function: Function) -> Vec<EnvVar> {
 /// The wiring as JSON, for the infrastructure checks: topics, subscriptions (with the
 /// consuming function, delivery mode, ack deadline, attempts and backoff), blob spaces and
 /// each function's environment.
-pub fn manifest(t: Timeouts) -> serde_json::Value {
+pub fn manifest(t: Settings) -> serde_json::Value {
     let subs: Vec<_> = subscriptions(t)
         .into_iter()
         .map(|w| {
@@ -269,6 +275,7 @@ pub fn manifest(t: Timeouts) -> serde_json::Value {
                 "min_backoff_seconds": w.spec.min_backoff.as_secs(),
                 "max_backoff_seconds": w.spec.max_backoff.as_secs(),
                 "dead_letter": w.spec.dead_letter.as_ref().map(|t| t.as_str()),
+                "max_in_flight": w.spec.max_in_flight,
             })
         })
         .collect();
@@ -290,7 +297,7 @@ mod tests {
 
     #[test]
     fn every_subscribed_topic_is_published_and_names_are_unique() {
-        let subs = subscriptions(Timeouts::default());
+        let subs = subscriptions(Settings::default());
         let mut names: Vec<_> = subs.iter().map(|w| w.spec.name.clone()).collect();
         names.sort();
         names.dedup();
@@ -298,7 +305,7 @@ mod tests {
         for w in &subs {
             assert!(TOPICS.contains(&w.spec.topic), "{}", w.spec.name);
         }
-        let m = manifest(Timeouts::default());
+        let m = manifest(Settings::default());
         assert_eq!(m["subscriptions"][0]["delivery"], "pull");
         assert_eq!(m["env"]["api"][1]["name"], "GIGALIXIR_STORE");
     }

@@ -28,6 +28,8 @@ pub mod docker;
 pub mod embedded;
 #[cfg(any(feature = "gcs", feature = "firestore", feature = "pubsub"))]
 pub mod gcp;
+#[cfg(feature = "kube")]
+pub mod kube_runtime;
 #[cfg(feature = "http")]
 pub mod push;
 #[cfg(feature = "http")]

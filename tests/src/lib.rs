@@ -77,11 +77,17 @@ pub struct Platform {
     /// HOME of the user driving it (netrc lives here).
     pub home: tempfile::TempDir,
     log: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Platform {
     /// Starts a platform and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a platform with extra command-line flags and waits until it answers.
+    pub fn start_with(flags: &[&str]) -> Self {
         let data = tempfile::tempdir().expect("data dir");
         let home = tempfile::tempdir().expect("home dir");
         let port = free_port();
@@ -94,6 +100,7 @@ impl Platform {
             data,
             home,
             log,
+            extra: flags.iter().map(|f| f.to_string()).collect(),
         };
         platform.spawn();
         platform
@@ -114,6 +121,7 @@ impl Platform {
             ])
             .arg("--data-dir")
             .arg(self.data.path().join("data"))
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -336,6 +344,15 @@ impl Drop for Platform {
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("docker").args(["network", "rm", id]).output();
+            }
+        }
+        // Build caches.
+        if let Ok(out) = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["volume", "rm", "-f", id]).output();
             }
         }
         if std::thread::panicking() {

@@ -310,7 +310,27 @@ fn unchanged_dependencies_are_not_recompiled() {
         !second.contains("==> greeter"),
         "the dependency was recompiled:\n{second}"
     );
+    assert!(second.contains("Using the build cache (entry"), "{second}");
+    assert!(
+        second.contains("Dependencies reused from the cache, none recompiled: greeter"),
+        "{second}"
+    );
     assert!(second.contains("Deployed v2"), "{second}");
+
+    // The builder keeps the cache in a volume; without it (another engine, a lost volume)
+    // the copy kept in the blob store seeds the build.
+    let volume = format!("gx-cache-{}-{app}", p.instance);
+    let rm = std::process::Command::new("docker")
+        .args(["volume", "rm", &volume])
+        .output()
+        .expect("docker");
+    assert!(rm.status.success(), "{}", String::from_utf8_lossy(&rm.stderr));
+    p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "on a fresh builder"]);
+    let (ok, seeded) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{seeded}");
+    assert!(seeded.contains("Using the build cache (entry"), "{seeded}");
+    assert!(!seeded.contains("==> greeter"), "{seeded}");
+    assert!(seeded.contains("Deployed v3"), "{seeded}");
 
     // A clean build ignores the cache.
     p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "rebuild"]);
@@ -331,7 +351,22 @@ fn unchanged_dependencies_are_not_recompiled() {
         clean.contains("==> greeter"),
         "a clean build compiles everything:\n{clean}"
     );
-    assert!(clean.contains("Deployed v3"), "{clean}");
+    assert!(clean.contains("Deployed v4"), "{clean}");
+
+    // Destroying the app removes its build cache too.
+    p.cli_ok(&repo, &["apps:destroy", "-a", &app, "-y"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = std::process::Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &format!("name={volume}")])
+            .output()
+            .expect("docker");
+        if String::from_utf8_lossy(&left.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache volume outlived the app");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -737,5 +772,75 @@ fn an_app_that_crashes_at_boot_is_rolled_back_with_the_reason() {
     assert_eq!(
         (list[0]["status"].as_str(), list[1]["status"].as_str()),
         (Some("failed"), Some("deployed"))
+    );
+}
+
+#[test]
+fn builds_beyond_the_concurrency_limit_wait_in_order_and_say_so() {
+    require_images();
+    let p = Platform::start_with(&["--build-concurrency", "1"]);
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let apps: Vec<String> = ["one", "two", "three"]
+        .iter()
+        .map(|n| format!("{n}-{}", &p.instance[1..7]))
+        .collect();
+    let repos: Vec<_> = apps
+        .iter()
+        .map(|app| {
+            let parent = work.path().join(app);
+            std::fs::create_dir(&parent).expect("dir");
+            let repo = p.fixture_repo("hello", &parent);
+            p.cli_ok(&repo, &["create", "app", app]);
+            repo
+        })
+        .collect();
+    // Three pushes to three apps, a moment apart; one builder.
+    let mut pushes = Vec::new();
+    for repo in &repos {
+        pushes.push(
+            std::process::Command::new("git")
+                .args(["push", "gigalixir", "master"])
+                .current_dir(repo)
+                .env("HOME", p.home.path())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("push"),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let outputs: Vec<String> = pushes
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("push");
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{text}");
+            text
+        })
+        .collect();
+    for (app, out) in apps.iter().zip(&outputs) {
+        assert!(out.contains("Deployed v1"), "{out}");
+        assert_eq!(p.get_app(app, "/").0, 200);
+    }
+    let queued = "Queued: other builds are running; this one starts when a builder is free";
+    assert!(!outputs[0].contains(queued), "{}", outputs[0]);
+    assert!(outputs[1].contains(queued), "{}", outputs[1]);
+    assert!(outputs[2].contains(queued), "{}", outputs[2]);
+    // One at a time, first come first served.
+    let log = p.log();
+    let finished: Vec<usize> = apps
+        .iter()
+        .map(|app| {
+            let span = format!("run_build{{app={app} ");
+            log.lines()
+                .position(|l| l.contains(&span) && l.contains("build succeeded"))
+                .unwrap_or_else(|| panic!("no finished build of {app} in the log"))
+        })
+        .collect();
+    assert!(
+        finished[0] < finished[1] && finished[1] < finished[2],
+        "builds finished out of order: {finished:?}"
     );
 }

@@ -39,7 +39,8 @@ pub struct StepState {
     pub limits: BuildLimits,
 }
 
-/// The blob key of an app's build cache.
+/// The blob key of an app's build cache: a copy that seeds a builder without one (another
+/// build node, a recreated engine). The builder keeps the cache of record.
 pub fn cache_key(app: &AppName) -> String {
     format!("caches/{app}.tar")
 }
@@ -106,7 +107,8 @@ pub async fn run_build(
         Err(PortError::NotFound) => return fail(state, id, "the source archive is missing").await,
         Err(err) => return Err(err.into()),
     };
-    let cache = if build.flags.clean {
+    // A builder that keeps the app's cache builds in it; only one without gets the copy.
+    let cache = if build.flags.clean || state.builder.has_cache(app).await? {
         None
     } else {
         match state.blobs.get(&cache_key(app)).await {

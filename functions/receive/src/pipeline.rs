@@ -192,10 +192,15 @@ async fn build_and_follow(
     follow(state, push, &id, out).await
 }
 
+/// How long a build may wait for its builder before the pusher is told it is queued.
+const QUEUED_AFTER: Duration = Duration::from_secs(1);
+
 /// Streams the build's log until the build is deployed or failed.
 async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> anyhow::Result<u8> {
-    let deadline = tokio::time::Instant::now() + PUSH_TIMEOUT;
+    let started = tokio::time::Instant::now();
+    let deadline = started + PUSH_TIMEOUT;
     let mut seen = 0;
+    let mut said_queued = false;
     loop {
         let lines = state
             .store
@@ -237,6 +242,11 @@ async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> a
                 let url = state.app_url(&push.app);
                 say(out, format!("-----> Deployed {version} to {url}"));
                 return Ok(0);
+            }
+            // Builds run a few at a time across apps; the rest wait in order.
+            BuildState::Requested if !said_queued && started.elapsed() > QUEUED_AFTER => {
+                say(out, "-----> Queued: other builds are running; this one starts when a builder is free");
+                said_queued = true;
             }
             _ => {}
         }

@@ -111,20 +111,29 @@ pub async fn upload(
             "the stored slug does not match its sha256".into(),
         ));
     }
+    let meta = slug_meta(state, id).await;
+    // The builder keeps the cache; its copy here (which seeds builders without one) is
+    // refreshed only when the build started a new cache entry, e.g. after mix.lock changed.
     // The cache is a convenience: a build without it is only slower.
-    match state.builder.fetch(id, "/build/cache").await {
-        Ok(cache) => {
-            if let Err(err) = state.blobs.put(&format!("caches/{app}.tar"), cache).await {
-                tracing::warn!(error = %err, "build cache not kept");
+    let cache_changed = meta
+        .as_ref()
+        .and_then(|m| m.pointer("/cache/new_entries")?.as_u64())
+        .is_none_or(|n| n > 0);
+    if cache_changed {
+        match state.builder.fetch(id, "/build/cache").await {
+            Ok(cache) => {
+                if let Err(err) = state.blobs.put(&format!("caches/{app}.tar"), cache).await {
+                    tracing::warn!(error = %err, "build cache not kept");
+                }
             }
+            Err(err) => tracing::warn!(error = %err, "build cache not kept"),
         }
-        Err(err) => tracing::warn!(error = %err, "build cache not kept"),
     }
     let slug_ref = SlugRef {
         key,
         sha256: sha,
         size,
-        process_types: process_types(state, id).await,
+        process_types: process_types(meta.as_ref()),
     };
     let stored_ref = slug_ref.clone();
     match state
@@ -159,11 +168,15 @@ async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepE
     Err(err)
 }
 
-/// The Procfile's process types, from the build's `slug.json` (`None` if unreadable).
-async fn process_types(state: &StepState, id: &BuildId) -> Option<Vec<String>> {
+/// The build's `slug.json` (`None` if unreadable).
+async fn slug_meta(state: &StepState, id: &BuildId) -> Option<serde_json::Value> {
     let tar = state.builder.fetch(id, "/build/out/slug.json").await.ok()?;
     let json = shared::archive::file_in_tar(&tar, "slug.json").ok()??;
-    let meta: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    let types = meta.get("process_types")?.as_object()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// The Procfile's process types, from the build's `slug.json` (`None` if unreadable).
+fn process_types(meta: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    let types = meta?.get("process_types")?.as_object()?;
     Some(types.keys().cloned().collect())
 }

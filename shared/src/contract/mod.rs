@@ -46,7 +46,9 @@ macro_rules! blobs_contract {
     ($make:path) => {
         $crate::contract_tests!($make, $crate::contract::blobs;
             put_get_replace_delete, list_is_by_path_prefix_and_sorted,
-            bad_keys_are_refused, concurrent_readers_never_see_partial_objects);
+            list_of_nothing_covers_every_space, bad_keys_are_refused,
+            streams_round_trip, a_failed_stream_stores_nothing,
+            concurrent_readers_never_see_partial_objects);
     };
 }
 

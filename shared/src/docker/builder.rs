@@ -2,7 +2,7 @@
 //! unprivileged, without network, with resource and time limits.
 
 use async_trait::async_trait;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateOptions};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{labels, map_err, LineSplitter, BUILDER_IMAGE, LABEL_APP, LABEL_BUILD, LABEL_INSTANCE};
 use crate::archive::copy_tar;
-use crate::domain::BuildId;
+use crate::domain::{AppName, BuildId};
 use crate::error::{PortError, PortResult};
 use crate::ports::builder::{BuildExit, BuildSpec, Builder};
 
@@ -43,15 +43,40 @@ impl DockerBuilder {
         format!("gx-build-{build}")
     }
 
+    /// The app's build cache: a volume mounted at `/build/cache`, which the buildpacks
+    /// build into directly, so nothing is copied in or out of a build to keep it.
+    fn cache_volume(&self, app: &AppName) -> String {
+        format!("gx-cache-{}-{app}", self.instance)
+    }
+
+    async fn ensure_cache_volume(&self, app: &AppName) -> PortResult<String> {
+        let name = self.cache_volume(app);
+        let body = VolumeCreateOptions {
+            name: Some(name.clone()),
+            labels: Some(labels(&[
+                (LABEL_INSTANCE, &self.instance),
+                (LABEL_APP, app.as_str()),
+            ])),
+            ..Default::default()
+        };
+        self.docker.create_volume(body).await.map_err(map_err)?;
+        Ok(name)
+    }
+
     async fn create(&self, spec: &BuildSpec, name: &str) -> PortResult<()> {
         let build = spec.build.to_string();
         let app = spec.app.to_string();
+        // A new volume takes the image's empty /build/cache, owned by the build user.
+        let cache = self.ensure_cache_volume(&spec.app).await?;
         let config = ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: Some(vec!["/usr/local/bin/gigalixir-build".into()]),
             user: Some("build".into()),
             working_dir: Some("/build".into()),
-            env: Some(vec![format!("GIGALIXIR_CLEAN={}", spec.clean)]),
+            env: Some(vec![
+                format!("GIGALIXIR_CLEAN={}", spec.clean),
+                format!("GIGALIXIR_CACHE_LIMIT_BYTES={}", spec.limits.cache_bytes),
+            ]),
             labels: Some(labels(&[
                 (LABEL_INSTANCE, &self.instance),
                 (LABEL_APP, &app),
@@ -67,6 +92,7 @@ impl DockerBuilder {
                 network_mode: Some("none".into()),
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
+                binds: Some(vec![format!("{cache}:/build/cache")]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -117,8 +143,9 @@ impl DockerBuilder {
     }
 }
 
-/// One tar for `/build`: `src/` from the source archive, `cache/` from the previous cache
-/// (unless clean), `env/NAME` per config var; everything owned by the build user.
+/// One tar for `/build`: `src/` from the source archive, `cache/` from a seed (a cache kept
+/// elsewhere, when this engine has none for the app; never for a clean build), `env/NAME`
+/// per config var; everything owned by the build user.
 async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
     let source = spec.source.clone();
     let cache = if spec.clean { None } else { spec.cache.clone() };
@@ -129,7 +156,7 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
         .collect();
     tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
         let mut out = tar::Builder::new(Vec::new());
-        for dir in ["src", "cache", "env", "out"] {
+        for dir in ["src", "env", "out"] {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Directory);
             h.set_mode(0o755);
@@ -256,6 +283,19 @@ impl Builder for DockerBuilder {
             .try_collect()
             .await?;
         Ok(Bytes::from(chunks.concat()))
+    }
+
+    async fn has_cache(&self, app: &AppName) -> PortResult<bool> {
+        match self
+            .docker
+            .inspect_volume(&self.cache_volume(app))
+            .await
+            .map_err(map_err)
+        {
+            Ok(_) => Ok(true),
+            Err(PortError::NotFound) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     async fn discard(&self, build: &BuildId) -> PortResult<()> {

@@ -15,7 +15,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions,
     StartContainerOptions, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
@@ -741,6 +742,24 @@ impl Runtime for DockerRuntime {
             .map_err(map_err)?;
         for id in networks.into_iter().filter_map(|n| n.id) {
             match self.docker.remove_network(&id).await.map_err(map_err) {
+                Ok(()) | Err(PortError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        // The app's build cache, kept by the builder on this engine.
+        let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+        let volumes = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(map_err)?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            match self
+                .docker
+                .remove_volume(&volume.name, None::<RemoveVolumeOptions>)
+                .await
+                .map_err(map_err)
+            {
                 Ok(()) | Err(PortError::NotFound) => {}
                 Err(err) => return Err(err),
             }

@@ -1,18 +1,22 @@
 //! [`Blobs`] in a local directory, through `object_store`'s local file system store, which
-//! writes each object to a temporary file and renames it into place (atomic puts).
+//! writes each object to a temporary file and renames it into place (atomic puts, streamed
+//! puts included).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
 
 use crate::error::{PortError, PortResult};
-use crate::ports::blobs::{check_key, Blobs};
+use crate::ports::blobs::{check_key, Blobs, ByteStream};
+
+/// Parts of a streamed put written at once; beyond that the stream waits.
+const STREAM_PARTS_IN_FLIGHT: usize = 2;
 
 /// The embedded blob store: a directory.
 #[derive(Clone)]
@@ -83,5 +87,37 @@ impl Blobs for FsBlobs {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(err) => Err(map_err(err)),
         }
+    }
+
+    async fn put_stream(&self, key: &str, mut data: ByteStream) -> PortResult<()> {
+        let upload = self
+            .store
+            .put_multipart(&path(key)?)
+            .await
+            .map_err(map_err)?;
+        // The parts go to a staging file that is renamed into place by `finish`: until then
+        // readers see the old object, and an abort leaves it untouched.
+        let mut writer = WriteMultipart::new(upload);
+        while let Some(chunk) = data.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(err) => {
+                    let _ = writer.abort().await;
+                    return Err(err);
+                }
+            };
+            if let Err(err) = writer.wait_for_capacity(STREAM_PARTS_IN_FLIGHT).await {
+                let _ = writer.abort().await;
+                return Err(map_err(err));
+            }
+            writer.put(chunk);
+        }
+        writer.finish().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_stream(&self, key: &str) -> PortResult<ByteStream> {
+        let got = self.store.get(&path(key)?).await.map_err(map_err)?;
+        Ok(got.into_stream().map_err(map_err).boxed())
     }
 }

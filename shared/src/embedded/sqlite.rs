@@ -37,6 +37,18 @@ impl Db {
         })
     }
 
+    /// Runs `f` on the connection in this thread (schema migrations at open).
+    pub(crate) fn blocking_call<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> PortResult<T>,
+    ) -> PortResult<T> {
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| PortError::unavailable("sqlite connection poisoned"))?;
+        f(&mut guard)
+    }
+
     /// Runs `f` on the connection in a blocking thread.
     pub(crate) async fn call<T, F>(&self, f: F) -> PortResult<T>
     where

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     max_attempts INTEGER NOT NULL,
     min_backoff_ms INTEGER NOT NULL,
     max_backoff_ms INTEGER NOT NULL,
-    dead_letter TEXT
+    dead_letter TEXT,
+    max_in_flight INTEGER NOT NULL DEFAULT 8
 );
 CREATE INDEX IF NOT EXISTS subscriptions_topic ON subscriptions (topic);
 CREATE TABLE IF NOT EXISTS messages (
@@ -50,8 +51,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (subscription, next_at);
 ";
 
-/// Deliveries handled at once per subscription.
-const CONCURRENCY: usize = 8;
 /// How long `deliver` waits for deliveries in flight once told to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often to look for due deliveries when nothing wakes the loop (retries, messages
@@ -69,8 +68,22 @@ pub struct SqliteBus {
 impl SqliteBus {
     /// Opens or creates the bus in `path`.
     pub fn open(path: &Path) -> PortResult<Self> {
+        let db = Db::open(path, SCHEMA)?;
+        // Queues created before subscriptions had a delivery limit.
+        db.blocking_call(|c| {
+            let has = c
+                .prepare("SELECT max_in_flight FROM subscriptions LIMIT 0")
+                .is_ok();
+            if !has {
+                c.execute_batch(
+                    "ALTER TABLE subscriptions ADD COLUMN max_in_flight INTEGER NOT NULL DEFAULT 8",
+                )
+                .map_err(map_err)?;
+            }
+            Ok(())
+        })?;
         Ok(Self {
-            db: Db::open(path, SCHEMA)?,
+            db,
             published: Arc::new(watch::channel(0).0),
         })
     }
@@ -81,7 +94,7 @@ impl SqliteBus {
             .call(move |c| {
                 c.query_row(
                     "SELECT name, topic, ack_deadline_ms, max_attempts, min_backoff_ms,
-                            max_backoff_ms, dead_letter
+                            max_backoff_ms, dead_letter, max_in_flight
                      FROM subscriptions WHERE name = ?1",
                     [&name],
                     |r| {
@@ -93,13 +106,14 @@ impl SqliteBus {
                             r.get::<_, u64>(4)?,
                             r.get::<_, u64>(5)?,
                             r.get::<_, Option<String>>(6)?,
+                            r.get::<_, u32>(7)?,
                         ))
                     },
                 )
                 .map_err(map_err)
             })
             .await
-            .and_then(|(name, topic, ack, max, min_b, max_b, dead)| {
+            .and_then(|(name, topic, ack, max, min_b, max_b, dead, in_flight)| {
                 let parse = |t: &str| Topic::parse(t).map_err(|e| PortError::Invalid(e.0));
                 Ok(SubscriptionSpec {
                     name,
@@ -109,6 +123,7 @@ impl SqliteBus {
                     min_backoff: Duration::from_millis(min_b),
                     max_backoff: Duration::from_millis(max_b),
                     dead_letter: dead.as_deref().map(parse).transpose()?,
+                    max_in_flight: in_flight,
                 })
             })
     }
@@ -129,7 +144,7 @@ impl SqliteBus {
                                  SELECT message_id FROM deliveries
                                  WHERE subscription = ?1 AND next_at <= ?2
                                    AND (lease_until IS NULL OR lease_until <= ?2)
-                                 ORDER BY next_at LIMIT ?4)
+                                 ORDER BY next_at, message_id LIMIT ?4)
                              RETURNING message_id, attempts",
                         )
                         .map_err(map_err)?;
@@ -286,11 +301,11 @@ impl Bus for SqliteBus {
             .call(move |c| {
                 c.execute(
                     "INSERT INTO subscriptions (name, topic, ack_deadline_ms, max_attempts,
-                         min_backoff_ms, max_backoff_ms, dead_letter)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         min_backoff_ms, max_backoff_ms, dead_letter, max_in_flight)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT (name) DO UPDATE SET topic = ?2, ack_deadline_ms = ?3,
                          max_attempts = ?4, min_backoff_ms = ?5, max_backoff_ms = ?6,
-                         dead_letter = ?7",
+                         dead_letter = ?7, max_in_flight = ?8",
                     params![
                         spec.name,
                         spec.topic.as_str(),
@@ -299,6 +314,7 @@ impl Bus for SqliteBus {
                         ms(spec.min_backoff),
                         ms(spec.max_backoff),
                         spec.dead_letter.as_ref().map(Topic::as_str),
+                        spec.max_in_flight,
                     ],
                 )
                 .map_err(map_err)?;
@@ -314,7 +330,8 @@ impl Bus for SqliteBus {
         shutdown: BoxFuture<'static, ()>,
     ) -> PortResult<()> {
         let spec = self.spec(subscription).await?;
-        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        let in_flight = spec.max_in_flight.max(1) as usize;
+        let permits = Arc::new(Semaphore::new(in_flight));
         let mut woken = self.published.subscribe();
         let mut shutdown = shutdown;
         loop {
@@ -366,7 +383,7 @@ impl Bus for SqliteBus {
         // keeps its lease, which expires, and the message comes back after a restart; the
         // steps are idempotent, so it resumes where it stood.
         let _all =
-            tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(CONCURRENCY as u32)).await;
+            tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(in_flight as u32)).await;
         Ok(())
     }
 }

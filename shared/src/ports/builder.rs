@@ -21,16 +21,19 @@ pub struct BuildLimits {
     pub pids: i64,
     /// Wall-clock limit; the build is killed after it.
     pub timeout: Duration,
+    /// Size cap of the app's build cache: least recently used entries beyond it are evicted.
+    pub cache_bytes: u64,
 }
 
 impl Default for BuildLimits {
-    /// 2 GiB, 2 CPUs, 1024 processes, 30 minutes.
+    /// 2 GiB, 2 CPUs, 1024 processes, 30 minutes, a 1 GiB cache.
     fn default() -> Self {
         Self {
             memory_bytes: 2 << 30,
             nano_cpus: 2_000_000_000,
             pids: 1024,
             timeout: Duration::from_secs(30 * 60),
+            cache_bytes: 1 << 30,
         }
     }
 }
@@ -44,7 +47,8 @@ pub struct BuildSpec {
     pub app: AppName,
     /// Tar of the source tree (the pushed commit with its submodules).
     pub source: Bytes,
-    /// Tar of the previous build cache, if any (and not a clean build).
+    /// A tar of the app's build cache kept elsewhere, to seed a builder that has none
+    /// (see [`Builder::has_cache`]); never for a clean build.
     pub cache: Option<Bytes>,
     /// Config vars, given to the buildpacks as an `ENV_DIR`.
     pub env: BTreeMap<String, Secret>,
@@ -82,4 +86,9 @@ pub trait Builder: Send + Sync + 'static {
     async fn fetch(&self, build: &BuildId, path: &str) -> PortResult<Bytes>;
     /// Removes what is left of the build. Idempotent.
     async fn discard(&self, build: &BuildId) -> PortResult<()>;
+    /// Whether this builder keeps a build cache for `app` (then builds use it in place and
+    /// need no seed).
+    async fn has_cache(&self, _app: &AppName) -> PortResult<bool> {
+        Ok(false)
+    }
 }

@@ -9,6 +9,11 @@ use futures::future::BoxFuture;
 use crate::error::PortResult;
 use crate::messages::{Delivery, Envelope, Topic};
 
+/// Attribute a dead-lettered message carries: the subscription that gave up on it.
+pub const ATTR_DEAD_LETTER_SUBSCRIPTION: &str = "dead_letter_subscription";
+/// Attribute a dead-lettered message carries: how many deliveries were tried.
+pub const ATTR_DELIVERY_ATTEMPTS: &str = "delivery_attempts";
+
 /// A subscriber's verdict on one delivery, as Pub/Sub push reads an HTTP status: a 2xx acks,
 /// anything else asks for a redelivery later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +50,14 @@ pub struct SubscriptionSpec {
     pub max_backoff: Duration,
     /// Where exhausted messages go; with `None` they are dropped (and logged).
     pub dead_letter: Option<Topic>,
+    /// Deliveries handled at once by one subscriber (Pub/Sub pull: its flow control); the
+    /// rest wait, in publish order where the backend keeps one.
+    pub max_in_flight: u32,
 }
 
 impl SubscriptionSpec {
     /// A subscription with the platform's defaults: 60 s ack deadline, 5 attempts, backoff
-    /// from 1 s to 60 s, dead letters to [`Topic::DEAD_LETTER`].
+    /// from 1 s to 60 s, dead letters to [`Topic::DEAD_LETTER`], 8 deliveries at once.
     pub fn new(name: impl Into<String>, topic: Topic) -> Self {
         Self {
             name: name.into(),
@@ -59,6 +67,7 @@ impl SubscriptionSpec {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             dead_letter: Some(Topic::DEAD_LETTER),
+            max_in_flight: 8,
         }
     }
 

@@ -1,0 +1,126 @@
+# The five HTTP functions on Cloud Run. `build` runs on GKE instead (kubernetes.tf): it needs
+# a Docker engine next to it.
+
+resource "google_cloud_run_v2_service" "functions" {
+  for_each = local.services
+
+  name                = "gigalixir-${each.key}"
+  location            = var.region
+  deletion_protection = var.deletion_protection
+  # Public services are reached through the HTTPS load balancer only; the others only by
+  # Pub/Sub pushes, which count as internal traffic of the project.
+  ingress = each.value.public ? "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
+
+  template {
+    service_account                  = google_service_account.functions[each.key].email
+    timeout                          = each.value.timeout
+    max_instance_request_concurrency = each.value.concurrency
+    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
+
+    scaling {
+      min_instance_count = each.value.public ? var.api_min_instances : 0
+      max_instance_count = var.max_instances
+    }
+
+    containers {
+      image = "${local.image_base}/gigalixir-${each.key}:${var.image_tag}"
+
+      # Cloud Run passes this port to the function as PORT.
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = each.value.cpu
+          memory = each.value.memory
+        }
+      }
+
+      dynamic "env" {
+        for_each = merge(local.function_env[each.key], local.common_env, lookup(local.extra_env, each.key, {}))
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      dynamic "env" {
+        for_each = lookup(local.secret_env, each.key, {})
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
+          }
+        }
+      }
+
+      dynamic "volume_mounts" {
+        for_each = each.key == "deploy" ? [1] : []
+        content {
+          name       = "kubeconfig"
+          mount_path = "/etc/gigalixir/kube"
+        }
+      }
+    }
+
+    # deploy's kubeconfig (secrets.tf).
+    dynamic "volumes" {
+      for_each = each.key == "deploy" ? [1] : []
+      content {
+        name = "kubeconfig"
+        secret {
+          secret = google_secret_manager_secret.deploy_kubeconfig.secret_id
+          items {
+            version = "latest"
+            path    = "config"
+          }
+        }
+      }
+    }
+
+    # deploy reaches the cluster's private endpoint through the VPC.
+    dynamic "vpc_access" {
+      for_each = each.key == "deploy" ? [1] : []
+      content {
+        egress = "PRIVATE_RANGES_ONLY"
+        network_interfaces {
+          network    = google_compute_network.platform.id
+          subnetwork = google_compute_subnetwork.platform.id
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_artifact_registry_repository_iam_member.readers,
+    google_secret_manager_secret_iam_member.receive_webhook_key,
+    google_secret_manager_secret_iam_member.deploy_kubeconfig,
+    google_secret_manager_secret_version.webhook_key,
+    google_secret_manager_secret_version.deploy_kubeconfig,
+  ]
+}
+
+# Internal services: only the push identity may call them.
+resource "google_cloud_run_v2_service_iam_member" "pubsub_invoker" {
+  for_each = { for name, s in local.services : name => s if !s.public }
+
+  name     = google_cloud_run_v2_service.functions[each.key].name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.pubsub_invoker.email}"
+}
+
+# Public services: anyone may reach them through the load balancer; the functions
+# themselves authenticate every request (HTTP Basic with an API key, webhook HMAC).
+resource "google_cloud_run_v2_service_iam_member" "public" {
+  for_each = { for name, s in local.services : name => s if s.public }
+
+  name     = google_cloud_run_v2_service.functions[each.key].name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

@@ -1,0 +1,408 @@
+# Inside the cluster: ingress-nginx and cert-manager (Helm), the Let's Encrypt ClusterIssuer
+# the apps' Ingresses name, the build workers, and what deploy may do. The apps' own
+# namespaces (app-<name>) are created by deploy, not here.
+
+resource "helm_release" "ingress_nginx" {
+  name             = "ingress-nginx"
+  repository       = "https://kubernetes.github.io/ingress-nginx"
+  chart            = "ingress-nginx"
+  version          = "4.12.1"
+  namespace        = "ingress-nginx"
+  create_namespace = true
+  wait             = true
+  timeout          = 900
+
+  values = [yamlencode({
+    controller = {
+      replicaCount = 2
+      nodeSelector = { "gigalixir.dev/pool" = "apps" }
+      ingressClassResource = {
+        name    = "nginx"
+        default = true
+      }
+      # Long-lived connections (LiveView websockets) are not cut after a minute.
+      config = {
+        "proxy-read-timeout" = "3600"
+        "proxy-send-timeout" = "3600"
+        "proxy-body-size"    = "32m"
+      }
+      service = {
+        loadBalancerIP = google_compute_address.apps_ingress.address
+        # Keeps the client's address (Cloud Armor-less apps still see who called).
+        externalTrafficPolicy = "Local"
+      }
+    }
+  })]
+
+  depends_on = [google_container_node_pool.apps]
+}
+
+resource "helm_release" "cert_manager" {
+  name             = "cert-manager"
+  repository       = "https://charts.jetstack.io"
+  chart            = "cert-manager"
+  version          = "v1.17.1"
+  namespace        = "cert-manager"
+  create_namespace = true
+  wait             = true
+  timeout          = 900
+
+  values = [yamlencode({
+    crds = {
+      enabled = true
+      keep    = true
+    }
+  })]
+
+  depends_on = [google_container_node_pool.apps]
+}
+
+# The issuer every app's Ingress names (cert-manager.io/cluster-issuer), HTTP-01 through
+# ingress-nginx. Its CRD comes with cert-manager: see README.md, "First apply".
+resource "kubernetes_manifest" "cluster_issuer" {
+  manifest = {
+    apiVersion = "cert-manager.io/v1"
+    kind       = "ClusterIssuer"
+    metadata = {
+      name = local.cluster_issuer
+    }
+    spec = {
+      acme = {
+        email  = var.letsencrypt_email
+        server = var.letsencrypt_server
+        privateKeySecretRef = {
+          name = "${local.cluster_issuer}-account"
+        }
+        solvers = [{
+          http01 = {
+            ingress = {
+              ingressClassName = "nginx"
+            }
+          }
+        }]
+      }
+    }
+  }
+
+  depends_on = [helm_release.cert_manager, helm_release.ingress_nginx]
+}
+
+# --- deploy: what the function may do in the cluster -------------------------------------
+# GKE maps deploy's Google identity to the Kubernetes user of the same name. It creates one
+# namespace per app and, inside, what shared/src/kube_runtime renders; to grant the apps'
+# libcluster Role it must hold those permissions itself.
+
+resource "kubernetes_cluster_role_v1" "deploy" {
+  metadata {
+    name = "gigalixir-deploy"
+  }
+
+  rule {
+    api_groups = [""]
+    resources  = ["namespaces"]
+    verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["serviceaccounts", "secrets", "configmaps", "services"]
+    verbs      = ["get", "list", "watch", "create", "patch", "update", "delete", "deletecollection"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["pods", "endpoints"]
+    verbs      = ["get", "list", "watch", "delete"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["pods/log"]
+    verbs      = ["get"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["events"]
+    verbs      = ["get", "list", "watch"]
+  }
+  rule {
+    api_groups = ["apps"]
+    resources  = ["deployments", "replicasets"]
+    verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
+  }
+  rule {
+    api_groups = ["networking.k8s.io"]
+    resources  = ["ingresses"]
+    verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
+  }
+  rule {
+    api_groups = ["rbac.authorization.k8s.io"]
+    resources  = ["roles", "rolebindings"]
+    verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
+  }
+}
+
+resource "kubernetes_cluster_role_binding_v1" "deploy" {
+  metadata {
+    name = "gigalixir-deploy"
+  }
+
+  role_ref {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "ClusterRole"
+    name      = kubernetes_cluster_role_v1.deploy.metadata[0].name
+  }
+
+  subject {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "User"
+    name      = google_service_account.functions["deploy"].email
+  }
+}
+
+# --- build: pull workers, each with its own Docker engine --------------------------------
+# A Deployment whose pods hold the build function's pull worker and a docker:dind sidecar,
+# sharing the engine's socket through an emptyDir. Chosen over a privileged DaemonSet with
+# a host socket: no node-wide Docker socket is exposed, the engine lives and dies with its
+# worker (scaling the Deployment scales both), and builds only land on the tainted build
+# pool. The engine listens on the unix socket only (no TCP port in the pod network).
+
+resource "kubernetes_namespace_v1" "system" {
+  metadata {
+    name = local.system_namespace
+    labels = {
+      "pod-security.kubernetes.io/enforce" = "privileged"
+    }
+  }
+
+  depends_on = [google_container_node_pool.build]
+}
+
+resource "kubernetes_service_account_v1" "build" {
+  metadata {
+    name      = "build"
+    namespace = kubernetes_namespace_v1.system.metadata[0].name
+    annotations = {
+      "iam.gke.io/gcp-service-account" = google_service_account.functions["build"].email
+    }
+  }
+  automount_service_account_token = false
+}
+
+# Nothing connects to the workers: they only pull and call out.
+resource "kubernetes_network_policy_v1" "system_no_ingress" {
+  metadata {
+    name      = "no-ingress"
+    namespace = kubernetes_namespace_v1.system.metadata[0].name
+  }
+
+  spec {
+    pod_selector {}
+    policy_types = ["Ingress"]
+  }
+}
+
+locals {
+  registry_host = "${var.region}-docker.pkg.dev"
+  builder_image = "${local.image_base}/gigalixir-builder:${var.image_tag}"
+  # Kubernetes starts the worker only once this hook is done: the engine is up and holds the
+  # builder image under the local name the build function uses (gigalixir-builder:latest).
+  # The registry token is the worker's Workload Identity token.
+  load_builder_image = <<-EOT
+    set -eu
+    i=0
+    until docker info >/dev/null 2>&1; do
+      i=$((i + 1)); [ "$i" -lt 120 ] || exit 1; sleep 1
+    done
+    wget -qO- --header 'Metadata-Flavor: Google' \
+      http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token \
+      | sed -E 's/.*"access_token":"([^"]+)".*/\1/' \
+      | docker login -u oauth2accesstoken --password-stdin https://${local.registry_host}
+    docker pull ${local.builder_image}
+    docker tag ${local.builder_image} gigalixir-builder:latest
+    docker logout https://${local.registry_host}
+  EOT
+}
+
+resource "kubernetes_deployment_v1" "build" {
+  #checkov:skip=CKV_K8S_16:The Docker engine sidecar must be privileged to run build containers; it is confined to the tainted build node pool.
+  #checkov:skip=CKV_K8S_22:dockerd writes its state and socket outside its volumes; the worker has a read-only root file system.
+  #checkov:skip=CKV_K8S_28:The Docker engine needs NET_RAW and every other capability for its containers' networking; the worker drops all.
+  #checkov:skip=CKV_K8S_43:Images are pinned by immutable tags (Artifact Registry immutable_tags; var.dind_image should be pinned to a digest by the operator).
+  metadata {
+    name      = "build"
+    namespace = kubernetes_namespace_v1.system.metadata[0].name
+    labels    = { "app.kubernetes.io/name" = "gigalixir-build" }
+  }
+
+  spec {
+    replicas = var.build_workers
+
+    selector {
+      match_labels = { "app.kubernetes.io/name" = "gigalixir-build" }
+    }
+
+    template {
+      metadata {
+        labels = { "app.kubernetes.io/name" = "gigalixir-build" }
+      }
+
+      spec {
+        service_account_name            = kubernetes_service_account_v1.build.metadata[0].name
+        automount_service_account_token = false
+        node_selector                   = local.build_pool_label
+        # A build may run 30 minutes: a replaced worker finishes the one it holds.
+        termination_grace_period_seconds = 2100
+
+        toleration {
+          key      = "gigalixir.dev/pool"
+          operator = "Equal"
+          value    = "build"
+          effect   = "NoSchedule"
+        }
+
+        security_context {
+          seccomp_profile {
+            type = "RuntimeDefault"
+          }
+        }
+
+        # First, so that its postStart hook runs before the worker starts.
+        container {
+          name              = "docker"
+          image             = var.dind_image
+          image_pull_policy = "Always"
+          # `dockerd` as first argument: the image's entrypoint adds no TCP listener.
+          args = ["dockerd", "--host=unix:///var/run/docker.sock", "--group=1000"]
+
+          security_context {
+            privileged = true
+          }
+
+          lifecycle {
+            post_start {
+              exec {
+                command = ["/bin/sh", "-c", local.load_builder_image]
+              }
+            }
+          }
+
+          liveness_probe {
+            exec {
+              command = ["docker", "info"]
+            }
+            period_seconds    = 30
+            timeout_seconds   = 10
+            failure_threshold = 3
+          }
+
+          readiness_probe {
+            exec {
+              command = ["docker", "image", "inspect", "gigalixir-builder:latest"]
+            }
+            period_seconds  = 30
+            timeout_seconds = 10
+          }
+
+          resources {
+            requests = {
+              cpu    = "1500m"
+              memory = "2560Mi"
+            }
+            limits = {
+              cpu    = "3"
+              memory = "5Gi"
+            }
+          }
+
+          volume_mount {
+            name       = "docker-run"
+            mount_path = "/var/run"
+          }
+          volume_mount {
+            name       = "docker-data"
+            mount_path = "/var/lib/docker"
+          }
+        }
+
+        container {
+          name              = "worker"
+          image             = "${local.image_base}/gigalixir-build:${var.image_tag}"
+          image_pull_policy = "Always"
+
+          dynamic "env" {
+            for_each = merge(local.function_env["build"], local.common_env, lookup(local.extra_env, "build", {}))
+            content {
+              name  = env.key
+              value = env.value
+            }
+          }
+
+          security_context {
+            run_as_non_root            = true
+            run_as_user                = 1000
+            run_as_group               = 1000
+            allow_privilege_escalation = false
+            read_only_root_filesystem  = true
+            capabilities {
+              drop = ["ALL"]
+            }
+          }
+
+          liveness_probe {
+            exec {
+              command = ["test", "-S", "/var/run/docker.sock"]
+            }
+            period_seconds = 30
+          }
+
+          readiness_probe {
+            exec {
+              command = ["test", "-S", "/var/run/docker.sock"]
+            }
+            period_seconds = 30
+          }
+
+          resources {
+            requests = {
+              cpu    = "250m"
+              memory = "512Mi"
+            }
+            limits = {
+              cpu    = "1"
+              memory = "1536Mi"
+            }
+          }
+
+          volume_mount {
+            name       = "docker-run"
+            mount_path = "/var/run"
+          }
+          volume_mount {
+            name       = "tmp"
+            mount_path = "/tmp"
+          }
+        }
+
+        volume {
+          name = "docker-run"
+          empty_dir {}
+        }
+        volume {
+          name = "docker-data"
+          empty_dir {
+            size_limit = "60Gi"
+          }
+        }
+        volume {
+          name = "tmp"
+          empty_dir {
+            size_limit = "8Gi"
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_service_account_iam_member.build_workload_identity,
+    google_artifact_registry_repository_iam_member.readers,
+  ]
+}

@@ -1,0 +1,102 @@
+# The blob store: one bucket per key space (gs://PREFIX -> PREFIX-repos, -sources, -slugs,
+# -caches), so that each has its own lifecycle and its own readers and writers.
+
+resource "google_storage_bucket" "blobs" {
+  #checkov:skip=CKV_GCP_62:Access is recorded by the project's Data Access audit logs for storage (apis.tf), not by legacy usage logs.
+  #checkov:skip=CKV_GCP_78:Versioning is on for repos and slugs (wiring.tf, blob_spaces); sources and caches are disposable and expire.
+  for_each = local.blob_spaces
+
+  name                        = "${local.bucket_prefix}-${each.key}"
+  location                    = var.region
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.force_destroy_buckets
+
+  versioning {
+    enabled = each.value.versioned
+  }
+
+  # Disposable spaces keep no soft-deleted copies (they would only cost).
+  soft_delete_policy {
+    retention_duration_seconds = each.value.versioned ? 604800 : 0
+  }
+
+  # Live objects: sources and caches expire after a month, slugs after
+  # var.slug_retention_days; repositories stay.
+  dynamic "lifecycle_rule" {
+    for_each = each.value.expire_days > 0 ? [each.value.expire_days] : []
+    content {
+      condition {
+        age        = lifecycle_rule.value
+        with_state = "LIVE"
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  # Replaced versions (a repository rewritten by each push) are kept 30 days, at most 3.
+  dynamic "lifecycle_rule" {
+    for_each = each.value.versioned ? [1] : []
+    content {
+      condition {
+        days_since_noncurrent_time = 30
+        with_state                 = "ARCHIVED"
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+  dynamic "lifecycle_rule" {
+    for_each = each.value.versioned ? [1] : []
+    content {
+      condition {
+        num_newer_versions = 3
+        with_state         = "ARCHIVED"
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 1
+    }
+    action {
+      type = "AbortIncompleteMultipartUpload"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# Who may touch which space (least privilege per function):
+#   receive: repos (read, write), sources (write; read back on a retried push)
+#   build:   sources (read), caches (read)
+#   upload:  slugs (read, write: it verifies what it stored), caches (read, write)
+#   deploy:  slugs (read: it signs the URLs the replicas download the slug from)
+#   api, release: none
+locals {
+  bucket_grants = {
+    "receive/repos"   = { function = "receive", space = "repos", role = "roles/storage.objectUser" }
+    "receive/sources" = { function = "receive", space = "sources", role = "roles/storage.objectUser" }
+    "build/sources"   = { function = "build", space = "sources", role = "roles/storage.objectViewer" }
+    "build/caches"    = { function = "build", space = "caches", role = "roles/storage.objectViewer" }
+    "upload/slugs"    = { function = "upload", space = "slugs", role = "roles/storage.objectUser" }
+    "upload/caches"   = { function = "upload", space = "caches", role = "roles/storage.objectUser" }
+    "deploy/slugs"    = { function = "deploy", space = "slugs", role = "roles/storage.objectViewer" }
+  }
+}
+
+resource "google_storage_bucket_iam_member" "functions" {
+  for_each = local.bucket_grants
+
+  bucket = google_storage_bucket.blobs[each.value.space].name
+  role   = each.value.role
+  member = "serviceAccount:${google_service_account.functions[each.value.function].email}"
+}

@@ -1,0 +1,164 @@
+# Everything an operator chooses. Copy terraform.tfvars.example to terraform.tfvars.
+
+variable "project_id" {
+  description = "The GCP project that holds the whole platform (its billing account must be linked)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of Cloud Run, Pub/Sub storage, the buckets, Artifact Registry and the subnet."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "gke_location" {
+  description = "Location of the GKE cluster: a zone (one control plane, cheapest) or the region (regional control plane)."
+  type        = string
+  default     = "europe-west1-b"
+}
+
+variable "firestore_location" {
+  description = "Firestore location: a region (e.g. europe-west1) or a multi-region (eur3, nam5). Cannot be changed later."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "apps_domain" {
+  description = "Apps answer on https://APP.<apps_domain> (GIGALIXIR_DOMAIN). Its wildcard DNS record points at the ingress IP (output apps_ingress_ip)."
+  type        = string
+}
+
+variable "platform_host" {
+  description = "Host name of the API and the git host (https://HOST/api/..., https://HOST/APP.git). Keep it outside apps_domain so that no app name can shadow it."
+  type        = string
+}
+
+variable "letsencrypt_email" {
+  description = "Contact address of the Let's Encrypt account that issues the apps' certificates."
+  type        = string
+}
+
+variable "letsencrypt_server" {
+  description = "ACME directory of the ClusterIssuer. Use the staging directory while testing to stay clear of rate limits."
+  type        = string
+  default     = "https://acme-v02.api.letsencrypt.org/directory"
+}
+
+variable "bucket_prefix" {
+  description = "Blob store prefix: GIGALIXIR_BLOBS is gs://<prefix>, buckets are <prefix>-repos, -sources, -slugs, -caches. Bucket names are global: include something unique. Empty: <project_id>-gigalixir."
+  type        = string
+  default     = ""
+}
+
+variable "image_tag" {
+  description = "Tag of every platform image in Artifact Registry (gigalixir-api, -receive, -build, -upload, -release, -deploy, -builder, -runner), e.g. a git commit."
+  type        = string
+}
+
+variable "artifact_repository" {
+  description = "Name of the Artifact Registry Docker repository the images are pushed to."
+  type        = string
+  default     = "gigalixir"
+}
+
+variable "dind_image" {
+  description = "Docker engine image run next to each build worker. Pin a digest in production."
+  type        = string
+  default     = "docker.io/library/docker:27.5-dind"
+}
+
+variable "master_authorized_cidrs" {
+  description = "CIDR blocks allowed to reach the GKE control plane's public endpoint (the operator's network, CI). The subnet of the platform itself is always allowed."
+  type        = list(string)
+  default     = []
+}
+
+variable "app_node_machine_type" {
+  description = "Machine type of the nodes that run the apps."
+  type        = string
+  default     = "e2-standard-4"
+}
+
+variable "app_nodes_min" {
+  description = "Fewest app nodes (per zone of the cluster)."
+  type        = number
+  default     = 1
+}
+
+variable "app_nodes_max" {
+  description = "Most app nodes (per zone of the cluster)."
+  type        = number
+  default     = 5
+}
+
+variable "build_node_machine_type" {
+  description = "Machine type of the build nodes (each build container takes up to 2 CPUs and 2 GiB)."
+  type        = string
+  default     = "e2-standard-4"
+}
+
+variable "build_nodes_min" {
+  description = "Fewest build nodes."
+  type        = number
+  default     = 1
+}
+
+variable "build_nodes_max" {
+  description = "Most build nodes."
+  type        = number
+  default     = 3
+}
+
+variable "build_workers" {
+  description = "Build worker pods (each a pull worker with its own Docker engine)."
+  type        = number
+  default     = 2
+}
+
+variable "node_disk_size_gb" {
+  description = "Boot disk of every node, in GB (build nodes keep Docker images and build layers on it)."
+  type        = number
+  default     = 100
+}
+
+variable "api_min_instances" {
+  description = "Warm instances of the api and receive services (0: scale to zero, with a cold start on the first request)."
+  type        = number
+  default     = 0
+}
+
+variable "max_instances" {
+  description = "Most instances of each Cloud Run service."
+  type        = number
+  default     = 10
+}
+
+variable "rate_limit_per_minute" {
+  description = "Requests a minute one client address may send to the API and git host before Cloud Armor answers 429."
+  type        = number
+  default     = 600
+}
+
+variable "slug_retention_days" {
+  description = "Slugs older than this are deleted. An app whose live release is older cannot start new replicas: deploy again before then."
+  type        = number
+  default     = 365
+}
+
+variable "deletion_protection" {
+  description = "Protects the cluster, Firestore and the Cloud Run services from `terraform destroy`. Set false, apply, then destroy (README, Tear down)."
+  type        = bool
+  default     = true
+}
+
+variable "force_destroy_buckets" {
+  description = "Lets `terraform destroy` delete buckets that still hold objects (repos, slugs: the users' data)."
+  type        = bool
+  default     = false
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes them."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,590 @@
+//! The objects of one app at one release, as pure functions of the release, the cluster
+//! settings and the slug's download URL: no I/O, so they are compared with the YAML files
+//! in `tests/data/kube/` and validated against the Kubernetes schemas by
+//! `scripts/check-kube-manifests`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, Namespace,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, Secret, SecretEnvSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, SleepAction, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::ByteString;
+use serde::Serialize;
+
+use super::{
+    namespace_of, KubeSettings, SshExposure, ANNOTATION_CLUSTER_ISSUER, EPMD_PORT, LABEL_APP,
+    LABEL_MANAGED_BY, LABEL_RELEASE, LIBCLUSTER, MANAGED_BY, RUNNER_SSH_PORT, SSH_KEYS,
+    SSH_SERVICE, WEB,
+};
+use crate::domain::AppName;
+use crate::ports::runtime::{ReleaseSpec, APP_PORT};
+
+/// Variables the Deployment sets itself (plain values, or computed by the kubelet); every
+/// other variable of the release goes into its Secret.
+const POD_ENV: [&str; 11] = [
+    "PORT",
+    "APP_NAME",
+    "SOURCE_VERSION",
+    "MY_POD_IP",
+    "MY_NODE_NAME",
+    "RELEASE_NODE",
+    "RELEASE_DISTRIBUTION",
+    "LIBCLUSTER_KUBERNETES_SELECTOR",
+    "LIBCLUSTER_KUBERNETES_NODE_BASENAME",
+    "GIGALIXIR_CLUSTER_DNS",
+    "SLUG_SHA256",
+];
+
+/// Everything one app needs, in the order it is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppObjects {
+    /// The app's namespace.
+    pub namespace: Namespace,
+    /// The identity of the app's pods.
+    pub service_account: ServiceAccount,
+    /// Read access to the namespace's pods and endpoints (libcluster).
+    pub role: Role,
+    /// Grants [`AppObjects::role`] to [`AppObjects::service_account`].
+    pub role_binding: RoleBinding,
+    /// The SSH keys' ConfigMap, without data: its keys belong to another field manager.
+    pub ssh_keys: ConfigMap,
+    /// The release's environment and slug URL.
+    pub secret: Secret,
+    /// Cluster-internal HTTP to the ready replicas.
+    pub web_service: Service,
+    /// Headless, named after the app: resolves to every replica, ready or not.
+    pub cluster_service: Service,
+    /// Port 22 to a replica's SSH server.
+    pub ssh_service: Service,
+    /// `https://<app>.<domain>`.
+    pub ingress: Ingress,
+    /// The replicas.
+    pub deployment: Deployment,
+}
+
+impl AppObjects {
+    /// The objects as one multi-document YAML text, in apply order.
+    pub fn to_yaml(&self) -> Result<String, serde_saphyr::ser::Error> {
+        fn doc<T: Serialize>(
+            out: &mut Vec<String>,
+            value: &T,
+        ) -> Result<(), serde_saphyr::ser::Error> {
+            out.push(serde_saphyr::to_string(value)?);
+            Ok(())
+        }
+        let mut docs = Vec::new();
+        doc(&mut docs, &self.namespace)?;
+        doc(&mut docs, &self.service_account)?;
+        doc(&mut docs, &self.role)?;
+        doc(&mut docs, &self.role_binding)?;
+        doc(&mut docs, &self.ssh_keys)?;
+        doc(&mut docs, &self.secret)?;
+        doc(&mut docs, &self.web_service)?;
+        doc(&mut docs, &self.cluster_service)?;
+        doc(&mut docs, &self.ssh_service)?;
+        doc(&mut docs, &self.ingress)?;
+        doc(&mut docs, &self.deployment)?;
+        Ok(docs.join("---\n"))
+    }
+}
+
+/// The labels of every object of `app`.
+pub fn app_labels(app: &AppName) -> BTreeMap<String, String> {
+    [
+        (LABEL_APP.to_owned(), app.to_string()),
+        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+    ]
+    .into()
+}
+
+/// The label selector of everything the platform made for `app`.
+pub fn app_selector(app: &AppName) -> String {
+    format!("{LABEL_APP}={app},{LABEL_MANAGED_BY}={MANAGED_BY}")
+}
+
+/// The label selector of the pods of one release.
+pub fn release_selector(app: &AppName, version: u32) -> String {
+    format!("{LABEL_APP}={app},{LABEL_RELEASE}={version}")
+}
+
+/// The name of the Secret of release `version`.
+pub fn secret_name(version: u32) -> String {
+    format!("env-v{version}")
+}
+
+fn meta(name: &str, namespace: &str, app: &AppName) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(app_labels(app)),
+        ..Default::default()
+    }
+}
+
+fn plain(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn port(name: &str, port: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(port),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn service_port(name: &str, port: u16, target: &str) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_owned()),
+        port: i32::from(port),
+        target_port: Some(IntOrString::String(target.to_owned())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn seconds(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The restart annotation's object: only the pod template's annotation, applied by
+/// [`RESTART_MANAGER`](super::RESTART_MANAGER) over the Deployment the deploy applied.
+pub fn restart_patch(namespace: &str, restarted_at: Option<&str>) -> serde_json::Value {
+    let annotations = match restarted_at {
+        Some(at) => serde_json::json!({ super::ANNOTATION_RESTARTED_AT: at }),
+        None => serde_json::json!({}),
+    };
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": WEB, "namespace": namespace },
+        "spec": { "template": { "metadata": { "annotations": annotations } } },
+    })
+}
+
+/// The app's namespace.
+pub fn namespace_object(settings: &KubeSettings, app: &AppName) -> Namespace {
+    let mut labels = app_labels(app);
+    // The pods meet the "restricted" Pod Security Standard; the namespace enforces it.
+    labels.insert(
+        "pod-security.kubernetes.io/enforce".into(),
+        "restricted".into(),
+    );
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(namespace_of(settings, app)),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The SSH keys' ConfigMap: with `keys`, its `authorized_keys` (one key a line); without,
+/// only its name and labels (what the deploy applies, so that it never owns the keys).
+pub fn ssh_keys_object(
+    settings: &KubeSettings,
+    app: &AppName,
+    keys: Option<&[String]>,
+) -> ConfigMap {
+    let data = keys.map(|keys| {
+        let mut text = keys.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        [("authorized_keys".to_owned(), text)].into()
+    });
+    ConfigMap {
+        metadata: meta(SSH_KEYS, &namespace_of(settings, app), app),
+        data,
+        ..Default::default()
+    }
+}
+
+/// Renders every object of `spec.app` at `spec.version`; `slug_url` is where the runner
+/// downloads the slug.
+pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> AppObjects {
+    let app = &spec.app;
+    let ns = namespace_of(settings, app);
+    let version = spec.version.0;
+    let selector: BTreeMap<String, String> = [(LABEL_APP.to_owned(), app.to_string())].into();
+
+    let namespace = namespace_object(settings, app);
+
+    let service_account = ServiceAccount {
+        metadata: meta(WEB, &ns, app),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: meta(LIBCLUSTER, &ns, app),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["endpoints".into(), "pods".into()]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..Default::default()
+        }]),
+    };
+    let role_binding = RoleBinding {
+        metadata: meta(LIBCLUSTER, &ns, app),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: LIBCLUSTER.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: WEB.into(),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        }]),
+    };
+    let ssh_keys = ssh_keys_object(settings, app, None);
+
+    let mut data: BTreeMap<String, ByteString> = spec
+        .env
+        .iter()
+        .filter(|(k, _)| !POD_ENV.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), ByteString(v.expose().as_bytes().to_vec())))
+        .collect();
+    data.insert("SLUG_URL".into(), ByteString(slug_url.as_bytes().to_vec()));
+    let secret = Secret {
+        metadata: meta(&secret_name(version), &ns, app),
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    };
+
+    let web_service = Service {
+        metadata: meta(WEB, &ns, app),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector.clone()),
+            ports: Some(vec![service_port("http", 80, "http")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cluster_service = Service {
+        metadata: meta(app.as_str(), &ns, app),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            // Nodes must find each other while booting, before they are ready.
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector.clone()),
+            ports: Some(vec![service_port("epmd", EPMD_PORT, "epmd")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ssh_service = Service {
+        metadata: meta(SSH_SERVICE, &ns, app),
+        spec: Some(ServiceSpec {
+            type_: Some(
+                match settings.ssh {
+                    SshExposure::LoadBalancer => "LoadBalancer",
+                    SshExposure::NodePort => "NodePort",
+                }
+                .into(),
+            ),
+            selector: Some(selector.clone()),
+            ports: Some(vec![service_port("ssh", 22, "ssh")]),
+            // A session's reconnects (scp after ssh) land on the same replica.
+            session_affinity: Some("ClientIP".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let host = format!("{app}.{}", settings.domain);
+    let mut ingress_meta = meta(WEB, &ns, app);
+    ingress_meta.annotations = Some(
+        [(
+            ANNOTATION_CLUSTER_ISSUER.to_owned(),
+            settings.cluster_issuer.clone(),
+        )]
+        .into(),
+    );
+    let ingress = Ingress {
+        metadata: ingress_meta,
+        spec: Some(IngressSpec {
+            ingress_class_name: settings.ingress_class.clone(),
+            tls: Some(vec![IngressTLS {
+                hosts: Some(vec![host.clone()]),
+                secret_name: Some(format!("{WEB}-tls")),
+            }]),
+            rules: Some(vec![IngressRule {
+                host: Some(host),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".into()),
+                        path_type: "Prefix".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: WEB.into(),
+                                port: Some(ServiceBackendPort {
+                                    name: Some("http".into()),
+                                    ..Default::default()
+                                }),
+                            }),
+                            ..Default::default()
+                        },
+                    }],
+                }),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let deployment = deployment(spec, settings, &ns, selector);
+
+    AppObjects {
+        namespace,
+        service_account,
+        role,
+        role_binding,
+        ssh_keys,
+        secret,
+        web_service,
+        cluster_service,
+        ssh_service,
+        ingress,
+        deployment,
+    }
+}
+
+fn deployment(
+    spec: &ReleaseSpec,
+    settings: &KubeSettings,
+    ns: &str,
+    selector: BTreeMap<String, String>,
+) -> Deployment {
+    let app = &spec.app;
+    let version = spec.version.0.to_string();
+    let mut pod_labels = selector.clone();
+    pod_labels.insert(LABEL_RELEASE.into(), version.clone());
+    let release_annotation: BTreeMap<String, String> =
+        [(LABEL_RELEASE.to_owned(), version.clone())].into();
+    let mut pod_annotations = release_annotation.clone();
+    pod_annotations.insert("kubectl.kubernetes.io/default-container".into(), WEB.into());
+
+    let source_version = spec
+        .env
+        .get("SOURCE_VERSION")
+        .map(|v| v.expose().to_owned())
+        .unwrap_or_default();
+    let env = vec![
+        plain("PORT", APP_PORT.to_string()),
+        plain("APP_NAME", app.as_str()),
+        plain("SOURCE_VERSION", source_version),
+        EnvVar {
+            name: "MY_POD_IP".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        plain("MY_NODE_NAME", "$(APP_NAME)@$(MY_POD_IP)"),
+        plain("RELEASE_NODE", "$(MY_NODE_NAME)"),
+        plain("RELEASE_DISTRIBUTION", "name"),
+        plain(
+            "LIBCLUSTER_KUBERNETES_SELECTOR",
+            format!("{LABEL_APP}={app}"),
+        ),
+        plain("LIBCLUSTER_KUBERNETES_NODE_BASENAME", app.as_str()),
+        // The headless Service: resolves to every replica (the namespace's search domain).
+        plain("GIGALIXIR_CLUSTER_DNS", app.as_str()),
+        plain("SLUG_SHA256", spec.slug.sha256.clone()),
+    ];
+
+    let probe = match &spec.health_path {
+        None => Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("http".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Some(path) => Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.clone()),
+                port: IntOrString::String("http".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    };
+    let readiness = Probe {
+        period_seconds: Some(2),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        success_threshold: Some(1),
+        ..probe
+    };
+
+    let memory_mib = (spec.memory_bytes.max(1) + (1 << 20) - 1) >> 20;
+    let cpu_millis = (spec.memory_bytes.max(0) * 1000 >> 30).max(50);
+    let resources = ResourceRequirements {
+        requests: Some(
+            [
+                ("cpu".to_owned(), Quantity(format!("{cpu_millis}m"))),
+                ("memory".to_owned(), Quantity(format!("{memory_mib}Mi"))),
+            ]
+            .into(),
+        ),
+        limits: Some([("memory".to_owned(), Quantity(format!("{memory_mib}Mi")))].into()),
+        ..Default::default()
+    };
+
+    let drain = seconds(spec.drain);
+    // Lets the ingress stop sending requests before the release hears SIGTERM.
+    let lifecycle = (drain > 0).then(|| Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction {
+                seconds: drain.min(5),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+
+    let container = Container {
+        name: WEB.into(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        env: Some(env),
+        env_from: Some(vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: super::render::secret_name(spec.version.0),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![
+            port("http", APP_PORT),
+            port("ssh", RUNNER_SSH_PORT),
+            port("epmd", EPMD_PORT),
+        ]),
+        readiness_probe: Some(readiness),
+        resources: Some(resources),
+        lifecycle,
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "app".into(),
+                mount_path: "/app".into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: SSH_KEYS.into(),
+                mount_path: "/etc/gigalixir/ssh".into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+
+    Deployment {
+        metadata: ObjectMeta {
+            annotations: Some(release_annotation),
+            ..meta(WEB, ns, app)
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(spec.replicas).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            // One replica that stays unready this long stops the rollout.
+            progress_deadline_seconds: Some(
+                i32::try_from(spec.boot_timeout.as_secs().max(1)).unwrap_or(i32::MAX),
+            ),
+            revision_history_limit: Some(5),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(WEB.into()),
+                    termination_grace_period_seconds: Some(drain),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(1000),
+                        run_as_group: Some(1000),
+                        fs_group: Some(1000),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(vec![
+                        Volume {
+                            // The slug unpacks into memory, as on Docker.
+                            name: "app".into(),
+                            empty_dir: Some(EmptyDirVolumeSource {
+                                medium: Some("Memory".into()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: SSH_KEYS.into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: SSH_KEYS.into(),
+                                optional: Some(true),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

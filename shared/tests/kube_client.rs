@@ -1,0 +1,591 @@
+//! The requests `KubeRuntime` sends, against an in-process fake API server (a
+//! `tower_test` mock under a real `kube::Client`): what it applies, with which field
+//! manager, how it follows a rollout, what it prunes, and what a failed rollout reports
+//! and puts back.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+use shared::domain::{AppName, ReleaseVersion, Secret};
+use shared::kube_runtime::{BaseUrlSlugs, KubeRuntime, KubeSettings};
+use shared::model::SlugRef;
+use shared::ports::runtime::{DeployOutcome, ReleaseSpec, ReplicaState, Runtime};
+
+/// One request as the fake server saw it.
+#[derive(Debug, Clone)]
+struct Call {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    content_type: String,
+    body: Value,
+}
+
+impl Call {
+    /// `METHOD path`, the way the assertions below list requests.
+    fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// What the fake server knows: how many times each path was read.
+#[derive(Default)]
+struct Seen {
+    reads: BTreeMap<String, usize>,
+}
+
+type Answer = Box<dyn Fn(&Call, usize) -> (u16, Value) + Send + Sync>;
+
+/// A client whose requests go to `answer` (given the call and how many times this
+/// method+path was seen before); every call is recorded.
+fn fake_cluster(answer: Answer) -> (Client, Arc<Mutex<Vec<Call>>>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let record = calls.clone();
+    tokio::spawn(async move {
+        let mut handle = Box::pin(handle);
+        let mut seen = Seen::default();
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.expect("request body");
+            let call = Call {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect(),
+                content_type: parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let n = seen.reads.entry(call.line()).or_insert(0);
+            let (status, reply) = answer(&call, *n);
+            *n += 1;
+            record.lock().expect("lock").push(call);
+            let bytes = match reply {
+                Value::String(text) => text.into_bytes(),
+                other => serde_json::to_vec(&other).expect("json"),
+            };
+            let response = Response::builder()
+                .status(status)
+                .body(Body::from(bytes))
+                .expect("response");
+            send.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), calls)
+}
+
+fn runtime(client: Client) -> KubeRuntime {
+    let settings = KubeSettings {
+        domain: "apps.example.com".into(),
+        poll_interval: Duration::from_millis(1),
+        ..KubeSettings::default()
+    };
+    KubeRuntime::new(
+        client,
+        settings,
+        Arc::new(BaseUrlSlugs::new("https://slugs.example.invalid")),
+    )
+}
+
+fn spec(version: u32, replicas: u32) -> ReleaseSpec {
+    let env = [
+        ("APP_NAME", "my-app"),
+        ("RELEASE_COOKIE", "fake-cookie"),
+        ("ERLANG_COOKIE", "fake-cookie"),
+        ("SECRET_KEY_BASE", "fake-secret-key-base"),
+        ("GREETING", "hello"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Secret::new(v)))
+    .collect();
+    ReleaseSpec {
+        app: AppName::parse("my-app").expect("name"),
+        version: ReleaseVersion(version),
+        slug: SlugRef {
+            key: "slugs/abc.tgz".into(),
+            sha256: "abc".into(),
+            size: 1,
+            process_types: None,
+        },
+        env,
+        replicas,
+        memory_bytes: 1 << 29,
+        boot_timeout: Duration::from_secs(60),
+        health_path: None,
+        health_status: 200,
+        drain: Duration::from_secs(30),
+    }
+}
+
+fn not_found(what: &str) -> (u16, Value) {
+    (
+        404,
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+               "message": format!("{what} not found"), "reason": "NotFound", "code": 404}),
+    )
+}
+
+/// How far the server has got with a rollout.
+#[derive(Clone, Copy, PartialEq)]
+enum Stage {
+    /// The controller has not seen the new generation yet.
+    Unobserved,
+    /// Every new replica is up, an old one is still there (the surge).
+    Surging,
+    /// Done.
+    Done,
+}
+
+/// The Deployment of `release` as the server reports it at `stage`.
+fn deployment(release: u32, replicas: i32, stage: Stage) -> Value {
+    let (observed, total, updated) = match stage {
+        Stage::Unobserved => (1, replicas, 0),
+        Stage::Surging => (2, replicas + 1, replicas),
+        Stage::Done => (2, replicas, replicas),
+    };
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "app-my-app", "generation": 2,
+                     "annotations": {"gigalixir.release": release.to_string(),
+                                     "deployment.kubernetes.io/revision": "4"},
+                     "labels": {"gigalixir.app": "my-app", "app.kubernetes.io/managed-by": "gigalixir"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"gigalixir.app": "my-app"}},
+            "template": {
+                "metadata": {"labels": {"gigalixir.app": "my-app", "gigalixir.release": release.to_string()},
+                             "creationTimestamp": null},
+                "spec": {"containers": [{"name": "web", "image": "gigalixir-runner:latest",
+                                         "envFrom": [{"secretRef": {"name": format!("env-v{release}")}}]}]}
+            }
+        },
+        "status": {"observedGeneration": observed, "replicas": total,
+                   "updatedReplicas": updated, "availableReplicas": total, "readyReplicas": total}
+    })
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+/// A partial-metadata list (what prune reads), of objects named `names`.
+fn names(names: &[&str]) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {},
+        "items": names.iter().map(|n| json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": n, "namespace": "app-my-app"}})).collect::<Vec<_>>()
+    })
+}
+
+fn pod(name: &str, release: u32, ready: bool, container: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "app-my-app",
+                     "creationTimestamp": "2026-11-25T10:00:00Z",
+                     "labels": {"gigalixir.app": "my-app", "gigalixir.release": release.to_string()}},
+        "status": {
+            "phase": "Running", "podIP": "10.8.0.7", "startTime": "2026-11-25T10:00:01Z",
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            "containerStatuses": [container]
+        }
+    })
+}
+
+fn booting() -> Value {
+    json!({"name": "web", "image": "gigalixir-runner:latest", "imageID": "", "ready": false,
+           "restartCount": 0, "state": {"running": {"startedAt": "2026-11-25T10:00:02Z"}}})
+}
+
+/// Answers a cluster where the app runs `previous` (or nothing), and where the
+/// Deployment is rolled out at the second look after the apply.
+fn healthy_cluster(previous: Option<u32>, release: u32, replicas: i32) -> Answer {
+    Box::new(
+        move |call, n| match (call.method.as_str(), call.path.as_str()) {
+            ("GET", "/apis/apps/v1/namespaces/app-my-app/deployments/web") => match (previous, n) {
+                (None, 0) => not_found("deployments.apps \"web\""),
+                (Some(p), 0) => (200, deployment(p, replicas, Stage::Done)),
+                (_, 1) => (200, deployment(release, replicas, Stage::Unobserved)),
+                (_, 2) => (200, deployment(release, replicas, Stage::Surging)),
+                _ => (200, deployment(release, replicas, Stage::Done)),
+            },
+            ("GET", "/api/v1/namespaces/app-my-app/pods") => (
+                200,
+                list(
+                    "PodList",
+                    vec![pod("web-5d9c-a", release, false, booting())],
+                ),
+            ),
+            ("GET", "/api/v1/namespaces/app-my-app/secrets") => {
+                (200, names(&["env-v1", &format!("env-v{release}")]))
+            }
+            ("GET", path) if path.starts_with("/api") => (200, names(&[])),
+            ("PATCH", _) => (200, call.body.clone()),
+            ("DELETE", _) => (
+                200,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+            ),
+            _ => (500, json!({})),
+        },
+    )
+}
+
+fn calls_of(calls: &Arc<Mutex<Vec<Call>>>) -> Vec<Call> {
+    calls.lock().expect("lock").clone()
+}
+
+const NS: &str = "/api/v1/namespaces/app-my-app";
+const APPS: &str = "/apis/apps/v1/namespaces/app-my-app";
+
+/// The server-side applies of a deploy, in order.
+fn applies() -> Vec<String> {
+    vec![
+        "PATCH /api/v1/namespaces/app-my-app".into(),
+        format!("PATCH {NS}/serviceaccounts/web"),
+        "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/app-my-app/roles/libcluster".into(),
+        "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/app-my-app/rolebindings/libcluster"
+            .into(),
+        format!("PATCH {NS}/configmaps/ssh-keys"),
+        format!("PATCH {NS}/secrets/env-v1"),
+        format!("PATCH {NS}/services/web"),
+        format!("PATCH {NS}/services/my-app"),
+        format!("PATCH {NS}/services/ssh"),
+        "PATCH /apis/networking.k8s.io/v1/namespaces/app-my-app/ingresses/web".into(),
+        format!("PATCH {APPS}/deployments/web"),
+    ]
+}
+
+#[tokio::test]
+async fn a_first_deploy_applies_everything_server_side_then_follows_the_rollout() {
+    let (client, calls) = fake_cluster(healthy_cluster(None, 1, 1));
+    let outcome = runtime(client).deploy(&spec(1, 1)).await.expect("deploy");
+    assert_eq!(outcome, DeployOutcome::Healthy);
+
+    let calls = calls_of(&calls);
+    let lines: Vec<String> = calls.iter().map(Call::line).collect();
+    let mut expected = vec![format!("GET {APPS}/deployments/web")];
+    expected.extend(applies());
+    expected.extend([
+        format!("GET {APPS}/deployments/web"),
+        format!("GET {NS}/pods"),
+        format!("GET {APPS}/deployments/web"),
+        format!("GET {NS}/pods"),
+        format!("GET {APPS}/deployments/web"),
+        format!("GET {NS}/serviceaccounts"),
+        "GET /apis/rbac.authorization.k8s.io/v1/namespaces/app-my-app/roles".into(),
+        "GET /apis/rbac.authorization.k8s.io/v1/namespaces/app-my-app/rolebindings".into(),
+        format!("GET {NS}/configmaps"),
+        format!("GET {NS}/secrets"),
+        format!("GET {NS}/services"),
+        "GET /apis/networking.k8s.io/v1/namespaces/app-my-app/ingresses".into(),
+        format!("GET {APPS}/deployments"),
+    ]);
+    assert_eq!(lines, expected);
+
+    let kinds = [
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "Service",
+        "Service",
+        "Ingress",
+        "Deployment",
+    ];
+    let patches: Vec<&Call> = calls.iter().filter(|c| c.method == "PATCH").collect();
+    assert_eq!(patches.len(), kinds.len());
+    for (call, kind) in patches.iter().zip(kinds) {
+        assert_eq!(call.body["kind"], kind, "{}", call.path);
+        assert_eq!(
+            call.query.get("fieldManager").map(String::as_str),
+            Some("gigalixir-deploy")
+        );
+        assert_eq!(call.query.get("force").map(String::as_str), Some("true"));
+        assert_eq!(call.content_type, "application/apply-patch+yaml");
+    }
+    // The rollout is followed through the new release's pods.
+    let pods = calls
+        .iter()
+        .find(|c| c.path.ends_with("/pods"))
+        .expect("pods");
+    assert_eq!(
+        pods.query.get("labelSelector").map(String::as_str),
+        Some("gigalixir.app=my-app,gigalixir.release=1")
+    );
+    // The slug URL travels in the release's Secret, base64 as the API wants it.
+    let secret = &patches[5].body;
+    assert_eq!(
+        secret["data"]["SLUG_URL"],
+        "aHR0cHM6Ly9zbHVncy5leGFtcGxlLmludmFsaWQvc2x1Z3MvYWJjLnRneg=="
+    );
+    // Nothing else of the app existed: nothing is deleted.
+    assert!(calls.iter().all(|c| c.method != "DELETE"), "{lines:#?}");
+}
+
+#[tokio::test]
+async fn a_new_release_prunes_the_secret_of_the_previous_one() {
+    let (client, calls) = fake_cluster(healthy_cluster(Some(1), 2, 1));
+    let outcome = runtime(client).deploy(&spec(2, 1)).await.expect("deploy");
+    assert_eq!(outcome, DeployOutcome::Healthy);
+    let calls = calls_of(&calls);
+    let deletes: Vec<String> = calls
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(Call::line)
+        .collect();
+    assert_eq!(deletes, vec![format!("DELETE {NS}/secrets/env-v1")]);
+    let deployment = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/deployments/web"))
+        .expect("deployment applied");
+    let template = &deployment.body["spec"]["template"];
+    assert_eq!(template["metadata"]["labels"]["gigalixir.release"], "2");
+    assert_eq!(
+        template["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"],
+        "env-v2"
+    );
+}
+
+#[tokio::test]
+async fn scale_applies_the_replica_count_and_waits_for_all_of_them() {
+    let (client, calls) = fake_cluster(healthy_cluster(Some(1), 1, 3));
+    let outcome = runtime(client).scale(&spec(1, 3)).await.expect("scale");
+    assert_eq!(outcome, DeployOutcome::Healthy);
+    let calls = calls_of(&calls);
+    let deployment = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.ends_with("/deployments/web"))
+        .expect("deployment applied");
+    assert_eq!(deployment.body["spec"]["replicas"], 3);
+    // Done only once the server reports three updated, available replicas and no other.
+    let polls = calls
+        .iter()
+        .filter(|c| c.line() == format!("GET {APPS}/deployments/web"))
+        .count();
+    assert_eq!(polls, 4, "one read before the apply, three while rolling");
+}
+
+#[tokio::test]
+async fn restart_sets_the_template_annotation_under_its_own_field_manager() {
+    let (client, calls) = fake_cluster(healthy_cluster(Some(1), 1, 1));
+    let outcome = runtime(client).restart(&spec(1, 1)).await.expect("restart");
+    assert_eq!(outcome, DeployOutcome::Healthy);
+    let calls = calls_of(&calls);
+    let patches: Vec<&Call> = calls.iter().filter(|c| c.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1, "{patches:#?}");
+    let patch = patches[0];
+    assert_eq!(patch.path, format!("{APPS}/deployments/web"));
+    assert_eq!(
+        patch.query.get("fieldManager").map(String::as_str),
+        Some("gigalixir-restart")
+    );
+    assert_eq!(patch.query.get("force").map(String::as_str), Some("true"));
+    let annotations = &patch.body["spec"]["template"]["metadata"]["annotations"];
+    let at = annotations["gigalixir.restarted-at"]
+        .as_str()
+        .expect("timestamp");
+    assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+    // Only the annotation: the deploy's fields stay the deploy's.
+    assert!(patch.body["spec"].get("replicas").is_none());
+    assert!(patch.body["spec"]["template"].get("spec").is_none());
+}
+
+/// A cluster whose new release crash-loops: the previous one (if any) keeps running.
+fn crash_looping_cluster(previous: Option<u32>) -> Answer {
+    Box::new(move |call, n| {
+        match (call.method.as_str(), call.path.as_str()) {
+        ("GET", "/apis/apps/v1/namespaces/app-my-app/deployments/web") => match (previous, n) {
+            (None, 0) => not_found("deployments.apps \"web\""),
+            (Some(p), 0) => (200, deployment(p, 1, Stage::Done)),
+            _ => (200, deployment(2, 1, Stage::Unobserved)),
+        },
+        ("GET", "/api/v1/namespaces/app-my-app/pods") => (
+            200,
+            list(
+                "PodList",
+                vec![pod(
+                    "web-7f6b-x",
+                    2,
+                    false,
+                    json!({"name": "web", "image": "gigalixir-runner:latest", "imageID": "",
+                           "ready": false, "restartCount": 2,
+                           "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                                 "message": "back-off 20s restarting failed container"}},
+                           "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}),
+                )],
+            ),
+        ),
+        ("GET", "/api/v1/namespaces/app-my-app/pods/web-7f6b-x/log") => (
+            200,
+            Value::String(
+                "gigalixir-run: starting bin/my_app start\n** (RuntimeError) DATABASE_URL is missing\n"
+                    .into(),
+            ),
+        ),
+        ("PATCH", _) => (200, call.body.clone()),
+        ("DELETE", _) => (200, json!({"apiVersion": "v1", "kind": "Status", "status": "Success"})),
+        _ => (500, json!({})),
+    }
+    })
+}
+
+#[tokio::test]
+async fn a_crash_looping_release_fails_with_its_last_lines_and_the_previous_template_returns() {
+    let (client, calls) = fake_cluster(crash_looping_cluster(Some(1)));
+    let outcome = runtime(client).deploy(&spec(2, 1)).await.expect("deploy");
+    assert_eq!(
+        outcome,
+        DeployOutcome::Failed {
+            reason: "the release exited with code 1 while booting (CrashLoopBackOff)".into(),
+            output: vec![
+                "gigalixir-run: starting bin/my_app start".into(),
+                "** (RuntimeError) DATABASE_URL is missing".into(),
+            ],
+        }
+    );
+    let calls = calls_of(&calls);
+    // The crashed container's own output: the previous run, the last 50 lines.
+    let log = calls
+        .iter()
+        .find(|c| c.path.ends_with("/log"))
+        .expect("log read");
+    assert_eq!(log.query.get("previous").map(String::as_str), Some("true"));
+    assert_eq!(log.query.get("tailLines").map(String::as_str), Some("50"));
+    assert_eq!(log.query.get("container").map(String::as_str), Some("web"));
+    // The last request puts release 1's template back; nothing is pruned.
+    let last = calls.last().expect("calls");
+    assert_eq!(last.line(), format!("PATCH {APPS}/deployments/web"));
+    assert_eq!(
+        last.query.get("fieldManager").map(String::as_str),
+        Some("gigalixir-deploy")
+    );
+    let template = &last.body["spec"]["template"];
+    assert_eq!(template["metadata"]["labels"]["gigalixir.release"], "1");
+    assert_eq!(
+        template["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"],
+        "env-v1"
+    );
+    assert!(last.body.get("status").is_none_or(Value::is_null));
+    assert!(last.body["metadata"]["annotations"]
+        .get("deployment.kubernetes.io/revision")
+        .is_none());
+    assert!(calls.iter().all(|c| c.method != "DELETE"));
+}
+
+#[tokio::test]
+async fn a_first_release_that_crash_loops_leaves_no_deployment_behind() {
+    let (client, calls) = fake_cluster(crash_looping_cluster(None));
+    let outcome = runtime(client).deploy(&spec(2, 1)).await.expect("deploy");
+    assert!(
+        matches!(outcome, DeployOutcome::Failed { .. }),
+        "{outcome:?}"
+    );
+    let calls = calls_of(&calls);
+    let last = calls.last().expect("calls");
+    assert_eq!(last.line(), format!("DELETE {APPS}/deployments/web"));
+}
+
+#[tokio::test]
+async fn remove_app_deletes_the_namespace_and_is_idempotent() {
+    let (client, calls) = fake_cluster(Box::new(|_, n| {
+        if n == 0 {
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+            )
+        } else {
+            not_found("namespaces \"app-my-app\"")
+        }
+    }));
+    let rt = runtime(client);
+    let app = AppName::parse("my-app").expect("name");
+    rt.remove_app(&app).await.expect("first");
+    rt.remove_app(&app).await.expect("second: already gone");
+    let lines: Vec<String> = calls_of(&calls).iter().map(Call::line).collect();
+    assert_eq!(lines, vec!["DELETE /api/v1/namespaces/app-my-app"; 2]);
+}
+
+#[tokio::test]
+async fn ssh_keys_go_to_their_configmap_under_their_own_field_manager() {
+    let (client, calls) = fake_cluster(Box::new(|call, _| (200, call.body.clone())));
+    let keys = vec!["ssh-ed25519 AAAAfake ada@example.com".to_owned()];
+    runtime(client)
+        .set_ssh_keys(&AppName::parse("my-app").expect("name"), &keys)
+        .await
+        .expect("keys");
+    let calls = calls_of(&calls);
+    let lines: Vec<String> = calls.iter().map(Call::line).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "PATCH /api/v1/namespaces/app-my-app".to_owned(),
+            format!("PATCH {NS}/configmaps/ssh-keys"),
+        ]
+    );
+    for c in &calls {
+        assert_eq!(
+            c.query.get("fieldManager").map(String::as_str),
+            Some("gigalixir-ssh-keys")
+        );
+    }
+    assert_eq!(
+        calls[1].body["data"]["authorized_keys"],
+        "ssh-ed25519 AAAAfake ada@example.com\n"
+    );
+}
+
+#[tokio::test]
+async fn replicas_and_endpoints_come_from_the_pods() {
+    let (client, _calls) = fake_cluster(Box::new(|call, _| match call.path.as_str() {
+        "/api/v1/namespaces/app-my-app/pods" => (
+            200,
+            list(
+                "PodList",
+                vec![
+                    pod("web-5d9c-a", 3, true, booting()),
+                    pod("web-5d9c-b", 3, false, booting()),
+                ],
+            ),
+        ),
+        "/api/v1/namespaces/app-my-app/services/ssh" => (
+            200,
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ssh"},
+                   "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
+        ),
+        _ => (500, json!({})),
+    }));
+    let rt = runtime(client);
+    let app = AppName::parse("my-app").expect("name");
+    let replicas = rt.replicas(&app).await.expect("replicas");
+    let seen: Vec<(String, u32, u32, ReplicaState)> = replicas
+        .iter()
+        .map(|r| (r.name.clone(), r.index, r.version.0, r.state))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("web-5d9c-a".to_owned(), 0, 3, ReplicaState::Running),
+            ("web-5d9c-b".to_owned(), 1, 3, ReplicaState::Starting),
+        ]
+    );
+    assert_eq!(
+        replicas[0].ssh,
+        Some("203.0.113.9:22".parse().expect("addr"))
+    );
+    let endpoints = rt.endpoints(&app).await.expect("endpoints");
+    assert_eq!(endpoints, vec!["10.8.0.7:4000".parse().expect("addr")]);
+}

@@ -1,0 +1,378 @@
+//! The Kubernetes objects of an app, rendered and compared with the snapshots in
+//! `tests/data/kube/` (`UPDATE_SNAPSHOTS=1` rewrites them; `scripts/check-kube-manifests`
+//! validates them against the Kubernetes schemas), and what a running app gets from them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shared::domain::{AppName, ReleaseVersion, Secret};
+use shared::kube_runtime::{render, AppObjects, KubeSettings};
+use shared::model::SlugRef;
+use shared::ports::runtime::ReleaseSpec;
+
+const FAKE_COOKIE: &str = "fake-cookie-for-snapshots";
+const FAKE_SKB: &str = "fake-secret-key-base-for-snapshots-only";
+const SHA: &str = "0000000000000000000000000000000000000000000000000000000000000abc";
+
+/// The environment the deploy function gives a release (its `release_env`).
+fn env(app: &str, commit: &str, config: &[(&str, &str)]) -> BTreeMap<String, Secret> {
+    let mut env: BTreeMap<String, Secret> = config
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Secret::new(*v)))
+        .collect();
+    for (k, v) in [
+        ("PORT", "4000"),
+        ("APP_NAME", app),
+        ("SOURCE_VERSION", commit),
+        ("RELEASE_COOKIE", FAKE_COOKIE),
+        ("ERLANG_COOKIE", FAKE_COOKIE),
+        ("SECRET_KEY_BASE", FAKE_SKB),
+        ("MIX_ENV", "prod"),
+        (
+            "LIBCLUSTER_KUBERNETES_SELECTOR",
+            &format!("gigalixir.app={app}"),
+        ),
+        ("LIBCLUSTER_KUBERNETES_NODE_BASENAME", app),
+        ("GIGALIXIR_CLUSTER_DNS", app),
+    ] {
+        env.insert(k.to_owned(), Secret::new(v));
+    }
+    env
+}
+
+fn slug() -> SlugRef {
+    SlugRef {
+        key: format!("slugs/{SHA}.tgz"),
+        sha256: SHA.into(),
+        size: 5_781_690,
+        process_types: Some(vec!["web".into()]),
+    }
+}
+
+/// A new app: one replica of 0.5 GB, TCP health check, no config vars, default settings.
+fn default_tcp() -> (ReleaseSpec, KubeSettings) {
+    let spec = ReleaseSpec {
+        app: AppName::parse("my-app").expect("name"),
+        version: ReleaseVersion(1),
+        slug: slug(),
+        env: env("my-app", "1a2b3c4d5e6f1a2b3c4d5e6f1a2b3c4d5e6f1a2b", &[]),
+        replicas: 1,
+        memory_bytes: 1 << 29,
+        boot_timeout: Duration::from_secs(60),
+        health_path: None,
+        health_status: 200,
+        drain: Duration::from_secs(30),
+    };
+    (spec, KubeSettings::default())
+}
+
+/// Three replicas of 1 GB, an HTTP health check, config vars, a production-like cluster.
+fn http_three_replicas() -> (ReleaseSpec, KubeSettings) {
+    let spec = ReleaseSpec {
+        app: AppName::parse("shop").expect("name"),
+        version: ReleaseVersion(7),
+        slug: slug(),
+        env: env(
+            "shop",
+            "9f8e7d6c5b4a9f8e7d6c5b4a9f8e7d6c5b4a9f8e",
+            &[
+                (
+                    "DATABASE_URL",
+                    "postgres://fake:fake@db.example.invalid/shop",
+                ),
+                ("POOL_SIZE", "10"),
+            ],
+        ),
+        replicas: 3,
+        memory_bytes: 1 << 30,
+        boot_timeout: Duration::from_secs(90),
+        health_path: Some("/health".into()),
+        health_status: 200,
+        drain: Duration::from_secs(20),
+    };
+    let settings = KubeSettings {
+        image: "registry.example.invalid/gigalixir/runner:2026.11".into(),
+        domain: "apps.example.com".into(),
+        cluster_issuer: "letsencrypt-prod".into(),
+        ..KubeSettings::default()
+    };
+    (spec, settings)
+}
+
+fn rendered((spec, settings): (ReleaseSpec, KubeSettings)) -> AppObjects {
+    let url = format!(
+        "https://slugs.example.invalid/{}?X-Signature=fake",
+        spec.slug.key
+    );
+    render(&spec, &settings, &url)
+}
+
+fn snapshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/kube")
+        .join(format!("{name}.yaml"))
+}
+
+/// Compares `objects` with the snapshot `name`, or rewrites it with `UPDATE_SNAPSHOTS=1`.
+fn check_snapshot(name: &str, objects: &AppObjects) {
+    let yaml = objects.to_yaml().expect("yaml");
+    let path = snapshot_path(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &yaml).expect("write snapshot");
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run UPDATE_SNAPSHOTS=1 cargo test -p gigalixir-shared --features kube --test kube_manifests",
+            path.display()
+        )
+    });
+    if stored != yaml {
+        let first = stored
+            .lines()
+            .zip(yaml.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| stored.lines().count().min(yaml.lines().count()));
+        panic!(
+            "{} differs from the rendering at line {}:\n  stored:   {:?}\n  rendered: {:?}\n\
+             if the change is intended: UPDATE_SNAPSHOTS=1 cargo test -p gigalixir-shared --features kube --test kube_manifests",
+            path.display(),
+            first + 1,
+            stored.lines().nth(first),
+            yaml.lines().nth(first),
+        );
+    }
+    // The YAML reads back as the very objects (no number turned into a string or back).
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stored).expect("parse");
+    let typed = [
+        serde_json::to_value(&objects.namespace),
+        serde_json::to_value(&objects.service_account),
+        serde_json::to_value(&objects.role),
+        serde_json::to_value(&objects.role_binding),
+        serde_json::to_value(&objects.ssh_keys),
+        serde_json::to_value(&objects.secret),
+        serde_json::to_value(&objects.web_service),
+        serde_json::to_value(&objects.cluster_service),
+        serde_json::to_value(&objects.ssh_service),
+        serde_json::to_value(&objects.ingress),
+        serde_json::to_value(&objects.deployment),
+    ];
+    assert_eq!(docs.len(), typed.len());
+    for (doc, typed) in docs.iter().zip(typed) {
+        assert_eq!(
+            doc,
+            &typed.expect("json"),
+            "{name}: a document does not read back"
+        );
+    }
+}
+
+#[test]
+fn default_tcp_health_matches_its_snapshot() {
+    check_snapshot("default-tcp", &rendered(default_tcp()));
+}
+
+#[test]
+fn http_health_three_replicas_with_config_matches_its_snapshot() {
+    check_snapshot("http-3-replicas-config", &rendered(http_three_replicas()));
+}
+
+fn env_of(o: &AppObjects) -> BTreeMap<String, serde_json::Value> {
+    let pod = o
+        .deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    pod.containers[0]
+        .env
+        .as_ref()
+        .expect("env")
+        .iter()
+        .map(|e| (e.name.clone(), serde_json::to_value(e).expect("json")))
+        .collect()
+}
+
+#[test]
+fn a_replica_gets_the_runtime_contract_environment() {
+    let o = rendered(http_three_replicas());
+    let env = env_of(&o);
+    assert_eq!(env["PORT"]["value"], "4000");
+    assert_eq!(env["APP_NAME"]["value"], "shop");
+    assert_eq!(
+        env["SOURCE_VERSION"]["value"],
+        "9f8e7d6c5b4a9f8e7d6c5b4a9f8e7d6c5b4a9f8e"
+    );
+    assert_eq!(
+        env["MY_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
+    );
+    assert_eq!(env["MY_NODE_NAME"]["value"], "$(APP_NAME)@$(MY_POD_IP)");
+    assert_eq!(env["RELEASE_NODE"]["value"], "$(MY_NODE_NAME)");
+    assert_eq!(env["RELEASE_DISTRIBUTION"]["value"], "name");
+    assert_eq!(
+        env["LIBCLUSTER_KUBERNETES_SELECTOR"]["value"],
+        "gigalixir.app=shop"
+    );
+    assert_eq!(env["LIBCLUSTER_KUBERNETES_NODE_BASENAME"]["value"], "shop");
+    // Dependent variables expand only from variables defined before them.
+    let order: Vec<&String> = env.keys().collect();
+    let pos = |k: &str| {
+        o.deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod")
+            .containers[0]
+            .env
+            .as_ref()
+            .expect("env")
+            .iter()
+            .position(|e| e.name == k)
+            .expect(k)
+    };
+    assert!(pos("APP_NAME") < pos("MY_NODE_NAME") && pos("MY_POD_IP") < pos("MY_NODE_NAME"));
+    assert!(pos("MY_NODE_NAME") < pos("RELEASE_NODE"), "{order:?}");
+
+    // Config vars, cookies and the slug URL come from the release's Secret.
+    let data = o.secret.data.as_ref().expect("data");
+    let text = |k: &str| String::from_utf8(data[k].0.clone()).expect("utf8");
+    assert_eq!(
+        text("DATABASE_URL"),
+        "postgres://fake:fake@db.example.invalid/shop"
+    );
+    assert_eq!(text("ERLANG_COOKIE"), FAKE_COOKIE);
+    assert_eq!(text("RELEASE_COOKIE"), FAKE_COOKIE);
+    assert_eq!(text("SECRET_KEY_BASE"), FAKE_SKB);
+    assert!(text("SLUG_URL").starts_with("https://slugs.example.invalid/slugs/"));
+    assert!(
+        !data.contains_key("PORT"),
+        "pod-level variables stay out of the Secret"
+    );
+    let container = &o
+        .deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod")
+        .containers[0];
+    let from = container.env_from.as_ref().expect("envFrom");
+    assert_eq!(from[0].secret_ref.as_ref().expect("secret").name, "env-v7");
+    assert_eq!(o.secret.metadata.name.as_deref(), Some("env-v7"));
+}
+
+#[test]
+fn health_rollout_size_and_drain_follow_the_app() {
+    let o = rendered(http_three_replicas());
+    let spec = o.deployment.spec.as_ref().expect("spec");
+    assert_eq!(spec.replicas, Some(3));
+    let rolling = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .expect("rolling");
+    assert_eq!(
+        serde_json::to_value(&rolling.max_unavailable).expect("json"),
+        0
+    );
+    assert_eq!(serde_json::to_value(&rolling.max_surge).expect("json"), 1);
+    let pod = spec.template.spec.as_ref().expect("pod");
+    assert_eq!(pod.termination_grace_period_seconds, Some(20));
+    let c = &pod.containers[0];
+    let probe = c.readiness_probe.as_ref().expect("probe");
+    assert_eq!(
+        probe.http_get.as_ref().and_then(|h| h.path.as_deref()),
+        Some("/health")
+    );
+    let limits = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .expect("limits");
+    assert_eq!(limits["memory"].0, "1024Mi");
+
+    let o = rendered(default_tcp());
+    let pod = o
+        .deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod");
+    let probe = pod.containers[0].readiness_probe.as_ref().expect("probe");
+    assert!(probe.tcp_socket.is_some() && probe.http_get.is_none());
+    let limits = pod.containers[0]
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .expect("limits");
+    assert_eq!(limits["memory"].0, "512Mi");
+}
+
+#[test]
+fn traffic_clustering_and_ssh_reach_the_app() {
+    let o = rendered(http_three_replicas());
+    let ns = o.namespace.metadata.name.as_deref();
+    assert_eq!(ns, Some("app-shop"));
+    let rule = &o
+        .ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.rules.clone())
+        .expect("rules")[0];
+    assert_eq!(rule.host.as_deref(), Some("shop.apps.example.com"));
+    let annotations = o
+        .ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .expect("annotations");
+    assert_eq!(
+        annotations["cert-manager.io/cluster-issuer"],
+        "letsencrypt-prod"
+    );
+    let tls = &o
+        .ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.tls.clone())
+        .expect("tls")[0];
+    assert_eq!(
+        tls.hosts.as_deref(),
+        Some(&["shop.apps.example.com".to_owned()][..])
+    );
+
+    // GIGALIXIR_CLUSTER_DNS = the app's name = the headless Service, not-ready pods included.
+    let headless = o.cluster_service.spec.as_ref().expect("spec");
+    assert_eq!(o.cluster_service.metadata.name.as_deref(), Some("shop"));
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(headless.publish_not_ready_addresses, Some(true));
+
+    let ssh = o.ssh_service.spec.as_ref().expect("spec");
+    assert_eq!(ssh.type_.as_deref(), Some("LoadBalancer"));
+    let port = &ssh.ports.as_ref().expect("ports")[0];
+    assert_eq!(port.port, 22);
+    let pod = o
+        .deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod");
+    let ssh_port = pod.containers[0]
+        .ports
+        .as_ref()
+        .expect("ports")
+        .iter()
+        .find(|p| p.name.as_deref() == Some("ssh"))
+        .expect("ssh port");
+    assert_eq!(ssh_port.container_port, 2222);
+
+    // libcluster may read pods and endpoints of its namespace, nothing more.
+    let rule = &o.role.rules.as_ref().expect("rules")[0];
+    assert_eq!(
+        rule.resources.as_deref(),
+        Some(&["endpoints".to_owned(), "pods".to_owned()][..])
+    );
+    assert_eq!(rule.verbs, ["get", "list", "watch"]);
+    assert_eq!(pod.service_account_name.as_deref(), Some("web"));
+}
