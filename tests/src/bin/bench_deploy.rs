@@ -9,6 +9,10 @@
 //!   (start the release, wait for its port, switch traffic; includes the app's boot).
 //! - overhead_ms: push_to_live minus the buildpack's compile and release assembly and the
 //!   app's boot: what the platform itself costs.
+//! - hot: push with `GIGALIXIR-HOT` to the new code answering; restart; `during` counts the
+//!   failed requests out of a steady stream while they happen.
+//! - with_dependency: the `with_path_dep` fixture, warm push (app code changed, compiled
+//!   dependency reused from the cache) against a `GIGALIXIR-CLEAN` one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -78,7 +82,10 @@ impl Probe {
 }
 
 fn set_marker(repo: &Path, from: &str, to: &str) -> anyhow::Result<()> {
-    let page = repo.join("lib/hello/page.ex");
+    replace_in(&repo.join("lib/hello/page.ex"), from, to)
+}
+
+fn replace_in(page: &Path, from: &str, to: &str) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&page)?;
     std::fs::write(&page, text.replace(from, to))?;
     Ok(())
@@ -95,6 +102,17 @@ async fn measure_with(
     body: &str,
     git_options: &[&str],
 ) -> anyhow::Result<Value> {
+    measure_until(p, repo, app, |text: &str| text == body, git_options).await
+}
+
+/// Pushes, waits until the app's page satisfies `live`, and splits the time by step.
+async fn measure_until(
+    p: &Platform,
+    repo: &Path,
+    app: &str,
+    live: impl Fn(&str) -> bool,
+    git_options: &[&str],
+) -> anyhow::Result<Value> {
     let started_at = Utc::now();
     let t0 = Instant::now();
     let mut args: Vec<&str> = git_options.to_vec();
@@ -103,7 +121,7 @@ async fn measure_with(
     let push_ms = t0.elapsed().as_millis();
     anyhow::ensure!(out.status.success(), "push failed: {:?}", texts(&out));
     let deadline = Instant::now() + Duration::from_secs(120);
-    while p.get_app(app, "/").1 != body {
+    while !live(&p.get_app(app, "/").1) {
         anyhow::ensure!(Instant::now() < deadline, "the new release never answered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -242,6 +260,35 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(8)).await;
     let restart = json!({"during": probe.finish()});
 
+    // With a dependency: warm (app code changed, deps reused from the cache) against clean.
+    std::fs::create_dir_all(work.path().join("deps"))?;
+    let deps_repo = p.fixture_repo("with_path_dep", &work.path().join("deps"));
+    let deps_app = format!("deps-{}", &p.instance[1..7]);
+    p.cli_ok(&deps_repo, &["create", "app", &deps_app]);
+    let page = deps_repo.join("lib/with_path_dep/page.ex");
+    let body = |v: u32| {
+        let marker = format!("with_path_dep v{v}");
+        move |text: &str| text.contains(&marker)
+    };
+    let deps_cold = measure_until(&p, &deps_repo, &deps_app, body(1), &[]).await?;
+    replace_in(&page, "with_path_dep v1", "with_path_dep v2")?;
+    p.git_ok(&deps_repo, &["commit", "-qam", "app code only"]);
+    let deps_warm = measure_until(&p, &deps_repo, &deps_app, body(2), &[]).await?;
+    replace_in(&page, "with_path_dep v2", "with_path_dep v3")?;
+    p.git_ok(&deps_repo, &["commit", "-qam", "clean"]);
+    let deps_clean = measure_until(
+        &p,
+        &deps_repo,
+        &deps_app,
+        body(3),
+        &["-c", "http.extraheader=GIGALIXIR-CLEAN: true"],
+    )
+    .await?;
+    let deps_ratio = deps_warm["push_to_live_ms"].as_f64().unwrap_or(0.0)
+        / deps_clean["push_to_live_ms"].as_f64().unwrap_or(1.0);
+    let build_ratio = deps_warm["steps_ms"]["build"].as_f64().unwrap_or(0.0)
+        / deps_clean["steps_ms"]["build"].as_f64().unwrap_or(1.0);
+
     let ratio = warm["push_to_live_ms"].as_f64().unwrap_or(0.0)
         / clean["push_to_live_ms"].as_f64().unwrap_or(1.0);
     println!(
@@ -255,6 +302,14 @@ async fn main() -> anyhow::Result<()> {
             "warm_over_clean": (ratio * 100.0).round() / 100.0,
             "hot": hot,
             "restart": restart,
+            "with_dependency": {
+                "fixture": "with_path_dep",
+                "cold": deps_cold,
+                "warm_deps_unchanged": deps_warm,
+                "clean": deps_clean,
+                "warm_over_clean": (deps_ratio * 100.0).round() / 100.0,
+                "build_step_warm_over_clean": (build_ratio * 100.0).round() / 100.0,
+            },
         }))?
     );
     Ok(())
