@@ -599,6 +599,12 @@ fn the_release_phase_runs_before_traffic_moves_and_can_stop_a_deploy() {
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok && out.contains("Deployed v1"), "{out}");
     assert_eq!(p.get_app(&app, "/").1, "Hello from hello v1\n");
+    // Its output reaches the pusher, before the release takes traffic.
+    let ran = out
+        .find(&format!("release phase ran for {app}"))
+        .unwrap_or_else(|| panic!("the release phase's output is not shown:\n{out}"));
+    assert!(out.contains("Running the release phase"), "{out}");
+    assert!(ran < out.find("v1 is up").expect("up"), "{out}");
 
     // A failing release phase stops the deploy; v1 keeps serving.
     procfile("sh -c 'echo migrations failed; exit 3'");

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use futures::StreamExt;
 use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
 use shared::messages::Event;
 use shared::model::{App, BuildState, Release, ReleaseStatus};
@@ -167,7 +168,22 @@ async fn deploy_locked(
     let started = std::time::Instant::now();
     let outcome = match hot_upgrade(state, &release, &spec, build.as_ref()).await? {
         Some(outcome) => outcome,
-        None => state.runtime.deploy(&spec).await?,
+        None => {
+            // What the runtime tells on the way goes to the pusher as it comes.
+            let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
+            let relay = {
+                let (state, build) = (state.clone(), build.clone());
+                tokio::spawn(async move {
+                    let mut chunks = rx.ready_chunks(50);
+                    while let Some(lines) = chunks.next().await {
+                        log(&state, build.as_ref(), lines).await;
+                    }
+                })
+            };
+            let outcome = state.runtime.deploy_reporting(&spec, tx).await;
+            let _ = relay.await;
+            outcome?
+        }
     };
     let event = match outcome {
         DeployOutcome::Healthy => {

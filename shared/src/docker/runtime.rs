@@ -611,6 +611,15 @@ impl DockerRuntime {
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn deploy(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.deploy_reporting(spec, futures::channel::mpsc::unbounded().0)
+            .await
+    }
+
+    async fn deploy_reporting(
+        &self,
+        spec: &ReleaseSpec,
+        progress: futures::channel::mpsc::UnboundedSender<String>,
+    ) -> PortResult<DeployOutcome> {
         self.ensure_network(&spec.app).await?;
         let existing = self.containers_of(&spec.app).await?;
         let current: Vec<&Existing> = existing
@@ -634,8 +643,21 @@ impl Runtime for DockerRuntime {
             .as_ref()
             .is_none_or(|types| types.iter().any(|t| t == "release"));
         if has_phase {
-            if let Err(failed) = self.release_phase(spec).await? {
-                return Ok(failed);
+            let _ = progress.unbounded_send(
+                "-----> Running the release phase (the Procfile's release: command)".into(),
+            );
+            let started = std::time::Instant::now();
+            match self.release_phase(spec).await? {
+                Ok(output) => {
+                    for line in output {
+                        let _ = progress.unbounded_send(format!("       {line}"));
+                    }
+                    let _ = progress.unbounded_send(format!(
+                        "-----> Release phase done in {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                Err(failed) => return Ok(failed),
             }
         }
         let old: Vec<&Existing> = existing

@@ -111,6 +111,16 @@ pub enum HotOutcome {
 pub trait Runtime: Send + Sync + 'static {
     /// Starts `release` and switches traffic to it when healthy.
     async fn deploy(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
+    /// [`deploy`](Runtime::deploy), telling what happens on the way as lines for the
+    /// pusher (e.g. the output of a successful release phase).
+    async fn deploy_reporting(
+        &self,
+        release: &ReleaseSpec,
+        progress: futures::channel::mpsc::UnboundedSender<String>,
+    ) -> PortResult<DeployOutcome> {
+        drop(progress);
+        self.deploy(release).await
+    }
     /// Where the app's live release answers HTTP, one address per healthy replica.
     async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>>;
     /// Stops and removes everything of the app. Idempotent.
