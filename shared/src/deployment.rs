@@ -61,7 +61,8 @@ impl Function {
 pub enum Delivery {
     /// The bus posts each message to the function's HTTP endpoint (Cloud Run).
     Push,
-    /// Workers pull (the build step, which needs a Docker engine next to it).
+    /// Workers pull (the build and upload steps, which need the build's Docker engine
+    /// next to them).
     Pull,
 }
 
@@ -121,9 +122,11 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
                 ..SubscriptionSpec::new("build.build-requested", Topic::BUILD_REQUESTED)
             },
         ),
+        // Upload reads the slug out of the build's container: it runs on the build
+        // workers, next to their Docker engine, and pulls too.
         wire(
             Some(Function::Upload),
-            push,
+            Delivery::Pull,
             SubscriptionSpec {
                 ack_deadline: Duration::from_secs(600),
                 ..SubscriptionSpec::new("upload.slug-built", Topic::SLUG_BUILT)
@@ -250,11 +253,25 @@ pub const DOMAIN: EnvVar = var(
 pub fn env(function: Function) -> Vec<EnvVar> {
     match function {
         Function::Api => vec![PORT, STORE, BUS],
-        Function::Receive => vec![PORT, STORE, BUS, BLOBS],
+        // DOMAIN: a push ends with the app's URL.
+        Function::Receive => vec![PORT, STORE, BUS, BLOBS, DOMAIN],
         Function::Build => vec![STORE, BUS, BLOBS],
-        Function::Upload => vec![PORT, STORE, BUS, BLOBS],
+        Function::Upload => vec![STORE, BUS, BLOBS],
         Function::Release => vec![PORT, STORE, BUS],
         Function::Deploy => vec![PORT, STORE, BUS, BLOBS, RUNTIME, DOMAIN],
+    }
+}
+
+/// A value of `var` to show in messages and docs: what a local setup would use.
+pub fn example(var: &EnvVar) -> &'static str {
+    match var.name {
+        "PORT" => "8080",
+        "GIGALIXIR_STORE" => "sqlite:///var/lib/gigalixir/store.db",
+        "GIGALIXIR_BUS" => "sqlite:///var/lib/gigalixir/bus.db",
+        "GIGALIXIR_BLOBS" => "file:///var/lib/gigalixir/blobs",
+        "GIGALIXIR_RUNTIME" => "docker://",
+        "GIGALIXIR_DOMAIN" => "apps.example.com",
+        _ => "",
     }
 }
 
@@ -308,5 +325,14 @@ mod tests {
         let m = manifest(Settings::default());
         assert_eq!(m["subscriptions"][0]["delivery"], "pull");
         assert_eq!(m["env"]["api"][1]["name"], "GIGALIXIR_STORE");
+    }
+
+    #[test]
+    fn every_variable_has_an_example() {
+        for f in Function::ALL {
+            for var in env(f) {
+                assert!(!example(&var).is_empty(), "{}: {}", f.name(), var.name);
+            }
+        }
     }
 }
