@@ -130,7 +130,13 @@ pub async fn run_build(
     let writer = tokio::spawn(write_log(state.store.clone(), id.clone(), rx));
     let exit = state.builder.run(&spec, tx).await;
     let _ = writer.await;
-    match exit? {
+    let exit = match exit {
+        Ok(exit) => exit,
+        // The builder cannot run this build (e.g. its image is missing): tell the pusher.
+        Err(err) if !err.is_transient() => return fail(state, id, &err.to_string()).await,
+        Err(err) => return Err(err.into()),
+    };
+    match exit {
         BuildExit::Succeeded => {
             match state
                 .store
