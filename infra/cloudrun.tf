@@ -1,5 +1,6 @@
-# The five HTTP functions on Cloud Run. `build` runs on GKE instead (kubernetes.tf): it needs
-# a Docker engine next to it.
+# The four HTTP functions on Cloud Run (api, receive, release, deploy). `build` and `upload`
+# run on GKE instead, as pull workers in the same pods (kubernetes.tf): build needs a Docker
+# engine next to it, and upload reads the slug out of the container that engine ran.
 
 resource "google_cloud_run_v2_service" "functions" {
   for_each = local.services
@@ -12,7 +13,7 @@ resource "google_cloud_run_v2_service" "functions" {
   ingress = each.value.public ? "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
 
   template {
-    service_account                  = google_service_account.functions[each.key].email
+    service_account                  = google_service_account.functions[local.runs_as[each.key]].email
     timeout                          = each.value.timeout
     max_instance_request_concurrency = each.value.concurrency
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
@@ -38,23 +39,10 @@ resource "google_cloud_run_v2_service" "functions" {
       }
 
       dynamic "env" {
-        for_each = merge(local.function_env[each.key], local.common_env, lookup(local.extra_env, each.key, {}))
+        for_each = merge(local.function_env[each.key], local.common_env, try(local.extra_env[each.key], {}))
         content {
           name  = env.key
           value = env.value
-        }
-      }
-
-      dynamic "env" {
-        for_each = lookup(local.secret_env, each.key, {})
-        content {
-          name = env.key
-          value_source {
-            secret_key_ref {
-              secret  = env.value
-              version = "latest"
-            }
-          }
         }
       }
 
@@ -97,9 +85,7 @@ resource "google_cloud_run_v2_service" "functions" {
 
   depends_on = [
     google_artifact_registry_repository_iam_member.readers,
-    google_secret_manager_secret_iam_member.receive_webhook_key,
     google_secret_manager_secret_iam_member.deploy_kubeconfig,
-    google_secret_manager_secret_version.webhook_key,
     google_secret_manager_secret_version.deploy_kubeconfig,
   ]
 }
@@ -115,7 +101,8 @@ resource "google_cloud_run_v2_service_iam_member" "pubsub_invoker" {
 }
 
 # Public services: anyone may reach them through the load balancer; the functions
-# themselves authenticate every request (HTTP Basic with an API key, webhook HMAC).
+# themselves authenticate every request (HTTP Basic with an API key; a webhook's HMAC with
+# its app's own secret, kept on the app record).
 resource "google_cloud_run_v2_service_iam_member" "public" {
   for_each = { for name, s in local.services : name => s if s.public }
 

@@ -14,57 +14,31 @@ resource "google_firestore_database" "store" {
   depends_on = [google_project_service.apis]
 }
 
-# Composite indexes for the Store trait's list queries (shared/src/ports/store.rs).
-# TO BE CONFIRMED against the Firestore adapter (shared/src/gcp/firestore.rs) once it exists:
-# the collection and field names below are guesses; Firestore names the missing index in
-# the error of a query that needs one.
+# Indexes, as the Firestore adapter (shared/src/gcp/firestore.rs, "Indexes") describes them:
+# no composite index is needed — every query is one equality filter (apps.owner, builds.app,
+# api_keys.user, ssh_keys.id) or a range and order on one field (chunks.last,
+# releases.version), served by the automatic single-field indexes. Fields that are never
+# queried are exempted, since indexing them only costs write throughput: `json` (the record)
+# in every collection that has it, and `lines` in log chunks.
 locals {
-  firestore_indexes = {
-    # apps_of(owner): apps owned by a user, by name.
-    apps_by_owner = {
-      collection = "apps"
-      fields     = [["owner", "ASCENDING"], ["name", "ASCENDING"]]
-    }
-    # releases(app): newest first.
-    releases_by_app = {
-      collection = "releases"
-      fields     = [["app", "ASCENDING"], ["version", "DESCENDING"]]
-    }
-    # builds_of(app): newest first.
-    builds_by_app = {
-      collection = "builds"
-      fields     = [["app", "ASCENDING"], ["created_at", "DESCENDING"]]
-    }
-    # build_log(build, after, limit): lines in order.
-    build_log_lines = {
-      collection = "build_log"
-      fields     = [["build", "ASCENDING"], ["line", "ASCENDING"]]
-    }
-    # ssh_keys(user): oldest first.
-    ssh_keys_by_user = {
-      collection = "ssh_keys"
-      fields     = [["user", "ASCENDING"], ["created_at", "ASCENDING"]]
-    }
-    # replace_api_keys(key.user): every key of an account.
-    api_keys_by_user = {
-      collection = "api_keys"
-      fields     = [["user", "ASCENDING"], ["created_at", "ASCENDING"]]
-    }
+  firestore_unindexed = {
+    users_json    = { collection = "users", field = "json" }
+    ssh_keys_json = { collection = "ssh_keys", field = "json" }
+    api_keys_json = { collection = "api_keys", field = "json" }
+    apps_json     = { collection = "apps", field = "json" }
+    releases_json = { collection = "releases", field = "json" }
+    builds_json   = { collection = "builds", field = "json" }
+    chunks_lines  = { collection = "chunks", field = "lines" }
   }
 }
 
-resource "google_firestore_index" "store" {
-  for_each = local.firestore_indexes
+resource "google_firestore_field" "unindexed" {
+  for_each = local.firestore_unindexed
 
-  database    = google_firestore_database.store.name
-  collection  = each.value.collection
-  query_scope = "COLLECTION"
+  database   = google_firestore_database.store.name
+  collection = each.value.collection
+  field      = each.value.field
 
-  dynamic "fields" {
-    for_each = each.value.fields
-    content {
-      field_path = fields.value[0]
-      order      = fields.value[1]
-    }
-  }
+  # An empty index_config removes every single-field index of the field.
+  index_config {}
 }

@@ -1,8 +1,10 @@
-# One service account per function, each granted only what its step touches. Bucket grants
-# are in storage.tf, topic and subscription grants in pubsub.tf.
+# One service account per identity in local.runs_as (wiring.tf): each function's own, except
+# upload, which runs in the build worker pods as `build` (a pod has one identity). Each is
+# granted only what its functions touch. Bucket grants are in storage.tf, topic and
+# subscription grants in pubsub.tf.
 
 resource "google_service_account" "functions" {
-  for_each = toset(["api", "receive", "build", "upload", "release", "deploy"])
+  for_each = toset(distinct(values(local.runs_as)))
 
   account_id   = "gigalixir-${each.key}"
   display_name = "gigalixir ${each.key} function"
@@ -34,8 +36,9 @@ resource "google_project_iam_member" "deploy_cluster_viewer" {
   member  = "serviceAccount:${google_service_account.functions["deploy"].email}"
 }
 
-# The build workers run as the Kubernetes service account gigalixir-system/build, which
-# Workload Identity maps to the build function's account.
+# The build worker pods (containers build, upload and the Docker engine) run as the
+# Kubernetes service account gigalixir-system/build, which Workload Identity maps to the
+# build account. The engine's postStart hook uses it too (pulls the builder image).
 resource "google_service_account_iam_member" "build_workload_identity" {
   service_account_id = google_service_account.functions["build"].name
   role               = "roles/iam.workloadIdentityUser"

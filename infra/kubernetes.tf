@@ -157,12 +157,30 @@ resource "kubernetes_cluster_role_binding_v1" "deploy" {
   }
 }
 
-# --- build: pull workers, each with its own Docker engine --------------------------------
-# A Deployment whose pods hold the build function's pull worker and a docker:dind sidecar,
-# sharing the engine's socket through an emptyDir. Chosen over a privileged DaemonSet with
-# a host socket: no node-wide Docker socket is exposed, the engine lives and dies with its
-# worker (scaling the Deployment scales both), and builds only land on the tainted build
-# pool. The engine listens on the unix socket only (no TCP port in the pod network).
+# --- build and upload: pull workers, each pod with its own Docker engine -----------------
+# A Deployment whose pods hold three containers sharing the engine's unix socket through an
+# emptyDir: a docker:dind engine, the build function's pull worker (runs each build in a
+# container of that engine) and the upload function's pull worker (streams the slug out of
+# that finished container, then removes it).
+#
+# upload is a container of the same pod, not a Deployment of its own, because it must talk
+# to the very engine that ran the build: the build container exists only there, and an
+# engine listening on a pod-local socket is out of reach of any other pod. (A separate
+# upload Deployment would need the engine exposed over TCP across pods, or a node-wide
+# Docker socket, and still could not tell which pod holds a given build.) The price: one
+# pod has one Kubernetes service account, hence one Google identity, so least privilege
+# per container is impossible here; the pod's account holds what build and upload each need
+# (local.runs_as, wiring.tf) and nothing more.
+#
+# Chosen over a privileged DaemonSet with a host socket: no node-wide Docker socket is
+# exposed, the engine lives and dies with its workers (scaling the Deployment scales all),
+# and builds only land on the tainted build pool. The engine listens on the unix socket only
+# (no TCP port in the pod network).
+#
+# One pod at a time (var.build_workers is at most 1, and pods are replaced with Recreate): the
+# slug-built subscription is shared by every upload worker, and one in another pod than the
+# build's would find no container and fail the build ("vanished"). More pods need
+# slug-built routed to the pod that built it (README.md, "Not yet ready on the Rust side").
 
 resource "kubernetes_namespace_v1" "system" {
   metadata {
@@ -202,9 +220,9 @@ resource "kubernetes_network_policy_v1" "system_no_ingress" {
 locals {
   registry_host = "${var.region}-docker.pkg.dev"
   builder_image = "${local.image_base}/gigalixir-builder:${var.image_tag}"
-  # Kubernetes starts the worker only once this hook is done: the engine is up and holds the
+  # Kubernetes starts the workers only once this hook is done: the engine is up and holds the
   # builder image under the local name the build function uses (gigalixir-builder:latest).
-  # The registry token is the worker's Workload Identity token.
+  # The registry token is the pod's Workload Identity token.
   load_builder_image = <<-EOT
     set -eu
     i=0
@@ -223,8 +241,8 @@ locals {
 
 resource "kubernetes_deployment_v1" "build" {
   #checkov:skip=CKV_K8S_16:The Docker engine sidecar must be privileged to run build containers; it is confined to the tainted build node pool.
-  #checkov:skip=CKV_K8S_22:dockerd writes its state and socket outside its volumes; the worker has a read-only root file system.
-  #checkov:skip=CKV_K8S_28:The Docker engine needs NET_RAW and every other capability for its containers' networking; the worker drops all.
+  #checkov:skip=CKV_K8S_22:dockerd writes its state and socket outside its volumes; the workers have read-only root file systems.
+  #checkov:skip=CKV_K8S_28:The Docker engine needs NET_RAW and every other capability for its containers' networking; the workers drop all.
   #checkov:skip=CKV_K8S_43:Images are pinned by immutable tags (Artifact Registry immutable_tags; var.dind_image should be pinned to a digest by the operator).
   metadata {
     name      = "build"
@@ -234,6 +252,11 @@ resource "kubernetes_deployment_v1" "build" {
 
   spec {
     replicas = var.build_workers
+
+    # Never two pods at once, not even during a rollout: see above.
+    strategy {
+      type = "Recreate"
+    }
 
     selector {
       match_labels = { "app.kubernetes.io/name" = "gigalixir-build" }
@@ -264,7 +287,7 @@ resource "kubernetes_deployment_v1" "build" {
           }
         }
 
-        # First, so that its postStart hook runs before the worker starts.
+        # First, so that its postStart hook runs before the workers start.
         container {
           name              = "docker"
           image             = var.dind_image
@@ -322,13 +345,16 @@ resource "kubernetes_deployment_v1" "build" {
           }
         }
 
+        # The build pull worker: pulls build.build-requested (deployment.rs says pull, so
+        # the binary pulls without flags) and runs each build on the engine (DOCKER_HOST).
         container {
-          name              = "worker"
+          name              = "build"
           image             = "${local.image_base}/gigalixir-build:${var.image_tag}"
           image_pull_policy = "Always"
+          command           = ["gigalixir-build"]
 
           dynamic "env" {
-            for_each = merge(local.function_env["build"], local.common_env, lookup(local.extra_env, "build", {}))
+            for_each = merge(local.function_env["build"], local.common_env, try(local.extra_env["build"], {}))
             content {
               name  = env.key
               value = env.value
@@ -346,20 +372,7 @@ resource "kubernetes_deployment_v1" "build" {
             }
           }
 
-          liveness_probe {
-            exec {
-              command = ["test", "-S", "/var/run/docker.sock"]
-            }
-            period_seconds = 30
-          }
-
-          readiness_probe {
-            exec {
-              command = ["test", "-S", "/var/run/docker.sock"]
-            }
-            period_seconds = 30
-          }
-
+          # No probe: the worker serves no port, and its image need not hold a shell.
           resources {
             requests = {
               cpu    = "250m"
@@ -381,9 +394,65 @@ resource "kubernetes_deployment_v1" "build" {
           }
         }
 
+        # The upload pull worker: pulls upload.slug-built and reads each slug out of the
+        # finished build container on the same engine. Holds a slug (up to 1 GiB) and its
+        # archive in memory while it hashes and verifies it.
+        container {
+          name              = "upload"
+          image             = "${local.image_base}/gigalixir-upload:${var.image_tag}"
+          image_pull_policy = "Always"
+          command           = ["gigalixir-upload"]
+
+          dynamic "env" {
+            for_each = merge(local.function_env["upload"], local.common_env, try(local.extra_env["upload"], {}))
+            content {
+              name  = env.key
+              value = env.value
+            }
+          }
+
+          security_context {
+            run_as_non_root            = true
+            run_as_user                = 1000
+            run_as_group               = 1000
+            allow_privilege_escalation = false
+            read_only_root_filesystem  = true
+            capabilities {
+              drop = ["ALL"]
+            }
+          }
+
+          # No probe: the worker serves no port, and its image need not hold a shell.
+          resources {
+            requests = {
+              cpu    = "250m"
+              memory = "512Mi"
+            }
+            limits = {
+              cpu    = "2"
+              memory = "4Gi"
+            }
+          }
+
+          volume_mount {
+            name       = "docker-run"
+            mount_path = "/var/run"
+          }
+          volume_mount {
+            name       = "upload-tmp"
+            mount_path = "/tmp"
+          }
+        }
+
         volume {
           name = "docker-run"
           empty_dir {}
+        }
+        volume {
+          name = "upload-tmp"
+          empty_dir {
+            size_limit = "2Gi"
+          }
         }
         volume {
           name = "docker-data"

@@ -21,10 +21,16 @@ resource "google_pubsub_topic" "topics" {
   depends_on = [google_project_service.apis]
 }
 
-# Pushed to the consuming function's Cloud Run URL (root path `/`), signed with an OIDC token
-# of the invoker account, which alone may invoke the internal services.
+# Pushed to the consuming function's Cloud Run URL + the subscription's path (`/`, or
+# `/dead-letters` for the dead letters `release` takes), signed with an OIDC token of the
+# invoker account, which alone may invoke the internal services.
 resource "google_pubsub_subscription" "push" {
   for_each = local.push_subscriptions
+
+  labels = {
+    gigalixir-ack-deadline-ms = each.value.spec_ack_deadline_seconds * 1000
+    gigalixir-max-attempts    = each.value.spec_max_attempts
+  }
 
   name                       = each.key
   topic                      = google_pubsub_topic.topics[each.value.topic].id
@@ -32,7 +38,7 @@ resource "google_pubsub_subscription" "push" {
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = "${google_cloud_run_v2_service.functions[each.value.function].uri}/"
+    push_endpoint = "${google_cloud_run_v2_service.functions[each.value.function].uri}${each.value.path}"
 
     oidc_token {
       service_account_email = google_service_account.pubsub_invoker.email
@@ -61,9 +67,14 @@ resource "google_pubsub_subscription" "push" {
   depends_on = [google_service_account_iam_member.pubsub_agent_token_creator]
 }
 
-# Pulled by the build workers on GKE, next to their Docker engine.
+# Pulled by the build worker pods on GKE (build and upload), next to their Docker engine.
 resource "google_pubsub_subscription" "pull" {
   for_each = local.pull_subscriptions
+
+  labels = {
+    gigalixir-ack-deadline-ms = each.value.spec_ack_deadline_seconds * 1000
+    gigalixir-max-attempts    = each.value.spec_max_attempts
+  }
 
   name                       = each.key
   topic                      = google_pubsub_topic.topics[each.value.topic].id
@@ -112,24 +123,30 @@ resource "google_pubsub_subscription_iam_member" "pubsub_agent_pull" {
   member       = local.pubsub_agent
 }
 
-# Each function publishes only its own events.
+# Each function publishes only its own events. Keyed by identity (local.runs_as): build and
+# upload share one, and one binding per (identity, topic) keeps Terraform from managing the
+# same member twice.
 resource "google_pubsub_topic_iam_member" "publishers" {
+  for_each = toset(distinct(flatten([
+    for fn, topics in local.publishes : [for topic in topics : "${local.runs_as[fn]}/${topic}"]
+  ])))
+
+  topic  = google_pubsub_topic.topics[split("/", each.value)[1]].id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.functions[split("/", each.value)[0]].email}"
+}
+
+# The pull workers (build, upload) consume their subscription, and read its settings and
+# labels (the exact ack deadline and attempts) when they start.
+resource "google_pubsub_subscription_iam_member" "pull_workers" {
   for_each = merge([
-    for fn, topics in local.publishes : {
-      for topic in topics : "${fn}/${topic}" => { function = fn, topic = topic }
+    for name, s in local.pull_subscriptions : {
+      for role in ["roles/pubsub.subscriber", "roles/pubsub.viewer"] :
+      "${name}/${role}" => { subscription = name, function = s.function, role = role }
     }
   ]...)
 
-  topic  = google_pubsub_topic.topics[each.value.topic].id
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${google_service_account.functions[each.value.function].email}"
-}
-
-# The build workers consume their subscription.
-resource "google_pubsub_subscription_iam_member" "build_subscriber" {
-  for_each = local.pull_subscriptions
-
-  subscription = google_pubsub_subscription.pull[each.key].id
-  role         = "roles/pubsub.subscriber"
-  member       = "serviceAccount:${google_service_account.functions[each.value.function].email}"
+  subscription = google_pubsub_subscription.pull[each.value.subscription].id
+  role         = each.value.role
+  member       = "serviceAccount:${google_service_account.functions[local.runs_as[each.value.function]].email}"
 }

@@ -18,16 +18,12 @@ resource "google_artifact_registry_repository" "images" {
 }
 
 locals {
+  # Cloud Run pulls the function images with its own service agent, which may read the
+  # project's repositories already; the functions' accounts get no registry access.
   registry_readers = {
-    # Cloud Run pulls the function images as each service's own account.
-    api     = "serviceAccount:${google_service_account.functions["api"].email}"
-    receive = "serviceAccount:${google_service_account.functions["receive"].email}"
-    upload  = "serviceAccount:${google_service_account.functions["upload"].email}"
-    release = "serviceAccount:${google_service_account.functions["release"].email}"
-    deploy  = "serviceAccount:${google_service_account.functions["deploy"].email}"
     # The build workers' Docker engines pull the builder image with the worker's token.
     build = "serviceAccount:${google_service_account.functions["build"].email}"
-    # The kubelet pulls the build worker and runner images.
+    # The kubelet pulls the build and upload worker images and the runner image.
     nodes = "serviceAccount:${google_service_account.nodes.email}"
   }
 }

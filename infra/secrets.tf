@@ -1,37 +1,5 @@
-# Secrets the functions read from Secret Manager.
-
-# The HMAC key of receive's GitHub-style push webhook (env GIGALIXIR_WEBHOOK_KEY). Generated
-# here, so it is also in the Terraform state: keep the state bucket private (backend.tf).
-# Rotate by adding a version (`gcloud secrets versions add`) and redeploying receive.
-resource "google_secret_manager_secret" "webhook_key" {
-  secret_id = "gigalixir-webhook-key"
-
-  replication {
-    user_managed {
-      replicas {
-        location = var.region
-      }
-    }
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "random_password" "webhook_key" {
-  length  = 48
-  special = false
-}
-
-resource "google_secret_manager_secret_version" "webhook_key" {
-  secret      = google_secret_manager_secret.webhook_key.id
-  secret_data = random_password.webhook_key.result
-}
-
-resource "google_secret_manager_secret_iam_member" "receive_webhook_key" {
-  secret_id = google_secret_manager_secret.webhook_key.id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.functions["receive"].email}"
-}
+# Secrets the functions read from Secret Manager: deploy's kubeconfig. (Webhook secrets are
+# per app, kept on the app record in the store: none here.)
 
 # deploy's kubeconfig: the cluster's private endpoint and CA (no credential: deploy
 # authenticates with its own identity through the `gcp` auth provider). Mounted as a file.

@@ -81,22 +81,29 @@ resource "google_storage_bucket" "blobs" {
 #   upload:  slugs (read, write: it verifies what it stored), caches (read, write)
 #   deploy:  slugs (read: it signs the URLs the replicas download the slug from)
 #   api, release: none
+# Granted to the identity each function runs as (local.runs_as): build and upload share the
+# build worker pods' account, which therefore holds both rows. One binding per
+# (identity, space, role).
 locals {
+  bucket_needs = [
+    { function = "receive", space = "repos", role = "roles/storage.objectUser" },
+    { function = "receive", space = "sources", role = "roles/storage.objectUser" },
+    { function = "build", space = "sources", role = "roles/storage.objectViewer" },
+    { function = "build", space = "caches", role = "roles/storage.objectViewer" },
+    { function = "upload", space = "slugs", role = "roles/storage.objectUser" },
+    { function = "upload", space = "caches", role = "roles/storage.objectUser" },
+    { function = "deploy", space = "slugs", role = "roles/storage.objectViewer" },
+  ]
   bucket_grants = {
-    "receive/repos"   = { function = "receive", space = "repos", role = "roles/storage.objectUser" }
-    "receive/sources" = { function = "receive", space = "sources", role = "roles/storage.objectUser" }
-    "build/sources"   = { function = "build", space = "sources", role = "roles/storage.objectViewer" }
-    "build/caches"    = { function = "build", space = "caches", role = "roles/storage.objectViewer" }
-    "upload/slugs"    = { function = "upload", space = "slugs", role = "roles/storage.objectUser" }
-    "upload/caches"   = { function = "upload", space = "caches", role = "roles/storage.objectUser" }
-    "deploy/slugs"    = { function = "deploy", space = "slugs", role = "roles/storage.objectViewer" }
+    for g in local.bucket_needs :
+    "${local.runs_as[g.function]}/${g.space}/${g.role}" => { identity = local.runs_as[g.function], space = g.space, role = g.role }...
   }
 }
 
 resource "google_storage_bucket_iam_member" "functions" {
   for_each = local.bucket_grants
 
-  bucket = google_storage_bucket.blobs[each.value.space].name
-  role   = each.value.role
-  member = "serviceAccount:${google_service_account.functions[each.value.function].email}"
+  bucket = google_storage_bucket.blobs[each.value[0].space].name
+  role   = each.value[0].role
+  member = "serviceAccount:${google_service_account.functions[each.value[0].identity].email}"
 }

@@ -110,9 +110,14 @@ variable "build_nodes_max" {
 }
 
 variable "build_workers" {
-  description = "Build worker pods (each a pull worker with its own Docker engine)."
+  description = "Build worker pods (each with its own Docker engine and the build and upload pull workers, 2 builds at once). At most 1 for now (0 stops building): upload finds a build's container only in the pod that built it (kubernetes.tf)."
   type        = number
-  default     = 2
+  default     = 1
+
+  validation {
+    condition     = contains([0, 1], var.build_workers)
+    error_message = "build_workers must be 0 or 1 until slug-built is routed to the pod that ran the build: an upload worker in another pod finds no container and fails the build."
+  }
 }
 
 variable "node_disk_size_gb" {

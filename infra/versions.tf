@@ -17,9 +17,5 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "~> 2.36"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.6"
-    }
   }
 }

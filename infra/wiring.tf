@@ -1,10 +1,15 @@
 # The pipeline's wiring, as shared/src/deployment.rs declares it
 # (`cargo run -q -p gigalixir-platform -- --print-deployment`). tests/infra/check_wiring.py
-# compares these literals with that JSON: a topic, subscription, delivery mode, bucket or
-# environment variable missing on either side fails `scripts/check-infra`.
+# compares these literals with that JSON: a topic, subscription, delivery mode, push path,
+# bucket or environment variable missing on either side fails `scripts/check-infra`.
+# A push subscription is delivered to its function's Cloud Run URL + `path`; a pull
+# subscription is pulled by that function's worker on GKE (kubernetes.tf).
 #
 # Where Pub/Sub's limits differ from the manifest, the value here is the clamped one and the
-# comment says why; the check applies the same clamps.
+# comment says why; the check applies the same clamps. The manifest's own values go into each
+# subscription's labels (gigalixir-ack-deadline-ms, gigalixir-max-attempts), which the Pub/Sub
+# adapter (shared/src/gcp/pubsub.rs) reads back: the pull worker extends its lease up to the
+# exact deadline and dead-letters after the exact number of attempts.
 #   ack deadline:           Pub/Sub accepts 10..600 s.
 #   max delivery attempts:  a dead-letter policy accepts 5..100.
 
@@ -25,109 +30,144 @@ locals {
 
   dead_letter_topic = "dead-letter"
 
-  # The manifest leaves the dead-letter consumer to the platform (`function: null`). On GCP
-  # it is pushed to `release`, the smallest service that holds the store: it marks the
-  # build (and release) failed so the pusher hears about it.
-  dead_letter_consumer = "release"
-
   subscriptions = {
     "build.build-requested" = {
       topic    = "build-requested"
       function = "build"
       delivery = "pull"
-      # Manifest: 2100 s (build timeout + 300 s). The pull worker extends its lease while
-      # the build runs.
-      ack_deadline_seconds = 600
-      # Manifest: 3 attempts; 5 is the fewest a dead-letter policy allows.
+      path     = "/"
+      # Manifest: 2100 s (build timeout + 300 s) and 3 attempts. The pull worker extends its
+      # lease up to the 2100 s and dead-letters after 3 attempts itself (labels below); the
+      # server-side values are Pub/Sub's bounds, a backstop when a worker dies.
+      ack_deadline_seconds  = 600
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = "dead-letter"
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 2100
+      spec_max_attempts         = 3
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
     }
+    # Pulled by the upload worker, a container of the build worker pods: it reads the slug
+    # out of the finished build container through the Docker engine of the same pod.
     "upload.slug-built" = {
       topic                 = "slug-built"
       function              = "upload"
-      delivery              = "push"
+      delivery              = "pull"
+      path                  = "/"
       ack_deadline_seconds  = 600
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = "dead-letter"
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 600
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
     }
     "release.slug-uploaded" = {
       topic                 = "slug-uploaded"
       function              = "release"
       delivery              = "push"
+      path                  = "/"
       ack_deadline_seconds  = 60
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = "dead-letter"
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 60
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
     }
+    # Dead letters end their build (and release) as failed, so the pusher hears about it:
+    # `release` takes them at its own path (shared/src/dead_letters.rs).
     "platform.dead-letter" = {
       topic                = "dead-letter"
       function             = "release"
       delivery             = "push"
+      path                 = "/dead-letters"
       ack_deadline_seconds = 60
       # No dead letter of its own: a message Pub/Sub cannot deliver here is retried until
       # the subscription's retention (7 days) ends.
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = null
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 60
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = null
     }
     "deploy.release-created" = {
       topic                 = "release-created"
       function              = "deploy"
       delivery              = "push"
+      path                  = "/"
       ack_deadline_seconds  = 360
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = "dead-letter"
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 360
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
     }
     "deploy.app-destroyed" = {
       topic                 = "app-destroyed"
       function              = "deploy"
       delivery              = "push"
+      path                  = "/"
       ack_deadline_seconds  = 60
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = "dead-letter"
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 60
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
     }
     "deploy.ssh-keys-changed" = {
       topic                 = "ssh-keys-changed"
       function              = "deploy"
       delivery              = "push"
+      path                  = "/"
       ack_deadline_seconds  = 60
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = "dead-letter"
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 60
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
     }
     "deploy.app-scaled" = {
       topic    = "app-scaled"
       function = "deploy"
       delivery = "push"
+      path     = "/"
       # Manifest: 1320 s (17 boot timeouts + 300 s). A longer rollout is redelivered while
       # it runs; deploy is idempotent and the Cloud Run request itself may last 30 min.
       ack_deadline_seconds  = 600
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = "dead-letter"
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 1320
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
     }
     "deploy.restart-requested" = {
       topic    = "restart-requested"
       function = "deploy"
       delivery = "push"
+      path     = "/"
       # Manifest: 1320 s, clamped as above.
       ack_deadline_seconds  = 600
       max_delivery_attempts = 5
-      min_backoff_seconds   = 1
-      max_backoff_seconds   = 60
-      dead_letter           = "dead-letter"
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 1320
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
     }
   }
 
@@ -173,10 +213,12 @@ locals {
       GIGALIXIR_STORE = "firestore://${var.project_id}"
       GIGALIXIR_BUS   = "pubsub://${var.project_id}"
     }
+    # DOMAIN: a push ends with the app's URL.
     receive = {
-      GIGALIXIR_STORE = "firestore://${var.project_id}"
-      GIGALIXIR_BUS   = "pubsub://${var.project_id}"
-      GIGALIXIR_BLOBS = "gs://${local.bucket_prefix}"
+      GIGALIXIR_STORE  = "firestore://${var.project_id}"
+      GIGALIXIR_BUS    = "pubsub://${var.project_id}"
+      GIGALIXIR_BLOBS  = "gs://${local.bucket_prefix}"
+      GIGALIXIR_DOMAIN = var.apps_domain
     }
     build = {
       GIGALIXIR_STORE = "firestore://${var.project_id}"
@@ -201,28 +243,33 @@ locals {
     }
   }
 
-  # Variables set here that deployment.rs does not list yet (the check reports them as
-  # pending until it does):
-  # - LOG_FORMAT: every function reads it (shared::web::init_tracing); JSON for Cloud Logging.
-  # - KUBECONFIG: deploy runs outside the cluster; the file names the private endpoint.
+  # Platform-level variables: read by libraries under every binary rather than by a
+  # function's own settings, so deployment.rs does not list them. The check accepts exactly
+  # these (its PLATFORM_ENV allow-list) and fails on any other variable the manifest lacks.
+  # - LOG_FORMAT: JSON log lines for Cloud Logging (shared/src/web.rs, init_tracing).
+  # - KUBECONFIG: deploy runs outside the cluster; read by the kube client, the file names
+  #   the private endpoint.
+  # - DOCKER_HOST: the pod's own Docker engine, read by the Docker client
+  #   (shared/src/docker, connect); build runs its containers there, upload reads them back.
   common_env = {
     LOG_FORMAT = "json"
   }
   extra_env = {
+    build = {
+      DOCKER_HOST = local.docker_host
+    }
+    upload = {
+      DOCKER_HOST = local.docker_host
+    }
     deploy = {
       KUBECONFIG = "/etc/gigalixir/kube/config"
     }
   }
-  # Variables whose value is a Secret Manager secret (name => secret id).
-  # - GIGALIXIR_WEBHOOK_KEY: HMAC key of receive's push webhook.
-  secret_env = {
-    receive = {
-      GIGALIXIR_WEBHOOK_KEY = google_secret_manager_secret.webhook_key.secret_id
-    }
-  }
+  docker_host = "unix:///var/run/docker.sock"
 
   # The Cloud Run services. `public`: reached from the internet through the load balancer
   # (the function authenticates its callers); otherwise only Pub/Sub pushes reach it.
+  # build and upload pull instead: they run in the build worker pods (kubernetes.tf).
   services = {
     api = {
       public      = true
@@ -238,14 +285,6 @@ locals {
       cpu         = "2"
       memory      = "2Gi"
       concurrency = 8
-    }
-    # Holds a slug (up to 1 GiB) in memory while it hashes and verifies it.
-    upload = {
-      public      = false
-      timeout     = "900s"
-      cpu         = "2"
-      memory      = "4Gi"
-      concurrency = 2
     }
     release = {
       public      = false
@@ -264,12 +303,27 @@ locals {
     }
   }
 
+  # The Google service account each function runs as (iam.tf creates one per value).
+  # upload runs as `build`: it is a container of the build worker pods (it must reach the
+  # Docker engine that ran the build), and every container of a pod shares the pod's
+  # Kubernetes service account, which Workload Identity maps to one Google account. So the
+  # worker pods hold the union of build's and upload's grants (storage.tf, pubsub.tf).
+  runs_as = {
+    api     = "api"
+    receive = "receive"
+    build   = "build"
+    upload  = "build"
+    release = "release"
+    deploy  = "deploy"
+  }
+
   # Topics each function publishes to (its service account may publish nowhere else).
+  # The pull workers dead-letter a message themselves after exactly the manifest's attempts.
   publishes = {
     api     = ["release-created", "app-destroyed", "app-scaled", "restart-requested", "ssh-keys-changed"]
     receive = ["build-requested"]
-    build   = ["slug-built"]
-    upload  = ["slug-uploaded"]
+    build   = ["slug-built", "dead-letter"]
+    upload  = ["slug-uploaded", "dead-letter"]
     release = ["release-created"]
     deploy  = ["deploy-succeeded", "deploy-failed"]
   }

@@ -3,7 +3,6 @@
 //! called in-process through its own router), the Docker builder and runtime, and the
 //! router that sends `APP.localhost` to the app.
 
-mod dead_letters;
 mod router;
 
 use std::net::SocketAddr;
@@ -135,28 +134,39 @@ async fn run() -> anyhow::Result<()> {
         .blobs
         .clone()
         .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
-    let blobs_dir = blobs_url
-        .strip_prefix("file://")
-        .map(PathBuf::from)
-        .context("the Docker runtime reads slugs from a file:// blob store")?;
-    let slug_dir = blobs_dir.join("slugs");
-    std::fs::create_dir_all(&slug_dir)?;
-
+    let blobs = shared::backends::open_blobs(&blobs_url).context("opening the blob store")?;
     let docker = shared::docker::connect().context("connecting to the Docker engine")?;
+    // Containers read slugs from a local directory: the blob store's own, or a copy kept
+    // of a remote one.
+    let runtime = match blobs_url.strip_prefix("file://") {
+        Some(dir) => {
+            let slug_dir = PathBuf::from(dir).join("slugs");
+            std::fs::create_dir_all(&slug_dir)?;
+            shared::docker::DockerRuntime::new(
+                docker.clone(),
+                &args.instance,
+                slug_dir,
+                data_dir.join("ssh"),
+            )
+        }
+        None => {
+            let slug_dir = data_dir.join("slug-cache");
+            std::fs::create_dir_all(&slug_dir)?;
+            shared::docker::DockerRuntime::new(
+                docker.clone(),
+                &args.instance,
+                slug_dir,
+                data_dir.join("ssh"),
+            )
+            .with_slug_source(blobs.clone())
+        }
+    };
     let ports = Ports {
         store: shared::backends::open_store(&store_url).context("opening the store")?,
         bus: shared::backends::open_bus(&bus_url).context("opening the bus")?,
-        blobs: shared::backends::open_blobs(&blobs_url).context("opening the blob store")?,
-        builder: Arc::new(shared::docker::DockerBuilder::new(
-            docker.clone(),
-            &args.instance,
-        )),
-        runtime: Arc::new(shared::docker::DockerRuntime::new(
-            docker,
-            &args.instance,
-            slug_dir,
-            data_dir.join("ssh"),
-        )),
+        blobs,
+        builder: Arc::new(shared::docker::DockerBuilder::new(docker, &args.instance)),
+        runtime: Arc::new(runtime),
     };
 
     let addr = SocketAddr::new(args.listen, args.port);
@@ -263,7 +273,6 @@ async fn start_steps(
         runtime: ports.runtime.clone(),
         boot_timeout,
     });
-    let dead_letters = dead_letters::router(ports.store.clone());
     let wiring = deployment::subscriptions(Settings {
         build: build_timeout,
         boot: boot_timeout,
@@ -272,18 +281,17 @@ async fn start_steps(
     .into_iter()
     .filter_map(|wire| {
         let router = match wire.function {
-            Some(Function::Build) => build.clone(),
-            Some(Function::Upload) => upload.clone(),
-            Some(Function::Release) => release.clone(),
-            Some(Function::Deploy) => deploy.clone(),
-            None => dead_letters.clone(),
+            Function::Build => build.clone(),
+            Function::Upload => upload.clone(),
+            Function::Release => release.clone(),
+            Function::Deploy => deploy.clone(),
             // Served over HTTP, not subscribed.
-            Some(Function::Api | Function::Receive) => return None,
+            Function::Api | Function::Receive => return None,
         };
-        Some((wire.spec, router))
+        Some((wire.spec, wire.path, router))
     });
     let mut loops = Vec::new();
-    for (spec, router) in wiring {
+    for (spec, path, router) in wiring {
         ports
             .bus
             .ensure_subscription(&spec)
@@ -293,7 +301,7 @@ async fn start_steps(
             ports.bus.clone(),
             shutdown.clone().cancelled_owned().boxed(),
         );
-        let endpoint = Arc::new(RouterEndpoint::new(router, "/"));
+        let endpoint = Arc::new(RouterEndpoint::new(router, path));
         loops.push(tokio::spawn(async move {
             bus.deliver(&spec.name, endpoint, stop).await
         }));

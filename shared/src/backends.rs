@@ -1,6 +1,8 @@
-//! Picks each port's implementation from a URL, one setting per port:
-//! `sqlite://PATH` (store, bus), `file://PATH` (blobs). Cloud schemes (`firestore://`,
-//! `pubsub://`, `gs://`) are recognised and refused until their adapters exist.
+//! Picks each port's implementation from a URL, one setting per port: `sqlite://PATH`
+//! (store, bus), `file://PATH` (blobs), and with the Google Cloud features
+//! `firestore://PROJECT[/DATABASE]`, `pubsub://PROJECT`, `gs://PREFIX[?create_buckets=PROJECT]`
+//! (on the emulators when `FIRESTORE_EMULATOR_HOST`, `PUBSUB_EMULATOR_HOST`,
+//! `STORAGE_EMULATOR_HOST` are set). A scheme whose feature is off is refused with a message.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,8 +50,35 @@ pub fn open_bus(url: &str) -> PortResult<Arc<dyn Bus>> {
 pub fn open_blobs(url: &str) -> PortResult<Arc<dyn Blobs>> {
     match split(url)? {
         ("file", path) => Ok(Arc::new(FsBlobs::open(&PathBuf::from(path))?)),
+        // Cloud Storage, or its emulator when STORAGE_EMULATOR_HOST is set; buckets are
+        // created only with `?create_buckets=PROJECT`. Dialled on first use.
+        #[cfg(feature = "gcs")]
+        ("gs", rest) => {
+            let config =
+                crate::gcp::gcs::GcsConfig::from_url(rest, |name| std::env::var(name).ok())?;
+            Ok(Arc::new(crate::gcp::gcs::GcsBlobs::new(config)?))
+        }
         _ => Err(unsupported("blobs", url, "file://PATH")),
     }
+}
+
+/// Opens the Kubernetes runtime named by `url`, `kube://?image=…` (the settings of
+/// [`KubeSettings::from_url`](crate::kube_runtime::KubeSettings::from_url); `domain`, when
+/// given, is the apps' domain, e.g. `GIGALIXIR_DOMAIN`), on the cluster this process runs
+/// in, else the current `KUBECONFIG` context. Replicas download slugs from the URLs `slugs`
+/// makes of their blob keys.
+#[cfg(feature = "kube")]
+pub async fn open_kube_runtime(
+    url: &str,
+    domain: Option<&str>,
+    slugs: Arc<dyn crate::kube_runtime::SlugUrls>,
+) -> PortResult<Arc<dyn crate::ports::Runtime>> {
+    let mut settings = crate::kube_runtime::KubeSettings::from_url(url)?;
+    if let Some(domain) = domain {
+        settings.domain = domain.to_owned();
+    }
+    let runtime = crate::kube_runtime::KubeRuntime::connect(settings, slugs).await?;
+    Ok(Arc::new(runtime))
 }
 
 #[cfg(test)]
@@ -85,6 +114,19 @@ mod tests {
             assert!(open_bus("pubsub://proj").is_ok());
             let err = open_bus("pubsub://a/b").err().expect("refused");
             assert!(err.to_string().contains("project id"), "{err}");
+        }
+        #[cfg(not(feature = "gcs"))]
+        {
+            let err = open_blobs("gs://acme").err().expect("refused");
+            assert!(err.to_string().contains("not available"), "{err}");
+        }
+        // Credentials are loaded, nothing is sent: opening needs no emulator.
+        #[cfg(feature = "gcs")]
+        {
+            assert!(open_blobs("gs://acme").is_ok());
+            assert!(open_blobs("gs://acme?create_buckets=dev").is_ok());
+            let err = open_blobs("gs://Acme").err().expect("refused");
+            assert!(err.to_string().contains("bucket names"), "{err}");
         }
         let err = open_bus("nonsense").err().expect("refused");
         assert!(err.to_string().contains("not a backend URL"), "{err}");

@@ -69,10 +69,12 @@ pub enum Delivery {
 /// One subscription of the pipeline.
 #[derive(Debug, Clone)]
 pub struct Wire {
-    /// The consuming function; `None` for the platform's own dead-letter consumer.
-    pub function: Option<Function>,
+    /// The consuming function.
+    pub function: Function,
     /// How messages reach it.
     pub delivery: Delivery,
+    /// The path of the function's router that takes them.
+    pub path: &'static str,
     /// Name, topic, deadlines, retries, dead letter.
     pub spec: SubscriptionSpec,
 }
@@ -107,13 +109,14 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
     let wire = |function, delivery, spec| Wire {
         function,
         delivery,
+        path: "/",
         spec,
     };
     let push = Delivery::Push;
     let long_deploy = t.boot * 17 + Duration::from_secs(300);
     vec![
         wire(
-            Some(Function::Build),
+            Function::Build,
             Delivery::Pull,
             SubscriptionSpec {
                 ack_deadline: t.build + Duration::from_secs(300),
@@ -125,7 +128,7 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
         // Upload reads the slug out of the build's container: it runs on the build
         // workers, next to their Docker engine, and pulls too.
         wire(
-            Some(Function::Upload),
+            Function::Upload,
             Delivery::Pull,
             SubscriptionSpec {
                 ack_deadline: Duration::from_secs(600),
@@ -133,20 +136,24 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
             },
         ),
         wire(
-            Some(Function::Release),
+            Function::Release,
             push,
             SubscriptionSpec::new("release.slug-uploaded", Topic::SLUG_UPLOADED),
         ),
+        // Dead letters end their build as failed; `release` holds the consumer.
+        Wire {
+            path: DEAD_LETTERS_PATH,
+            ..wire(
+                Function::Release,
+                push,
+                SubscriptionSpec {
+                    dead_letter: None,
+                    ..SubscriptionSpec::new("platform.dead-letter", Topic::DEAD_LETTER)
+                },
+            )
+        },
         wire(
-            None,
-            push,
-            SubscriptionSpec {
-                dead_letter: None,
-                ..SubscriptionSpec::new("platform.dead-letter", Topic::DEAD_LETTER)
-            },
-        ),
-        wire(
-            Some(Function::Deploy),
+            Function::Deploy,
             push,
             SubscriptionSpec {
                 ack_deadline: t.boot + Duration::from_secs(300),
@@ -154,17 +161,17 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
             },
         ),
         wire(
-            Some(Function::Deploy),
+            Function::Deploy,
             push,
             SubscriptionSpec::new("deploy.app-destroyed", Topic::APP_DESTROYED),
         ),
         wire(
-            Some(Function::Deploy),
+            Function::Deploy,
             push,
             SubscriptionSpec::new("deploy.ssh-keys-changed", Topic::SSH_KEYS_CHANGED),
         ),
         wire(
-            Some(Function::Deploy),
+            Function::Deploy,
             push,
             SubscriptionSpec {
                 ack_deadline: long_deploy,
@@ -172,7 +179,7 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
             },
         ),
         wire(
-            Some(Function::Deploy),
+            Function::Deploy,
             push,
             SubscriptionSpec {
                 ack_deadline: long_deploy,
@@ -181,6 +188,9 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
         ),
     ]
 }
+
+/// Where `release` takes the dead-letter topic's pushes.
+pub const DEAD_LETTERS_PATH: &str = "/dead-letters";
 
 /// Every topic the platform publishes to.
 pub const TOPICS: [Topic; 11] = [
@@ -285,7 +295,8 @@ pub fn manifest(t: Settings) -> serde_json::Value {
             serde_json::json!({
                 "name": w.spec.name,
                 "topic": w.spec.topic.as_str(),
-                "function": w.function.map(Function::name),
+                "function": w.function.name(),
+                "path": w.path,
                 "delivery": w.delivery,
                 "ack_deadline_seconds": w.spec.ack_deadline.as_secs(),
                 "max_attempts": w.spec.max_attempts,

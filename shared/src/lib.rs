@@ -22,6 +22,8 @@ pub mod auth;
 pub mod backends;
 #[cfg(feature = "contract")]
 pub mod contract;
+#[cfg(feature = "http")]
+pub mod dead_letters;
 #[cfg(feature = "docker")]
 pub mod docker;
 #[cfg(feature = "embedded")]
@@ -32,6 +34,8 @@ pub mod gcp;
 pub mod kube_runtime;
 #[cfg(feature = "http")]
 pub mod push;
+#[cfg(all(feature = "http", feature = "embedded"))]
+pub mod service;
 #[cfg(feature = "http")]
 pub mod web;
 

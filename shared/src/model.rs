@@ -64,6 +64,11 @@ pub struct App {
     /// How a new release proves it is ready, and how an old one leaves.
     #[serde(default)]
     pub health: HealthCheck,
+    /// The key of the app's push webhook (`POST /hooks/github/APP` on `receive`):
+    /// deliveries must carry its HMAC-SHA256 of the body. `None` until the owner asks for
+    /// one (`POST /api/apps/APP/webhook`); asking again replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
 }
 
 /// When a replica counts as healthy, and how replicas leave. Set with `health:set`; applies

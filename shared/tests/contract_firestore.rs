@@ -63,6 +63,7 @@ fn app(owner: &UserId) -> App {
         owner: owner.clone(),
         created_at: Utc::now(),
         health: Default::default(),
+        webhook_secret: None,
         erlang_cookie: Secret::new("cookie"),
         secret_key_base: Secret::new("skb"),
         replicas: 1,

@@ -273,13 +273,16 @@ async fn a_signed_url_serves_the_object_without_credentials() {
     let host = emulator();
     assert_eq!(url.scheme(), "http");
     assert_eq!(
-        format!("{}:{}", url.host_str().unwrap_or(""), url.port().unwrap_or(0)),
+        format!(
+            "{}:{}",
+            url.host_str().unwrap_or(""),
+            url.port().unwrap_or(0)
+        ),
         host
     );
     let object_path = key.replace(' ', "%20");
     assert_eq!(url.path(), format!("/{bucket}/{object_path}"));
-    let query: std::collections::HashMap<String, String> =
-        url.query_pairs().into_owned().collect();
+    let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(query["X-Goog-Algorithm"], "GOOG4-RSA-SHA256");
     let date = &query["X-Goog-Date"];
     assert!(
@@ -300,13 +303,17 @@ async fn a_signed_url_serves_the_object_without_credentials() {
     assert_eq!(signature.len(), 512, "an RSA-2048 signature in hex");
     assert!(signature.chars().all(|c| c.is_ascii_hexdigit()));
 
-    let response = gcs_reqwest::get(url.as_str()).await.expect("GET the signed URL");
+    let response = gcs_reqwest::get(url.as_str())
+        .await
+        .expect("GET the signed URL");
     assert!(response.status().is_success(), "{}", response.status());
     let body = response.bytes().await.expect("body");
     assert!(body == data, "the signed URL served other bytes");
 
     assert!(matches!(
-        blobs.signed_url(&key, Duration::from_secs(8 * 24 * 3600)).await,
+        blobs
+            .signed_url(&key, Duration::from_secs(8 * 24 * 3600))
+            .await,
         Err(PortError::Invalid(_))
     ));
 }
@@ -350,7 +357,10 @@ async fn an_unreachable_endpoint_is_unavailable() {
         &format!("127.0.0.1:{port}"),
     ))
     .expect("new");
-    let err = blobs.get("slugs/app/x.tgz").await.expect_err("nothing there");
+    let err = blobs
+        .get("slugs/app/x.tgz")
+        .await
+        .expect_err("nothing there");
     assert!(err.is_transient(), "{err:?}");
     let err = blobs
         .put("slugs/app/x.tgz", Bytes::from_static(b"x"))

@@ -116,7 +116,7 @@ fn spec(version: u32, replicas: u32) -> ReleaseSpec {
             key: "slugs/abc.tgz".into(),
             sha256: "abc".into(),
             size: 1,
-            process_types: None,
+            process_types: Some(vec!["web".into()]),
         },
         env,
         replicas,
@@ -139,7 +139,8 @@ fn not_found(what: &str) -> (u16, Value) {
 /// How far the server has got with a rollout.
 #[derive(Clone, Copy, PartialEq)]
 enum Stage {
-    /// The controller has not seen the new generation yet.
+    /// The controller has not seen the new generation yet: the status is the previous
+    /// one's, complete (what a careless watcher takes for done).
     Unobserved,
     /// Every new replica is up, an old one is still there (the surge).
     Surging,
@@ -150,7 +151,7 @@ enum Stage {
 /// The Deployment of `release` as the server reports it at `stage`.
 fn deployment(release: u32, replicas: i32, stage: Stage) -> Value {
     let (observed, total, updated) = match stage {
-        Stage::Unobserved => (1, replicas, 0),
+        Stage::Unobserved => (1, replicas, replicas),
         Stage::Surging => (2, replicas + 1, replicas),
         Stage::Done => (2, replicas, replicas),
     };
@@ -289,6 +290,7 @@ async fn a_first_deploy_applies_everything_server_side_then_follows_the_rollout(
         format!("GET {NS}/secrets"),
         format!("GET {NS}/services"),
         "GET /apis/networking.k8s.io/v1/namespaces/app-my-app/ingresses".into(),
+        "GET /apis/batch/v1/namespaces/app-my-app/jobs".into(),
         format!("GET {APPS}/deployments"),
     ]);
     assert_eq!(lines, expected);
@@ -588,4 +590,151 @@ async fn replicas_and_endpoints_come_from_the_pods() {
     );
     let endpoints = rt.endpoints(&app).await.expect("endpoints");
     assert_eq!(endpoints, vec!["10.8.0.7:4000".parse().expect("addr")]);
+}
+
+/// A cluster running release 1, where release 2's release phase ends with `exit`
+/// (0: success), and whose rollout then completes.
+fn release_phase_cluster(exit: i32) -> Answer {
+    let rollout = healthy_cluster(Some(1), 2, 1);
+    Box::new(move |call, n| {
+        let job_path = "/apis/batch/v1/namespaces/app-my-app/jobs/release-v2";
+        let phase_pods = call.query.get("labelSelector").map(String::as_str)
+            == Some("gigalixir.release-phase=2");
+        match (call.method.as_str(), call.path.as_str()) {
+            ("GET", path) if path == job_path => {
+                let status = match (n, exit) {
+                    (0, _) => json!({"active": 1}),
+                    (_, 0) => json!({"succeeded": 1}),
+                    _ => json!({"failed": 1, "conditions": [
+                        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}),
+                };
+                (
+                    200,
+                    json!({"apiVersion": "batch/v1", "kind": "Job",
+                           "metadata": {"name": "release-v2", "namespace": "app-my-app"},
+                           "status": status}),
+                )
+            }
+            ("GET", "/api/v1/namespaces/app-my-app/pods") if phase_pods => (
+                200,
+                list(
+                    "PodList",
+                    vec![json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": "release-v2-q7x", "namespace": "app-my-app"},
+                        "status": {"phase": if exit == 0 { "Succeeded" } else { "Failed" },
+                                   "containerStatuses": [
+                            {"name": "web", "image": "gigalixir-runner:latest", "imageID": "",
+                             "ready": false, "restartCount": 0,
+                             "state": {"terminated": {"exitCode": exit, "reason": "Error"}}}]}
+                    })],
+                ),
+            ),
+            ("GET", "/api/v1/namespaces/app-my-app/pods/release-v2-q7x/log") => (
+                200,
+                Value::String(
+                    "gigalixir-run: release phase: mix ecto.migrate\n** (DBConnection.ConnectionError) connection refused\n"
+                        .into(),
+                ),
+            ),
+            _ => rollout(call, n),
+        }
+    })
+}
+
+fn with_release_phase(mut spec: ReleaseSpec) -> ReleaseSpec {
+    spec.slug.process_types = Some(vec!["web".into(), "release".into()]);
+    spec
+}
+
+#[tokio::test]
+async fn the_release_phase_job_runs_to_its_end_before_the_deployment_changes() {
+    let (client, calls) = fake_cluster(release_phase_cluster(0));
+    let (progress, told) = futures::channel::mpsc::unbounded();
+    let outcome = runtime(client)
+        .deploy_reporting(&with_release_phase(spec(2, 1)), progress)
+        .await
+        .expect("deploy");
+    assert_eq!(outcome, DeployOutcome::Healthy);
+    // The pusher sees the phase's output, as on Docker.
+    let told: Vec<String> = futures::StreamExt::collect(told).await;
+    assert_eq!(told.len(), 4, "{told:#?}");
+    assert_eq!(
+        told[0],
+        "-----> Running the release phase (the Procfile's release: command)"
+    );
+    assert_eq!(
+        told[1],
+        "       gigalixir-run: release phase: mix ecto.migrate"
+    );
+    assert!(
+        told[3].starts_with("-----> Release phase done in "),
+        "{told:#?}"
+    );
+    let lines: Vec<String> = calls_of(&calls).iter().map(Call::line).collect();
+    let at = |line: &str| {
+        lines
+            .iter()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("no {line} in {lines:#?}"))
+    };
+    let job = "/apis/batch/v1/namespaces/app-my-app/jobs/release-v2";
+    let applied = at(&format!("PATCH {job}"));
+    let finished = lines
+        .iter()
+        .rposition(|l| *l == format!("GET {job}"))
+        .expect("job read");
+    let deployment = at(&format!("PATCH {APPS}/deployments/web"));
+    assert!(applied < finished && finished < deployment, "{lines:#?}");
+    assert_eq!(
+        lines.iter().filter(|l| **l == format!("GET {job}")).count(),
+        2,
+        "read until it succeeded"
+    );
+    let calls = calls_of(&calls);
+    let body = &calls[applied].body;
+    assert_eq!(body["kind"], "Job");
+    assert_eq!(
+        body["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["release-phase"])
+    );
+}
+
+#[tokio::test]
+async fn a_failed_release_phase_fails_the_deploy_with_its_output_and_touches_no_replica() {
+    let (client, calls) = fake_cluster(release_phase_cluster(3));
+    let outcome = runtime(client)
+        .deploy(&with_release_phase(spec(2, 1)))
+        .await
+        .expect("deploy");
+    assert_eq!(
+        outcome,
+        DeployOutcome::Failed {
+            reason: "the release phase (the Procfile's release: command) exited with code 3".into(),
+            output: vec![
+                "gigalixir-run: release phase: mix ecto.migrate".into(),
+                "** (DBConnection.ConnectionError) connection refused".into(),
+            ],
+        }
+    );
+    let calls = calls_of(&calls);
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.path.contains("/deployments/web") || c.method == "GET"),
+        "the Deployment must stay as it was"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_deploy_of_the_running_release_skips_its_release_phase() {
+    let (client, calls) = fake_cluster(healthy_cluster(Some(2), 2, 1));
+    let outcome = runtime(client)
+        .deploy(&with_release_phase(spec(2, 1)))
+        .await
+        .expect("deploy");
+    assert_eq!(outcome, DeployOutcome::Healthy);
+    assert!(calls_of(&calls)
+        .iter()
+        .all(|c| !c.path.contains("/jobs/release-v2")));
 }

@@ -41,12 +41,12 @@ fn env(app: &str, commit: &str, config: &[(&str, &str)]) -> BTreeMap<String, Sec
     env
 }
 
-fn slug() -> SlugRef {
+fn slug(process_types: &[&str]) -> SlugRef {
     SlugRef {
         key: format!("slugs/{SHA}.tgz"),
         sha256: SHA.into(),
         size: 5_781_690,
-        process_types: Some(vec!["web".into()]),
+        process_types: Some(process_types.iter().map(|t| (*t).to_owned()).collect()),
     }
 }
 
@@ -55,7 +55,7 @@ fn default_tcp() -> (ReleaseSpec, KubeSettings) {
     let spec = ReleaseSpec {
         app: AppName::parse("my-app").expect("name"),
         version: ReleaseVersion(1),
-        slug: slug(),
+        slug: slug(&["web"]),
         env: env("my-app", "1a2b3c4d5e6f1a2b3c4d5e6f1a2b3c4d5e6f1a2b", &[]),
         replicas: 1,
         memory_bytes: 1 << 29,
@@ -67,12 +67,13 @@ fn default_tcp() -> (ReleaseSpec, KubeSettings) {
     (spec, KubeSettings::default())
 }
 
-/// Three replicas of 1 GB, an HTTP health check, config vars, a production-like cluster.
+/// Three replicas of 1 GB, an HTTP health check, config vars, a Procfile with a `release:`
+/// command, a production-like cluster.
 fn http_three_replicas() -> (ReleaseSpec, KubeSettings) {
     let spec = ReleaseSpec {
         app: AppName::parse("shop").expect("name"),
         version: ReleaseVersion(7),
-        slug: slug(),
+        slug: slug(&["web", "release"]),
         env: env(
             "shop",
             "9f8e7d6c5b4a9f8e7d6c5b4a9f8e7d6c5b4a9f8e",
@@ -145,7 +146,7 @@ fn check_snapshot(name: &str, objects: &AppObjects) {
     }
     // The YAML reads back as the very objects (no number turned into a string or back).
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stored).expect("parse");
-    let typed = [
+    let mut typed = vec![
         serde_json::to_value(&objects.namespace),
         serde_json::to_value(&objects.service_account),
         serde_json::to_value(&objects.role),
@@ -156,8 +157,11 @@ fn check_snapshot(name: &str, objects: &AppObjects) {
         serde_json::to_value(&objects.cluster_service),
         serde_json::to_value(&objects.ssh_service),
         serde_json::to_value(&objects.ingress),
-        serde_json::to_value(&objects.deployment),
     ];
+    if let Some(job) = &objects.release_phase {
+        typed.push(serde_json::to_value(job));
+    }
+    typed.push(serde_json::to_value(&objects.deployment));
     assert_eq!(docs.len(), typed.len());
     for (doc, typed) in docs.iter().zip(typed) {
         assert_eq!(
@@ -375,4 +379,38 @@ fn traffic_clustering_and_ssh_reach_the_app() {
     );
     assert_eq!(rule.verbs, ["get", "list", "watch"]);
     assert_eq!(pod.service_account_name.as_deref(), Some("web"));
+}
+
+#[test]
+fn the_release_phase_runs_once_apart_from_the_traffic() {
+    assert!(
+        rendered(default_tcp()).release_phase.is_none(),
+        "no release: process type"
+    );
+    let o = rendered(http_three_replicas());
+    let job = o
+        .release_phase
+        .as_ref()
+        .expect("a Job for the release: command");
+    assert_eq!(job.metadata.name.as_deref(), Some("release-v7"));
+    let spec = job.spec.as_ref().expect("spec");
+    assert_eq!(spec.backoff_limit, Some(0));
+    let template = &spec.template;
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("labels");
+    assert!(
+        !labels.contains_key("gigalixir.app"),
+        "the web and cluster Services select gigalixir.app: {labels:?}"
+    );
+    let pod = template.spec.as_ref().expect("pod");
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    let c = &pod.containers[0];
+    assert_eq!(c.args.as_deref(), Some(&["release-phase".to_owned()][..]));
+    assert!(c.readiness_probe.is_none());
+    // Same environment as the web replicas: the release's Secret.
+    let from = c.env_from.as_ref().expect("envFrom");
+    assert_eq!(from[0].secret_ref.as_ref().expect("secret").name, "env-v7");
 }

@@ -78,6 +78,7 @@ pub struct Platform {
     pub home: tempfile::TempDir,
     log: PathBuf,
     extra: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Platform {
@@ -88,6 +89,12 @@ impl Platform {
 
     /// Starts a platform with extra command-line flags and waits until it answers.
     pub fn start_with(flags: &[&str]) -> Self {
+        Self::start_with_env(flags, &[])
+    }
+
+    /// Starts a platform with extra flags and environment variables, and waits until it
+    /// answers.
+    pub fn start_with_env(flags: &[&str], envs: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("data dir");
         let home = tempfile::tempdir().expect("home dir");
         let port = free_port();
@@ -101,6 +108,10 @@ impl Platform {
             home,
             log,
             extra: flags.iter().map(|f| f.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         platform.spawn();
         platform
@@ -122,6 +133,7 @@ impl Platform {
             .arg("--data-dir")
             .arg(self.data.path().join("data"))
             .args(&self.extra)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -88,6 +88,7 @@ pub async fn create(
         owner: caller.0.id.clone(),
         created_at: Utc::now(),
         health: Default::default(),
+        webhook_secret: None,
         erlang_cookie: Secret::new(random_hex(32)),
         secret_key_base: Secret::new(random_hex(48)),
         replicas: 1,

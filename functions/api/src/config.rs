@@ -1,27 +1,37 @@
-//! The function's settings, from the environment.
+//! The function's settings, from the environment variables `shared::deployment::env`
+//! lists for `api`.
 
-use shared::web::{backend_url_from_env, port_from_env};
+use shared::deployment::{self, Function};
+use shared::service::{FunctionEnv, ServiceError};
 
 /// Settings of the standalone `api` service.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Port to listen on (`PORT`, default 8080).
-    pub port: u16,
-    /// Store backend URL (`STORE_URL`).
-    pub store_url: String,
-    /// Bus backend URL (`BUS_URL`).
-    pub bus_url: String,
+    /// Every variable the function reads, checked.
+    pub env: FunctionEnv,
 }
 
 impl Config {
-    /// Reads `PORT`, `STORE_URL` and `BUS_URL`.
-    pub fn from_env() -> anyhow::Result<Self> {
+    /// Reads `PORT`, `GIGALIXIR_STORE` and `GIGALIXIR_BUS`; fails naming each required one
+    /// that is missing, with an example.
+    pub fn from_env() -> Result<Self, ServiceError> {
         Ok(Self {
-            port: port_from_env().map_err(anyhow::Error::msg)?,
-            store_url: backend_url_from_env("STORE_URL", "sqlite:///var/lib/gigalixir/store.db")
-                .map_err(anyhow::Error::msg)?,
-            bus_url: backend_url_from_env("BUS_URL", "sqlite:///var/lib/gigalixir/bus.db")
-                .map_err(anyhow::Error::msg)?,
+            env: FunctionEnv::from_env(Function::Api)?,
         })
+    }
+
+    /// Port to listen on (`PORT`, default 8080).
+    pub fn port(&self) -> Result<u16, ServiceError> {
+        self.env.port()
+    }
+
+    /// Store backend URL (`GIGALIXIR_STORE`).
+    pub fn store_url(&self) -> Result<&str, ServiceError> {
+        self.env.required(&deployment::STORE)
+    }
+
+    /// Bus backend URL (`GIGALIXIR_BUS`).
+    pub fn bus_url(&self) -> Result<&str, ServiceError> {
+        self.env.required(&deployment::BUS)
     }
 }

@@ -1,23 +1,29 @@
-//! The `api` function as a standalone HTTP service (a container on Cloud Run).
+//! `gigalixir-api`: the API as a service — HTTP on `$PORT` (Cloud Run), or Lambda events
+//! (API Gateway, Function URL) when `AWS_LAMBDA_RUNTIME_API` is set.
 
-use anyhow::Context;
 use gigalixir_api::{router, ApiState, Config};
+use shared::deployment::Function;
+use shared::service::{usage, Flags, Service};
+
+const FUNCTION: Function = Function::Api;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if Flags::parse(FUNCTION, std::env::args().skip(1))
+        .map_err(anyhow::Error::msg)?
+        .is_none()
+    {
+        println!("{}", usage(FUNCTION));
+        return Ok(());
+    }
     shared::web::init_tracing();
     let config = Config::from_env()?;
-    let store = shared::backends::open_store(&config.store_url).context("opening the store")?;
-    let bus = shared::backends::open_bus(&config.bus_url).context("opening the bus")?;
     let app = router(ApiState {
-        store,
-        bus,
+        store: config.env.store()?,
+        bus: config.env.bus()?,
+        // The runtime lives with `deploy`: `ps` and `logs` answer 503 here.
         runtime: None,
-    })
-    .layer(shared::web::trace_layer());
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
-        .await
-        .with_context(|| format!("binding port {}", config.port))?;
-    shared::web::serve(listener, app, shared::web::shutdown_signal()).await?;
+    });
+    Service::new(FUNCTION, app).run(&config.env).await?;
     Ok(())
 }

@@ -9,6 +9,10 @@
 //! build's log to the pusher until the build is deployed (exit 0: refs move) or failed
 //! (exit 1: refs stay). Then store the repository back and free the lock.
 //!
+//! Also a push webhook, `POST /hooks/github/APP` ([`webhook`]): a signed GitHub `push`
+//! event to `master` or `main` builds the pushed commit, fetched from the repository it
+//! names, through the same archive, Build record and `build-requested`.
+//!
 //! Emits: `build-requested`.
 
 pub mod cgi;
@@ -16,13 +20,14 @@ pub mod commands;
 pub mod hook;
 pub mod pipeline;
 pub mod repo;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -59,12 +64,16 @@ impl ReceiveState {
     }
 }
 
-/// The git routes.
+/// The git routes and the push webhook.
 pub fn router(state: ReceiveState) -> Router {
     Router::new()
         .route("/{repo}/info/refs", get(info_refs))
         .route("/{repo}/git-receive-pack", post(receive_pack))
         .route("/{repo}/git-upload-pack", post(upload_pack))
+        .route(
+            "/hooks/github/{app}",
+            post(webhook::github).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
+        )
         .with_state(state)
 }
 

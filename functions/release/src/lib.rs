@@ -5,6 +5,9 @@
 //!
 //! Idempotent: the build id is the release's idempotency key, so a redelivered message
 //! finds its release and only re-publishes the event (consumers are idempotent too).
+//!
+//! It also holds the dead-letter consumer (`POST /dead-letters`, `shared::dead_letters`): a
+//! message the pipeline gave up on ends its build as failed.
 
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ pub struct StepState {
 
 /// The function's router: the push endpoint and a health check.
 pub fn router(state: StepState) -> Router {
+    let dead_letters = shared::dead_letters::router(state.store.clone());
     step_router(state, |state, event, trace| async move {
         match event {
             Event::SlugUploaded { app, build, slug } => {
@@ -35,6 +39,7 @@ pub fn router(state: StepState) -> Router {
             other => Err(unexpected("release", &other)),
         }
     })
+    .merge(dead_letters)
 }
 
 /// Records the release of an uploaded build and announces it.

@@ -48,6 +48,7 @@ async fn world() -> World {
             owner: owner.id,
             created_at: Utc::now(),
             health: Default::default(),
+            webhook_secret: None,
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

@@ -54,6 +54,9 @@ pub struct DockerRuntime {
     ssh_dir: PathBuf,
     /// Replicas taking traffic, per app: (container name, published address).
     live: Arc<Mutex<HashMap<AppName, Vec<LiveReplica>>>>,
+    /// Where slugs missing from `slug_dir` are fetched (a blob store that is not a local
+    /// directory, e.g. Cloud Storage); `None` when `slug_dir` is the blob store's own.
+    slug_source: Option<Arc<dyn crate::ports::Blobs>>,
 }
 
 /// A replica taking traffic: its container and published address.
@@ -101,7 +104,46 @@ impl DockerRuntime {
             slug_dir,
             ssh_dir,
             live: Arc::new(Mutex::new(HashMap::new())),
+            slug_source: None,
         }
+    }
+
+    /// Keeps `slug_dir` as a local copy of the slugs of `blobs`: each release's slug is
+    /// fetched (and its sha256 checked) before its first container starts.
+    pub fn with_slug_source(mut self, blobs: Arc<dyn crate::ports::Blobs>) -> Self {
+        self.slug_source = Some(blobs);
+        self
+    }
+
+    /// Makes sure the release's slug is in `slug_dir`.
+    async fn ensure_slug(&self, slug: &crate::model::SlugRef) -> PortResult<()> {
+        let Some(blobs) = &self.slug_source else {
+            return Ok(());
+        };
+        let file = self.slug_dir.join(slug.key.trim_start_matches("slugs/"));
+        if tokio::fs::try_exists(&file).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let data = blobs.get(&slug.key).await?;
+        use sha2::Digest;
+        if hex::encode(sha2::Sha256::digest(&data)) != slug.sha256 {
+            return Err(PortError::Invalid(format!(
+                "the slug {} does not match its sha256",
+                slug.key
+            )));
+        }
+        if let Some(dir) = file.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(PortError::unavailable)?;
+        }
+        let partial = file.with_extension("partial");
+        tokio::fs::write(&partial, &data)
+            .await
+            .map_err(PortError::unavailable)?;
+        tokio::fs::rename(&partial, &file)
+            .await
+            .map_err(PortError::unavailable)
     }
 
     fn network(&self, app: &AppName) -> String {
@@ -620,6 +662,7 @@ impl Runtime for DockerRuntime {
         spec: &ReleaseSpec,
         progress: futures::channel::mpsc::UnboundedSender<String>,
     ) -> PortResult<DeployOutcome> {
+        self.ensure_slug(&spec.slug).await?;
         self.ensure_network(&spec.app).await?;
         let existing = self.containers_of(&spec.app).await?;
         let current: Vec<&Existing> = existing
@@ -861,6 +904,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn hot_upgrade(&self, spec: &ReleaseSpec) -> PortResult<HotOutcome> {
+        self.ensure_slug(&spec.slug).await?;
         let running: Vec<Existing> = self
             .containers_of(&spec.app)
             .await?
@@ -945,6 +989,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn scale(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.ensure_slug(&spec.slug).await?;
         self.ensure_network(&spec.app).await?;
         let existing = self.containers_of(&spec.app).await?;
         // The replicas taking traffic, whatever release label they carry (a hot upgrade
@@ -979,6 +1024,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn restart(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.ensure_slug(&spec.slug).await?;
         self.ensure_network(&spec.app).await?;
         let serving = self.serving(&spec.app).await?;
         let old: Vec<Existing> = self

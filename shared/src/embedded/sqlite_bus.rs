@@ -19,7 +19,9 @@ use tokio::sync::{watch, Semaphore};
 use super::sqlite::{from_json, map_err, now_ms, to_json, Db};
 use crate::error::{PortError, PortResult};
 use crate::messages::{Delivery, Envelope, Topic};
-use crate::ports::bus::{Ack, Bus, PushEndpoint, SubscriptionSpec};
+use crate::ports::bus::{
+    Ack, Bus, PushEndpoint, SubscriptionSpec, ATTR_DEAD_LETTER_SUBSCRIPTION, ATTR_DELIVERY_ATTEMPTS,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -208,9 +210,9 @@ impl SqliteBus {
                         (Some(dead), true) => {
                             let mut env = delivery.envelope.clone();
                             env.attributes
-                                .insert("dead_letter_subscription".into(), spec.name.clone());
+                                .insert(ATTR_DEAD_LETTER_SUBSCRIPTION.into(), spec.name.clone());
                             env.attributes
-                                .insert("delivery_attempts".into(), delivery.attempt.to_string());
+                                .insert(ATTR_DELIVERY_ATTEMPTS.into(), delivery.attempt.to_string());
                             insert_message(&tx, dead, &env)?;
                             true
                         }

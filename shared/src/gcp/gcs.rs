@@ -24,9 +24,9 @@ use google_cloud_auth::credentials::{
     anonymous, service_account, Builder as AdcBuilder, CacheableResource, Credentials,
 };
 use google_cloud_auth::signer::Signer;
+use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_storage::builder::storage::SignedUrlBuilder;
 use google_cloud_storage::client::Storage;
-use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::{SizeHint, StreamingSource};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -201,10 +201,7 @@ impl GcsConfig {
     ///
     /// `create_buckets=PROJECT` creates missing buckets in PROJECT; without it they must
     /// exist.
-    pub fn from_url(
-        rest: &str,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> PortResult<Self> {
+    pub fn from_url(rest: &str, var: impl Fn(&str) -> Option<String>) -> PortResult<Self> {
         let (prefix, query) = match rest.split_once('?') {
             Some((prefix, query)) => (prefix, Some(query)),
             None => (rest, None),
@@ -219,7 +216,11 @@ impl GcsConfig {
             }
             None => Self::production(prefix),
         };
-        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             match pair.split_once('=') {
                 Some(("create_buckets", project)) if !project.is_empty() => {
                     config = config.creating_buckets(project);
@@ -240,9 +241,8 @@ fn read_key_file(path: &str) -> PortResult<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         PortError::Invalid(format!("cannot read the service-account key `{path}`: {e}"))
     })?;
-    serde_json::from_str(&text).map_err(|e| {
-        PortError::Invalid(format!("`{path}` is not a service-account key file: {e}"))
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| PortError::Invalid(format!("`{path}` is not a service-account key file: {e}")))
 }
 
 /// Bucket names are 3 to 63 lowercase letters, digits, `-` and `_`, starting and ending
@@ -272,7 +272,9 @@ fn check_prefix(prefix: &str) -> PortResult<()> {
 #[non_exhaustive]
 pub enum GcsError {
     /// A bucket the layout needs does not exist.
-    #[error("the bucket `{0}` does not exist (create it, or open the backend with create_buckets)")]
+    #[error(
+        "the bucket `{0}` does not exist (create it, or open the backend with create_buckets)"
+    )]
     MissingBucket(String),
     /// The API answered with an error status.
     #[error("cloud storage answered {status}: {message}")]
@@ -293,17 +295,18 @@ pub enum GcsError {
     Credentials(String),
 }
 
-/// The clients, built on first use (building the storage client is async).
+/// The clients and credentials, made on first use: the storage client is built
+/// asynchronously, and Application Default Credentials need a running Tokio runtime.
 struct Clients {
     storage: Storage,
     rest: reqwest::Client,
+    credentials: Credentials,
+    signer: Option<Signer>,
 }
 
 /// The Cloud Storage blob store.
 pub struct GcsBlobs {
     config: GcsConfig,
-    credentials: Credentials,
-    signer: Option<Signer>,
     clients: OnceCell<Clients>,
 }
 
@@ -316,38 +319,19 @@ impl std::fmt::Debug for GcsBlobs {
 }
 
 impl GcsBlobs {
-    /// Checks the configuration and loads the credentials; nothing is sent before the first
-    /// call, which builds the clients (and creates missing buckets, when configured to).
+    /// Checks the configuration (and a signing key's form); nothing is loaded or sent
+    /// before the first call, which gets the credentials, builds the clients and creates
+    /// missing buckets when configured to.
     pub fn new(config: GcsConfig) -> PortResult<Self> {
         check_prefix(&config.prefix)?;
         Url::parse(&config.endpoint).map_err(|e| {
             PortError::Invalid(format!("`{}` is not an endpoint URL: {e}", config.endpoint))
         })?;
-        let credentials = match config.credentials {
-            GcsCredentials::Anonymous => anonymous::Builder::new().build(),
-            GcsCredentials::ApplicationDefault => AdcBuilder::default()
-                .build()
-                .map_err(|e| PortError::unavailable(GcsError::Credentials(e.to_string())))?,
-        };
-        let signer = match &config.signer {
-            GcsSigner::None => None,
-            GcsSigner::ApplicationDefault => Some(
-                AdcBuilder::default()
-                    .build_signer()
-                    .map_err(|e| PortError::unavailable(GcsError::Credentials(e.to_string())))?,
-            ),
-            GcsSigner::ServiceAccountKey(key) => Some(
-                service_account::Builder::new(key.clone())
-                    .build_signer()
-                    .map_err(|e| {
-                        PortError::Invalid(format!("the service-account key cannot sign: {e}"))
-                    })?,
-            ),
-        };
+        if let GcsSigner::ServiceAccountKey(key) = &config.signer {
+            signing_key(key)?;
+        }
         Ok(Self {
             config,
-            credentials,
-            signer,
             clients: OnceCell::new(),
         })
     }
@@ -362,13 +346,28 @@ impl GcsBlobs {
     }
 
     async fn connect(&self) -> PortResult<Clients> {
+        let credentials = match self.config.credentials {
+            GcsCredentials::Anonymous => anonymous::Builder::new().build(),
+            GcsCredentials::ApplicationDefault => AdcBuilder::default()
+                .build()
+                .map_err(|e| PortError::unavailable(GcsError::Credentials(e.to_string())))?,
+        };
+        let signer = match &self.config.signer {
+            GcsSigner::None => None,
+            GcsSigner::ApplicationDefault => Some(
+                AdcBuilder::default()
+                    .build_signer()
+                    .map_err(|e| PortError::unavailable(GcsError::Credentials(e.to_string())))?,
+            ),
+            GcsSigner::ServiceAccountKey(key) => Some(signing_key(key)?),
+        };
         let threshold = match self.config.uploads {
             Uploads::Resumable => RESUMABLE_THRESHOLD,
             Uploads::SingleRequest => usize::MAX,
         };
         let storage = Storage::builder()
             .with_endpoint(self.config.endpoint.clone())
-            .with_credentials(self.credentials.clone())
+            .with_credentials(credentials.clone())
             .with_retry_policy(RetryableErrors.with_attempt_limit(ATTEMPTS))
             .with_resumable_upload_threshold(threshold)
             .build()
@@ -379,10 +378,15 @@ impl GcsBlobs {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| PortError::unavailable(GcsError::Request(e)))?;
-        let clients = Clients { storage, rest };
+        let clients = Clients {
+            storage,
+            rest,
+            credentials,
+            signer,
+        };
         if let MissingBuckets::Create { project } = &self.config.missing_buckets {
             for space in BLOB_SPACES {
-                self.create_bucket(&clients.rest, project, &self.bucket(space))
+                self.create_bucket(&clients, project, &self.bucket(space))
                     .await?;
             }
         }
@@ -391,20 +395,22 @@ impl GcsBlobs {
 
     async fn create_bucket(
         &self,
-        rest: &reqwest::Client,
+        clients: &Clients,
         project: &str,
         bucket: &str,
     ) -> PortResult<()> {
         let url = self.api_url(&["storage", "v1", "b"])?;
-        let request = rest
+        let request = clients
+            .rest
             .post(url)
             .query(&[("project", project)])
             .json(&serde_json::json!({ "name": bucket }));
-        match self.send(request).await {
-            Ok(_) | Err(PortError::AlreadyExists) => {
+        match send(&clients.credentials, request).await {
+            Ok(_) => {
                 tracing::info!(bucket, "created the bucket");
                 Ok(())
             }
+            Err(PortError::AlreadyExists) => Ok(()),
             Err(err) => Err(err),
         }
     }
@@ -422,34 +428,6 @@ impl GcsBlobs {
         Ok(url)
     }
 
-    /// Sends a JSON API request with the credentials' headers; an error status becomes the
-    /// port's error.
-    async fn send(&self, request: reqwest::RequestBuilder) -> PortResult<reqwest::Response> {
-        let headers = match self.credentials.headers(http::Extensions::new()).await {
-            Ok(CacheableResource::New { data, .. }) => data,
-            Ok(CacheableResource::NotModified) => {
-                return Err(PortError::unavailable(GcsError::Credentials(
-                    "no headers from the credentials".into(),
-                )))
-            }
-            Err(e) => return Err(PortError::unavailable(GcsError::Credentials(e.to_string()))),
-        };
-        let response = request
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| PortError::unavailable(GcsError::Request(e)))?;
-        let status = response.status().as_u16();
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ApiError>(&body)
-            .map(|e| e.error.message)
-            .unwrap_or(body);
-        Err(status_error(status, message))
-    }
-
     /// Splits a key into its bucket and object name, refusing keys outside the spaces.
     fn locate<'k>(&self, key: &'k str) -> PortResult<(String, &'k str)> {
         check_key(key)?;
@@ -464,7 +442,7 @@ impl GcsBlobs {
 
     /// Every key of the bucket of `space` that starts with `prefix` (which ends with `/`).
     async fn list_space(&self, space: &str, prefix: &str) -> PortResult<Vec<String>> {
-        let rest = &self.clients().await?.rest;
+        let clients = self.clients().await?;
         let bucket = self.bucket(space);
         let url = self.api_url(&["storage", "v1", "b", &bucket, "o"])?;
         let mut keys = Vec::new();
@@ -478,7 +456,8 @@ impl GcsBlobs {
             if let Some(token) = page_token.take() {
                 query.push(("pageToken", token));
             }
-            let response = match self.send(rest.get(url.clone()).query(&query)).await {
+            let request = clients.rest.get(url.clone()).query(&query);
+            let response = match send(&clients.credentials, request).await {
                 Err(PortError::NotFound) => {
                     return Err(PortError::unavailable(GcsError::MissingBucket(bucket)))
                 }
@@ -501,6 +480,44 @@ impl GcsBlobs {
         }
         Ok(keys)
     }
+}
+
+/// A signer from a service-account key.
+fn signing_key(key: &serde_json::Value) -> PortResult<Signer> {
+    service_account::Builder::new(key.clone())
+        .build_signer()
+        .map_err(|e| PortError::Invalid(format!("the service-account key cannot sign: {e}")))
+}
+
+/// Sends a JSON API request with the credentials' headers; an error status becomes the
+/// port's error.
+async fn send(
+    credentials: &Credentials,
+    request: reqwest::RequestBuilder,
+) -> PortResult<reqwest::Response> {
+    let headers = match credentials.headers(http::Extensions::new()).await {
+        Ok(CacheableResource::New { data, .. }) => data,
+        Ok(CacheableResource::NotModified) => {
+            return Err(PortError::unavailable(GcsError::Credentials(
+                "no headers from the credentials".into(),
+            )))
+        }
+        Err(e) => return Err(PortError::unavailable(GcsError::Credentials(e.to_string()))),
+    };
+    let response = request
+        .headers(headers)
+        .send()
+        .await
+        .map_err(|e| PortError::unavailable(GcsError::Request(e)))?;
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<ApiError>(&body)
+        .map(|e| e.error.message)
+        .unwrap_or(body);
+    Err(status_error(status, message))
 }
 
 /// The space a key or prefix belongs to: its first part, one of [`BLOB_SPACES`].
@@ -646,10 +663,10 @@ impl Blobs for GcsBlobs {
 
     async fn delete(&self, key: &str) -> PortResult<()> {
         let (_, name) = self.locate(key)?;
-        let rest = &self.clients().await?.rest;
+        let clients = self.clients().await?;
         let bucket = self.bucket(space_of(key)?);
         let url = self.api_url(&["storage", "v1", "b", &bucket, "o", name])?;
-        match self.send(rest.delete(url)).await {
+        match send(&clients.credentials, clients.rest.delete(url)).await {
             Ok(_) | Err(PortError::NotFound) => Ok(()),
             Err(err) => Err(err),
         }
@@ -710,7 +727,7 @@ impl Blobs for GcsBlobs {
                 "a signed URL lives between 1 s and 7 days, not {ttl:?}"
             )));
         }
-        let Some(signer) = &self.signer else {
+        let Some(signer) = &self.clients().await?.signer else {
             return Ok(None);
         };
         let signed = SignedUrlBuilder::for_object(bucket, name)
@@ -757,7 +774,10 @@ mod tests {
 
         let config = GcsConfig::from_url("acme", env(&[])).expect("parsed");
         assert_eq!(config.endpoint, PRODUCTION_ENDPOINT);
-        assert!(matches!(config.credentials, GcsCredentials::ApplicationDefault));
+        assert!(matches!(
+            config.credentials,
+            GcsCredentials::ApplicationDefault
+        ));
         assert!(matches!(config.signer, GcsSigner::ApplicationDefault));
         assert_eq!(config.missing_buckets, MissingBuckets::Fail);
     }
@@ -766,7 +786,10 @@ mod tests {
     fn bad_prefixes_and_options_are_refused() {
         for rest in ["", "Acme", "-acme", "a/b", &"x".repeat(60), "acme?create=1"] {
             let err = GcsConfig::from_url(rest, env(&[])).err();
-            assert!(matches!(err, Some(PortError::Invalid(_))), "{rest:?}: {err:?}");
+            assert!(
+                matches!(err, Some(PortError::Invalid(_))),
+                "{rest:?}: {err:?}"
+            );
         }
     }
 

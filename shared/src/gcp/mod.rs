@@ -1,7 +1,7 @@
 //! The production backends on Google Cloud: Pub/Sub (bus), Firestore (store) and Cloud
 //! Storage (blobs). Each sits behind its own feature so that a function links only what it
 //! uses, and each passes the same contract suite as its embedded twin, against the
-//! emulators (`scripts/emulators`).
+//! emulators (`scripts/emulators start`, one script per emulator).
 
 #[cfg(feature = "firestore")]
 pub mod firestore;

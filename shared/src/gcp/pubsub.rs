@@ -7,24 +7,38 @@
 //! How the [`Bus`] contract maps onto Pub/Sub:
 //! - `publish` sends the envelope's data with its attributes (event, app, build, trace id);
 //!   a topic that does not exist yet is created first (in production Terraform creates them).
+//!   Pub/Sub refuses a message with neither data nor attributes.
 //! - `ensure_subscription` creates the topic, the dead-letter topic and the subscription, or
-//!   updates the subscription's ack deadline, retry policy, dead-letter policy and labels.
-//!   Pub/Sub bounds some settings, so they are clamped: ack deadline to 10–600 s, backoffs to
-//!   at most 600 s, dead-letter attempts to 5–100. The exact ack deadline and attempt count
-//!   are kept in the subscription's labels, for `deliver` in another process.
+//!   updates the subscription's ack deadline, retry policy (the spec's backoffs), dead-letter
+//!   policy and labels. Pub/Sub bounds some settings, so they are clamped: ack deadline to
+//!   10–600 s, backoffs to at most 600 s, dead-letter attempts to 5–100. The exact ack
+//!   deadline and attempt count go in the subscription's labels, for a `deliver` in another
+//!   process (the emulator cannot update labels: there they are only set at creation).
 //! - Push: a subscription named in [`PubSubOptions::push`] gets that URL as its push
-//!   endpoint; Pub/Sub POSTs each message there (the envelope `shared::push` decodes) and
-//!   `deliver` returns at once. Retries, backoff and dead letters are Pub/Sub's own: its
-//!   retry policy, and its dead-letter policy (from 5 attempts up; the emulator applies both).
-//! - Pull: `deliver` runs a streaming-pull subscriber that calls the endpoint. The client
-//!   extends the lease while the endpoint works, up to the spec's ack deadline (which may
-//!   exceed Pub/Sub's 600 s); past it the delivery counts as failed and is nacked. A nack
-//!   is redelivered after the subscription's retry policy. The adapter itself moves a
-//!   message to the dead-letter topic after exactly `max_attempts` (attributes kept, plus
-//!   [`ATTR_DEAD_LETTER_SUBSCRIPTION`] and [`ATTR_DELIVERY_ATTEMPTS`]) and acks it, so the
-//!   count is exact below Pub/Sub's minimum of 5; Pub/Sub's own policy stays as the backstop
-//!   when a subscriber dies. Attempts come from Pub/Sub when the subscription has a
-//!   dead-letter policy; without one Pub/Sub does not count, so the loop counts in memory.
+//!   endpoint (other subscriptions are pull, and an existing push endpoint is left as it is).
+//!   Pub/Sub POSTs each message there as the envelope `shared::push` decodes; a 2xx acks,
+//!   anything else is redelivered after the retry policy's backoff; `deliver` returns at once.
+//! - Pull: `deliver` runs a streaming-pull subscriber that calls the endpoint, at most 8
+//!   messages at a time. The client extends each lease (by [`PubSubOptions::lease_extension`])
+//!   while the endpoint works, up to the spec's ack deadline, which may exceed Pub/Sub's
+//!   600 s; past it the delivery counts as failed. A failed delivery is nacked, and Pub/Sub
+//!   redelivers it after the retry policy's backoff. On shutdown the running handlers are
+//!   dropped and their messages nacked, for another subscriber to take.
+//!
+//! Dead letters, and where each path runs:
+//! - Pulled subscriptions: the adapter. After exactly `max_attempts` failed deliveries it
+//!   publishes the message to the dead-letter topic, attributes kept plus
+//!   [`ATTR_DEAD_LETTER_SUBSCRIPTION`] and [`ATTR_DELIVERY_ATTEMPTS`] (as the embedded bus
+//!   does), and acks it; without a dead-letter topic it logs and drops it. Attempt numbers
+//!   come from Pub/Sub when the subscription has a dead-letter policy; without one Pub/Sub
+//!   does not count, so the loop counts in memory (starting over in a new process).
+//! - Pushed subscriptions, and pulled messages whose subscriber died: Pub/Sub's own
+//!   dead-letter policy, after `max_attempts` clamped to 5–100. The message keeps its
+//!   attributes and gains Pub/Sub's `CloudPubSubDeadLetterSource*` ones. Without a
+//!   dead-letter topic a pushed message is retried until Pub/Sub's retention (7 days) ends.
+//! - The emulator applies dead-letter policies on both paths, but its pushes carry no
+//!   `deliveryAttempt` (so a pushed delivery reads as attempt 1 there) and it backs pushes
+//!   off by its own growing delays, not the retry policy.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -100,18 +114,24 @@ pub struct PubSubOptions {
     pub connection: Connection,
     /// Bound on every API call, retries included: an unreachable service fails this fast.
     pub call_timeout: Duration,
+    /// How far a pulled message's lease is extended at a time while it is handled (10 s to
+    /// the subscription's Pub/Sub ack deadline): how soon Pub/Sub redelivers the messages
+    /// of a subscriber that died.
+    pub lease_extension: Duration,
     /// Subscription name → the URL Pub/Sub POSTs its messages to. Other subscriptions are
     /// pulled by `deliver` (and an existing subscription's push endpoint is left as it is).
     pub push_endpoints: BTreeMap<String, String>,
 }
 
 impl PubSubOptions {
-    /// Options for `project` with a 10 s call timeout and no push subscription.
+    /// Options for `project` with a 10 s call timeout, 60 s lease extensions and no push
+    /// subscription.
     pub fn new(project: impl Into<String>, connection: Connection) -> Self {
         Self {
             project: project.into(),
             connection,
             call_timeout: Duration::from_secs(10),
+            lease_extension: Duration::from_secs(60),
             push_endpoints: BTreeMap::new(),
         }
     }
@@ -125,6 +145,12 @@ impl PubSubOptions {
     /// Sets the bound on each API call.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets how far leases are extended at a time.
+    pub fn lease_extension(mut self, extension: Duration) -> Self {
+        self.lease_extension = extension;
         self
     }
 }
@@ -295,6 +321,17 @@ impl PubSubBus {
             .set_or_clear_dead_letter_policy(dead_letter)
             .set_push_config(push)
             .set_labels(labels))
+    }
+
+    async fn update(&self, sub: Subscription, fields: Vec<&str>) -> PortResult<Subscription> {
+        let clients = self.clients().await?;
+        let call = clients
+            .subscriptions
+            .update_subscription()
+            .set_subscription(sub)
+            .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(fields))
+            .send();
+        self.timed(call).await
     }
 
     /// Reads a subscription: whether Pub/Sub pushes it, else the spec to pull it with (the
@@ -619,23 +656,21 @@ impl Bus for PubSubBus {
         match self.timed(create).await {
             Ok(_) => {}
             Err(PortError::AlreadyExists) => {
-                let mut fields = vec![
-                    "ack_deadline_seconds",
-                    "retry_policy",
-                    "dead_letter_policy",
-                    "labels",
-                ];
+                let mut fields = vec!["ack_deadline_seconds", "retry_policy", "dead_letter_policy"];
                 if self.options().push_endpoints.contains_key(&spec.name) {
                     fields.push("push_config");
                 }
                 let topic = desired.topic.clone();
-                let update = clients
-                    .subscriptions
-                    .update_subscription()
-                    .set_subscription(desired)
-                    .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(fields))
-                    .send();
-                let updated = self.timed(update).await?;
+                let with_labels = [fields.clone(), vec!["labels"]].concat();
+                let updated = match self.update(desired.clone(), with_labels).await {
+                    // The emulator cannot update labels; Pub/Sub can. The spec is also kept
+                    // in memory for this process's `deliver`.
+                    Err(PortError::Invalid(why)) if why.contains("labels") => {
+                        tracing::debug!(subscription = %spec.name, "labels not updated: {why}");
+                        self.update(desired, fields).await?
+                    }
+                    other => other?,
+                };
                 if updated.topic != topic {
                     return Err(PortError::Invalid(format!(
                         "subscription `{}` exists on another topic ({})",
@@ -674,9 +709,10 @@ impl Bus for PubSubBus {
         let mut running = JoinSet::new();
         // Longer than the spec's deadline, which `handle` enforces itself.
         let max_lease = spec.ack_deadline + Duration::from_secs(60);
-        let extension = Duration::from_secs(
-            u64::try_from(server_ack_deadline(spec.ack_deadline)).unwrap_or(600),
-        );
+        let server_deadline = server_ack_deadline(spec.ack_deadline);
+        let extension = self.options().lease_extension.min(Duration::from_secs(
+            u64::try_from(server_deadline).unwrap_or(600),
+        ));
         loop {
             let mut stream = clients
                 .subscriber
@@ -797,9 +833,8 @@ mod tests {
 
     #[test]
     fn project_ids_are_checked() {
-        let err = PubSubBus::new(PubSubOptions::new("a/b", Connection::Google))
-            .err()
-            .expect("refused");
+        let err =
+            PubSubBus::new(PubSubOptions::new("a/b", Connection::Google)).expect_err("refused");
         assert!(err.to_string().contains("project id"), "{err}");
     }
 }

@@ -5,7 +5,7 @@
 //! (TLS by cert-manager) for HTTP, a headless Service named after the app for clustering
 //! DNS, and an SSH Service.
 //!
-//! Objects are rendered by pure functions ([`render`]) and written with server-side apply
+//! Objects are rendered by pure functions ([`render()`]) and written with server-side apply
 //! under the field manager [`FIELD_MANAGER`]; [`KubeRuntime`] then follows the rollout and,
 //! when the release never becomes ready, puts the previous pod template back, so the old
 //! replicas keep serving, exactly as the Docker runtime does.
@@ -21,8 +21,13 @@
 //!   [`SSH_KEYS_MANAGER`]; the kubelet refreshes mounted ConfigMaps within about a minute.
 //! - Readiness: a TCP probe on port 4000, or an HTTP GET of the health path; the kubelet
 //!   accepts any status from 200 to 399, not only the one configured.
-//! - Hot upgrades are not supported yet ([`HotOutcome::NotPossible`](crate::ports::runtime::HotOutcome)),
-//!   nor the Procfile's `release:` phase.
+//! - The Procfile's `release:` command runs once per release as the Job `release-v<N>`
+//!   (one attempt, 15 minutes at most) before the Deployment changes; it is skipped when
+//!   the slug's process types are known and have no `release`, and on a redelivered deploy
+//!   of the release already running.
+//! - Hot upgrades are not supported yet: [`KubeRuntime`] answers
+//!   [`HotOutcome::NotPossible`](crate::ports::runtime::HotOutcome), and the deploy
+//!   function deploys normally.
 
 pub mod render;
 mod runtime;
@@ -47,6 +52,10 @@ pub const SSH_KEYS_MANAGER: &str = "gigalixir-ssh-keys";
 pub const LABEL_APP: &str = "gigalixir.app";
 /// Label (on pods) and annotation naming the release version.
 pub const LABEL_RELEASE: &str = "gigalixir.release";
+/// Label of the pod of a release phase (its value: the release).
+pub const LABEL_RELEASE_PHASE: &str = "gigalixir.release-phase";
+/// How long a release phase may run.
+pub const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Label marking what the platform manages (and may prune).
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Value of [`LABEL_MANAGED_BY`].
@@ -194,6 +203,32 @@ impl SlugUrls for BaseUrlSlugs {
     }
 }
 
+/// Slugs behind URLs the blob store signs (V4 signed Cloud Storage URLs), valid for `ttl`.
+#[derive(Clone)]
+pub struct SignedSlugs {
+    blobs: std::sync::Arc<dyn crate::ports::Blobs>,
+    ttl: Duration,
+}
+
+impl SignedSlugs {
+    /// URLs of `blobs`, each valid for `ttl` (Cloud Storage allows up to 7 days).
+    pub fn new(blobs: std::sync::Arc<dyn crate::ports::Blobs>, ttl: Duration) -> Self {
+        Self { blobs, ttl }
+    }
+}
+
+#[async_trait]
+impl SlugUrls for SignedSlugs {
+    async fn download_url(&self, key: &str) -> PortResult<String> {
+        match self.blobs.signed_url(key, self.ttl).await? {
+            Some(url) => Ok(url.to_string()),
+            None => Err(PortError::Invalid(
+                "this blob store cannot sign download URLs for the runner (use gs://)".into(),
+            )),
+        }
+    }
+}
+
 /// The namespace of `app`: the prefix and the name, shortened with a hash when longer
 /// than a DNS label allows (63).
 pub fn namespace_of(settings: &KubeSettings, app: &crate::domain::AppName) -> String {
@@ -234,6 +269,26 @@ mod tests {
             "{err}"
         );
         assert!(KubeSettings::from_url("docker://").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_backend_url_is_checked_before_any_cluster_is_dialled() {
+        let slugs = std::sync::Arc::new(BaseUrlSlugs::new("https://slugs.example.invalid/"));
+        let err = crate::backends::open_kube_runtime("kube://?ssh=carrier-pigeon", None, slugs)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("use loadbalancer or nodeport"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn base_urls_join_the_blob_key() {
+        let slugs = BaseUrlSlugs::new("https://slugs.example.invalid/");
+        let url = slugs.download_url("slugs/abc.tgz").await.expect("url");
+        assert_eq!(url, "https://slugs.example.invalid/slugs/abc.tgz");
     }
 
     #[test]

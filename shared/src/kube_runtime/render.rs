@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, Namespace,
@@ -28,8 +29,8 @@ use serde::Serialize;
 
 use super::{
     namespace_of, KubeSettings, SshExposure, ANNOTATION_CLUSTER_ISSUER, EPMD_PORT, LABEL_APP,
-    LABEL_MANAGED_BY, LABEL_RELEASE, LIBCLUSTER, MANAGED_BY, RUNNER_SSH_PORT, SSH_KEYS,
-    SSH_SERVICE, WEB,
+    LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_RELEASE_PHASE, LIBCLUSTER, MANAGED_BY,
+    RELEASE_PHASE_TIMEOUT, RUNNER_SSH_PORT, SSH_KEYS, SSH_SERVICE, WEB,
 };
 use crate::domain::AppName;
 use crate::ports::runtime::{ReleaseSpec, APP_PORT};
@@ -73,6 +74,9 @@ pub struct AppObjects {
     pub ssh_service: Service,
     /// `https://<app>.<domain>`.
     pub ingress: Ingress,
+    /// The Procfile's `release:` command, run once before the rollout; `None` when the
+    /// slug's process types are known and have no `release`.
+    pub release_phase: Option<Job>,
     /// The replicas.
     pub deployment: Deployment,
 }
@@ -98,6 +102,9 @@ impl AppObjects {
         doc(&mut docs, &self.cluster_service)?;
         doc(&mut docs, &self.ssh_service)?;
         doc(&mut docs, &self.ingress)?;
+        if let Some(job) = &self.release_phase {
+            doc(&mut docs, job)?;
+        }
         doc(&mut docs, &self.deployment)?;
         Ok(docs.join("---\n"))
     }
@@ -357,6 +364,12 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
     };
 
     let deployment = deployment(spec, settings, &ns, selector);
+    let has_phase = spec
+        .slug
+        .process_types
+        .as_ref()
+        .is_none_or(|types| types.iter().any(|t| t == "release"));
+    let release_phase = has_phase.then(|| release_phase_job(spec, &ns, &deployment));
 
     AppObjects {
         namespace,
@@ -369,7 +382,61 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         cluster_service,
         ssh_service,
         ingress,
+        release_phase,
         deployment,
+    }
+}
+
+/// The name of the release phase's Job of release `version`.
+pub fn release_phase_name(version: u32) -> String {
+    format!("release-v{version}")
+}
+
+/// The label selector of the pod of a release phase.
+pub fn release_phase_selector(version: u32) -> String {
+    format!("{LABEL_RELEASE_PHASE}={version}")
+}
+
+/// The release phase: the web pod's environment and image, the runner's `release-phase`
+/// command, one attempt. Its pod has no app label, so no Service sends it traffic and
+/// libcluster does not take it for a node.
+fn release_phase_job(spec: &ReleaseSpec, ns: &str, web: &Deployment) -> Job {
+    let mut pod = web
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .unwrap_or_default();
+    pod.restart_policy = Some("Never".into());
+    pod.volumes = pod
+        .volumes
+        .map(|v| v.into_iter().filter(|v| v.name != SSH_KEYS).collect());
+    for c in &mut pod.containers {
+        c.args = Some(vec!["release-phase".into()]);
+        c.readiness_probe = None;
+        c.lifecycle = None;
+        c.ports = None;
+        c.volume_mounts = c
+            .volume_mounts
+            .take()
+            .map(|m| m.into_iter().filter(|m| m.name != SSH_KEYS).collect());
+    }
+    let version = spec.version.0;
+    Job {
+        metadata: meta(&release_phase_name(version), ns, &spec.app),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(seconds(RELEASE_PHASE_TIMEOUT)),
+            ttl_seconds_after_finished: Some(24 * 3600),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some([(LABEL_RELEASE_PHASE.to_owned(), version.to_string())].into()),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
@@ -447,7 +514,7 @@ fn deployment(
     };
 
     let memory_mib = (spec.memory_bytes.max(1) + (1 << 20) - 1) >> 20;
-    let cpu_millis = (spec.memory_bytes.max(0) * 1000 >> 30).max(50);
+    let cpu_millis = ((spec.memory_bytes.max(0) * 1000) >> 30).max(50);
     let resources = ResourceRequirements {
         requests: Some(
             [

@@ -10,6 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::stream::BoxStream;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerStateTerminated, Namespace, Pod, Secret, Service, ServiceAccount,
 };
@@ -23,12 +24,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::render::{
-    app_selector, namespace_object, release_selector, render, restart_patch, ssh_keys_object,
-    AppObjects,
+    app_selector, namespace_object, release_phase_selector, release_selector, render,
+    restart_patch, ssh_keys_object, AppObjects,
 };
 use super::{
     namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, FIELD_MANAGER, LABEL_RELEASE,
-    LIBCLUSTER, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER, SSH_SERVICE, WEB,
+    LIBCLUSTER, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER, SSH_SERVICE,
+    WEB,
 };
 use crate::domain::{AppName, ReleaseVersion};
 use crate::error::{PortError, PortResult};
@@ -38,6 +40,11 @@ use crate::ports::runtime::{
 
 /// How many log lines a failed deploy reports.
 const FAILURE_LOG_LINES: i64 = 50;
+/// How many lines of a successful release phase the pusher sees.
+const RELEASE_PHASE_LOG_LINES: i64 = 200;
+
+/// Where a deploy tells the pusher what happens on the way.
+type Progress = futures::channel::mpsc::UnboundedSender<String>;
 
 /// Runs releases on a Kubernetes cluster; see the [module docs](super).
 #[derive(Clone)]
@@ -270,8 +277,7 @@ impl KubeRuntime {
         for svc in [&o.web_service, &o.cluster_service, &o.ssh_service] {
             self.apply(&services, svc, m).await?;
         }
-        self.apply(&self.api(ns), &o.ingress, m).await?;
-        self.apply(&self.api(ns), &o.deployment, m).await
+        self.apply(&self.api(ns), &o.ingress, m).await
     }
 
     /// Deletes the app's objects of kind `K` that are not named in `keep`.
@@ -317,15 +323,22 @@ impl KubeRuntime {
         self.prune_kind::<Service>(ns, app, &[WEB, app.as_str(), SSH_SERVICE])
             .await?;
         self.prune_kind::<Ingress>(ns, app, &[WEB]).await?;
+        // Finished release phases: their output was read when they ran.
+        self.prune_kind::<Job>(ns, app, &[]).await?;
         self.prune_kind::<Deployment>(ns, app, &[WEB]).await
     }
 
     /// The last lines of a pod's web container (of its previous run with `previous`).
     async fn tail(&self, ns: &str, pod: &str, previous: bool) -> Vec<String> {
+        self.tail_lines(ns, pod, previous, FAILURE_LOG_LINES).await
+    }
+
+    /// The last `lines` lines of a pod's web container.
+    async fn tail_lines(&self, ns: &str, pod: &str, previous: bool, lines: i64) -> Vec<String> {
         let params = LogParams {
             container: Some(WEB.into()),
             previous,
-            tail_lines: Some(FAILURE_LOG_LINES),
+            tail_lines: Some(lines),
             ..Default::default()
         };
         match self.api::<Pod>(ns).logs(pod, &params).await {
@@ -379,6 +392,101 @@ impl KubeRuntime {
         }
     }
 
+    /// Runs the release phase's Job to its end: its output, or its failure with its last
+    /// lines.
+    async fn release_phase(
+        &self,
+        ns: &str,
+        job: &Job,
+    ) -> PortResult<Result<Vec<String>, DeployOutcome>> {
+        let jobs: Api<Job> = self.api(ns);
+        self.apply(&jobs, job, FIELD_MANAGER).await?;
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let version = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(super::LABEL_RELEASE_PHASE))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // The Job's own deadline stops it; this one covers a cluster that never starts it.
+        let deadline = tokio::time::Instant::now()
+            + RELEASE_PHASE_TIMEOUT
+            + std::time::Duration::from_secs(60);
+        let too_long = || {
+            format!(
+                "the release phase ran longer than {} minutes",
+                RELEASE_PHASE_TIMEOUT.as_secs() / 60
+            )
+        };
+        loop {
+            let status = jobs
+                .get(&name)
+                .await
+                .map_err(map_err)?
+                .status
+                .unwrap_or_default();
+            if status.succeeded.unwrap_or(0) > 0 {
+                let pods = self
+                    .api::<Pod>(ns)
+                    .list(&ListParams::default().labels(&release_phase_selector(version)))
+                    .await
+                    .map_err(map_err)?;
+                return Ok(Ok(match pods.items.first() {
+                    Some(p) => {
+                        self.tail_lines(ns, &p.name_any(), false, RELEASE_PHASE_LOG_LINES)
+                            .await
+                    }
+                    None => Vec::new(),
+                }));
+            }
+            let failed = status.conditions.as_ref().and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "Failed" && c.status == "True")
+                    .map(|c| c.reason.clone().unwrap_or_default())
+            });
+            if failed.is_some() || status.failed.unwrap_or(0) > 0 {
+                let pods = self
+                    .api::<Pod>(ns)
+                    .list(&ListParams::default().labels(&release_phase_selector(version)))
+                    .await
+                    .map_err(map_err)?;
+                let pod = pods.items.first();
+                let code = pod
+                    .and_then(|p| {
+                        p.status
+                            .as_ref()?
+                            .container_statuses
+                            .as_ref()?
+                            .first()
+                            .cloned()
+                    })
+                    .and_then(|c| c.state?.terminated)
+                    .map(|t| t.exit_code);
+                let output = match pod {
+                    Some(p) => self.tail(ns, &p.name_any(), false).await,
+                    None => Vec::new(),
+                };
+                let reason = match (failed.as_deref(), code) {
+                    (Some("DeadlineExceeded"), _) => too_long(),
+                    (_, Some(code)) => format!(
+                        "the release phase (the Procfile's release: command) exited with code {code}"
+                    ),
+                    _ => "the release phase (the Procfile's release: command) failed".into(),
+                };
+                return Ok(Err(DeployOutcome::Failed { reason, output }));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Err(DeployOutcome::Failed {
+                    reason: too_long(),
+                    output: Vec::new(),
+                }));
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
     /// Puts the Deployment back as it was before a failed rollout (or removes it when
     /// there was none), so the replicas that served go on serving.
     async fn restore(&self, ns: &str, previous: Option<Deployment>) -> PortResult<()> {
@@ -398,7 +506,7 @@ impl KubeRuntime {
 
     /// Applies everything of `spec` and follows the rollout; on failure restores the
     /// previous Deployment.
-    async fn roll(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+    async fn roll(&self, spec: &ReleaseSpec, progress: Progress) -> PortResult<DeployOutcome> {
         let ns = namespace_of(&self.settings, &spec.app);
         let url = self.slugs.download_url(&spec.slug.key).await?;
         let objects = render(spec, &self.settings, &url);
@@ -410,6 +518,33 @@ impl KubeRuntime {
             },
         };
         self.apply_all(&ns, &objects).await?;
+        // A redelivered deploy of the release already running has had its release phase.
+        let running = previous
+            .as_ref()
+            .and_then(|d| d.metadata.annotations.as_ref())
+            .and_then(|a| a.get(LABEL_RELEASE))
+            .is_some_and(|v| *v == spec.version.0.to_string());
+        if let (Some(job), false) = (&objects.release_phase, running) {
+            let _ = progress.unbounded_send(
+                "-----> Running the release phase (the Procfile's release: command)".into(),
+            );
+            let started = std::time::Instant::now();
+            match self.release_phase(&ns, job).await? {
+                Ok(output) => {
+                    for line in output {
+                        let _ = progress.unbounded_send(format!("       {line}"));
+                    }
+                    let _ = progress.unbounded_send(format!(
+                        "-----> Release phase done in {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                Err(failed) => return Ok(failed),
+            }
+        }
+        let deployments: Api<Deployment> = self.api(&ns);
+        self.apply(&deployments, &objects.deployment, FIELD_MANAGER)
+            .await?;
         match self.wait_rollout(spec, &ns).await? {
             Ok(()) => {
                 self.prune(&ns, &spec.app, &objects).await?;
@@ -480,7 +615,16 @@ fn not_ready(spec: &ReleaseSpec) -> String {
 impl Runtime for KubeRuntime {
     #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
     async fn deploy(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
-        self.roll(spec).await
+        self.roll(spec, futures::channel::mpsc::unbounded().0).await
+    }
+
+    #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
+    async fn deploy_reporting(
+        &self,
+        spec: &ReleaseSpec,
+        progress: Progress,
+    ) -> PortResult<DeployOutcome> {
+        self.roll(spec, progress).await
     }
 
     async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>> {
@@ -579,7 +723,7 @@ impl Runtime for KubeRuntime {
     }
 
     async fn scale(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
-        self.roll(spec).await
+        self.roll(spec, futures::channel::mpsc::unbounded().0).await
     }
 
     async fn hot_upgrade(&self, _spec: &ReleaseSpec) -> PortResult<HotOutcome> {

@@ -86,3 +86,87 @@ pub fn check_key(key: &str) -> PortResult<()> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::error::PortError;
+
+    /// A backend with only the required methods, to exercise the defaults.
+    #[derive(Default)]
+    struct Memory(Mutex<BTreeMap<String, Bytes>>);
+
+    impl Memory {
+        fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+            self.0.lock().expect("lock")
+        }
+    }
+
+    #[async_trait]
+    impl Blobs for Memory {
+        async fn put(&self, key: &str, data: Bytes) -> PortResult<()> {
+            check_key(key)?;
+            self.map().insert(key.to_owned(), data);
+            Ok(())
+        }
+        async fn get(&self, key: &str) -> PortResult<Bytes> {
+            check_key(key)?;
+            self.map().get(key).cloned().ok_or(PortError::NotFound)
+        }
+        async fn list(&self, prefix: &str) -> PortResult<Vec<String>> {
+            Ok(self
+                .map()
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect())
+        }
+        async fn delete(&self, key: &str) -> PortResult<()> {
+            self.map().remove(key);
+            Ok(())
+        }
+    }
+
+    fn parts(items: Vec<PortResult<&'static [u8]>>) -> ByteStream {
+        stream::iter(items.into_iter().map(|r| r.map(Bytes::from_static))).boxed()
+    }
+
+    #[tokio::test]
+    async fn the_defaults_stream_through_put_and_get_and_have_no_urls() {
+        let blobs = Memory::default();
+        blobs
+            .put_stream("slugs/a", parts(vec![Ok(b"ab"), Ok(b""), Ok(b"c")]))
+            .await
+            .expect("put_stream");
+        assert_eq!(blobs.get("slugs/a").await.expect("get"), "abc");
+        let chunks: Vec<Bytes> = blobs
+            .get_stream("slugs/a")
+            .await
+            .expect("get_stream")
+            .try_collect()
+            .await
+            .expect("read");
+        assert_eq!(chunks.concat(), b"abc");
+        assert!(matches!(
+            blobs.get_stream("slugs/none").await.err(),
+            Some(PortError::NotFound)
+        ));
+
+        let failing = parts(vec![Ok(b"new"), Err(PortError::Invalid("broke".into()))]);
+        assert!(matches!(
+            blobs.put_stream("slugs/a", failing).await,
+            Err(PortError::Invalid(m)) if m == "broke"
+        ));
+        assert_eq!(blobs.get("slugs/a").await.expect("old object kept"), "abc");
+
+        let url = blobs.signed_url("slugs/a", Duration::from_secs(60)).await;
+        assert!(matches!(url, Ok(None)));
+        assert!(matches!(
+            blobs.signed_url("a/../b", Duration::from_secs(60)).await,
+            Err(PortError::Invalid(_))
+        ));
+    }
+}

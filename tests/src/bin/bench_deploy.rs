@@ -11,8 +11,9 @@
 //!   app's boot: what the platform itself costs.
 //! - hot: push with `GIGALIXIR-HOT` to the new code answering; restart; `during` counts the
 //!   failed requests out of a steady stream while they happen.
-//! - with_dependency: the `with_path_dep` fixture, warm push (app code changed, compiled
-//!   dependency reused from the cache) against a `GIGALIXIR-CLEAN` one.
+//! - with_dependency: the `with_path_dep` fixture with 300 generated modules added to its
+//!   path dependency, warm push (app code changed, compiled dependency reused from the
+//!   cache) against a `GIGALIXIR-CLEAN` one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -263,6 +264,20 @@ async fn main() -> anyhow::Result<()> {
     // With a dependency: warm (app code changed, deps reused from the cache) against clean.
     std::fs::create_dir_all(work.path().join("deps"))?;
     let deps_repo = p.fixture_repo("with_path_dep", &work.path().join("deps"));
+    // A dependency with some weight: 300 generated modules in the path dependency.
+    let generated = deps_repo.join("deps_src/greeter/lib/generated");
+    std::fs::create_dir_all(&generated)?;
+    for n in 0..300 {
+        let clauses: String = (0..20)
+            .map(|k| format!("  def f({k}, x), do: x * {k} + {n}\n"))
+            .collect();
+        std::fs::write(
+            generated.join(format!("m{n}.ex")),
+            format!("defmodule Greeter.Generated.M{n} do\n{clauses}end\n"),
+        )?;
+    }
+    p.git_ok(&deps_repo, &["add", "-A"]);
+    p.git_ok(&deps_repo, &["commit", "-qm", "a heavier dependency"]);
     let deps_app = format!("deps-{}", &p.instance[1..7]);
     p.cli_ok(&deps_repo, &["create", "app", &deps_app]);
     let page = deps_repo.join("lib/with_path_dep/page.ex");
@@ -289,6 +304,13 @@ async fn main() -> anyhow::Result<()> {
     let build_ratio = deps_warm["steps_ms"]["build"].as_f64().unwrap_or(0.0)
         / deps_clean["steps_ms"]["build"].as_f64().unwrap_or(1.0);
 
+    // The same pushes with the platform on the Google Cloud emulators (scripts/emulators).
+    let on_emulators = if std::env::var_os("BENCH_NO_EMULATORS").is_some() {
+        Value::Null
+    } else {
+        emulated(work.path()).await?
+    };
+
     let ratio = warm["push_to_live_ms"].as_f64().unwrap_or(0.0)
         / clean["push_to_live_ms"].as_f64().unwrap_or(1.0);
     println!(
@@ -302,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
             "warm_over_clean": (ratio * 100.0).round() / 100.0,
             "hot": hot,
             "restart": restart,
+            "on_emulators": on_emulators,
             "with_dependency": {
                 "fixture": "with_path_dep",
                 "cold": deps_cold,
@@ -313,4 +336,48 @@ async fn main() -> anyhow::Result<()> {
         }))?
     );
     Ok(())
+}
+
+/// Cold and warm push-to-live of `hello` with the platform on Firestore, Pub/Sub and Cloud
+/// Storage emulators.
+async fn emulated(work: &Path) -> anyhow::Result<Value> {
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let project = format!("gx-{id}");
+    let p = Platform::start_with_env(
+        &[
+            "--store",
+            &format!("firestore://{project}"),
+            "--bus",
+            &format!("pubsub://{project}"),
+            "--blobs",
+            &format!("gs://gx-{id}?create_buckets={project}"),
+        ],
+        &[
+            ("PUBSUB_EMULATOR_HOST", "127.0.0.1:8681"),
+            ("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8682"),
+            ("STORAGE_EMULATOR_HOST", "127.0.0.1:8683"),
+        ],
+    );
+    p.sign_up_and_log_in();
+    let parent = work.join("emulated");
+    std::fs::create_dir_all(&parent)?;
+    let repo = p.fixture_repo("hello", &parent);
+    let app = format!("emu-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let live = |p: &Platform, body: &'static str| {
+        let t0 = Instant::now();
+        let out = p.git(&repo, &["push", "gigalixir", "master"]);
+        anyhow::ensure!(out.status.success(), "push failed: {:?}", texts(&out));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while p.get_app(&app, "/").1 != body {
+            anyhow::ensure!(Instant::now() < deadline, "the new release never answered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(t0.elapsed().as_millis() as i64)
+    };
+    let cold = live(&p, "Hello from hello v1\n")?;
+    set_marker(&repo, "Hello from hello v1", "Hello from hello v2")?;
+    p.git_ok(&repo, &["commit", "-qam", "one changed line"]);
+    let warm = live(&p, "Hello from hello v2\n")?;
+    Ok(json!({"cold_push_to_live_ms": cold, "warm_push_to_live_ms": warm}))
 }

@@ -1,6 +1,7 @@
 //! The dead-letter consumer: a message that a step could not handle after every attempt
 //! ends its build as failed, so the pusher hears about it instead of waiting, and the
-//! release it concerns (if any) is marked failed.
+//! release it concerns (if any) is marked failed. Served by the `release` function at
+//! [`PATH`] (see `deployment::subscriptions`).
 
 use std::sync::Arc;
 
@@ -9,15 +10,23 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use shared::messages::{Delivery, Event};
-use shared::model::{BuildState, ReleaseStatus};
-use shared::ports::Store;
-use shared::push::{fail_build, handle, StepError};
-use shared::PortError;
+use crate::error::PortError;
+use crate::messages::{Delivery, Event};
+use crate::model::{BuildState, ReleaseStatus};
+use crate::ports::bus::{ATTR_DEAD_LETTER_SUBSCRIPTION, ATTR_DELIVERY_ATTEMPTS};
+use crate::ports::Store;
+use crate::push::{fail_build, handle, StepError};
 
-/// The consumer's router.
+/// Where the consumer takes Pub/Sub pushes.
+pub const PATH: &str = crate::deployment::DEAD_LETTERS_PATH;
+
+/// Pub/Sub's own dead-letter attributes (a dead-letter policy moved the message).
+const PUBSUB_SOURCE: &str = "CloudPubSubDeadLetterSourceSubscription";
+const PUBSUB_COUNT: &str = "CloudPubSubDeadLetterSourceDeliveryCount";
+
+/// The consumer's router, answering at [`PATH`].
 pub fn router(store: Arc<dyn Store>) -> Router {
-    Router::new().route("/", post(push)).with_state(store)
+    Router::new().route(PATH, post(push)).with_state(store)
 }
 
 async fn push(State(store): State<Arc<dyn Store>>, body: Bytes) -> Response {
@@ -25,18 +34,15 @@ async fn push(State(store): State<Arc<dyn Store>>, body: Bytes) -> Response {
 }
 
 async fn bury(store: Arc<dyn Store>, delivery: Delivery) -> Result<(), StepError> {
-    let step = delivery
-        .envelope
-        .attributes
-        .get("dead_letter_subscription")
-        .cloned()
+    let attr = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| delivery.envelope.attributes.get(*n).cloned())
+    };
+    let step = attr([ATTR_DEAD_LETTER_SUBSCRIPTION, PUBSUB_SOURCE])
+        .map(|s| s.rsplit('/').next().unwrap_or(&s).to_owned())
         .unwrap_or_else(|| "a pipeline step".into());
-    let attempts = delivery
-        .envelope
-        .attributes
-        .get("delivery_attempts")
-        .cloned()
-        .unwrap_or_default();
+    let attempts = attr([ATTR_DELIVERY_ATTEMPTS, PUBSUB_COUNT]).unwrap_or_default();
     let Ok(event) = delivery.envelope.decode_event() else {
         tracing::error!(step, "an unreadable message was dead-lettered");
         return Ok(());

@@ -1,0 +1,42 @@
+//! `gigalixir-build`: the build step as a pull worker next to a Docker engine (a GKE
+//! workload with a Docker sidecar, `DOCKER_HOST`): it pulls `build-requested` from its
+//! subscription and runs each message through the same router Pub/Sub would push to.
+//! Opens no port.
+
+use anyhow::Context;
+use gigalixir_build::{router, StepState};
+use shared::deployment::Function;
+use shared::ports::builder::BuildLimits;
+use shared::service::{usage, Flags, FunctionEnv, Service};
+
+const FUNCTION: Function = Function::Build;
+
+/// Labels the build containers, so that `upload` finds them on the same engine.
+const INSTANCE: &str = "default";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Some(flags) = Flags::parse(FUNCTION, std::env::args().skip(1)).map_err(anyhow::Error::msg)?
+    else {
+        println!("{}", usage(FUNCTION));
+        return Ok(());
+    };
+    shared::web::init_tracing();
+    let env = FunctionEnv::from_env(FUNCTION)?;
+    let docker = shared::docker::connect().context("connecting to the Docker engine (DOCKER_HOST)")?;
+    let bus = env.bus()?;
+    let state = StepState {
+        store: env.store()?,
+        bus: bus.clone(),
+        blobs: env.blobs()?,
+        builder: std::sync::Arc::new(shared::docker::DockerBuilder::new(docker, INSTANCE)),
+        // The default build timeout is the one the subscription's ack deadline covers.
+        limits: BuildLimits::default(),
+    };
+    Service::new(FUNCTION, router(state))
+        .bus(bus)
+        .force_pull(flags.pull)
+        .run(&env)
+        .await?;
+    Ok(())
+}

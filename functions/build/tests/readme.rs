@@ -1,0 +1,11 @@
+//! The README's environment table is the one `shared::deployment::env` makes.
+
+#[test]
+fn the_readme_lists_the_environment_of_deployment_rs() {
+    let readme = include_str!("../README.md");
+    let table = shared::service::env_table(shared::deployment::Function::Build);
+    assert!(
+        readme.contains(&table),
+        "README.md's environment table is out of date; it should read:\n{table}"
+    );
+}
