@@ -5,17 +5,17 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use crate::error::PortError;
 use crate::messages::{Delivery, Event};
 use crate::model::{BuildState, ReleaseStatus};
 use crate::ports::bus::{ATTR_DEAD_LETTER_SUBSCRIPTION, ATTR_DELIVERY_ATTEMPTS};
 use crate::ports::Store;
 use crate::push::{fail_build, handle, StepError};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
 
 /// Where the consumer takes Pub/Sub pushes.
 pub const PATH: &str = crate::deployment::DEAD_LETTERS_PATH;

@@ -239,7 +239,11 @@ pub const STORE: EnvVar = var(
     "store URL: firestore://PROJECT or sqlite://PATH",
 );
 /// The bus's URL.
-pub const BUS: EnvVar = var("GIGALIXIR_BUS", true, "bus URL: pubsub://PROJECT or sqlite://PATH");
+pub const BUS: EnvVar = var(
+    "GIGALIXIR_BUS",
+    true,
+    "bus URL: pubsub://PROJECT or sqlite://PATH",
+);
 /// The blob store's URL.
 pub const BLOBS: EnvVar = var(
     "GIGALIXIR_BLOBS",

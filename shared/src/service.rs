@@ -95,6 +95,22 @@ pub enum ServiceError {
     /// The Lambda runtime stopped with an error.
     #[error("the Lambda runtime failed: {0}")]
     Lambda(String),
+    /// The command line is not understood.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// What every function binary does first: reads its flags (printing the usage for
+/// `--help`, then `Ok(None)`), sets up logging, and reads its environment.
+pub fn start(function: Function) -> Result<Option<(Flags, FunctionEnv)>, ServiceError> {
+    let Some(flags) =
+        Flags::parse(function, std::env::args().skip(1)).map_err(ServiceError::Usage)?
+    else {
+        println!("{}", usage(function));
+        return Ok(None);
+    };
+    crate::web::init_tracing();
+    Ok(Some((flags, FunctionEnv::from_env(function)?)))
 }
 
 /// The values of the variables a function reads ([`deployment::env`]), checked at start.
@@ -191,12 +207,10 @@ impl FunctionEnv {
     /// Opens the store `GIGALIXIR_STORE` names.
     pub fn store(&self) -> Result<Arc<dyn Store>, ServiceError> {
         let var = deployment::STORE;
-        crate::backends::open_store(self.required(&var)?).map_err(|source| {
-            ServiceError::Backend {
-                what: "store",
-                name: var.name,
-                source,
-            }
+        crate::backends::open_store(self.required(&var)?).map_err(|source| ServiceError::Backend {
+            what: "store",
+            name: var.name,
+            source,
         })
     }
 
@@ -213,12 +227,10 @@ impl FunctionEnv {
     /// Opens the blob store `GIGALIXIR_BLOBS` names.
     pub fn blobs(&self) -> Result<Arc<dyn Blobs>, ServiceError> {
         let var = deployment::BLOBS;
-        crate::backends::open_blobs(self.required(&var)?).map_err(|source| {
-            ServiceError::Backend {
-                what: "blob store",
-                name: var.name,
-                source,
-            }
+        crate::backends::open_blobs(self.required(&var)?).map_err(|source| ServiceError::Backend {
+            what: "blob store",
+            name: var.name,
+            source,
         })
     }
 
@@ -283,12 +295,7 @@ impl Flags {
             match arg.as_str() {
                 "--pull" => flags.pull = true,
                 "-h" | "--help" => return Ok(None),
-                other => {
-                    return Err(format!(
-                        "unknown argument `{other}`\n\n{}",
-                        usage(function)
-                    ))
-                }
+                other => return Err(format!("unknown argument `{other}`\n\n{}", usage(function))),
             }
         }
         Ok(Some(flags))
@@ -402,14 +409,10 @@ pub async fn serve_until(
     tracing::info!(port, "listening");
     let stop = CancellationToken::new();
     let signalled = stop.clone();
-    let server = crate::web::serve(
-        listener,
-        router,
-        async move {
-            shutdown.await;
-            signalled.cancel();
-        },
-    );
+    let server = crate::web::serve(listener, router, async move {
+        shutdown.await;
+        signalled.cancel();
+    });
     let grace = async {
         stop.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -449,7 +452,10 @@ pub async fn pull(
                     source,
                 })?;
         }
-        let (bus, endpoint) = (bus.clone(), Arc::new(RouterEndpoint::new(router.clone(), wire.path)));
+        let (bus, endpoint) = (
+            bus.clone(),
+            Arc::new(RouterEndpoint::new(router.clone(), wire.path)),
+        );
         let shutdown = stop.clone().cancelled_owned().boxed();
         tracing::info!(subscription = %spec.name, "pulling");
         loops.spawn(async move {
@@ -464,9 +470,8 @@ pub async fn pull(
     }
     let mut result = Ok(());
     while let Some(done) = loops.join_next().await {
-        let outcome = done.unwrap_or_else(|panic| {
-            Err(ServiceError::LoopStopped(panic.to_string()))
-        });
+        let outcome =
+            done.unwrap_or_else(|panic| Err(ServiceError::LoopStopped(panic.to_string())));
         if let Err(err) = outcome {
             // One loop failing stops the worker: the orchestrator restarts it whole.
             stop.cancel();
@@ -493,7 +498,8 @@ async fn run_lambda(_router: Router) -> Result<(), ServiceError> {
 /// The function's environment as a Markdown table (name, required, example, meaning), as
 /// each function's README shows it.
 pub fn env_table(function: Function) -> String {
-    let mut out = String::from("| variable | required | example | what it sets |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| variable | required | example | what it sets |\n|---|---|---|---|\n");
     for var in deployment::env(function) {
         out.push_str(&format!(
             "| `{}` | {} | `{}` | {} |\n",
@@ -543,7 +549,10 @@ mod tests {
             ("GIGALIXIR_BLOBS", "file:///f"),
         ];
         let release = FunctionEnv::from_lookup(Function::Release, lookup(&base)).expect("env");
-        assert_eq!(trigger(&release, false, false).expect("t"), Trigger::Http { port: 8080 });
+        assert_eq!(
+            trigger(&release, false, false).expect("t"),
+            Trigger::Http { port: 8080 }
+        );
         assert_eq!(trigger(&release, true, false).expect("t"), Trigger::Lambda);
         assert_eq!(trigger(&release, false, true).expect("t"), Trigger::Pull);
         assert!(release.bus_is_local());
@@ -562,6 +571,9 @@ mod tests {
         for var in deployment::env(Function::Deploy) {
             assert!(table.contains(&format!("| `{}` |", var.name)), "{table}");
         }
-        assert!(table.contains("| `GIGALIXIR_RUNTIME` | yes | `docker://` |"), "{table}");
+        assert!(
+            table.contains("| `GIGALIXIR_RUNTIME` | yes | `docker://` |"),
+            "{table}"
+        );
     }
 }

@@ -364,7 +364,9 @@ impl Drop for Platform {
             .output()
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["volume", "rm", "-f", id]).output();
+                let _ = Command::new("docker")
+                    .args(["volume", "rm", "-f", id])
+                    .output();
             }
         }
         if std::thread::panicking() {

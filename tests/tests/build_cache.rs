@@ -13,7 +13,13 @@ impl Volume {
     fn new() -> Self {
         let name = format!("gx-test-cache-{}", uuid::Uuid::new_v4().simple());
         let out = Command::new("docker")
-            .args(["volume", "create", "--label", "gigalixir.test=build-cache", &name])
+            .args([
+                "volume",
+                "create",
+                "--label",
+                "gigalixir.test=build-cache",
+                &name,
+            ])
             .output()
             .expect("docker");
         assert!(out.status.success(), "{:?}", texts(&out));
@@ -95,7 +101,10 @@ fn entries_are_kept_per_key_and_the_least_recently_used_is_evicted_beyond_the_ca
     let big = 1 << 30;
 
     let first = build(&src, &cache, big);
-    assert!(first.contains("No build cache: compiling everything"), "{first}");
+    assert!(
+        first.contains("No build cache: compiling everything"),
+        "{first}"
+    );
     assert!(first.contains("==> greeter"), "{first}");
     let entries = cache.sh("ls /c/elixir");
     assert_eq!(entries.lines().count(), 1, "{entries}");
@@ -114,7 +123,9 @@ fn entries_are_kept_per_key_and_the_least_recently_used_is_evicted_beyond_the_ca
     let second = build(&src, &cache, size_a * 3 / 2);
     let b = entry_of(&second);
     assert!(
-        second.contains(&format!("New cache entry {b}: mix.exs changed since the last build")),
+        second.contains(&format!(
+            "New cache entry {b}: mix.exs changed since the last build"
+        )),
         "{second}"
     );
     assert!(second.contains(&format!("Cache: evicted {a}")), "{second}");

@@ -57,7 +57,11 @@ fn platform_on_emulators() -> Platform {
 fn push(p: &Platform, repo: &Path) -> String {
     let out = p.git(repo, &["push", "gigalixir", "master"]);
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{text}\n--- platform log ---\n{}", p.log());
+    assert!(
+        out.status.success(),
+        "{text}\n--- platform log ---\n{}",
+        p.log()
+    );
     text
 }
 
@@ -72,7 +76,10 @@ fn a_push_deploys_on_the_emulated_google_cloud_backends() {
     p.cli_ok(&repo, &["create", "app", &app]);
     let first = push(&p, &repo);
     assert!(first.contains("Deployed v1"), "{first}");
-    assert_eq!(p.get_app(&app, "/"), (200, "Hello from hello v1\n".to_owned()));
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v1\n".to_owned())
+    );
 
     let page = repo.join("lib/hello/page.ex");
     let text = std::fs::read_to_string(&page).expect("page");
@@ -80,9 +87,15 @@ fn a_push_deploys_on_the_emulated_google_cloud_backends() {
     p.git_ok(&repo, &["commit", "-qam", "v2"]);
     let second = push(&p, &repo);
     assert!(second.contains("Deployed v2"), "{second}");
-    assert_eq!(p.get_app(&app, "/"), (200, "Hello from hello v2\n".to_owned()));
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v2\n".to_owned())
+    );
 
     // The records live in Firestore: the CLI reads them back through the API.
     let releases = p.cli_ok(&repo, &["releases"]);
-    assert!(releases.contains("v2") && releases.contains("v1"), "{releases}");
+    assert!(
+        releases.contains("v2") && releases.contains("v1"),
+        "{releases}"
+    );
 }

@@ -324,8 +324,15 @@ fn unchanged_dependencies_are_not_recompiled() {
         .args(["volume", "rm", &volume])
         .output()
         .expect("docker");
-    assert!(rm.status.success(), "{}", String::from_utf8_lossy(&rm.stderr));
-    p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "on a fresh builder"]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    p.git_ok(
+        &repo,
+        &["commit", "-q", "--allow-empty", "-m", "on a fresh builder"],
+    );
     let (ok, seeded) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{seeded}");
     assert!(seeded.contains("Using the build cache (entry"), "{seeded}");
@@ -364,7 +371,10 @@ fn unchanged_dependencies_are_not_recompiled() {
         if String::from_utf8_lossy(&left.stdout).trim().is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "the cache volume outlived the app");
+        assert!(
+            Instant::now() < deadline,
+            "the cache volume outlived the app"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -77,7 +77,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps/{name}/restart", put(processes::restart))
         .route("/api/apps/{name}/logs", get(processes::logs))
         .route("/api/apps/{name}/ssh_ip", get(processes::ssh_ip))
-        .route("/api/apps/{name}/webhook", post(webhooks::create).delete(webhooks::remove))
+        .route(
+            "/api/apps/{name}/webhook",
+            post(webhooks::create).delete(webhooks::remove),
+        )
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"data": {"status": "ok"}})) }),

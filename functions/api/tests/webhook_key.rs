@@ -15,10 +15,18 @@ async fn a_new_key_replaces_the_old_one_and_can_be_removed() {
     assert!(api.record("my-app").await.webhook_secret.is_none());
 
     let r = api
-        .call(Method::POST, "/api/apps/my-app/webhook", Some((ADA, &key)), None)
+        .call(
+            Method::POST,
+            "/api/apps/my-app/webhook",
+            Some((ADA, &key)),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let first = r.body["data"]["secret"].as_str().expect("secret").to_owned();
+    let first = r.body["data"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
     assert_eq!(first.len(), 64);
     assert_eq!(r.body["data"]["path"], "/hooks/github/my-app");
     assert_eq!(r.body["data"]["content_type"], "application/json");
@@ -31,17 +39,34 @@ async fn a_new_key_replaces_the_old_one_and_can_be_removed() {
     assert!(!info.text.contains(&first), "{}", info.text);
 
     let r = api
-        .call(Method::POST, "/api/apps/my-app/webhook", Some((ADA, &key)), None)
+        .call(
+            Method::POST,
+            "/api/apps/my-app/webhook",
+            Some((ADA, &key)),
+            None,
+        )
         .await;
-    let second = r.body["data"]["secret"].as_str().expect("secret").to_owned();
+    let second = r.body["data"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
     assert_ne!(first, second);
     assert_eq!(
-        api.record("my-app").await.webhook_secret.expect("stored").expose(),
+        api.record("my-app")
+            .await
+            .webhook_secret
+            .expect("stored")
+            .expose(),
         second
     );
 
     let r = api
-        .call(Method::DELETE, "/api/apps/my-app/webhook", Some((ADA, &key)), None)
+        .call(
+            Method::DELETE,
+            "/api/apps/my-app/webhook",
+            Some((ADA, &key)),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(api.record("my-app").await.webhook_secret.is_none());
@@ -54,7 +79,12 @@ async fn only_the_owner_gets_a_key() {
     api.app(ADA, &key, "my-app").await;
     let bob = api.user(BOB).await;
     let r = api
-        .call(Method::POST, "/api/apps/my-app/webhook", Some((BOB, &bob)), None)
+        .call(
+            Method::POST,
+            "/api/apps/my-app/webhook",
+            Some((BOB, &bob)),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     let r = api

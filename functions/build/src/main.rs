@@ -7,7 +7,7 @@ use anyhow::Context;
 use gigalixir_build::{router, StepState};
 use shared::deployment::Function;
 use shared::ports::builder::BuildLimits;
-use shared::service::{usage, Flags, FunctionEnv, Service};
+use shared::service::Service;
 
 const FUNCTION: Function = Function::Build;
 
@@ -16,14 +16,11 @@ const INSTANCE: &str = "default";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(flags) = Flags::parse(FUNCTION, std::env::args().skip(1)).map_err(anyhow::Error::msg)?
-    else {
-        println!("{}", usage(FUNCTION));
+    let Some((flags, env)) = shared::service::start(FUNCTION)? else {
         return Ok(());
     };
-    shared::web::init_tracing();
-    let env = FunctionEnv::from_env(FUNCTION)?;
-    let docker = shared::docker::connect().context("connecting to the Docker engine (DOCKER_HOST)")?;
+    let docker =
+        shared::docker::connect().context("connecting to the Docker engine (DOCKER_HOST)")?;
     let bus = env.bus()?;
     let state = StepState {
         store: env.store()?,

@@ -10,19 +10,15 @@ use anyhow::{bail, Context};
 use gigalixir_deploy::{router, StepState};
 use shared::deployment::{self, Function, Settings};
 use shared::ports::Runtime;
-use shared::service::{usage, Flags, FunctionEnv, Service};
+use shared::service::{FunctionEnv, Service};
 
 const FUNCTION: Function = Function::Deploy;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(flags) = Flags::parse(FUNCTION, std::env::args().skip(1)).map_err(anyhow::Error::msg)?
-    else {
-        println!("{}", usage(FUNCTION));
+    let Some((flags, env)) = shared::service::start(FUNCTION)? else {
         return Ok(());
     };
-    shared::web::init_tracing();
-    let env = FunctionEnv::from_env(FUNCTION)?;
     let runtime = runtime(&env).await?;
     let bus = env.bus()?;
     let state = StepState {

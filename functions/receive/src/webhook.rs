@@ -94,7 +94,11 @@ pub fn build_id(app: &AppName, delivery: &str) -> BuildId {
     let digest = Sha256::digest(format!("push-webhook\n{app}\n{delivery}").as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    BuildId(uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string())
+    BuildId(
+        uuid::Builder::from_custom_bytes(bytes)
+            .into_uuid()
+            .to_string(),
+    )
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
@@ -154,12 +158,7 @@ pub async fn github(
     }
     let push: PushEvent = match serde_json::from_slice(&body) {
         Ok(p) => p,
-        Err(err) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                &format!("not a push event: {err}"),
-            )
-        }
+        Err(err) => return refuse(StatusCode::BAD_REQUEST, &format!("not a push event: {err}")),
     };
     let branch = match push.git_ref.strip_prefix("refs/heads/") {
         Some(b @ ("master" | "main")) if push.after != ZERO => b.to_owned(),
@@ -174,10 +173,7 @@ pub async fn github(
         }
     };
     let Ok(commit) = GitSha::parse(&push.after) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "`after` is not a full commit id",
-        );
+        return refuse(StatusCode::BAD_REQUEST, "`after` is not a full commit id");
     };
     let source = match RepoUrl::parse(&push.repository.clone_url) {
         Ok(url) => url,
@@ -219,8 +215,8 @@ struct RepoUrl {
 
 impl RepoUrl {
     fn parse(raw: &str) -> Result<Self, String> {
-        let url = url::Url::parse(raw)
-            .map_err(|_| "`repository.clone_url` is not a URL".to_owned())?;
+        let url =
+            url::Url::parse(raw).map_err(|_| "`repository.clone_url` is not a URL".to_owned())?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err("`repository.clone_url` must be an http or https URL".into());
         }
@@ -301,8 +297,7 @@ impl Request {
                 ),
             ));
         }
-        let archive = match archive_commit(&git_dir, self.commit.as_str(), &BTreeMap::new()).await
-        {
+        let archive = match archive_commit(&git_dir, self.commit.as_str(), &BTreeMap::new()).await {
             Ok(a) => a,
             Err(why) => {
                 return Ok(refuse(
@@ -388,14 +383,27 @@ async fn fetch(
     let url = source.url.as_str();
     let by_id = git(
         git_dir,
-        &["fetch", "--quiet", "--no-tags", "--depth=1", url, commit.as_str()],
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--depth=1",
+            url,
+            commit.as_str(),
+        ],
     )
     .await;
     if let Err(why) = by_id {
         tracing::debug!(error = %why, "fetch by commit id refused; fetching the branch");
         git(
             git_dir,
-            &["fetch", "--quiet", "--no-tags", url, &format!("refs/heads/{branch}")],
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                url,
+                &format!("refs/heads/{branch}"),
+            ],
         )
         .await?;
     }
@@ -415,11 +423,26 @@ mod tests {
     fn signatures_are_github_s() {
         // The example of GitHub's "Validating webhook deliveries" page.
         let header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert_eq!(sign(b"It's a Secret to Everybody", b"Hello, World!"), header);
-        assert!(verify(b"It's a Secret to Everybody", b"Hello, World!", Some(header)));
+        assert_eq!(
+            sign(b"It's a Secret to Everybody", b"Hello, World!"),
+            header
+        );
+        assert!(verify(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            Some(header)
+        ));
         assert!(!verify(b"another key", b"Hello, World!", Some(header)));
-        assert!(!verify(b"It's a Secret to Everybody", b"Hello, World?", Some(header)));
-        assert!(!verify(b"It's a Secret to Everybody", b"Hello, World!", None));
+        assert!(!verify(
+            b"It's a Secret to Everybody",
+            b"Hello, World?",
+            Some(header)
+        ));
+        assert!(!verify(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            None
+        ));
         assert!(!verify(
             b"It's a Secret to Everybody",
             b"Hello, World!",
@@ -441,7 +464,12 @@ mod tests {
     #[test]
     fn only_http_sources_are_fetched_and_credentials_are_not_shown() {
         assert!(RepoUrl::parse("https://github.com/Codertocat/Hello-World.git").is_ok());
-        for bad in ["file:///etc", "ext::sh -c id", "git@github.com:a/b.git", "ssh://h/r"] {
+        for bad in [
+            "file:///etc",
+            "ext::sh -c id",
+            "git@github.com:a/b.git",
+            "ssh://h/r",
+        ] {
             assert!(RepoUrl::parse(bad).is_err(), "{bad}");
         }
         let url = RepoUrl::parse("https://user:token@example.com/r.git").expect("url");

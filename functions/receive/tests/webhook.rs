@@ -97,7 +97,9 @@ async fn backend(
     })
     .await
     .expect("git http-backend starts");
-    let (status, headers, body) = cgi::read_all(started).await.expect("git http-backend answers");
+    let (status, headers, body) = cgi::read_all(started)
+        .await
+        .expect("git http-backend answers");
     (status, headers, body).into_response()
 }
 
@@ -120,7 +122,15 @@ async fn serve_git(root: PathBuf) -> String {
         let spool = tempfile::NamedTempFile::new().expect("spool");
         std::fs::write(spool.path(), &body).expect("spool body");
         let path = format!("/{repo}/git-upload-pack");
-        backend(&s, "POST", path, String::new(), &headers, Some(spool.path().into())).await
+        backend(
+            &s,
+            "POST",
+            path,
+            String::new(),
+            &headers,
+            Some(spool.path().into()),
+        )
+        .await
     }
     let app = Router::new()
         .route("/{repo}/info/refs", get(refs))
@@ -159,7 +169,13 @@ async fn world() -> World {
     std::fs::create_dir_all(&served).expect("mkdir");
     git(
         &served,
-        &["clone", "--quiet", "--bare", &work.display().to_string(), "hello.git"],
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            &work.display().to_string(),
+            "hello.git",
+        ],
     );
     let base = serve_git(served).await;
 
@@ -272,10 +288,13 @@ impl World {
     async fn first_event(&self) -> Event {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let endpoint = RouterEndpoint::new(
-            step_router(tx, |tx: mpsc::UnboundedSender<Event>, event, _| async move {
-                let _ = tx.send(event);
-                Ok(())
-            }),
+            step_router(
+                tx,
+                |tx: mpsc::UnboundedSender<Event>, event, _| async move {
+                    let _ = tx.send(event);
+                    Ok(())
+                },
+            ),
             "/",
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -371,10 +390,15 @@ async fn bad_or_missing_signatures_build_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_payload_is_a_bad_request() {
     let w = world().await;
-    let r = w.signed(b"{\"ref\": \"refs/heads/master\",".to_vec(), "d-1").await;
+    let r = w
+        .signed(b"{\"ref\": \"refs/heads/master\",".to_vec(), "d-1")
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     let r = w
-        .signed(br#"{"ref":"refs/heads/master","after":"x"}"#.to_vec(), "d-2")
+        .signed(
+            br#"{"ref":"refs/heads/master","after":"x"}"#.to_vec(),
+            "d-2",
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(w.builds().await, 0);
@@ -393,7 +417,9 @@ async fn other_refs_and_deletions_are_ignored() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(r.body["status"], "ignored");
     for (n, deleted_tag) in ["payload.json", "1.payload.json"].iter().enumerate() {
-        let r = w.signed(w.payload(deleted_tag, None), &format!("t-{n}")).await;
+        let r = w
+            .signed(w.payload(deleted_tag, None), &format!("t-{n}"))
+            .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
         assert_eq!(r.body["status"], "ignored");
     }
@@ -405,9 +431,13 @@ async fn other_refs_and_deletions_are_ignored() {
 async fn the_same_delivery_twice_builds_once() {
     let w = world().await;
     let body = w.payload("with-new-branch.payload.json", None);
-    let first = w.signed(body.clone(), "72d3162e-cc78-11e3-81ab-4c9367dc0958").await;
+    let first = w
+        .signed(body.clone(), "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
-    let again = w.signed(body.clone(), "72d3162e-cc78-11e3-81ab-4c9367dc0958").await;
+    let again = w
+        .signed(body.clone(), "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     assert_eq!(again.body["status"], "already received");
     assert_eq!(again.body["build"], first.body["build"]);

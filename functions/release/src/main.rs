@@ -3,19 +3,15 @@
 
 use gigalixir_release::{router, StepState};
 use shared::deployment::Function;
-use shared::service::{usage, Flags, FunctionEnv, Service};
+use shared::service::Service;
 
 const FUNCTION: Function = Function::Release;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(flags) = Flags::parse(FUNCTION, std::env::args().skip(1)).map_err(anyhow::Error::msg)?
-    else {
-        println!("{}", usage(FUNCTION));
+    let Some((flags, env)) = shared::service::start(FUNCTION)? else {
         return Ok(());
     };
-    shared::web::init_tracing();
-    let env = FunctionEnv::from_env(FUNCTION)?;
     let bus = env.bus()?;
     let state = StepState {
         store: env.store()?,

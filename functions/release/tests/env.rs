@@ -12,7 +12,8 @@ fn missing_settings_are_named_with_examples() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("GIGALIXIR_STORE is not set") && err.contains("e.g. GIGALIXIR_STORE=sqlite://"),
+        err.contains("GIGALIXIR_STORE is not set")
+            && err.contains("e.g. GIGALIXIR_STORE=sqlite://"),
         "{err}"
     );
     assert!(err.contains("GIGALIXIR_BUS is not set"), "{err}");

@@ -12,9 +12,9 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Adapter, Context, LambdaEvent};
 use serde_json::Value;
+use shared::deployment::{Function, Settings};
 use shared::domain::{AppName, BuildId, Email, ReleaseVersion, Secret, UserId};
 use shared::embedded::{SqliteBus, SqliteStore};
-use shared::deployment::{Function, Settings};
 use shared::messages::{Envelope, Event, Topic};
 use shared::model::{App, Build, BuildFlags, BuildState, SlugRef, User};
 use shared::ports::{Bus, Store, SubscriptionSpec};
@@ -159,7 +159,10 @@ async fn a_pull_worker_creates_its_subscription_and_releases_what_it_pulls() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     stop.cancel();
-    worker.await.expect("join").expect("the worker stops cleanly");
+    worker
+        .await
+        .expect("join")
+        .expect("the worker stops cleanly");
     assert_eq!(w.store.releases(&app).await.expect("releases").len(), 1);
     assert!(w.bus.pending(WATCH).await.expect("pending") >= 1);
 }

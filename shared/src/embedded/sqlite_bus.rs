@@ -211,8 +211,10 @@ impl SqliteBus {
                             let mut env = delivery.envelope.clone();
                             env.attributes
                                 .insert(ATTR_DEAD_LETTER_SUBSCRIPTION.into(), spec.name.clone());
-                            env.attributes
-                                .insert(ATTR_DELIVERY_ATTEMPTS.into(), delivery.attempt.to_string());
+                            env.attributes.insert(
+                                ATTR_DELIVERY_ATTEMPTS.into(),
+                                delivery.attempt.to_string(),
+                            );
                             insert_message(&tx, dead, &env)?;
                             true
                         }

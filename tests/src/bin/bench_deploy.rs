@@ -87,8 +87,8 @@ fn set_marker(repo: &Path, from: &str, to: &str) -> anyhow::Result<()> {
 }
 
 fn replace_in(page: &Path, from: &str, to: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&page)?;
-    std::fs::write(&page, text.replace(from, to))?;
+    let text = std::fs::read_to_string(page)?;
+    std::fs::write(page, text.replace(from, to))?;
     Ok(())
 }
 
