@@ -161,6 +161,8 @@ async fn run() -> anyhow::Result<()> {
             .with_slug_source(blobs.clone())
         }
     };
+    // Replicas that crash after going live are started again.
+    let _supervisor = runtime.supervise();
     let ports = Ports {
         store: shared::backends::open_store(&store_url).context("opening the store")?,
         bus: shared::backends::open_bus(&bus_url).context("opening the bus")?,

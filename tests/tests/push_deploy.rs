@@ -860,3 +860,65 @@ fn builds_beyond_the_concurrency_limit_wait_in_order_and_say_so() {
         "builds finished out of order: {finished:?}"
     );
 }
+
+#[test]
+fn a_replica_that_crashes_after_going_live_is_started_again() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("hello", work.path());
+    let app = format!("crash-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok && out.contains("Deployed v1"), "{out}");
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let id = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+        "--filter",
+        &format!("label=gigalixir.instance={}", p.instance),
+    ]);
+    assert_eq!(id.lines().count(), 1, "one replica: {id}");
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &id]);
+
+    // The BEAM is killed from outside, as the OOM killer would.
+    docker(&["kill", "--signal", "KILL", &id]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = p.get_app(&app, "/");
+        if status == 200 {
+            assert_eq!(body, "Hello from hello v1\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app did not come back: {status} {body}\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The same container, started again.
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &id]),
+        "true"
+    );
+    assert_ne!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", &id]),
+        started
+    );
+    assert!(
+        p.log()
+            .contains("a replica stopped on its own; starting it again"),
+        "{}",
+        p.log()
+    );
+}

@@ -77,9 +77,10 @@ async fn runtime(env: &FunctionEnv) -> anyhow::Result<Arc<dyn Runtime>> {
                 .with_context(|| format!("creating {}", slug_dir.display()))?;
             let docker = shared::docker::connect()
                 .context("connecting to the Docker engine (DOCKER_HOST)")?;
-            Ok(Arc::new(shared::docker::DockerRuntime::new(
-                docker, instance, slug_dir, ssh_dir,
-            )))
+            let runtime = shared::docker::DockerRuntime::new(docker, instance, slug_dir, ssh_dir);
+            // Replicas that crash after going live are started again.
+            let _supervisor = runtime.supervise();
+            Ok(Arc::new(runtime))
         }
         #[cfg(feature = "kube")]
         "kube" => {

@@ -57,6 +57,8 @@ pub struct DockerRuntime {
     /// Where slugs missing from `slug_dir` are fetched (a blob store that is not a local
     /// directory, e.g. Cloud Storage); `None` when `slug_dir` is the blob store's own.
     slug_source: Option<Arc<dyn crate::ports::Blobs>>,
+    /// Per replica brought back after a crash: when, and the pause before the next time.
+    revivals: Arc<Mutex<HashMap<String, (std::time::Instant, Duration)>>>,
 }
 
 /// A replica taking traffic: its container and published address.
@@ -105,7 +107,118 @@ impl DockerRuntime {
             ssh_dir,
             live: Arc::new(Mutex::new(HashMap::new())),
             slug_source: None,
+            revivals: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Brings back replicas taking traffic that stop on their own (a crash, the OOM
+    /// killer): the same container starts again — after 1 s, doubling up to 5 min while
+    /// it keeps crashing within a minute of its last start — and the router follows its
+    /// new address. Replicas the platform stops itself have left the rotation first and
+    /// are not touched. Runs until the task is dropped; follows the engine's events.
+    pub fn supervise(&self) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                me.watch_deaths().await;
+                // The engine went away (restarting?): listen again shortly.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    }
+
+    async fn watch_deaths(&self) {
+        let filters: HashMap<String, Vec<String>> = [
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("event".to_owned(), vec!["die".to_owned()]),
+            (
+                "label".to_owned(),
+                vec![format!("{LABEL_INSTANCE}={}", self.instance)],
+            ),
+        ]
+        .into();
+        let options = bollard::query_parameters::EventsOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let mut events = self.docker.events(Some(options));
+        while let Some(Ok(event)) = events.next().await {
+            let Some(attributes) = event.actor.and_then(|a| a.attributes) else {
+                continue;
+            };
+            let (Some(name), Some(app)) = (
+                attributes.get("name").cloned(),
+                attributes
+                    .get(LABEL_APP)
+                    .and_then(|a| AppName::parse(a).ok()),
+            ) else {
+                continue;
+            };
+            if self.is_live(&app, &name) {
+                let code = attributes.get("exitCode").cloned().unwrap_or_default();
+                tracing::warn!(app = %app, replica = %name, exit_code = %code, "a replica stopped on its own; starting it again");
+                let me = self.clone();
+                tokio::spawn(async move { me.revive(&app, &name).await });
+            }
+        }
+    }
+
+    fn is_live(&self, app: &AppName, name: &str) -> bool {
+        self.live_of(app)
+            .is_some_and(|live| live.iter().any(|(n, _)| n == name))
+    }
+
+    /// Starts a crashed live replica again and points the router at its new address.
+    async fn revive(&self, app: &AppName, name: &str) {
+        const QUICK: Duration = Duration::from_secs(60);
+        const MAX_PAUSE: Duration = Duration::from_secs(300);
+        let pause = {
+            let Ok(mut revivals) = self.revivals.lock() else {
+                return;
+            };
+            let pause = match revivals.get(name) {
+                Some((at, pause)) if at.elapsed() < QUICK => (*pause * 2).min(MAX_PAUSE),
+                _ => Duration::from_secs(1),
+            };
+            // Remembered as started at the end of this pause.
+            revivals.insert(name.to_owned(), (std::time::Instant::now() + pause, pause));
+            pause
+        };
+        tokio::time::sleep(pause).await;
+        if !self.is_live(app, name) {
+            return; // replaced or stopped meanwhile
+        }
+        if let Err(err) = self
+            .docker
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+        {
+            tracing::warn!(app = %app, replica = %name, error = %err, "could not start a crashed replica again");
+            return;
+        }
+        let http = format!("{APP_PORT}/tcp");
+        let port = match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => info
+                .network_settings
+                .and_then(|n| n.ports)
+                .and_then(|p| p.get(&http).cloned().flatten())
+                .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
+                .and_then(|p| p.parse::<u16>().ok()),
+            Err(_) => None,
+        };
+        if let (Some(port), Ok(mut live)) = (port, self.live.lock()) {
+            if let Some(replicas) = live.get_mut(app) {
+                for (n, addr) in replicas.iter_mut() {
+                    if n == name {
+                        *addr = SocketAddr::from(([127, 0, 0, 1], port));
+                    }
+                }
+            }
+        }
+        tracing::info!(app = %app, replica = %name, "a crashed replica was started again");
     }
 
     /// Keeps `slug_dir` as a local copy of the slugs of `blobs`: each release's slug is
