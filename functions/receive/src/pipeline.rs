@@ -149,33 +149,15 @@ async fn build_and_follow(
         }
     };
     let id = BuildId::random();
-    state
-        .blobs
-        .put(&source_key(&push.app, &id), Bytes::from(archive))
-        .await?;
-    let now = Utc::now();
-    let build = Build {
-        id: id.clone(),
-        app: push.app.clone(),
-        commit: update.new.clone(),
-        branch: update.name.trim_start_matches("refs/heads/").to_owned(),
+    let source = NewBuild {
+        app: &push.app,
+        id: &id,
+        commit: &update.new,
+        branch: update.name.trim_start_matches("refs/heads/"),
         flags: push.flags,
-        state: BuildState::Requested,
-        failure: None,
-        slug: None,
-        created_at: now,
-        updated_at: now,
-        history: Vec::new(),
     };
-    state.store.create_build(&build).await?;
-    let event = Event::BuildRequested {
-        app: push.app.clone(),
-        build: id.clone(),
-    };
-    state
-        .bus
-        .publish(&event.topic(), &Envelope::event(&event, Some(&push.trace)))
-        .await?;
+    source.record(state, archive).await?;
+    source.announce(state, &push.trace).await?;
     let mut flags = Vec::new();
     if push.flags.clean {
         flags.push("clean, without the cache");
@@ -190,6 +172,61 @@ async fn build_and_follow(
     };
     say(out, format!("-----> Building {short}{extra}"));
     follow(state, push, &id, out).await
+}
+
+/// A build to record: the pushed commit of an app.
+pub struct NewBuild<'a> {
+    /// The app.
+    pub app: &'a AppName,
+    /// The build's id (random for a push, derived from the delivery for a webhook).
+    pub id: &'a BuildId,
+    /// The commit.
+    pub commit: &'a str,
+    /// The branch, without `refs/heads/`.
+    pub branch: &'a str,
+    /// `GIGALIXIR-CLEAN`, `GIGALIXIR-HOT`.
+    pub flags: BuildFlags,
+}
+
+impl NewBuild<'_> {
+    /// Stores the source archive and records the build as requested. A build with this id
+    /// already recorded is [`PortError::AlreadyExists`](shared::PortError::AlreadyExists).
+    pub async fn record(&self, state: &ReceiveState, archive: Vec<u8>) -> shared::PortResult<()> {
+        state
+            .blobs
+            .put(&source_key(self.app, self.id), Bytes::from(archive))
+            .await?;
+        let now = Utc::now();
+        state
+            .store
+            .create_build(&Build {
+                id: self.id.clone(),
+                app: self.app.clone(),
+                commit: self.commit.to_owned(),
+                branch: self.branch.to_owned(),
+                flags: self.flags,
+                state: BuildState::Requested,
+                failure: None,
+                slug: None,
+                created_at: now,
+                updated_at: now,
+                history: Vec::new(),
+            })
+            .await
+    }
+
+    /// Publishes `build-requested` for it.
+    pub async fn announce(&self, state: &ReceiveState, trace: &str) -> shared::PortResult<()> {
+        let event = Event::BuildRequested {
+            app: self.app.clone(),
+            build: self.id.clone(),
+        };
+        state
+            .bus
+            .publish(&event.topic(), &Envelope::event(&event, Some(trace)))
+            .await?;
+        Ok(())
+    }
 }
 
 /// How long a build may wait for its builder before the pusher is told it is queued.

@@ -22,17 +22,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::domain::{AppName, BuildId, GitSha};
-use shared::messages::{Envelope, Event};
 use shared::model::{App, Build, BuildFlags, BuildState};
 use shared::PortError;
 
-use crate::pipeline::{archive_commit, source_key};
+use crate::pipeline::{archive_commit, NewBuild};
 use crate::ReceiveState;
 
 /// The signature header: `sha256=` and the hex HMAC-SHA256 of the body.
@@ -255,15 +253,18 @@ impl Request {
         )
     }
 
+    fn build(&self) -> NewBuild<'_> {
+        NewBuild {
+            app: &self.app.name,
+            id: &self.id,
+            commit: self.commit.as_str(),
+            branch: &self.branch,
+            flags: BuildFlags::default(),
+        }
+    }
+
     async fn announce(&self, state: &ReceiveState) -> anyhow::Result<()> {
-        let event = Event::BuildRequested {
-            app: self.app.name.clone(),
-            build: self.id.clone(),
-        };
-        state
-            .bus
-            .publish(&event.topic(), &Envelope::event(&event, Some(&self.trace)))
-            .await?;
+        self.build().announce(state, &self.trace).await?;
         Ok(())
     }
 
@@ -306,25 +307,7 @@ impl Request {
                 ))
             }
         };
-        state
-            .blobs
-            .put(&source_key(&self.app.name, &self.id), Bytes::from(archive))
-            .await?;
-        let now = Utc::now();
-        let build = Build {
-            id: self.id.clone(),
-            app: self.app.name.clone(),
-            commit: self.commit.as_str().to_owned(),
-            branch: self.branch.clone(),
-            flags: BuildFlags::default(),
-            state: BuildState::Requested,
-            failure: None,
-            slug: None,
-            created_at: now,
-            updated_at: now,
-            history: Vec::new(),
-        };
-        match state.store.create_build(&build).await {
+        match self.build().record(state, archive).await {
             Ok(()) => {}
             // The same delivery, at the same time: the first one recorded it.
             Err(PortError::AlreadyExists) => {
