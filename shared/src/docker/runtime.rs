@@ -119,6 +119,8 @@ impl DockerRuntime {
     pub fn supervise(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
+            // Replicas started before this process (a platform restart) are known first.
+            me.adopt_running().await;
             loop {
                 me.watch_deaths().await;
                 // The engine went away (restarting?): listen again shortly.
@@ -158,6 +160,34 @@ impl DockerRuntime {
                 tracing::warn!(app = %app, replica = %name, exit_code = %code, "a replica stopped on its own; starting it again");
                 let me = self.clone();
                 tokio::spawn(async move { me.revive(&app, &name).await });
+            }
+        }
+    }
+
+    /// Takes the replicas already running on the engine as the live ones of their apps.
+    async fn adopt_running(&self) {
+        let filters: HashMap<String, Vec<String>> = [(
+            "label".to_owned(),
+            vec![format!("{LABEL_INSTANCE}={}", self.instance)],
+        )]
+        .into();
+        let options = ListContainersOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let Ok(list) = self.docker.list_containers(Some(options)).await else {
+            return;
+        };
+        let apps: std::collections::BTreeSet<AppName> = list
+            .iter()
+            .filter_map(|c| AppName::parse(c.labels.as_ref()?.get(LABEL_APP)?).ok())
+            .collect();
+        for app in apps {
+            if self.live_of(&app).is_none() {
+                if let Ok(live) = self.discover_live(&app).await {
+                    if !live.is_empty() {
+                        self.set_live(&app, live);
+                    }
+                }
             }
         }
     }
