@@ -78,10 +78,12 @@ def main():
         finally:
             subprocess.run([os.path.join(ROOT, "scripts/down")], env=env, check=False)
             label = f"label=gigalixir.instance={instance}"
-            for kind in (["ps", "-aq"], ["network", "ls", "-q"]):
+            removals = {"ps": ["docker", "rm", "-f"], "network": ["docker", "network", "rm"],
+                        "volume": ["docker", "volume", "rm", "-f"]}
+            for kind in (["ps", "-aq"], ["network", "ls", "-q"], ["volume", "ls", "-q"]):
                 ids = subprocess.run(["docker", *kind, "--filter", label],
                                      stdout=subprocess.PIPE, text=True).stdout.split()
-                remove = ["docker", "rm", "-f"] if kind[0] == "ps" else ["docker", "network", "rm"]
+                remove = removals[kind[0]]
                 if ids:
                     subprocess.run(remove + ids, stdout=subprocess.DEVNULL, check=False)
 

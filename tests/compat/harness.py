@@ -195,7 +195,7 @@ class User:
 
 class Platform:
     """A running `gigalixir-platform`; `stop()` ends it and removes its containers and
-    networks."""
+    networks and build-cache volumes."""
 
     def __init__(self):
         self.bin_dir = os.environ.get("COMPAT_BIN_DIR") or os.path.join(ROOT, "target", "debug")
@@ -292,7 +292,16 @@ class Platform:
         except OSError:
             pass
         label = f"label=gigalixir.instance={self.instance}"
-        for kind, listing in (("container", ["ps", "-aq"]), ("network", ["network", "ls", "-q"])):
+        removals = {
+            "container": ["rm", "-f"],
+            "network": ["network", "rm"],
+            "volume": ["volume", "rm", "-f"],
+        }
+        for kind, listing in (
+            ("container", ["ps", "-aq"]),
+            ("network", ["network", "ls", "-q"]),
+            ("volume", ["volume", "ls", "-q"]),
+        ):
             ids = subprocess.run(
                 ["docker", *listing, "--filter", label],
                 stdin=subprocess.DEVNULL,
@@ -300,7 +309,7 @@ class Platform:
                 text=True,
             ).stdout.split()
             if ids:
-                rm = ["rm", "-f"] if kind == "container" else ["network", "rm"]
+                rm = removals[kind]
                 subprocess.run(
                     ["docker", *rm, *ids], stdin=subprocess.DEVNULL, capture_output=True
                 )

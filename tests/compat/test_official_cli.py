@@ -432,6 +432,25 @@ class DeployedApp(Case):
         )
         self.assertEqual(r.out, f"{APP}\n4000\n")
 
+        # Its `ps:run` and `ps:remote_console` go through `gigalixir_run` on the replica.
+        # (`--` ends its own options: its `-c` is the ssh command.)
+        for command, printed in ((["pwd"], "/app\n"), (["printenv", "APP_NAME"], f"{APP}\n")):
+            r = self.ok(
+                ADA.official(
+                    "ps:run", "-a", APP, "-o", opts, "--", *command,
+                    env={"GIGALIXIR_IDENTITY_FILE": key},
+                )
+            )
+            self.assertEqual(r.out, printed)
+        r = self.ok(
+            ADA.official(
+                "ps:remote_console", "-a", APP, "-o", opts,
+                env={"GIGALIXIR_IDENTITY_FILE": key},
+                stdin_text="node() |> Atom.to_string() |> String.starts_with?(\"%s@\")\n" % APP,
+            )
+        )
+        self.assertEqual(r.out.strip().splitlines()[-1], "true")
+
     def test_05_config_set_makes_a_release(self):
         r = self.ok(ADA.official("config:set", "-a", APP, "GREETING=hi"))
         self.assertEqual(r.json(), {"GREETING": "hi"})
