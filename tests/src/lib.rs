@@ -48,6 +48,18 @@ pub fn require_images() {
     }
 }
 
+/// Runs `docker ARGS`, insists it succeeds, and returns its standard output, trimmed.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker");
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "docker {}: {stderr}", args.join(" "));
+    stdout.trim().to_owned()
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -228,8 +240,22 @@ impl Platform {
 
     /// Runs the real `git` in `dir` as the platform's user (their HOME and netrc).
     pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
-        Command::new("git")
-            .args(args)
+        self.git_command(dir, args).output().expect("run git")
+    }
+
+    /// Starts git in the background (a push that runs while the test does something
+    /// else); its output is piped.
+    pub fn spawn_git(&self, dir: &Path, args: &[&str]) -> Child {
+        self.git_command(dir, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start git")
+    }
+
+    fn git_command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut git = Command::new("git");
+        git.args(args)
             .current_dir(dir)
             .env("HOME", self.home.path())
             .env("GIT_AUTHOR_NAME", "Ada")
@@ -238,9 +264,8 @@ impl Platform {
             .env("GIT_COMMITTER_EMAIL", "ada@example.com")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env_remove("GIT_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run git")
+            .stdin(Stdio::null());
+        git
     }
 
     /// Runs git and insists it succeeds; returns stdout and stderr together.
@@ -323,6 +348,15 @@ impl Platform {
         self.git_ok(&dir, &["commit", "-qm", "first"]);
         dir
     }
+
+    /// A repository of `fixture` under `parent` and an app for it, named
+    /// `<prefix>-<part of this platform's instance>`, its `gigalixir` remote set.
+    pub fn new_app(&self, fixture: &str, prefix: &str, parent: &Path) -> (PathBuf, String) {
+        let repo = self.fixture_repo(fixture, parent);
+        let app = format!("{prefix}-{}", &self.instance[1..7]);
+        self.cli_ok(&repo, &["create", "app", &app]);
+        (repo, app)
+    }
 }
 
 fn copy_dir(src: &Path, dst: &Path) {
@@ -341,32 +375,23 @@ fn copy_dir(src: &Path, dst: &Path) {
 impl Drop for Platform {
     fn drop(&mut self) {
         self.stop();
+        // Containers, networks, build caches: whatever this platform left on the engine.
         let label = format!("label=gigalixir.instance={}", self.instance);
-        if let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &label])
-            .output()
-        {
+        let kinds: [(&[&str], &[&str]); 3] = [
+            (&["ps", "-aq"], &["rm", "-f"]),
+            (&["network", "ls", "-q"], &["network", "rm"]),
+            (&["volume", "ls", "-q"], &["volume", "rm", "-f"]),
+        ];
+        for (list, remove) in kinds {
+            let Ok(out) = Command::new("docker")
+                .args(list)
+                .args(["--filter", &label])
+                .output()
+            else {
+                continue;
+            };
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", id]).output();
-            }
-        }
-        if let Ok(out) = Command::new("docker")
-            .args(["network", "ls", "-q", "--filter", &label])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["network", "rm", id]).output();
-            }
-        }
-        // Build caches.
-        if let Ok(out) = Command::new("docker")
-            .args(["volume", "ls", "-q", "--filter", &label])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker")
-                    .args(["volume", "rm", "-f", id])
-                    .output();
+                let _ = Command::new("docker").args(remove).arg(id).output();
             }
         }
         if std::thread::panicking() {

@@ -71,9 +71,7 @@ fn a_push_deploys_on_the_emulated_google_cloud_backends() {
     let p = platform_on_emulators();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("gcp-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "gcp", work.path());
     let first = push(&p, &repo);
     assert!(first.contains("Deployed v1"), "{first}");
     assert_eq!(

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gigalixir_tests::{require_images, texts, Platform};
+use gigalixir_tests::{docker, require_images, texts, Platform};
 use serde_json::Value;
 use shared::domain::AppName;
 use shared::embedded::{SqliteBus, SqliteStore};
@@ -36,9 +36,7 @@ fn pushes_build_release_and_serve_the_app() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("hello-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "hello", work.path());
 
     // v1: the first push builds, releases and serves.
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
@@ -287,9 +285,7 @@ fn unchanged_dependencies_are_not_recompiled() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("with_path_dep", work.path());
-    let app = format!("deps-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("with_path_dep", "deps", work.path());
     let (ok, first) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{first}");
     assert!(
@@ -320,15 +316,7 @@ fn unchanged_dependencies_are_not_recompiled() {
     // The builder keeps the cache in a volume; without it (another engine, a lost volume)
     // the copy kept in the blob store seeds the build.
     let volume = format!("gx-cache-{}-{app}", p.instance);
-    let rm = std::process::Command::new("docker")
-        .args(["volume", "rm", &volume])
-        .output()
-        .expect("docker");
-    assert!(
-        rm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rm.stderr)
-    );
+    docker(&["volume", "rm", &volume]);
     p.git_ok(
         &repo,
         &["commit", "-q", "--allow-empty", "-m", "on a fresh builder"],
@@ -364,11 +352,8 @@ fn unchanged_dependencies_are_not_recompiled() {
     p.cli_ok(&repo, &["apps:destroy", "-a", &app, "-y"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let left = std::process::Command::new("docker")
-            .args(["volume", "ls", "-q", "--filter", &format!("name={volume}")])
-            .output()
-            .expect("docker");
-        if String::from_utf8_lossy(&left.stdout).trim().is_empty() {
+        let left = docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]);
+        if left.is_empty() {
             break;
         }
         assert!(
@@ -385,23 +370,13 @@ fn a_second_push_waits_for_the_first_and_builds_on_it() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("queue-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "queue", work.path());
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
 
     set_marker(&repo, "Hello from hello v1", "Hello from hello v2");
     p.git_ok(&repo, &["commit", "-qam", "v2"]);
-    let first = std::process::Command::new("git")
-        .args(["push", "gigalixir", "master"])
-        .current_dir(&repo)
-        .env("HOME", p.home.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("first push");
+    let first = p.spawn_git(&repo, &["push", "gigalixir", "master"]);
     // Wait until the first push's build is recorded.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let store = SqliteStore::open(&p.data_dir().join("store.db")).expect("store");
@@ -445,9 +420,7 @@ fn pushes_without_credentials_or_to_others_apps_are_refused() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("mine-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "mine", work.path());
 
     // No netrc: git is asked for credentials (401) and cannot prompt.
     let anonymous = std::process::Command::new("git")
@@ -536,9 +509,7 @@ fn rollbacks_bring_back_the_old_slug_and_config() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("back-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "back", work.path());
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
     p.cli_ok(&repo, &["config:set", "FOO=bar"]);
@@ -593,9 +564,7 @@ fn the_release_phase_runs_before_traffic_moves_and_can_stop_a_deploy() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("phase-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "phase", work.path());
     let procfile = |release: &str| {
         std::fs::write(
             repo.join("Procfile"),
@@ -639,9 +608,7 @@ fn a_deploy_to_several_replicas_rolls_without_dropping_requests() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("roll-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "roll", work.path());
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
     p.cli_ok(&repo, &["ps:scale", "-r", "3"]);
@@ -705,9 +672,7 @@ fn an_http_health_check_decides_when_a_release_takes_traffic() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("health-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "health", work.path());
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
 
@@ -760,9 +725,7 @@ fn an_app_that_crashes_at_boot_is_rolled_back_with_the_reason() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("crash-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "crash", work.path());
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
 
@@ -814,17 +777,7 @@ fn builds_beyond_the_concurrency_limit_wait_in_order_and_say_so() {
     // Three pushes to three apps, a moment apart; one builder.
     let mut pushes = Vec::new();
     for repo in &repos {
-        pushes.push(
-            std::process::Command::new("git")
-                .args(["push", "gigalixir", "master"])
-                .current_dir(repo)
-                .env("HOME", p.home.path())
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("push"),
-        );
+        pushes.push(p.spawn_git(repo, &["push", "gigalixir", "master"]));
         std::thread::sleep(Duration::from_millis(400));
     }
     let outputs: Vec<String> = pushes
@@ -867,18 +820,9 @@ fn a_replica_that_crashes_after_going_live_is_started_again() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("crash-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "crash", work.path());
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok && out.contains("Deployed v1"), "{out}");
-    let docker = |args: &[&str]| {
-        let out = std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .expect("docker");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
     let id = docker(&[
         "ps",
         "-q",

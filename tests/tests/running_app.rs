@@ -49,9 +49,7 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("env_probe", work.path());
-    let app = format!("probe-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("env_probe", "probe", work.path());
     let out = p.git_ok(&repo, &["push", "gigalixir", "master"]);
     assert!(out.contains("Deployed v1"), "{out}");
     let sha = p.git_ok(&repo, &["rev-parse", "HEAD"]).trim().to_owned();
@@ -262,9 +260,7 @@ fn ssh_into_replicas_with_the_accounts_keys() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("env_probe", work.path());
-    let app = format!("ssh-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("env_probe", "ssh", work.path());
     let out = p.git_ok(&repo, &["push", "gigalixir", "master"]);
     assert!(out.contains("Deployed v1"), "{out}");
 
@@ -371,9 +367,7 @@ fn a_hot_push_upgrades_the_running_node_in_place() {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo("env_probe", work.path());
-    let app = format!("hot-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("env_probe", "hot", work.path());
     let hot = [
         "-c",
         "http.extraheader=GIGALIXIR-HOT: true",

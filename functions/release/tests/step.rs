@@ -8,90 +8,19 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use futures::FutureExt;
-use gigalixir_release::{router, StepState};
-use shared::domain::{AppName, BuildId, Email, ReleaseVersion, Secret, UserId};
-use shared::embedded::{SqliteBus, SqliteStore};
+use gigalixir_release::router;
+use shared::domain::{BuildId, ReleaseVersion};
 use shared::messages::{Delivery, Envelope, Event, Topic};
-use shared::model::{App, Build, BuildFlags, BuildState, ReleaseStatus, SlugRef, User};
+use shared::model::{BuildState, ReleaseStatus, SlugRef};
 use shared::ports::{Bus, Store, SubscriptionSpec};
 use shared::push::{PushBody, RouterEndpoint};
 use tower::ServiceExt;
 
-struct World {
-    store: Arc<SqliteStore>,
-    bus: Arc<SqliteBus>,
-    app: AppName,
-    build: BuildId,
-    _dir: tempfile::TempDir,
-}
+mod common;
 
-const WATCH: &str = "test.release-created";
-
-async fn world() -> World {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("store"));
-    let bus = Arc::new(SqliteBus::open(&dir.path().join("bus.db")).expect("bus"));
-    bus.ensure_subscription(&SubscriptionSpec::new(WATCH, Topic::RELEASE_CREATED))
-        .await
-        .expect("watch");
-    let owner = User {
-        id: UserId::random(),
-        email: Email::parse("ada@example.com").expect("email"),
-        password_hash: Secret::new("x"),
-        created_at: Utc::now(),
-    };
-    store.create_user(&owner).await.expect("user");
-    let app = AppName::parse("my-app").expect("name");
-    store
-        .create_app(&App {
-            name: app.clone(),
-            owner: owner.id,
-            created_at: Utc::now(),
-            health: Default::default(),
-            webhook_secret: None,
-            erlang_cookie: Secret::new("c"),
-            secret_key_base: Secret::new("s"),
-            replicas: 1,
-            size: 0.5,
-            stack: "bookworm".into(),
-            config: [("FOO".to_owned(), Secret::new("bar"))].into(),
-        })
-        .await
-        .expect("app");
-    let build = BuildId::random();
-    store
-        .create_build(&Build {
-            id: build.clone(),
-            app: app.clone(),
-            commit: "1a2b3c4d5e6f7081920a1b2c3d4e5f6071829304".into(),
-            branch: "master".into(),
-            flags: BuildFlags::default(),
-            state: BuildState::Uploaded,
-            failure: None,
-            slug: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            history: Vec::new(),
-        })
-        .await
-        .expect("build");
-    World {
-        store,
-        bus,
-        app,
-        build,
-        _dir: dir,
-    }
-}
+use common::{world, World, WATCH};
 
 impl World {
-    fn state(&self) -> StepState {
-        StepState {
-            store: self.store.clone(),
-            bus: self.bus.clone(),
-        }
-    }
-
     fn uploaded(&self) -> Envelope {
         Envelope::event(
             &Event::SlugUploaded {
@@ -135,7 +64,7 @@ impl World {
 
 #[tokio::test]
 async fn an_uploaded_slug_becomes_release_v1_with_the_config_snapshot() {
-    let w = world().await;
+    let w = world(BuildId::random()).await;
     assert_eq!(w.push(&w.uploaded()).await, StatusCode::NO_CONTENT);
     let releases = w.store.releases(&w.app).await.expect("releases");
     assert_eq!(releases.len(), 1);
@@ -155,7 +84,7 @@ async fn an_uploaded_slug_becomes_release_v1_with_the_config_snapshot() {
 
 #[tokio::test]
 async fn the_same_message_twice_makes_one_release() {
-    let w = world().await;
+    let w = world(BuildId::random()).await;
     assert_eq!(w.push(&w.uploaded()).await, StatusCode::NO_CONTENT);
     assert_eq!(w.push(&w.uploaded()).await, StatusCode::NO_CONTENT);
     let releases = w.store.releases(&w.app).await.expect("releases");
@@ -166,7 +95,7 @@ async fn the_same_message_twice_makes_one_release() {
 
 #[tokio::test]
 async fn a_destroyed_app_is_acked_without_a_release() {
-    let w = world().await;
+    let w = world(BuildId::random()).await;
     w.store.delete_app(&w.app).await.expect("destroy");
     assert_eq!(w.push(&w.uploaded()).await, StatusCode::NO_CONTENT);
     assert_eq!(w.bus.pending(WATCH).await.expect("pending"), 0);
@@ -174,7 +103,7 @@ async fn a_destroyed_app_is_acked_without_a_release() {
 
 #[tokio::test]
 async fn malformed_and_foreign_messages_are_acked_and_ignored() {
-    let w = world().await;
+    let w = world(BuildId::random()).await;
     assert_eq!(
         w.push_raw(b"{\"message\": 7}".to_vec()).await,
         StatusCode::OK
@@ -198,7 +127,7 @@ async fn malformed_and_foreign_messages_are_acked_and_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_bus_pushes_to_the_router_in_process() {
-    let w = world().await;
+    let w = world(BuildId::random()).await;
     let spec = SubscriptionSpec::new("release.slug-uploaded", Topic::SLUG_UPLOADED);
     w.bus.ensure_subscription(&spec).await.expect("sub");
     w.bus

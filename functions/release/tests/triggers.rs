@@ -4,95 +4,28 @@
 //! hands it to the same router Cloud Run serves. As a pull worker (`--pull`), the service
 //! glue pulls the function's subscriptions into that router.
 
-use std::sync::Arc;
-
-use chrono::Utc;
-use gigalixir_release::{router, StepState};
+use gigalixir_release::router;
 use lambda_http::request::LambdaRequest;
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Adapter, Context, LambdaEvent};
 use serde_json::Value;
 use shared::deployment::{Function, Settings};
-use shared::domain::{AppName, BuildId, Email, ReleaseVersion, Secret, UserId};
-use shared::embedded::{SqliteBus, SqliteStore};
+use shared::domain::{BuildId, ReleaseVersion};
 use shared::messages::{Envelope, Event, Topic};
-use shared::model::{App, Build, BuildFlags, BuildState, SlugRef, User};
-use shared::ports::{Bus, Store, SubscriptionSpec};
+use shared::model::{BuildState, SlugRef};
+use shared::ports::{Bus, Store};
+
+mod common;
+
+use common::{world, World, WATCH};
 
 const PUSH: &str = include_str!("data/function-url-pubsub-push.json");
 /// The build the fixture's `slug-uploaded` event names.
 const BUILD: &str = "0b6f3d2e-5c1a-4f7e-9d8b-2a4c6e8f0a1b";
-const WATCH: &str = "test.release-created";
-
-struct World {
-    state: StepState,
-    store: Arc<SqliteStore>,
-    bus: Arc<SqliteBus>,
-    _dir: tempfile::TempDir,
-}
-
-async fn world() -> World {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("store"));
-    let bus = Arc::new(SqliteBus::open(&dir.path().join("bus.db")).expect("bus"));
-    bus.ensure_subscription(&SubscriptionSpec::new(WATCH, Topic::RELEASE_CREATED))
-        .await
-        .expect("watch");
-    let owner = User {
-        id: UserId::random(),
-        email: Email::parse("ada@example.com").expect("email"),
-        password_hash: Secret::new("x"),
-        created_at: Utc::now(),
-    };
-    store.create_user(&owner).await.expect("user");
-    let app = AppName::parse("my-app").expect("name");
-    store
-        .create_app(&App {
-            name: app.clone(),
-            owner: owner.id,
-            created_at: Utc::now(),
-            health: Default::default(),
-            webhook_secret: None,
-            erlang_cookie: Secret::new("c"),
-            secret_key_base: Secret::new("s"),
-            replicas: 1,
-            size: 0.5,
-            stack: "bookworm".into(),
-            config: Default::default(),
-        })
-        .await
-        .expect("app");
-    store
-        .create_build(&Build {
-            id: BuildId(BUILD.into()),
-            app,
-            commit: "1a2b3c4d5e6f7081920a1b2c3d4e5f6071829304".into(),
-            branch: "main".into(),
-            flags: BuildFlags::default(),
-            state: BuildState::Uploaded,
-            failure: None,
-            slug: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            history: Vec::new(),
-        })
-        .await
-        .expect("build");
-    World {
-        state: StepState {
-            store: store.clone(),
-            bus: bus.clone(),
-        },
-        store,
-        bus,
-        _dir: dir,
-    }
-}
-
 /// Invokes the function with the fixture event; returns the status Lambda answers with.
 async fn invoke(w: &World) -> u64 {
     let request: LambdaRequest = serde_json::from_str(PUSH).expect("an API Gateway v2 event");
-    let response = Adapter::from(router(w.state.clone()))
+    let response = Adapter::from(router(w.state()))
         .oneshot(LambdaEvent::new(request, Context::default()))
         .await
         .expect("the router never fails");
@@ -102,19 +35,15 @@ async fn invoke(w: &World) -> u64 {
 
 #[tokio::test]
 async fn a_pushed_slug_uploaded_event_becomes_release_v1_once() {
-    let w = world().await;
+    let w = world(BuildId(BUILD.into())).await;
     assert_eq!(invoke(&w).await, 204, "acked");
-    let app = AppName::parse("my-app").expect("name");
+    let app = w.app.clone();
     let releases = w.store.releases(&app).await.expect("releases");
     assert_eq!(releases.len(), 1);
     assert_eq!(releases[0].version, ReleaseVersion(1));
     assert_eq!(releases[0].spec.slug.size, 1234);
     assert_eq!(
-        w.store
-            .build(&BuildId(BUILD.into()))
-            .await
-            .expect("build")
-            .state,
+        w.store.build(&w.build).await.expect("build").state,
         BuildState::Released
     );
     assert_eq!(w.bus.pending(WATCH).await.expect("pending"), 1);
@@ -126,19 +55,19 @@ async fn a_pushed_slug_uploaded_event_becomes_release_v1_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_worker_creates_its_subscription_and_releases_what_it_pulls() {
-    let w = world().await;
+    let w = world(BuildId(BUILD.into())).await;
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(shared::service::pull(
         Function::Release,
-        router(w.state.clone()),
+        router(w.state()),
         w.bus.clone(),
         true,
         Settings::default(),
         stop.clone(),
     ));
     let event = Event::SlugUploaded {
-        app: AppName::parse("my-app").expect("name"),
-        build: BuildId(BUILD.into()),
+        app: w.app.clone(),
+        build: w.build.clone(),
         slug: SlugRef {
             process_types: None,
             key: "slugs/ab/ab.tgz".into(),
@@ -148,7 +77,7 @@ async fn a_pull_worker_creates_its_subscription_and_releases_what_it_pulls() {
     };
     // A message published before the worker has made its subscription is not delivered
     // to it: publish until one is (the step is idempotent).
-    let app = AppName::parse("my-app").expect("name");
+    let app = w.app.clone();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while w.store.releases(&app).await.expect("releases").is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "never released");

@@ -190,9 +190,7 @@ async fn main() -> anyhow::Result<()> {
     let p = Platform::start();
     p.sign_up_and_log_in();
     let work = tempfile::tempdir()?;
-    let repo = p.fixture_repo("hello", work.path());
-    let app = format!("bench-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "bench", work.path());
     let cold = measure(&p, &repo, &app, "Hello from hello v1\n").await?;
 
     // Warm: one changed line, under steady requests.
@@ -361,9 +359,7 @@ async fn emulated(work: &Path) -> anyhow::Result<Value> {
     p.sign_up_and_log_in();
     let parent = work.join("emulated");
     std::fs::create_dir_all(&parent)?;
-    let repo = p.fixture_repo("hello", &parent);
-    let app = format!("emu-{}", &p.instance[1..7]);
-    p.cli_ok(&repo, &["create", "app", &app]);
+    let (repo, app) = p.new_app("hello", "emu", &parent);
     let live = |p: &Platform, body: &'static str| {
         let t0 = Instant::now();
         let out = p.git(&repo, &["push", "gigalixir", "master"]);
