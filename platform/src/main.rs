@@ -72,9 +72,6 @@ struct Args {
     print_deployment: bool,
 }
 
-/// How long open requests get to finish after SIGINT/SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("gigalixir-platform"));
@@ -218,19 +215,9 @@ async fn run() -> anyhow::Result<()> {
             shutdown.cancel();
         });
     }
-    let server = shared::web::serve(listener, app, shutdown.clone().cancelled_owned());
-    // A push holds its request open until its deploy ends; don't wait for that forever.
-    let grace = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        served = server => served?,
-        _ = grace => tracing::warn!(
-            "requests still open {} s after the signal (pushes in progress); stopping anyway",
-            SHUTDOWN_GRACE.as_secs()
-        ),
-    }
+    // A push holds its request open until its deploy ends: open requests get a bounded
+    // grace after the signal.
+    shared::service::serve_until(listener, app, shutdown.clone().cancelled_owned()).await?;
     shutdown.cancel();
     for step in steps {
         step.await.context("a delivery loop panicked")??;

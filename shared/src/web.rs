@@ -96,18 +96,3 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
-
-/// The port a standalone function listens on: `$PORT` (Cloud Run sets it), else 8080.
-pub fn port_from_env() -> Result<u16, String> {
-    match std::env::var("PORT") {
-        Ok(p) => p
-            .parse()
-            .map_err(|_| format!("PORT `{p}` is not a port number")),
-        Err(_) => Ok(8080),
-    }
-}
-
-/// A backend URL from the environment, or a message naming the variable and an example.
-pub fn backend_url_from_env(var: &str, example: &str) -> Result<String, String> {
-    std::env::var(var).map_err(|_| format!("{var} is not set (e.g. {example})"))
-}

@@ -9,7 +9,6 @@
 
 pub mod apps;
 pub mod auth;
-pub mod config;
 pub mod configs;
 pub mod error;
 pub mod health;
@@ -27,7 +26,6 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use shared::ports::{Bus, Runtime, Store};
 
-pub use config::Config;
 use error::ApiError;
 
 /// Largest request body accepted; the API takes small JSON documents only.

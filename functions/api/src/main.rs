@@ -1,29 +1,24 @@
 //! `gigalixir-api`: the API as a service — HTTP on `$PORT` (Cloud Run), or Lambda events
-//! (API Gateway, Function URL) when `AWS_LAMBDA_RUNTIME_API` is set.
+//! (API Gateway, Function URL) when `AWS_LAMBDA_RUNTIME_API` is set. Its environment:
+//! `PORT`, `GIGALIXIR_STORE`, `GIGALIXIR_BUS` (`shared::deployment::env`).
 
-use gigalixir_api::{router, ApiState, Config};
+use gigalixir_api::{router, ApiState};
 use shared::deployment::Function;
-use shared::service::{usage, Flags, Service};
+use shared::service::Service;
 
 const FUNCTION: Function = Function::Api;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if Flags::parse(FUNCTION, std::env::args().skip(1))
-        .map_err(anyhow::Error::msg)?
-        .is_none()
-    {
-        println!("{}", usage(FUNCTION));
+    let Some((_, env)) = shared::service::start(FUNCTION)? else {
         return Ok(());
-    }
-    shared::web::init_tracing();
-    let config = Config::from_env()?;
+    };
     let app = router(ApiState {
-        store: config.env.store()?,
-        bus: config.env.bus()?,
+        store: env.store()?,
+        bus: env.bus()?,
         // The runtime lives with `deploy`: `ps` and `logs` answer 503 here.
         runtime: None,
     });
-    Service::new(FUNCTION, app).run(&config.env).await?;
+    Service::new(FUNCTION, app).run(&env).await?;
     Ok(())
 }
