@@ -267,23 +267,35 @@ impl DockerRuntime {
         if tokio::fs::try_exists(&file).await.unwrap_or(false) {
             return Ok(());
         }
-        let data = blobs.get(&slug.key).await?;
-        use sha2::Digest;
-        if hex::encode(sha2::Sha256::digest(&data)) != slug.sha256 {
-            return Err(PortError::Invalid(format!(
-                "the slug {} does not match its sha256",
-                slug.key
-            )));
-        }
         if let Some(dir) = file.parent() {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(PortError::unavailable)?;
         }
+        // Streamed to disk (slugs go up to 1 GB), hashed on the way.
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
         let partial = file.with_extension("partial");
-        tokio::fs::write(&partial, &data)
+        let mut out = tokio::fs::File::create(&partial)
             .await
             .map_err(PortError::unavailable)?;
+        let mut hash = sha2::Sha256::new();
+        let mut chunks = blobs.get_stream(&slug.key).await?;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            hash.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(PortError::unavailable)?;
+        }
+        out.flush().await.map_err(PortError::unavailable)?;
+        if hex::encode(hash.finalize()) != slug.sha256 {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(PortError::Invalid(format!(
+                "the slug {} does not match its sha256",
+                slug.key
+            )));
+        }
         tokio::fs::rename(&partial, &file)
             .await
             .map_err(PortError::unavailable)
