@@ -90,6 +90,13 @@ pub enum Command {
     #[command(name = "apps:destroy")]
     AppsDestroy(DestroyArgs),
 
+    /// Set the stack every later build of an app uses (bookworm: Elixir 1.14 / OTP 25,
+    /// trixie: Elixir 1.18 / OTP 27, forky: Debian testing); `-s auto` goes back to choosing
+    /// per build from the versions the app asks for. The next build starts from an empty
+    /// build cache.
+    #[command(name = "stack:set")]
+    StackSet(StackSetArgs),
+
     /// Point this repository's `gigalixir` git remote at an app.
     #[command(name = "git:remote")]
     GitRemote(GitRemoteArgs),
@@ -186,6 +193,10 @@ pub struct CreateArgs {
     /// The app's name (like `apps:create -n`); without one, the platform picks a name.
     #[arg(short = 'n', long = "name", value_name = "NAME")]
     pub name: Option<String>,
+    /// The app's stack (bookworm, trixie, forky); without one, each build picks the stack
+    /// that has the Elixir and Erlang versions the app asks for.
+    #[arg(short = 's', long = "stack", value_name = "STACK")]
+    pub stack: Option<String>,
 }
 
 /// `create user` / `create app`.
@@ -241,6 +252,10 @@ pub struct CreateAppArgs {
     /// Without one, the platform picks a name.
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
+    /// The app's stack (bookworm, trixie, forky); without one, each build picks the stack
+    /// that has the Elixir and Erlang versions the app asks for.
+    #[arg(short = 's', long = "stack", value_name = "STACK")]
+    pub stack: Option<String>,
 }
 
 /// `apps:create`.
@@ -250,6 +265,21 @@ pub struct AppsCreateArgs {
     /// Without one, the platform picks a name.
     #[arg(short = 'n', long = "name", value_name = "NAME")]
     pub name: Option<String>,
+    /// The app's stack (bookworm, trixie, forky); without one, each build picks the stack
+    /// that has the Elixir and Erlang versions the app asks for.
+    #[arg(short = 's', long = "stack", value_name = "STACK")]
+    pub stack: Option<String>,
+}
+
+/// `stack:set`.
+#[derive(Debug, Args)]
+pub struct StackSetArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// bookworm, trixie, forky, or auto.
+    #[arg(short = 's', long = "stack", value_name = "STACK")]
+    pub stack: String,
 }
 
 /// `apps`.
@@ -606,7 +636,7 @@ mod tests {
         assert!(matches!(
             parse(&["create", "app", "my-app"]),
             Command::Create(CreateArgs {
-                what: Some(CreateWhat::App(CreateAppArgs { name: Some(_) })),
+                what: Some(CreateWhat::App(CreateAppArgs { name: Some(_), .. })),
                 ..
             })
         ));
@@ -614,12 +644,13 @@ mod tests {
             parse(&["create", "-n", "my-app"]),
             Command::Create(CreateArgs {
                 what: None,
-                name: Some(_)
+                name: Some(_),
+                ..
             })
         ));
         assert!(matches!(
             parse(&["apps:create", "-n", "my-app"]),
-            Command::AppsCreate(AppsCreateArgs { name: Some(_) })
+            Command::AppsCreate(AppsCreateArgs { name: Some(_), .. })
         ));
         assert!(matches!(
             parse(&["account:api_key:reset", "-y"]),

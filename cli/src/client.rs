@@ -12,7 +12,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::domain::AppName;
+use shared::stack::Stack;
 use shared::wire::{
+    StackChange,
     AppStatus, AppView, ConfigCopy, ConfigSet, ConfigUnset, Data, Errors, KeyView, NewApp,
     NewSshKey, NewUser, ReleaseView, ScaleRequest, ScaleView, SshAccess, SshKeyRemove, SshKeyView,
     UserView,
@@ -348,12 +350,34 @@ impl Client {
     }
 
     /// `POST /api/apps`; without a name the platform makes one up.
-    pub fn create_app(&self, auth: &Auth, name: Option<&AppName>) -> Result<AppView, ApiError> {
+    pub fn create_app(
+        &self,
+        auth: &Auth,
+        name: Option<&AppName>,
+        stack: Option<Stack>,
+    ) -> Result<AppView, ApiError> {
         let body = NewApp {
             unique_name: name.map(|n| n.to_string()),
+            stack: stack.map(|s| s.as_str().to_owned()),
             ..NewApp::default()
         };
         self.call(self.authed(Method::POST, "/api/apps", auth).json(&body))
+    }
+
+    /// `PUT /api/apps/NAME/stack`; `None`: chosen per build.
+    pub fn set_stack(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        stack: Option<Stack>,
+    ) -> Result<AppView, ApiError> {
+        let body = StackChange {
+            stack: stack.map(|s| s.as_str().to_owned()),
+        };
+        self.call(
+            self.authed(Method::PUT, &format!("/api/apps/{name}/stack"), auth)
+                .json(&body),
+        )
     }
 
     /// `GET /api/apps/NAME`.

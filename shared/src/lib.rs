@@ -10,8 +10,10 @@ pub mod deployment;
 pub mod domain;
 pub mod error;
 pub mod messages;
+pub mod mixlock;
 pub mod model;
 pub mod ports;
+pub mod stack;
 pub mod wire;
 
 #[cfg(feature = "embedded")]
@@ -30,6 +32,8 @@ pub mod docker;
 pub mod embedded;
 #[cfg(any(feature = "gcs", feature = "firestore", feature = "pubsub"))]
 pub mod gcp;
+#[cfg(feature = "hex")]
+pub mod hex;
 #[cfg(feature = "kube")]
 pub mod kube_runtime;
 #[cfg(feature = "http")]

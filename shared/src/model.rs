@@ -6,6 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, Secret, UserId};
+use crate::stack::Stack;
+
+/// An app's stack as stored: records from before stacks could be chosen hold a name or an
+/// empty string; an unknown or empty one means none.
+fn stack_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stack>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    Ok(raw.and_then(|s| Stack::parse(&s).ok()))
+}
 
 /// How long an API key lives after it is issued.
 pub const API_KEY_LIFETIME_DAYS: i64 = 365;
@@ -56,8 +64,10 @@ pub struct App {
     pub replicas: u32,
     /// Replica size in GB of memory, as GIGALIXIR counts it.
     pub size: f64,
-    /// Base image family the app runs on.
-    pub stack: String,
+    /// The stack its builds use when its owner set one (`stack:set`); `None`: chosen per
+    /// build from the versions the app asks for.
+    #[serde(default, deserialize_with = "stack_or_none")]
+    pub stack: Option<Stack>,
     /// Current config vars; each release snapshots them.
     #[serde(default)]
     pub config: ConfigVars,
@@ -139,6 +149,17 @@ pub struct SlugRef {
     /// makes the deploy look for a release phase itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_types: Option<Vec<String>>,
+    /// The stack it was built on: its replicas, release phase and one-off commands run on
+    /// that stack's runner. `None`: built before stacks existed, on bookworm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Stack>,
+}
+
+impl SlugRef {
+    /// The stack it runs on.
+    pub fn stack(&self) -> Stack {
+        self.stack.unwrap_or(Stack::Bookworm)
+    }
 }
 
 /// One push being turned into a release.
@@ -160,6 +181,9 @@ pub struct Build {
     pub failure: Option<String>,
     /// The slug, once uploaded.
     pub slug: Option<SlugRef>,
+    /// The stack the platform chose for it, once it starts building.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Stack>,
     /// When it was requested.
     pub created_at: DateTime<Utc>,
     /// Last state change.

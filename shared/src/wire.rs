@@ -93,7 +93,15 @@ pub struct NewApp {
     pub cloud: Option<String>,
     /// Accepted for compatibility; one region here.
     pub region: Option<String>,
-    /// Accepted for compatibility.
+    /// The app's stack (`bookworm`, `trixie`, `forky`); absent: chosen per build from the
+    /// versions the app asks for.
+    pub stack: Option<String>,
+}
+
+/// `PUT /api/apps/NAME/stack` (GIGALIXIR's `stack:set`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StackChange {
+    /// The stack; `null` or empty: chosen per build again.
     pub stack: Option<String>,
 }
 
@@ -110,8 +118,8 @@ pub struct AppView {
     pub cloud: String,
     /// Where it runs.
     pub region: String,
-    /// Base image family.
-    pub stack: String,
+    /// The stack its owner set; `null`: chosen per build from the versions the app asks for.
+    pub stack: Option<String>,
 }
 
 /// A release as listed (`GET /api/apps/NAME/releases`, newest first). The first four fields
@@ -225,8 +233,8 @@ pub struct AppStatus {
     pub cloud: String,
     /// Where it runs.
     pub region: String,
-    /// Base image family.
-    pub stack: String,
+    /// The stack it runs on (its live release's, else the one its owner set).
+    pub stack: Option<String>,
     /// Every replica the runtime has for the app, by slot.
     pub pods: Vec<PodView>,
 }

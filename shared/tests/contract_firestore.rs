@@ -68,7 +68,7 @@ fn app(owner: &UserId) -> App {
         secret_key_base: Secret::new("skb"),
         replicas: 1,
         size: 0.5,
-        stack: "bookworm".into(),
+        stack: None,
         config: Default::default(),
     }
 }
@@ -79,6 +79,7 @@ fn new_release(key: &str) -> NewRelease {
         idempotency_key: key.into(),
         slug: SlugRef {
             process_types: None,
+            stack: None,
             key: format!("slugs/{key}"),
             sha256: "0".repeat(64),
             size: 1,
@@ -102,6 +103,7 @@ fn build(app: &AppName) -> Build {
         slug: None,
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        stack: None,
         history: Vec::new(),
     }
 }

@@ -117,6 +117,7 @@ fn spec(version: u32, replicas: u32) -> ReleaseSpec {
             sha256: "abc".into(),
             size: 1,
             process_types: Some(vec!["web".into()]),
+            stack: None,
         },
         env,
         replicas,

@@ -47,6 +47,7 @@ fn slug(process_types: &[&str]) -> SlugRef {
         sha256: SHA.into(),
         size: 5_781_690,
         process_types: Some(process_types.iter().map(|t| (*t).to_owned()).collect()),
+        stack: None,
     }
 }
 

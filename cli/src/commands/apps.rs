@@ -2,6 +2,7 @@
 
 use anyhow::{anyhow, bail};
 use shared::domain::AppName;
+use shared::stack::Stack;
 use shared::wire::AppView;
 
 use super::{say, Ctx};
@@ -11,6 +12,41 @@ use crate::prompt;
 
 fn parse_name(raw: &str) -> anyhow::Result<AppName> {
     AppName::parse(raw).map_err(|e| anyhow!("{e}: choose another name; nothing was created"))
+}
+
+/// How an app without a stack of its own shows.
+const AUTO: &str = "auto";
+const AUTO_LONG: &str = "auto (each build picks the stack with the versions the app asks for)";
+
+/// `stack:set`.
+pub fn set_stack(ctx: &Ctx, app: Option<String>, stack: &str) -> anyhow::Result<()> {
+    let stack = match stack.trim() {
+        "auto" | "" => None,
+        s => Some(Stack::parse(s).map_err(|e| anyhow!("{e}, or auto; nothing was changed"))?),
+    };
+    let name = ctx.app(app)?;
+    let auth = ctx.auth()?;
+    ctx.client
+        .set_stack(&auth, &name, stack)
+        .map_err(not_found(&name))?;
+    say(match stack {
+        Some(stack) => format!(
+            "{name} now builds on stack {stack} ({}); the next push starts from an empty build cache.",
+            stack_versions(stack)
+        ),
+        None => format!(
+            "{name} has no stack of its own: each build picks the stack with the Elixir and Erlang versions the app asks for."
+        ),
+    })
+}
+
+fn stack_versions(stack: Stack) -> String {
+    let v = stack.nominal();
+    let mut text = format!("Erlang/OTP {}, Elixir {}", v.otp, v.elixir);
+    if stack.moving() {
+        text.push_str(", Debian testing: moves");
+    }
+    text
 }
 
 /// An app lookup's 404 in the user's terms.
@@ -24,12 +60,16 @@ pub(super) fn not_found(name: &AppName) -> impl FnOnce(ApiError) -> anyhow::Erro
 }
 
 /// `create app NAME` / `apps:create -n NAME` / `create -n NAME`.
-pub fn create(ctx: &Ctx, name: Option<String>) -> anyhow::Result<()> {
+pub fn create(ctx: &Ctx, name: Option<String>, stack: Option<String>) -> anyhow::Result<()> {
     let name = name.as_deref().map(parse_name).transpose()?;
+    let stack = stack
+        .as_deref()
+        .map(|s| Stack::parse(s).map_err(|e| anyhow!("{e}; nothing was created")))
+        .transpose()?;
     let auth = ctx.auth()?;
     let app = ctx
         .client
-        .create_app(&auth, name.as_ref())
+        .create_app(&auth, name.as_ref(), stack)
         .map_err(|e| match (&name, e) {
             (Some(name), e) if e.is_invalid("unique_name", "taken") => anyhow!(
                 "the app name `{name}` is already taken: choose another name; nothing was created"
@@ -41,7 +81,10 @@ pub fn create(ctx: &Ctx, name: Option<String>) -> anyhow::Result<()> {
         })?;
     let name = AppName::parse(&app.unique_name)
         .map_err(|e| anyhow!("the platform created an app with a name this CLI refuses ({e})"))?;
-    say(format!("Created app {name}."))?;
+    match stack {
+        Some(stack) => say(format!("Created app {name} on stack {stack}."))?,
+        None => say(format!("Created app {name}."))?,
+    }
     if !git::is_repository(&ctx.cwd) {
         return say(format!(
             "This directory is not in a git repository, so no git remote was added: inside your project, run `gigalixir git:remote {name}`."
@@ -90,7 +133,7 @@ fn table(apps: &[AppView]) -> String {
                 a.unique_name.clone(),
                 a.replicas.to_string(),
                 a.size.to_string(),
-                a.stack.clone(),
+                a.stack.clone().unwrap_or_else(|| AUTO.into()),
             ]
         })
         .collect();
@@ -110,7 +153,7 @@ pub fn info(ctx: &Ctx, app: Option<String>, json: bool) -> anyhow::Result<()> {
         app.unique_name,
         app.replicas,
         app.size,
-        app.stack,
+        app.stack.as_deref().unwrap_or(AUTO_LONG),
         app.cloud,
         app.region,
         ctx.api().git_remote(&name)
@@ -177,7 +220,7 @@ mod tests {
             replicas,
             cloud: "local".into(),
             region: "local".into(),
-            stack: "bookworm".into(),
+            stack: None,
         }
     }
 

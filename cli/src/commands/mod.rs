@@ -26,8 +26,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Create(args) => match (args.what, args.name) {
             (Some(CreateWhat::User(a)), _) => account::sign_up(&ctx, a),
-            (Some(CreateWhat::App(a)), _) => apps::create(&ctx, a.name),
-            (None, name) => apps::create(&ctx, name),
+            (Some(CreateWhat::App(a)), _) => apps::create(&ctx, a.name, a.stack),
+            (None, name) => apps::create(&ctx, name, args.stack),
         },
         Command::Signup(a) => account::sign_up(&ctx, a),
         Command::Login(a) => account::log_in(&ctx, a),
@@ -35,7 +35,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Account => account::show(&ctx),
         Command::ApiKeyReset(a) => account::reset_key(&ctx, a),
         Command::Apps(a) => apps::list(&ctx, a.json),
-        Command::AppsCreate(a) => apps::create(&ctx, a.name),
+        Command::AppsCreate(a) => apps::create(&ctx, a.name, a.stack),
+        Command::StackSet(a) => apps::set_stack(&ctx, a.app.app, &a.stack),
         Command::AppsInfo(a) => apps::info(&ctx, a.app.app, a.json),
         Command::AppsDestroy(a) => apps::destroy(&ctx, a.app.app, a.yes),
         Command::GitRemote(a) => apps::git_remote(&ctx, a.name.or(a.app)),

@@ -178,7 +178,7 @@ mod tests {
                 .count() as u32,
             cloud: "local".into(),
             region: "local".into(),
-            stack: "bookworm".into(),
+            stack: None,
             pods,
         }
     }

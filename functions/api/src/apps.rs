@@ -10,6 +10,8 @@ use shared::domain::{AppName, Secret};
 use shared::messages::{Envelope, Event};
 use shared::model::App;
 use shared::wire::{AppView, Data, NewApp};
+use shared::stack::Stack;
+use shared::wire::StackChange;
 use shared::PortError;
 
 use crate::auth::{random_hex, AuthUser};
@@ -19,7 +21,6 @@ use crate::ApiState;
 /// Where apps run on the embedded platform, in GIGALIXIR's terms.
 pub(crate) const CLOUD: &str = "local";
 pub(crate) const REGION: &str = "local";
-const STACK: &str = "bookworm";
 const DEFAULT_SIZE: f64 = 0.5;
 
 fn view(app: &App) -> AppView {
@@ -29,8 +30,13 @@ fn view(app: &App) -> AppView {
         replicas: app.replicas,
         cloud: CLOUD.into(),
         region: REGION.into(),
-        stack: app.stack.clone(),
+        stack: app.stack.map(|s| s.as_str().to_owned()),
     }
+}
+
+/// A stack name from a request body: 422 naming the stacks for anything else.
+fn parse_stack(raw: &str) -> Result<Stack, ApiError> {
+    Stack::parse(raw).map_err(|e| ApiError::invalid("stack", e.0))
 }
 
 /// Loads an app the caller owns; anything else is 404.
@@ -83,6 +89,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Data<AppView>>), ApiError> {
     let raw = body.unique_name.unwrap_or_else(generated_name);
     let name = AppName::parse(&raw).map_err(|e| ApiError::invalid("unique_name", e.0))?;
+    let stack = body.stack.as_deref().map(parse_stack).transpose()?;
     let app = App {
         name,
         owner: caller.0.id.clone(),
@@ -93,7 +100,7 @@ pub async fn create(
         secret_key_base: Secret::new(random_hex(48)),
         replicas: 1,
         size: DEFAULT_SIZE,
-        stack: body.stack.unwrap_or_else(|| STACK.to_owned()),
+        stack,
         config: Default::default(),
     };
     match state.store.create_app(&app).await {
@@ -115,6 +122,32 @@ pub async fn info(
     Path(name): Path<String>,
 ) -> Result<Json<Data<AppView>>, ApiError> {
     let app = owned_app(&state, &caller, &name).await?;
+    Ok(Json(Data { data: view(&app) }))
+}
+
+/// `PUT /api/apps/NAME/stack` `{"stack": "trixie"}` (GIGALIXIR's `stack:set`): the stack
+/// every later build of the app uses, whatever versions the app asks for; `null` or `""`
+/// goes back to choosing per build. The next build starts from an empty build cache. 200
+/// with the app; 422 for an unknown stack.
+pub async fn set_stack(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<StackChange>,
+) -> Result<Json<Data<AppView>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let stack = match body.stack.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(parse_stack(raw)?),
+    };
+    let app = with_record_lock(&state, &app.name, || async {
+        let mut app = reload(&state, &app.name).await?;
+        app.stack = stack;
+        state.store.update_app(&app).await?;
+        Ok(app)
+    })
+    .await?;
+    tracing::info!(app = %app.name, stack = ?app.stack, "stack set");
     Ok(Json(Data { data: view(&app) }))
 }
 

@@ -60,6 +60,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps", get(apps::list).post(apps::create))
         .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
         .route("/api/apps/{name}/releases", get(releases::list))
+        .route("/api/apps/{name}/stack", put(apps::set_stack))
         .route("/api/apps/{name}/health", get(health::get).put(health::set))
         .route(
             "/api/apps/{name}/releases/{version}/rollback",

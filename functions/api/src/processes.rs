@@ -55,10 +55,14 @@ pub async fn status(
     let app = owned_app(&state, &caller, &name).await?;
     let runtime = runtime(&state)?;
     let replicas = runtime.replicas(&app.name).await?;
-    let commits: BTreeMap<u32, Option<String>> = state
-        .store
-        .releases(&app.name)
-        .await?
+    let releases = state.store.releases(&app.name).await?;
+    // The stack the app runs on: its newest deployed release's, else the one its owner set.
+    let stack = releases
+        .iter()
+        .find(|r| r.status == shared::model::ReleaseStatus::Deployed)
+        .map(|r| r.spec.slug.stack())
+        .or(app.stack);
+    let commits: BTreeMap<u32, Option<String>> = releases
         .into_iter()
         .map(|r| (r.version.0, r.spec.commit))
         .collect();
@@ -87,7 +91,7 @@ pub async fn status(
             replicas_running: u32::try_from(running).unwrap_or(u32::MAX),
             cloud: CLOUD.into(),
             region: REGION.into(),
-            stack: app.stack.clone(),
+            stack: stack.map(|s| s.as_str().to_owned()),
             pods,
         },
     }))

@@ -43,6 +43,7 @@ async fn release(
         idempotency_key: format!("test-{n}"),
         slug: SlugRef {
             process_types: None,
+            stack: None,
             key: format!("slugs/{n}.tar.gz"),
             sha256: format!("{n:064x}"),
             size: 1000 * u64::from(n),

@@ -210,6 +210,7 @@ impl NewBuild<'_> {
                 slug: None,
                 created_at: now,
                 updated_at: now,
+                stack: None,
                 history: Vec::new(),
             })
             .await

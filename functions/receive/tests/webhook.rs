@@ -204,7 +204,7 @@ async fn world() -> World {
             secret_key_base: Secret::new("s"),
             replicas: 1,
             size: 0.5,
-            stack: "bookworm".into(),
+            stack: None,
             config: Default::default(),
         })
         .await

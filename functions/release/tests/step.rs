@@ -28,6 +28,7 @@ impl World {
                 build: self.build.clone(),
                 slug: SlugRef {
                     process_types: None,
+                    stack: None,
                     key: "slugs/ab/abcd.tgz".into(),
                     sha256: "ab".repeat(32),
                     size: 1234,

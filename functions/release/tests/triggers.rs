@@ -70,6 +70,7 @@ async fn a_pull_worker_creates_its_subscription_and_releases_what_it_pulls() {
         build: w.build.clone(),
         slug: SlugRef {
             process_types: None,
+            stack: None,
             key: "slugs/ab/ab.tgz".into(),
             sha256: "ab".repeat(32),
             size: 1234,

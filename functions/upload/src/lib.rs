@@ -134,6 +134,7 @@ pub async fn upload(
         sha256: sha,
         size,
         process_types: process_types(meta.as_ref()),
+        stack: None,
     };
     let stored_ref = slug_ref.clone();
     match state

@@ -1,5 +1,7 @@
-//! [`Builder`] on the Docker engine: one container per build, from the builder image,
-//! unprivileged, without network, with resource and time limits.
+//! [`Builder`] on the Docker engine: one container per build, from its stack's builder
+//! image, unprivileged, without network, with resource and time limits. The one way out of
+//! a build is the platform's package cache: its socket directory is mounted read-only at
+//! `/run/gigalixir/packages`, and the build driver forwards a loopback port to it.
 
 use async_trait::async_trait;
 use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateOptions};
@@ -12,21 +14,27 @@ use bytes::Bytes;
 use futures::channel::mpsc::UnboundedSender;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{labels, map_err, LineSplitter, BUILDER_IMAGE, LABEL_APP, LABEL_BUILD, LABEL_INSTANCE};
+use std::path::PathBuf;
+
+use super::{labels, map_err, LineSplitter, LABEL_APP, LABEL_BUILD, LABEL_INSTANCE};
 use crate::archive::copy_tar;
 use crate::domain::{AppName, BuildId};
 use crate::error::{PortError, PortResult};
 use crate::ports::builder::{BuildExit, BuildSpec, Builder};
+use crate::stack::{Stack, StackVersions};
+
+/// Where a build sees the package cache's socket directory.
+pub const PACKAGES_MOUNT: &str = "/run/gigalixir/packages";
 
 /// The uid/gid of the `build` user of the builder image; uploaded files belong to it.
 const BUILD_UID: u64 = 1000;
 
-/// Builds in containers of [`BUILDER_IMAGE`].
+/// Builds in containers of `gigalixir-builder:<stack>`.
 #[derive(Clone)]
 pub struct DockerBuilder {
     docker: Docker,
     instance: String,
-    image: String,
+    packages: Option<PathBuf>,
 }
 
 impl DockerBuilder {
@@ -35,8 +43,39 @@ impl DockerBuilder {
         Self {
             docker,
             instance: instance.into(),
-            image: BUILDER_IMAGE.to_owned(),
+            packages: None,
         }
+    }
+
+    /// Builds reach the package cache through the sockets in `dir` (on the engine's host),
+    /// mounted read-only at [`PACKAGES_MOUNT`]; without it, builds have no way out at all.
+    pub fn with_packages_dir(mut self, dir: PathBuf) -> Self {
+        self.packages = Some(dir);
+        self
+    }
+
+    /// What a stack's builder image says it has; `None` when the image is missing.
+    async fn stack_of(&self, stack: Stack) -> PortResult<Option<StackVersions>> {
+        let image = match self.docker.inspect_image(&stack.builder_image()).await {
+            Ok(image) => image,
+            Err(err) => {
+                return match map_err(err) {
+                    PortError::NotFound => Ok(None),
+                    other => Err(other),
+                }
+            }
+        };
+        let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+        let label = |k: &str| labels.get(&format!("gigalixir.{k}")).cloned();
+        let (Some(otp), Some(elixir)) = (label("otp"), label("elixir")) else {
+            return Ok(None);
+        };
+        Ok(Some(StackVersions {
+            stack,
+            otp,
+            elixir,
+            hex: label("hex"),
+        }))
     }
 
     fn name(build: &BuildId) -> String {
@@ -68,15 +107,22 @@ impl DockerBuilder {
         let app = spec.app.to_string();
         // A new volume takes the image's empty /build/cache, owned by the build user.
         let cache = self.ensure_cache_volume(&spec.app).await?;
+        let image = spec.stack.builder_image();
+        let mut binds = vec![format!("{cache}:/build/cache")];
+        let mut env = vec![
+            format!("GIGALIXIR_CLEAN={}", spec.clean),
+            format!("GIGALIXIR_CACHE_LIMIT_BYTES={}", spec.limits.cache_bytes),
+        ];
+        if let Some(dir) = &self.packages {
+            binds.push(format!("{}:{PACKAGES_MOUNT}:ro", dir.display()));
+            env.push(format!("GIGALIXIR_PACKAGES={PACKAGES_MOUNT}"));
+        }
         let config = ContainerCreateBody {
-            image: Some(self.image.clone()),
+            image: Some(image.clone()),
             cmd: Some(vec!["/usr/local/bin/gigalixir-build".into()]),
             user: Some("build".into()),
             working_dir: Some("/build".into()),
-            env: Some(vec![
-                format!("GIGALIXIR_CLEAN={}", spec.clean),
-                format!("GIGALIXIR_CACHE_LIMIT_BYTES={}", spec.limits.cache_bytes),
-            ]),
+            env: Some(env),
             labels: Some(labels(&[
                 (LABEL_INSTANCE, &self.instance),
                 (LABEL_APP, &app),
@@ -87,12 +133,12 @@ impl DockerBuilder {
                 memory_swap: Some(spec.limits.memory_bytes),
                 nano_cpus: Some(spec.limits.nano_cpus),
                 pids_limit: Some(spec.limits.pids),
-                // Builds need no network: sources and submodules come in the archive, and
-                // hex.pm is not reachable anyway.
+                // No network: sources, submodules and git dependencies come in the inputs,
+                // and Hex packages through the package cache's socket.
                 network_mode: Some("none".into()),
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
-                binds: Some(vec![format!("{cache}:/build/cache")]),
+                binds: Some(binds),
                 ..Default::default()
             }),
             ..Default::default()
@@ -103,8 +149,8 @@ impl DockerBuilder {
             .await
             .map_err(|e| match map_err(e) {
                 PortError::NotFound => PortError::Invalid(format!(
-                    "the image {} is missing: run scripts/images",
-                    self.image
+                    "the image {image} is missing: the operator runs `scripts/images --stack {}`",
+                    spec.stack
                 )),
                 other => other,
             })?;
@@ -149,6 +195,7 @@ impl DockerBuilder {
 async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
     let source = spec.source.clone();
     let cache = if spec.clean { None } else { spec.cache.clone() };
+    let extra = spec.extra.clone();
     let env: Vec<(String, String)> = spec
         .env
         .iter()
@@ -168,6 +215,9 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
         copy_tar(&source, "src/", Some(BUILD_UID), &mut out)?;
         if let Some(cache) = cache {
             copy_tar(&cache, "", Some(BUILD_UID), &mut out)?;
+        }
+        if !extra.is_empty() {
+            copy_tar(&extra, "", Some(BUILD_UID), &mut out)?;
         }
         for (name, value) in env {
             let mut h = tar::Header::new_gnu();
@@ -283,6 +333,24 @@ impl Builder for DockerBuilder {
             .try_collect()
             .await?;
         Ok(Bytes::from(chunks.concat()))
+    }
+
+    async fn stacks(&self) -> PortResult<Vec<StackVersions>> {
+        let mut out = Vec::new();
+        for stack in Stack::ALL {
+            // a stack counts only with both of its images
+            let runner = self.docker.inspect_image(&stack.runner_image()).await;
+            if let Err(err) = runner {
+                match map_err(err) {
+                    PortError::NotFound => continue,
+                    other => return Err(other),
+                }
+            }
+            if let Some(versions) = self.stack_of(stack).await? {
+                out.push(versions);
+            }
+        }
+        Ok(out)
     }
 
     async fn has_cache(&self, app: &AppName) -> PortResult<bool> {

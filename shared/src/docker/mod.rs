@@ -24,10 +24,6 @@ pub const LABEL_BUILD: &str = "gigalixir.build";
 /// Label naming the release version of an app container.
 pub const LABEL_RELEASE: &str = "gigalixir.release";
 
-/// The builder image `scripts/images` makes.
-pub const BUILDER_IMAGE: &str = "gigalixir-builder:latest";
-/// The runner image `scripts/images` makes.
-pub const RUNNER_IMAGE: &str = "gigalixir-runner:latest";
 
 /// Connects to the local engine (`DOCKER_HOST` or the default socket).
 pub fn connect() -> Result<Docker, PortError> {

@@ -25,7 +25,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use super::{
-    labels, map_err, LineSplitter, LABEL_APP, LABEL_INSTANCE, LABEL_RELEASE, RUNNER_IMAGE,
+    labels, map_err, LineSplitter, LABEL_APP, LABEL_INSTANCE, LABEL_RELEASE,
 };
 use crate::domain::{AppName, ReleaseVersion};
 use crate::error::{PortError, PortResult};
@@ -42,7 +42,7 @@ pub const LABEL_PHASE: &str = "gigalixir.release-phase";
 /// How long a release phase may run.
 const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// Runs releases in containers of [`RUNNER_IMAGE`].
+/// Runs releases in containers of their stack's runner image (`gigalixir-runner:<stack>`).
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
@@ -447,7 +447,7 @@ impl DockerRuntime {
         ]);
         let mut binds = vec![format!("{}:/slugs:ro", self.slug_dir.display())];
         let mut body = ContainerCreateBody {
-            image: Some(RUNNER_IMAGE.into()),
+            image: Some(spec.slug.stack().runner_image()),
             ..Default::default()
         };
         let mut host = HostConfig {
@@ -508,12 +508,18 @@ impl DockerRuntime {
     /// Creates and starts a container, naming the image script when the image is missing.
     async fn create_and_start(&self, name: &str, body: ContainerCreateBody) -> PortResult<()> {
         let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let image = body.image.clone().unwrap_or_default();
         self.docker
             .create_container(Some(options), body)
             .await
             .map_err(|e| match map_err(e) {
                 PortError::NotFound => PortError::Invalid(format!(
-                    "the image {RUNNER_IMAGE} is missing: run scripts/images"
+                    "the image {image} is missing: the operator runs scripts/images{}",
+                    image
+                        .strip_prefix("gigalixir-runner:")
+                        .filter(|s| *s == "forky")
+                        .map(|s| format!(" --stack {s}"))
+                        .unwrap_or_default()
                 )),
                 other => other,
             })?;

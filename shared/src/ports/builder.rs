@@ -9,6 +9,7 @@ use futures::channel::mpsc::UnboundedSender;
 
 use crate::domain::{AppName, BuildId, Secret};
 use crate::error::PortResult;
+use crate::stack::{Stack, StackVersions};
 
 /// Resource limits of one build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,11 @@ pub struct BuildSpec {
     pub build: BuildId,
     /// The app.
     pub app: AppName,
+    /// The stack it builds on: its builder image.
+    pub stack: Stack,
+    /// Files handed to the build beside the source, as a tar rooted at `/build` (e.g.
+    /// `deps/NAME/` git dependencies the platform fetched, `hex/` settings); empty: none.
+    pub extra: Bytes,
     /// Tar of the source tree (the pushed commit with its submodules).
     pub source: Bytes,
     /// A tar of the app's build cache kept elsewhere, to seed a builder that has none
@@ -86,6 +92,10 @@ pub trait Builder: Send + Sync + 'static {
     async fn fetch(&self, build: &BuildId, path: &str) -> PortResult<Bytes>;
     /// Removes what is left of the build. Idempotent.
     async fn discard(&self, build: &BuildId) -> PortResult<()>;
+    /// The stacks this builder can build on, with the versions each has.
+    async fn stacks(&self) -> PortResult<Vec<StackVersions>> {
+        Ok(Vec::new())
+    }
     /// Whether this builder keeps a build cache for `app` (then builds use it in place and
     /// need no seed).
     async fn has_cache(&self, _app: &AppName) -> PortResult<bool> {

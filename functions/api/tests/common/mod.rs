@@ -253,6 +253,7 @@ impl Api {
 pub fn slug(n: u8) -> SlugRef {
     SlugRef {
         process_types: None,
+        stack: None,
         key: format!("slugs/{n}.tgz"),
         sha256: format!("{n:064x}"),
         size: 1000 * u64::from(n),

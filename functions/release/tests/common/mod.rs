@@ -50,7 +50,7 @@ pub async fn world(build: BuildId) -> World {
             secret_key_base: Secret::new("s"),
             replicas: 1,
             size: 0.5,
-            stack: "bookworm".into(),
+            stack: None,
             config: [("FOO".to_owned(), Secret::new("bar"))].into(),
         })
         .await
@@ -67,6 +67,7 @@ pub async fn world(build: BuildId) -> World {
             slug: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            stack: None,
             history: Vec::new(),
         })
         .await

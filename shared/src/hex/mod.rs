@@ -1,0 +1,10 @@
+//! The platform's Hex package cache: a read-only Hex repository (the layout of Hex's
+//! repository specification) that pulls from an upstream, hex.pm by default. Builds fetch
+//! their Hex packages from it and reach nothing else; the build step holds every build to
+//! its mix.lock against it ([`HexCache::check_lock`]).
+
+pub mod cache;
+pub mod registry;
+pub mod router;
+
+pub use cache::{Freshness, HexCache, HexError, HexSettings, LockReport};
