@@ -66,6 +66,34 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_BUILD_CONCURRENCY", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     build_concurrency: u32,
+    /// The Hex repository the package cache pulls from [default: hex.pm's,
+    /// https://repo.hex.pm].
+    #[arg(long, env = "GIGALIXIR_HEX_UPSTREAM", value_name = "URL")]
+    hex_upstream: Option<String>,
+    /// The PEM public key that upstream signs its registry with [default: hex.pm's].
+    #[arg(long, env = "GIGALIXIR_HEX_UPSTREAM_KEY", value_name = "FILE")]
+    hex_upstream_key: Option<PathBuf>,
+    /// Seconds a registry record is served from the package cache before the upstream is
+    /// asked again (while the upstream does not answer, older copies are served, with a
+    /// warning in the build's output).
+    #[arg(long, env = "GIGALIXIR_HEX_REGISTRY_TTL", default_value_t = 300)]
+    hex_registry_ttl: u64,
+    /// Let git URLs (submodules, git dependencies, webhook sources) point at loopback
+    /// addresses: for tests with a local git server, never in production.
+    #[arg(long, env = "GIGALIXIR_GIT_ALLOW_LOOPBACK")]
+    git_allow_loopback: bool,
+    /// A URL prefix asset tools (tailwind) may be fetched from; repeat for several
+    /// [default: tailwind's GitHub releases].
+    #[arg(long = "tool-allow", env = "GIGALIXIR_TOOL_ALLOW", value_name = "PREFIX", value_delimiter = ',')]
+    tool_allow: Vec<String>,
+    /// Where a tool comes from, as NAME=URL with {version} and {target}
+    /// [default: tailwind=its GitHub release download].
+    #[arg(long = "tool-source", env = "GIGALIXIR_TOOL_SOURCE", value_name = "NAME=URL", value_delimiter = ',')]
+    tool_source: Vec<String>,
+    /// Let builds run `npm install` for assets/package.json (off: such apps are told to
+    /// vendor their packages).
+    #[arg(long, env = "GIGALIXIR_NPM_ACCESS")]
+    npm_access: bool,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
     /// as JSON and exit; the infrastructure checks compare it with `infra/`.
     #[arg(long)]
@@ -94,6 +122,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
 
 /// Everything the functions share in one process.
 struct Ports {
+    hex: shared::hex::HexCache,
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     blobs: Arc<dyn Blobs>,
@@ -160,11 +189,26 @@ async fn run() -> anyhow::Result<()> {
     };
     // Replicas that crash after going live are started again.
     let _supervisor = runtime.supervise();
+    // The package cache: builds reach it, and nothing else, through a socket in a directory
+    // mounted into each build.
+    let hex_settings = shared::hex::HexSettings::new(
+        args.hex_upstream.as_deref(),
+        args.hex_upstream_key.as_deref(),
+        Duration::from_secs(args.hex_registry_ttl),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let hex = shared::hex::HexCache::new(blobs.clone(), hex_settings).map_err(anyhow::Error::msg)?;
+    let packages_dir = data_dir.join("run").join("packages");
+    let packages = serve_packages(&packages_dir, hex.clone()).await?;
     let ports = Ports {
+        hex,
         store: shared::backends::open_store(&store_url).context("opening the store")?,
         bus: shared::backends::open_bus(&bus_url).context("opening the bus")?,
         blobs,
-        builder: Arc::new(shared::docker::DockerBuilder::new(docker, &args.instance)),
+        builder: Arc::new(
+            shared::docker::DockerBuilder::new(docker, &args.instance)
+                .with_packages_dir(packages_dir),
+        ),
         runtime: Arc::new(runtime),
     };
 
@@ -175,7 +219,11 @@ async fn run() -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
 
     let shutdown = CancellationToken::new();
-    let steps = start_steps(&ports, &args, &shutdown).await?;
+    let git_policy = shared::gitfetch::GitPolicy {
+        allow_loopback: args.git_allow_loopback,
+        ..Default::default()
+    };
+    let steps = start_steps(&ports, &args, &shutdown, git_policy).await?;
 
     let receive = gigalixir_receive::router(gigalixir_receive::ReceiveState {
         store: ports.store.clone(),
@@ -183,6 +231,7 @@ async fn run() -> anyhow::Result<()> {
         blobs: ports.blobs.clone(),
         hook_exe: std::env::current_exe().context("locating this binary for git's hook")?,
         app_url_template: format!("http://{{app}}.{}:{port}/", args.domain),
+        git: git_policy,
     });
     let api = gigalixir_api::router(gigalixir_api::ApiState {
         store: ports.store.clone(),
@@ -219,11 +268,40 @@ async fn run() -> anyhow::Result<()> {
     // grace after the signal.
     shared::service::serve_until(listener, app, shutdown.clone().cancelled_owned()).await?;
     shutdown.cancel();
+    packages.abort();
     for step in steps {
         step.await.context("a delivery loop panicked")??;
     }
     tracing::info!("platform stopped");
     Ok(())
+}
+
+/// Serves the package cache on `DIR/hex.sock` (the directory builds get, read-only): the
+/// socket is the builds' one way out, so it is the only thing in that directory.
+async fn serve_packages(
+    dir: &std::path::Path,
+    hex: shared::hex::HexCache,
+) -> anyhow::Result<JoinHandle<()>> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the package cache's directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    let socket = dir.join("hex.sock");
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", socket.display())),
+    }
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    // builds run as another user than the platform
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+    let app = shared::hex::router::router(hex).layer(shared::web::trace_layer());
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "the package cache stopped");
+        }
+    }))
 }
 
 /// Subscribes each pipeline function to its topic and delivers to its router in-process,
@@ -232,6 +310,7 @@ async fn start_steps(
     ports: &Ports,
     args: &Args,
     shutdown: &CancellationToken,
+    git: shared::gitfetch::GitPolicy,
 ) -> anyhow::Result<Vec<JoinHandle<Result<(), shared::PortError>>>> {
     let boot_timeout = Duration::from_secs(args.boot_timeout);
     let build_timeout = Duration::from_secs(args.build_timeout * 60);
@@ -245,6 +324,14 @@ async fn start_steps(
             cache_bytes: args.build_cache_mb << 20,
             ..BuildLimits::default()
         },
+        hex: Some(ports.hex.clone()),
+        git,
+        tools: gigalixir_build::tools::ToolPolicy {
+            allow: args.tool_allow.clone(),
+            sources: args.tool_source.clone(),
+            allow_loopback: args.git_allow_loopback,
+        },
+        npm: args.npm_access,
     });
     let upload = gigalixir_upload::router(gigalixir_upload::StepState {
         store: ports.store.clone(),

@@ -57,6 +57,36 @@ pub fn file_in_tar(input: &[u8], name: &str) -> std::io::Result<Option<Vec<u8>>>
     Ok(None)
 }
 
+/// The regular files among `names` found in the tar `input`, each read only if it is at
+/// most `max` bytes (a larger one is reported as `None`): one pass, for looking at a few
+/// small files of a source tree.
+pub fn small_files(
+    input: &[u8],
+    names: &[&str],
+    max: u64,
+) -> std::io::Result<std::collections::BTreeMap<String, Option<Vec<u8>>>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_owned();
+        if !names.contains(&path.as_str()) {
+            continue;
+        }
+        if entry.size() > max {
+            found.insert(path, None);
+            continue;
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data)?;
+        found.insert(path, Some(data));
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

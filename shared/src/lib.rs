@@ -32,6 +32,8 @@ pub mod docker;
 pub mod embedded;
 #[cfg(any(feature = "gcs", feature = "firestore", feature = "pubsub"))]
 pub mod gcp;
+#[cfg(feature = "embedded")]
+pub mod gitfetch;
 #[cfg(feature = "hex")]
 pub mod hex;
 #[cfg(feature = "kube")]

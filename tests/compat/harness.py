@@ -225,7 +225,7 @@ class Platform:
             raise AssertionError(
                 f"GIGALIXIR's CLI is missing at {self.official_cli}: run scripts/test-compat"
             )
-        for image in ("gigalixir-builder:latest", "gigalixir-runner:latest"):
+        for image in ("gigalixir-builder:bookworm", "gigalixir-runner:bookworm", "gigalixir-builder:trixie", "gigalixir-runner:trixie"):
             found = subprocess.run(
                 ["docker", "image", "inspect", image],
                 stdin=subprocess.DEVNULL,

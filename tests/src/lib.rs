@@ -32,9 +32,14 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Fails unless the builder and runner images exist.
+/// Fails unless the builder and runner images of the stacks `scripts/images` builds exist.
 pub fn require_images() {
-    for image in ["gigalixir-builder:latest", "gigalixir-runner:latest"] {
+    for image in [
+        "gigalixir-builder:bookworm",
+        "gigalixir-runner:bookworm",
+        "gigalixir-builder:trixie",
+        "gigalixir-runner:trixie",
+    ] {
         let ok = Command::new("docker")
             .args(["image", "inspect", image])
             .stdout(Stdio::null())

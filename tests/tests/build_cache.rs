@@ -31,7 +31,7 @@ impl Volume {
         let out = Command::new("docker")
             .args(["run", "--rm", "--network", "none", "-v"])
             .arg(format!("{}:/c", self.0))
-            .args(["gigalixir-builder:latest", "sh", "-c", script])
+            .args(["gigalixir-builder:trixie", "sh", "-c", script])
             .output()
             .expect("docker");
         let (stdout, stderr) = texts(&out);
@@ -57,7 +57,7 @@ fn build(src: &Path, cache: &Volume, limit: u64) -> String {
         .arg(format!("{}:/build/cache", cache.0))
         .arg("-e")
         .arg(format!("GIGALIXIR_CACHE_LIMIT_BYTES={limit}"))
-        .args(["gigalixir-builder:latest", "/usr/local/bin/gigalixir-build"])
+        .args(["gigalixir-builder:trixie", "/usr/local/bin/gigalixir-build"])
         .output()
         .expect("docker");
     let (stdout, stderr) = texts(&out);

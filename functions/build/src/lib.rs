@@ -8,6 +8,9 @@
 //! `building` rejoins it (the builder finds the container by build id), `built` only
 //! re-publishes, anything later is acked as done.
 
+pub mod prepare;
+pub mod tools;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +22,10 @@ use shared::model::BuildState;
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
 use shared::push::{emit, fail_build, required, step_router, unexpected, StepError};
+use shared::hex::HexCache;
 use shared::PortError;
+
+use prepare::NotReady;
 
 /// Where the builder leaves the slug inside the build.
 pub const SLUG_PATH: &str = "/build/out/slug.tgz";
@@ -37,6 +43,14 @@ pub struct StepState {
     pub builder: Arc<dyn Builder>,
     /// Limits of each build.
     pub limits: BuildLimits,
+    /// The Hex package cache builds fetch from; `None`: apps with Hex packages cannot build.
+    pub hex: Option<HexCache>,
+    /// The rules for the git dependencies the platform fetches.
+    pub git: shared::gitfetch::GitPolicy,
+    /// Where asset tools may come from.
+    pub tools: tools::ToolPolicy,
+    /// Whether builds may run `npm install` (else apps with npm packages are refused).
+    pub npm: bool,
 }
 
 /// The blob key of an app's build cache: a copy that seeds a builder without one (another
@@ -117,9 +131,17 @@ pub async fn run_build(
             Err(err) => return Err(err.into()),
         }
     };
+    let prepared = match prepare::prepare(state, &current, id, &source).await {
+        Ok(p) => p,
+        Err(NotReady::Refused(why)) => return fail(state, id, &why).await,
+        Err(NotReady::Transient(why)) => return Err(StepError::Transient(why)),
+    };
+    let stack = prepared.stack;
     let spec = BuildSpec {
         build: id.clone(),
         app: app.clone(),
+        stack,
+        extra: prepared.extra,
         source,
         cache,
         env: current.config.clone(),
@@ -140,7 +162,9 @@ pub async fn run_build(
         BuildExit::Succeeded => {
             match state
                 .store
-                .transition_build(id, BuildState::Building, BuildState::Built, &|_| {})
+                .transition_build(id, BuildState::Building, BuildState::Built, &|b| {
+                    b.stack = Some(stack)
+                })
                 .await
             {
                 Ok(_) | Err(PortError::Precondition) => {}

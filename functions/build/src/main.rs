@@ -29,6 +29,10 @@ async fn main() -> anyhow::Result<()> {
         builder: std::sync::Arc::new(shared::docker::DockerBuilder::new(docker, INSTANCE)),
         // The default build timeout is the one the subscription's ack deadline covers.
         limits: BuildLimits::default(),
+        hex: None,
+        git: Default::default(),
+        tools: Default::default(),
+        npm: false,
     };
     Service::new(FUNCTION, router(state))
         .bus(bus)

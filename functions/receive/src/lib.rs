@@ -55,6 +55,8 @@ pub struct ReceiveState {
     pub hook_exe: PathBuf,
     /// The app's public URL, `{app}` standing for its name.
     pub app_url_template: String,
+    /// The rules for the git URLs the platform fetches (submodules, webhook sources).
+    pub git: shared::gitfetch::GitPolicy,
 }
 
 impl ReceiveState {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use shared::domain::{AppName, BuildId};
+use shared::gitfetch::{GitPolicy, Remote};
 use shared::messages::{Envelope, Event};
 use shared::model::{Build, BuildFlags, BuildState};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -141,7 +142,7 @@ async fn build_and_follow(
 ) -> anyhow::Result<u8> {
     let short = update.new.get(..7).unwrap_or(&update.new).to_owned();
     say(out, format!("-----> Received {short} for {}", push.app));
-    let archive = match archive_commit(&push.git_dir, &update.new, env).await {
+    let archive = match archive_commit(&push.git_dir, &update.new, env, &state.git).await {
         Ok(a) => a,
         Err(why) => {
             say(out, format!("error: {why}"));
@@ -319,15 +320,17 @@ async fn git_output(
     }
 }
 
-/// A tar of the commit's tree with every submodule's tree in place, recursively.
+/// A tar of the commit's tree with every submodule's tree in place, recursively; each
+/// submodule is fetched under the platform's rules for git URLs ([`GitPolicy`]).
 pub async fn archive_commit(
     git_dir: &Path,
     commit: &str,
     env: &BTreeMap<String, String>,
+    policy: &GitPolicy,
 ) -> Result<Vec<u8>, String> {
     let mut out = tar::Builder::new(Vec::new());
     let mut keep = Vec::new();
-    add_tree(git_dir, commit, env, "", &mut out, &mut keep, 0).await?;
+    add_tree(git_dir, commit, env, policy, "", &mut out, &mut keep, 0).await?;
     out.into_inner()
         .map_err(|e| format!("could not write the archive: {e}"))
 }
@@ -337,6 +340,7 @@ fn add_tree<'a>(
     git_dir: &'a Path,
     commit: &'a str,
     env: &'a BTreeMap<String, String>,
+    policy: &'a GitPolicy,
     prefix: &'a str,
     out: &'a mut tar::Builder<Vec<u8>>,
     keep: &'a mut Vec<tempfile::TempDir>,
@@ -400,25 +404,20 @@ fn add_tree<'a>(
                 .prefix("gx-submodule-")
                 .tempdir()
                 .map_err(|e| e.to_string())?;
-            let clone = tokio::process::Command::new("git")
-                .args(["clone", "--quiet", "--bare", url])
-                .arg(dir.path().join("repo.git"))
-                .env("GIT_TERMINAL_PROMPT", "0")
-                .output()
+            let remote = Remote::check(url, policy)
                 .await
-                .map_err(|e| e.to_string())?;
-            if !clone.status.success() {
-                return Err(format!(
-                    "could not fetch submodule {prefix}{path} from {url}: {}",
-                    String::from_utf8_lossy(&clone.stderr).trim()
-                ));
-            }
+                .map_err(|why| format!("submodule {prefix}{path}: {why}"))?;
+            remote
+                .fetch_commit(policy, &dir.path().join("repo.git"), &sub_commit, None, dir.path())
+                .await
+                .map_err(|why| format!("could not fetch submodule {prefix}{path}: {why}"))?;
             let sub_dir = dir.path().join("repo.git");
             let nested = format!("{prefix}{path}/");
             add_tree(
                 &sub_dir,
                 &sub_commit,
                 &BTreeMap::new(),
+                policy,
                 &nested,
                 out,
                 keep,

@@ -15,7 +15,6 @@
 //!   not started yet).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -31,6 +30,7 @@ use shared::model::{App, Build, BuildFlags, BuildState};
 use shared::PortError;
 
 use crate::pipeline::{archive_commit, NewBuild};
+use shared::gitfetch::Remote;
 use crate::ReceiveState;
 
 /// The signature header: `sha256=` and the hex HMAC-SHA256 of the body.
@@ -43,8 +43,6 @@ pub const EVENT_HEADER: &str = "x-github-event";
 /// Largest delivery accepted (GitHub caps its payloads at 25 MB).
 pub const MAX_BODY_BYTES: usize = 25 << 20;
 
-/// Longest a fetch of the pushed commit may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const ZERO: &str = "0000000000000000000000000000000000000000";
 
 /// What the webhook reads of a `push` event.
@@ -287,18 +285,39 @@ impl Request {
         }
         let scratch = tempfile::Builder::new().prefix("gx-webhook-").tempdir()?;
         let git_dir = scratch.path().join("repo.git");
-        if let Err(why) = fetch(&git_dir, &self.source, &self.commit, &self.branch).await {
+        let fetched = match Remote::check(self.source.url.as_str(), &state.git).await {
+            Ok(remote) => {
+                remote
+                    .fetch_commit(
+                        &state.git,
+                        &git_dir,
+                        self.commit.as_str(),
+                        Some(&format!("refs/heads/{}", self.branch)),
+                        scratch.path(),
+                    )
+                    .await
+            }
+            Err(why) => Err(why),
+        };
+        if let Err(why) = fetched {
             tracing::warn!(source = %self.source.shown(), error = %why, "webhook fetch failed");
             return Ok(refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!(
-                    "could not fetch {} from {}",
+                    "could not fetch {} from {}: {why}",
                     self.commit.as_str(),
                     self.source.shown()
                 ),
             ));
         }
-        let archive = match archive_commit(&git_dir, self.commit.as_str(), &BTreeMap::new()).await {
+        let archive = match archive_commit(
+            &git_dir,
+            self.commit.as_str(),
+            &BTreeMap::new(),
+            &state.git,
+        )
+        .await
+        {
             Ok(a) => a,
             Err(why) => {
                 return Ok(refuse(
@@ -331,71 +350,6 @@ impl Request {
         tracing::info!(commit = %self.commit.as_str(), "webhook build requested");
         Ok(self.accepted(StatusCode::ACCEPTED, "building"))
     }
-}
-
-/// Runs git in `git_dir` with prompts off and only http(s) allowed, within
-/// [`FETCH_TIMEOUT`]. Returns its error output on failure.
-async fn git(git_dir: &std::path::Path, args: &[&str]) -> Result<(), String> {
-    let run = tokio::process::Command::new("git")
-        .args(args)
-        .env("GIT_DIR", git_dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ALLOW_PROTOCOL", "http:https")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(FETCH_TIMEOUT, run)
-        .await
-        .map_err(|_| format!("git took longer than {} s", FETCH_TIMEOUT.as_secs()))?
-        .map_err(|e| format!("could not run git: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
-}
-
-/// Fetches `commit` into a new bare repository at `git_dir`: by id (servers such as
-/// GitHub allow it), else the branch, which must then contain it.
-async fn fetch(
-    git_dir: &std::path::Path,
-    source: &RepoUrl,
-    commit: &GitSha,
-    branch: &str,
-) -> Result<(), String> {
-    git(git_dir, &["init", "--bare", "--quiet"]).await?;
-    let url = source.url.as_str();
-    let by_id = git(
-        git_dir,
-        &[
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--depth=1",
-            url,
-            commit.as_str(),
-        ],
-    )
-    .await;
-    if let Err(why) = by_id {
-        tracing::debug!(error = %why, "fetch by commit id refused; fetching the branch");
-        git(
-            git_dir,
-            &[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                url,
-                &format!("refs/heads/{branch}"),
-            ],
-        )
-        .await?;
-    }
-    git(
-        git_dir,
-        &["cat-file", "-e", &format!("{}^{{commit}}", commit.as_str())],
-    )
-    .await
-    .map_err(|_| format!("{} is not on {branch}", commit.as_str()))
 }
 
 #[cfg(test)]

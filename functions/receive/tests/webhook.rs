@@ -217,6 +217,11 @@ async fn world() -> World {
             // Only git pushes run the hook.
             hook_exe: PathBuf::from("/nonexistent"),
             app_url_template: "http://{app}.localhost/".into(),
+            // the served repository is on loopback
+            git: shared::gitfetch::GitPolicy {
+                allow_loopback: true,
+                ..Default::default()
+            },
         },
         store,
         bus,

@@ -72,6 +72,7 @@ pub async fn upload(
     trace: Option<&str>,
 ) -> Result<(), StepError> {
     let build = required(state.store.build(id).await, "the build")?;
+    let stack = build.stack;
     match (build.state, build.slug) {
         (BuildState::Built, _) => {}
         (BuildState::Uploaded, Some(slug)) => return publish(state, app, id, slug, trace).await,
@@ -134,7 +135,8 @@ pub async fn upload(
         sha256: sha,
         size,
         process_types: process_types(meta.as_ref()),
-        stack: None,
+        // the platform's choice, not what the build container says
+        stack,
     };
     let stored_ref = slug_ref.clone();
     match state
