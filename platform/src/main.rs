@@ -348,6 +348,7 @@ async fn start_steps(
         bus: ports.bus.clone(),
         runtime: ports.runtime.clone(),
         boot_timeout,
+        app_domain: args.domain.clone(),
     });
     let wiring = deployment::subscriptions(Settings {
         build: build_timeout,

@@ -168,7 +168,7 @@ fn deployment(release: u32, replicas: i32, stage: Stage) -> Value {
             "template": {
                 "metadata": {"labels": {"gigalixir.app": "my-app", "gigalixir.release": release.to_string()},
                              "creationTimestamp": null},
-                "spec": {"containers": [{"name": "web", "image": "gigalixir-runner:latest",
+                "spec": {"containers": [{"name": "web", "image": "gigalixir-runner:bookworm",
                                          "envFrom": [{"secretRef": {"name": format!("env-v{release}")}}]}]}
             }
         },
@@ -206,7 +206,7 @@ fn pod(name: &str, release: u32, ready: bool, container: Value) -> Value {
 }
 
 fn booting() -> Value {
-    json!({"name": "web", "image": "gigalixir-runner:latest", "imageID": "", "ready": false,
+    json!({"name": "web", "image": "gigalixir-runner:bookworm", "imageID": "", "ready": false,
            "restartCount": 0, "state": {"running": {"startedAt": "2026-11-25T10:00:02Z"}}})
 }
 
@@ -424,7 +424,7 @@ fn crash_looping_cluster(previous: Option<u32>) -> Answer {
                     "web-7f6b-x",
                     2,
                     false,
-                    json!({"name": "web", "image": "gigalixir-runner:latest", "imageID": "",
+                    json!({"name": "web", "image": "gigalixir-runner:bookworm", "imageID": "",
                            "ready": false, "restartCount": 2,
                            "state": {"waiting": {"reason": "CrashLoopBackOff",
                                                  "message": "back-off 20s restarting failed container"}},
@@ -625,7 +625,7 @@ fn release_phase_cluster(exit: i32) -> Answer {
                         "metadata": {"name": "release-v2-q7x", "namespace": "app-my-app"},
                         "status": {"phase": if exit == 0 { "Succeeded" } else { "Failed" },
                                    "containerStatuses": [
-                            {"name": "web", "image": "gigalixir-runner:latest", "imageID": "",
+                            {"name": "web", "image": "gigalixir-runner:bookworm", "imageID": "",
                              "ready": false, "restartCount": 0,
                              "state": {"terminated": {"exitCode": exit, "reason": "Error"}}}]}
                     })],

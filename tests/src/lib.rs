@@ -5,6 +5,8 @@
 //! directory, Docker instance label and HOME, runs the real `gigalixir` CLI and the real
 //! `git` against it, and removes every container and network it made when dropped.
 
+pub mod upstream;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -101,17 +103,17 @@ pub struct Platform {
 impl Platform {
     /// Starts a platform and waits until it answers.
     pub fn start() -> Self {
-        Self::start_with(&[])
+        Self::start_with::<&str>(&[])
     }
 
     /// Starts a platform with extra command-line flags and waits until it answers.
-    pub fn start_with(flags: &[&str]) -> Self {
+    pub fn start_with<S: AsRef<str>>(flags: &[S]) -> Self {
         Self::start_with_env(flags, &[])
     }
 
     /// Starts a platform with extra flags and environment variables, and waits until it
     /// answers.
-    pub fn start_with_env(flags: &[&str], envs: &[(&str, &str)]) -> Self {
+    pub fn start_with_env<S: AsRef<str>>(flags: &[S], envs: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("data dir");
         let home = tempfile::tempdir().expect("home dir");
         let port = free_port();
@@ -124,7 +126,7 @@ impl Platform {
             data,
             home,
             log,
-            extra: flags.iter().map(|f| f.to_string()).collect(),
+            extra: flags.iter().map(|f| f.as_ref().to_owned()).collect(),
             envs: envs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -284,6 +286,40 @@ impl Platform {
         format!("{stdout}{stderr}")
     }
 
+    /// Runs git (a push) and returns whether it succeeded with everything it printed.
+    pub fn push(&self, dir: &Path, args: &[&str]) -> (bool, String) {
+        let out = self.git(dir, args);
+        let (stdout, stderr) = texts(&out);
+        (out.status.success(), format!("{stdout}{stderr}"))
+    }
+
+    /// Commits everything in `dir` with `message`.
+    pub fn commit_all(&self, dir: &Path, message: &str) {
+        self.git_ok(dir, &["add", "-A"]);
+        self.git_ok(dir, &["commit", "-qm", message]);
+    }
+
+    /// The blobs the platform keeps under `prefix` (its blob store is a directory).
+    pub fn blobs_under(&self, prefix: &str) -> Vec<String> {
+        let root = self.data_dir().join("blobs").join(prefix);
+        let mut found = Vec::new();
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(entry.path());
+                } else {
+                    found.push(entry.path().display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
     /// GET `path` of an app through the router, as `curl http://APP.localhost:PORT/` does.
     pub fn get_app(&self, app: &str, path: &str) -> (u16, String) {
         let client = reqwest::blocking::Client::builder()
@@ -343,11 +379,22 @@ impl Platform {
     /// Copies a fixture app from `tests/fixtures/NAME` into a fresh git repository
     /// (one commit) under `parent`, and returns its path.
     pub fn fixture_repo(&self, name: &str, parent: &Path) -> PathBuf {
+        self.fixture_repo_with(name, parent, |_| {})
+    }
+
+    /// [`fixture_repo`](Self::fixture_repo), with `edit` run on the copy before the commit.
+    pub fn fixture_repo_with(
+        &self,
+        name: &str,
+        parent: &Path,
+        edit: impl FnOnce(&Path),
+    ) -> PathBuf {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures")
             .join(name);
         let dir = parent.join(name);
         copy_dir(&src, &dir);
+        edit(&dir);
         self.git_ok(&dir, &["init", "-q", "--initial-branch=master"]);
         self.git_ok(&dir, &["add", "-A"]);
         self.git_ok(&dir, &["commit", "-qm", "first"]);

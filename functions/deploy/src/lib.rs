@@ -33,6 +33,8 @@ pub struct StepState {
     pub runtime: Arc<dyn Runtime>,
     /// How long a release may take to accept connections.
     pub boot_timeout: Duration,
+    /// Apps answer on `APP.<app_domain>` (`localhost` on one machine): `PHX_HOST`.
+    pub app_domain: String,
 }
 
 /// The function's router: the push endpoint and a health check.
@@ -60,9 +62,17 @@ pub fn router(state: StepState) -> Router {
 }
 
 /// The environment a release runs with: the platform's variables, then the config vars
-/// (which may not override the platform's own).
-pub fn release_env(app: &App, release: &Release) -> BTreeMap<String, Secret> {
+/// (which may not override the platform's own). What a generated Phoenix release reads —
+/// `PHX_SERVER`, `PHX_HOST` (the host users reach the app on) — comes as a default the
+/// app's own config vars override.
+pub fn release_env(app: &App, release: &Release, domain: &str) -> BTreeMap<String, Secret> {
     let mut env = release.spec.config.clone();
+    for (k, v) in [
+        ("PHX_SERVER", "true".to_owned()),
+        ("PHX_HOST", format!("{}.{domain}", app.name)),
+    ] {
+        env.entry(k.to_owned()).or_insert_with(|| Secret::new(v));
+    }
     let mut set = |k: &str, v: &str| {
         env.insert(k.to_owned(), Secret::new(v));
     };
@@ -157,7 +167,7 @@ async fn deploy_locked(
         app: app.clone(),
         version,
         slug: release.spec.slug.clone(),
-        env: release_env(&current, &release),
+        env: release_env(&current, &release, &state.app_domain),
         replicas: current.replicas.max(1),
         memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
         boot_timeout: boot_timeout(state, &current),
@@ -327,7 +337,7 @@ async fn on_live_release(
             app: app.clone(),
             version: release.version,
             slug: release.spec.slug.clone(),
-            env: release_env(&current, &release),
+            env: release_env(&current, &release, &state.app_domain),
             replicas: current.replicas,
             memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
             boot_timeout: boot_timeout(state, &current),
@@ -401,9 +411,18 @@ async fn hot_upgrade(
         .releases(&release.app)
         .await?
         .into_iter()
-        .any(|r| r.status == ReleaseStatus::Deployed);
-    if !running {
+        .find(|r| r.status == ReleaseStatus::Deployed);
+    let Some(running) = running else {
         log(state, build, vec!["-----> Hot upgrade not possible: nothing runs yet (first deploy); deploying normally".into()]).await;
+        return Ok(None);
+    };
+    // A release's code only loads into a node of the same Erlang/OTP and Elixir.
+    let (from, to) = (running.spec.slug.stack(), release.spec.slug.stack());
+    if from != to {
+        log(state, build, vec![format!(
+            "-----> Hot upgrade not possible: {} runs on stack {from} and this release is built on {to} (another Erlang/OTP and Elixir); deploying normally",
+            running.version
+        )]).await;
         return Ok(None);
     }
     log(

@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         bus: bus.clone(),
         runtime,
         boot_timeout: Settings::default().boot,
+        app_domain: env.domain().to_owned(),
     };
     Service::new(FUNCTION, router(state))
         .bus(bus)

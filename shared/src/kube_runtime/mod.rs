@@ -90,7 +90,8 @@ pub enum SshExposure {
 /// Cluster-wide settings of the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeSettings {
-    /// The runner image, as the cluster pulls it.
+    /// The runner image, as the cluster pulls it; `{stack}` stands for the release's stack
+    /// (`gigalixir-runner:{stack}`).
     pub image: String,
     /// Apps answer on `<app>.<domain>`.
     pub domain: String,
@@ -109,7 +110,7 @@ pub struct KubeSettings {
 impl Default for KubeSettings {
     fn default() -> Self {
         Self {
-            image: "gigalixir-runner:latest".into(),
+            image: "gigalixir-runner:{stack}".into(),
             domain: "localhost".into(),
             cluster_issuer: "letsencrypt".into(),
             ingress_class: Some("nginx".into()),
