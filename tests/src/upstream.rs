@@ -186,3 +186,33 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// Publishes the repository at `work` as `root/NAME.git` for git's dumb HTTP protocol (a
+/// bare copy with its `info/refs`), to be served by a [`StaticServer`] on `root`.
+pub fn publish_git(work: &Path, root: &Path, name: &str) {
+    let bare = root.join(format!("{name}.git"));
+    let _ = std::fs::remove_dir_all(&bare);
+    for args in [
+        vec![
+            "clone".to_owned(),
+            "-q".into(),
+            "--bare".into(),
+            work.display().to_string(),
+            bare.display().to_string(),
+        ],
+        vec![
+            "-C".into(),
+            bare.display().to_string(),
+            "update-server-info".into(),
+        ],
+    ] {
+        let out = Command::new("git")
+            .args(&args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run git");
+        let (o, e) = texts(&out);
+        assert!(out.status.success(), "git {args:?}: {o}{e}");
+    }
+}

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use gigalixir_tests::upstream::{publish_git, StaticServer};
 use gigalixir_tests::{docker, require_images, texts, Platform};
 use serde_json::Value;
 use shared::domain::AppName;
@@ -466,7 +467,8 @@ fn pushes_without_credentials_or_to_others_apps_are_refused() {
 #[test]
 fn submodules_are_part_of_the_build() {
     require_images();
-    let p = Platform::start();
+    // The submodule is served on loopback, which only this flag lets the platform fetch.
+    let p = Platform::start_with(&["--git-allow-loopback"]);
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
     let repo = p.fixture_repo("with_path_dep", work.path());
@@ -476,20 +478,13 @@ fn submodules_are_part_of_the_build() {
     p.git_ok(&sub, &["init", "-q", "--initial-branch=master"]);
     p.git_ok(&sub, &["add", "-A"]);
     p.git_ok(&sub, &["commit", "-qm", "greeter"]);
+    let served = work.path().join("served");
+    std::fs::create_dir_all(&served).expect("mkdir");
+    publish_git(&sub, &served, "greeter");
+    let server = StaticServer::start(&served);
     p.git_ok(&repo, &["add", "-A"]);
-    let url = format!("file://{}", sub.display());
-    p.git_ok(
-        &repo,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            &url,
-            "deps_src/greeter",
-        ],
-    );
+    let url = format!("{}/greeter.git", server.url());
+    p.git_ok(&repo, &["submodule", "add", "-q", &url, "deps_src/greeter"]);
     p.git_ok(&repo, &["commit", "-qm", "greeter as a submodule"]);
     let app = format!("subs-{}", &p.instance[1..7]);
     p.cli_ok(&repo, &["create", "app", &app]);
@@ -501,6 +496,25 @@ fn submodules_are_part_of_the_build() {
     );
     let (status, _) = p.get_app(&app, "/");
     assert_eq!(status, 200);
+
+    // A submodule URL outside the rules is refused with the rule, and nothing is fetched.
+    let before = server.log().lines().count();
+    for (bad, rule) in [
+        ("file:///etc", "the scheme `file:` is not allowed"),
+        ("/tmp/x", "local paths are not fetched"),
+        ("ssh://h/r", "the scheme `ssh:` is not allowed"),
+        ("git@h:r", "SSH addresses"),
+        ("--upload-pack=touch /tmp/pwned", "command-line option"),
+        ("http://169.254.169.254/", "link-local"),
+    ] {
+        p.git_ok(&repo, &["config", "-f", ".gitmodules", "submodule.deps_src/greeter.url", bad]);
+        p.git_ok(&repo, &["commit", "-qam", "another submodule URL"]);
+        let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+        assert!(!ok, "{bad}: {out}");
+        assert!(out.contains(rule), "{bad}: expected `{rule}` in:\n{out}");
+        assert!(!Path::new("/tmp/pwned").exists());
+    }
+    assert_eq!(server.log().lines().count(), before, "no request reached the server");
 }
 
 #[test]

@@ -83,13 +83,22 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
     assert!(secret.starts_with("sha256:"));
     let (_, node) = p.get_app(&app, "/node");
     assert_eq!(node.trim(), format!("{app}@{ip}"));
+    // What a generated Phoenix release reads.
+    assert_eq!(s("PHX_SERVER"), "true");
+    assert_eq!(s("PHX_HOST"), format!("{app}.localhost"));
 
     // config:set makes one release, and the app sees every pair.
     let before = release_count(&p, &repo);
     let started = Instant::now();
     p.cli_ok(
         &repo,
-        &["config:set", "A=1", "B=two words = fine", "UNICODE=héllo ✓"],
+        &[
+            "config:set",
+            "A=1",
+            "B=two words = fine",
+            "UNICODE=héllo ✓",
+            "PHX_HOST=shop.example.com",
+        ],
     );
     assert_eq!(
         release_count(&p, &repo),
@@ -115,6 +124,8 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
         secret.as_str(),
         "the secret stays across releases"
     );
+    assert_eq!(env["PHX_HOST"], "shop.example.com", "the app's own PHX_HOST wins");
+    assert_eq!(env["PHX_SERVER"], "true");
     let shown = p.cli_ok(&repo, &["config"]);
     assert!(
         shown.contains("A") && shown.contains("two words = fine"),
