@@ -219,9 +219,11 @@ resource "kubernetes_network_policy_v1" "system_no_ingress" {
 
 locals {
   registry_host = "${var.region}-docker.pkg.dev"
-  builder_image = "${local.image_base}/gigalixir-builder:${var.image_tag}"
-  # Kubernetes starts the workers only once this hook is done: the engine is up and holds the
-  # builder image under the local name the build function uses (gigalixir-builder:latest).
+  # One builder image per stack (gigalixir-builder:<stack>-<tag> in the registry).
+  builder_stacks = ["bookworm", "trixie"]
+  # Kubernetes starts the workers only once this hook is done: the engine is up and holds
+  # each stack's builder image under the local name the build function uses
+  # (gigalixir-builder:<stack>).
   # The registry token is the pod's Workload Identity token.
   load_builder_image = <<-EOT
     set -eu
@@ -233,8 +235,10 @@ locals {
       http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token \
       | sed -E 's/.*"access_token":"([^"]+)".*/\1/' \
       | docker login -u oauth2accesstoken --password-stdin https://${local.registry_host}
-    docker pull ${local.builder_image}
-    docker tag ${local.builder_image} gigalixir-builder:latest
+    for stack in ${join(" ", local.builder_stacks)}; do
+      docker pull ${local.image_base}/gigalixir-builder:$stack-${var.image_tag}
+      docker tag ${local.image_base}/gigalixir-builder:$stack-${var.image_tag} gigalixir-builder:$stack
+    done
     docker logout https://${local.registry_host}
   EOT
 }
@@ -318,7 +322,7 @@ resource "kubernetes_deployment_v1" "build" {
 
           readiness_probe {
             exec {
-              command = ["docker", "image", "inspect", "gigalixir-builder:latest"]
+              command = ["docker", "image", "inspect", "gigalixir-builder:trixie"]
             }
             period_seconds  = 30
             timeout_seconds = 10
@@ -342,6 +346,12 @@ resource "kubernetes_deployment_v1" "build" {
           volume_mount {
             name       = "docker-data"
             mount_path = "/var/lib/docker"
+          }
+          # The package cache's socket, which the engine mounts read-only into each build
+          # (the same path in both containers: the engine resolves bind mounts in its own).
+          volume_mount {
+            name       = "packages"
+            mount_path = "/run/gigalixir/packages"
           }
         }
 
@@ -391,6 +401,11 @@ resource "kubernetes_deployment_v1" "build" {
           volume_mount {
             name       = "tmp"
             mount_path = "/tmp"
+          }
+          # The worker serves the package cache to its builds here (GIGALIXIR_PACKAGES_DIR).
+          volume_mount {
+            name       = "packages"
+            mount_path = "/run/gigalixir/packages"
           }
         }
 
@@ -464,6 +479,12 @@ resource "kubernetes_deployment_v1" "build" {
           name = "tmp"
           empty_dir {
             size_limit = "8Gi"
+          }
+        }
+        volume {
+          name = "packages"
+          empty_dir {
+            size_limit = "1Mi"
           }
         }
       }

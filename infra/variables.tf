@@ -167,3 +167,9 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "hex_upstream" {
+  type        = string
+  default     = "https://repo.hex.pm"
+  description = "The Hex repository the platform's package cache pulls from (GIGALIXIR_HEX_UPSTREAM); builds reach only the cache."
+}

@@ -196,9 +196,10 @@ locals {
   image_base = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository}"
 
   # The runtime URL carries the cluster-wide settings of the Kubernetes runtime
-  # (shared/src/kube_runtime: KubeSettings::from_url).
+  # (shared/src/kube_runtime: KubeSettings::from_url). In the image, %7Bstack%7D is {stack}:
+  # each release runs on its own stack's runner (gigalixir-runner:<stack>-<tag>).
   runtime_url = "kube://?${join("&", [
-    "image=${urlencode("${local.image_base}/gigalixir-runner:${var.image_tag}")}",
+    "image=${urlencode("${local.image_base}/gigalixir-runner:")}%7Bstack%7D${urlencode("-${var.image_tag}")}",
     "domain=${urlencode(var.apps_domain)}",
     "issuer=${local.cluster_issuer}",
     "ingress_class=nginx",
@@ -220,10 +221,14 @@ locals {
       GIGALIXIR_BLOBS  = "gs://${local.bucket_prefix}"
       GIGALIXIR_DOMAIN = var.apps_domain
     }
+    # The build worker serves the package cache to its builds (hex.pm's by default).
     build = {
-      GIGALIXIR_STORE = "firestore://${var.project_id}"
-      GIGALIXIR_BUS   = "pubsub://${var.project_id}"
-      GIGALIXIR_BLOBS = "gs://${local.bucket_prefix}"
+      GIGALIXIR_STORE            = "firestore://${var.project_id}"
+      GIGALIXIR_BUS              = "pubsub://${var.project_id}"
+      GIGALIXIR_BLOBS            = "gs://${local.bucket_prefix}"
+      GIGALIXIR_HEX_UPSTREAM     = var.hex_upstream
+      GIGALIXIR_HEX_UPSTREAM_KEY = ""
+      GIGALIXIR_PACKAGES_DIR     = "/run/gigalixir/packages"
     }
     upload = {
       GIGALIXIR_STORE = "firestore://${var.project_id}"

@@ -199,7 +199,9 @@ async fn run() -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     let hex = shared::hex::HexCache::new(blobs.clone(), hex_settings).map_err(anyhow::Error::msg)?;
     let packages_dir = data_dir.join("run").join("packages");
-    let packages = serve_packages(&packages_dir, hex.clone()).await?;
+    let packages = shared::hex::router::serve_socket(&packages_dir, hex.clone())
+        .await
+        .with_context(|| format!("serving the package cache in {}", packages_dir.display()))?;
     let ports = Ports {
         hex,
         store: shared::backends::open_store(&store_url).context("opening the store")?,
@@ -276,33 +278,6 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the package cache on `DIR/hex.sock` (the directory builds get, read-only): the
-/// socket is the builds' one way out, so it is the only thing in that directory.
-async fn serve_packages(
-    dir: &std::path::Path,
-    hex: shared::hex::HexCache,
-) -> anyhow::Result<JoinHandle<()>> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the package cache's directory {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    let socket = dir.join("hex.sock");
-    match std::fs::remove_file(&socket) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", socket.display())),
-    }
-    let listener = tokio::net::UnixListener::bind(&socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    // builds run as another user than the platform
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
-    let app = shared::hex::router::router(hex).layer(shared::web::trace_layer());
-    Ok(tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::error!(error = %err, "the package cache stopped");
-        }
-    }))
-}
 
 /// Subscribes each pipeline function to its topic and delivers to its router in-process,
 /// exactly as Pub/Sub would push to it. Returns the delivery loops.

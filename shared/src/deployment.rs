@@ -263,13 +263,33 @@ pub const DOMAIN: EnvVar = var(
     "apps answer on APP.DOMAIN (default localhost)",
 );
 
+/// The Hex repository the package cache pulls from.
+pub const HEX_UPSTREAM: EnvVar = var(
+    "GIGALIXIR_HEX_UPSTREAM",
+    false,
+    "the Hex repository the package cache pulls from (default hex.pm's, https://repo.hex.pm)",
+);
+/// The key that repository signs its registry with.
+pub const HEX_UPSTREAM_KEY: EnvVar = var(
+    "GIGALIXIR_HEX_UPSTREAM_KEY",
+    false,
+    "PEM file of the public key that upstream signs its registry with (default hex.pm's)",
+);
+/// Where the build worker serves the package cache to its builds.
+pub const PACKAGES_DIR: EnvVar = var(
+    "GIGALIXIR_PACKAGES_DIR",
+    false,
+    "directory of the package cache's socket, shared with the Docker engine and mounted read-only into builds (default /run/gigalixir/packages)",
+);
+
 /// The environment variables `function` reads.
 pub fn env(function: Function) -> Vec<EnvVar> {
     match function {
         Function::Api => vec![PORT, STORE, BUS],
         // DOMAIN: a push ends with the app's URL.
         Function::Receive => vec![PORT, STORE, BUS, BLOBS, DOMAIN],
-        Function::Build => vec![STORE, BUS, BLOBS],
+        // The worker serves the package cache to its builds over the shared blobs.
+        Function::Build => vec![STORE, BUS, BLOBS, HEX_UPSTREAM, HEX_UPSTREAM_KEY, PACKAGES_DIR],
         Function::Upload => vec![STORE, BUS, BLOBS],
         Function::Release => vec![PORT, STORE, BUS],
         Function::Deploy => vec![PORT, STORE, BUS, BLOBS, RUNTIME, DOMAIN],
@@ -285,6 +305,9 @@ pub fn example(var: &EnvVar) -> &'static str {
         "GIGALIXIR_BLOBS" => "file:///var/lib/gigalixir/blobs",
         "GIGALIXIR_RUNTIME" => "docker://",
         "GIGALIXIR_DOMAIN" => "apps.example.com",
+        "GIGALIXIR_HEX_UPSTREAM" => "https://repo.hex.pm",
+        "GIGALIXIR_HEX_UPSTREAM_KEY" => "/etc/gigalixir/hex/public_key.pem",
+        "GIGALIXIR_PACKAGES_DIR" => "/run/gigalixir/packages",
         _ => "",
     }
 }

@@ -415,3 +415,27 @@ fn the_release_phase_runs_once_apart_from_the_traffic() {
     let from = c.env_from.as_ref().expect("envFrom");
     assert_eq!(from[0].secret_ref.as_ref().expect("secret").name, "env-v7");
 }
+
+#[test]
+fn the_package_cache_is_the_build_pods_one_way_out() {
+    use shared::kube_runtime::packages::render_packages;
+    let objects = render_packages("gigalixir");
+    let yaml = objects.to_yaml().expect("yaml");
+    let path = snapshot_path("packages-cache");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &yaml).expect("write snapshot");
+    }
+    let stored = std::fs::read_to_string(&path).expect("tests/data/kube/packages-cache.yaml");
+    assert_eq!(stored, yaml, "re-render with UPDATE_SNAPSHOTS=1");
+    let builds = objects.build_policy.spec.expect("spec");
+    assert_eq!(builds.policy_types.as_deref(), Some(&["Ingress".to_owned(), "Egress".to_owned()][..]));
+    assert_eq!(builds.ingress.as_deref().map(<[_]>::len), Some(0), "nothing reaches a build");
+    let egress = builds.egress.expect("egress");
+    assert_eq!(egress.len(), 2, "the cache and DNS, nothing else");
+    let cache = egress[0].to.as_ref().expect("to")[0].pod_selector.as_ref().expect("pods");
+    assert_eq!(
+        cache.match_labels.as_ref().expect("labels")["app.kubernetes.io/name"],
+        "gigalixir-packages"
+    );
+    assert!(egress.iter().all(|rule| rule.to.as_ref().is_some_and(|t| !t.is_empty())), "no rule admits everyone");
+}

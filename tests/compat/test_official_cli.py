@@ -267,6 +267,22 @@ class Apps(Case):
             '{"errors":{"":["App `no-such-app` not found."]}}',
         )
 
+    def test_stack_set_and_create_with_a_stack(self):
+        repo = PLATFORM.fixture_repo(ADA, "hello")
+        created = self.ok(
+            ADA.official("create", "-n", "compat-stack", "--stack", "bookworm", cwd=repo)
+        )
+        self.assertIn("compat-stack", created.out)
+        info = self.ok(ADA.official("apps:info", "-a", "compat-stack")).json()
+        self.assertEqual(info["stack"], "bookworm")
+        shown = self.ok(ADA.official("stack:set", "-a", "compat-stack", "-s", "trixie")).json()
+        self.assertEqual(shown["stack"], "trixie")
+        self.assertEqual(ADA.api("GET", "/api/apps/compat-stack")[1]["data"]["stack"], "trixie")
+        self.fails_with(
+            ADA.official("stack:set", "-a", "compat-stack", "-s", "gigalixir-22"),
+            '{"errors":{"stack":["unknown stack `gigalixir-22`: the stacks are bookworm, trixie, forky"]}}',
+        )
+
     def test_config_set_unset(self):
         self.create("compat-config")
         self.assertEqual(self.ok(ADA.official("config", "-a", "compat-config")).json(), {})

@@ -176,6 +176,11 @@ impl Platform {
         }
     }
 
+    /// The platform process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What the platform logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -411,7 +416,8 @@ impl Platform {
     }
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
+/// Copies a directory tree (files and directories; for fixtures).
+pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).expect("mkdir");
     for entry in std::fs::read_dir(src).expect("read fixture") {
         let entry = entry.expect("entry");

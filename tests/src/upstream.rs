@@ -173,20 +173,6 @@ fn build(dir: &Path, sources: Option<&Path>) {
     assert!(out.status.success(), "build-hex-repo failed:\n{o}\n{e}");
 }
 
-/// Copies a directory tree (files and directories; for fixtures).
-pub fn copy_tree(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).expect("mkdir");
-    for entry in std::fs::read_dir(src).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = dst.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 /// Publishes the repository at `work` as `root/NAME.git` for git's dumb HTTP protocol (a
 /// bare copy with its `info/refs`), to be served by a [`StaticServer`] on `root`.
 pub fn publish_git(work: &Path, root: &Path, name: &str) {

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use gigalixir_tests::upstream::{copy_tree, HexUpstream};
-use gigalixir_tests::{require_images, Platform};
+use gigalixir_tests::upstream::HexUpstream;
+use gigalixir_tests::{copy_dir, require_images, Platform};
 
 const TARBALLS: [&str; 3] = ["gx_base-1.0.0", "gx_greet-1.0.0", "gx_erl-1.0.0"];
 
@@ -139,7 +139,7 @@ fn a_hex_app_builds_through_the_package_cache_held_to_its_lock() {
     assert_eq!(tarballs_kept(&p), kept, "nothing kept of an altered tarball");
 
     let sources = tempfile::tempdir().expect("sources");
-    copy_tree(
+    copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hex_packages"),
         sources.path(),
     );

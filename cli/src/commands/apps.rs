@@ -230,8 +230,8 @@ mod tests {
         assert_eq!(
             t,
             "NAME             REPLICAS  SIZE  STACK\n\
-             a-long-app-name  1         0.5   bookworm\n\
-             abc              12        1     bookworm"
+             a-long-app-name  1         0.5   auto\n\
+             abc              12        1     auto"
         );
     }
 }

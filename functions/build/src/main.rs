@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use gigalixir_build::{router, StepState};
-use shared::deployment::Function;
+use shared::deployment::{self, Function};
 use shared::ports::builder::BuildLimits;
 use shared::service::Service;
 
@@ -22,14 +22,33 @@ async fn main() -> anyhow::Result<()> {
     let docker =
         shared::docker::connect().context("connecting to the Docker engine (DOCKER_HOST)")?;
     let bus = env.bus()?;
+    let blobs = env.blobs()?;
+    // The package cache, over the same blobs as every other worker's: served to this
+    // worker's builds on a socket in a directory the Docker engine mounts into them.
+    let settings = shared::hex::HexSettings::new(
+        env.get(&deployment::HEX_UPSTREAM),
+        env.get(&deployment::HEX_UPSTREAM_KEY).map(std::path::Path::new),
+        std::time::Duration::from_secs(300),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let hex = shared::hex::HexCache::new(blobs.clone(), settings).map_err(anyhow::Error::msg)?;
+    let packages_dir = std::path::PathBuf::from(
+        env.get(&deployment::PACKAGES_DIR)
+            .unwrap_or("/run/gigalixir/packages"),
+    );
+    let _packages = shared::hex::router::serve_socket(&packages_dir, hex.clone())
+        .await
+        .with_context(|| format!("serving the package cache in {}", packages_dir.display()))?;
     let state = StepState {
         store: env.store()?,
         bus: bus.clone(),
-        blobs: env.blobs()?,
-        builder: std::sync::Arc::new(shared::docker::DockerBuilder::new(docker, INSTANCE)),
+        blobs,
+        builder: std::sync::Arc::new(
+            shared::docker::DockerBuilder::new(docker, INSTANCE).with_packages_dir(packages_dir),
+        ),
         // The default build timeout is the one the subscription's ack deadline covers.
         limits: BuildLimits::default(),
-        hex: None,
+        hex: Some(hex),
         git: Default::default(),
         tools: Default::default(),
         npm: false,
@@ -41,3 +60,4 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+

@@ -338,14 +338,7 @@ impl Builder for DockerBuilder {
     async fn stacks(&self) -> PortResult<Vec<StackVersions>> {
         let mut out = Vec::new();
         for stack in Stack::ALL {
-            // a stack counts only with both of its images
-            let runner = self.docker.inspect_image(&stack.runner_image()).await;
-            if let Err(err) = runner {
-                match map_err(err) {
-                    PortError::NotFound => continue,
-                    other => return Err(other),
-                }
-            }
+            // a build node needs the builder image; the runner image is the runtime's
             if let Some(versions) = self.stack_of(stack).await? {
                 out.push(versions);
             }

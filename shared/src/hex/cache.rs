@@ -187,15 +187,36 @@ impl HexCache {
 
     /// `packages/NAME`, checked.
     pub async fn package(&self, name: &str) -> Result<(Resource, Package), HexError> {
+        self.package_record(name, false).await
+    }
+
+    /// `packages/NAME` with `version` in it: a kept record that lacks the version is
+    /// fetched again at once (it may have been published since), whatever its age.
+    pub async fn package_with(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<(Resource, Package), HexError> {
+        let (resource, package) = self.package_record(name, false).await?;
+        if package.releases.iter().any(|r| r.version == version) {
+            return Ok((resource, package));
+        }
+        self.package_record(name, true).await
+    }
+
+    async fn package_record(&self, name: &str, force: bool) -> Result<(Resource, Package), HexError> {
         if !registry::valid_name(name) {
             return Err(HexError::Invalid(format!("`{name}` is not a Hex package name")));
         }
         let key = self.key.clone();
         let owned = name.to_owned();
         let resource = self
-            .registry(&format!("packages/{name}"), &format!("package {name}"), move |body| {
-                registry::package(body, &key, &owned, REPOSITORY).map(drop)
-            })
+            .registry(
+                &format!("packages/{name}"),
+                &format!("package {name}"),
+                force,
+                move |body| registry::package(body, &key, &owned, REPOSITORY).map(drop),
+            )
             .await?;
         // checked before it was kept
         let package = registry::package(&resource.body, &self.key, name, REPOSITORY)
@@ -209,14 +230,17 @@ impl HexCache {
             return Err(HexError::Invalid(format!("`{which}` is not a registry resource")));
         }
         let key = self.key.clone();
-        self.registry(which, which, move |body| registry::listing(body, &key, REPOSITORY))
-            .await
+        self.registry(which, which, false, move |body| {
+            registry::listing(body, &key, REPOSITORY)
+        })
+        .await
     }
 
     async fn registry(
         &self,
         path: &str,
         what: &str,
+        force: bool,
         check: impl Fn(&[u8]) -> Result<(), RecordError>,
     ) -> Result<Resource, HexError> {
         let body_key = format!("hex/registry/{path}");
@@ -237,7 +261,7 @@ impl HexCache {
         let now = Utc::now();
         let age = |m: &Meta| (now - m.fetched_at).to_std().unwrap_or_default();
         if let (Some(body), Some(m)) = (&kept, &meta) {
-            if age(m) < self.settings.registry_ttl {
+            if !force && age(m) < self.settings.registry_ttl {
                 return Ok(resource(body.clone(), Freshness::Fresh));
             }
         }
@@ -316,7 +340,7 @@ impl HexCache {
         if !registry::valid_version(version) {
             return Err(HexError::Invalid(format!("`{version}` is not a version")));
         }
-        let (resource, package) = self.package(name).await?;
+        let (resource, package) = self.package_with(name, version).await?;
         let release = package
             .releases
             .iter()
@@ -409,7 +433,7 @@ impl HexCache {
                 lock.dep, lock.repo
             ));
         }
-        let (_, package) = self.package(&lock.package).await.map_err(|e| match e {
+        let (_, package) = self.package_with(&lock.package, &lock.version).await.map_err(|e| match e {
             HexError::NotFound(_) => format!(
                 "mix.lock locks {} {}, but the Hex repository has no package {}",
                 lock.dep, lock.version, lock.package

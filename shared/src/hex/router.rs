@@ -113,3 +113,32 @@ async fn tarball(State(cache): State<HexCache>, Path(file): Path<String>) -> Res
         Err(err) => error(err),
     }
 }
+
+/// The socket's file name in the directory [`serve_socket`] serves in.
+pub const SOCKET: &str = "hex.sock";
+
+/// Serves the repository on `DIR/hex.sock`, for builds: the directory (made if missing,
+/// mode 0755) is mounted read-only into each build, so the socket is the only thing in it,
+/// and it is open to every user (builds run as another user than the platform).
+pub async fn serve_socket(
+    dir: &std::path::Path,
+    cache: HexCache,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    let socket = dir.join(SOCKET);
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(&socket)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+    let app = router(cache).layer(crate::web::trace_layer());
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "the package cache stopped");
+        }
+    }))
+}

@@ -29,6 +29,7 @@
 //!   [`HotOutcome::NotPossible`](crate::ports::runtime::HotOutcome), and the deploy
 //!   function deploys normally.
 
+pub mod packages;
 pub mod render;
 mod runtime;
 
@@ -247,6 +248,15 @@ pub fn namespace_of(settings: &KubeSettings, app: &crate::domain::AppName) -> St
 mod tests {
     use super::*;
     use crate::domain::AppName;
+
+    #[test]
+    fn the_runner_image_names_the_stack() {
+        // as Terraform writes it (infra/wiring.tf)
+        let s = KubeSettings::from_url("kube://?image=r.example%2Fgigalixir-runner%3A%7Bstack%7D-v7")
+            .expect("parses");
+        assert_eq!(s.image, "r.example/gigalixir-runner:{stack}-v7");
+        assert_eq!(KubeSettings::default().image, "gigalixir-runner:{stack}");
+    }
 
     #[test]
     fn urls_set_what_they_name_and_refuse_the_rest() {
