@@ -371,8 +371,17 @@ fn tidy(stderr: &str, remote: &Remote) -> String {
 
 /// git on a local repository only (no remote): `cat-file`, `init`, `archive`.
 pub async fn local_git(args: &[&str], git_dir: &Path) -> Result<Vec<u8>, String> {
-    let out = tokio::process::Command::new("git")
-        .args(["-c", "protocol.allow=never"])
+    local_git_in(args, git_dir, None).await
+}
+
+/// [`local_git`] with a work tree (`checkout`), hooks off.
+pub async fn local_git_in(
+    args: &[&str],
+    git_dir: &Path,
+    work_tree: Option<&Path>,
+) -> Result<Vec<u8>, String> {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(["-c", "protocol.allow=never", "-c", "core.hooksPath=/dev/null"])
         .args(args)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -380,7 +389,11 @@ pub async fn local_git(args: &[&str], git_dir: &Path) -> Result<Vec<u8>, String>
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("HOME", "/nonexistent")
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null());
+    if let Some(tree) = work_tree {
+        cmd.env("GIT_WORK_TREE", tree);
+    }
+    let out = cmd
         .output()
         .await
         .map_err(|e| format!("could not run git: {e}"))?;

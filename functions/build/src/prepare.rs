@@ -312,25 +312,10 @@ async fn checkout(state: &StepState, dep: &mixlock::GitLock) -> Result<Bytes, No
     let local = |args: Vec<String>| {
         let (dest, git_dir) = (dest.clone(), git_dir.clone());
         async move {
-            let out = tokio::process::Command::new("git")
-                .args(["-c", "protocol.allow=never", "-c", "core.hooksPath=/dev/null"])
-                .args(&args)
-                .env_clear()
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-                .env("GIT_DIR", &git_dir)
-                .env("GIT_WORK_TREE", &dest)
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .env("HOME", "/nonexistent")
-                .stdin(std::process::Stdio::null())
-                .output()
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            shared::gitfetch::local_git_in(&args, &git_dir, Some(&dest))
                 .await
-                .map_err(|e| format!("could not run git: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-            }
+                .map(drop)
         }
     };
     std::fs::create_dir_all(&dest).map_err(|e| NotReady::Transient(e.to_string()))?;
