@@ -14,10 +14,9 @@ use serde::Serialize;
 use shared::domain::AppName;
 use shared::stack::Stack;
 use shared::wire::{
-    StackChange,
     AppStatus, AppView, ConfigCopy, ConfigSet, ConfigUnset, Data, Errors, KeyView, NewApp,
     NewSshKey, NewUser, ReleaseView, ScaleRequest, ScaleView, SshAccess, SshKeyRemove, SshKeyView,
-    UserView,
+    StackChange, UserView,
 };
 use url::Url;
 

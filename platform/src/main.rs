@@ -84,14 +84,24 @@ struct Args {
     git_allow_loopback: bool,
     /// A URL prefix asset tools (tailwind) may be fetched from; repeat for several
     /// [default: tailwind's GitHub releases].
-    #[arg(long = "tool-allow", env = "GIGALIXIR_TOOL_ALLOW", value_name = "PREFIX", value_delimiter = ',')]
+    #[arg(
+        long = "tool-allow",
+        env = "GIGALIXIR_TOOL_ALLOW",
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
     tool_allow: Vec<String>,
     /// Where a tool comes from, as NAME=URL with {version} and {target}
     /// [default: tailwind=its GitHub release download].
-    #[arg(long = "tool-source", env = "GIGALIXIR_TOOL_SOURCE", value_name = "NAME=URL", value_delimiter = ',')]
+    #[arg(
+        long = "tool-source",
+        env = "GIGALIXIR_TOOL_SOURCE",
+        value_name = "NAME=URL",
+        value_delimiter = ','
+    )]
     tool_source: Vec<String>,
-    /// Let builds run `npm install` for assets/package.json (off: such apps are told to
-    /// vendor their packages).
+    /// Let apps whose assets/package.json lists npm packages build as they are (off: they
+    /// are told to vendor them; the platform runs no `npm install` either way).
     #[arg(long, env = "GIGALIXIR_NPM_ACCESS")]
     npm_access: bool,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
@@ -197,7 +207,8 @@ async fn run() -> anyhow::Result<()> {
         Duration::from_secs(args.hex_registry_ttl),
     )
     .map_err(anyhow::Error::msg)?;
-    let hex = shared::hex::HexCache::new(blobs.clone(), hex_settings).map_err(anyhow::Error::msg)?;
+    let hex =
+        shared::hex::HexCache::new(blobs.clone(), hex_settings).map_err(anyhow::Error::msg)?;
     let packages_dir = data_dir.join("run").join("packages");
     let packages = shared::hex::router::serve_socket(&packages_dir, hex.clone())
         .await
@@ -277,7 +288,6 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!("platform stopped");
     Ok(())
 }
-
 
 /// Subscribes each pipeline function to its topic and delivers to its router in-process,
 /// exactly as Pub/Sub would push to it. Returns the delivery loops.

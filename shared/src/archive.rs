@@ -72,7 +72,11 @@ pub fn small_files(
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_owned();
+        let path = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
         if !names.contains(&path.as_str()) {
             continue;
         }

@@ -289,7 +289,14 @@ pub fn env(function: Function) -> Vec<EnvVar> {
         // DOMAIN: a push ends with the app's URL.
         Function::Receive => vec![PORT, STORE, BUS, BLOBS, DOMAIN],
         // The worker serves the package cache to its builds over the shared blobs.
-        Function::Build => vec![STORE, BUS, BLOBS, HEX_UPSTREAM, HEX_UPSTREAM_KEY, PACKAGES_DIR],
+        Function::Build => vec![
+            STORE,
+            BUS,
+            BLOBS,
+            HEX_UPSTREAM,
+            HEX_UPSTREAM_KEY,
+            PACKAGES_DIR,
+        ],
         Function::Upload => vec![STORE, BUS, BLOBS],
         Function::Release => vec![PORT, STORE, BUS],
         Function::Deploy => vec![PORT, STORE, BUS, BLOBS, RUNTIME, DOMAIN],

@@ -60,7 +60,9 @@ impl Remote {
         let refuse = |rule: &str| format!("{shown} was refused: {rule}");
         let raw = raw.trim();
         if raw.starts_with('-') {
-            return Err(refuse("it looks like a command-line option (it starts with `-`)"));
+            return Err(refuse(
+                "it looks like a command-line option (it starts with `-`)",
+            ));
         }
         if raw.chars().any(|c| c.is_control() || c == ' ') {
             return Err(refuse("it contains spaces or control characters"));
@@ -68,12 +70,18 @@ impl Remote {
         let url = match Url::parse(raw) {
             Ok(url) => url,
             Err(_) if raw.starts_with('/') || raw.starts_with('.') || raw.starts_with('~') => {
-                return Err(refuse("local paths are not fetched; only https:// and http:// URLs"))
+                return Err(refuse(
+                    "local paths are not fetched; only https:// and http:// URLs",
+                ))
             }
-            Err(_) if raw.contains(':') && raw.contains('@') => {
-                return Err(refuse("SSH addresses (user@host:path) are not fetched; only https:// and http:// URLs"))
+            Err(_) if raw.contains(':') && raw.contains('@') => return Err(refuse(
+                "SSH addresses (user@host:path) are not fetched; only https:// and http:// URLs",
+            )),
+            Err(_) => {
+                return Err(refuse(
+                    "it is not a URL; only https:// and http:// URLs are fetched",
+                ))
             }
-            Err(_) => return Err(refuse("it is not a URL; only https:// and http:// URLs are fetched")),
         };
         if !matches!(url.scheme(), "https" | "http") {
             return Err(refuse(&format!(
@@ -89,17 +97,15 @@ impl Remote {
         };
         let port = url.port_or_known_default().unwrap_or(443);
         let lookup = format!("{}:{port}", host_for_lookup(&host));
-        let addrs: Vec<IpAddr> = match tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::net::lookup_host(lookup),
-        )
-        .await
-        {
-            Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
-            Ok(Err(_)) | Err(_) => {
-                return Err(refuse(&format!("the host name {host} does not resolve")))
-            }
-        };
+        let addrs: Vec<IpAddr> =
+            match tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host(lookup))
+                .await
+            {
+                Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+                Ok(Err(_)) | Err(_) => {
+                    return Err(refuse(&format!("the host name {host} does not resolve")))
+                }
+            };
         let Some(first) = addrs.first().copied() else {
             return Err(refuse(&format!("the host name {host} does not resolve")));
         };
@@ -161,7 +167,12 @@ impl Remote {
             .args(["-c", "protocol.http.allow=always"])
             .args(["-c", "credential.helper="])
             .args(["-c", "core.askPass="])
-            .args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=30"])
+            .args([
+                "-c",
+                "http.lowSpeedLimit=1000",
+                "-c",
+                "http.lowSpeedTime=30",
+            ])
             .args(args)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -240,7 +251,15 @@ impl Remote {
             .git(
                 policy,
                 git_dir,
-                &["fetch", "--quiet", "--no-tags", "--depth=1", "--", &url, commit],
+                &[
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--depth=1",
+                    "--",
+                    &url,
+                    commit,
+                ],
                 watch,
             )
             .await;
@@ -259,12 +278,15 @@ impl Remote {
             args.extend(specs.iter().map(String::as_str));
             self.git(policy, git_dir, &args, watch).await?;
         }
-        local_git(&["cat-file", "-e", &format!("{commit}^{{commit}}")], git_dir)
-            .await
-            .map_err(|_| match hint {
-                Some(r) => format!("commit {commit} is not on {r} of {}", self.shown()),
-                None => format!("{} has no commit {commit}", self.shown()),
-            })?;
+        local_git(
+            &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+            git_dir,
+        )
+        .await
+        .map_err(|_| match hint {
+            Some(r) => format!("commit {commit} is not on {r} of {}", self.shown()),
+            None => format!("{} has no commit {commit}", self.shown()),
+        })?;
         Ok(())
     }
 }
@@ -362,9 +384,14 @@ fn tidy(stderr: &str, remote: &Remote) -> String {
         .or_else(|| secret_free.lines().map(str::trim).find(|l| !l.is_empty()))
         .unwrap_or("git failed")
         .to_owned();
-    let line = line.trim_start_matches("fatal: ").trim_start_matches("error: ");
+    let line = line
+        .trim_start_matches("fatal: ")
+        .trim_start_matches("error: ");
     if line.contains("Redirect") || line.contains("redirect") {
-        return format!("{} answered with a redirect, which is not followed", remote.shown());
+        return format!(
+            "{} answered with a redirect, which is not followed",
+            remote.shown()
+        );
     }
     format!("fetching {} failed: {line}", remote.shown())
 }
@@ -381,15 +408,20 @@ pub async fn local_git_in(
     work_tree: Option<&Path>,
 ) -> Result<Vec<u8>, String> {
     let mut cmd = tokio::process::Command::new("git");
-    cmd.args(["-c", "protocol.allow=never", "-c", "core.hooksPath=/dev/null"])
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("GIT_DIR", git_dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("HOME", "/nonexistent")
-        .stdin(std::process::Stdio::null());
+    cmd.args([
+        "-c",
+        "protocol.allow=never",
+        "-c",
+        "core.hooksPath=/dev/null",
+    ])
+    .args(args)
+    .env_clear()
+    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    .env("GIT_DIR", git_dir)
+    .env("GIT_CONFIG_NOSYSTEM", "1")
+    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+    .env("HOME", "/nonexistent")
+    .stdin(std::process::Stdio::null());
     if let Some(tree) = work_tree {
         cmd.env("GIT_WORK_TREE", tree);
     }
@@ -434,36 +466,59 @@ mod tests {
     #[tokio::test]
     async fn only_public_http_urls_pass() {
         let p = GitPolicy::default();
-        assert!(refused("file:///etc", &p).await.contains("the scheme `file:` is not allowed"));
+        assert!(refused("file:///etc", &p)
+            .await
+            .contains("the scheme `file:` is not allowed"));
         assert!(refused("/tmp/x", &p).await.contains("local paths"));
         assert!(refused("ssh://h/r", &p).await.contains("the scheme `ssh:`"));
         assert!(refused("git@h:r", &p).await.contains("SSH addresses"));
-        assert!(refused("ext::sh -c touch% /tmp/pwned", &p).await.contains("spaces"));
+        assert!(refused("ext::sh -c touch% /tmp/pwned", &p)
+            .await
+            .contains("spaces"));
         assert!(refused("ext::sh", &p).await.contains("the scheme `ext:`"));
-        assert!(refused("--upload-pack=touch /tmp/pwned", &p).await.contains("command-line option"));
-        assert!(refused("git://example.org/r", &p).await.contains("the scheme `git:`"));
-        assert!(refused("http://127.0.0.1:9/r", &p).await.contains("loopback"));
+        assert!(refused("--upload-pack=touch /tmp/pwned", &p)
+            .await
+            .contains("command-line option"));
+        assert!(refused("git://example.org/r", &p)
+            .await
+            .contains("the scheme `git:`"));
+        assert!(refused("http://127.0.0.1:9/r", &p)
+            .await
+            .contains("loopback"));
         assert!(refused("http://[::1]/r", &p).await.contains("loopback"));
         let meta = refused("http://169.254.169.254/", &p).await;
         assert!(meta.contains("link-local"), "{meta}");
         assert!(refused("http://10.0.0.1/r", &p).await.contains("private"));
-        assert!(refused("http://[::ffff:192.168.1.1]/r", &p).await.contains("private"));
-        assert!(refused("http://[fd00::1]/r", &p).await.contains("unique local"));
+        assert!(refused("http://[::ffff:192.168.1.1]/r", &p)
+            .await
+            .contains("private"));
+        assert!(refused("http://[fd00::1]/r", &p)
+            .await
+            .contains("unique local"));
         assert!(refused("http://100.64.0.1/r", &p).await.contains("shared"));
-        assert!(refused("http://0.0.0.0/r", &p).await.contains("unspecified"));
+        assert!(refused("http://0.0.0.0/r", &p)
+            .await
+            .contains("unspecified"));
         // loopback only when the operator allows it; link-local never
         let tests = GitPolicy {
             allow_loopback: true,
             ..GitPolicy::default()
         };
-        assert!(Remote::check("http://127.0.0.1:9/r.git", &tests).await.is_ok());
-        assert!(refused("http://169.254.169.254/", &tests).await.contains("link-local"));
+        assert!(Remote::check("http://127.0.0.1:9/r.git", &tests)
+            .await
+            .is_ok());
+        assert!(refused("http://169.254.169.254/", &tests)
+            .await
+            .contains("link-local"));
         // a public literal address passes the rules (nothing is fetched here)
         assert!(Remote::check("https://192.0.43.10/r.git", &p).await.is_ok());
     }
 
     #[test]
     fn credentials_are_never_shown() {
-        assert_eq!(shown("https://user:s3cret@example.org/r.git"), "`https://example.org/r.git`");
+        assert_eq!(
+            shown("https://user:s3cret@example.org/r.git"),
+            "`https://example.org/r.git`"
+        );
     }
 }

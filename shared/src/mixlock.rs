@@ -136,7 +136,10 @@ pub fn parse(text: &str) -> Result<MixLock, LockError> {
             Some("hex") => {
                 let s = |i: usize| items.get(i).and_then(Term::text).map(str::to_owned);
                 let tools = match items.get(4) {
-                    Some(Term::List(l)) => l.iter().filter_map(|t| t.text().map(str::to_owned)).collect(),
+                    Some(Term::List(l)) => l
+                        .iter()
+                        .filter_map(|t| t.text().map(str::to_owned))
+                        .collect(),
                     _ => Vec::new(),
                 };
                 lock.hex.push(HexLock {
@@ -155,7 +158,8 @@ pub fn parse(text: &str) -> Result<MixLock, LockError> {
                 if let Some(Term::List(list)) = items.get(3) {
                     for item in list {
                         if let Term::Tuple(kv) = item {
-                            if let (Some(k), Some(v)) = (kv.first().and_then(Term::text), kv.get(1)) {
+                            if let (Some(k), Some(v)) = (kv.first().and_then(Term::text), kv.get(1))
+                            {
                                 let v = match v {
                                     Term::Int(i) => i.to_string(),
                                     other => other.text().unwrap_or_default().to_owned(),
@@ -262,7 +266,12 @@ impl Parser<'_> {
             }
             w
         };
-        if self.peek() == Some(b':') && self.s.get(self.i + 1).is_some_and(|c| c.is_ascii_whitespace()) {
+        if self.peek() == Some(b':')
+            && self
+                .s
+                .get(self.i + 1)
+                .is_some_and(|c| c.is_ascii_whitespace())
+        {
             self.i += 1;
             Ok(Some(key))
         } else {
@@ -273,10 +282,9 @@ impl Parser<'_> {
 
     fn word(&mut self) -> String {
         let start = self.i;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'?' || c == b'!' || c == b'@')
-        {
+        while self.peek().is_some_and(|c| {
+            c.is_ascii_alphanumeric() || c == b'_' || c == b'?' || c == b'!' || c == b'@'
+        }) {
             self.i += 1;
         }
         String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
@@ -293,7 +301,11 @@ impl Parser<'_> {
                     return Ok(String::from_utf8_lossy(&out).into_owned());
                 }
                 Some(b'\\') => {
-                    let c = self.s.get(self.i + 1).copied().ok_or_else(|| self.error("unterminated string"))?;
+                    let c = self
+                        .s
+                        .get(self.i + 1)
+                        .copied()
+                        .ok_or_else(|| self.error("unterminated string"))?;
                     out.push(match c {
                         b'n' => b'\n',
                         b't' => b'\t',
@@ -401,15 +413,32 @@ mod tests {
 
     #[test]
     fn a_lock_as_mix_writes_it() {
-        let lock = parse(LOCK).unwrap();
+        let lock = parse(LOCK).expect("ok");
         assert_eq!(lock.hex.len(), 3);
         let bandit = &lock.hex[0];
-        assert_eq!((bandit.dep.as_str(), bandit.package.as_str(), bandit.version.as_str()), ("bandit", "bandit", "1.6.7"));
-        assert_eq!(bandit.outer_checksum.as_deref(), Some("551ba8ff5e4fc908cbeb8c9f0697775fb6813a96d9de5f7fe02e34e76fd7d184"));
+        assert_eq!(
+            (
+                bandit.dep.as_str(),
+                bandit.package.as_str(),
+                bandit.version.as_str()
+            ),
+            ("bandit", "bandit", "1.6.7")
+        );
+        assert_eq!(
+            bandit.outer_checksum.as_deref(),
+            Some("551ba8ff5e4fc908cbeb8c9f0697775fb6813a96d9de5f7fe02e34e76fd7d184")
+        );
         assert_eq!(bandit.repo, "hexpm");
         assert_eq!(bandit.build_tools, vec!["mix"]);
         let old = &lock.hex[1];
-        assert_eq!((old.package.as_str(), old.inner_checksum.as_str(), old.outer_checksum.as_ref()), ("old_name", "abcdef", None));
+        assert_eq!(
+            (
+                old.package.as_str(),
+                old.inner_checksum.as_str(),
+                old.outer_checksum.as_ref()
+            ),
+            ("old_name", "abcdef", None)
+        );
         assert_eq!(lock.hex[2].build_tools, vec!["rebar3"]);
         let git = &lock.git[0];
         assert_eq!(git.dep, "heroicons");
@@ -421,11 +450,15 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused_with_its_line() {
-        assert_eq!(parse("").unwrap(), MixLock::default());
-        let err = parse("%{\n  \"x\": {:hex, :x, \"1.0.0\", \"#{System.cmd(\"id\")}\"}\n}").unwrap_err();
+        assert_eq!(parse("").expect("ok"), MixLock::default());
+        let err = parse("%{\n  \"x\": {:hex, :x, \"1.0.0\", \"#{System.cmd(\"id\")}\"}\n}")
+            .expect_err("refused");
         assert_eq!(err.line, 2);
         assert!(parse("%{\"x\": File.read!(\"/etc/passwd\")}").is_err());
         assert!(parse("%{\"x\": {:hex, :x}").is_err());
-        assert!(parse("[1, 2]").unwrap_err().message.contains("not a map"));
+        assert!(parse("[1, 2]")
+            .expect_err("refused")
+            .message
+            .contains("not a map"));
     }
 }

@@ -224,7 +224,11 @@ impl Request {
             offer(&mut request.otp, value("erlang"), Source::ToolVersions);
         }
         if let Some(text) = mix_exs {
-            offer(&mut request.elixir, mix_elixir_requirement(text), Source::MixExs);
+            offer(
+                &mut request.elixir,
+                mix_elixir_requirement(text),
+                Source::MixExs,
+            );
         }
         request
     }
@@ -435,10 +439,7 @@ pub fn choose(
         };
         match have {
             Some(have) => {
-                let mut lines = vec![format!(
-                    "Stack {have}: it has {}",
-                    request.describe()
-                )];
+                let mut lines = vec![format!("Stack {have}: it has {}", request.describe())];
                 if !stack.automatic() {
                     lines[0].push_str("; no stable stack does");
                 }
@@ -489,19 +490,25 @@ mod tests {
 
     #[test]
     fn nothing_asked_gets_trixie() {
-        let c = choose(None, &Request::default(), &built()).unwrap();
+        let c = choose(None, &Request::default(), &built()).expect("ok");
         assert_eq!(c.stack.stack, Stack::Trixie);
         assert!(c.lines[0].contains("the default"), "{:?}", c.lines);
     }
 
     #[test]
     fn tool_versions_pick_by_major_minor() {
-        let c = choose(None, &tools("elixir 1.14.5-otp-25\nerlang 25.3\n"), &built()).unwrap();
+        let c = choose(
+            None,
+            &tools("elixir 1.14.5-otp-25\nerlang 25.3\n"),
+            &built(),
+        )
+        .expect("ok");
         assert_eq!(c.stack.stack, Stack::Bookworm);
         // a patch difference is one line each
         assert_eq!(c.lines.len(), 3, "{:?}", c.lines);
-        assert!(c.lines[1].contains("Elixir 1.14.5-otp-25 asked for in .tool-versions; bookworm has 1.14.0"));
-        let c = choose(None, &tools("elixir 1.18\n"), &built()).unwrap();
+        assert!(c.lines[1]
+            .contains("Elixir 1.14.5-otp-25 asked for in .tool-versions; bookworm has 1.14.0"));
+        let c = choose(None, &tools("elixir 1.18\n"), &built()).expect("ok");
         assert_eq!(c.stack.stack, Stack::Trixie);
         assert_eq!(c.lines.len(), 1);
     }
@@ -509,12 +516,15 @@ mod tests {
     #[test]
     fn versions_no_stack_has_are_refused_with_the_stacks_listed() {
         for asked in ["elixir 1.16.2", "elixir 1.99.0", "erlang 26.2"] {
-            let err = choose(None, &tools(asked), &built()).unwrap_err();
+            let err = choose(None, &tools(asked), &built()).expect_err("refused");
             assert!(err.starts_with("no stack has"), "{err}");
-            assert!(err.contains("trixie (Erlang/OTP 27.3.4, Elixir 1.18.3)"), "{err}");
+            assert!(
+                err.contains("trixie (Erlang/OTP 27.3.4, Elixir 1.18.3)"),
+                "{err}"
+            );
             assert!(err.contains("forky (Erlang/OTP 29, Elixir 1.20"), "{err}");
         }
-        let err = choose(None, &tools("elixir 1.20.0"), &built()).unwrap_err();
+        let err = choose(None, &tools("elixir 1.20.0"), &built()).expect_err("refused");
         assert!(err.contains("only stack forky has"), "{err}");
         assert!(err.contains("scripts/images --stack forky"), "{err}");
     }
@@ -526,32 +536,47 @@ mod tests {
             Some("elixir 1.18.3\nerlang 25.2\n"),
             Some("def project, do: [app: :x, elixir: \"~> 1.15\"]"),
         );
-        assert_eq!(r.elixir.as_ref().unwrap().version, "1.14.0");
-        assert_eq!(r.elixir.as_ref().unwrap().source, Source::BuildpackConfig);
-        assert_eq!(r.otp.as_ref().unwrap().source, Source::ToolVersions);
-        assert_eq!(choose(None, &r, &built()).unwrap().stack.stack, Stack::Bookworm);
+        assert_eq!(r.elixir.as_ref().expect("ok").version, "1.14.0");
+        assert_eq!(
+            r.elixir.as_ref().expect("ok").source,
+            Source::BuildpackConfig
+        );
+        assert_eq!(r.otp.as_ref().expect("ok").source, Source::ToolVersions);
+        assert_eq!(
+            choose(None, &r, &built()).expect("ok").stack.stack,
+            Stack::Bookworm
+        );
         let r = Request::from_files(None, None, Some("  elixir: \"~> 1.15\",\n"));
-        assert_eq!(choose(None, &r, &built()).unwrap().stack.stack, Stack::Trixie);
+        assert_eq!(
+            choose(None, &r, &built()).expect("ok").stack.stack,
+            Stack::Trixie
+        );
         let r = Request::from_files(None, None, Some("  elixir: \"~> 1.13\",\n"));
-        assert_eq!(choose(None, &r, &built()).unwrap().stack.stack, Stack::Trixie);
+        assert_eq!(
+            choose(None, &r, &built()).expect("ok").stack.stack,
+            Stack::Trixie
+        );
         let r = Request::from_files(None, None, Some("  elixir: \"~> 1.14.0\",\n"));
-        assert_eq!(choose(None, &r, &built()).unwrap().stack.stack, Stack::Bookworm);
+        assert_eq!(
+            choose(None, &r, &built()).expect("ok").stack.stack,
+            Stack::Bookworm
+        );
         let r = Request::from_files(Some("elixir_version=\"1.18.3\"  # pinned\n"), None, None);
-        assert_eq!(r.elixir.unwrap().version, "1.18.3");
+        assert_eq!(r.elixir.expect("ok").version, "1.18.3");
     }
 
     #[test]
     fn a_pinned_stack_wins_and_says_so() {
-        let c = choose(Some(Stack::Bookworm), &tools("elixir 1.18.3"), &built()).unwrap();
+        let c = choose(Some(Stack::Bookworm), &tools("elixir 1.18.3"), &built()).expect("ok");
         assert_eq!(c.stack.stack, Stack::Bookworm);
         assert!(c.lines[1].contains("does not have"), "{:?}", c.lines);
-        let err = choose(Some(Stack::Forky), &Request::default(), &built()).unwrap_err();
+        let err = choose(Some(Stack::Forky), &Request::default(), &built()).expect_err("refused");
         assert!(err.contains("scripts/images --stack forky"), "{err}");
     }
 
     #[test]
     fn requirements_match_as_elixir_does() {
-        let m = |r, v| requirement_matches(r, v).unwrap();
+        let m = |r, v| requirement_matches(r, v).expect("ok");
         assert!(m("~> 1.15", "1.18.3"));
         assert!(!m("~> 1.15", "1.14.0"));
         assert!(!m("~> 1.15", "2.0.0"));
@@ -565,10 +590,13 @@ mod tests {
     #[test]
     fn stack_names_round_trip() {
         for s in Stack::ALL {
-            assert_eq!(Stack::parse(s.as_str()).unwrap(), s);
-            let json = serde_json::to_string(&s).unwrap();
-            assert_eq!(serde_json::from_str::<Stack>(&json).unwrap(), s);
+            assert_eq!(Stack::parse(s.as_str()).expect("ok"), s);
+            let json = serde_json::to_string(&s).expect("ok");
+            assert_eq!(serde_json::from_str::<Stack>(&json).expect("ok"), s);
         }
-        assert!(Stack::parse("gigalixir-20").unwrap_err().0.contains("bookworm, trixie, forky"));
+        assert!(Stack::parse("gigalixir-20")
+            .expect_err("refused")
+            .0
+            .contains("bookworm, trixie, forky"));
     }
 }

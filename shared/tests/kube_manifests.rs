@@ -428,14 +428,29 @@ fn the_package_cache_is_the_build_pods_one_way_out() {
     let stored = std::fs::read_to_string(&path).expect("tests/data/kube/packages-cache.yaml");
     assert_eq!(stored, yaml, "re-render with UPDATE_SNAPSHOTS=1");
     let builds = objects.build_policy.spec.expect("spec");
-    assert_eq!(builds.policy_types.as_deref(), Some(&["Ingress".to_owned(), "Egress".to_owned()][..]));
-    assert_eq!(builds.ingress.as_deref().map(<[_]>::len), Some(0), "nothing reaches a build");
+    assert_eq!(
+        builds.policy_types.as_deref(),
+        Some(&["Ingress".to_owned(), "Egress".to_owned()][..])
+    );
+    assert_eq!(
+        builds.ingress.as_deref().map(<[_]>::len),
+        Some(0),
+        "nothing reaches a build"
+    );
     let egress = builds.egress.expect("egress");
     assert_eq!(egress.len(), 2, "the cache and DNS, nothing else");
-    let cache = egress[0].to.as_ref().expect("to")[0].pod_selector.as_ref().expect("pods");
+    let cache = egress[0].to.as_ref().expect("to")[0]
+        .pod_selector
+        .as_ref()
+        .expect("pods");
     assert_eq!(
         cache.match_labels.as_ref().expect("labels")["app.kubernetes.io/name"],
         "gigalixir-packages"
     );
-    assert!(egress.iter().all(|rule| rule.to.as_ref().is_some_and(|t| !t.is_empty())), "no rule admits everyone");
+    assert!(
+        egress
+            .iter()
+            .all(|rule| rule.to.as_ref().is_some_and(|t| !t.is_empty())),
+        "no rule admits everyone"
+    );
 }

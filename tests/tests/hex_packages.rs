@@ -11,7 +11,12 @@ use gigalixir_tests::{copy_dir, require_images, Platform};
 
 const TARBALLS: [&str; 3] = ["gx_base-1.0.0", "gx_greet-1.0.0", "gx_erl-1.0.0"];
 
-fn hex_app(p: &Platform, upstream: &HexUpstream, parent: &Path, prefix: &str) -> (std::path::PathBuf, String) {
+fn hex_app(
+    p: &Platform,
+    upstream: &HexUpstream,
+    parent: &Path,
+    prefix: &str,
+) -> (std::path::PathBuf, String) {
     std::fs::create_dir_all(parent).expect("mkdir");
     let repo = p.fixture_repo_with("hex_app", parent, |dir| upstream.resolve_lock(dir));
     let app = format!("{prefix}-{}", &p.instance[1..7]);
@@ -31,19 +36,33 @@ fn a_hex_app_builds_through_the_package_cache_held_to_its_lock() {
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
     let (repo, app) = hex_app(&p, &upstream, &work.path().join("one"), "hexa");
-    let before: Vec<usize> = TARBALLS.iter().map(|t| upstream.tarball_requests(t)).collect();
+    let before: Vec<usize> = TARBALLS
+        .iter()
+        .map(|t| upstream.tarball_requests(t))
+        .collect();
 
     // The push builds on trixie, fetches each locked tarball from the upstream once,
     // compiles the Elixir and rebar3 packages, runs the assets step.
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(ok, "the push failed:\n{out}");
     assert!(out.contains("Stack trixie"), "{out}");
-    assert!(out.contains("3 packages verified against mix.lock"), "{out}");
-    assert!(out.contains("===> Compiling gx_erl"), "rebar3 built gx_erl:\n{out}");
+    assert!(
+        out.contains("3 packages verified against mix.lock"),
+        "{out}"
+    );
+    assert!(
+        out.contains("===> Compiling gx_erl"),
+        "rebar3 built gx_erl:\n{out}"
+    );
     assert!(out.contains("Building assets (mix assets.deploy)"), "{out}");
     assert!(out.contains("Deployed v1"), "{out}");
     for (t, n) in TARBALLS.iter().zip(&before) {
-        assert_eq!(upstream.tarball_requests(t), n + 1, "{t} fetched once:\n{}", upstream.server.log());
+        assert_eq!(
+            upstream.tarball_requests(t),
+            n + 1,
+            "{t} fetched once:\n{}",
+            upstream.server.log()
+        );
     }
     let (status, page) = p.get_app(&app, "/");
     assert_eq!(status, 200, "{page}");
@@ -60,21 +79,36 @@ fn a_hex_app_builds_through_the_package_cache_held_to_its_lock() {
         .lines()
         .find_map(|l| l.strip_prefix("asset "))
         .expect("the digested asset's URL");
-    assert!(asset.starts_with("/assets/app-") && asset.ends_with(".js"), "{asset}");
+    assert!(
+        asset.starts_with("/assets/app-") && asset.ends_with(".js"),
+        "{asset}"
+    );
     let (status, js) = p.get_app(&app, asset);
     assert_eq!(status, 200, "{asset}: {js}");
-    assert!(js.contains("hex_app assets say hello"), "the bundle holds both modules: {js}");
+    assert!(
+        js.contains("hex_app assets say hello"),
+        "the bundle holds both modules: {js}"
+    );
     let kept = tarballs_kept(&p);
     assert_eq!(kept, 3);
 
     // A second app with the same lock: nothing is fetched from the upstream.
     let (repo2, app2) = hex_app(&p, &upstream, &work.path().join("two"), "hexb");
-    let counts: Vec<usize> = TARBALLS.iter().map(|t| upstream.tarball_requests(t)).collect();
+    let counts: Vec<usize> = TARBALLS
+        .iter()
+        .map(|t| upstream.tarball_requests(t))
+        .collect();
     let started = std::time::Instant::now();
     let (ok, out) = p.push(&repo2, &["push", "gigalixir", "master"]);
     assert!(ok, "the second app's push failed:\n{out}");
-    eprintln!("second app, warm package cache: push to live in {:?}", started.elapsed());
-    let after: Vec<usize> = TARBALLS.iter().map(|t| upstream.tarball_requests(t)).collect();
+    eprintln!(
+        "second app, warm package cache: push to live in {:?}",
+        started.elapsed()
+    );
+    let after: Vec<usize> = TARBALLS
+        .iter()
+        .map(|t| upstream.tarball_requests(t))
+        .collect();
     assert_eq!(counts, after, "no tarball fetched for the second app");
     assert!(p.get_app(&app2, "/").1.contains("gx_erl 1.0.0"));
 
@@ -85,7 +119,13 @@ fn a_hex_app_builds_through_the_package_cache_held_to_its_lock() {
     p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "again"]);
     let (ok, out) = p.push(
         &repo,
-        &["-c", "http.extraheader=GIGALIXIR-CLEAN: true", "push", "gigalixir", "master"],
+        &[
+            "-c",
+            "http.extraheader=GIGALIXIR-CLEAN: true",
+            "push",
+            "gigalixir",
+            "master",
+        ],
     );
     assert!(ok, "a clean rebuild without the upstream failed:\n{out}");
     assert!(out.contains("Warning: the Hex repository"), "{out}");
@@ -103,7 +143,10 @@ fn a_hex_app_builds_through_the_package_cache_held_to_its_lock() {
     p.commit_all(&repo, "a version nobody published");
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(!ok, "{out}");
-    assert!(out.contains("version 9.9.9 of gx_base is not in the Hex repository"), "{out}");
+    assert!(
+        out.contains("version 9.9.9 of gx_base is not in the Hex repository"),
+        "{out}"
+    );
     assert_eq!(tarballs_kept(&p), kept);
     p.git_ok(&repo, &["reset", "-q", "--hard", "HEAD~1"]);
 
@@ -126,7 +169,10 @@ fn a_hex_app_builds_through_the_package_cache_held_to_its_lock() {
         p.cli_ok(&repo, &["create", "app", &app]);
         (repo, app)
     };
-    let tar = upstream.dir.path().join("public/tarballs/gx_base-1.1.0.tar");
+    let tar = upstream
+        .dir
+        .path()
+        .join("public/tarballs/gx_base-1.1.0.tar");
     let original = std::fs::read(&tar).expect("tarball");
     let mut altered = original.clone();
     let at = altered.len() / 2;
@@ -136,7 +182,11 @@ fn a_hex_app_builds_through_the_package_cache_held_to_its_lock() {
     assert!(!ok, "{out}");
     assert!(out.contains("the tarball of gx_base 1.1.0"), "{out}");
     assert!(out.contains("does not match the registry"), "{out}");
-    assert_eq!(tarballs_kept(&p), kept, "nothing kept of an altered tarball");
+    assert_eq!(
+        tarballs_kept(&p),
+        kept,
+        "nothing kept of an altered tarball"
+    );
 
     let sources = tempfile::tempdir().expect("sources");
     copy_dir(
@@ -150,9 +200,16 @@ fn a_hex_app_builds_through_the_package_cache_held_to_its_lock() {
     std::thread::sleep(Duration::from_millis(1100)); // past the registry TTL
     let (ok, out) = p.push(&repo3, &["push", "gigalixir", "master"]);
     assert!(!ok, "{out}");
-    assert!(out.contains("gx_base 1.1.0: the checksum in mix.lock"), "{out}");
+    assert!(
+        out.contains("gx_base 1.1.0: the checksum in mix.lock"),
+        "{out}"
+    );
     assert!(out.contains("differs from the Hex repository's"), "{out}");
-    assert_eq!(tarballs_kept(&p), kept, "nothing kept for a lock the registry contradicts");
+    assert_eq!(
+        tarballs_kept(&p),
+        kept,
+        "nothing kept for a lock the registry contradicts"
+    );
 }
 
 /// A stand-in of the tailwind binary: writes a stylesheet saying who built it.
@@ -219,7 +276,11 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
             .current_dir(dir)
             .output()
             .expect("git");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     std::fs::write(icons.join("optimized/star.svg"), "<svg>star v1</svg>\n").expect("write");
@@ -243,7 +304,10 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
     flags.extend([
         "--git-allow-loopback".to_owned(),
         "--tool-source".to_owned(),
-        format!("tailwind={}/tw/v{{version}}/tailwindcss-{{target}}", server.url()),
+        format!(
+            "tailwind={}/tw/v{{version}}/tailwindcss-{{target}}",
+            server.url()
+        ),
         "--tool-allow".to_owned(),
         format!("{}/tw/", server.url()),
     ]);
@@ -256,7 +320,12 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
         upstream.resolve_lock(dir);
     });
     let lock = std::fs::read_to_string(repo.join("mix.lock")).expect("lock");
-    assert!(lock.contains(&format!("{{:git, \"{git_url}\", \"{locked}\", [branch: \"main\", sparse: \"optimized\"]}}")), "{lock}");
+    assert!(
+        lock.contains(&format!(
+            "{{:git, \"{git_url}\", \"{locked}\", [branch: \"main\", sparse: \"optimized\"]}}"
+        )),
+        "{lock}"
+    );
     let app = format!("assets-{}", &p.instance[1..7]);
     p.cli_ok(&repo, &["create", "app", &app]);
 
@@ -264,13 +333,19 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
     // out; tailwind fetched from the allowed stand-in and run by `mix assets.deploy`.
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(ok, "the push failed:\n{out}");
-    assert!(out.contains(&format!("gx_icons {} (fetched)", &locked[..7])), "{out}");
+    assert!(
+        out.contains(&format!("gx_icons {} (fetched)", &locked[..7])),
+        "{out}"
+    );
     assert!(out.contains("Asset tool tailwind 3.4.3 (fetched"), "{out}");
     let (status, page) = p.get_app(&app, "/");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("icon <svg>star v2</svg>"), "{page}");
     assert!(page.contains("outside sparse absent"), "{page}");
-    assert!(page.contains("css /* built by the tailwind stand-in v3.4.3 */"), "{page}");
+    assert!(
+        page.contains("css /* built by the tailwind stand-in v3.4.3 */"),
+        "{page}"
+    );
     let fetched = server.requests("/tw/v3.4.3/tailwindcss-linux-x64");
     assert_eq!(fetched, 1);
 
@@ -278,23 +353,45 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
     // cache answers and refuses what is not its layout; nothing else is reachable, and
     // there is no route off the container (so no metadata server, no internet).
     let gateway = gigalixir_tests::docker(&[
-        "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}",
+        "network",
+        "inspect",
+        "bridge",
+        "--format",
+        "{{(index .IPAM.Config 0).Gateway}}",
     ]);
     let other = gigalixir_tests::docker(&[
-        "ps", "-q", "--filter", &format!("label=gigalixir.app={app}"),
-        "--filter", &format!("label=gigalixir.instance={}", p.instance),
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+        "--filter",
+        &format!("label=gigalixir.instance={}", p.instance),
     ]);
     let other = other.lines().next().expect("a replica").to_owned();
     let other_ip = gigalixir_tests::docker(&[
-        "inspect", &other, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        "inspect",
+        &other,
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
     ]);
     std::fs::write(repo.join("probe.sh"), probe(p.port, &gateway, &other_ip)).expect("probe");
-    std::fs::write(repo.join("elixir_buildpack.config"), "hook_pre_compile=\"bash probe.sh\"\n").expect("config");
+    std::fs::write(
+        repo.join("elixir_buildpack.config"),
+        "hook_pre_compile=\"bash probe.sh\"\n",
+    )
+    .expect("config");
     p.commit_all(&repo, "probe the build's network");
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
-    assert!(!out.contains("gx_icons") || out.contains("(kept)"), "the git dependency is kept:\n{out}");
-    assert_eq!(server.requests("/tw/v3.4.3/tailwindcss-linux-x64"), fetched, "the tool is kept");
+    assert!(
+        !out.contains("gx_icons") || out.contains("(kept)"),
+        "the git dependency is kept:\n{out}"
+    );
+    assert_eq!(
+        server.requests("/tw/v3.4.3/tailwindcss-linux-x64"),
+        fetched,
+        "the tool is kept"
+    );
     for expected in [
         "probe: interfaces lo",
         "probe: ipv4 routes 0",
@@ -321,7 +418,11 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
 
     // A tool the platform cannot get fails the push, naming it and how to provide it.
     let config = std::fs::read_to_string(repo.join("config/config.exs")).expect("config");
-    std::fs::write(repo.join("config/config.exs"), config.replace("3.4.3", "9.9.9")).expect("config");
+    std::fs::write(
+        repo.join("config/config.exs"),
+        config.replace("3.4.3", "9.9.9"),
+    )
+    .expect("config");
     p.commit_all(&repo, "a tailwind nobody has");
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(!ok, "{out}");
@@ -330,11 +431,18 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
     p.git_ok(&repo, &["reset", "-q", "--hard", "HEAD~1"]);
 
     // npm packages: refused unless the operator allows npm.
-    std::fs::write(repo.join("assets/package.json"), r#"{"dependencies": {"alpinejs": "3.13.0"}}"#).expect("json");
+    std::fs::write(
+        repo.join("assets/package.json"),
+        r#"{"dependencies": {"alpinejs": "3.13.0"}}"#,
+    )
+    .expect("json");
     p.commit_all(&repo, "npm");
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(!ok, "{out}");
-    assert!(out.contains("assets/package.json lists npm packages (alpinejs)"), "{out}");
+    assert!(
+        out.contains("assets/package.json lists npm packages (alpinejs)"),
+        "{out}"
+    );
     assert!(out.contains("--npm-access"), "{out}");
     p.git_ok(&repo, &["reset", "-q", "--hard", "HEAD~1"]);
 
@@ -353,5 +461,9 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
         assert!(out.contains(rule), "{url}: expected `{rule}` in:\n{out}");
         p.git_ok(&repo, &["reset", "-q", "--hard", "HEAD~1"]);
     }
-    assert_eq!(server.log().lines().count(), before, "no request reached the server");
+    assert_eq!(
+        server.log().lines().count(),
+        before,
+        "no request reached the server"
+    );
 }

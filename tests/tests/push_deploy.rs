@@ -507,14 +507,27 @@ fn submodules_are_part_of_the_build() {
         ("--upload-pack=touch /tmp/pwned", "command-line option"),
         ("http://169.254.169.254/", "link-local"),
     ] {
-        p.git_ok(&repo, &["config", "-f", ".gitmodules", "submodule.deps_src/greeter.url", bad]);
+        p.git_ok(
+            &repo,
+            &[
+                "config",
+                "-f",
+                ".gitmodules",
+                "submodule.deps_src/greeter.url",
+                bad,
+            ],
+        );
         p.git_ok(&repo, &["commit", "-qam", "another submodule URL"]);
         let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
         assert!(!ok, "{bad}: {out}");
         assert!(out.contains(rule), "{bad}: expected `{rule}` in:\n{out}");
         assert!(!Path::new("/tmp/pwned").exists());
     }
-    assert_eq!(server.log().lines().count(), before, "no request reached the server");
+    assert_eq!(
+        server.log().lines().count(),
+        before,
+        "no request reached the server"
+    );
 }
 
 #[test]

@@ -124,7 +124,10 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
         secret.as_str(),
         "the secret stays across releases"
     );
-    assert_eq!(env["PHX_HOST"], "shop.example.com", "the app's own PHX_HOST wins");
+    assert_eq!(
+        env["PHX_HOST"], "shop.example.com",
+        "the app's own PHX_HOST wins"
+    );
     assert_eq!(env["PHX_SERVER"], "true");
     let shown = p.cli_ok(&repo, &["config"]);
     assert!(

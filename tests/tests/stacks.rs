@@ -46,26 +46,44 @@ fn the_versions_an_app_asks_for_choose_its_stack() {
     let work = tempfile::tempdir().expect("work");
     let (repo, app) = p.new_app("versions", "stacks", work.path());
     let info = p.cli_ok(&repo, &["apps:info"]);
-    assert!(info.contains("stack:       auto"), "new apps have no stack: {info}");
+    assert!(
+        info.contains("stack:       auto"),
+        "new apps have no stack: {info}"
+    );
 
     // Nothing asked for (mix.exs: ~> 1.14): trixie.
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
-    assert!(versions(&p, &app).contains("elixir 1.18"), "{}", versions(&p, &app));
+    assert!(
+        versions(&p, &app).contains("elixir 1.18"),
+        "{}",
+        versions(&p, &app)
+    );
     assert!(versions(&p, &app).contains("otp 27"));
 
     // .tool-versions asks for Elixir 1.14: bookworm, on bookworm's runner.
-    set_file(&repo, ".tool-versions", Some("elixir 1.14.0-otp-25\nerlang 25.2\n"));
+    set_file(
+        &repo,
+        ".tool-versions",
+        Some("elixir 1.14.0-otp-25\nerlang 25.2\n"),
+    );
     p.commit_all(&repo, "elixir 1.14");
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
     assert!(out.contains("Stack bookworm"), "{out}");
     let page = versions(&p, &app);
-    assert!(page.contains("elixir 1.14") && page.contains("otp 25"), "{page}");
+    assert!(
+        page.contains("elixir 1.14") && page.contains("otp 25"),
+        "{page}"
+    );
     assert_eq!(runner_image(&p, &app, 2), "gigalixir-runner:bookworm");
 
     // elixir_buildpack.config wins over .tool-versions.
-    set_file(&repo, "elixir_buildpack.config", Some("elixir_version=1.18.3\nerlang_version=27\n"));
+    set_file(
+        &repo,
+        "elixir_buildpack.config",
+        Some("elixir_version=1.18.3\nerlang_version=27\n"),
+    );
     p.commit_all(&repo, "the buildpack config asks for 1.18");
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
@@ -79,7 +97,10 @@ fn the_versions_an_app_asks_for_choose_its_stack() {
         p.commit_all(&repo, &format!("elixir {wanted}"));
         let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
         assert!(!ok, "{out}");
-        assert!(out.contains(&format!("no stack has Elixir {wanted} (in .tool-versions)")), "{out}");
+        assert!(
+            out.contains(&format!("no stack has Elixir {wanted} (in .tool-versions)")),
+            "{out}"
+        );
         assert!(out.contains("bookworm (Erlang/OTP 25"), "{out}");
         assert!(out.contains("trixie (Erlang/OTP 27"), "{out}");
         assert!(out.contains("forky (Erlang/OTP 29"), "{out}");
@@ -99,11 +120,16 @@ fn the_versions_an_app_asks_for_choose_its_stack() {
     p.commit_all(&repo, "asks for nothing");
     let said = p.cli_ok(&repo, &["stack:set", "-s", "bookworm"]);
     assert!(said.contains("now builds on stack bookworm"), "{said}");
-    assert!(p.cli_ok(&repo, &["apps:info"]).contains("stack:       bookworm"));
+    assert!(p
+        .cli_ok(&repo, &["apps:info"])
+        .contains("stack:       bookworm"));
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
     assert!(out.contains("the app's stack (stack:set)"), "{out}");
-    assert!(out.contains("Stack changed from trixie to bookworm: starting from an empty build cache"), "{out}");
+    assert!(
+        out.contains("Stack changed from trixie to bookworm: starting from an empty build cache"),
+        "{out}"
+    );
     assert!(versions(&p, &app).contains("elixir 1.14"));
 
     // Back to choosing per build: trixie again, and a hot upgrade across stacks deploys
@@ -112,11 +138,20 @@ fn the_versions_an_app_asks_for_choose_its_stack() {
     p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "hot"]);
     let (ok, out) = p.push(
         &repo,
-        &["-c", "http.extraheader=GIGALIXIR-HOT: true", "push", "gigalixir", "master"],
+        &[
+            "-c",
+            "http.extraheader=GIGALIXIR-HOT: true",
+            "push",
+            "gigalixir",
+            "master",
+        ],
     );
     assert!(ok, "{out}");
     assert!(out.contains("Hot upgrade not possible"), "{out}");
-    assert!(out.contains("runs on stack bookworm and this release is built on trixie"), "{out}");
+    assert!(
+        out.contains("runs on stack bookworm and this release is built on trixie"),
+        "{out}"
+    );
     assert!(versions(&p, &app).contains("elixir 1.18"));
 
     // Unknown stacks are refused by the CLI and the API.

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use shared::domain::{AppName, Secret};
 use shared::messages::{Envelope, Event};
 use shared::model::App;
-use shared::wire::{AppView, Data, NewApp};
 use shared::stack::Stack;
 use shared::wire::StackChange;
+use shared::wire::{AppView, Data, NewApp};
 use shared::PortError;
 
 use crate::auth::{random_hex, AuthUser};

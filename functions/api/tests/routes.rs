@@ -456,25 +456,55 @@ async fn apps_are_created_listed_shown_and_destroyed() {
 
     // The stack: set (GIGALIXIR's stack:set), refused when unknown, unset with null.
     let path = "/api/apps/zeta-app/stack";
-    let r = api.call(Method::PUT, path, auth, Some(json!({"stack": "trixie"}))).await;
+    let r = api
+        .call(Method::PUT, path, auth, Some(json!({"stack": "trixie"})))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["data"]["stack"], "trixie");
-    let r = api.call(Method::PUT, path, auth, Some(json!({"stack": "gigalixir-22"}))).await;
+    let r = api
+        .call(
+            Method::PUT,
+            path,
+            auth,
+            Some(json!({"stack": "gigalixir-22"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.body["errors"]["stack"][0].as_str().expect("why").contains("bookworm, trixie, forky"));
-    let stored = api.state.store.app(&AppName::parse("zeta-app").expect("name")).await.expect("app");
+    assert!(r.body["errors"]["stack"][0]
+        .as_str()
+        .expect("why")
+        .contains("bookworm, trixie, forky"));
+    let stored = api
+        .state
+        .store
+        .app(&AppName::parse("zeta-app").expect("name"))
+        .await
+        .expect("app");
     assert_eq!(stored.stack, Some(shared::stack::Stack::Trixie));
-    let r = api.call(Method::PUT, path, auth, Some(json!({"stack": null}))).await;
+    let r = api
+        .call(Method::PUT, path, auth, Some(json!({"stack": null})))
+        .await;
     assert_eq!(r.body["data"]["stack"], serde_json::Value::Null);
     let r = api
-        .call(Method::POST, "/api/apps", auth, Some(json!({"unique_name": "with-stack", "stack": "forky"})))
+        .call(
+            Method::POST,
+            "/api/apps",
+            auth,
+            Some(json!({"unique_name": "with-stack", "stack": "forky"})),
+        )
         .await;
     assert_eq!(r.body["data"]["stack"], "forky");
     let r = api
-        .call(Method::POST, "/api/apps", auth, Some(json!({"unique_name": "bad-stack", "stack": "sid"})))
+        .call(
+            Method::POST,
+            "/api/apps",
+            auth,
+            Some(json!({"unique_name": "bad-stack", "stack": "sid"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    api.call(Method::DELETE, "/api/apps/with-stack", auth, None).await;
+    api.call(Method::DELETE, "/api/apps/with-stack", auth, None)
+        .await;
 
     api.bus
         .ensure_subscription(&SubscriptionSpec::new("watch", Topic::APP_DESTROYED))

@@ -1,7 +1,10 @@
 //! The `build` function. Trigger: `build-requested` (Pub/Sub push to `POST /`, or a pull
-//! loop on build workers, which need a Docker engine). Step: run the buildpacks on the
-//! build's source archive in an isolated container (the [`Builder`] port), with the app's
-//! cache and config, appending every output line to the build's log as it appears.
+//! loop on build workers, which need a Docker engine). Step: decide and fetch what the
+//! build needs ([`prepare`]: the stack, the Hex packages of mix.lock through the package
+//! cache, git dependencies, asset tools; a push that cannot build fails there), then run
+//! the buildpacks on the build's source archive in an isolated container of the stack's
+//! builder (the [`Builder`] port), with the app's cache and config, appending every output
+//! line to the build's log as it appears.
 //! Emits: `slug-built` (the slug waits in the build container for `upload`).
 //!
 //! Idempotent, level-triggered on the build's state: `requested` starts the build,
@@ -17,12 +20,12 @@ use std::time::Duration;
 use axum::Router;
 use futures::StreamExt;
 use shared::domain::{AppName, BuildId};
+use shared::hex::HexCache;
 use shared::messages::Event;
 use shared::model::BuildState;
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
 use shared::push::{emit, fail_build, required, step_router, unexpected, StepError};
-use shared::hex::HexCache;
 use shared::PortError;
 
 use prepare::NotReady;
@@ -49,7 +52,7 @@ pub struct StepState {
     pub git: shared::gitfetch::GitPolicy,
     /// Where asset tools may come from.
     pub tools: tools::ToolPolicy,
-    /// Whether builds may run `npm install` (else apps with npm packages are refused).
+    /// Whether apps with npm packages may build as they are (else they are refused).
     pub npm: bool,
 }
 

@@ -27,7 +27,8 @@ async fn main() -> anyhow::Result<()> {
     // worker's builds on a socket in a directory the Docker engine mounts into them.
     let settings = shared::hex::HexSettings::new(
         env.get(&deployment::HEX_UPSTREAM),
-        env.get(&deployment::HEX_UPSTREAM_KEY).map(std::path::Path::new),
+        env.get(&deployment::HEX_UPSTREAM_KEY)
+            .map(std::path::Path::new),
         std::time::Duration::from_secs(300),
     )
     .map_err(anyhow::Error::msg)?;
@@ -60,4 +61,3 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
-

@@ -178,7 +178,11 @@ async fn hex_packages(
     let started = std::time::Instant::now();
     let report = cache.check_lock(&lock.hex).await;
     if !report.failures.is_empty() {
-        let mut lines: Vec<String> = report.failures.iter().map(|f| format!(" !     {f}")).collect();
+        let mut lines: Vec<String> = report
+            .failures
+            .iter()
+            .map(|f| format!(" !     {f}"))
+            .collect();
         lines.push(" !     Nothing was built. Fix mix.lock (`mix deps.get` against hex.pm, then commit it) and push again.".into());
         say(state, id, lines).await;
         return Err(NotReady::Refused(if report.failures.len() == 1 {
@@ -198,7 +202,12 @@ async fn hex_packages(
         started.elapsed().as_secs_f64()
     )];
     if !report.stale.is_empty() {
-        let oldest = report.stale.iter().map(|(_, age)| *age).max().unwrap_or_default();
+        let oldest = report
+            .stale
+            .iter()
+            .map(|(_, age)| *age)
+            .max()
+            .unwrap_or_default();
         lines.push(format!(
             " !     Warning: the Hex repository ({}) did not answer; the package cache's copy of the registry (up to {} min old) serves {}",
             cache.settings().upstream,
@@ -208,8 +217,13 @@ async fn hex_packages(
     }
     say(state, id, lines).await;
     if cache.settings().custom_key {
-        append(extra, "hex/public_key.pem", cache.settings().public_key.as_bytes(), 0o644)
-            .map_err(|e| NotReady::Transient(format!("writing the build's inputs: {e}")))?;
+        append(
+            extra,
+            "hex/public_key.pem",
+            cache.settings().public_key.as_bytes(),
+            0o644,
+        )
+        .map_err(|e| NotReady::Transient(format!("writing the build's inputs: {e}")))?;
     }
     Ok(())
 }
@@ -257,11 +271,9 @@ async fn git_deps(
             Ok(tar) => (tar, "kept"),
             Err(shared::PortError::NotFound) => {
                 let tar = checkout(state, dep).await?;
-                state
-                    .blobs
-                    .put(&key, tar.clone())
-                    .await
-                    .map_err(|e| NotReady::Transient(format!("keeping git dependency {}: {e}", dep.dep)))?;
+                state.blobs.put(&key, tar.clone()).await.map_err(|e| {
+                    NotReady::Transient(format!("keeping git dependency {}: {e}", dep.dep))
+                })?;
                 (tar, "fetched")
             }
             Err(err) => return Err(NotReady::Transient(err.to_string())),
@@ -322,9 +334,13 @@ async fn checkout(state: &StepState, dep: &mixlock::GitLock) -> Result<Bytes, No
     local(vec!["init".into(), "--quiet".into()])
         .await
         .map_err(NotReady::Transient)?;
-    local(vec!["config".into(), "remote.origin.url".into(), dep.url.clone()])
-        .await
-        .map_err(NotReady::Transient)?;
+    local(vec![
+        "config".into(),
+        "remote.origin.url".into(),
+        dep.url.clone(),
+    ])
+    .await
+    .map_err(NotReady::Transient)?;
     let hint = if let Some(b) = dep.opts.get("branch") {
         Some(format!("refs/heads/{b}"))
     } else if let Some(t) = dep.opts.get("tag") {
@@ -339,27 +355,48 @@ async fn checkout(state: &StepState, dep: &mixlock::GitLock) -> Result<Bytes, No
         })
     };
     remote
-        .fetch_commit(&state.git, &git_dir, &dep.rev, hint.as_deref(), scratch.path())
+        .fetch_commit(
+            &state.git,
+            &git_dir,
+            &dep.rev,
+            hint.as_deref(),
+            scratch.path(),
+        )
         .await
         .map_err(refused)?;
     if let Some(sparse) = dep.opts.get("sparse") {
         let path = sparse.trim_matches('/');
         if path.is_empty() || path.split('/').any(|p| p == ".." || p == ".") {
-            return Err(refused(format!("`sparse: {sparse}` is not a path inside the repository")));
+            return Err(refused(format!(
+                "`sparse: {sparse}` is not a path inside the repository"
+            )));
         }
-        local(vec!["config".into(), "core.sparseCheckout".into(), "true".into()])
-            .await
-            .map_err(NotReady::Transient)?;
-        std::fs::create_dir_all(git_dir.join("info")).map_err(|e| NotReady::Transient(e.to_string()))?;
+        local(vec![
+            "config".into(),
+            "core.sparseCheckout".into(),
+            "true".into(),
+        ])
+        .await
+        .map_err(NotReady::Transient)?;
+        std::fs::create_dir_all(git_dir.join("info"))
+            .map_err(|e| NotReady::Transient(e.to_string()))?;
         std::fs::write(git_dir.join("info/sparse-checkout"), format!("/{path}/\n"))
             .map_err(|e| NotReady::Transient(e.to_string()))?;
     }
-    local(vec!["checkout".into(), "--quiet".into(), "--detach".into(), dep.rev.clone()])
-        .await
-        .map_err(|why| refused(format!("checking out {}: {why}", dep.rev)))?;
+    local(vec![
+        "checkout".into(),
+        "--quiet".into(),
+        "--detach".into(),
+        dep.rev.clone(),
+    ])
+    .await
+    .map_err(|why| refused(format!("checking out {}: {why}", dep.rev)))?;
     let max = state.git.max_bytes;
     if shared::gitfetch::dir_size(&dest) > max {
-        return Err(refused(format!("the checkout is larger than {} MB", max >> 20)));
+        return Err(refused(format!(
+            "the checkout is larger than {} MB",
+            max >> 20
+        )));
     }
     tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut out = tar::Builder::new(Vec::new());
@@ -392,7 +429,8 @@ async fn assets(
             )));
         }
     }
-    let needs = crate::tools::needs(lock, tree.get("config/config.exs")).map_err(NotReady::Refused)?;
+    let needs =
+        crate::tools::needs(lock, tree.get("config/config.exs")).map_err(NotReady::Refused)?;
     for need in needs {
         let (bin, how) = crate::tools::fetch(&*state.blobs, &state.tools, &need)
             .await

@@ -107,7 +107,9 @@ fn tool_version(config: &str, tool: &str) -> Option<String> {
     let end = rest[1..].find("\nconfig ").map_or(rest.len(), |e| e + 1);
     let block = &rest[..end];
     let at = block.find("version:")?;
-    let value = block[at + "version:".len()..].trim_start().strip_prefix('"')?;
+    let value = block[at + "version:".len()..]
+        .trim_start()
+        .strip_prefix('"')?;
     let version = &value[..value.find('"')?];
     (!version.is_empty()
         && version
@@ -138,13 +140,24 @@ pub async fn fetch(
         "provide {} {}: its operator can allow its location (--tool-allow), or commit the binary and set `config :{}, path: \"…\"`",
         need.tool, need.version, need.tool
     );
-    let index = format!("tools/url/{}.json", hex::encode(Sha256::digest(url.as_bytes())));
+    let index = format!(
+        "tools/url/{}.json",
+        hex::encode(Sha256::digest(url.as_bytes()))
+    );
     match blobs.get(&index).await {
         Ok(raw) => {
             if let Ok(kept) = serde_json::from_slice::<Kept>(&raw) {
                 match blobs.get(&format!("tools/sha256/{}", kept.sha256)).await {
                     Ok(bin) if hex::encode(Sha256::digest(&bin)) == kept.sha256 => {
-                        return Ok((bin, format!("{} {} (kept, sha256 {})", need.tool, need.version, &kept.sha256[..12])))
+                        return Ok((
+                            bin,
+                            format!(
+                                "{} {} (kept, sha256 {})",
+                                need.tool,
+                                need.version,
+                                &kept.sha256[..12]
+                            ),
+                        ))
                     }
                     Ok(_) | Err(PortError::NotFound) => {}
                     Err(e) => return Err(format!("the tool store failed: {e}")),
@@ -154,9 +167,12 @@ pub async fn fetch(
         Err(PortError::NotFound) => {}
         Err(e) => return Err(format!("the tool store failed: {e}")),
     }
-    let bin = download(policy, &url)
-        .await
-        .map_err(|why| format!("{} {} could not be fetched: {why}; {how}", need.tool, need.version))?;
+    let bin = download(policy, &url).await.map_err(|why| {
+        format!(
+            "{} {} could not be fetched: {why}; {how}",
+            need.tool, need.version
+        )
+    })?;
     let sha = hex::encode(Sha256::digest(&bin));
     let kept = Kept {
         url: url.clone(),
@@ -172,7 +188,15 @@ pub async fn fetch(
         .put(&index, Bytes::from(raw))
         .await
         .map_err(|e| format!("the tool store failed: {e}"))?;
-    Ok((bin, format!("{} {} (fetched, sha256 {})", need.tool, need.version, &sha[..12])))
+    Ok((
+        bin,
+        format!(
+            "{} {} (fetched, sha256 {})",
+            need.tool,
+            need.version,
+            &sha[..12]
+        ),
+    ))
 }
 
 /// GET `url` and the redirects it gives, each location on the allow-list and at a public
@@ -185,7 +209,10 @@ async fn download(policy: &ToolPolicy, url: &str) -> Result<Bytes, String> {
     let mut url = url.to_owned();
     for _ in 0..5 {
         if !policy.allowed(&url) {
-            return Err(format!("{} is not on this platform's allow-list of tool locations", shared::gitfetch::shown(&url)));
+            return Err(format!(
+                "{} is not on this platform's allow-list of tool locations",
+                shared::gitfetch::shown(&url)
+            ));
         }
         let remote = Remote::check(&url, &rules).await?;
         let parsed = Url::parse(remote.url()).map_err(|e| e.to_string())?;
@@ -215,7 +242,10 @@ async fn download(policy: &ToolPolicy, url: &str) -> Result<Bytes, String> {
                 .get("location")
                 .and_then(|l| l.to_str().ok())
                 .ok_or_else(|| "a redirect without a location".to_owned())?;
-            url = parsed.join(location).map_err(|e| e.to_string())?.to_string();
+            url = parsed
+                .join(location)
+                .map_err(|e| e.to_string())?
+                .to_string();
             continue;
         }
         if !status.is_success() {
@@ -256,19 +286,23 @@ mod tests {
         shared::mixlock::parse(&format!(
             r#"%{{"tailwind": {{:hex, :tailwind, "{tailwind}", "ab", [:mix], [], "hexpm", "cd"}}}}"#
         ))
-        .unwrap()
+        .expect("ok")
     }
 
     #[test]
     fn the_tailwind_an_app_needs() {
         let config = "config :esbuild,\n  version: \"0.25.4\"\n\n# Configure tailwind\nconfig :tailwind,\n  version: \"4.1.7\",\n  my_app: [args: ~w(--input=x)]\n";
-        let n = needs(&lock("0.3.1"), Some(config)).unwrap();
+        let n = needs(&lock("0.3.1"), Some(config)).expect("ok");
         assert_eq!(n[0].version, "4.1.7");
         assert_eq!(n[0].file, "tailwind-linux-x64");
-        let n = needs(&lock("0.5.1"), Some(config)).unwrap();
+        let n = needs(&lock("0.5.1"), Some(config)).expect("ok");
         assert_eq!(n[0].file, "tailwind-linux-x64-4.1.7");
-        assert!(needs(&lock("0.3.1"), Some("config :esbuild, version: \"1\"")).unwrap_err().contains("config :tailwind"));
-        assert!(needs(&MixLock::default(), None).unwrap().is_empty());
+        assert!(
+            needs(&lock("0.3.1"), Some("config :esbuild, version: \"1\""))
+                .expect_err("refused")
+                .contains("config :tailwind")
+        );
+        assert!(needs(&MixLock::default(), None).expect("ok").is_empty());
     }
 
     #[test]
@@ -280,15 +314,19 @@ mod tests {
             sources: vec!["tailwind=http://127.0.0.1:9/tw/{version}/{target}".into()],
             ..ToolPolicy::default()
         };
-        assert_eq!(t.template("tailwind"), "http://127.0.0.1:9/tw/{version}/{target}");
+        assert_eq!(
+            t.template("tailwind"),
+            "http://127.0.0.1:9/tw/{version}/{target}"
+        );
     }
 
     #[test]
     fn npm_packages_are_listed() {
         assert_eq!(
-            npm_packages(r#"{"dependencies": {"alpinejs": "3"}, "devDependencies": {"x": "1"}}"#).unwrap(),
+            npm_packages(r#"{"dependencies": {"alpinejs": "3"}, "devDependencies": {"x": "1"}}"#)
+                .expect("ok"),
             vec!["alpinejs", "x"]
         );
-        assert!(npm_packages("{}").unwrap().is_empty());
+        assert!(npm_packages("{}").expect("ok").is_empty());
     }
 }

@@ -408,7 +408,13 @@ fn add_tree<'a>(
                 .await
                 .map_err(|why| format!("submodule {prefix}{path}: {why}"))?;
             remote
-                .fetch_commit(policy, &dir.path().join("repo.git"), &sub_commit, None, dir.path())
+                .fetch_commit(
+                    policy,
+                    &dir.path().join("repo.git"),
+                    &sub_commit,
+                    None,
+                    dir.path(),
+                )
                 .await
                 .map_err(|why| format!("could not fetch submodule {prefix}{path}: {why}"))?;
             let sub_dir = dir.path().join("repo.git");

@@ -30,8 +30,8 @@ use shared::model::{App, Build, BuildFlags, BuildState};
 use shared::PortError;
 
 use crate::pipeline::{archive_commit, NewBuild};
-use shared::gitfetch::Remote;
 use crate::ReceiveState;
+use shared::gitfetch::Remote;
 
 /// The signature header: `sha256=` and the hex HMAC-SHA256 of the body.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";

@@ -24,7 +24,6 @@ pub const LABEL_BUILD: &str = "gigalixir.build";
 /// Label naming the release version of an app container.
 pub const LABEL_RELEASE: &str = "gigalixir.release";
 
-
 /// Connects to the local engine (`DOCKER_HOST` or the default socket).
 pub fn connect() -> Result<Docker, PortError> {
     Docker::connect_with_local_defaults().map_err(PortError::unavailable)

@@ -24,9 +24,7 @@ use chrono::{TimeZone, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use super::{
-    labels, map_err, LineSplitter, LABEL_APP, LABEL_INSTANCE, LABEL_RELEASE,
-};
+use super::{labels, map_err, LineSplitter, LABEL_APP, LABEL_INSTANCE, LABEL_RELEASE};
 use crate::domain::{AppName, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::runtime::{

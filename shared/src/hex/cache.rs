@@ -77,14 +77,15 @@ impl HexSettings {
             let url = Url::parse(raw.trim_end_matches('/'))
                 .map_err(|e| format!("the Hex upstream `{raw}` is not a URL ({e})"))?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!("the Hex upstream `{raw}` must be an http or https URL"));
+                return Err(format!(
+                    "the Hex upstream `{raw}` must be an http or https URL"
+                ));
             }
             settings.upstream = url;
         }
         if let Some(path) = key_file {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                format!("cannot read the Hex upstream key {}: {e}", path.display())
-            })?;
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the Hex upstream key {}: {e}", path.display()))?;
             registry::public_key(&pem)
                 .map_err(|e| format!("the Hex upstream key {}: {e}", path.display()))?;
             settings.custom_key = pem.trim() != registry::HEXPM_PUBLIC_KEY.trim();
@@ -182,7 +183,10 @@ impl HexCache {
     }
 
     fn upstream(&self, path: &str) -> String {
-        format!("{}/{path}", self.settings.upstream.as_str().trim_end_matches('/'))
+        format!(
+            "{}/{path}",
+            self.settings.upstream.as_str().trim_end_matches('/')
+        )
     }
 
     /// `packages/NAME`, checked.
@@ -204,9 +208,15 @@ impl HexCache {
         self.package_record(name, true).await
     }
 
-    async fn package_record(&self, name: &str, force: bool) -> Result<(Resource, Package), HexError> {
+    async fn package_record(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<(Resource, Package), HexError> {
         if !registry::valid_name(name) {
-            return Err(HexError::Invalid(format!("`{name}` is not a Hex package name")));
+            return Err(HexError::Invalid(format!(
+                "`{name}` is not a Hex package name"
+            )));
         }
         let key = self.key.clone();
         let owned = name.to_owned();
@@ -227,7 +237,9 @@ impl HexCache {
     /// `names` or `versions`, checked.
     pub async fn listing(&self, which: &str) -> Result<Resource, HexError> {
         if !matches!(which, "names" | "versions") {
-            return Err(HexError::Invalid(format!("`{which}` is not a registry resource")));
+            return Err(HexError::Invalid(format!(
+                "`{which}` is not a registry resource"
+            )));
         }
         let key = self.key.clone();
         self.registry(which, which, false, move |body| {
@@ -395,7 +407,12 @@ impl HexCache {
             )));
         }
         self.blobs.put(&key, tar.clone()).await?;
-        tracing::info!(package = name, version, bytes = tar.len(), "Hex tarball cached");
+        tracing::info!(
+            package = name,
+            version,
+            bytes = tar.len(),
+            "Hex tarball cached"
+        );
         Ok((tar, resource.freshness))
     }
 
@@ -433,13 +450,16 @@ impl HexCache {
                 lock.dep, lock.repo
             ));
         }
-        let (_, package) = self.package_with(&lock.package, &lock.version).await.map_err(|e| match e {
-            HexError::NotFound(_) => format!(
-                "mix.lock locks {} {}, but the Hex repository has no package {}",
-                lock.dep, lock.version, lock.package
-            ),
-            other => format!("{}: {other}", lock.dep),
-        })?;
+        let (_, package) = self
+            .package_with(&lock.package, &lock.version)
+            .await
+            .map_err(|e| match e {
+                HexError::NotFound(_) => format!(
+                    "mix.lock locks {} {}, but the Hex repository has no package {}",
+                    lock.dep, lock.version, lock.package
+                ),
+                other => format!("{}: {other}", lock.dep),
+            })?;
         let release = package
             .releases
             .iter()
@@ -454,11 +474,11 @@ impl HexCache {
         match (&lock.outer_checksum, &release.outer_checksum) {
             (Some(locked), Some(served)) if *locked != hex::encode(served) => {
                 return Err(format!(
-                    "{} {}: the checksum in mix.lock ({locked}) differs from the Hex repository's ({})",
-                    lock.package,
-                    lock.version,
-                    hex::encode(served)
-                ))
+                "{} {}: the checksum in mix.lock ({locked}) differs from the Hex repository's ({})",
+                lock.package,
+                lock.version,
+                hex::encode(served)
+            ))
             }
             (None, _) if lock.inner_checksum != hex::encode(&release.inner_checksum) => {
                 return Err(format!(
@@ -471,19 +491,25 @@ impl HexCache {
             }
             _ => {}
         }
-        let (_, freshness) = self
-            .tarball(&lock.package, &lock.version)
-            .await
-            .map_err(|e| match e {
-                HexError::Rejected(why) | HexError::Unavailable(why) | HexError::NotFound(why) => why,
-                other => format!("{} {}: {other}", lock.package, lock.version),
-            })?;
+        let (_, freshness) =
+            self.tarball(&lock.package, &lock.version)
+                .await
+                .map_err(|e| match e {
+                    HexError::Rejected(why)
+                    | HexError::Unavailable(why)
+                    | HexError::NotFound(why) => why,
+                    other => format!("{} {}: {other}", lock.package, lock.version),
+                })?;
         Ok(freshness)
     }
 }
 
 fn not_published(name: &str, version: &str, package: &Package) -> String {
-    let mut versions: Vec<&str> = package.releases.iter().map(|r| r.version.as_str()).collect();
+    let mut versions: Vec<&str> = package
+        .releases
+        .iter()
+        .map(|r| r.version.as_str())
+        .collect();
     let shown = versions.len().saturating_sub(8);
     versions.drain(..shown);
     format!(
@@ -543,4 +569,81 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Bytes,
         body.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(repo: &str, version: &str) -> HexLock {
+        HexLock {
+            dep: "acme_lib".into(),
+            package: "acme_lib".into(),
+            version: version.into(),
+            inner_checksum: "00".into(),
+            outer_checksum: Some("11".into()),
+            repo: repo.into(),
+            build_tools: vec!["mix".into()],
+        }
+    }
+
+    fn cache(dir: &std::path::Path) -> HexCache {
+        let blobs = Arc::new(crate::embedded::FsBlobs::open(dir).expect("blobs"));
+        // a closed loopback port: nothing leaves this machine
+        let settings = HexSettings::new(Some("http://127.0.0.1:9"), None, Duration::from_secs(300))
+            .expect("settings");
+        HexCache::new(blobs, settings).expect("cache")
+    }
+
+    #[tokio::test]
+    async fn other_repositories_are_refused_before_anything_is_fetched() {
+        let dir = tempfile::tempdir().expect("dir");
+        let report = cache(dir.path())
+            .check_lock(&[lock("hexpm:acme", "1.0.0")])
+            .await;
+        assert_eq!(report.failures.len(), 1);
+        assert!(
+            report.failures[0].contains("private Hex organizations"),
+            "{:?}",
+            report.failures
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_upstream_with_nothing_kept_is_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let report = cache(dir.path())
+            .check_lock(&[lock("hexpm", "1.0.0")])
+            .await;
+        assert!(
+            report.failures[0].contains("did not answer"),
+            "{:?}",
+            report.failures
+        );
+        assert!(
+            report.failures[0].contains("no copy of it"),
+            "{:?}",
+            report.failures
+        );
+    }
+
+    #[tokio::test]
+    async fn names_and_versions_outside_the_layout_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = cache(dir.path());
+        for name in ["../etc", "a/b", "a\0b", "Upper"] {
+            assert!(
+                matches!(c.package(name).await, Err(HexError::Invalid(_))),
+                "{name:?}"
+            );
+        }
+        assert!(matches!(
+            c.tarball("jason", "../1").await,
+            Err(HexError::Invalid(_))
+        ));
+        assert!(matches!(
+            c.listing("../names").await,
+            Err(HexError::Invalid(_))
+        ));
+    }
 }

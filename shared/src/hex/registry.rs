@@ -209,21 +209,23 @@ mod tests {
 
     fn keys() -> (rsa::RsaPrivateKey, RsaPublicKey) {
         let mut rng = rand::thread_rng();
-        let private = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
+        let private = rsa::RsaPrivateKey::new(&mut rng, 1024).expect("ok");
         let public = private.to_public_key();
         (private, public)
     }
 
     fn resource(private: &rsa::RsaPrivateKey, payload: Vec<u8>) -> Vec<u8> {
-        let signature = SigningKey::<Sha512>::new(private.clone()).sign(&payload).to_vec();
+        let signature = SigningKey::<Sha512>::new(private.clone())
+            .sign(&payload)
+            .to_vec();
         let signed = Signed {
             payload,
             signature: Some(signature),
         }
         .encode_to_vec();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&signed).unwrap();
-        gz.finish().unwrap()
+        gz.write_all(&signed).expect("ok");
+        gz.finish().expect("ok")
     }
 
     fn package_of(name: &str, repo: &str) -> Vec<u8> {
@@ -244,19 +246,28 @@ mod tests {
     fn signed_records_verify_and_others_do_not() {
         let (private, public) = keys();
         let body = resource(&private, package_of("jason", "hexpm"));
-        let p = package(&body, &public, "jason", "hexpm").unwrap();
-        assert_eq!(p.releases[0].outer_checksum.as_deref(), Some(&[2u8; 32][..]));
+        let p = package(&body, &public, "jason", "hexpm").expect("ok");
+        assert_eq!(
+            p.releases[0].outer_checksum.as_deref(),
+            Some(&[2u8; 32][..])
+        );
         // another key
         let (_, other) = keys();
-        assert_eq!(package(&body, &other, "jason", "hexpm"), Err(RecordError::BadSignature));
+        assert_eq!(
+            package(&body, &other, "jason", "hexpm"),
+            Err(RecordError::BadSignature)
+        );
         // a record of another package, validly signed
         assert!(matches!(
             package(&body, &public, "plug", "hexpm"),
             Err(RecordError::WrongOrigin { .. })
         ));
-        assert!(matches!(package(b"junk", &public, "jason", "hexpm"), Err(RecordError::Malformed(_))));
+        assert!(matches!(
+            package(b"junk", &public, "jason", "hexpm"),
+            Err(RecordError::Malformed(_))
+        ));
         // hex.pm's key parses
-        public_key(HEXPM_PUBLIC_KEY).unwrap();
+        public_key(HEXPM_PUBLIC_KEY).expect("ok");
     }
 
     #[test]

@@ -252,8 +252,9 @@ mod tests {
     #[test]
     fn the_runner_image_names_the_stack() {
         // as Terraform writes it (infra/wiring.tf)
-        let s = KubeSettings::from_url("kube://?image=r.example%2Fgigalixir-runner%3A%7Bstack%7D-v7")
-            .expect("parses");
+        let s =
+            KubeSettings::from_url("kube://?image=r.example%2Fgigalixir-runner%3A%7Bstack%7D-v7")
+                .expect("parses");
         assert_eq!(s.image, "r.example/gigalixir-runner:{stack}-v7");
         assert_eq!(KubeSettings::default().image, "gigalixir-runner:{stack}");
     }

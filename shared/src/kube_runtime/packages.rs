@@ -98,10 +98,7 @@ pub fn render_packages(namespace: &str) -> PackagesObjects {
         ..Default::default()
     };
     let dns = NetworkPolicyPeer {
-        namespace_selector: Some(selector(&[(
-            "kubernetes.io/metadata.name",
-            "kube-system",
-        )])),
+        namespace_selector: Some(selector(&[("kubernetes.io/metadata.name", "kube-system")])),
         pod_selector: Some(selector(&[("k8s-app", "kube-dns")])),
         ..Default::default()
     };

@@ -541,7 +541,11 @@ fn deployment(
 
     let container = Container {
         name: WEB.into(),
-        image: Some(settings.image.replace("{stack}", spec.slug.stack().as_str())),
+        image: Some(
+            settings
+                .image
+                .replace("{stack}", spec.slug.stack().as_str()),
+        ),
         image_pull_policy: Some("IfNotPresent".into()),
         env: Some(env),
         env_from: Some(vec![EnvFromSource {
