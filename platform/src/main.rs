@@ -82,6 +82,11 @@ struct Args {
     /// addresses: for tests with a local git server, never in production.
     #[arg(long, env = "GIGALIXIR_GIT_ALLOW_LOOPBACK")]
     git_allow_loopback: bool,
+    /// Seconds one git fetch of the platform's (a submodule, a git dependency, a webhook's
+    /// commit) may take.
+    #[arg(long, env = "GIGALIXIR_GIT_TIMEOUT", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    git_timeout: u64,
     /// A URL prefix asset tools (tailwind) may be fetched from; repeat for several
     /// [default: tailwind's GitHub releases].
     #[arg(
@@ -234,6 +239,7 @@ async fn run() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let git_policy = shared::gitfetch::GitPolicy {
         allow_loopback: args.git_allow_loopback,
+        timeout: Duration::from_secs(args.git_timeout),
         ..Default::default()
     };
     let steps = start_steps(&ports, &args, &shutdown, git_policy).await?;

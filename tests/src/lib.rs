@@ -223,10 +223,15 @@ impl Platform {
     /// The real `gigalixir` CLI, set up to run in `dir` as this platform's user; add
     /// variables or input before running it.
     pub fn cli_command(&self, dir: &Path, args: &[&str]) -> Command {
+        self.cli_command_as(self.home.path(), dir, args)
+    }
+
+    /// [`cli_command`](Self::cli_command) as the user whose HOME is `home`.
+    pub fn cli_command_as(&self, home: &Path, dir: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary("gigalixir"));
         cmd.args(args)
             .current_dir(dir)
-            .env("HOME", self.home.path())
+            .env("HOME", home)
             .env("GIGALIXIR_API_URL", self.url())
             .env_remove("GIGALIXIR_APP")
             .env_remove("NETRC")
@@ -266,10 +271,15 @@ impl Platform {
     }
 
     fn git_command(&self, dir: &Path, args: &[&str]) -> Command {
+        self.git_command_as(self.home.path(), dir, args)
+    }
+
+    /// git as the user whose HOME is `home` (their netrc).
+    pub fn git_command_as(&self, home: &Path, dir: &Path, args: &[&str]) -> Command {
         let mut git = Command::new("git");
         git.args(args)
             .current_dir(dir)
-            .env("HOME", self.home.path())
+            .env("HOME", home)
             .env("GIT_AUTHOR_NAME", "Ada")
             .env("GIT_AUTHOR_EMAIL", "ada@example.com")
             .env("GIT_COMMITTER_NAME", "Ada")
@@ -413,6 +423,65 @@ impl Platform {
         let app = format!("{prefix}-{}", &self.instance[1..7]);
         self.cli_ok(&repo, &["create", "app", &app]);
         (repo, app)
+    }
+}
+
+/// Another account on a platform, with a HOME (netrc) of its own.
+pub struct Account<'a> {
+    p: &'a Platform,
+    /// Its HOME.
+    pub home: tempfile::TempDir,
+    /// Its email.
+    pub email: String,
+}
+
+impl<'a> Account<'a> {
+    /// Signs up `email` on `p` and logs in (its own netrc).
+    pub fn sign_up(p: &'a Platform, email: &str) -> Self {
+        let account = Self {
+            p,
+            home: tempfile::tempdir().expect("home"),
+            email: email.to_owned(),
+        };
+        let home = account.home.path().to_path_buf();
+        account.cli_ok(&home, &["create", "user", "-e", email, "-p", "password123"]);
+        account.cli_ok(&home, &["login", "-e", email, "-p", "password123", "-y"]);
+        account
+    }
+
+    /// Runs the CLI as this account and insists it succeeds; returns stdout.
+    pub fn cli_ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self
+            .p
+            .cli_command_as(self.home.path(), dir, args)
+            .output()
+            .expect("run gigalixir");
+        let (stdout, stderr) = texts(&out);
+        assert!(
+            out.status.success(),
+            "{}: gigalixir {args:?} failed:\n{stdout}\n{stderr}",
+            self.email
+        );
+        stdout
+    }
+
+    /// Runs git as this account: whether it succeeded, and everything it printed.
+    pub fn git(&self, dir: &Path, args: &[&str]) -> (bool, String) {
+        let out = self
+            .p
+            .git_command_as(self.home.path(), dir, args)
+            .output()
+            .expect("run git");
+        let (stdout, stderr) = texts(&out);
+        (out.status.success(), format!("{stdout}{stderr}"))
+    }
+
+    /// A repository of `fixture` under `parent` and an app `name` of this account for it.
+    pub fn new_app(&self, fixture: &str, name: &str, parent: &Path) -> PathBuf {
+        std::fs::create_dir_all(parent).expect("mkdir");
+        let repo = self.p.fixture_repo(fixture, parent);
+        self.cli_ok(&repo, &["create", "app", name]);
+        repo
     }
 }
 

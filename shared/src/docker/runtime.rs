@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, Mount, MountTypeEnum,
+    NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
@@ -37,6 +37,9 @@ pub const LABEL_INDEX: &str = "gigalixir.index";
 pub const SSH_PORT: u16 = 2222;
 /// Label of a release-phase container (its value: the release).
 pub const LABEL_PHASE: &str = "gigalixir.release-phase";
+/// Where a container finds its release's slug (the one file of the slug store it sees).
+pub const SLUG_MOUNT: &str = "/run/gigalixir/slug.tgz";
+
 /// How long a release phase may run.
 const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -45,7 +48,8 @@ const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub struct DockerRuntime {
     docker: Docker,
     instance: String,
-    /// The host directory holding `slugs/…`, mounted read-only at `/slugs`.
+    /// The host directory holding the slugs (`<sha256>.tgz`); a container gets only its
+    /// release's, mounted read-only at [`SLUG_MOUNT`].
     slug_dir: PathBuf,
     /// Per app, a directory with `authorized_keys`, mounted read-only at
     /// `/etc/gigalixir/ssh`.
@@ -429,7 +433,7 @@ impl DockerRuntime {
             .iter()
             .map(|(k, v)| format!("{k}={}", v.expose()))
             .collect();
-        env.push(format!("SLUG_URL=file:///slugs/{key}"));
+        env.push(format!("SLUG_URL=file://{SLUG_MOUNT}"));
         env.push(format!("SLUG_SHA256={}", spec.slug.sha256));
         let (http, ssh) = (format!("{APP_PORT}/tcp"), format!("{SSH_PORT}/tcp"));
         let loopback = || {
@@ -443,7 +447,16 @@ impl DockerRuntime {
             (LABEL_INSTANCE, &self.instance),
             (LABEL_APP, spec.app.as_str()),
         ]);
-        let mut binds = vec![format!("{}:/slugs:ro", self.slug_dir.display())];
+        // Only this release's slug, not the directory of every app's; a mount (unlike a
+        // bind) fails when its source is missing instead of making a directory there.
+        let slug = Mount {
+            target: Some(SLUG_MOUNT.into()),
+            source: Some(self.slug_dir.join(key).display().to_string()),
+            typ: Some(MountTypeEnum::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        let mut binds = Vec::new();
         let mut body = ContainerCreateBody {
             image: Some(spec.slug.stack().runner_image()),
             ..Default::default()
@@ -497,10 +510,70 @@ impl DockerRuntime {
             }
         }
         host.binds = Some(binds);
+        host.mounts = Some(vec![slug]);
         body.env = Some(env);
         body.labels = Some(labels);
         body.host_config = Some(host);
         body
+    }
+
+    /// Copies the host file `from` into the container as `to` (owned by the app user,
+    /// readable by it alone), streamed: a tar header, the file's bytes, the padding.
+    async fn copy_into(&self, container: &str, from: &std::path::Path, to: &str) -> PortResult<()> {
+        let len = tokio::fs::metadata(from)
+            .await
+            .map_err(|e| {
+                PortError::Invalid(format!("the slug {} is missing: {e}", from.display()))
+            })?
+            .len();
+        let (dir, name) = to.rsplit_once('/').unwrap_or(("/tmp", to));
+        let mut header = tar::Header::new_gnu();
+        header
+            .set_path(name)
+            .map_err(|e| PortError::Invalid(e.to_string()))?;
+        header.set_size(len);
+        header.set_mode(0o400);
+        header.set_uid(1000);
+        header.set_gid(1000);
+        header.set_mtime(0);
+        header.set_cksum();
+        let file = tokio::fs::File::open(from)
+            .await
+            .map_err(PortError::unavailable)?;
+        let pad = (512 - (len % 512) as usize) % 512;
+        let body = futures::stream::once(async move {
+            Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(header.as_bytes()))
+        })
+        .chain(tokio_util::io::ReaderStream::new(file))
+        .chain(futures::stream::once(async move {
+            Ok(bytes::Bytes::from(vec![0u8; pad + 1024]))
+        }));
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+            .path(if dir.is_empty() { "/" } else { dir })
+            .build();
+        self.docker
+            .upload_to_container(container, Some(options), bollard::body_try_stream(body))
+            .await
+            .map_err(map_err)
+    }
+
+    /// Runs `cmd` in the container as the app user; its outcome does not matter.
+    async fn exec_quietly(&self, container: &str, cmd: Vec<String>) {
+        let Ok(exec) = self
+            .docker
+            .create_exec(
+                container,
+                bollard::models::ExecConfig {
+                    cmd: Some(cmd),
+                    user: Some("app".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+        else {
+            return;
+        };
+        let _ = self.docker.start_exec(&exec.id, None).await;
     }
 
     /// Creates and starts a container, naming the image script when the image is missing.
@@ -1075,9 +1148,15 @@ impl Runtime for DockerRuntime {
                 reason: "nothing runs yet (first deploy)".into(),
             });
         }
-        let slug = format!("/slugs/{}", spec.slug.key.trim_start_matches("slugs/"));
+        // Each replica sees only its own slug: the new one is copied into it (streamed
+        // from the slug store's file), used, and removed.
+        let file = self
+            .slug_dir
+            .join(spec.slug.key.trim_start_matches("slugs/"));
+        let slug = format!("/tmp/gigalixir-upgrade-{}.tgz", &spec.slug.sha256[..12]);
         let mut output = Vec::new();
         for c in &running {
+            self.copy_into(&c.name, &file, &slug).await?;
             let exec = self
                 .docker
                 .create_exec(
@@ -1116,6 +1195,8 @@ impl Runtime for DockerRuntime {
                 .map_err(map_err)?
                 .exit_code
                 .unwrap_or(-1);
+            self.exec_quietly(&c.name, vec!["rm".into(), "-f".into(), slug.clone()])
+                .await;
             match code {
                 0 => output.extend(
                     lines

@@ -1,0 +1,190 @@
+//! Tenants are walled off from each other: two accounts, real pushes, real containers.
+//! (The isolation suite of issue 12; each part adds its checks here.)
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gigalixir_tests::upstream::{publish_git, StaticServer};
+use gigalixir_tests::{docker, require_images, Account, Platform};
+
+/// Runs `script` in the running replica of `app`, as the app's user; its stdout.
+fn in_replica(p: &Platform, app: &str, script: &str) -> String {
+    let id = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+        "--filter",
+        &format!("label=gigalixir.instance={}", p.instance),
+    ]);
+    let id = id
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no replica of {app}"));
+    docker(&["exec", "-u", "app", id, "sh", "-c", script])
+}
+
+#[test]
+fn a_replica_sees_only_its_own_apps_slug() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let bob = Account::sign_up(&p, "bob@example.com");
+    let work = tempfile::tempdir().expect("work");
+    let (repo_a, _) = p.new_app("env_probe", "alice", work.path());
+    let (ok, out) = p.push(&repo_a, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let repo_b = bob.new_app(
+        "hello",
+        &format!("bob-{}", &p.instance[1..7]),
+        &work.path().join("bob"),
+    );
+    let (ok, out) = bob.git(&repo_b, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let app_b = format!("bob-{}", &p.instance[1..7]);
+
+    // Every slug the platform keeps: A's is one of them, B's another.
+    let slugs: Vec<String> = p
+        .blobs_under("slugs")
+        .iter()
+        .map(|f| {
+            Path::new(f)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("name")
+                .trim_end_matches(".tgz")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(slugs.len(), 2, "{slugs:?}");
+
+    // From B's replica: no directory of slugs, nothing of A's app, and no readable file
+    // whose sha256 is that of a slug other than B's own.
+    let root = in_replica(&p, &app_b, "ls /");
+    assert!(!root.lines().any(|l| l == "slugs"), "{root}");
+    let found = in_replica(
+        &p,
+        &app_b,
+        "find / -xdev \\( -name '*env_probe*' -o -name '*.tgz' \\) 2>/dev/null; true",
+    );
+    assert!(
+        !found.contains("env_probe"),
+        "A's app is visible from B's replica:\n{found}"
+    );
+    let sums = in_replica(
+        &p,
+        &app_b,
+        "find / \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -type f -size +4k -readable -print0 2>/dev/null | xargs -0 -r sha256sum 2>/dev/null | cut -d' ' -f1; true",
+    );
+    let own = in_replica(
+        &p,
+        &app_b,
+        "sha256sum /run/gigalixir/slug.tgz | cut -d' ' -f1",
+    );
+    for sha in &slugs {
+        if *sha == own.trim() {
+            continue;
+        }
+        assert!(
+            !sums.contains(sha.as_str()),
+            "another app's slug {sha} is readable from B's replica"
+        );
+    }
+    assert!(
+        slugs.contains(&own.trim().to_owned()),
+        "B's replica has its own slug"
+    );
+}
+
+/// Accepts connections and never answers.
+fn silent_server() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
+                let mut buf = [0u8; 512];
+                let _ = stream.read(&mut buf);
+                held.push(stream);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn git_urls_of_a_push_follow_the_egress_rules() {
+    require_images();
+    let p = Platform::start_with(&["--git-timeout", "3"]);
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo("with_path_dep", work.path());
+    // greeter as a submodule, served on loopback, which this platform does not allow
+    let sub = work.path().join("greeter-src");
+    std::fs::rename(repo.join("deps_src/greeter"), &sub).expect("move greeter");
+    p.git_ok(&sub, &["init", "-q", "--initial-branch=master"]);
+    p.commit_all(&sub, "greeter");
+    let served = work.path().join("served");
+    std::fs::create_dir_all(&served).expect("mkdir");
+    publish_git(&sub, &served, "greeter");
+    let server = StaticServer::start(&served);
+    p.git_ok(&repo, &["add", "-A"]);
+    let url = format!("{}/greeter.git", server.url());
+    p.git_ok(
+        &repo,
+        &[
+            "-c",
+            "protocol.http.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &url,
+            "deps_src/greeter",
+        ],
+    );
+    p.commit_all(&repo, "greeter as a submodule");
+    let app = format!("egress-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let before = server.log().lines().count(); // `git submodule add` cloned it
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("resolves to 127.0.0.1, a loopback address"),
+        "{out}"
+    );
+    assert_eq!(
+        server.log().lines().count(),
+        before,
+        "the platform sent the test server a request:\n{}",
+        server.log()
+    );
+
+    // A server that never answers: the push fails within the fetch's time limit. (This
+    // platform allows loopback only for this part, on another instance.)
+    let q = Platform::start_with(&["--git-timeout", "3", "--git-allow-loopback"]);
+    q.sign_up_and_log_in();
+    let (port, _hold) = silent_server();
+    p.git_ok(
+        &repo,
+        &[
+            "config",
+            "-f",
+            ".gitmodules",
+            "submodule.deps_src/greeter.url",
+            &format!("http://127.0.0.1:{port}/r.git"),
+        ],
+    );
+    p.commit_all(&repo, "a server that never answers");
+    let app = format!("silent-{}", &q.instance[1..7]);
+    q.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = q.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("did not finish within 3 s"), "{out}");
+}
