@@ -1,9 +1,9 @@
 # The blob store: one bucket per key space (gs://PREFIX -> PREFIX-repos, -sources, -slugs,
-# -caches), so that each has its own lifecycle and its own readers and writers.
+# -caches, -packages), so that each has its own lifecycle and its own readers and writers.
 
 resource "google_storage_bucket" "blobs" {
   #checkov:skip=CKV_GCP_62:Access is recorded by the project's Data Access audit logs for storage (apis.tf), not by legacy usage logs.
-  #checkov:skip=CKV_GCP_78:Versioning is on for repos and slugs (wiring.tf, blob_spaces); sources and caches are disposable and expire.
+  #checkov:skip=CKV_GCP_78:Versioning is on for repos and slugs (wiring.tf, blob_spaces); sources, caches and packages are disposable and expire.
   for_each = local.blob_spaces
 
   name                        = "${local.bucket_prefix}-${each.key}"
@@ -22,8 +22,8 @@ resource "google_storage_bucket" "blobs" {
     retention_duration_seconds = each.value.versioned ? 604800 : 0
   }
 
-  # Live objects: sources and caches expire after a month, slugs after
-  # var.slug_retention_days; repositories stay.
+  # Live objects: sources and caches expire after a month, packages after three (fetched
+  # again when needed), slugs after var.slug_retention_days; repositories stay.
   dynamic "lifecycle_rule" {
     for_each = each.value.expire_days > 0 ? [each.value.expire_days] : []
     content {
@@ -77,7 +77,8 @@ resource "google_storage_bucket" "blobs" {
 
 # Who may touch which space (least privilege per function):
 #   receive: repos (read, write), sources (write; read back on a retried push)
-#   build:   sources (read), caches (read)
+#   build:   sources (read), caches (read), packages (read, write: the package cache,
+#            git dependencies and tools it fetches for builds)
 #   upload:  slugs (read, write: it verifies what it stored), caches (read, write)
 #   deploy:  slugs (read: it signs the URLs the replicas download the slug from)
 #   api, release: none
@@ -90,6 +91,7 @@ locals {
     { function = "receive", space = "sources", role = "roles/storage.objectUser" },
     { function = "build", space = "sources", role = "roles/storage.objectViewer" },
     { function = "build", space = "caches", role = "roles/storage.objectViewer" },
+    { function = "build", space = "packages", role = "roles/storage.objectUser" },
     { function = "upload", space = "slugs", role = "roles/storage.objectUser" },
     { function = "upload", space = "caches", role = "roles/storage.objectUser" },
     { function = "deploy", space = "slugs", role = "roles/storage.objectViewer" },

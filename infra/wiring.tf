@@ -189,6 +189,12 @@ locals {
       versioned   = false
       expire_days = 30
     }
+    # What the platform fetches for builds: Hex registry records and tarballs (shared by
+    # every app, by checksum), git dependencies, tool binaries. Refetched when missing.
+    packages = {
+      versioned   = false
+      expire_days = 90
+    }
   }
 
   bucket_prefix = var.bucket_prefix != "" ? var.bucket_prefix : "${var.project_id}-gigalixir"

@@ -209,7 +209,7 @@ pub const TOPICS: [Topic; 11] = [
 
 /// The first part of every blob key. On Cloud Storage each is its own bucket,
 /// `<prefix>-<part>` for `gs://<prefix>`, so each can have its own lifecycle and access.
-pub const BLOB_SPACES: [&str; 4] = ["repos", "sources", "slugs", "caches"];
+pub const BLOB_SPACES: [&str; 5] = ["repos", "sources", "slugs", "caches", "packages"];
 
 /// An environment variable a standalone function reads.
 #[derive(Debug, Clone, Copy, Serialize)]

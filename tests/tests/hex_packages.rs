@@ -25,7 +25,7 @@ fn hex_app(
 }
 
 fn tarballs_kept(p: &Platform) -> usize {
-    p.blobs_under("hex/tarballs").len()
+    p.blobs_under("packages/hex/tarballs").len()
 }
 
 #[test]

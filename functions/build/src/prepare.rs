@@ -262,7 +262,7 @@ async fn git_deps(
         }
         let sparse = dep.opts.get("sparse").cloned().unwrap_or_default();
         let key = format!(
-            "gitdeps/{}/{}-{}.tar",
+            "packages/gitdeps/{}/{}-{}.tar",
             hex::encode(sha2::Sha256::digest(dep.url.as_bytes())),
             dep.rev.to_ascii_lowercase(),
             &hex::encode(sha2::Sha256::digest(sparse.as_bytes()))[..12]

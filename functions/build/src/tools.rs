@@ -141,13 +141,16 @@ pub async fn fetch(
         need.tool, need.version, need.tool
     );
     let index = format!(
-        "tools/url/{}.json",
+        "packages/tools/url/{}.json",
         hex::encode(Sha256::digest(url.as_bytes()))
     );
     match blobs.get(&index).await {
         Ok(raw) => {
             if let Ok(kept) = serde_json::from_slice::<Kept>(&raw) {
-                match blobs.get(&format!("tools/sha256/{}", kept.sha256)).await {
+                match blobs
+                    .get(&format!("packages/tools/sha256/{}", kept.sha256))
+                    .await
+                {
                     Ok(bin) if hex::encode(Sha256::digest(&bin)) == kept.sha256 => {
                         return Ok((
                             bin,
@@ -180,7 +183,7 @@ pub async fn fetch(
         size: bin.len() as u64,
     };
     blobs
-        .put(&format!("tools/sha256/{sha}"), bin.clone())
+        .put(&format!("packages/tools/sha256/{sha}"), bin.clone())
         .await
         .map_err(|e| format!("the tool store failed: {e}"))?;
     let raw = serde_json::to_vec(&kept).map_err(|e| e.to_string())?;

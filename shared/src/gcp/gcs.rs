@@ -246,7 +246,7 @@ fn read_key_file(path: &str) -> PortResult<serde_json::Value> {
 }
 
 /// Bucket names are 3 to 63 lowercase letters, digits, `-` and `_`, starting and ending
-/// with a letter or digit; the longest space (`sources`) and its dash must still fit.
+/// with a letter or digit; the longest space (`packages`) and its dash must still fit.
 fn check_prefix(prefix: &str) -> PortResult<()> {
     let longest = BLOB_SPACES.iter().map(|s| s.len()).max().unwrap_or(0);
     let ok = !prefix.is_empty()

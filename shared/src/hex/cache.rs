@@ -1,10 +1,10 @@
 //! The pull-through cache of an upstream Hex repository, over the blob store.
 //!
 //! - Registry resources (`packages/NAME`, `names`, `versions`) are kept as the upstream's
-//!   exact bytes under `hex/registry/…`, checked (signature with the upstream's key, origin)
+//!   exact bytes under `packages/hex/registry/…`, checked (signature with the upstream's key, origin)
 //!   before they are kept, and fetched again once older than the TTL; while the upstream
 //!   does not answer, the kept copy is served and marked stale.
-//! - Tarballs are stored once, content-addressed (`hex/tarballs/<sha256>.tar`), shared by
+//! - Tarballs are stored once, content-addressed (`packages/hex/tarballs/<sha256>.tar`), shared by
 //!   every build of every app, and only after their sha256 equals the outer checksum the
 //!   (checked) registry lists for that version. Their size is capped while they stream in.
 //!
@@ -255,8 +255,8 @@ impl HexCache {
         force: bool,
         check: impl Fn(&[u8]) -> Result<(), RecordError>,
     ) -> Result<Resource, HexError> {
-        let body_key = format!("hex/registry/{path}");
-        let meta_key = format!("hex/meta/{path}.json");
+        let body_key = format!("packages/hex/registry/{path}");
+        let meta_key = format!("packages/hex/meta/{path}.json");
         let kept = match self.blobs.get(&body_key).await {
             Ok(body) => Some(body),
             Err(PortError::NotFound) => None,
@@ -535,7 +535,7 @@ pub struct LockReport {
 
 /// Where a tarball with this outer checksum is kept.
 pub fn tarball_key(sha256: &str) -> String {
-    format!("hex/tarballs/{sha256}.tar")
+    format!("packages/hex/tarballs/{sha256}.tar")
 }
 
 fn resource(body: Bytes, freshness: Freshness) -> Resource {
