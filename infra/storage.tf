@@ -80,7 +80,8 @@ resource "google_storage_bucket" "blobs" {
 #   build:   sources (read), caches (read), packages (read, write: the package cache,
 #            git dependencies and tools it fetches for builds)
 #   upload:  slugs (read, write: it verifies what it stored), caches (read, write)
-#   deploy:  slugs (read: it signs the URLs the replicas download the slug from)
+#   deploy:  slugs (read: it signs the URLs the replicas download the slug from), and on
+#            app-destroyed removes the app's objects from repos, sources, caches and slugs
 #   api, release: none
 # Granted to the identity each function runs as (local.runs_as): build and upload share the
 # build worker pods' account, which therefore holds both rows. One binding per
@@ -94,7 +95,10 @@ locals {
     { function = "build", space = "packages", role = "roles/storage.objectUser" },
     { function = "upload", space = "slugs", role = "roles/storage.objectUser" },
     { function = "upload", space = "caches", role = "roles/storage.objectUser" },
-    { function = "deploy", space = "slugs", role = "roles/storage.objectViewer" },
+    { function = "deploy", space = "slugs", role = "roles/storage.objectUser" },
+    { function = "deploy", space = "repos", role = "roles/storage.objectUser" },
+    { function = "deploy", space = "sources", role = "roles/storage.objectUser" },
+    { function = "deploy", space = "caches", role = "roles/storage.objectUser" },
   ]
   bucket_grants = {
     for g in local.bucket_needs :

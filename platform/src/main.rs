@@ -338,6 +338,7 @@ async fn start_steps(
         store: ports.store.clone(),
         bus: ports.bus.clone(),
         runtime: ports.runtime.clone(),
+        blobs: ports.blobs.clone(),
         boot_timeout,
         app_domain: args.domain.clone(),
     });

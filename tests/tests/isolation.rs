@@ -188,3 +188,173 @@ fn git_urls_of_a_push_follow_the_egress_rules() {
     assert!(!ok, "{out}");
     assert!(out.contains("did not finish within 3 s"), "{out}");
 }
+
+/// Everything of `app` the platform could have kept: containers, volumes, networks of
+/// its instance labelled with the app, and blobs under its keys.
+fn leftovers(p: &Platform, app: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let labels = [
+        "--filter".to_owned(),
+        format!("label=gigalixir.app={app}"),
+        "--filter".to_owned(),
+        format!("label=gigalixir.instance={}", p.instance),
+    ];
+    for (kind, list) in [
+        ("container", &["ps", "-aq"][..]),
+        ("volume", &["volume", "ls", "-q"][..]),
+        ("network", &["network", "ls", "-q"][..]),
+    ] {
+        let mut args: Vec<&str> = list.to_vec();
+        args.extend(labels.iter().map(String::as_str));
+        for id in docker(&args).lines().filter(|l| !l.is_empty()) {
+            found.push(format!("{kind} {id}"));
+        }
+    }
+    for prefix in [format!("sources/{app}"), format!("slugs/apps/{app}")] {
+        found.extend(p.blobs_under(&prefix));
+    }
+    for file in [format!("repos/{app}.tar"), format!("caches/{app}.tar")] {
+        if p.data_dir().join("blobs").join(&file).exists() {
+            found.push(file);
+        }
+    }
+    if p.data_dir().join("ssh").join(app).exists() {
+        found.push(format!("ssh keys of {app}"));
+    }
+    found
+}
+
+fn wait_until_gone(p: &Platform, app: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = leftovers(p, app);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{app} left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `create app NAME` as soon as the name is free again (a destroyed app's cleanup holds it
+/// for a few seconds, and says so).
+fn create_when_free(home: &Path, p: &Platform, repo: &Path, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = p
+            .cli_command_as(home, repo, &["create", "app", name])
+            .output()
+            .expect("gigalixir");
+        if out.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains("is being destroyed"), "{err}");
+        assert!(Instant::now() < deadline, "the name never came free: {err}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn ssh_key(dir: &Path, name: &str) -> String {
+    let path = dir.join(name);
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen (scripts/test installs openssh-client)");
+    assert!(out.status.success());
+    format!("{}.pub", path.display())
+}
+
+#[test]
+fn a_destroyed_apps_data_goes_and_a_new_owner_of_its_name_starts_empty() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let bob = Account::sign_up(&p, "bob@example.com");
+    let work = tempfile::tempdir().expect("work");
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    p.cli_ok(
+        work.path(),
+        &["account:ssh_keys:add", &ssh_key(&keys, "ada")],
+    );
+    bob.cli_ok(
+        work.path(),
+        &["account:ssh_keys:add", &ssh_key(&keys, "bob")],
+    );
+    let bob_key = std::fs::read_to_string(keys.join("bob.pub")).expect("key");
+    let name = format!("gone-{}", &p.instance[1..7]);
+
+    // A pushes X (a dependency fills its build cache), then destroys it while idle.
+    let repo = p.fixture_repo("with_path_dep", &work.path().join("a1"));
+    p.cli_ok(&repo, &["create", "app", &name]);
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(
+        !leftovers(&p, &name).is_empty(),
+        "a deployed app keeps things"
+    );
+    p.cli_ok(&repo, &["apps:destroy", "-y"]);
+    wait_until_gone(&p, &name);
+
+    // Again, destroyed in the middle of a build.
+    create_when_free(p.home.path(), &p, &repo, &name);
+    std::fs::write(
+        repo.join("elixir_buildpack.config"),
+        "hook_pre_compile=\"sleep 60\"\n",
+    )
+    .expect("config");
+    p.commit_all(&repo, "a slow build");
+    let push = p.spawn_git(&repo, &["push", "gigalixir", "master"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("name=gx-build-"),
+        "--filter",
+        &format!("label=gigalixir.app={name}"),
+    ])
+    .lines()
+    .any(|l| !l.is_empty())
+    {
+        assert!(Instant::now() < deadline, "the build never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    p.cli_ok(&repo, &["apps:destroy", "-y"]);
+    let out = push.wait_with_output().expect("push");
+    assert!(!out.status.success(), "the push of a destroyed app failed");
+    wait_until_gone(&p, &name);
+
+    // B creates X: an empty repository, a build from nothing, B's keys only.
+    let repo_b = p.fixture_repo("with_path_dep", &work.path().join("b"));
+    create_when_free(bob.home.path(), &p, &repo_b, &name);
+    let (ok, clone) = bob.git(
+        work.path(),
+        &["clone", &format!("{}/{name}.git", p.url()), "clone-b"],
+    );
+    assert!(ok, "{clone}");
+    assert!(clone.contains("empty repository"), "{clone}");
+    let (ok, out) = bob.git(&repo_b, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("No build cache: compiling everything"),
+        "{out}"
+    );
+    assert!(
+        out.contains("==> greeter"),
+        "the dependency compiles again:\n{out}"
+    );
+    let admitted = in_replica(&p, &name, "cat /etc/gigalixir/ssh/authorized_keys");
+    assert_eq!(
+        admitted.trim(),
+        bob_key
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        "B's replica admits B's keys alone"
+    );
+}

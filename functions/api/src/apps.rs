@@ -90,6 +90,25 @@ pub async fn create(
     let raw = body.unique_name.unwrap_or_else(generated_name);
     let name = AppName::parse(&raw).map_err(|e| ApiError::invalid("unique_name", e.0))?;
     let stack = body.stack.as_deref().map(parse_stack).transpose()?;
+    // An app of that name being destroyed: the name is free once everything of it is gone.
+    let probe = uuid::Uuid::new_v4().to_string();
+    let lock = shared::cleanup::destroying_lock(&name);
+    match state
+        .store
+        .try_lock(&lock, &probe, std::time::Duration::from_secs(1))
+        .await
+    {
+        Ok(()) => {
+            let _ = state.store.unlock(&lock, &probe).await;
+        }
+        Err(PortError::Precondition) => {
+            return Err(ApiError::invalid(
+                "unique_name",
+                "is being destroyed: it is free again once everything of the old app is gone (seconds); try again shortly",
+            ))
+        }
+        Err(err) => return Err(err.into()),
+    }
     let app = App {
         name,
         owner: caller.0.id.clone(),
@@ -158,6 +177,15 @@ pub async fn destroy(
     Path(name): Path<String>,
 ) -> Result<Json<Data<Value>>, ApiError> {
     let app = owned_app(&state, &caller, &name).await?;
+    // Held until the cleanup (deploy, on app-destroyed) has removed everything of the app.
+    state
+        .store
+        .try_lock(
+            &shared::cleanup::destroying_lock(&app.name),
+            shared::cleanup::DESTROYING_HOLDER,
+            shared::cleanup::DESTROYING_TTL,
+        )
+        .await?;
     state.store.delete_app(&app.name).await?;
     let event = Event::AppDestroyed {
         app: app.name.clone(),

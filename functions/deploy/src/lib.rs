@@ -18,7 +18,7 @@ use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
 use shared::messages::Event;
 use shared::model::{App, BuildState, Release, ReleaseStatus};
 use shared::ports::runtime::{DeployOutcome, HotOutcome, ReleaseSpec, APP_PORT};
-use shared::ports::{Bus, Runtime, Store};
+use shared::ports::{Blobs, Bus, Runtime, Store};
 use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
 
@@ -31,6 +31,8 @@ pub struct StepState {
     pub bus: Arc<dyn Bus>,
     /// Runs the releases.
     pub runtime: Arc<dyn Runtime>,
+    /// What a destroyed app leaves in the blob store is removed from it.
+    pub blobs: Arc<dyn Blobs>,
     /// How long a release may take to accept connections.
     pub boot_timeout: Duration,
     /// Apps answer on `APP.<app_domain>` (`localhost` on one machine): `PHX_HOST`.
@@ -51,11 +53,7 @@ pub fn router(state: StepState) -> Router {
                 on_live_release(&state, &app, trace.as_deref(), Change::Restart).await
             }
             Event::SshKeysChanged { user } => sync_ssh_keys(&state, &user).await,
-            Event::AppDestroyed { app } => {
-                state.runtime.remove_app(&app).await?;
-                tracing::info!(app = %app, "runtime resources removed");
-                Ok(())
-            }
+            Event::AppDestroyed { app } => destroyed(&state, &app).await,
             other => Err(unexpected("deploy", &other)),
         }
     })
@@ -95,6 +93,57 @@ pub fn release_env(app: &App, release: &Release, domain: &str) -> BTreeMap<Strin
     set("LIBCLUSTER_KUBERNETES_NODE_BASENAME", app.name.as_str());
     set("GIGALIXIR_CLUSTER_DNS", app.name.as_str());
     env
+}
+
+/// Removes everything a destroyed app leaves: its containers (replicas, release phases,
+/// builds), network, build cache volume and SSH keys, then — once no push of it holds its
+/// lock — its repository, source archives, cache copy and the slugs no other app uses.
+/// A pass that found something asks for another (redelivery), so that what a build or
+/// upload still running at that moment wrote goes too; the pass that finds nothing frees
+/// the app's name.
+async fn destroyed(state: &StepState, app: &AppName) -> Result<(), StepError> {
+    state.runtime.remove_app(app).await?;
+    let push_lock = format!("push:{app}");
+    let holder = format!("destroy-{}", uuid::Uuid::new_v4());
+    let waited = tokio::time::Instant::now();
+    loop {
+        match state
+            .store
+            .try_lock(&push_lock, &holder, Duration::from_secs(300))
+            .await
+        {
+            Ok(()) => break,
+            Err(PortError::Precondition) if waited.elapsed() < Duration::from_secs(60) => {
+                // a push of the app ends once its build (stopped above) fails
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(PortError::Precondition) => {
+                return Err(StepError::Transient(
+                    "a push of the destroyed app still runs".into(),
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let removed = shared::cleanup::remove_app_blobs(&*state.blobs, app).await;
+    let _ = state.store.unlock(&push_lock, &holder).await;
+    let removed = removed?;
+    if removed > 0 {
+        tracing::info!(app = %app, blobs = removed, "destroyed app's data removed; checking again");
+        return Err(StepError::Transient(format!(
+            "removed {removed} blobs of the destroyed app; another pass checks that nothing came back"
+        )));
+    }
+    // Nothing came back since the last pass: the name is free again.
+    state
+        .store
+        .unlock(
+            &shared::cleanup::destroying_lock(app),
+            shared::cleanup::DESTROYING_HOLDER,
+        )
+        .await?;
+    tracing::info!(app = %app, "everything of the destroyed app is gone");
+    Ok(())
 }
 
 async fn log(state: &StepState, build: Option<&BuildId>, lines: Vec<String>) {
@@ -163,6 +212,15 @@ async fn deploy_locked(
         vec![format!("-----> Deploying {version}")],
     )
     .await;
+    // The replicas admit the owner's SSH keys from the first one on.
+    let keys: Vec<String> = state
+        .store
+        .ssh_keys(&current.owner)
+        .await?
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    state.runtime.set_ssh_keys(app, &keys).await?;
     let spec = ReleaseSpec {
         app: app.clone(),
         version,

@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         store: env.store()?,
         bus: bus.clone(),
         runtime,
+        blobs: env.blobs()?,
         boot_timeout: Settings::default().boot,
         app_domain: env.domain().to_owned(),
     };

@@ -138,6 +138,8 @@ pub async fn upload(
         // the platform's choice, not what the build container says
         stack,
     };
+    // Who uses which slug: what a destroyed app's slugs are found by.
+    shared::cleanup::record_slug_user(&*state.blobs, app, &slug_ref.sha256).await?;
     let stored_ref = slug_ref.clone();
     match state
         .store
@@ -147,6 +149,13 @@ pub async fn upload(
         .await
     {
         Ok(_) | Err(PortError::Precondition) => {}
+        Err(PortError::NotFound) => {
+            // The app was destroyed while its slug was being stored: what this step wrote
+            // goes with it.
+            let _ = state.builder.discard(id).await;
+            shared::cleanup::remove_app_blobs(&*state.blobs, app).await?;
+            return Err(StepError::Permanent("the app was destroyed".into()));
+        }
         Err(err) => return Err(err.into()),
     }
     state.builder.discard(id).await?;

@@ -1020,9 +1020,6 @@ impl Runtime for DockerRuntime {
         if let Ok(mut live) = self.live.lock() {
             live.remove(app);
         }
-        for c in self.containers_of(app).await? {
-            self.remove(&c.name).await?;
-        }
         let filters: HashMap<String, Vec<String>> = [(
             "label".to_owned(),
             vec![
@@ -1031,6 +1028,20 @@ impl Runtime for DockerRuntime {
             ],
         )]
         .into();
+        // Every container of the app: replicas, release phases, and builds on this engine
+        // (a build still running is stopped: its app is gone).
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?;
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            self.remove(&id).await?;
+        }
         let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
         let networks = self
             .docker
