@@ -163,6 +163,12 @@ async fn run() -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    // Users' data, keys and config: the platform's user alone reads the directory.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", data_dir.display()))?;
+    }
     let store_url = args
         .store
         .clone()
@@ -236,6 +242,7 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}: is another platform running?"))?;
     let port = listener.local_addr()?.port();
 
+    private_files(&data_dir);
     let shutdown = CancellationToken::new();
     let git_policy = shared::gitfetch::GitPolicy {
         allow_loopback: args.git_allow_loopback,
@@ -293,6 +300,24 @@ async fn run() -> anyhow::Result<()> {
     }
     tracing::info!("platform stopped");
     Ok(())
+}
+
+/// The store's and the bus's files (SQLite's database, journal and shared memory) are the
+/// platform's user's alone.
+fn private_files(data_dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["store.db", "bus.db"] {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let file = data_dir.join(format!("{name}{suffix}"));
+            if file.exists() {
+                if let Err(err) =
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                {
+                    tracing::warn!(file = %file.display(), error = %err, "could not make a data file private");
+                }
+            }
+        }
+    }
 }
 
 /// Subscribes each pipeline function to its topic and delivers to its router in-process,

@@ -49,6 +49,7 @@ fn a_replica_sees_only_its_own_apps_slug() {
     let slugs: Vec<String> = p
         .blobs_under("slugs")
         .iter()
+        .filter(|f| f.ends_with(".tgz"))
         .map(|f| {
             Path::new(f)
                 .file_stem()
@@ -96,6 +97,28 @@ fn a_replica_sees_only_its_own_apps_slug() {
         slugs.contains(&own.trim().to_owned()),
         "B's replica has its own slug"
     );
+
+    // At rest: the data directory is the platform user's alone, and so are its files
+    // (slugs stay readable for the containers that mount them, inside that directory).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let data = p.data_dir();
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    assert_eq!(mode(&data.join("blobs")), 0o700, "the blob store");
+    for file in ["store.db", "bus.db"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let repo_blob = data.join(format!("blobs/repos/{app_b}.tar"));
+    assert_eq!(mode(&repo_blob), 0o600, "a repository");
+    for source in p.blobs_under(&format!("sources/{app_b}")) {
+        assert_eq!(mode(Path::new(&source)), 0o600, "{source}");
+    }
 }
 
 /// Accepts connections and never answers.

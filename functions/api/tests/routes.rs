@@ -527,7 +527,27 @@ async fn apps_are_created_listed_shown_and_destroyed() {
         .call(Method::DELETE, "/api/apps/zeta-app", auth, None)
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    // The name is free again.
+    // The name is held until the cleanup (deploy, on app-destroyed) has removed everything
+    // of the app, then free again.
+    let r = api.create_app(ADA, &key, "zeta-app").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.body["errors"]["unique_name"][0]
+            .as_str()
+            .expect("why")
+            .contains("is being destroyed"),
+        "{}",
+        r.body
+    );
+    let zeta = AppName::parse("zeta-app").expect("name");
+    api.state
+        .store
+        .unlock(
+            &shared::cleanup::destroying_lock(&zeta),
+            shared::cleanup::DESTROYING_HOLDER,
+        )
+        .await
+        .expect("the cleanup's last pass");
     assert_eq!(
         api.create_app(ADA, &key, "zeta-app").await.status,
         StatusCode::CREATED

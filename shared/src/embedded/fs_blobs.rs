@@ -21,17 +21,39 @@ const STREAM_PARTS_IN_FLIGHT: usize = 2;
 /// The embedded blob store: a directory.
 #[derive(Clone)]
 pub struct FsBlobs {
+    root: std::path::PathBuf,
     store: Arc<LocalFileSystem>,
 }
 
 impl FsBlobs {
-    /// Opens (creating) the directory `root`.
+    /// Opens (creating) the directory `root`, readable by this user alone.
     pub fn open(root: &Path) -> PortResult<Self> {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(root).map_err(PortError::unavailable)?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(PortError::unavailable)?;
         let store = LocalFileSystem::new_with_prefix(root).map_err(PortError::unavailable)?;
         Ok(Self {
+            root: root.to_path_buf(),
             store: Arc::new(store),
         })
+    }
+
+    /// Objects are this user's alone (0600), except slugs (`slugs/*.tgz`), which the
+    /// Docker runtime mounts into their app's containers, where another user reads them
+    /// (the directory above them stays private).
+    fn protect(&self, key: &str) -> PortResult<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if key.starts_with("slugs/")
+            && key.ends_with(".tgz")
+            && key.matches('/').count() == 1
+        {
+            0o644
+        } else {
+            0o600
+        };
+        std::fs::set_permissions(self.root.join(key), std::fs::Permissions::from_mode(mode))
+            .map_err(PortError::unavailable)
     }
 }
 
@@ -56,7 +78,7 @@ impl Blobs for FsBlobs {
             .put(&path(key)?, PutPayload::from_bytes(data))
             .await
             .map_err(map_err)?;
-        Ok(())
+        self.protect(key)
     }
 
     async fn get(&self, key: &str) -> PortResult<Bytes> {
@@ -113,7 +135,7 @@ impl Blobs for FsBlobs {
             writer.put(chunk);
         }
         writer.finish().await.map_err(map_err)?;
-        Ok(())
+        self.protect(key)
     }
 
     async fn get_stream(&self, key: &str) -> PortResult<ByteStream> {
