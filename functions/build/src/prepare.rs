@@ -55,6 +55,15 @@ impl Tree {
     pub fn read(source: &[u8]) -> Result<Tree, NotReady> {
         let files = shared::archive::small_files(source, FILES, MAX_FILE)
             .map_err(|e| NotReady::Refused(format!("the source archive is unreadable: {e}")))?;
+        // what the platform holds the build to cannot be skipped by making it large
+        for held in ["mix.lock", "mix.exs"] {
+            if files.get(held).is_some_and(Option::is_none) {
+                return Err(NotReady::Refused(format!(
+                    "{held} is larger than {} MB",
+                    MAX_FILE >> 20
+                )));
+            }
+        }
         Ok(Tree(
             files
                 .into_iter()
