@@ -109,6 +109,15 @@ struct Args {
     /// are told to vendor them; the platform runs no `npm install` either way).
     #[arg(long, env = "GIGALIXIR_NPM_ACCESS")]
     npm_access: bool,
+    /// Seconds a client has to send a request's headers (and an idle keep-alive connection
+    /// lasts).
+    #[arg(long, env = "GIGALIXIR_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    header_timeout: u64,
+    /// Open connections at most (API, git and apps together); beyond, new ones get 503.
+    #[arg(long, env = "GIGALIXIR_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
     /// as JSON and exit; the infrastructure checks compare it with `infra/`.
     #[arg(long)]
@@ -292,7 +301,13 @@ async fn run() -> anyhow::Result<()> {
     }
     // A push holds its request open until its deploy ends: open requests get a bounded
     // grace after the signal.
-    shared::service::serve_until(listener, app, shutdown.clone().cancelled_owned()).await?;
+    let limits = shared::web::ServeLimits {
+        header_read_timeout: Duration::from_secs(args.header_timeout),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        ..Default::default()
+    };
+    shared::service::serve_until_with(listener, app, shutdown.clone().cancelled_owned(), limits)
+        .await?;
     shutdown.cancel();
     packages.abort();
     for step in steps {

@@ -405,14 +405,35 @@ pub async fn serve_until(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
+    serve_until_with(
+        listener,
+        router,
+        shutdown,
+        crate::web::ServeLimits::default(),
+    )
+    .await
+}
+
+/// [`serve_until`] with the server's `limits` (timeouts, connection cap).
+pub async fn serve_until_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: crate::web::ServeLimits,
+) -> Result<(), ServiceError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     tracing::info!(port, "listening");
     let stop = CancellationToken::new();
     let signalled = stop.clone();
-    let server = crate::web::serve(listener, router, async move {
-        shutdown.await;
-        signalled.cancel();
-    });
+    let server = crate::web::serve_with(
+        listener,
+        router,
+        async move {
+            shutdown.await;
+            signalled.cancel();
+        },
+        limits,
+    );
     let grace = async {
         stop.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -62,16 +62,122 @@ pub fn trace_layer(
         .on_response(LogResponse)
 }
 
+/// How the HTTP server protects itself from slow or too many clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// A request's headers must arrive within this; an idle keep-alive connection is closed
+    /// after it too (slowloris).
+    pub header_read_timeout: Duration,
+    /// A request body that sends nothing for this long is cut (a slow push still sends).
+    pub body_idle_timeout: Duration,
+    /// Open connections at most; beyond, a new one gets `503` with `Retry-After` and is
+    /// closed.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    /// 10 s for headers, 60 s of body silence, 1024 connections.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then finishes the requests in
-/// flight.
+/// flight. With the default [`ServeLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, shutdown, ServeLimits::default()).await
+}
+
+/// [`serve`] with `limits`. Each request carries the peer's address
+/// ([`axum::extract::ConnectInfo`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_idle_timeout,
+    ));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    // e.g. out of file descriptors: wait instead of spinning
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let io = TokioIo::new(stream);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %peer, "connection refused: too many open connections");
+            let refusal = hyper::service::service_fn(|_req| async {
+                let mut resp = Response::new(axum::body::Body::from(
+                    "the platform has too many open connections; try again in a second\n",
+                ));
+                *resp.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+                resp.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+            let conn = builder.serve_connection(io, refusal).into_owned();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            });
+            continue;
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(req)
+        });
+        let conn = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

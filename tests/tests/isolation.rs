@@ -2,6 +2,7 @@
 //! (The isolation suite of issue 12; each part adds its checks here.)
 
 use std::io::Read;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -335,7 +336,7 @@ fn a_destroyed_apps_data_goes_and_a_new_owner_of_its_name_starts_empty() {
         "ps",
         "-q",
         "--filter",
-        &format!("name=gx-build-"),
+        "name=gx-build-",
         "--filter",
         &format!("label=gigalixir.app={name}"),
     ])
@@ -380,4 +381,111 @@ fn a_destroyed_apps_data_goes_and_a_new_owner_of_its_name_starts_empty() {
             .join(" "),
         "B's replica admits B's keys alone"
     );
+}
+
+fn login_status(p: &Platform, from: &str, email: &str, password: &str) -> (u16, Option<String>) {
+    let client = reqwest::blocking::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().ok())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let resp = client
+        .get(format!("http://127.0.0.1:{}/api/login", p.port))
+        .basic_auth(email, Some(password))
+        .send()
+        .expect("login");
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (resp.status().as_u16(), retry)
+}
+
+fn rss_kb(p: &Platform, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid().expect("running")))
+        .expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("a figure")
+}
+
+#[test]
+fn the_front_door_holds_against_slow_clients_floods_and_guessing() {
+    use std::io::Write;
+    let p = Platform::start_with(&["--header-timeout", "2", "--max-connections", "8"]);
+    p.sign_up_and_log_in();
+
+    // A half-sent request header: the connection is closed after the header timeout.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    slow.write_all(b"GET /api/apps HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1")
+        .expect("write");
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = [0u8; 256];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        n == 0 || text.contains("408"),
+        "the half-sent request was answered: {text}"
+    );
+
+    // Beyond the connection cap, a new connection gets a clean 503.
+    let idle: Vec<_> = (0..8)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", p.port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("write");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    drop(idle);
+    std::thread::sleep(Duration::from_secs(3)); // the idle ones time out and free their slots
+
+    // Guessing one account's password: 429 with Retry-After, without a hash each time.
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(login_status(
+            &p,
+            "127.0.0.1",
+            "ada@example.com",
+            "wrong-password",
+        ));
+    }
+    assert_eq!(statuses[0].0, 401);
+    let limited: Vec<_> = statuses.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(limited.len() >= 10, "{statuses:?}");
+    assert!(
+        limited
+            .iter()
+            .all(|(_, r)| r.as_deref().is_some_and(|s| s.parse::<u64>().is_ok())),
+        "{statuses:?}"
+    );
+
+    // A flood of bad logins for many accounts from one address; then, from another
+    // address, the right password works at once.
+    let before = rss_kb(&p, "VmRSS:");
+    for i in 0..500 {
+        let (status, _) = login_status(&p, "127.0.0.1", &format!("nobody{i}@example.com"), "x");
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    eprintln!(
+        "figure: platform RSS {before} kB before a flood of 500 bad logins, {} kB after, peak {} kB",
+        rss_kb(&p, "VmRSS:"),
+        rss_kb(&p, "VmHWM:")
+    );
+    let (status, _) = login_status(&p, "127.0.0.2", "ada@example.com", "password123");
+    assert_eq!(status, 200, "a good login from another address");
 }

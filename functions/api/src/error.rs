@@ -15,6 +15,7 @@ use shared::PortError;
 pub struct ApiError {
     status: StatusCode,
     errors: Errors,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +24,18 @@ impl ApiError {
         Self {
             status,
             errors: Errors::general(message),
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After: seconds`: too many failed attempts.
+    pub fn too_many(seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many failed attempts; try again in {seconds} seconds."),
+            )
         }
     }
 
@@ -44,6 +57,7 @@ impl ApiError {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             errors: Errors::field(field, message),
+            retry_after: None,
         }
     }
 
@@ -91,6 +105,10 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"gigalixir\""),
             );
+        }
+        if let Some(seconds) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         resp
     }

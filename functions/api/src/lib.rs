@@ -12,6 +12,7 @@ pub mod auth;
 pub mod configs;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod processes;
 pub mod releases;
 pub mod ssh_keys;

@@ -16,6 +16,7 @@ use crate::auth::{
     hash_password, new_api_key, password_user, verify_password, AuthUser, BasicAuth,
 };
 use crate::error::{ApiError, ApiJson};
+use crate::limits::ClientAddress;
 use crate::ApiState;
 
 fn view(user: &User) -> UserView {
@@ -28,14 +29,20 @@ fn view(user: &User) -> UserView {
 }
 
 /// `POST /api/users`: creates an account. 201 with the account, 422 on a bad email, a weak
-/// password or an email already registered.
+/// password or an email already registered; 429 after many from one address (each costs
+/// a password hash).
 pub async fn create(
     State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<Data<UserView>>), ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", e.0))?;
     let password = Password::new_for_account(&body.password)
         .map_err(|e| ApiError::invalid("password", e.0))?;
+    if let Some(wait) = crate::limits::must_wait(None, address) {
+        return Err(ApiError::too_many(wait));
+    }
+    crate::limits::failed(None, address);
     let user = User {
         id: UserId::random(),
         email,
@@ -56,10 +63,11 @@ pub async fn create(
 /// keys stay valid, so other machines stay logged in.
 pub async fn login(
     State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
 ) -> Result<Json<Data<KeyView>>, ApiError> {
     let basic = BasicAuth::from_headers(&headers).ok_or_else(ApiError::unauthorized)?;
-    let user = password_user(&state, &basic).await?;
+    let user = password_user(&state, &basic, address).await?;
     let (key, record) = new_api_key(&user);
     state.store.add_api_key(&record).await?;
     tracing::info!(user = %user.id, "logged in");
