@@ -353,22 +353,22 @@ impl Platform {
 
     /// How many containers of `app` run for this platform.
     pub fn running_containers(&self, app: &str) -> usize {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=gigalixir.app={app}"),
-            ])
-            .args([
-                "--filter",
-                &format!("label=gigalixir.instance={}", self.instance),
-            ])
-            .output()
-            .expect("docker ps");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .count()
+        self.container_ids(app).len()
+    }
+
+    /// The ids of the running containers of `app` of this platform.
+    pub fn container_ids(&self, app: &str) -> Vec<String> {
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=gigalixir.app={app}"),
+            "--filter",
+            &format!("label=gigalixir.instance={}", self.instance),
+        ])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
     }
 
     /// Makes an account and logs in (netrc in HOME).

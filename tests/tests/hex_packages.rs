@@ -359,15 +359,8 @@ fn git_dependencies_asset_tools_and_the_builds_one_way_out() {
         "--format",
         "{{(index .IPAM.Config 0).Gateway}}",
     ]);
-    let other = gigalixir_tests::docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=gigalixir.app={app}"),
-        "--filter",
-        &format!("label=gigalixir.instance={}", p.instance),
-    ]);
-    let other = other.lines().next().expect("a replica").to_owned();
+    let other = p.container_ids(&app);
+    let other = other.first().expect("a replica").to_owned();
     let other_ip = gigalixir_tests::docker(&[
         "inspect",
         &other,

@@ -12,18 +12,8 @@ use gigalixir_tests::{docker, require_images, Account, Platform};
 
 /// Runs `script` in the running replica of `app`, as the app's user; its stdout.
 fn in_replica(p: &Platform, app: &str, script: &str) -> String {
-    let id = docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=gigalixir.app={app}"),
-        "--filter",
-        &format!("label=gigalixir.instance={}", p.instance),
-    ]);
-    let id = id
-        .lines()
-        .next()
-        .unwrap_or_else(|| panic!("no replica of {app}"));
+    let ids = p.container_ids(app);
+    let id = ids.first().unwrap_or_else(|| panic!("no replica of {app}"));
     docker(&["exec", "-u", "app", id, "sh", "-c", script])
 }
 

@@ -850,15 +850,9 @@ fn a_replica_that_crashes_after_going_live_is_started_again() {
     let (repo, app) = p.new_app("hello", "crash", work.path());
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok && out.contains("Deployed v1"), "{out}");
-    let id = docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=gigalixir.app={app}"),
-        "--filter",
-        &format!("label=gigalixir.instance={}", p.instance),
-    ]);
-    assert_eq!(id.lines().count(), 1, "one replica: {id}");
+    let ids = p.container_ids(&app);
+    assert_eq!(ids.len(), 1, "one replica: {ids:?}");
+    let id = ids[0].clone();
     let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &id]);
 
     // The BEAM is killed from outside, as the OOM killer would.
