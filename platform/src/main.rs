@@ -363,6 +363,7 @@ async fn start_steps(
             allow_loopback: args.git_allow_loopback,
         },
         npm: args.npm_access,
+        turns: gigalixir_build::turns::Turns::new(args.build_concurrency as usize),
     });
     let upload = gigalixir_upload::router(gigalixir_upload::StepState {
         store: ports.store.clone(),

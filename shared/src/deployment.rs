@@ -121,7 +121,9 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
             SubscriptionSpec {
                 ack_deadline: t.build + Duration::from_secs(300),
                 max_attempts: 3,
-                max_in_flight: t.build_concurrency,
+                // A waiting room: the build step runs `build_concurrency` at once, one per
+                // account, and the others wait their turn there without spending attempts.
+                max_in_flight: t.build_concurrency.saturating_mul(8),
                 ..SubscriptionSpec::new("build.build-requested", Topic::BUILD_REQUESTED)
             },
         ),

@@ -479,3 +479,138 @@ fn the_front_door_holds_against_slow_clients_floods_and_guessing() {
     let (status, _) = login_status(&p, "127.0.0.2", "ada@example.com", "password123");
     assert_eq!(status, 200, "a good login from another address");
 }
+
+#[test]
+fn one_tenant_cannot_take_the_machine_or_the_builders() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let bob = Account::sign_up(&p, "bob@example.com");
+    let work = tempfile::tempdir().expect("work");
+
+    // A fork bomb in A's replica stops at its process limit: B still answers and builds.
+    let (repo_a, app_a) = p.new_app("hello", "bomb", work.path());
+    let (ok, out) = p.push(&repo_a, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let app_b = format!("calm-{}", &p.instance[1..7]);
+    let repo_b = bob.new_app("hello", &app_b, &work.path().join("b"));
+    let (ok, out) = bob.git(&repo_b, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let bomb = p.container_ids(&app_a)[0].clone();
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.PidsLimit}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}",
+            &bomb
+        ]),
+        "512 true [ALL]"
+    );
+    docker(&[
+        "exec",
+        "-d",
+        "-u",
+        "app",
+        &bomb,
+        "sh",
+        "-c",
+        "f() { f | f & }; f",
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, body) = p.get_app(&app_b, "/");
+    assert_eq!(status, 200, "{body}");
+    std::fs::write(
+        repo_b.join("lib/hello/page.ex"),
+        std::fs::read_to_string(repo_b.join("lib/hello/page.ex"))
+            .expect("page")
+            .replace("v1", "v2"),
+    )
+    .expect("edit");
+    p.commit_all(&repo_b, "v2 while A's replica forks");
+    let (ok, out) = bob.git(&repo_b, &["push", "gigalixir", "master"]);
+    assert!(ok, "B builds while A forks:\n{out}");
+    assert!(p.get_app(&app_b, "/").1.contains("v2"));
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &bomb])
+        .output();
+
+    // An account has at most 100 apps.
+    let key = std::fs::read_to_string(bob.home.path().join(".netrc")).expect("netrc");
+    let key = key
+        .split_whitespace()
+        .skip_while(|w| *w != "password")
+        .nth(1)
+        .expect("key")
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let existing = 1;
+    for n in existing..100 {
+        let resp = client
+            .post(format!("http://127.0.0.1:{}/api/apps", p.port))
+            .basic_auth("bob@example.com", Some(&key))
+            .json(&serde_json::json!({"unique_name": format!("many-{n}-{}", &p.instance[1..7])}))
+            .send()
+            .expect("create");
+        assert_eq!(resp.status().as_u16(), 201, "app {n}");
+    }
+    let out = p
+        .cli_command_as(
+            bob.home.path(),
+            work.path(),
+            &[
+                "create",
+                "app",
+                &format!("one-too-many-{}", &p.instance[1..5]),
+            ],
+        )
+        .output()
+        .expect("gigalixir");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at most 100 apps"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Three slow builds of A's wait their turn one by one; B's push builds at once.
+    let mut slow = Vec::new();
+    for n in 0..3 {
+        let parent = work.path().join(format!("slow{n}"));
+        let repo = p.fixture_repo_with("hello", &parent, |dir| {
+            std::fs::write(
+                dir.join("elixir_buildpack.config"),
+                "hook_pre_compile=\"sleep 25\"\n",
+            )
+            .expect("config");
+        });
+        p.cli_ok(
+            &repo,
+            &["create", "app", &format!("slow{n}-{}", &p.instance[1..7])],
+        );
+        slow.push(p.spawn_git(&repo, &["push", "gigalixir", "master"]));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let page = repo_b.join("lib/hello/page.ex");
+    let text = std::fs::read_to_string(&page).expect("page");
+    std::fs::write(&page, text.replace("v2", "v3")).expect("edit");
+    p.commit_all(&repo_b, "v3");
+    let (ok, out) = bob.git(&repo_b, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains("Queued"),
+        "B waited behind A's builds:\n{out}"
+    );
+    let still: Vec<bool> = slow
+        .iter_mut()
+        .map(|c| c.try_wait().expect("wait").is_none())
+        .collect();
+    assert!(
+        still.iter().all(|s| *s),
+        "A's slow builds were still going: {still:?}"
+    );
+    for mut child in slow {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

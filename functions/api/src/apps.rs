@@ -22,6 +22,8 @@ use crate::ApiState;
 pub(crate) const CLOUD: &str = "local";
 pub(crate) const REGION: &str = "local";
 const DEFAULT_SIZE: f64 = 0.5;
+/// Apps an account may have, as GIGALIXIR allows.
+pub const MAX_APPS_PER_ACCOUNT: usize = 100;
 
 fn view(app: &App) -> AppView {
     AppView {
@@ -90,6 +92,12 @@ pub async fn create(
     let raw = body.unique_name.unwrap_or_else(generated_name);
     let name = AppName::parse(&raw).map_err(|e| ApiError::invalid("unique_name", e.0))?;
     let stack = body.stack.as_deref().map(parse_stack).transpose()?;
+    if state.store.apps_of(&caller.0.id).await?.len() >= MAX_APPS_PER_ACCOUNT {
+        return Err(ApiError::invalid(
+            "unique_name",
+            format!("an account may have at most {MAX_APPS_PER_ACCOUNT} apps: destroy one first"),
+        ));
+    }
     // An app of that name being destroyed: the name is free once everything of it is gone.
     let probe = uuid::Uuid::new_v4().to_string();
     let lock = shared::cleanup::destroying_lock(&name);

@@ -30,6 +30,9 @@ use crate::ApiState;
 
 /// Most replicas an app may have on one machine.
 pub const MAX_REPLICAS: i64 = 16;
+/// Memory an account's replicas may take together, GB (replicas × size across its apps):
+/// one app at the largest scale.
+pub const ACCOUNT_CAPACITY_GB: f64 = 128.0;
 /// Smallest and largest replica size, GB of memory.
 pub const SIZE_RANGE: std::ops::RangeInclusive<f64> = 0.2..=8.0;
 /// Lines of log sent when `num_lines` is not given.
@@ -141,6 +144,24 @@ pub async fn scale(
         }
         if let Some(size) = body.size {
             app.size = size;
+        }
+        // The account's capacity: replicas × size over all its apps.
+        let others: f64 = state
+            .store
+            .apps_of(&caller.0.id)
+            .await?
+            .iter()
+            .filter(|a| a.name != app.name)
+            .map(|a| f64::from(a.replicas) * a.size)
+            .sum();
+        let wanted = others + f64::from(app.replicas) * app.size;
+        if wanted > ACCOUNT_CAPACITY_GB + 1e-9 {
+            return Err(ApiError::invalid(
+                "replicas",
+                format!(
+                    "this would run {wanted:.1} GB (replicas × size across your apps); an account may run {ACCOUNT_CAPACITY_GB} GB: scale another app down first"
+                ),
+            ));
         }
         state.store.update_app(&app).await?;
         Ok(app)

@@ -47,6 +47,22 @@ async fn scale_refuses_out_of_range_values_and_changes_nothing() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     let app = api.record(APP).await;
     assert_eq!((app.replicas, app.size), (1, 0.5));
+    // Another app at the largest scale would take the account past what it may run.
+    api.app(ADA, &key, "adas-second").await;
+    let r = api
+        .call(
+            Method::PUT,
+            "/api/apps/adas-second/scale",
+            auth,
+            Some(json!({"replicas": 16, "size": 8})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.error().contains("an account may run 128 GB"),
+        "{}",
+        r.error()
+    );
     assert_eq!(api.pending(&watch).await, 0);
 }
 

@@ -13,6 +13,7 @@
 
 pub mod prepare;
 pub mod tools;
+pub mod turns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub struct StepState {
     pub tools: tools::ToolPolicy,
     /// Whether apps with npm packages may build as they are (else they are refused).
     pub npm: bool,
+    /// Whose build runs when: a few at once, one per account.
+    pub turns: Arc<turns::Turns>,
 }
 
 /// The blob key of an app's build cache: a copy that seeds a builder without one (another
@@ -100,6 +103,25 @@ pub async fn run_build(
 ) -> Result<(), StepError> {
     let build = required(state.store.build(id).await, "the build")?;
     match build.state {
+        BuildState::Requested | BuildState::Building => {}
+        BuildState::Built => return publish_built(state, app, id, trace).await,
+        _ => return Ok(()),
+    }
+    let current = match state.store.app(app).await {
+        Ok(a) => a,
+        Err(PortError::NotFound) => {
+            let _ = state
+                .store
+                .transition_build(id, BuildState::Requested, BuildState::Building, &|_| {})
+                .await;
+            return fail(state, id, "the app was destroyed").await;
+        }
+        Err(err) => return Err(err.into()),
+    };
+    // A few builds at once, one per account: the push says it is queued meanwhile.
+    let _turn = state.turns.wait(&current.owner.0).await;
+    let build = required(state.store.build(id).await, "the build")?;
+    match build.state {
         BuildState::Requested => {
             match state
                 .store
@@ -114,11 +136,6 @@ pub async fn run_build(
         BuildState::Built => return publish_built(state, app, id, trace).await,
         _ => return Ok(()),
     }
-    let current = match state.store.app(app).await {
-        Ok(a) => a,
-        Err(PortError::NotFound) => return fail(state, id, "the app was destroyed").await,
-        Err(err) => return Err(err.into()),
-    };
     let source = match state.blobs.get(&format!("sources/{app}/{id}.tar")).await {
         Ok(s) => s,
         Err(PortError::NotFound) => return fail(state, id, "the source archive is missing").await,

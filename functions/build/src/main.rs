@@ -53,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
         git: Default::default(),
         tools: Default::default(),
         npm: false,
+        turns: gigalixir_build::turns::Turns::new(
+            shared::deployment::Settings::default().build_concurrency as usize,
+        ),
     };
     Service::new(FUNCTION, router(state))
         .bus(bus)

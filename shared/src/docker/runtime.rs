@@ -37,6 +37,15 @@ pub const LABEL_INDEX: &str = "gigalixir.index";
 pub const SSH_PORT: u16 = 2222;
 /// Label of a release-phase container (its value: the release).
 pub const LABEL_PHASE: &str = "gigalixir.release-phase";
+/// Processes a replica may have (a fork bomb stops there).
+pub const REPLICA_PIDS: i64 = 512;
+
+/// A replica's CPU weight: 1024 per GB of memory (GIGALIXIR sizes CPU with memory), at
+/// least 2.
+fn cpu_shares(memory_bytes: i64) -> i64 {
+    (memory_bytes / (1 << 20)).max(2)
+}
+
 /// Where a container finds its release's slug (the one file of the slug store it sees).
 pub const SLUG_MOUNT: &str = "/run/gigalixir/slug.tgz";
 
@@ -461,18 +470,44 @@ impl DockerRuntime {
             image: Some(spec.slug.stack().runner_image()),
             ..Default::default()
         };
+        // One tenant's replica cannot take the machine: its memory (swap included) and
+        // processes are capped, its CPU share follows its size, it holds no capability,
+        // its root file system is read-only (the app lives in memory, in /app and /tmp),
+        // and its log is rotated by the engine.
+        let tmpfs_size = spec.memory_bytes.max(64 << 20);
         let mut host = HostConfig {
             network_mode: Some(network.clone()),
             memory: Some(spec.memory_bytes),
+            memory_swap: Some(spec.memory_bytes),
+            pids_limit: Some(REPLICA_PIDS),
+            cpu_shares: Some(cpu_shares(spec.memory_bytes)),
+            cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
+            readonly_rootfs: Some(true),
             // The slug unpacks into memory: several times faster than the overlay.
             tmpfs: Some(
-                [(
-                    "/app".to_owned(),
-                    "exec,uid=1000,gid=1000,mode=0755".to_owned(),
-                )]
+                [
+                    (
+                        "/app".to_owned(),
+                        format!("exec,uid=1000,gid=1000,mode=0755,size={tmpfs_size}"),
+                    ),
+                    (
+                        "/tmp".to_owned(),
+                        format!("exec,mode=1777,size={}", 256 << 20),
+                    ),
+                ]
                 .into(),
             ),
+            log_config: Some(bollard::models::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(
+                    [
+                        ("max-size".to_owned(), "10m".to_owned()),
+                        ("max-file".to_owned(), "3".to_owned()),
+                    ]
+                    .into(),
+                ),
+            }),
             ..Default::default()
         };
         match index {
@@ -517,44 +552,65 @@ impl DockerRuntime {
         body
     }
 
-    /// Copies the host file `from` into the container as `to` (owned by the app user,
-    /// readable by it alone), streamed: a tar header, the file's bytes, the padding.
+    /// Copies the host file `from` into the container as `to` (written by the app user,
+    /// readable by it alone), streamed through a process's standard input: the container's
+    /// root file system is read-only, `to` lies in its `/tmp`.
     async fn copy_into(&self, container: &str, from: &std::path::Path, to: &str) -> PortResult<()> {
-        let len = tokio::fs::metadata(from)
+        use tokio::io::AsyncWriteExt;
+        let mut file = tokio::fs::File::open(from).await.map_err(|e| {
+            PortError::Invalid(format!("the slug {} is missing: {e}", from.display()))
+        })?;
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                bollard::models::ExecConfig {
+                    cmd: Some(vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "umask 077 && cat >\"$1\"".into(),
+                        "sh".into(),
+                        to.into(),
+                    ]),
+                    user: Some("app".into()),
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
             .await
-            .map_err(|e| {
-                PortError::Invalid(format!("the slug {} is missing: {e}", from.display()))
-            })?
-            .len();
-        let (dir, name) = to.rsplit_once('/').unwrap_or(("/tmp", to));
-        let mut header = tar::Header::new_gnu();
-        header
-            .set_path(name)
-            .map_err(|e| PortError::Invalid(e.to_string()))?;
-        header.set_size(len);
-        header.set_mode(0o400);
-        header.set_uid(1000);
-        header.set_gid(1000);
-        header.set_mtime(0);
-        header.set_cksum();
-        let file = tokio::fs::File::open(from)
+            .map_err(map_err)?;
+        if let bollard::exec::StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
             .await
-            .map_err(PortError::unavailable)?;
-        let pad = (512 - (len % 512) as usize) % 512;
-        let body = futures::stream::once(async move {
-            Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(header.as_bytes()))
-        })
-        .chain(tokio_util::io::ReaderStream::new(file))
-        .chain(futures::stream::once(async move {
-            Ok(bytes::Bytes::from(vec![0u8; pad + 1024]))
-        }));
-        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
-            .path(if dir.is_empty() { "/" } else { dir })
-            .build();
-        self.docker
-            .upload_to_container(container, Some(options), bollard::body_try_stream(body))
+            .map_err(map_err)?
+        {
+            tokio::io::copy(&mut file, &mut input)
+                .await
+                .map_err(PortError::unavailable)?;
+            input.shutdown().await.map_err(PortError::unavailable)?;
+            drop(input);
+            while output.next().await.is_some() {}
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
             .await
-            .map_err(map_err)
+            .map_err(map_err)?
+            .exit_code
+            .unwrap_or(-1);
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(PortError::Invalid(format!(
+                "could not copy the new slug into {container} (exit code {code})"
+            )))
+        }
     }
 
     /// Runs `cmd` in the container as the app user; its outcome does not matter.
