@@ -62,6 +62,11 @@ struct Args {
     /// mix.lock, Erlang/Elixir, buildpack version and MIX_ENV) are evicted beyond it.
     #[arg(long, env = "GIGALIXIR_BUILD_CACHE_MB", default_value_t = 1024)]
     build_cache_mb: u64,
+    /// Most output of one build kept and shown to the pusher, in MB; beyond, one line says
+    /// it was truncated.
+    #[arg(long, env = "GIGALIXIR_BUILD_LOG_MB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    build_log_mb: u64,
     /// Builds that run at once, across apps; later pushes wait in order and say so.
     #[arg(long, env = "GIGALIXIR_BUILD_CONCURRENCY", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -353,6 +358,7 @@ async fn start_steps(
         limits: BuildLimits {
             timeout: build_timeout,
             cache_bytes: args.build_cache_mb << 20,
+            log_bytes: args.build_log_mb << 20,
             ..BuildLimits::default()
         },
         hex: Some(ports.hex.clone()),

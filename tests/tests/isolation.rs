@@ -614,3 +614,49 @@ fn one_tenant_cannot_take_the_machine_or_the_builders() {
         let _ = child.wait();
     }
 }
+
+#[test]
+fn a_builds_output_is_capped_per_line_and_in_all() {
+    require_images();
+    let p = Platform::start_with(&["--build-log-mb", "1"]);
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo_with("hello", work.path(), |dir| {
+        let bin = dir.join("bp/bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::write(dir.join(".buildpacks"), "./bp\n").expect("buildpacks");
+        let compile = bin.join("compile");
+        std::fs::write(
+            &compile,
+            "#!/bin/bash\n\
+             head -c 200000 /dev/zero | tr '\\0' 'x'; echo\n\
+             for i in $(seq 1 40000); do echo \"line $i of a chatty build, padded to be long enough to count\"; done\n\
+             exit 1\n",
+        )
+        .expect("compile");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&compile, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    });
+    let app = format!("chatty-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "the buildpack fails");
+    assert!(
+        out.contains("[line cut at 64 kB]"),
+        "{}",
+        &out[..out.len().min(2000)]
+    );
+    assert!(
+        !out.contains(&"x".repeat(70_000)),
+        "a line over 64 kB reached the pusher"
+    );
+    assert!(out.contains("The build's output passed 1 MB: the rest of it is not kept (truncated)."));
+    assert!(
+        !out.contains("line 40000 of a chatty build"),
+        "output past the cap was kept"
+    );
+    assert!(
+        out.contains("push rejected"),
+        "the pusher is told how it ended"
+    );
+}

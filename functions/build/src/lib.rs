@@ -169,7 +169,12 @@ pub async fn run_build(
         limits: state.limits,
     };
     let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
-    let writer = tokio::spawn(write_log(state.store.clone(), id.clone(), rx));
+    let writer = tokio::spawn(write_log(
+        state.store.clone(),
+        id.clone(),
+        rx,
+        state.limits.log_bytes,
+    ));
     let exit = state.builder.run(&spec, tx).await;
     let _ = writer.await;
     let exit = match exit {
@@ -204,14 +209,38 @@ async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepE
     Err(fail_build(&*state.store, id, BuildState::Building, reason).await)
 }
 
-/// Appends output lines to the build's log in small batches, as they come.
+/// Appends output lines to the build's log in small batches, as they come, up to
+/// `max_bytes` of them; then one line says the rest was not kept (the output is still read,
+/// so the build goes on).
 async fn write_log(
     store: Arc<dyn Store>,
     id: BuildId,
     rx: futures::channel::mpsc::UnboundedReceiver<String>,
+    max_bytes: u64,
 ) {
     let mut chunks = rx.ready_chunks(200);
-    while let Some(lines) = chunks.next().await {
+    let mut kept = 0u64;
+    let mut truncated = false;
+    while let Some(mut lines) = chunks.next().await {
+        if truncated {
+            continue;
+        }
+        let mut cut = None;
+        for (n, line) in lines.iter().enumerate() {
+            kept += line.len() as u64 + 1;
+            if kept > max_bytes {
+                cut = Some(n);
+                break;
+            }
+        }
+        if let Some(n) = cut {
+            lines.truncate(n);
+            lines.push(format!(
+                " !     The build's output passed {} MB: the rest of it is not kept (truncated).",
+                max_bytes >> 20
+            ));
+            truncated = true;
+        }
         let mut tries = 0;
         while let Err(err) = store.append_build_log(&id, &lines).await {
             tries += 1;

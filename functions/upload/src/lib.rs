@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::Router;
+use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use shared::domain::{AppName, BuildId};
 use shared::messages::Event;
@@ -20,6 +20,87 @@ use shared::PortError;
 
 /// Largest slug accepted.
 pub const MAX_SLUG_BYTES: u64 = 1 << 30;
+/// Largest copy of a build cache kept (the builder's own is capped by its settings).
+pub const MAX_CACHE_COPY_BYTES: u64 = 2 << 30;
+
+/// What the slug's tar held.
+enum Spool {
+    /// The slug, on local disk.
+    Slug(Spooled),
+    /// No file of that name.
+    Missing,
+    /// Larger than [`MAX_SLUG_BYTES`] (said by its tar header, or found while reading).
+    TooLarge,
+}
+
+/// A slug read out of its build into a local file, hashed on the way.
+struct Spooled {
+    file: tempfile::NamedTempFile,
+    sha256: String,
+    size: u64,
+}
+
+/// Reads the file `name` out of the tar `stream` into a local file: refused by its
+/// declared size before a byte of it is read, and by its real size while it is read, so a
+/// slug of any size costs at most [`MAX_SLUG_BYTES`] of disk and a buffer of memory.
+async fn spool(stream: shared::ports::blobs::ByteStream, name: String) -> std::io::Result<Spool> {
+    use std::io::{Read, Write};
+    let reader =
+        tokio_util::io::StreamReader::new(stream.map_err(|e| std::io::Error::other(e.to_string())));
+    tokio::task::spawn_blocking(move || -> std::io::Result<Spool> {
+        let mut archive = tar::Archive::new(tokio_util::io::SyncIoBridge::new(reader));
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if entry.path()?.to_string_lossy().trim_start_matches("./") != name {
+                continue;
+            }
+            if entry.header().size()? > MAX_SLUG_BYTES {
+                return Ok(Spool::TooLarge);
+            }
+            let mut file = tempfile::NamedTempFile::new()?;
+            let mut hash = Sha256::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut size = 0u64;
+            loop {
+                let n = entry.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                size += n as u64;
+                if size > MAX_SLUG_BYTES {
+                    return Ok(Spool::TooLarge);
+                }
+                hash.update(&buf[..n]);
+                file.write_all(&buf[..n])?;
+            }
+            file.flush()?;
+            return Ok(Spool::Slug(Spooled {
+                file,
+                sha256: hex::encode(hash.finalize()),
+                size,
+            }));
+        }
+        Ok(Spool::Missing)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// `stream`, failing once more than `cap` bytes went through (a failed stream stores
+/// nothing).
+fn capped(stream: shared::ports::blobs::ByteStream, cap: u64) -> shared::ports::blobs::ByteStream {
+    let mut seen = 0u64;
+    stream
+        .map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > cap {
+                return Err(PortError::Invalid(format!("larger than {} MB", cap >> 20)));
+            }
+            Ok(chunk)
+        })
+        .boxed()
+}
 
 /// The ports the step uses.
 #[derive(Clone)]
@@ -79,8 +160,8 @@ pub async fn upload(
         _ => return Ok(()),
     }
     let started = std::time::Instant::now();
-    let tar = match state.builder.fetch(id, path).await {
-        Ok(t) => t,
+    let stream = match state.builder.fetch_stream(id, path).await {
+        Ok(s) => s,
         Err(PortError::NotFound) => {
             return fail(
                 state,
@@ -92,26 +173,33 @@ pub async fn upload(
         Err(err) => return Err(err.into()),
     };
     let name = path.rsplit('/').next().unwrap_or(path).to_owned();
-    let slug = tokio::task::spawn_blocking(move || shared::archive::file_in_tar(&tar, &name))
-        .await
-        .map_err(|e| StepError::Transient(e.to_string()))?
-        .map_err(|e| StepError::Transient(format!("unreadable slug archive: {e}")))?;
-    let Some(slug) = slug else {
-        return fail(state, id, "the build produced no slug").await;
+    let spooled = match spool(stream, name).await {
+        Ok(Spool::Slug(spooled)) => spooled,
+        Ok(Spool::Missing) => return fail(state, id, "the build produced no slug").await,
+        Ok(Spool::TooLarge) => {
+            return fail(state, id, "the slug is larger than 1 GB (the limit)").await
+        }
+        Err(err) => return Err(StepError::Transient(format!("reading the slug: {err}"))),
     };
-    if slug.len() as u64 > MAX_SLUG_BYTES {
-        return fail(state, id, "the slug is larger than 1 GB").await;
-    }
-    let sha = hex::encode(Sha256::digest(&slug));
+    let (sha, size) = (spooled.sha256.clone(), spooled.size);
     let key = format!("slugs/{sha}.tgz");
-    let size = slug.len() as u64;
-    state.blobs.put(&key, Bytes::from(slug)).await?;
-    let stored = state.blobs.get(&key).await?;
-    if hex::encode(Sha256::digest(&stored)) != sha {
+    let file = tokio::fs::File::from_std(spooled.file.reopen().map_err(PortError::unavailable)?);
+    let body = tokio_util::io::ReaderStream::new(file)
+        .map_err(PortError::unavailable)
+        .boxed();
+    state.blobs.put_stream(&key, body).await?;
+    // Read back: what the store holds must be what was built.
+    let mut check = Sha256::new();
+    let mut stored = state.blobs.get_stream(&key).await?;
+    while let Some(chunk) = stored.next().await {
+        check.update(&chunk?);
+    }
+    if hex::encode(check.finalize()) != sha {
         return Err(StepError::Transient(
             "the stored slug does not match its sha256".into(),
         ));
     }
+    drop(spooled);
     let meta = slug_meta(state, id).await;
     // The builder keeps the cache; its copy here (which seeds builders without one) is
     // refreshed only when the build started a new cache entry, e.g. after mix.lock changed.
@@ -121,9 +209,16 @@ pub async fn upload(
         .and_then(|m| m.pointer("/cache/new_entries")?.as_u64())
         .is_none_or(|n| n > 0);
     if cache_changed {
-        match state.builder.fetch(id, "/build/cache").await {
+        match state.builder.fetch_stream(id, "/build/cache").await {
             Ok(cache) => {
-                if let Err(err) = state.blobs.put(&format!("caches/{app}.tar"), cache).await {
+                if let Err(err) = state
+                    .blobs
+                    .put_stream(
+                        &format!("caches/{app}.tar"),
+                        capped(cache, MAX_CACHE_COPY_BYTES),
+                    )
+                    .await
+                {
                     tracing::warn!(error = %err, "build cache not kept");
                 }
             }
@@ -191,4 +286,69 @@ async fn slug_meta(state: &StepState, id: &BuildId) -> Option<serde_json::Value>
 fn process_types(meta: Option<&serde_json::Value>) -> Option<Vec<String>> {
     let types = meta?.get("process_types")?.as_object()?;
     Some(types.keys().cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_of(bytes: Vec<u8>) -> shared::ports::blobs::ByteStream {
+        futures::stream::iter(
+            bytes
+                .chunks(4096)
+                .map(|c| Ok(axum::body::Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )
+        .boxed()
+    }
+
+    #[tokio::test]
+    async fn a_slug_is_refused_by_its_declared_size_before_it_is_read() {
+        // a tar whose header says 8 GiB (a sparse file): nothing of it need be read
+        let mut header = tar::Header::new_gnu();
+        header.set_path("slug.tgz").expect("path");
+        header.set_size(8 << 30);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let tar = header.as_bytes().to_vec();
+        assert!(matches!(
+            spool(stream_of(tar), "slug.tgz".into())
+                .await
+                .expect("read"),
+            Spool::TooLarge
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_slug_is_spooled_and_hashed() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let data = vec![7u8; 300_000];
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "slug.tgz", data.as_slice())
+            .expect("append");
+        let tar = builder.into_inner().expect("tar");
+        let Spool::Slug(spooled) = spool(stream_of(tar.clone()), "slug.tgz".into())
+            .await
+            .expect("read")
+        else {
+            panic!("no slug");
+        };
+        assert_eq!(spooled.size, 300_000);
+        assert_eq!(spooled.sha256, hex::encode(Sha256::digest(&data)));
+        assert!(matches!(
+            spool(stream_of(tar), "other.tgz".into())
+                .await
+                .expect("read"),
+            Spool::Missing
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_capped_stream_fails_past_its_cap() {
+        let chunks: Vec<_> = capped(stream_of(vec![0u8; 10_000]), 5_000).collect().await;
+        assert!(chunks.iter().any(Result::is_err));
+    }
 }

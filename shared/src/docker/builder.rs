@@ -335,6 +335,31 @@ impl Builder for DockerBuilder {
         Ok(Bytes::from(chunks.concat()))
     }
 
+    async fn fetch_stream(
+        &self,
+        build: &BuildId,
+        path: &str,
+    ) -> PortResult<crate::ports::blobs::ByteStream> {
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        let name = Self::name(build);
+        // The engine answers 404 at once for a missing container or path: ask first, so
+        // that `NotFound` comes from the call, not the stream.
+        self.docker
+            .inspect_container(
+                &name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(self
+            .docker
+            .download_from_container(&name, Some(options))
+            .map_err(map_err)
+            .boxed())
+    }
+
     async fn stacks(&self) -> PortResult<Vec<StackVersions>> {
         let mut out = Vec::new();
         for stack in Stack::ALL {

@@ -50,28 +50,59 @@ pub(crate) fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
-/// Splits a byte stream into lines, keeping an unfinished last line for later.
+/// The longest line kept of a build's or an app's output; the rest of a longer one is
+/// dropped, and the line says so.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
+
+/// Splits a byte stream into lines, keeping an unfinished last line for later (at most
+/// [`MAX_LINE_BYTES`] of it: memory never holds more of one line).
 #[derive(Default)]
 pub(crate) struct LineSplitter {
     pending: Vec<u8>,
+    /// The current line was cut: its rest, up to the next newline, is dropped.
+    cutting: bool,
+}
+
+fn text(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .trim_end_matches('\r')
+        .to_owned()
 }
 
 impl LineSplitter {
-    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        self.pending.extend_from_slice(chunk);
+    pub(crate) fn push(&mut self, mut chunk: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
-        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=pos).collect();
-            out.push(
-                String::from_utf8_lossy(&line[..line.len() - 1])
-                    .trim_end_matches('\r')
-                    .to_owned(),
-            );
+        while !chunk.is_empty() {
+            let newline = chunk.iter().position(|b| *b == b'\n');
+            let (part, rest) = match newline {
+                Some(pos) => (&chunk[..pos], &chunk[pos + 1..]),
+                None => (chunk, &[][..]),
+            };
+            if !self.cutting {
+                let room = MAX_LINE_BYTES.saturating_sub(self.pending.len());
+                self.pending
+                    .extend_from_slice(&part[..part.len().min(room)]);
+                if part.len() > room {
+                    let mut line = text(&std::mem::take(&mut self.pending));
+                    line.push_str(&format!(" [line cut at {} kB]", MAX_LINE_BYTES >> 10));
+                    out.push(line);
+                    self.cutting = true;
+                }
+            }
+            if newline.is_some() {
+                if self.cutting {
+                    self.cutting = false;
+                } else {
+                    out.push(text(&std::mem::take(&mut self.pending)));
+                }
+            }
+            chunk = rest;
         }
         out
     }
 
     pub(crate) fn finish(&mut self) -> Option<String> {
+        self.cutting = false;
         if self.pending.is_empty() {
             None
         } else {
@@ -92,5 +123,30 @@ mod tests {
         assert_eq!(s.push(b"o\r\nthree"), vec!["two"]);
         assert_eq!(s.finish().as_deref(), Some("three"));
         assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_cap_is_cut_and_says_so() {
+        let mut s = LineSplitter::default();
+        let long = vec![b'x'; MAX_LINE_BYTES + 10];
+        let mut lines = s.push(b"before\n");
+        for piece in long.chunks(1000) {
+            lines.extend(s.push(piece));
+        }
+        assert!(s.pending.len() <= MAX_LINE_BYTES);
+        lines.extend(s.push(b"yyy\nafter\n"));
+        assert_eq!(
+            lines.len(),
+            3,
+            "{:?}",
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(lines[0], "before");
+        assert!(lines[1].starts_with("xxx") && lines[1].ends_with("[line cut at 64 kB]"));
+        assert_eq!(
+            lines[1].len(),
+            MAX_LINE_BYTES + " [line cut at 64 kB]".len()
+        );
+        assert_eq!(lines[2], "after");
     }
 }

@@ -9,6 +9,7 @@ use futures::channel::mpsc::UnboundedSender;
 
 use crate::domain::{AppName, BuildId, Secret};
 use crate::error::PortResult;
+use crate::ports::blobs::ByteStream;
 use crate::stack::{Stack, StackVersions};
 
 /// Resource limits of one build.
@@ -24,10 +25,13 @@ pub struct BuildLimits {
     pub timeout: Duration,
     /// Size cap of the app's build cache: least recently used entries beyond it are evicted.
     pub cache_bytes: u64,
+    /// Most output of one build kept (and shown to the pusher); beyond, one line says it was
+    /// truncated.
+    pub log_bytes: u64,
 }
 
 impl Default for BuildLimits {
-    /// 2 GiB, 2 CPUs, 1024 processes, 30 minutes, a 1 GiB cache.
+    /// 2 GiB, 2 CPUs, 1024 processes, 30 minutes, a 1 GiB cache, 16 MiB of output.
     fn default() -> Self {
         Self {
             memory_bytes: 2 << 30,
@@ -35,6 +39,7 @@ impl Default for BuildLimits {
             pids: 1024,
             timeout: Duration::from_secs(30 * 60),
             cache_bytes: 1 << 30,
+            log_bytes: 16 << 20,
         }
     }
 }
@@ -90,6 +95,12 @@ pub trait Builder: Send + Sync + 'static {
         -> PortResult<BuildExit>;
     /// A tar of `path` inside the finished build. `NotFound` if the build is gone.
     async fn fetch(&self, build: &BuildId, path: &str) -> PortResult<Bytes>;
+    /// [`fetch`](Builder::fetch) as a stream of chunks, for what may be large (a slug, a
+    /// cache): the caller caps it while it reads. The default reads it whole.
+    async fn fetch_stream(&self, build: &BuildId, path: &str) -> PortResult<ByteStream> {
+        let whole = self.fetch(build, path).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(whole) })))
+    }
     /// Removes what is left of the build. Idempotent.
     async fn discard(&self, build: &BuildId) -> PortResult<()>;
     /// The stacks this builder can build on, with the versions each has.
