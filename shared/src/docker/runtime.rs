@@ -382,25 +382,36 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// The app's containers of this instance.
-    async fn containers_of(&self, app: &AppName) -> PortResult<Vec<Existing>> {
-        let filters: HashMap<String, Vec<String>> = [(
+    /// Every container of the app on this instance, running or not: replicas, release
+    /// phases, and builds on this engine.
+    /// The label filter that selects the app's containers, networks and volumes of this
+    /// instance.
+    fn app_filters(&self, app: &AppName) -> HashMap<String, Vec<String>> {
+        [(
             "label".to_owned(),
             vec![
                 format!("{LABEL_INSTANCE}={}", self.instance),
                 format!("{LABEL_APP}={app}"),
             ],
         )]
-        .into();
+        .into()
+    }
+
+    async fn all_containers_of(&self, app: &AppName) -> PortResult<Vec<ContainerSummary>> {
+        let filters = self.app_filters(app);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
             .build();
-        let list = self
-            .docker
+        self.docker
             .list_containers(Some(options))
             .await
-            .map_err(map_err)?;
+            .map_err(map_err)
+    }
+
+    /// The app's containers of this instance.
+    async fn containers_of(&self, app: &AppName) -> PortResult<Vec<Existing>> {
+        let list = self.all_containers_of(app).await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -1076,25 +1087,9 @@ impl Runtime for DockerRuntime {
         if let Ok(mut live) = self.live.lock() {
             live.remove(app);
         }
-        let filters: HashMap<String, Vec<String>> = [(
-            "label".to_owned(),
-            vec![
-                format!("{LABEL_INSTANCE}={}", self.instance),
-                format!("{LABEL_APP}={app}"),
-            ],
-        )]
-        .into();
-        // Every container of the app: replicas, release phases, and builds on this engine
-        // (a build still running is stopped: its app is gone).
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(map_err)?;
+        let filters = self.app_filters(app);
+        // A build still running is stopped too: its app is gone.
+        let containers = self.all_containers_of(app).await?;
         for id in containers.into_iter().filter_map(|c| c.id) {
             self.remove(&id).await?;
         }
