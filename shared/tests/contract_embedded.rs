@@ -48,9 +48,10 @@ mod blobs_suite {
 /// Env var that turns this test binary into the process that gets killed.
 const CHILD_DB: &str = "GIGALIXIR_TEST_BUS_CHILD_DB";
 
+/// A long ack deadline, as a build's: a dead holder's lease must lapse with its heartbeat.
 fn crash_spec() -> SubscriptionSpec {
     SubscriptionSpec {
-        ack_deadline: Duration::from_secs(1),
+        ack_deadline: Duration::from_secs(3600),
         min_backoff: Duration::from_millis(100),
         ..SubscriptionSpec::new("crash.sub", Topic::BUILD_REQUESTED)
     }
@@ -74,7 +75,11 @@ async fn crash_child() {
     let Ok(db) = std::env::var(CHILD_DB) else {
         return;
     };
-    let bus = Arc::new(SqliteBus::open(db.as_ref()).expect("open"));
+    let bus = Arc::new(
+        SqliteBus::open(db.as_ref())
+            .expect("open")
+            .with_holder_ttl(Duration::from_secs(2)),
+    );
     bus.ensure_subscription(&crash_spec()).await.expect("sub");
     for text in ["one", "two"] {
         let msg = Envelope {
@@ -102,8 +107,9 @@ impl PushEndpoint for Collect {
     }
 }
 
-/// Publish, kill the process (SIGKILL) while one message is in flight and one waits,
-/// reopen the bus in this process: both messages are delivered.
+/// Publish, kill the process (SIGKILL) while one message is in flight (its ack deadline an
+/// hour away) and one waits, reopen the bus in this process: both messages are delivered
+/// within seconds, once the dead process's heartbeat has lapsed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_survives_the_publisher_being_killed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -162,4 +168,60 @@ async fn a_message_survives_the_publisher_being_killed() {
     drop(stop);
     runner.await.expect("join").expect("deliver");
     assert_eq!(bus.pending("crash.sub").await.expect("pending"), 0);
+}
+
+/// A lease of a process that is alive is not taken by another process on the same file, however
+/// long its delivery takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_holders_lease_is_not_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("bus.db");
+    let ttl = Duration::from_millis(500);
+    let holder = SqliteBus::open(&db).expect("open").with_holder_ttl(ttl);
+    let other = SqliteBus::open(&db).expect("open").with_holder_ttl(ttl);
+    holder
+        .ensure_subscription(&crash_spec())
+        .await
+        .expect("sub");
+    let msg = Envelope {
+        data: b"one".to_vec(),
+        attributes: Default::default(),
+    };
+    holder
+        .publish(&Topic::BUILD_REQUESTED, &msg)
+        .await
+        .expect("publish");
+    let (stop_holder, holder_stopped) = tokio::sync::oneshot::channel::<()>();
+    let holding = tokio::spawn(async move {
+        holder
+            .deliver(
+                "crash.sub",
+                Arc::new(Hang),
+                holder_stopped.map(|_| ()).boxed(),
+            )
+            .await
+    });
+    // The holder has leased it before the other starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_other, other_stopped) = tokio::sync::oneshot::channel::<()>();
+    let delivering = {
+        let other = other.clone();
+        tokio::spawn(async move {
+            other
+                .deliver(
+                    "crash.sub",
+                    Arc::new(Collect(tx)),
+                    other_stopped.map(|_| ()).boxed(),
+                )
+                .await
+        })
+    };
+    let taken = tokio::time::timeout(ttl * 6, rx.recv()).await;
+    assert!(taken.is_err(), "a live holder's lease was taken: {taken:?}");
+    drop(stop_other);
+    delivering.await.expect("join").expect("deliver");
+    drop(stop_holder);
+    holding.abort();
+    assert_eq!(other.pending("crash.sub").await.expect("pending"), 1);
 }

@@ -3,10 +3,13 @@
 //! `publish` writes the message and one pending delivery per subscription of its topic in
 //! one transaction, so a message is never half-published. `deliver` leases due deliveries
 //! (lease = ack deadline), pushes them to the endpoint, and deletes them on ack or schedules
-//! a retry with backoff. A process that dies mid-delivery leaves leases that expire, and the
-//! next `deliver` on the same file picks the messages up again.
+//! a retry with backoff. Every lease names the process holding it, and a delivering process
+//! keeps a heartbeat row fresh: when it dies (kill -9, a crash), its leases lapse with the
+//! heartbeat (seconds), not with the ack deadline (a build's is half an hour), and the next
+//! `deliver` on the same file picks the messages up again.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,10 +51,18 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_at INTEGER NOT NULL,
     lease_until INTEGER,
+    holder TEXT,
     PRIMARY KEY (subscription, message_id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (subscription, next_at);
+CREATE TABLE IF NOT EXISTS holders (
+    token TEXT PRIMARY KEY,
+    alive_until INTEGER NOT NULL
+);
 ";
+
+/// How long a delivering process counts as alive after its last heartbeat.
+const HOLDER_TTL: Duration = Duration::from_secs(15);
 
 /// How long `deliver` waits for deliveries in flight once told to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -65,29 +76,77 @@ pub struct SqliteBus {
     db: Db,
     /// Bumped on every publish so this process's delivery loops wake at once.
     published: Arc<watch::Sender<u64>>,
+    /// Names this process's leases; its row in `holders` says it is alive.
+    token: Arc<str>,
+    holder_ttl: Duration,
+    /// When this process last wrote its heartbeat (ms), shared by its delivery loops.
+    last_beat: Arc<AtomicI64>,
 }
 
 impl SqliteBus {
     /// Opens or creates the bus in `path`.
     pub fn open(path: &Path) -> PortResult<Self> {
         let db = Db::open(path, SCHEMA)?;
-        // Queues created before subscriptions had a delivery limit.
+        // Queues created before subscriptions had a delivery limit, or leases a holder.
         db.blocking_call(|c| {
-            let has = c
-                .prepare("SELECT max_in_flight FROM subscriptions LIMIT 0")
-                .is_ok();
-            if !has {
-                c.execute_batch(
+            for (probe, add) in [
+                (
+                    "SELECT max_in_flight FROM subscriptions LIMIT 0",
                     "ALTER TABLE subscriptions ADD COLUMN max_in_flight INTEGER NOT NULL DEFAULT 8",
-                )
-                .map_err(map_err)?;
+                ),
+                (
+                    "SELECT holder FROM deliveries LIMIT 0",
+                    "ALTER TABLE deliveries ADD COLUMN holder TEXT",
+                ),
+            ] {
+                if c.prepare(probe).is_err() {
+                    c.execute_batch(add).map_err(map_err)?;
+                }
             }
             Ok(())
         })?;
         Ok(Self {
             db,
             published: Arc::new(watch::channel(0).0),
+            token: uuid::Uuid::new_v4().to_string().into(),
+            holder_ttl: HOLDER_TTL,
+            last_beat: Arc::new(AtomicI64::new(0)),
         })
+    }
+
+    /// Sets how long this process's leases outlive its last heartbeat (tests shorten it).
+    pub fn with_holder_ttl(mut self, ttl: Duration) -> Self {
+        self.holder_ttl = ttl;
+        self
+    }
+
+    /// Says this process is alive, at most every fifth of the holder TTL.
+    async fn heartbeat(&self) -> PortResult<()> {
+        let ttl = i64::try_from(self.holder_ttl.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let last = self.last_beat.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < ttl / 5 {
+            return Ok(());
+        }
+        self.last_beat.store(now, Ordering::Relaxed);
+        let token = self.token.clone();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO holders (token, alive_until) VALUES (?1, ?2)
+                     ON CONFLICT (token) DO UPDATE SET alive_until = ?2",
+                    params![&*token, now.saturating_add(ttl)],
+                )
+                .map_err(map_err)?;
+                // Rows of processes gone for a day.
+                c.execute(
+                    "DELETE FROM holders WHERE alive_until < ?1",
+                    [now.saturating_sub(86_400_000)],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn spec(&self, name: &str) -> PortResult<SubscriptionSpec> {
@@ -130,10 +189,12 @@ impl SqliteBus {
             })
     }
 
-    /// Leases up to `limit` due deliveries of the subscription.
+    /// Leases up to `limit` due deliveries of the subscription: never leased, lease over, or
+    /// leased by another process whose heartbeat stopped.
     async fn claim(&self, spec: &SubscriptionSpec, limit: usize) -> PortResult<Vec<Delivery>> {
         let name = spec.name.clone();
         let deadline = i64::try_from(spec.ack_deadline.as_millis()).unwrap_or(i64::MAX);
+        let token = self.token.clone();
         self.db
             .call(move |c| {
                 let now = now_ms();
@@ -141,18 +202,28 @@ impl SqliteBus {
                 let claimed: Vec<(i64, u32)> = {
                     let mut stmt = tx
                         .prepare_cached(
-                            "UPDATE deliveries SET lease_until = ?3, attempts = attempts + 1
+                            "UPDATE deliveries SET lease_until = ?3, holder = ?5,
+                                 attempts = attempts + 1
                              WHERE subscription = ?1 AND message_id IN (
-                                 SELECT message_id FROM deliveries
-                                 WHERE subscription = ?1 AND next_at <= ?2
-                                   AND (lease_until IS NULL OR lease_until <= ?2)
-                                 ORDER BY next_at, message_id LIMIT ?4)
+                                 SELECT d.message_id FROM deliveries d
+                                 WHERE d.subscription = ?1 AND d.next_at <= ?2
+                                   AND (d.lease_until IS NULL OR d.lease_until <= ?2
+                                        OR (d.holder IS NOT ?5 AND NOT EXISTS (
+                                            SELECT 1 FROM holders h
+                                            WHERE h.token = d.holder AND h.alive_until > ?2)))
+                                 ORDER BY d.next_at, d.message_id LIMIT ?4)
                              RETURNING message_id, attempts",
                         )
                         .map_err(map_err)?;
                     let rows = stmt
                         .query_map(
-                            params![name, now, now.saturating_add(deadline), limit as i64],
+                            params![
+                                name,
+                                now,
+                                now.saturating_add(deadline),
+                                limit as i64,
+                                &*token
+                            ],
                             |r| Ok((r.get(0)?, r.get(1)?)),
                         )
                         .map_err(map_err)?;
@@ -339,6 +410,9 @@ impl Bus for SqliteBus {
         let mut woken = self.published.subscribe();
         let mut shutdown = shutdown;
         loop {
+            if let Err(err) = self.heartbeat().await {
+                tracing::warn!(subscription = %spec.name, error = %err, "could not write the heartbeat");
+            }
             let free = permits.available_permits();
             let batch = if free == 0 {
                 Vec::new()
@@ -384,8 +458,8 @@ impl Bus for SqliteBus {
             }
         }
         // Give deliveries in flight a moment to finish. One that does not (a long build)
-        // keeps its lease, which expires, and the message comes back after a restart; the
-        // steps are idempotent, so it resumes where it stood.
+        // keeps its lease until this process's heartbeat lapses, and the message comes back
+        // after a restart; the steps are idempotent, so it resumes where it stood.
         let _all =
             tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(in_flight as u32)).await;
         Ok(())
