@@ -43,23 +43,9 @@ pub fn copy_tar(
     Ok(())
 }
 
-/// The contents of the one file at `name` in the tar `input`, if it is there.
-pub fn file_in_tar(input: &[u8], name: &str) -> std::io::Result<Option<Vec<u8>>> {
-    let mut archive = tar::Archive::new(input);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if entry.path()?.to_string_lossy().trim_start_matches("./") == name {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data)?;
-            return Ok(Some(data));
-        }
-    }
-    Ok(None)
-}
-
-/// The regular files among `names` found in the tar `input`, each read only if it is at
-/// most `max` bytes (a larger one is reported as `None`): one pass, for looking at a few
-/// small files of a source tree.
+/// The files among `names` found in the tar `input`, each read only if it is a regular file
+/// of at most `max` bytes (a larger one, or a link, directory or device in its place, is
+/// reported as `None`): one pass, for looking at a few small files of a source tree.
 pub fn small_files(
     input: &[u8],
     names: &[&str],
@@ -69,18 +55,16 @@ pub fn small_files(
     let mut archive = tar::Archive::new(input);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
         let path = entry
             .path()?
             .to_string_lossy()
             .trim_start_matches("./")
+            .trim_end_matches('/')
             .to_owned();
         if !names.contains(&path.as_str()) {
             continue;
         }
-        if entry.size() > max {
+        if entry.header().entry_type() != tar::EntryType::Regular || entry.size() > max {
             found.insert(path, None);
             continue;
         }
@@ -108,6 +92,30 @@ mod tests {
     }
 
     #[test]
+    fn small_files_reads_regular_files_only_and_only_small_ones() {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, body) in [("mix.exs", "defmodule"), ("big.txt", "0123456789")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, body.as_bytes())
+                .expect("append");
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "mix.lock", "/etc/passwd")
+            .expect("link");
+        let tar = b.into_inner().expect("tar");
+        let found =
+            small_files(&tar, &["mix.exs", "mix.lock", "big.txt", "absent"], 9).expect("read");
+        assert_eq!(found["mix.exs"].as_deref(), Some(&b"defmodule"[..]));
+        assert_eq!(found["mix.lock"], None, "a link is not read");
+        assert_eq!(found["big.txt"], None, "larger than the cap");
+        assert!(!found.contains_key("absent"));
+    }
+
+    #[test]
     fn copy_re_roots_and_reowns() {
         let mut out = tar::Builder::new(Vec::new());
         copy_tar(
@@ -118,11 +126,9 @@ mod tests {
         )
         .expect("copy");
         let merged = out.into_inner().expect("tar");
-        assert_eq!(
-            file_in_tar(&merged, "src/d/b.txt").expect("read"),
-            Some(b"B".to_vec())
-        );
-        assert_eq!(file_in_tar(&merged, "a.txt").expect("read"), None);
+        let found = small_files(&merged, &["src/d/b.txt", "a.txt"], 10).expect("read");
+        assert_eq!(found["src/d/b.txt"].as_deref(), Some(&b"B"[..]));
+        assert!(!found.contains_key("a.txt"));
         let mut a = tar::Archive::new(merged.as_slice());
         for e in a.entries().expect("entries") {
             assert_eq!(e.expect("entry").header().uid().expect("uid"), 1000);

@@ -101,6 +101,7 @@ pub fn parse(text: &str) -> Result<MixLock, LockError> {
     let mut p = Parser {
         s: text.as_bytes(),
         i: 0,
+        depth: 0,
     };
     p.skip();
     if p.i == p.s.len() {
@@ -169,9 +170,16 @@ pub fn parse(text: &str) -> Result<MixLock, LockError> {
                         }
                     }
                 }
+                let rev = s(2).ok_or_else(|| bad("no commit"))?;
+                if rev.len() != 40 || !rev.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(bad("a commit that is not 40 hex digits"));
+                }
+                if let Some(k) = opts.keys().find(|k| opts[*k].chars().any(char::is_control)) {
+                    return Err(bad(&format!("a control character in `{k}`")));
+                }
                 lock.git.push(GitLock {
                     url: s(1).ok_or_else(|| bad("no url"))?,
-                    rev: s(2).ok_or_else(|| bad("no commit"))?,
+                    rev: rev.to_ascii_lowercase(),
                     opts,
                     dep,
                 });
@@ -186,7 +194,12 @@ pub fn parse(text: &str) -> Result<MixLock, LockError> {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// How many maps, tuples and lists enclose the value being read.
+    depth: usize,
 }
+
+/// Deeper than any lock Mix writes (4); bounds the parser's recursion on hostile input.
+const MAX_DEPTH: usize = 32;
 
 impl Parser<'_> {
     fn error(&self, message: &str) -> LockError {
@@ -334,6 +347,16 @@ impl Parser<'_> {
     }
 
     fn term(&mut self) -> Result<Term, LockError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error("values nested too deeply"));
+        }
+        self.depth += 1;
+        let term = self.term_here();
+        self.depth -= 1;
+        term
+    }
+
+    fn term_here(&mut self) -> Result<Term, LockError> {
         self.skip();
         match self.peek() {
             Some(b'%') => {
@@ -460,5 +483,27 @@ mod tests {
             .expect_err("refused")
             .message
             .contains("not a map"));
+    }
+
+    #[test]
+    fn hostile_nesting_and_git_fields_are_refused() {
+        // Deep enough to overflow a thread's stack without the bound.
+        let deep = format!("%{{\"x\": {}{}}}", "[".repeat(500_000), "]".repeat(500_000));
+        let err = parse(&deep).expect_err("refused");
+        assert!(err.message.contains("nested too deeply"), "{err:?}");
+        let git = |rev: &str, opts: &str| {
+            parse(&format!(
+                "%{{\"g\": {{:git, \"https://example.com/g.git\", \"{rev}\", [{opts}]}}}}"
+            ))
+        };
+        let rev = "88ab3a0d790e6a47404cba02800a6b25d2afae50";
+        assert!(git(rev, "sparse: \"optimized\"").is_ok());
+        let err = git("../../x", "").expect_err("refused");
+        assert!(err.message.contains("not 40 hex digits"), "{err:?}");
+        let err = git(rev, "sparse: \"a\\n/*\"").expect_err("refused");
+        assert!(
+            err.message.contains("control character in `sparse`"),
+            "{err:?}"
+        );
     }
 }

@@ -59,7 +59,7 @@ impl Tree {
         for held in ["mix.lock", "mix.exs"] {
             if files.get(held).is_some_and(Option::is_none) {
                 return Err(NotReady::Refused(format!(
-                    "{held} is larger than {} MB",
+                    "{held} must be a regular file of at most {} MB",
                     MAX_FILE >> 20
                 )));
             }

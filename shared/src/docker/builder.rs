@@ -322,19 +322,6 @@ impl Builder for DockerBuilder {
         })
     }
 
-    async fn fetch(&self, build: &BuildId, path: &str) -> PortResult<Bytes> {
-        let options = DownloadFromContainerOptionsBuilder::new()
-            .path(path)
-            .build();
-        let chunks: Vec<Bytes> = self
-            .docker
-            .download_from_container(&Self::name(build), Some(options))
-            .map_err(map_err)
-            .try_collect()
-            .await?;
-        Ok(Bytes::from(chunks.concat()))
-    }
-
     async fn fetch_stream(
         &self,
         build: &BuildId,
@@ -343,21 +330,19 @@ impl Builder for DockerBuilder {
         let options = DownloadFromContainerOptionsBuilder::new()
             .path(path)
             .build();
-        let name = Self::name(build);
-        // The engine answers 404 at once for a missing container or path: ask first, so
-        // that `NotFound` comes from the call, not the stream.
-        self.docker
-            .inspect_container(
-                &name,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(self
+        // The engine answers 404 before any byte for a missing container or path: the first
+        // item is awaited here so that `NotFound` comes from the call, not the stream.
+        let mut stream = self
             .docker
-            .download_from_container(&name, Some(options))
-            .map_err(map_err)
-            .boxed())
+            .download_from_container(&Self::name(build), Some(options))
+            .map_err(map_err);
+        Ok(match stream.next().await {
+            Some(Err(err)) => return Err(err),
+            Some(Ok(first)) => futures::stream::once(async move { Ok(first) })
+                .chain(stream)
+                .boxed(),
+            None => futures::stream::empty().boxed(),
+        })
     }
 
     async fn stacks(&self) -> PortResult<Vec<StackVersions>> {

@@ -69,6 +69,44 @@ pub trait Blobs: Send + Sync + 'static {
     }
 }
 
+/// `stream`, failing once more than `cap` bytes went through (what reads it stores nothing
+/// of a failed stream): for sizes that come from outside, capped while they stream.
+pub fn capped(stream: ByteStream, cap: u64) -> ByteStream {
+    let mut seen = 0u64;
+    stream
+        .map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > cap {
+                return Err(crate::error::PortError::Invalid(format!(
+                    "larger than {}",
+                    size_text(cap)
+                )));
+            }
+            Ok(chunk)
+        })
+        .boxed()
+}
+
+/// The whole of `stream` in memory, refused as soon as it passes `cap` bytes.
+pub async fn collect_capped(stream: ByteStream, cap: u64) -> PortResult<Bytes> {
+    let mut out = BytesMut::new();
+    let mut stream = capped(stream, cap);
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out.freeze())
+}
+
+/// `1 GB`, `64 MB`, `64 kB`: a cap as people read it.
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GB", b >> 30),
+        b if b >= 1 << 20 => format!("{} MB", b >> 20),
+        b => format!("{} kB", b >> 10),
+    }
+}
+
 /// Checks a blob key against the contract's rules.
 pub fn check_key(key: &str) -> PortResult<()> {
     let bad = key.is_empty()
@@ -94,6 +132,22 @@ mod tests {
 
     use super::*;
     use crate::error::PortError;
+
+    fn chunks(n: usize, size: usize) -> ByteStream {
+        stream::iter((0..n).map(move |_| Ok(Bytes::from(vec![0u8; size])))).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_capped_stream_fails_past_its_cap_and_not_before() {
+        let all = collect_capped(chunks(5, 1000), 5000)
+            .await
+            .expect("at the cap");
+        assert_eq!(all.len(), 5000);
+        let err = collect_capped(chunks(6, 1 << 20), 5 << 20)
+            .await
+            .expect_err("past the cap");
+        assert_eq!(err.to_string(), "invalid request: larger than 5 MB");
+    }
 
     /// A backend with only the required methods, to exercise the defaults.
     #[derive(Default)]

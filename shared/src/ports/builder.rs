@@ -87,20 +87,17 @@ pub enum BuildExit {
 ///
 /// Contract: `run` is idempotent per build id — if the build's container exists already it
 /// is awaited (running) or its result returned (finished), never started twice. The
-/// finished build's files stay readable through `fetch` until `discard`.
+/// finished build's files stay readable through `fetch_stream` until `discard`.
 #[async_trait]
 pub trait Builder: Send + Sync + 'static {
     /// Runs (or rejoins) the build; output lines go to `output` as they appear.
     async fn run(&self, spec: &BuildSpec, output: UnboundedSender<String>)
         -> PortResult<BuildExit>;
-    /// A tar of `path` inside the finished build. `NotFound` if the build is gone.
-    async fn fetch(&self, build: &BuildId, path: &str) -> PortResult<Bytes>;
-    /// [`fetch`](Builder::fetch) as a stream of chunks, for what may be large (a slug, a
-    /// cache): the caller caps it while it reads. The default reads it whole.
-    async fn fetch_stream(&self, build: &BuildId, path: &str) -> PortResult<ByteStream> {
-        let whole = self.fetch(build, path).await?;
-        Ok(Box::pin(futures::stream::once(async move { Ok(whole) })))
-    }
+    /// A tar of `path` inside the finished build, as a stream of chunks: the build wrote it,
+    /// so the caller caps it while it reads
+    /// ([`capped`](crate::ports::blobs::capped)). `NotFound` (from the call) if the build
+    /// is gone.
+    async fn fetch_stream(&self, build: &BuildId, path: &str) -> PortResult<ByteStream>;
     /// Removes what is left of the build. Idempotent.
     async fn discard(&self, build: &BuildId) -> PortResult<()>;
     /// The stacks this builder can build on, with the versions each has.
