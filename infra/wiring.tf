@@ -241,17 +241,33 @@ locals {
       GIGALIXIR_BUS   = "pubsub://${var.project_id}"
       GIGALIXIR_BLOBS = "gs://${local.bucket_prefix}"
     }
+    # PUSH_*: the function believes a push only with Google's token for its own URL, from
+    # the service account the subscriptions push as (pubsub.tf).
     release = {
-      GIGALIXIR_STORE = "firestore://${var.project_id}"
-      GIGALIXIR_BUS   = "pubsub://${var.project_id}"
+      GIGALIXIR_STORE         = "firestore://${var.project_id}"
+      GIGALIXIR_BUS           = "pubsub://${var.project_id}"
+      GIGALIXIR_PUSH_AUDIENCE = local.push_audience["release"]
+      GIGALIXIR_PUSH_INVOKER  = google_service_account.pubsub_invoker.email
+      GIGALIXIR_PUSH_JWKS     = "https://www.googleapis.com/oauth2/v3/certs"
     }
     deploy = {
-      GIGALIXIR_STORE   = "firestore://${var.project_id}"
-      GIGALIXIR_BUS     = "pubsub://${var.project_id}"
-      GIGALIXIR_BLOBS   = "gs://${local.bucket_prefix}"
-      GIGALIXIR_RUNTIME = local.runtime_url
-      GIGALIXIR_DOMAIN  = var.apps_domain
+      GIGALIXIR_STORE         = "firestore://${var.project_id}"
+      GIGALIXIR_BUS           = "pubsub://${var.project_id}"
+      GIGALIXIR_BLOBS         = "gs://${local.bucket_prefix}"
+      GIGALIXIR_RUNTIME       = local.runtime_url
+      GIGALIXIR_DOMAIN        = var.apps_domain
+      GIGALIXIR_PUSH_AUDIENCE = local.push_audience["deploy"]
+      GIGALIXIR_PUSH_INVOKER  = google_service_account.pubsub_invoker.email
+      GIGALIXIR_PUSH_JWKS     = "https://www.googleapis.com/oauth2/v3/certs"
     }
+  }
+
+  # The audience of each pushed service's tokens: its deterministic Cloud Run URL, known
+  # before the service exists (the service's own `uri` would make its environment depend on
+  # itself).
+  push_audience = {
+    for name in ["release", "deploy"] :
+    name => "https://gigalixir-${name}-${data.google_project.current.number}.${var.region}.run.app"
   }
 
   # Platform-level variables: read by libraries under every binary rather than by a

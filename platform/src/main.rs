@@ -123,6 +123,17 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
+    /// Whether apps may open connections to the internet (`false`: only to their own
+    /// replicas). Either way they reach neither this host nor the cloud metadata address.
+    #[arg(long, env = "GIGALIXIR_APP_EGRESS", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    app_egress: bool,
+    /// Whether the platform installs the packet filter rules that wall app containers off
+    /// from this host and the cloud metadata address (needs root or CAP_NET_ADMIN). Off
+    /// only on a machine where you run your own apps alone.
+    #[arg(long, env = "GIGALIXIR_APP_FIREWALL", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    app_firewall: bool,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
     /// as JSON and exit; the infrastructure checks compare it with `infra/`.
     #[arg(long)]
@@ -222,6 +233,14 @@ async fn run() -> anyhow::Result<()> {
             .with_slug_source(blobs.clone())
         }
     };
+    let runtime = runtime.with_egress(args.app_egress);
+    if args.app_firewall {
+        runtime.guard().await.context(
+            "walling off app containers (start with --app-firewall=false to run apps without it)",
+        )?;
+    } else {
+        tracing::warn!("--app-firewall=false: app containers can reach this host and the cloud metadata address");
+    }
     // Replicas that crash after going live are started again.
     let _supervisor = runtime.supervise();
     // The package cache: builds reach it, and nothing else, through a socket in a directory

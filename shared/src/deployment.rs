@@ -284,6 +284,25 @@ pub const PACKAGES_DIR: EnvVar = var(
     "directory of the package cache's socket, shared with the Docker engine and mounted read-only into builds (default /run/gigalixir/packages)",
 );
 
+/// The audience of the pushes a function takes (its service's URL).
+pub const PUSH_AUDIENCE: EnvVar = var(
+    "GIGALIXIR_PUSH_AUDIENCE",
+    false,
+    "audience of the Pub/Sub pushes' OIDC tokens, the service's URL (needed to serve pushes on PORT)",
+);
+/// The service account Pub/Sub pushes as.
+pub const PUSH_INVOKER: EnvVar = var(
+    "GIGALIXIR_PUSH_INVOKER",
+    false,
+    "service account the pushes' tokens name (needed to serve pushes on PORT)",
+);
+/// Where the keys that sign push tokens are published.
+pub const PUSH_JWKS: EnvVar = var(
+    "GIGALIXIR_PUSH_JWKS",
+    false,
+    "URL of the JWK set push tokens are signed with (default Google's)",
+);
+
 /// The environment variables `function` reads.
 pub fn env(function: Function) -> Vec<EnvVar> {
     match function {
@@ -300,8 +319,18 @@ pub fn env(function: Function) -> Vec<EnvVar> {
             PACKAGES_DIR,
         ],
         Function::Upload => vec![STORE, BUS, BLOBS],
-        Function::Release => vec![PORT, STORE, BUS],
-        Function::Deploy => vec![PORT, STORE, BUS, BLOBS, RUNTIME, DOMAIN],
+        Function::Release => vec![PORT, STORE, BUS, PUSH_AUDIENCE, PUSH_INVOKER, PUSH_JWKS],
+        Function::Deploy => vec![
+            PORT,
+            STORE,
+            BUS,
+            BLOBS,
+            RUNTIME,
+            DOMAIN,
+            PUSH_AUDIENCE,
+            PUSH_INVOKER,
+            PUSH_JWKS,
+        ],
     }
 }
 
@@ -317,6 +346,9 @@ pub fn example(var: &EnvVar) -> &'static str {
         "GIGALIXIR_HEX_UPSTREAM" => "https://repo.hex.pm",
         "GIGALIXIR_HEX_UPSTREAM_KEY" => "/etc/gigalixir/hex/public_key.pem",
         "GIGALIXIR_PACKAGES_DIR" => "/run/gigalixir/packages",
+        "GIGALIXIR_PUSH_AUDIENCE" => "https://gigalixir-deploy-123456789.us-central1.run.app",
+        "GIGALIXIR_PUSH_INVOKER" => "pubsub-invoker@PROJECT.iam.gserviceaccount.com",
+        "GIGALIXIR_PUSH_JWKS" => "https://www.googleapis.com/oauth2/v3/certs",
         _ => "",
     }
 }

@@ -39,8 +39,12 @@ pub mod gitfetch;
 pub mod hex;
 #[cfg(feature = "kube")]
 pub mod kube_runtime;
+#[cfg(feature = "embedded")]
+pub mod locks;
 #[cfg(feature = "http")]
 pub mod push;
+#[cfg(feature = "http")]
+pub mod pushauth;
 #[cfg(all(feature = "http", feature = "embedded"))]
 pub mod service;
 #[cfg(feature = "http")]

@@ -258,9 +258,42 @@ pub enum Trigger {
 
 /// Whether `deployment` has `function` pull (rather than be pushed) its messages.
 pub fn pulls(function: Function) -> bool {
+    delivered(function, deployment::Delivery::Pull)
+}
+
+/// Whether Pub/Sub pushes `function`'s messages to it.
+pub fn pushed(function: Function) -> bool {
+    delivered(function, deployment::Delivery::Push)
+}
+
+fn delivered(function: Function, delivery: deployment::Delivery) -> bool {
     deployment::subscriptions(Settings::default())
         .iter()
-        .any(|w| w.function == function && w.delivery == deployment::Delivery::Pull)
+        .any(|w| w.function == function && w.delivery == delivery)
+}
+
+/// The check of the pushes a function serves on its port: it does not start without
+/// their audience and service account.
+fn push_auth(env: &FunctionEnv) -> Result<crate::pushauth::PushAuth, ServiceError> {
+    let (audience, invoker) = (
+        env.get(&deployment::PUSH_AUDIENCE),
+        env.get(&deployment::PUSH_INVOKER),
+    );
+    match (audience, invoker) {
+        (Some(audience), Some(invoker)) => Ok(crate::pushauth::PushAuth::new(
+            audience,
+            invoker,
+            env.get(&deployment::PUSH_JWKS)
+                .unwrap_or(crate::pushauth::GOOGLE_JWKS),
+        )),
+        _ => Err(ServiceError::MissingEnv(
+            [deployment::PUSH_AUDIENCE, deployment::PUSH_INVOKER]
+                .iter()
+                .filter(|v| env.get(v).is_none())
+                .map(missing)
+                .collect(),
+        )),
+    }
 }
 
 /// Picks the trigger: Lambda when `lambda` (its runtime API is set), else pulling when the
@@ -369,6 +402,11 @@ impl Service {
         match trigger {
             Trigger::Lambda => run_lambda(router).await,
             Trigger::Http { port } => {
+                let router = if pushed(self.function) {
+                    crate::pushauth::guard(router, Arc::new(push_auth(env)?))
+                } else {
+                    router
+                };
                 let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
                     .await
                     .map_err(|source| ServiceError::Bind { port, source })?;

@@ -254,6 +254,9 @@ const APPS: &str = "/apis/apps/v1/namespaces/app-my-app";
 fn applies() -> Vec<String> {
     vec![
         "PATCH /api/v1/namespaces/app-my-app".into(),
+        "PATCH /apis/networking.k8s.io/v1/namespaces/app-my-app/networkpolicies/walls".into(),
+        format!("PATCH {NS}/resourcequotas/quota"),
+        format!("PATCH {NS}/limitranges/limits"),
         format!("PATCH {NS}/serviceaccounts/web"),
         "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/app-my-app/roles/libcluster".into(),
         "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/app-my-app/rolebindings/libcluster"
@@ -298,6 +301,9 @@ async fn a_first_deploy_applies_everything_server_side_then_follows_the_rollout(
 
     let kinds = [
         "Namespace",
+        "NetworkPolicy",
+        "ResourceQuota",
+        "LimitRange",
         "ServiceAccount",
         "Role",
         "RoleBinding",
@@ -330,7 +336,11 @@ async fn a_first_deploy_applies_everything_server_side_then_follows_the_rollout(
         Some("gigalixir.app=my-app,gigalixir.release=1")
     );
     // The slug URL travels in the release's Secret, base64 as the API wants it.
-    let secret = &patches[5].body;
+    let secret = &patches
+        .iter()
+        .find(|c| c.body["kind"] == "Secret")
+        .expect("the Secret")
+        .body;
     assert_eq!(
         secret["data"]["SLUG_URL"],
         "aHR0cHM6Ly9zbHVncy5leGFtcGxlLmludmFsaWQvc2x1Z3MvYWJjLnRneg=="

@@ -149,6 +149,9 @@ fn check_snapshot(name: &str, objects: &AppObjects) {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stored).expect("parse");
     let mut typed = vec![
         serde_json::to_value(&objects.namespace),
+        serde_json::to_value(&objects.network_policy),
+        serde_json::to_value(&objects.resource_quota),
+        serde_json::to_value(&objects.limit_range),
         serde_json::to_value(&objects.service_account),
         serde_json::to_value(&objects.role),
         serde_json::to_value(&objects.role_binding),
@@ -380,6 +383,76 @@ fn traffic_clustering_and_ssh_reach_the_app() {
     );
     assert_eq!(rule.verbs, ["get", "list", "watch"]);
     assert_eq!(pod.service_account_name.as_deref(), Some("web"));
+}
+
+#[test]
+fn an_apps_namespace_is_walled_off_and_capped() {
+    let o = rendered(http_three_replicas());
+    let policy = o.network_policy.spec.as_ref().expect("spec");
+    // Every pod of the namespace, both directions: what no rule admits is denied.
+    assert_eq!(policy.pod_selector, Some(Default::default()));
+    assert_eq!(
+        policy.policy_types.as_deref(),
+        Some(&["Ingress".to_owned(), "Egress".to_owned()][..])
+    );
+    let ingress: Vec<serde_json::Value> = policy
+        .ingress
+        .as_ref()
+        .expect("ingress")
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("json"))
+        .collect();
+    assert_eq!(
+        ingress,
+        vec![
+            serde_json::json!({"from": [{"podSelector": {}}]}),
+            serde_json::json!({
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+                "ports": [{"port": 4000, "protocol": "TCP"}]
+            }),
+            serde_json::json!({"ports": [{"port": 2222, "protocol": "TCP"}]}),
+        ]
+    );
+    let egress: Vec<serde_json::Value> = policy
+        .egress
+        .as_ref()
+        .expect("egress")
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("json"))
+        .collect();
+    assert_eq!(egress[0], serde_json::json!({"to": [{"podSelector": {}}]}));
+    assert_eq!(
+        egress[1]["ports"],
+        serde_json::json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        egress[2],
+        serde_json::json!({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]})
+    );
+    assert_eq!(egress.len(), 3);
+
+    let hard = o
+        .resource_quota
+        .spec
+        .as_ref()
+        .and_then(|s| s.hard.clone())
+        .expect("hard");
+    for resource in [
+        "pods",
+        "requests.cpu",
+        "limits.memory",
+        "requests.ephemeral-storage",
+        "limits.ephemeral-storage",
+    ] {
+        assert!(hard.contains_key(resource), "the quota caps {resource}");
+    }
+    let limits = &o.limit_range.spec.as_ref().expect("spec").limits[0];
+    assert_eq!(limits.type_, "Container");
+    let defaults = limits.default.as_ref().expect("default limits");
+    assert!(defaults.contains_key("memory") && defaults.contains_key("ephemeral-storage"));
+    // The replicas' own requests fit within the per-container caps.
+    let max = limits.max.as_ref().expect("max");
+    assert_eq!(max["memory"].0, "128Gi");
 }
 
 #[test]

@@ -67,6 +67,16 @@ pub fn docker(args: &[&str]) -> String {
     stdout.trim().to_owned()
 }
 
+/// Waits until `ok` holds, failing after `limit` with `what`; how long it took.
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -86,7 +96,9 @@ pub fn texts(out: &Output) -> (String, String) {
 
 /// A running platform; stopped, and its containers removed, when dropped.
 pub struct Platform {
-    child: Option<Child>,
+    /// The platform process while it runs (behind a lock so that a test holding accounts
+    /// of this platform can still kill and start it).
+    child: std::sync::Mutex<Option<Child>>,
     /// Its port on 127.0.0.1.
     pub port: u16,
     /// Its Docker label value.
@@ -119,8 +131,8 @@ impl Platform {
         let port = free_port();
         let instance = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let log = data.path().join("platform.log");
-        let mut platform = Self {
-            child: None,
+        let platform = Self {
+            child: std::sync::Mutex::new(None),
             port,
             instance,
             data,
@@ -136,7 +148,7 @@ impl Platform {
         platform
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -159,7 +171,7 @@ impl Platform {
             .stderr(log)
             .spawn()
             .expect("start gigalixir-platform");
-        self.child = Some(child);
+        *self.child.lock().expect("child") = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let up = reqwest::blocking::get(format!("http://127.0.0.1:{}/healthz", self.port))
@@ -178,7 +190,7 @@ impl Platform {
 
     /// The platform process's id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.lock().expect("child").as_ref().map(Child::id)
     }
 
     /// What the platform logged so far.
@@ -198,7 +210,8 @@ impl Platform {
 
     /// Stops the platform with SIGTERM and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        let child = self.child.lock().expect("child").take();
+        if let Some(mut child) = child {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
@@ -212,6 +225,25 @@ impl Platform {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Kills the platform with SIGKILL, as a crash or the OOM killer would: nothing of it
+    /// runs after this, its containers stay.
+    pub fn kill(&self) {
+        let child = self.child.lock().expect("child").take();
+        if let Some(mut child) = child {
+            child.kill().expect("SIGKILL the platform");
+            child.wait().expect("reap the platform");
+        }
+    }
+
+    /// Starts the platform again on the same data, after [`kill`](Self::kill).
+    pub fn start_again(&self) {
+        assert!(
+            self.child.lock().expect("child").is_none(),
+            "the platform still runs"
+        );
+        self.spawn();
     }
 
     /// Stops and starts the platform on the same data.

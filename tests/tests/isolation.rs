@@ -7,8 +7,8 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gigalixir_tests::upstream::{publish_git, StaticServer};
-use gigalixir_tests::{docker, require_images, Account, Platform};
+use gigalixir_tests::upstream::{publish_git, HexUpstream, StaticServer};
+use gigalixir_tests::{docker, require_images, wait_for, Account, Platform};
 
 /// Runs `script` in the running replica of `app`, as the app's user; its stdout.
 fn in_replica(p: &Platform, app: &str, script: &str) -> String {
@@ -89,6 +89,8 @@ fn a_replica_sees_only_its_own_apps_slug() {
         "B's replica has its own slug"
     );
 
+    replicas_reach_neither_the_host_nor_each_other(&p, &app_b);
+
     // At rest: the data directory is the platform user's alone, and so are its files
     // (slugs stay readable for the containers that mount them, inside that directory).
     use std::os::unix::fs::PermissionsExt;
@@ -110,6 +112,122 @@ fn a_replica_sees_only_its_own_apps_slug() {
     for source in p.blobs_under(&format!("sources/{app_b}")) {
         assert_eq!(mode(Path::new(&source)), 0o600, "{source}");
     }
+}
+
+/// Whether a TCP connection from `app`'s replica to `host:port` opens within 3 s.
+fn replica_connects(p: &Platform, app: &str, host: &str, port: u16) -> bool {
+    let out = in_replica(
+        p,
+        app,
+        &format!(
+            "if timeout 3 bash -c 'exec 3<>/dev/tcp/{host}/{port}' 2>/dev/null; then echo open; else echo closed; fi"
+        ),
+    );
+    match out.trim() {
+        "open" => true,
+        "closed" => false,
+        other => panic!("probe from {app}: {other}"),
+    }
+}
+
+/// Part 5: from B's replica, neither this host (at its address on B's network, where a
+/// listener of this test waits) nor A's replica can be reached; the rules that keep the
+/// link-local range (cloud metadata) out are in place for B's bridge, checked as rules
+/// since no traffic may go there.
+fn replicas_reach_neither_the_host_nor_each_other(p: &Platform, app_b: &str) {
+    let inspect = |id: &str, format: &str| docker(&["inspect", "-f", format, id]);
+    let ids_a = p.container_ids(&format!("alice-{}", &p.instance[1..7]));
+    let id_a = ids_a.first().expect("A's replica");
+    let id_b = p
+        .container_ids(app_b)
+        .first()
+        .cloned()
+        .expect("B's replica");
+    let ip_of = |id: &str| {
+        inspect(
+            id,
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+        )
+        .trim()
+        .to_owned()
+    };
+    let (ip_a, ip_b) = (ip_of(id_a), ip_of(&id_b));
+    let network_b = inspect(&id_b, "{{.HostConfig.NetworkMode}}");
+    let gateway = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        &network_b,
+    ]);
+    let bridge = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{index .Options \"com.docker.network.bridge.name\"}}",
+        &network_b,
+    ]);
+
+    // The host, on its address on B's bridge: reachable from the host itself, not from B.
+    let listener = TcpListener::bind((gateway.as_str(), 0)).expect("listen on the gateway");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    assert!(
+        std::net::TcpStream::connect((gateway.as_str(), port)).is_ok(),
+        "the host's own connection to {gateway}:{port}"
+    );
+    while listener.accept().is_ok() {}
+    assert!(
+        !replica_connects(p, app_b, &gateway, port),
+        "B's replica reached this host at {gateway}:{port}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "a connection from B's replica reached the host's listener"
+    );
+
+    // A's replica answers the host, not B's replica; B's own replica answers itself.
+    assert!(
+        std::net::TcpStream::connect((ip_a.as_str(), 4000)).is_ok(),
+        "the host reaches A's replica at {ip_a}:4000"
+    );
+    assert!(
+        !replica_connects(p, app_b, &ip_a, 4000),
+        "B's replica reached A's replica at {ip_a}"
+    );
+    assert!(
+        replica_connects(p, app_b, &ip_b, 4000),
+        "B's replica reaches its own address"
+    );
+
+    // The link-local range (169.254.169.254 answers with cloud credentials) is dropped for
+    // every app bridge, B's among them.
+    assert!(bridge.starts_with("gxe"), "B's bridge is {bridge:?}");
+    let rule = |args: &[&str]| {
+        std::process::Command::new("iptables")
+            .arg("-w")
+            .args(args)
+            .status()
+            .expect("iptables")
+            .success()
+    };
+    assert!(rule(&[
+        "-C",
+        "DOCKER-USER",
+        "-i",
+        "gx+",
+        "-j",
+        "GIGALIXIR-APPS"
+    ]));
+    assert!(rule(&[
+        "-C",
+        "GIGALIXIR-APPS",
+        "-d",
+        "169.254.0.0/16",
+        "-j",
+        "DROP"
+    ]));
+    assert!(rule(&["-C", "INPUT", "-i", "gx+", "-j", "GIGALIXIR-HOST"]));
 }
 
 /// Accepts connections and never answers.
@@ -658,5 +776,351 @@ fn a_builds_output_is_capped_per_line_and_in_all() {
     assert!(
         out.contains("push rejected"),
         "the pusher is told how it ended"
+    );
+}
+
+/// B's pre-compile hook: tries to alter the package cache every tenant shares, reports what
+/// happened, and, while the file `hold` is in the app, waits for the test's go.
+const HOSTILE: &str = r#"set +e
+if touch /run/gigalixir/packages/planted 2>/dev/null; then
+  echo "hostile: wrote into the package cache's directory"
+else
+  echo "hostile: the package cache's directory is read-only"
+fi
+req() {
+  exec 3<>/dev/tcp/127.0.0.1/4001
+  printf '%s %s HTTP/1.0\r\nHost: x\r\nContent-Length: 4\r\n\r\nevil' "$1" "$2" >&3
+  head -1 <&3 | tr -d '\r'
+  exec 3>&-
+}
+echo "hostile: PUT -> $(req PUT /tarballs/gx_base-1.0.0.tar)"
+echo "hostile: DELETE -> $(req DELETE /tarballs/gx_base-1.0.0.tar)"
+echo "hostile: POST -> $(req POST /packages/gx_base)"
+if [ -f hold ]; then
+  touch /tmp/hostile-waiting
+  for i in $(seq 1 1200); do [ -e /tmp/hostile-go ] && break; sleep 0.1; done
+fi
+"#;
+
+/// Whether `test -e PATH` holds inside container `id`.
+fn exists_in(id: &str, path: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["exec", id, "test", "-e", path])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_platform_killed_mid_build_finishes_it_after_a_restart_and_tenants_stay_apart() {
+    require_images();
+    let upstream = HexUpstream::start();
+    let p = Platform::start_with(&upstream.platform_flags());
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let tag = p.instance[1..7].to_owned();
+
+    // A: a Hex app, live.
+    let a_dir = work.path().join("a");
+    std::fs::create_dir_all(&a_dir).expect("mkdir");
+    let a_repo = p.fixture_repo_with("hex_app", &a_dir, |d| upstream.resolve_lock(d));
+    let a_app = format!("hexa-{tag}");
+    p.cli_ok(&a_repo, &["create", "app", &a_app]);
+    let (ok, out) = p.push(&a_repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "A's push failed:\n{out}");
+    let kept = p.blobs_under("packages/hex/tarballs");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+
+    // B: another account, the same packages, a build that attacks the cache and then holds.
+    let b = Account::sign_up(&p, &format!("b-{tag}@example.com"));
+    let b_app = format!("hexb-{tag}");
+    let b_repo = b.new_app("hex_app", &b_app, &work.path().join("b"));
+    upstream.resolve_lock(&b_repo);
+    std::fs::write(b_repo.join("hostile.sh"), HOSTILE).expect("hook");
+    std::fs::write(b_repo.join("hold"), "").expect("hold");
+    std::fs::write(
+        b_repo.join("elixir_buildpack.config"),
+        "hook_pre_compile=\"bash hostile.sh\"\n",
+    )
+    .expect("config");
+    p.commit_all(&b_repo, "a hostile build that holds");
+    let log = std::fs::File::create(work.path().join("b-push.log")).expect("log");
+    let mut push = p
+        .git_command_as(b.home.path(), &b_repo, &["push", "gigalixir", "master"])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("push");
+    let mut build = String::new();
+    wait_for(
+        "B's build to hold in its hook",
+        Duration::from_secs(180),
+        || {
+            build = docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=gigalixir.app={b_app}"),
+                "--filter",
+                &format!("label=gigalixir.instance={}", p.instance),
+                "--filter",
+                "name=gx-build-",
+            ]);
+            !build.is_empty() && exists_in(&build, "/tmp/hostile-waiting")
+        },
+    );
+
+    // The platform dies mid-build; the build's container outlives it.
+    p.kill();
+    let _ = push.wait();
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &build]),
+        "true"
+    );
+    p.start_again();
+    docker(&["exec", &build, "touch", "/tmp/hostile-go"]);
+
+    // With no new push, B's build finishes and goes live; A's app answers as before.
+    let took = wait_for(
+        "B's interrupted build to go live after the restart",
+        Duration::from_secs(180),
+        || p.get_app(&b_app, "/").0 == 200,
+    );
+    eprintln!("after the restart, B's interrupted build went live in {took:?}");
+    let (status, page) = p.get_app(&a_app, "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("gx_base 1.0.0"), "{page}");
+    let releases = b.cli_ok(&b_repo, &["releases"]);
+    assert!(
+        releases.contains("v1") && !releases.contains("v2"),
+        "one release from the one build:\n{releases}"
+    );
+    wait_for("B's build container to go", Duration::from_secs(30), || {
+        docker(&["ps", "-aq", "--filter", &format!("id={build}")]).is_empty()
+    });
+
+    // What B's build could do to the cache every tenant shares: nothing.
+    std::fs::remove_file(b_repo.join("hold")).expect("rm hold");
+    p.commit_all(&b_repo, "no hold");
+    let (ok, out) = b.git(&b_repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "B's second push failed:\n{out}");
+    assert!(
+        out.contains("hostile: the package cache's directory is read-only"),
+        "{out}"
+    );
+    for method in ["PUT", "DELETE", "POST"] {
+        let line = out
+            .lines()
+            .find_map(|l| l.split_once(&format!("hostile: {method} -> ")))
+            .map(|(_, status)| status.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {method} line:\n{out}"));
+        let code: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{method}: `{line}`"));
+        assert!((400..500).contains(&code), "{method} answered `{line}`");
+    }
+    assert_eq!(p.blobs_under("packages/hex/tarballs"), kept);
+
+    // A rebuilds from scratch through the same cache, verified against its lock.
+    p.git_ok(&a_repo, &["commit", "-q", "--allow-empty", "-m", "rebuild"]);
+    let (ok, out) = p.push(
+        &a_repo,
+        &[
+            "-c",
+            "http.extraheader=GIGALIXIR-CLEAN: true",
+            "push",
+            "gigalixir",
+            "master",
+        ],
+    );
+    assert!(ok, "A's clean rebuild failed:\n{out}");
+    assert!(
+        out.contains("3 packages verified against mix.lock"),
+        "{out}"
+    );
+    let (status, page) = p.get_app(&a_app, "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("gx_base 1.0.0"), "{page}");
+}
+
+/// A fresh RSA key from openssl: its PKCS#1 DER and its modulus.
+fn rsa_key(dir: &Path, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let pem = dir.join(format!("{name}.pem"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let path = pem.to_str().expect("path");
+    run(&["genrsa", "-traditional", "-out", path, "2048"]);
+    let der = run(&["rsa", "-traditional", "-in", path, "-outform", "DER"]);
+    let modulus =
+        String::from_utf8(run(&["rsa", "-in", path, "-noout", "-modulus"])).expect("text");
+    let modulus = modulus.trim().trim_start_matches("Modulus=");
+    let bytes = (0..modulus.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&modulus[i..i + 2], 16).expect("hex"))
+        .collect();
+    (der, bytes)
+}
+
+/// Part 8: a pipeline function serving pushes on its port (as on Cloud Run) believes only
+/// Google-signed tokens for its own URL and push account; it does not start without them.
+#[test]
+fn a_forged_pipeline_push_is_refused() {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let work = tempfile::tempdir().expect("work");
+    let (der, modulus) = rsa_key(work.path(), "google");
+    let (other_der, _) = rsa_key(work.path(), "forger");
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).expect("keys");
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": "k1",
+        "n": URL_SAFE_NO_PAD.encode(&modulus), "e": "AQAB"
+    }]});
+    std::fs::write(keys.join("certs"), jwks.to_string()).expect("certs");
+    let server = StaticServer::start(&keys);
+
+    let port = gigalixir_tests::free_port();
+    let audience = format!("http://127.0.0.1:{port}");
+    let invoker = "pubsub-invoker@gx-test.iam.gserviceaccount.com";
+    let data = work.path().join("data");
+    std::fs::create_dir_all(data.join("blobs")).expect("data");
+    let instance = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let deploy = |push_env: bool| {
+        let mut command = std::process::Command::new(gigalixir_tests::binary("gigalixir-deploy"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env(
+                "GIGALIXIR_STORE",
+                format!("sqlite://{}", data.join("store.db").display()),
+            )
+            .env(
+                "GIGALIXIR_BUS",
+                format!("sqlite://{}", data.join("bus.db").display()),
+            )
+            .env(
+                "GIGALIXIR_BLOBS",
+                format!("file://{}", data.join("blobs").display()),
+            )
+            .env(
+                "GIGALIXIR_RUNTIME",
+                format!("docker://?instance={instance}&firewall=false"),
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if push_env {
+            command
+                .env("GIGALIXIR_PUSH_AUDIENCE", &audience)
+                .env("GIGALIXIR_PUSH_INVOKER", invoker)
+                .env("GIGALIXIR_PUSH_JWKS", format!("{}/certs", server.url()));
+        }
+        command
+    };
+
+    // Without the audience and the push account it does not serve pushes at all.
+    let out = deploy(false).output().expect("run gigalixir-deploy");
+    let (_, stderr) = gigalixir_tests::texts(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("GIGALIXIR_PUSH_AUDIENCE is not set"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("GIGALIXIR_PUSH_INVOKER is not set"),
+        "{stderr}"
+    );
+
+    let mut child = deploy(true).spawn().expect("start gigalixir-deploy");
+    wait_for(
+        "gigalixir-deploy to listen",
+        Duration::from_secs(30),
+        || {
+            reqwest::blocking::get(format!("{audience}/healthz"))
+                .is_ok_and(|r| r.status().is_success())
+        },
+    );
+    let event = shared::messages::Event::AppDestroyed {
+        app: shared::domain::AppName::parse("victim").expect("name"),
+    };
+    let envelope = shared::messages::Envelope::event(&event, None);
+    let body = serde_json::json!({
+        "message": {
+            "data": STANDARD.encode(&envelope.data),
+            "attributes": envelope.attributes,
+            "messageId": "4242",
+        },
+        "subscription": "projects/gx/subscriptions/deploy.app-destroyed",
+    })
+    .to_string();
+    let sign = |key: &[u8], aud: &str, email: &str| {
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "aud": aud, "iss": "https://accounts.google.com", "email": email,
+            "email_verified": true, "iat": now, "exp": now + 600, "sub": "1"
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_der(key),
+        )
+        .expect("sign")
+    };
+    let client = reqwest::blocking::Client::new();
+    let push = |token: Option<String>| {
+        let mut request = client.post(format!("{audience}/")).body(body.clone());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().expect("push");
+        (
+            response.status().as_u16(),
+            response.text().unwrap_or_default(),
+        )
+    };
+    let forged = [
+        ("no token", None),
+        (
+            "signed by another key",
+            Some(sign(&other_der, &audience, invoker)),
+        ),
+        (
+            "for another service",
+            Some(sign(&der, "https://elsewhere.example", invoker)),
+        ),
+        (
+            "from another account",
+            Some(sign(&der, &audience, "me@evil.example")),
+        ),
+    ];
+    for (what, token) in forged {
+        let (status, text) = push(token);
+        assert_eq!(status, 401, "{what}: {text}");
+        assert!(text.starts_with("push refused: "), "{what}: {text}");
+    }
+    // Pub/Sub's own push, signed by Google's key for this service and account: taken.
+    let (status, text) = push(Some(sign(&der, &audience, invoker)));
+    assert_eq!(status, 204, "a genuine push: {text}");
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("log");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("push refused: no bearer token"), "{log}");
+    assert!(
+        !log.contains(&sign(&der, &audience, invoker)[..40]),
+        "a token in the log"
     );
 }

@@ -5,22 +5,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gigalixir_tests::{require_images, texts, Platform};
+use gigalixir_tests::{require_images, texts, wait_for, Platform};
 use serde_json::Value;
 
 fn env_of(p: &Platform, app: &str) -> Value {
     let (status, body) = p.get_app(app, "/env");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("/env is not JSON ({e}): {body}"))
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
 }
 
 fn release_count(p: &Platform, dir: &Path) -> usize {

@@ -167,11 +167,10 @@ pub async fn deploy(
 ) -> Result<(), StepError> {
     let lock = format!("deploy:{app}");
     let holder = uuid::Uuid::new_v4().to_string();
-    let ttl = state.boot_timeout + Duration::from_secs(120);
     let waited = tokio::time::Instant::now();
-    loop {
-        match state.store.try_lock(&lock, &holder, ttl).await {
-            Ok(()) => break,
+    let held = loop {
+        match shared::locks::Held::take(&state.store, &lock, &holder).await {
+            Ok(held) => break held,
             Err(PortError::Precondition) if waited.elapsed() < LOCK_WAIT => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -182,9 +181,9 @@ pub async fn deploy(
             }
             Err(err) => return Err(err.into()),
         }
-    }
+    };
     let result = deploy_locked(state, app, version, trace).await;
-    let _ = state.store.unlock(&lock, &holder).await;
+    held.release().await;
     result
 }
 
@@ -360,11 +359,10 @@ async fn on_live_release(
 ) -> Result<(), StepError> {
     let lock = format!("deploy:{app}");
     let holder = uuid::Uuid::new_v4().to_string();
-    let ttl = state.boot_timeout * 17 + Duration::from_secs(120);
     let waited = tokio::time::Instant::now();
-    loop {
-        match state.store.try_lock(&lock, &holder, ttl).await {
-            Ok(()) => break,
+    let held = loop {
+        match shared::locks::Held::take(&state.store, &lock, &holder).await {
+            Ok(held) => break held,
             Err(PortError::Precondition) if waited.elapsed() < LOCK_WAIT => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -375,7 +373,7 @@ async fn on_live_release(
             }
             Err(err) => return Err(err.into()),
         }
-    }
+    };
     let result = async {
         let current = match state.store.app(app).await {
             Ok(a) => a,
@@ -419,7 +417,7 @@ async fn on_live_release(
         }
     }
     .await;
-    let _ = state.store.unlock(&lock, &holder).await;
+    held.release().await;
     result
 }
 

@@ -39,10 +39,11 @@ async fn main() -> anyhow::Result<()> {
 
 /// The runtime `GIGALIXIR_RUNTIME` names.
 ///
-/// `docker://[?instance=NAME&ssh_dir=PATH]`: the local Docker engine, as the single-machine
-/// platform runs apps. It reads slugs from the `file://` blob store (`BLOBS/slugs`) and the
-/// replicas' SSH keys from `ssh_dir` (default: `ssh` next to the blob directory, the
-/// platform's layout). `kube://?image=…` (a build with the `kube` feature): the cluster this
+/// `docker://[?instance=NAME&ssh_dir=PATH&egress=BOOL&firewall=BOOL]`: the local Docker
+/// engine, as the single-machine platform runs apps. It reads slugs from the `file://` blob
+/// store (`BLOBS/slugs`) and the replicas' SSH keys from `ssh_dir` (default: `ssh` next to
+/// the blob directory, the platform's layout); `egress` and `firewall` (default `true`)
+/// mean what the platform's `--app-egress` and `--app-firewall` do. `kube://?image=…` (a build with the `kube` feature): the cluster this
 /// runs in, else the current `KUBECONFIG` context; replicas download slugs by URLs the blob
 /// store signs for 7 days.
 async fn runtime(env: &FunctionEnv) -> anyhow::Result<Arc<dyn Runtime>> {
@@ -56,11 +57,21 @@ async fn runtime(env: &FunctionEnv) -> anyhow::Result<Arc<dyn Runtime>> {
             let query = rest.trim_start_matches('/').trim_start_matches('?');
             let mut instance = "default".to_owned();
             let mut ssh_dir = None;
+            let (mut egress, mut firewall) = (true, true);
+            let flag = |key: &str, value: &str| match value {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(anyhow::anyhow!("{name}: `{key}` is true or false, not {value:?}")),
+            };
             for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
                 match key.as_ref() {
                     "instance" => instance = value.into_owned(),
                     "ssh_dir" => ssh_dir = Some(PathBuf::from(value.as_ref())),
-                    other => bail!("{name}: docker:// takes `instance` and `ssh_dir`, not `{other}`"),
+                    "egress" => egress = flag("egress", &value)?,
+                    "firewall" => firewall = flag("firewall", &value)?,
+                    other => bail!(
+                        "{name}: docker:// takes `instance`, `ssh_dir`, `egress` and `firewall`, not `{other}`"
+                    ),
                 }
             }
             let blobs_url = env.required(&deployment::BLOBS)?;
@@ -79,7 +90,11 @@ async fn runtime(env: &FunctionEnv) -> anyhow::Result<Arc<dyn Runtime>> {
                 .with_context(|| format!("creating {}", slug_dir.display()))?;
             let docker = shared::docker::connect()
                 .context("connecting to the Docker engine (DOCKER_HOST)")?;
-            let runtime = shared::docker::DockerRuntime::new(docker, instance, slug_dir, ssh_dir);
+            let runtime = shared::docker::DockerRuntime::new(docker, instance, slug_dir, ssh_dir)
+                .with_egress(egress);
+            if firewall {
+                runtime.guard().await.context("walling off app containers (firewall=false runs apps without it)")?;
+            }
             // Replicas that crash after going live are started again.
             let _supervisor = runtime.supervise();
             Ok(Arc::new(runtime))

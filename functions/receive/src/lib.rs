@@ -322,9 +322,6 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// How long a push may hold its app's lock.
-const PUSH_LOCK_TTL: Duration = Duration::from_secs(45 * 60);
-
 #[allow(clippy::too_many_arguments)]
 async fn run_receive(
     state: &ReceiveState,
@@ -340,9 +337,11 @@ async fn run_receive(
     let lock = format!("push:{}", app.name);
     let holder = trace.clone();
     let mut waited = 0u32;
-    loop {
-        match state.store.try_lock(&lock, &holder, PUSH_LOCK_TTL).await {
-            Ok(()) => break,
+    // Held while the push runs, renewed by a heartbeat: a push whose platform died frees
+    // the app within seconds.
+    let held = loop {
+        match shared::locks::Held::take(&state.store, &lock, &holder).await {
+            Ok(held) => break held,
             Err(PortError::Precondition) => {
                 if sideband && waited.is_multiple_of(30) {
                     let text = if waited == 0 {
@@ -360,11 +359,9 @@ async fn run_receive(
             }
             Err(err) => return Err(err.into()),
         }
-    }
+    };
     let result = receive_locked(state, user, app, headers, spooled, flags, trace, tx).await;
-    if let Err(err) = state.store.unlock(&lock, &holder).await {
-        tracing::warn!(app = %app.name, error = %err, "could not free the push lock; it expires by itself");
-    }
+    held.release().await;
     result
 }
 

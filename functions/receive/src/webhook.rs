@@ -10,9 +10,10 @@
 //!   the real git into a scratch repository, archived with its submodules, recorded as a
 //!   Build and announced with `build-requested` — the pipeline of a `git push`. The app's
 //!   own repository on the platform is left as it is.
-//! - A delivery is built once: its build id derives from the app and `X-GitHub-Delivery`,
-//!   so a redelivery finds its build and answers 200 with it (re-announcing it if it has
-//!   not started yet).
+//! - A push event is built once: its build id derives from the app and the signed body
+//!   (not from `X-GitHub-Delivery`, which the signature does not cover), so a redelivery —
+//!   or a captured body replayed under a new delivery id to bring an older commit back —
+//!   finds its build and answers 200 with it (re-announcing it if it has not started yet).
 
 use std::collections::BTreeMap;
 
@@ -85,9 +86,10 @@ pub fn verify(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
     mac.verify_slice(&given).is_ok()
 }
 
-/// The build a delivery makes: the same app and delivery id give the same build.
-pub fn build_id(app: &AppName, delivery: &str) -> BuildId {
-    let digest = Sha256::digest(format!("push-webhook\n{app}\n{delivery}").as_bytes());
+/// The build a push event makes: the same app and signed body give the same build.
+pub fn build_id(app: &AppName, body: &[u8]) -> BuildId {
+    let body = hex::encode(Sha256::digest(body));
+    let digest = Sha256::digest(format!("push-webhook\n{app}\n{body}").as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     BuildId(
@@ -175,12 +177,11 @@ pub async fn github(
         Ok(url) => url,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, &why),
     };
-    // Without a delivery id, the commit keys the build: the same commit builds once.
-    let delivery = header(&headers, DELIVERY_HEADER)
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("commit:{}", commit.as_str()));
+    if let Some(delivery) = header(&headers, DELIVERY_HEADER) {
+        tracing::info!(app = %app.name, delivery = %delivery.chars().take(64).collect::<String>(), "webhook delivery");
+    }
     let request = Request {
-        id: build_id(&app.name, &delivery),
+        id: build_id(&app.name, &body),
         app,
         branch,
         commit,
@@ -389,13 +390,13 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_keys_its_build() {
+    fn a_signed_body_keys_its_build() {
         let app = AppName::parse("my-app").expect("name");
         let other = AppName::parse("your-app").expect("name");
-        assert_eq!(build_id(&app, "d1"), build_id(&app, "d1"));
-        assert_ne!(build_id(&app, "d1"), build_id(&app, "d2"));
-        assert_ne!(build_id(&app, "d1"), build_id(&other, "d1"));
-        assert!(uuid::Uuid::parse_str(&build_id(&app, "d1").0).is_ok());
+        assert_eq!(build_id(&app, b"d1"), build_id(&app, b"d1"));
+        assert_ne!(build_id(&app, b"d1"), build_id(&app, b"d2"));
+        assert_ne!(build_id(&app, b"d1"), build_id(&other, b"d1"));
+        assert!(uuid::Uuid::parse_str(&build_id(&app, b"d1").0).is_ok());
     }
 
     #[test]

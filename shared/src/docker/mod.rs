@@ -4,6 +4,7 @@
 //! platform (or one test) finds and removes exactly what it made.
 
 mod builder;
+pub mod guard;
 mod runtime;
 
 use std::collections::HashMap;

@@ -70,6 +70,9 @@ pub struct DockerRuntime {
     slug_source: Option<Arc<dyn crate::ports::Blobs>>,
     /// Per replica brought back after a crash: when, and the pause before the next time.
     revivals: Arc<Mutex<HashMap<String, (std::time::Instant, Duration)>>>,
+    /// Whether app containers may open connections beyond their own network (the
+    /// internet); see [`super::guard`].
+    egress: bool,
 }
 
 /// A replica taking traffic: its container and published address.
@@ -119,7 +122,22 @@ impl DockerRuntime {
             live: Arc::new(Mutex::new(HashMap::new())),
             slug_source: None,
             revivals: Arc::new(Mutex::new(HashMap::new())),
+            egress: true,
         }
+    }
+
+    /// Whether app containers may reach the internet (by default they may: apps call
+    /// APIs); either way they reach neither the host nor the link-local range once
+    /// [`guard`](Self::guard) ran.
+    pub fn with_egress(mut self, egress: bool) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// Installs the packet filter rules that wall app containers off from the host, the
+    /// cloud metadata address and (without egress) the internet: see [`super::guard`].
+    pub async fn guard(&self) -> PortResult<()> {
+        super::guard::install().await
     }
 
     /// Brings back replicas taking traffic that stop on their own (a crash, the OOM
@@ -337,8 +355,9 @@ impl DockerRuntime {
         std::fs::rename(&tmp, dir.join("authorized_keys")).map_err(PortError::unavailable)
     }
 
-    /// The app's network, made if missing. The engine allows several networks with one
-    /// name, so look before creating, and keep one.
+    /// The app's network, made if missing, on a bridge named for the packet filter rules
+    /// of [`super::guard`]. The engine allows several networks with one name, so look
+    /// before creating, and keep one.
     async fn ensure_network(&self, app: &AppName) -> PortResult<()> {
         let name = self.network(app);
         let filters: HashMap<String, Vec<String>> = [
@@ -369,9 +388,11 @@ impl DockerRuntime {
             }
             return Ok(());
         }
+        let bridge = super::guard::bridge_name(&name, self.egress);
         let request = NetworkCreateRequest {
             name,
             driver: Some("bridge".into()),
+            options: Some([("com.docker.network.bridge.name".to_owned(), bridge)].into()),
             labels: Some(labels(&[
                 (LABEL_INSTANCE, &self.instance),
                 (LABEL_APP, app.as_str()),
@@ -382,8 +403,6 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// Every container of the app on this instance, running or not: replicas, release
-    /// phases, and builds on this engine.
     /// The label filter that selects the app's containers, networks and volumes of this
     /// instance.
     fn app_filters(&self, app: &AppName) -> HashMap<String, Vec<String>> {
@@ -397,6 +416,8 @@ impl DockerRuntime {
         .into()
     }
 
+    /// Every container of the app on this instance, running or not: replicas, release
+    /// phases, and builds on this engine.
     async fn all_containers_of(&self, app: &AppName) -> PortResult<Vec<ContainerSummary>> {
         let filters = self.app_filters(app);
         let options = ListContainersOptionsBuilder::new()

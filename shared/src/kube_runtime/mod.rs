@@ -25,6 +25,12 @@
 //!   (one attempt, 15 minutes at most) before the Deployment changes; it is skipped when
 //!   the slug's process types are known and have no `release`, and on a redelivered deploy
 //!   of the release already running.
+//! - Tenants are walled off: each namespace has a NetworkPolicy (`walls`) that denies every
+//!   connection but the app's own pods to each other (epmd, distribution), the ingress
+//!   controller's namespace to port 4000, anyone to the SSH port, and, out, the app's
+//!   pods, DNS and addresses outside the link-local range (the internet: apps call APIs,
+//!   replicas download their slug); a ResourceQuota (`quota`) and a
+//!   LimitRange (`limits`) cap what the namespace's pods may take together and each.
 //! - Hot upgrades are not supported yet: [`KubeRuntime`] answers
 //!   [`HotOutcome::NotPossible`](crate::ports::runtime::HotOutcome), and the deploy
 //!   function deploys normally.
@@ -106,6 +112,8 @@ pub struct KubeSettings {
     pub ssh: SshExposure,
     /// How often a rollout is checked.
     pub poll_interval: Duration,
+    /// The namespace of the ingress controller, the one way into an app's HTTP port.
+    pub ingress_namespace: String,
 }
 
 impl Default for KubeSettings {
@@ -118,6 +126,7 @@ impl Default for KubeSettings {
             namespace_prefix: "app-".into(),
             ssh: SshExposure::LoadBalancer,
             poll_interval: Duration::from_secs(2),
+            ingress_namespace: "ingress-nginx".into(),
         }
     }
 }
@@ -125,7 +134,8 @@ impl Default for KubeSettings {
 impl KubeSettings {
     /// Settings from a runtime URL, `kube://` with optional query parameters over the
     /// defaults: `image`, `domain`, `issuer`, `ingress_class` (empty: the cluster's
-    /// default), `namespace_prefix`, `ssh` (`loadbalancer` or `nodeport`), `poll_ms`.
+    /// default), `namespace_prefix`, `ssh` (`loadbalancer` or `nodeport`), `poll_ms`,
+    /// `ingress_namespace`.
     pub fn from_url(url: &str) -> PortResult<Self> {
         let parsed = url::Url::parse(url)
             .map_err(|e| PortError::Invalid(format!("`{url}` is not a runtime URL: {e}")))?;
@@ -156,6 +166,7 @@ impl KubeSettings {
                         }
                     }
                 }
+                "ingress_namespace" => settings.ingress_namespace = value,
                 "poll_ms" => {
                     let ms: u64 = value.parse().map_err(|_| {
                         PortError::Invalid(format!("poll_ms={value} in `{url}` is not a number"))

@@ -11,14 +11,17 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, Namespace,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, Secret, SecretEnvSource, SecurityContext, Service, ServiceAccount, ServicePort,
-    ServiceSpec, SleepAction, TCPSocketAction, Volume, VolumeMount,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, LimitRange,
+    LimitRangeItem, LimitRangeSpec, Namespace, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec, ResourceRequirements, SeccompProfile,
+    Secret, SecretEnvSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    SleepAction, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
+    NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    ServiceBackendPort,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -56,6 +59,12 @@ const POD_ENV: [&str; 11] = [
 pub struct AppObjects {
     /// The app's namespace.
     pub namespace: Namespace,
+    /// Which connections reach the app's pods and leave them.
+    pub network_policy: NetworkPolicy,
+    /// What the namespace's pods may take together.
+    pub resource_quota: ResourceQuota,
+    /// Defaults and caps for each container of the namespace.
+    pub limit_range: LimitRange,
     /// The identity of the app's pods.
     pub service_account: ServiceAccount,
     /// Read access to the namespace's pods and endpoints (libcluster).
@@ -93,6 +102,9 @@ impl AppObjects {
         }
         let mut docs = Vec::new();
         doc(&mut docs, &self.namespace)?;
+        doc(&mut docs, &self.network_policy)?;
+        doc(&mut docs, &self.resource_quota)?;
+        doc(&mut docs, &self.limit_range)?;
         doc(&mut docs, &self.service_account)?;
         doc(&mut docs, &self.role)?;
         doc(&mut docs, &self.role_binding)?;
@@ -373,6 +385,9 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
 
     AppObjects {
         namespace,
+        network_policy: network_policy(settings, &ns, app),
+        resource_quota: resource_quota(&ns, app),
+        limit_range: limit_range(&ns, app),
         service_account,
         role,
         role_binding,
@@ -384,6 +399,152 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         ingress,
         release_phase,
         deployment,
+    }
+}
+
+/// The NetworkPolicy of each app namespace.
+pub const WALLS: &str = "walls";
+/// The ResourceQuota of each app namespace.
+pub const QUOTA: &str = "quota";
+/// The LimitRange of each app namespace.
+pub const LIMITS: &str = "limits";
+/// Where cloud metadata servers answer (and hand out credentials): never reachable.
+pub const LINK_LOCAL: &str = "169.254.0.0/16";
+
+/// Default deny, then: the app's own pods to each other on any port (epmd, distribution,
+/// HTTP), the ingress controller's namespace to the HTTP port, anyone to the SSH port (the
+/// `ssh` Service's load balancer keeps the client's address); out: the app's pods, the
+/// cluster DNS, and every address outside the link-local range. Other apps' pods are out
+/// of reach by their own namespace's policy.
+fn network_policy(settings: &KubeSettings, ns: &str, app: &AppName) -> NetworkPolicy {
+    let tcp = |port: u16| NetworkPolicyPort {
+        port: Some(IntOrString::Int(port.into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let own_pods = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..Default::default()
+    };
+    let namespace_named = |name: &str| LabelSelector {
+        match_labels: Some([("kubernetes.io/metadata.name".to_owned(), name.to_owned())].into()),
+        ..Default::default()
+    };
+    let egress = vec![
+        NetworkPolicyEgressRule {
+            to: Some(vec![own_pods.clone()]),
+            ports: None,
+        },
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(namespace_named("kube-system")),
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some([("k8s-app".to_owned(), "kube-dns".to_owned())].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ports: Some(vec![
+                NetworkPolicyPort {
+                    port: Some(IntOrString::Int(53)),
+                    protocol: Some("UDP".into()),
+                    ..Default::default()
+                },
+                tcp(53),
+            ]),
+        },
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: "0.0.0.0/0".into(),
+                    except: Some(vec![LINK_LOCAL.into()]),
+                }),
+                ..Default::default()
+            }]),
+            ports: None,
+        },
+    ];
+    NetworkPolicy {
+        metadata: meta(WALLS, ns, app),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: Some(vec![own_pods]),
+                    ports: None,
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(namespace_named(&settings.ingress_namespace)),
+                        ..Default::default()
+                    }]),
+                    ports: Some(vec![tcp(APP_PORT)]),
+                },
+                NetworkPolicyIngressRule {
+                    from: None,
+                    ports: Some(vec![tcp(RUNNER_SSH_PORT)]),
+                },
+            ]),
+            egress: Some(egress),
+        }),
+    }
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+        .collect()
+}
+
+/// What one app's pods may take together: the largest app an account may run (its replicas
+/// × size quota), a rollout's surge and a release phase included.
+fn resource_quota(ns: &str, app: &AppName) -> ResourceQuota {
+    ResourceQuota {
+        metadata: meta(QUOTA, ns, app),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(quantities(&[
+                ("pods", "64"),
+                ("requests.cpu", "128"),
+                ("requests.memory", "256Gi"),
+                ("limits.memory", "256Gi"),
+                ("requests.ephemeral-storage", "64Gi"),
+                ("limits.ephemeral-storage", "128Gi"),
+                ("services", "8"),
+                ("services.loadbalancers", "1"),
+                ("secrets", "64"),
+                ("configmaps", "16"),
+            ])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Each container: what it gets when it asks for nothing, and the most it may ask for.
+fn limit_range(ns: &str, app: &AppName) -> LimitRange {
+    LimitRange {
+        metadata: meta(LIMITS, ns, app),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default: Some(quantities(&[
+                    ("memory", "512Mi"),
+                    ("ephemeral-storage", "2Gi"),
+                ])),
+                default_request: Some(quantities(&[
+                    ("cpu", "100m"),
+                    ("memory", "512Mi"),
+                    ("ephemeral-storage", "256Mi"),
+                ])),
+                max: Some(quantities(&[
+                    ("memory", "128Gi"),
+                    ("ephemeral-storage", "8Gi"),
+                ])),
+                ..Default::default()
+            }],
+        }),
     }
 }
 

@@ -268,6 +268,9 @@ impl KubeRuntime {
         let m = FIELD_MANAGER;
         self.apply(&Api::all(self.client.clone()), &o.namespace, m)
             .await?;
+        self.apply(&self.api(ns), &o.network_policy, m).await?;
+        self.apply(&self.api(ns), &o.resource_quota, m).await?;
+        self.apply(&self.api(ns), &o.limit_range, m).await?;
         self.apply(&self.api(ns), &o.service_account, m).await?;
         self.apply(&self.api(ns), &o.role, m).await?;
         self.apply(&self.api(ns), &o.role_binding, m).await?;
