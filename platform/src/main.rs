@@ -153,11 +153,47 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     if std::env::args().nth(1).as_deref() == Some(gigalixir_receive::hook::HOOK_ARG) {
         return Ok(gigalixir_receive::hook::main());
     }
+    let args = Args::parse();
+    let data_dir = if args.print_deployment {
+        None
+    } else {
+        Some(prepare_data_dir(&args)?)
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run())?;
+        .block_on(run(args, data_dir))?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The data directory, made and private (users' data, keys and config: the platform's
+/// user alone reads it), with `tmp/` inside emptied and made everyone's temporary
+/// directory in this process: spools, checkouts and archives a killed platform left there
+/// go at the next start. Runs before any thread starts (it sets `TMPDIR`).
+fn prepare_data_dir(args: &Args) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let data_dir = match args.data_dir.clone() {
+        Some(dir) => dir,
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", data_dir.display()))?;
+    let tmp = data_dir.join("tmp");
+    if tmp.exists() {
+        let left = std::fs::read_dir(&tmp).map(Iterator::count).unwrap_or(0);
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("emptying {}", tmp.display()))?;
+        if left > 0 {
+            eprintln!(
+                "removed {left} temporary item(s) a previous run left in {}",
+                tmp.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    std::env::set_var("TMPDIR", &tmp);
+    Ok(data_dir)
 }
 
 /// Everything the functions share in one process.
@@ -170,9 +206,8 @@ struct Ports {
     runtime: Arc<dyn Runtime>,
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     shared::web::init_tracing();
-    let args = Args::parse();
     if args.print_deployment {
         let manifest = deployment::manifest(Settings {
             build: Duration::from_secs(args.build_timeout * 60),
@@ -182,18 +217,7 @@ async fn run() -> anyhow::Result<()> {
         println!("{manifest:#}");
         return Ok(());
     }
-    let data_dir = match args.data_dir.clone() {
-        Some(dir) => dir,
-        None => default_data_dir()?,
-    };
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    // Users' data, keys and config: the platform's user alone reads the directory.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("making {} private", data_dir.display()))?;
-    }
+    let data_dir = data_dir.context("the data directory")?;
     let store_url = args
         .store
         .clone()
@@ -291,6 +315,7 @@ async fn run() -> anyhow::Result<()> {
         hook_exe: std::env::current_exe().context("locating this binary for git's hook")?,
         app_url_template: format!("http://{{app}}.{}:{port}/", args.domain),
         git: git_policy,
+        git_slots: Default::default(),
     });
     let api = gigalixir_api::router(gigalixir_api::ApiState {
         store: ports.store.clone(),

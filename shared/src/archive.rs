@@ -1,14 +1,59 @@
 //! Tar archives: merging and re-rooting them (sources with submodules, build inputs).
 
-use std::io::Read;
+use std::io::{Read, Write};
+
+/// A reader that fails once more than its cap has come through it: an untrusted stream
+/// (a tar git writes from a pushed commit) is refused while it is read, not after.
+pub struct CappedReader<R> {
+    inner: R,
+    cap: u64,
+    read: u64,
+    what: String,
+}
+
+impl<R: Read> CappedReader<R> {
+    /// Reads at most `cap` bytes of `inner`; beyond, fails with "`what` is larger than …".
+    pub fn new(inner: R, cap: u64, what: impl Into<String>) -> Self {
+        Self {
+            inner,
+            cap,
+            read: 0,
+            what: what.into(),
+        }
+    }
+
+    /// How many bytes came through so far.
+    pub fn read_so_far(&self) -> u64 {
+        self.read
+    }
+}
+
+impl<R: Read> Read for CappedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.cap {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "{} is larger than {}",
+                    self.what,
+                    crate::ports::blobs::size_text(self.cap)
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
 
 /// Appends every entry of the tar `input` to `out` under `prefix` (`""` or ending in `/`),
-/// optionally owned by `owner` (uid = gid). Links stay links; pax headers are dropped.
-pub fn copy_tar(
-    input: &[u8],
+/// optionally owned by `owner` (uid = gid), streaming each file's data through. Links stay
+/// links; pax headers are dropped.
+pub fn copy_tar<R: Read, W: Write>(
+    input: R,
     prefix: &str,
     owner: Option<u64>,
-    out: &mut tar::Builder<Vec<u8>>,
+    out: &mut tar::Builder<W>,
 ) -> std::io::Result<()> {
     let mut archive = tar::Archive::new(input);
     for entry in archive.entries()? {
@@ -33,11 +78,7 @@ pub fn copy_tar(
                 out.append_link(&mut header, &target, link)?;
             }
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            _ => {
-                let mut data = Vec::new();
-                entry.read_to_end(&mut data)?;
-                out.append_data(&mut header, &target, data.as_slice())?;
-            }
+            _ => out.append_data(&mut header, &target, &mut entry)?,
         }
     }
     Ok(())
@@ -116,10 +157,27 @@ mod tests {
     }
 
     #[test]
+    fn a_capped_reader_fails_past_its_cap_while_reading() {
+        let big = tar_of(&[("a.txt", &"x".repeat(4096))]);
+        let mut out = tar::Builder::new(Vec::new());
+        let err = copy_tar(
+            CappedReader::new(big.as_slice(), 2048, "the tree"),
+            "",
+            None,
+            &mut out,
+        )
+        .expect_err("over the cap");
+        assert_eq!(err.to_string(), "the tree is larger than 2 kB");
+        let mut capped = CappedReader::new(big.as_slice(), big.len() as u64, "the tree");
+        std::io::copy(&mut capped, &mut std::io::sink()).expect("at the cap");
+        assert_eq!(capped.read_so_far(), big.len() as u64);
+    }
+
+    #[test]
     fn copy_re_roots_and_reowns() {
         let mut out = tar::Builder::new(Vec::new());
         copy_tar(
-            &tar_of(&[("a.txt", "A"), ("d/b.txt", "B")]),
+            tar_of(&[("a.txt", "A"), ("d/b.txt", "B")]).as_slice(),
             "src/",
             Some(1000),
             &mut out,

@@ -139,6 +139,11 @@ impl Remote {
         self.url.as_str()
     }
 
+    /// The address the rules checked: connect there, not to a new lookup's answer.
+    pub fn address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.addr, self.port)
+    }
+
     /// Runs `git ARGS` in `dir` (or with `GIT_DIR`) under the rules: resolution pinned to
     /// the checked address, no redirects, http(s) only, an empty environment, the time
     /// limit and the size cap (`watch` is the directory whose size is capped).
@@ -312,6 +317,13 @@ fn host_for_lookup(host: &str) -> String {
 }
 
 /// Why an address is off limits, if it is.
+/// The IPv4 address in two 16-bit segments of an IPv6 one.
+fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
+    let [a, b] = high.to_be_bytes();
+    let [c, d] = low.to_be_bytes();
+    Ipv4Addr::new(a, b, c, d)
+}
+
 fn forbidden(addr: IpAddr, policy: &GitPolicy) -> Option<&'static str> {
     let addr = match addr {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -357,15 +369,15 @@ fn forbidden(addr: IpAddr, policy: &GitPolicy) -> Option<&'static str> {
                 Some("a multicast address")
             } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
                 Some("a documentation address")
-            } else if seg[0] == 0x64 && seg[1] == 0xff9b {
-                // NAT64 embeds an IPv4 address: judge that one
-                let v4 = Ipv4Addr::new(
-                    (seg[6] >> 8) as u8,
-                    seg[6] as u8,
-                    (seg[7] >> 8) as u8,
-                    seg[7] as u8,
-                );
-                forbidden(IpAddr::V4(v4), policy)
+            } else if (seg[0] == 0x64 && seg[1] == 0xff9b) || seg[..6] == [0; 6] {
+                // NAT64 and the deprecated IPv4-compatible form (::a.b.c.d) embed an IPv4
+                // address in their last 32 bits: judge that one.
+                forbidden(IpAddr::V4(embedded_v4(seg[6], seg[7])), policy)
+            } else if seg[0] == 0x2002 {
+                // 6to4 routes to the IPv4 address in bits 16–48.
+                forbidden(IpAddr::V4(embedded_v4(seg[1], seg[2])), policy)
+            } else if seg[0] == 0x2001 && seg[1] == 0 {
+                Some("a Teredo tunnel address")
             } else {
                 None
             }
@@ -401,20 +413,17 @@ pub async fn local_git(args: &[&str], git_dir: &Path) -> Result<Vec<u8>, String>
     local_git_in(args, git_dir, None).await
 }
 
-/// [`local_git`] with a work tree (`checkout`), hooks off.
-pub async fn local_git_in(
-    args: &[&str],
-    git_dir: &Path,
-    work_tree: Option<&Path>,
-) -> Result<Vec<u8>, String> {
-    let mut cmd = tokio::process::Command::new("git");
+/// `git` on the local repository `git_dir` alone, whatever that repository came from: no
+/// remote protocol, no hooks, none of the platform's environment, system or global config
+/// (its credentials, proxies, `HOME`); arguments follow.
+pub fn local_git_command(git_dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new("git");
     cmd.args([
         "-c",
         "protocol.allow=never",
         "-c",
         "core.hooksPath=/dev/null",
     ])
-    .args(args)
     .env_clear()
     .env("PATH", "/usr/local/bin:/usr/bin:/bin")
     .env("GIT_DIR", git_dir)
@@ -422,6 +431,17 @@ pub async fn local_git_in(
     .env("GIT_CONFIG_GLOBAL", "/dev/null")
     .env("HOME", "/nonexistent")
     .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// [`local_git`] with a work tree (`checkout`), hooks off.
+pub async fn local_git_in(
+    args: &[&str],
+    git_dir: &Path,
+    work_tree: Option<&Path>,
+) -> Result<Vec<u8>, String> {
+    let mut cmd = tokio::process::Command::from(local_git_command(git_dir));
+    cmd.args(args);
     if let Some(tree) = work_tree {
         cmd.env("GIT_WORK_TREE", tree);
     }
@@ -512,6 +532,30 @@ mod tests {
             .contains("link-local"));
         // a public literal address passes the rules (nothing is fetched here)
         assert!(Remote::check("https://192.0.43.10/r.git", &p).await.is_ok());
+    }
+
+    #[test]
+    fn ipv6_forms_that_embed_a_forbidden_ipv4_address_are_forbidden() {
+        let policy = GitPolicy::default();
+        for (addr, why) in [
+            ("::169.254.169.254", "link-local"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("2002:a9fe:a9fe::1", "link-local"),
+            ("2002:0a00:0001::1", "private"),
+            ("64:ff9b::a9fe:a9fe", "link-local"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+        ] {
+            let found = forbidden(addr.parse().expect("address"), &policy);
+            assert!(found.is_some_and(|f| f.contains(why)), "{addr}: {found:?}");
+        }
+        assert_eq!(
+            forbidden("2002:0808:0808::1".parse().expect("ip"), &policy),
+            None
+        );
+        assert_eq!(
+            forbidden("2606:4700::1111".parse().expect("ip"), &policy),
+            None
+        );
     }
 
     #[test]

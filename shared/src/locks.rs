@@ -8,6 +8,11 @@ use std::time::Duration;
 use crate::error::{PortError, PortResult};
 use crate::ports::Store;
 
+/// The lock a push of `app` holds while it runs (and that destroying the app takes).
+pub fn push_lock(app: &crate::domain::AppName) -> String {
+    format!("push:{app}")
+}
+
 /// How long a held lock outlives its last heartbeat.
 pub const HELD_TTL: Duration = Duration::from_secs(30);
 

@@ -295,9 +295,9 @@ pub fn requirement_matches(requirement: &str, have: &str) -> Option<bool> {
             let ok = match op {
                 "~>" => {
                     let upper = if given.len() >= 3 {
-                        [given[0], given[1] + 1, 0]
+                        [given[0], given[1].saturating_add(1), 0]
                     } else {
-                        [given[0] + 1, 0, 0]
+                        [given[0].saturating_add(1), 0, 0]
                     };
                     have >= want && have < upper
                 }

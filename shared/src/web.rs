@@ -86,17 +86,8 @@ impl Default for ServeLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes the requests in
-/// flight. With the default [`ServeLimits`].
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with(listener, router, shutdown, ServeLimits::default()).await
-}
-
-/// [`serve`] with `limits`. Each request carries the peer's address
+/// Serves `router` on `listener` with `limits` until `shutdown` completes, then finishes the
+/// requests in flight. Each request carries the peer's address
 /// ([`axum::extract::ConnectInfo`]).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,

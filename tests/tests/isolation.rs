@@ -533,7 +533,12 @@ fn the_front_door_holds_against_slow_clients_floods_and_guessing() {
     slow.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let mut buf = [0u8; 256];
-    let n = slow.read(&mut buf).unwrap_or(0);
+    let n = match slow.read(&mut buf) {
+        Ok(n) => n,
+        // reset by the server: closed too
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+        Err(e) => panic!("the half-sent request was still open after 30 s: {e}"),
+    };
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(
         n == 0 || text.contains("408"),
@@ -876,7 +881,26 @@ fn a_platform_killed_mid_build_finishes_it_after_a_restart_and_tenants_stay_apar
         docker(&["inspect", "-f", "{{.State.Running}}", &build]),
         "true"
     );
+    // What the killed push held on disk (its spool, the repository's checkout) is in the
+    // platform's temporary directory, and goes when it starts again.
+    let tmp = p.data_dir().join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("the platform's tmp")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(
+        !left.is_empty(),
+        "the killed push left nothing in {}",
+        tmp.display()
+    );
     p.start_again();
+    for name in &left {
+        assert!(
+            !tmp.join(name).exists(),
+            "{name:?} is still in {}",
+            tmp.display()
+        );
+    }
     docker(&["exec", &build, "touch", "/tmp/hostile-go"]);
 
     // With no new push, B's build finishes and goes live; A's app answers as before.
@@ -1122,5 +1146,82 @@ fn a_forged_pipeline_push_is_refused() {
     assert!(
         !log.contains(&sign(&der, &audience, invoker)[..40]),
         "a token in the log"
+    );
+}
+
+/// Part 4: one push cannot exhaust the platform. A commit whose one file inflates to 4 GiB
+/// (a few MB over the wire) is refused while git writes its tree out; then 20 clones at
+/// once of a repository of 200 MB all succeed. The platform's peak RSS is reported and
+/// stays under 300 MB.
+#[test]
+fn one_push_cannot_exhaust_the_platform() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hello", "bomb", work.path());
+
+    // 4 GiB of zeros: sparse on disk, streamed into a pack by git add, a few MB pushed.
+    let big = repo.join("zeros.bin");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(4 << 30))
+        .expect("a sparse file");
+    p.git_ok(&repo, &["-c", "core.compression=1", "add", "zeros.bin"]);
+    p.git_ok(&repo, &["commit", "-q", "-m", "4 GiB of zeros"]);
+    std::fs::remove_file(&big).expect("rm");
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "the bomb was accepted:\n{out}");
+    assert!(out.contains("larger than 1 GB"), "{out}");
+    let after_bomb = rss_kb(&p, "VmHWM:");
+
+    // 200 MB that does not compress, on a branch (stored, not built).
+    p.git_ok(&repo, &["checkout", "-q", "--orphan", "big"]);
+    p.git_ok(&repo, &["rm", "-q", "-r", "--cached", "."]);
+    let mut noise = vec![0u8; 200 << 20];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for chunk in noise.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(repo.join("noise.bin"), &noise).expect("noise");
+    drop(noise);
+    p.git_ok(&repo, &["add", "noise.bin"]);
+    p.git_ok(&repo, &["commit", "-q", "-m", "200 MB"]);
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "big"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Branch big stored, not built"), "{out}");
+
+    let url = format!("{}/{app}.git", p.url());
+    let clones = work.path().join("clones");
+    std::fs::create_dir_all(&clones).expect("clones");
+    let started = Instant::now();
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let dest = format!("c{i}");
+            p.spawn_git(&clones, &["clone", "-q", "--branch", "big", &url, &dest])
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("clone");
+        let (_, stderr) = gigalixir_tests::texts(&out);
+        assert!(out.status.success(), "clone {i}: {stderr}");
+        let size = std::fs::metadata(clones.join(format!("c{i}/noise.bin")))
+            .expect("cloned file")
+            .len();
+        assert_eq!(size, 200 << 20, "clone {i}");
+    }
+    let peak = rss_kb(&p, "VmHWM:");
+    println!(
+        "part 4: peak RSS {} MB after the 4 GiB bomb, {} MB after 20 parallel clones of 200 MB ({:.1} s)",
+        after_bomb / 1024,
+        peak / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        peak < 300 * 1024,
+        "the platform peaked at {} MB",
+        peak / 1024
     );
 }

@@ -92,12 +92,6 @@ pub async fn create(
     let raw = body.unique_name.unwrap_or_else(generated_name);
     let name = AppName::parse(&raw).map_err(|e| ApiError::invalid("unique_name", e.0))?;
     let stack = body.stack.as_deref().map(parse_stack).transpose()?;
-    if state.store.apps_of(&caller.0.id).await?.len() >= MAX_APPS_PER_ACCOUNT {
-        return Err(ApiError::invalid(
-            "unique_name",
-            format!("an account may have at most {MAX_APPS_PER_ACCOUNT} apps: destroy one first"),
-        ));
-    }
     // An app of that name being destroyed: the name is free once everything of it is gone.
     let probe = uuid::Uuid::new_v4().to_string();
     let lock = shared::cleanup::destroying_lock(&name);
@@ -130,16 +124,27 @@ pub async fn create(
         stack,
         config: Default::default(),
     };
-    match state.store.create_app(&app).await {
-        Ok(()) => {
-            tracing::info!(app = %app.name, "app created");
-            Ok((StatusCode::CREATED, Json(Data { data: view(&app) })))
+    with_account_lock(&state, &caller.0.id, || async {
+        if state.store.apps_of(&caller.0.id).await?.len() >= MAX_APPS_PER_ACCOUNT {
+            return Err(ApiError::invalid(
+                "unique_name",
+                format!(
+                    "an account may have at most {MAX_APPS_PER_ACCOUNT} apps: destroy one first"
+                ),
+            ));
         }
-        Err(PortError::AlreadyExists) => {
-            Err(ApiError::invalid("unique_name", "has already been taken"))
+        match state.store.create_app(&app).await {
+            Ok(()) => {
+                tracing::info!(app = %app.name, "app created");
+                Ok((StatusCode::CREATED, Json(Data { data: view(&app) })))
+            }
+            Err(PortError::AlreadyExists) => {
+                Err(ApiError::invalid("unique_name", "has already been taken"))
+            }
+            Err(err) => Err(err.into()),
         }
-        Err(err) => Err(err.into()),
-    }
+    })
+    .await
 }
 
 /// `GET /api/apps/NAME`.
@@ -215,6 +220,26 @@ const RECORD_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 /// How long a change to an app's record may hold its lock (if the process dies, the lock
 /// frees itself after this).
 const RECORD_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `change` while holding the account's lock, so that two requests cannot both pass
+/// a per-account limit (apps, capacity) that only one of them fits under. Taken after an
+/// app's record lock where both are held, never before.
+pub(crate) async fn with_account_lock<T, Fut>(
+    state: &ApiState,
+    owner: &shared::domain::UserId,
+    change: impl FnOnce() -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    with_lock(
+        state,
+        &format!("account:{}", owner.0),
+        || "Another change to your account is in progress; try again shortly.".to_owned(),
+        change,
+    )
+    .await
+}
 
 /// Runs `change` while holding the app's record lock, so that concurrent read-modify-write
 /// changes of one app (config, scale) do not lose each other's updates.

@@ -111,7 +111,7 @@ fn phc_verify(stored: &str, password: &[u8]) -> Result<bool, argon2::password_ha
 pub async fn hash_password(password: Password) -> Result<Secret, ApiError> {
     crate::limits::hashing(move || phc_hash(password.expose().as_bytes()).map(Secret::new))
         .await
-        .ok_or_else(|| ApiError::internal(&std::io::Error::other("no password hashing thread")))?
+        .ok_or_else(ApiError::busy)?
         .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))
 }
 
@@ -120,8 +120,9 @@ pub async fn hash_password(password: Password) -> Result<Secret, ApiError> {
 const DECOY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Xf7i5ltG2J0A8m5T7r6Vx0tgS2yQ3U0C8lXcKQx0lU";
 
-/// Checks `password` against a stored hash, on a hashing thread.
-pub async fn verify_password(hash: Option<&Secret>, password: &[String]) -> bool {
+/// Checks `password` against a stored hash, on a hashing thread; 503 when too many
+/// checks wait.
+pub async fn verify_password(hash: Option<&Secret>, password: &[String]) -> Result<bool, ApiError> {
     let hash = hash.map_or(DECOY_HASH.to_owned(), |h| h.expose().to_owned());
     let real = hash != DECOY_HASH;
     let candidates = password.to_vec();
@@ -131,8 +132,8 @@ pub async fn verify_password(hash: Option<&Secret>, password: &[String]) -> bool
             .any(|p| phc_verify(&hash, p.as_bytes()).unwrap_or(false))
     })
     .await
-    .unwrap_or(false);
-    ok && real
+    .ok_or_else(ApiError::busy)?;
+    Ok(ok && real)
 }
 
 /// The user whose `email:password` these are, or 401; 429 after repeated failures from
@@ -143,7 +144,7 @@ pub async fn password_user(
     address: Option<std::net::IpAddr>,
 ) -> Result<User, ApiError> {
     let email = basic.email().ok_or_else(ApiError::unauthorized)?;
-    if let Some(wait) = crate::limits::must_wait(Some(email.as_str()), address) {
+    if let Some(wait) = crate::limits::attempt(Some(email.as_str()), address) {
         return Err(ApiError::too_many(wait));
     }
     let user = match state.store.user_by_email(&email).await {
@@ -151,11 +152,10 @@ pub async fn password_user(
         Err(PortError::NotFound) => None,
         Err(err) => return Err(err.into()),
     };
-    if verify_password(user.as_ref().map(|u| &u.password_hash), basic.secrets()).await {
+    if verify_password(user.as_ref().map(|u| &u.password_hash), basic.secrets()).await? {
         crate::limits::succeeded(email.as_str(), address);
         user.ok_or_else(ApiError::unauthorized)
     } else {
-        crate::limits::failed(Some(email.as_str()), address);
         Err(ApiError::unauthorized())
     }
 }
@@ -211,8 +211,14 @@ mod tests {
             .await
             .expect("hash");
         assert!(hash.expose().starts_with("$argon2id$"));
-        assert!(verify_password(Some(&hash), &["correct horse".into()]).await);
-        assert!(!verify_password(Some(&hash), &["wrong".into()]).await);
-        assert!(!verify_password(None, &["anything".into()]).await);
+        assert!(verify_password(Some(&hash), &["correct horse".into()])
+            .await
+            .expect("a hashing slot"));
+        assert!(!verify_password(Some(&hash), &["wrong".into()])
+            .await
+            .expect("a hashing slot"));
+        assert!(!verify_password(None, &["anything".into()])
+            .await
+            .expect("a hashing slot"));
     }
 }

@@ -39,6 +39,17 @@ impl ApiError {
         }
     }
 
+    /// 503 with `Retry-After`: every password hashing slot is taken and the queue is full.
+    pub fn busy() -> Self {
+        Self {
+            retry_after: Some(2),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The platform is checking too many passwords right now; try again in a few seconds.",
+            )
+        }
+    }
+
     /// 401, with the challenge that makes git and curl send their netrc credentials.
     pub fn unauthorized() -> Self {
         Self::new(

@@ -1,11 +1,14 @@
 //! What keeps password checks from being a lever against the platform: each costs an
 //! Argon2 hash (19 MiB, tens of milliseconds), so
-//! - at most [`HASHES_AT_ONCE`] run at a time, on threads of their own (others wait
-//!   their turn), and
+//! - at most [`HASHES_AT_ONCE`] run at a time, on threads of their own, and at most
+//!   [`HASHES_WAITING`] wait their turn (beyond, 503 with `Retry-After`), and
 //! - repeated failures are answered `429 Too Many Requests` with `Retry-After`, without a
 //!   hash: per client address ([`PER_ADDRESS`] failed logins or sign-ups in
-//!   [`WINDOW`]) and per email from one address ([`PER_EMAIL`]). A good password from
-//!   another address is never held back by someone else's failures.
+//!   [`WINDOW`]; IPv6 by /64, what one host usually holds) and per email from one address
+//!   ([`PER_EMAIL`]). An attempt counts as failed before its hash runs and is forgiven
+//!   when the password was right, so a burst sent all at once is held back like one sent
+//!   in turn. A good password from another address is never held back by someone else's
+//!   failures.
 //!
 //! The counts are this process's (an instance of the API); they are bounded in size. A
 //! request handed to the router in-process (no connection, no address) is not counted.
@@ -20,6 +23,11 @@ use axum::http::request::Parts;
 
 /// Password hashes computed at once.
 pub const HASHES_AT_ONCE: usize = 2;
+/// Password hashes waiting for a hashing thread, at most.
+pub const HASHES_WAITING: usize = 64;
+
+/// Hashes handed to the threads and not finished.
+static QUEUED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 /// How far back failures count.
 pub const WINDOW: Duration = Duration::from_secs(300);
 /// Failed logins (and sign-ups) from one address within [`WINDOW`] before it waits.
@@ -49,7 +57,11 @@ static HASHERS: LazyLock<Mutex<std::sync::mpsc::Sender<Job>>> = LazyLock::new(||
                     Err(_) => return,
                 };
                 match job {
-                    Ok(job) => job(),
+                    Ok(job) => {
+                        // A hash that panics must not take its thread down with it.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        QUEUED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Err(_) => return,
                 }
             });
@@ -61,13 +73,23 @@ static HASHERS: LazyLock<Mutex<std::sync::mpsc::Sender<Job>>> = LazyLock::new(||
 });
 
 /// Runs `hash` (a blocking Argon2 computation) on one of the [`HASHES_AT_ONCE`] hashing
-/// threads, in turn. `None` if the threads are gone.
+/// threads, in turn. `None` when [`HASHES_WAITING`] already wait (or the threads are
+/// gone): the caller answers 503.
 pub async fn hashing<T: Send + 'static>(hash: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    use std::sync::atomic::Ordering;
+    if QUEUED.fetch_add(1, Ordering::SeqCst) >= HASHES_AT_ONCE + HASHES_WAITING {
+        QUEUED.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
         let _ = tx.send(hash());
     });
-    HASHERS.lock().ok()?.send(job).ok()?;
+    let sent = HASHERS.lock().ok().and_then(|h| h.send(job).ok());
+    if sent.is_none() {
+        QUEUED.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
     rx.await.ok()
 }
 
@@ -143,10 +165,16 @@ impl Failures {
 }
 
 fn address_key(address: Option<IpAddr>) -> String {
-    format!(
-        "addr:{}",
-        address.map_or("unknown".to_owned(), |a| a.to_string())
-    )
+    let shown = match address {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(a)) => a.to_string(),
+        // One host holds a whole /64 and may pick any address in it.
+        Some(IpAddr::V6(a)) => {
+            let s = a.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    };
+    format!("addr:{shown}")
 }
 
 fn email_key(email: &str, address: Option<IpAddr>) -> String {
@@ -157,35 +185,35 @@ fn email_key(email: &str, address: Option<IpAddr>) -> String {
     )
 }
 
-/// `Some(seconds)` when a password check of `email` from `address` must wait. Requests
-/// without a known address (handed to the router in-process) are not counted.
-pub fn must_wait(email: Option<&str>, address: Option<IpAddr>) -> Option<u64> {
+/// A password check (or a sign-up, which costs a hash too) of `email` from `address`,
+/// counted as failed before it runs: `Some(seconds)` when it must wait instead (nothing is
+/// counted then). Checked and counted at once, so that parallel attempts cannot all slip
+/// in before the first is counted. Requests without a known address (handed to the router
+/// in-process) are not counted.
+pub fn attempt(email: Option<&str>, address: Option<IpAddr>) -> Option<u64> {
     address?;
     let now = Instant::now();
     let mut failures = FAILURES.lock().ok()?;
     let by_address = failures.wait(&address_key(address), PER_ADDRESS, now);
     let by_email = email.and_then(|e| failures.wait(&email_key(e, address), PER_EMAIL, now));
-    by_address.max(by_email)
+    if let Some(wait) = by_address.max(by_email) {
+        return Some(wait);
+    }
+    failures.add(address_key(address), now);
+    if let Some(email) = email {
+        failures.add(email_key(email, address), now);
+    }
+    None
 }
 
-/// Records a failed password check (or a sign-up, which costs a hash too).
-pub fn failed(email: Option<&str>, address: Option<IpAddr>) {
-    if address.is_none() {
-        return;
-    }
-    let now = Instant::now();
-    if let Ok(mut failures) = FAILURES.lock() {
-        failures.add(address_key(address), now);
-        if let Some(email) = email {
-            failures.add(email_key(email, address), now);
-        }
-    }
-}
-
-/// A good password: its email's failures from this address are forgotten.
+/// A good password: the attempt is forgiven, and its email's failures from this address
+/// are forgotten.
 pub fn succeeded(email: &str, address: Option<IpAddr>) {
     if let Ok(mut failures) = FAILURES.lock() {
         failures.by_key.remove(&email_key(email, address));
+        if let Some(times) = failures.by_key.get_mut(&address_key(address)) {
+            times.pop_back();
+        }
     }
 }
 
@@ -198,29 +226,56 @@ mod tests {
         let here: IpAddr = "192.0.2.1".parse().expect("ip");
         let there: IpAddr = "192.0.2.2".parse().expect("ip");
         for _ in 0..PER_EMAIL {
-            assert_eq!(must_wait(Some("Eve@example.com"), Some(here)), None);
-            failed(Some("eve@example.com"), Some(here));
+            assert_eq!(attempt(Some("Eve@example.com"), Some(here)), None);
         }
-        let wait = must_wait(Some("eve@example.com"), Some(here)).expect("held back");
+        let wait = attempt(Some("eve@example.com"), Some(here)).expect("held back");
         assert!(wait > 0 && wait <= WINDOW.as_secs());
         assert_eq!(
-            must_wait(Some("eve@example.com"), Some(there)),
+            attempt(Some("eve@example.com"), Some(there)),
             None,
             "another address"
         );
         assert_eq!(
-            must_wait(Some("ann@example.com"), Some(here)),
+            attempt(Some("ann@example.com"), Some(here)),
             None,
             "another email"
         );
-        for _ in 0..PER_ADDRESS {
-            failed(Some("x@example.com"), Some(here));
+        for n in 0..PER_ADDRESS {
+            let _ = attempt(Some(&format!("x{n}@example.com")), Some(here));
         }
         assert!(
-            must_wait(Some("ann@example.com"), Some(here)).is_some(),
+            attempt(Some("ann@example.com"), Some(here)).is_some(),
             "the address"
         );
         succeeded("eve@example.com", Some(there));
-        assert_eq!(must_wait(Some("eve@example.com"), Some(there)), None);
+        assert_eq!(attempt(Some("eve@example.com"), Some(there)), None);
+    }
+
+    #[test]
+    fn good_passwords_are_forgiven_and_ipv6_counts_by_64() {
+        let host: IpAddr = "198.51.100.7".parse().expect("ip");
+        for _ in 0..PER_ADDRESS * 2 {
+            assert_eq!(attempt(Some("ok@example.com"), Some(host)), None);
+            succeeded("ok@example.com", Some(host));
+        }
+        let one: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        for n in 0..PER_ADDRESS {
+            let from = if n % 2 == 0 { one } else { other };
+            assert_eq!(
+                attempt(Some(&format!("u{n}@example.com")), Some(from)),
+                None
+            );
+        }
+        assert!(
+            attempt(Some("new@example.com"), Some(other)).is_some(),
+            "the same /64"
+        );
+        assert_eq!(
+            attempt(Some("new@example.com"), Some(elsewhere)),
+            None,
+            "another /64"
+        );
     }
 }

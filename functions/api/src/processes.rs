@@ -23,7 +23,7 @@ use shared::ports::runtime::{Replica, ReplicaState};
 use shared::ports::Runtime;
 use shared::wire::{AppStatus, Data, PodView, ScaleRequest, ScaleView, SshAccess, SshReplica};
 
-use crate::apps::{owned_app, reload, with_record_lock, CLOUD, REGION};
+use crate::apps::{owned_app, reload, with_account_lock, with_record_lock, CLOUD, REGION};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiJson};
 use crate::ApiState;
@@ -139,31 +139,37 @@ pub async fn scale(
     }
     let app = with_record_lock(&state, &app.name, || async {
         let mut app = reload(&state, &app.name).await?;
+        let before = f64::from(app.replicas) * app.size;
         if let Some(n) = replicas {
             app.replicas = n;
         }
         if let Some(size) = body.size {
             app.size = size;
         }
-        // The account's capacity: replicas × size over all its apps.
-        let others: f64 = state
-            .store
-            .apps_of(&caller.0.id)
-            .await?
-            .iter()
-            .filter(|a| a.name != app.name)
-            .map(|a| f64::from(a.replicas) * a.size)
-            .sum();
-        let wanted = others + f64::from(app.replicas) * app.size;
-        if wanted > ACCOUNT_CAPACITY_GB + 1e-9 {
-            return Err(ApiError::invalid(
-                "replicas",
-                format!(
-                    "this would run {wanted:.1} GB (replicas × size across your apps); an account may run {ACCOUNT_CAPACITY_GB} GB: scale another app down first"
-                ),
-            ));
-        }
-        state.store.update_app(&app).await?;
+        // The account's capacity: replicas × size over all its apps, read and changed under
+        // the account's lock. Scaling down is always allowed, even over the capacity.
+        with_account_lock(&state, &caller.0.id, || async {
+            let others: f64 = state
+                .store
+                .apps_of(&caller.0.id)
+                .await?
+                .iter()
+                .filter(|a| a.name != app.name)
+                .map(|a| f64::from(a.replicas) * a.size)
+                .sum();
+            let wanted = others + f64::from(app.replicas) * app.size;
+            if wanted > ACCOUNT_CAPACITY_GB + 1e-9 && wanted > others + before + 1e-9 {
+                return Err(ApiError::invalid(
+                    "replicas",
+                    format!(
+                        "this would run {wanted:.1} GB (replicas × size across your apps); an account may run {ACCOUNT_CAPACITY_GB} GB: scale another app down first"
+                    ),
+                ));
+            }
+            state.store.update_app(&app).await?;
+            Ok(())
+        })
+        .await?;
         Ok(app)
     })
     .await?;

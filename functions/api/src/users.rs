@@ -39,10 +39,9 @@ pub async fn create(
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", e.0))?;
     let password = Password::new_for_account(&body.password)
         .map_err(|e| ApiError::invalid("password", e.0))?;
-    if let Some(wait) = crate::limits::must_wait(None, address) {
+    if let Some(wait) = crate::limits::attempt(None, address) {
         return Err(ApiError::too_many(wait));
     }
-    crate::limits::failed(None, address);
     let user = User {
         id: UserId::random(),
         email,
@@ -94,6 +93,7 @@ pub struct CurrentPassword {
 /// and issues one new key. Needs the password as well as a valid key.
 pub async fn regenerate(
     State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
     AuthUser(user): AuthUser,
     Query(query): Query<CurrentPassword>,
     body: Bytes,
@@ -107,9 +107,14 @@ pub async fn regenerate(
         .current_password
         .or_else(from_body)
         .ok_or_else(|| ApiError::invalid("current_password", "is required"))?;
-    if !verify_password(Some(&user.password_hash), &[password]).await {
+    // The same limits as a login: each check costs a hash.
+    if let Some(wait) = crate::limits::attempt(Some(user.email.as_str()), address) {
+        return Err(ApiError::too_many(wait));
+    }
+    if !verify_password(Some(&user.password_hash), &[password]).await? {
         return Err(ApiError::unauthorized());
     }
+    crate::limits::succeeded(user.email.as_str(), address);
     let (key, record) = new_api_key(&user);
     state.store.replace_api_keys(&record).await?;
     tracing::info!(user = %user.id, "api keys reset");

@@ -287,7 +287,7 @@ async fn git_deps(
             }
             Err(err) => return Err(NotReady::Transient(err.to_string())),
         };
-        shared::archive::copy_tar(&tar, &format!("gitdeps/{}/", dep.dep), None, extra)
+        shared::archive::copy_tar(&tar[..], &format!("gitdeps/{}/", dep.dep), None, extra)
             .map_err(|e| NotReady::Transient(format!("writing the build's inputs: {e}")))?;
         let mut what = vec![format!("{}", shared::gitfetch::shown(&dep.url))];
         for k in ["branch", "tag", "ref", "sparse"] {

@@ -4,7 +4,6 @@
 //! (`_build/tailwind-<target>`, with `-<version>` from tailwind 0.5 on).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -43,11 +42,28 @@ pub struct ToolPolicy {
 }
 
 impl ToolPolicy {
+    /// Whether `url` is under one of the allowed prefixes, compared as parsed URLs: the
+    /// same scheme, host and port, and a path under the prefix's (so neither
+    /// `https://github.com.evil.example/` nor `https://github.com/tailwindlabs/../evil/`
+    /// passes for `https://github.com/tailwindlabs/`).
     fn allowed(&self, url: &str) -> bool {
+        let Ok(url) = Url::parse(url) else {
+            return false;
+        };
+        let under = |prefix: &str| {
+            Url::parse(prefix).is_ok_and(|p| {
+                p.scheme() == url.scheme()
+                    && p.host() == url.host()
+                    && p.port_or_known_default() == url.port_or_known_default()
+                    && url.username().is_empty()
+                    && url.password().is_none()
+                    && url.path().starts_with(p.path())
+            })
+        };
         if self.allow.is_empty() {
-            DEFAULT_ALLOW.iter().any(|p| url.starts_with(p))
+            DEFAULT_ALLOW.iter().any(|p| under(p))
         } else {
-            self.allow.iter().any(|p| url.starts_with(p.as_str()))
+            self.allow.iter().any(|p| under(p))
         }
     }
 
@@ -220,15 +236,10 @@ async fn download(policy: &ToolPolicy, url: &str) -> Result<Bytes, String> {
         let remote = Remote::check(&url, &rules).await?;
         let parsed = Url::parse(remote.url()).map_err(|e| e.to_string())?;
         let host = parsed.host_str().unwrap_or_default().to_owned();
-        let port = parsed.port_or_known_default().unwrap_or(443);
-        let addr = tokio::net::lookup_host(format!("{host}:{port}"))
-            .await
-            .map_err(|_| format!("{host} does not resolve"))?
-            .next()
-            .ok_or_else(|| format!("{host} does not resolve"))?;
+        // The connection goes to the address the rules checked, not to a second lookup's.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .resolve(&host, SocketAddr::new(addr.ip(), port))
+            .resolve(&host, remote.address())
             .timeout(Duration::from_secs(300))
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -313,6 +324,16 @@ mod tests {
         let p = ToolPolicy::default();
         assert!(p.allowed("https://github.com/tailwindlabs/tailwindcss/releases/download/v4.1.7/tailwindcss-linux-x64"));
         assert!(!p.allowed("https://github.com/evil/tailwindcss/releases/download/v1/x"));
+        for tricked in [
+            "https://github.com.evil.example/tailwindlabs/tailwindcss/releases/download/v1/x",
+            "https://github.com/tailwindlabs/tailwindcss/releases/download/../../../../evil/x",
+            "https://user@github.com/tailwindlabs/tailwindcss/releases/download/v1/x",
+            "http://github.com/tailwindlabs/tailwindcss/releases/download/v1/x",
+            "https://github.com:8443/tailwindlabs/tailwindcss/releases/download/v1/x",
+            "not a url",
+        ] {
+            assert!(!p.allowed(tricked), "{tricked}");
+        }
         let t = ToolPolicy {
             sources: vec!["tailwind=http://127.0.0.1:9/tw/{version}/{target}".into()],
             ..ToolPolicy::default()

@@ -103,7 +103,7 @@ pub fn release_env(app: &App, release: &Release, domain: &str) -> BTreeMap<Strin
 /// the app's name.
 async fn destroyed(state: &StepState, app: &AppName) -> Result<(), StepError> {
     state.runtime.remove_app(app).await?;
-    let push_lock = format!("push:{app}");
+    let push_lock = shared::locks::push_lock(app);
     let holder = format!("destroy-{}", uuid::Uuid::new_v4());
     let waited = tokio::time::Instant::now();
     loop {

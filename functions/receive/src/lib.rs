@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod repo;
 pub mod webhook;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,33 @@ pub struct ReceiveState {
     pub app_url_template: String,
     /// The rules for the git URLs the platform fetches (submodules, webhook sources).
     pub git: shared::gitfetch::GitPolicy,
+    /// Git requests running per app (each unpacks the repository): at most
+    /// [`GIT_REQUESTS_PER_APP`] at once, the others wait their turn.
+    pub git_slots: GitSlots,
+}
+
+/// Git requests (clones, fetches, pushes) of one app served at once.
+pub const GIT_REQUESTS_PER_APP: usize = 4;
+
+/// A turnstile per app for its git requests.
+#[derive(Clone, Default)]
+pub struct GitSlots(Arc<std::sync::Mutex<HashMap<AppName, Arc<tokio::sync::Semaphore>>>>);
+
+impl GitSlots {
+    /// Waits for a slot of `app`; held until the permit drops.
+    pub async fn enter(&self, app: &AppName) -> tokio::sync::OwnedSemaphorePermit {
+        let gate = {
+            let mut gates = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // Apps nobody waits for are forgotten.
+            gates.retain(|_, g| Arc::strong_count(g) > 1);
+            gates
+                .entry(app.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(GIT_REQUESTS_PER_APP)))
+                .clone()
+        };
+        // The semaphore is never closed.
+        gate.acquire_owned().await.expect("an open semaphore")
+    }
 }
 
 impl ReceiveState {
@@ -155,6 +183,7 @@ async fn info_refs(
         );
     }
     let run = async {
+        let _slot = state.git_slots.enter(&app.name).await;
         let checkout = repo::fetch(&*state.blobs, &app.name, &state.hook_exe).await?;
         let resp = cgi::start(cgi::CgiRequest {
             method: "GET",
@@ -212,6 +241,7 @@ async fn upload_pack(
         Ok(ok) => ok,
         Err(resp) => return resp,
     };
+    let slot = state.git_slots.enter(&app.name).await;
     let checkout = match repo::fetch(&*state.blobs, &app.name, &state.hook_exe).await {
         Ok(c) => c,
         Err(err) => return internal(&err),
@@ -240,6 +270,7 @@ async fn upload_pack(
             let body = Body::from_stream(stream.chain(futures::stream::once(async move {
                 let _ = child.wait().await;
                 drop(checkout);
+                drop(slot);
                 Ok::<Bytes, std::io::Error>(Bytes::new())
             })));
             (status, headers, body).into_response()
@@ -280,9 +311,7 @@ async fn receive_pack(
         return resp;
     }
     // Messages before git's own output only reach clients that demultiplex side bands.
-    let head = std::fs::read(&spooled)
-        .map(|b| b[..b.len().min(8192)].to_vec())
-        .unwrap_or_default();
+    let head = head_of(&spooled, 8192).unwrap_or_default();
     let sideband = head.windows(9).any(|w| w == b"side-band");
     let flags = BuildFlags {
         clean: flag(&headers, "gigalixir-clean"),
@@ -334,7 +363,7 @@ async fn run_receive(
     trace: String,
     tx: &mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
 ) -> anyhow::Result<()> {
-    let lock = format!("push:{}", app.name);
+    let lock = shared::locks::push_lock(&app.name);
     let holder = trace.clone();
     let mut waited = 0u32;
     // Held while the push runs, renewed by a heartbeat: a push whose platform died frees
@@ -360,7 +389,9 @@ async fn run_receive(
             Err(err) => return Err(err.into()),
         }
     };
+    let slot = state.git_slots.enter(&app.name).await;
     let result = receive_locked(state, user, app, headers, spooled, flags, trace, tx).await;
+    drop(slot);
     held.release().await;
     result
 }
@@ -421,6 +452,19 @@ async fn receive_locked(
     Ok(())
 }
 
+/// The most of a push request's head read for its ref-update commands.
+const COMMANDS_MAX: u64 = 1 << 20;
+
+/// The first `max` bytes of the file at `path` (fewer if it is shorter).
+fn head_of(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(max)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
 /// Points the push's commands at the refs as they are now (see [`commands`]). Returns the
 /// refs rewritten and the old ids the client had seen.
 async fn rebase_commands(
@@ -441,10 +485,15 @@ async fn rebase_commands(
         .lines()
         .filter_map(|l| l.split_once(' ').map(|(o, n)| (n.to_owned(), o.to_owned())))
         .collect();
-    let mut body = tokio::fs::read(spooled).await?;
-    let rewritten = commands::rebase(&mut body, &current);
+    // The commands lead the body; only they are read and, rewritten in place (same
+    // length), written back.
+    let mut head = head_of(spooled, COMMANDS_MAX)?;
+    let rewritten = commands::rebase(&mut head, &current);
     if !rewritten.is_empty() {
-        tokio::fs::write(spooled, &body).await?;
+        use std::io::{Seek, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(spooled)?;
+        file.rewind()?;
+        file.write_all(&head)?;
     }
     Ok(rewritten)
 }

@@ -45,6 +45,7 @@ async fn run() -> anyhow::Result<()> {
         hook_exe: std::env::current_exe().context("locating this binary for git's hook")?,
         app_url_template: format!("{scheme}://{{app}}.{domain}/"),
         git: shared::gitfetch::GitPolicy::default(),
+        git_slots: Default::default(),
     };
     Service::new(FUNCTION, with_health(router(state)))
         .run(&env)

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::Utc;
+use shared::archive::CappedReader;
 use shared::domain::{AppName, BuildId};
 use shared::gitfetch::{GitPolicy, Remote};
 use shared::messages::{Envelope, Event};
@@ -157,7 +157,7 @@ async fn build_and_follow(
         branch: update.name.trim_start_matches("refs/heads/"),
         flags: push.flags,
     };
-    source.record(state, archive).await?;
+    source.record(state, &archive).await?;
     source.announce(state, &push.trace).await?;
     let mut flags = Vec::new();
     if push.flags.clean {
@@ -192,10 +192,14 @@ pub struct NewBuild<'a> {
 impl NewBuild<'_> {
     /// Stores the source archive and records the build as requested. A build with this id
     /// already recorded is [`PortError::AlreadyExists`](shared::PortError::AlreadyExists).
-    pub async fn record(&self, state: &ReceiveState, archive: Vec<u8>) -> shared::PortResult<()> {
+    pub async fn record(
+        &self,
+        state: &ReceiveState,
+        archive: &SourceArchive,
+    ) -> shared::PortResult<()> {
         state
             .blobs
-            .put(&source_key(self.app, self.id), Bytes::from(archive))
+            .put_stream(&source_key(self.app, self.id), archive.stream().await?)
             .await?;
         let now = Utc::now();
         state
@@ -297,42 +301,176 @@ async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> a
     }
 }
 
+/// Largest source archive a push makes: the commit's files and every submodule's.
+pub const MAX_SOURCE_BYTES: u64 = 1 << 30;
+/// Largest listing (`ls-tree`, `.gitmodules`) read from a pushed repository.
+const MAX_LISTING_BYTES: u64 = 64 << 20;
+
+/// The tar a source archive is written as.
+type SourceTar = tar::Builder<std::io::BufWriter<std::fs::File>>;
+
+/// Runs git on the local repository `git_dir` (none of the platform's environment or
+/// config; `env`: the push's quarantine), handing its standard output to `read`; blocking.
+/// When `read` fails, git is stopped and that error is the answer.
+fn git_reading<T>(
+    git_dir: &Path,
+    env: &BTreeMap<String, String>,
+    args: &[&str],
+    read: impl FnOnce(&mut std::process::ChildStdout) -> std::io::Result<T>,
+) -> Result<T, String> {
+    use std::io::{Read, Seek};
+    let mut errors = tempfile::tempfile().map_err(|e| format!("could not run git: {e}"))?;
+    let mut child = shared::gitfetch::local_git_command(git_dir)
+        .envs(env)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(
+            errors
+                .try_clone()
+                .map_err(|e| format!("could not run git: {e}"))?,
+        )
+        .spawn()
+        .map_err(|e| format!("could not run git: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("git gave no output")?;
+    let read = read(&mut stdout);
+    if read.is_err() {
+        let _ = child.kill();
+    }
+    drop(stdout);
+    let status = child.wait().map_err(|e| format!("git: {e}"))?;
+    let value = read.map_err(|e| e.to_string())?;
+    if status.success() {
+        return Ok(value);
+    }
+    let mut text = String::new();
+    let _ = errors.rewind();
+    let _ = errors.take(4096).read_to_string(&mut text);
+    Err(format!(
+        "git {} failed: {}",
+        args.first().copied().unwrap_or_default(),
+        text.trim()
+    ))
+}
+
+/// A small output of git on the local repository (a listing), refused past
+/// [`MAX_LISTING_BYTES`].
 async fn git_output(
     args: &[&str],
     git_dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, String> {
-    let out = tokio::process::Command::new("git")
-        .args(args)
-        .env("GIT_DIR", git_dir)
-        .envs(env)
-        .output()
-        .await
-        .map_err(|e| format!("could not run git: {e}"))?;
-    if out.status.success() {
-        Ok(out.stdout)
-    } else {
-        Err(format!(
-            "git {} failed: {}",
-            args.first().copied().unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let (git_dir, env) = (git_dir.to_owned(), env.clone());
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        git_reading(&git_dir, &env, &args, |out| {
+            let mut listing = Vec::new();
+            std::io::Read::read_to_end(
+                &mut CappedReader::new(
+                    out,
+                    MAX_LISTING_BYTES,
+                    format!("the output of git {}", args[0]),
+                ),
+                &mut listing,
+            )?;
+            Ok(listing)
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Appends the tree of `commit` under `prefix` to `out`, reading at most `budget` bytes of
+/// git's tar of it; the tar and how much of the budget it used.
+async fn append_tree(
+    mut out: SourceTar,
+    git_dir: &Path,
+    commit: &str,
+    env: &BTreeMap<String, String>,
+    prefix: &str,
+    budget: u64,
+) -> Result<(SourceTar, u64), String> {
+    let (git_dir, commit, env, prefix) = (
+        git_dir.to_owned(),
+        commit.to_owned(),
+        env.clone(),
+        prefix.to_owned(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut used = 0;
+        git_reading(
+            &git_dir,
+            &env,
+            &["archive", "--format=tar", &commit],
+            |tree| {
+                let mut capped = CappedReader::new(tree, budget, "the pushed files");
+                let copied = shared::archive::copy_tar(&mut capped, &prefix, None, &mut out);
+                used = capped.read_so_far();
+                match copied {
+                    Err(_) if used > budget => Err(std::io::Error::other(format!(
+                        "the pushed files (submodules included) are larger than {}",
+                        shared::ports::blobs::size_text(MAX_SOURCE_BYTES)
+                    ))),
+                    Err(e) => Err(std::io::Error::other(format!(
+                        "could not write the archive: {e}"
+                    ))),
+                    Ok(()) => Ok(()),
+                }
+            },
+        )?;
+        Ok((out, used))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A push's source archive, in a local file until it is stored; removed when dropped.
+pub struct SourceArchive {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl SourceArchive {
+    /// The archive as a stream of its bytes, for the blob store.
+    pub async fn stream(&self) -> shared::PortResult<shared::ports::blobs::ByteStream> {
+        use futures::TryStreamExt;
+        let file = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(shared::PortError::unavailable)?;
+        Ok(Box::pin(
+            tokio_util::io::ReaderStream::new(file).map_err(shared::PortError::unavailable),
         ))
     }
 }
 
-/// A tar of the commit's tree with every submodule's tree in place, recursively; each
+/// A tar of the commit's tree with every submodule's tree in place, recursively, written
+/// to a local file and refused past [`MAX_SOURCE_BYTES`] while git writes it; each
 /// submodule is fetched under the platform's rules for git URLs ([`GitPolicy`]).
 pub async fn archive_commit(
     git_dir: &Path,
     commit: &str,
     env: &BTreeMap<String, String>,
     policy: &GitPolicy,
-) -> Result<Vec<u8>, String> {
-    let mut out = tar::Builder::new(Vec::new());
-    let mut keep = Vec::new();
-    add_tree(git_dir, commit, env, policy, "", &mut out, &mut keep, 0).await?;
-    out.into_inner()
-        .map_err(|e| format!("could not write the archive: {e}"))
+) -> Result<SourceArchive, String> {
+    let failed = |e: std::io::Error| format!("could not write the archive: {e}");
+    let dir = tempfile::Builder::new()
+        .prefix("gx-archive-")
+        .tempdir()
+        .map_err(failed)?;
+    let path = dir.path().join("source.tar");
+    let file = std::fs::File::create(&path).map_err(failed)?;
+    let mut out = Some(tar::Builder::new(std::io::BufWriter::new(file)));
+    let mut budget = MAX_SOURCE_BYTES;
+    add_tree(git_dir, commit, env, policy, "", &mut out, &mut budget, 0).await?;
+    let out = out.ok_or("the archive was lost")?;
+    tokio::task::spawn_blocking(move || {
+        let mut file = out.into_inner()?;
+        std::io::Write::flush(&mut file)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(failed)?;
+    Ok(SourceArchive { _dir: dir, path })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -342,16 +480,18 @@ fn add_tree<'a>(
     env: &'a BTreeMap<String, String>,
     policy: &'a GitPolicy,
     prefix: &'a str,
-    out: &'a mut tar::Builder<Vec<u8>>,
-    keep: &'a mut Vec<tempfile::TempDir>,
+    out: &'a mut Option<SourceTar>,
+    budget: &'a mut u64,
     depth: u32,
 ) -> futures::future::BoxFuture<'a, Result<(), String>> {
     Box::pin(async move {
         if depth > 8 {
             return Err("submodules nest deeper than 8 levels".into());
         }
-        let tree = git_output(&["archive", "--format=tar", commit], git_dir, env).await?;
-        shared::archive::copy_tar(&tree, prefix, None, out).map_err(|e| e.to_string())?;
+        let tar = out.take().ok_or("the archive was lost")?;
+        let (tar, used) = append_tree(tar, git_dir, commit, env, prefix, *budget).await?;
+        *out = Some(tar);
+        *budget = budget.saturating_sub(used);
         let listing = git_output(&["ls-tree", "-r", commit], git_dir, env).await?;
         let gitlinks: Vec<(String, String)> = String::from_utf8_lossy(&listing)
             .lines()
@@ -426,12 +566,13 @@ fn add_tree<'a>(
                 policy,
                 &nested,
                 out,
-                keep,
+                budget,
                 depth + 1,
             )
             .await
             .map_err(|e| format!("submodule {prefix}{path}: {e}"))?;
-            keep.push(dir);
+            // The submodule's repository goes as soon as its tree is in the archive.
+            drop(dir);
         }
         Ok(())
     })

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use shared::domain::AppName;
 use shared::ports::Blobs;
 use shared::PortError;
@@ -47,11 +46,19 @@ pub async fn fetch(blobs: &dyn Blobs, app: &AppName, hook_exe: &Path) -> anyhow:
     let root = dir.path().join("repos");
     let git_dir = root.join(format!("{app}.git"));
     std::fs::create_dir_all(&root)?;
-    match blobs.get(&blob_key(app)).await {
-        Ok(tar) => {
+    // Streamed from the blob store into place: a repository costs disk, not memory.
+    match blobs.get_stream(&blob_key(app)).await {
+        Ok(stream) => {
+            use futures::TryStreamExt;
+            let reader = tokio_util::io::StreamReader::new(
+                shared::ports::blobs::capped(stream, MAX_REPO_BYTES)
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            );
             let target = git_dir.clone();
-            tokio::task::spawn_blocking(move || tar::Archive::new(tar.as_ref()).unpack(&target))
-                .await??;
+            tokio::task::spawn_blocking(move || {
+                tar::Archive::new(tokio_util::io::SyncIoBridge::new(reader)).unpack(&target)
+            })
+            .await??;
         }
         Err(PortError::NotFound) => {
             git(
@@ -97,11 +104,14 @@ pub async fn fetch(blobs: &dyn Blobs, app: &AppName, hook_exe: &Path) -> anyhow:
     Ok(Checkout { dir, root, git_dir })
 }
 
-/// Packs the repository back into the blob store (hooks excluded: they are per request).
+/// Packs the repository back into the blob store (hooks excluded: they are per request),
+/// through a file beside the checkout.
 pub async fn store(blobs: &dyn Blobs, app: &AppName, checkout: &Checkout) -> anyhow::Result<()> {
     let git_dir = checkout.git_dir.clone();
-    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut builder = tar::Builder::new(Vec::new());
+    let path = checkout.dir.path().join("repo.tar");
+    let file = std::fs::File::create(&path)?;
+    let size = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
         builder.follow_symlinks(false);
         for entry in std::fs::read_dir(&git_dir)? {
             let entry = entry?;
@@ -116,13 +126,21 @@ pub async fn store(blobs: &dyn Blobs, app: &AppName, checkout: &Checkout) -> any
                 builder.append_path_with_name(&path, &name)?;
             }
         }
-        builder.into_inner()
+        let file = builder
+            .into_inner()?
+            .into_inner()
+            .map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(file.metadata()?.len())
     })
     .await??;
-    anyhow::ensure!(
-        (tar.len() as u64) <= MAX_REPO_BYTES,
-        "the repository is larger than 1 GB"
-    );
-    blobs.put(&blob_key(app), Bytes::from(tar)).await?;
+    anyhow::ensure!(size <= MAX_REPO_BYTES, "the repository is larger than 1 GB");
+    let file = tokio::fs::File::open(&path).await?;
+    let stream = {
+        use futures::TryStreamExt;
+        tokio_util::io::ReaderStream::new(file).map_err(shared::PortError::unavailable)
+    };
+    blobs.put_stream(&blob_key(app), Box::pin(stream)).await?;
+    let _ = tokio::fs::remove_file(&path).await;
     Ok(())
 }

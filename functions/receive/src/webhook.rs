@@ -327,7 +327,7 @@ impl Request {
                 ))
             }
         };
-        match self.build().record(state, archive).await {
+        match self.build().record(state, &archive).await {
             Ok(()) => {}
             // The same delivery, at the same time: the first one recorded it.
             Err(PortError::AlreadyExists) => {

@@ -222,6 +222,7 @@ async fn world() -> World {
                 allow_loopback: true,
                 ..Default::default()
             },
+            git_slots: Default::default(),
         },
         store,
         bus,

@@ -212,12 +212,12 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
             h.set_size(0);
             out.append_data(&mut h, dir, std::io::empty())?;
         }
-        copy_tar(&source, "src/", Some(BUILD_UID), &mut out)?;
+        copy_tar(&source[..], "src/", Some(BUILD_UID), &mut out)?;
         if let Some(cache) = cache {
-            copy_tar(&cache, "", Some(BUILD_UID), &mut out)?;
+            copy_tar(&cache[..], "", Some(BUILD_UID), &mut out)?;
         }
         if !extra.is_empty() {
-            copy_tar(&extra, "", Some(BUILD_UID), &mut out)?;
+            copy_tar(&extra[..], "", Some(BUILD_UID), &mut out)?;
         }
         for (name, value) in env {
             let mut h = tar::Header::new_gnu();

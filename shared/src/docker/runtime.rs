@@ -51,6 +51,10 @@ pub const SLUG_MOUNT: &str = "/run/gigalixir/slug.tgz";
 
 /// How long a release phase may run.
 const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long a hot upgrade may take on one replica.
+const HOT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The last lines a replica's hot upgrade printed, kept to show the pusher.
+const HOT_UPGRADE_LINES: usize = 200;
 
 /// Runs releases in containers of their stack's runner image (`gigalixir-runner:<stack>`).
 #[derive(Clone)]
@@ -1265,11 +1269,26 @@ impl Runtime for DockerRuntime {
                 .await
                 .map_err(map_err)?
             {
-                let mut split = LineSplitter::default();
-                while let Some(Ok(chunk)) = output.next().await {
-                    lines.extend(split.push(&chunk.into_bytes()));
+                // What the app prints is kept to its last lines, and the upgrade has a
+                // time limit: a replica cannot hold the deploy or the platform's memory.
+                let read = tokio::time::timeout(HOT_UPGRADE_TIMEOUT, async {
+                    let mut split = LineSplitter::default();
+                    while let Some(Ok(chunk)) = output.next().await {
+                        lines.extend(split.push(&chunk.into_bytes()));
+                        if lines.len() > HOT_UPGRADE_LINES {
+                            lines.drain(..lines.len() - HOT_UPGRADE_LINES);
+                        }
+                    }
+                    lines.extend(split.finish());
+                })
+                .await;
+                if read.is_err() {
+                    return Err(PortError::Invalid(format!(
+                        "hot upgrade of {} did not finish within {} s",
+                        c.name,
+                        HOT_UPGRADE_TIMEOUT.as_secs()
+                    )));
                 }
-                lines.extend(split.finish());
             }
             let code = self
                 .docker

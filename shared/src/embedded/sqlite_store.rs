@@ -530,7 +530,7 @@ impl Store for SqliteStore {
             .call(move |c| {
                 many(
                     c,
-                    "SELECT json FROM ssh_keys WHERE user_id = ?1 ORDER BY created_at, id",
+                    "SELECT json FROM ssh_keys WHERE user_id = ?1 ORDER BY created_at, rowid",
                     [user],
                 )
             })

@@ -99,7 +99,7 @@ pub async fn collect_capped(stream: ByteStream, cap: u64) -> PortResult<Bytes> {
 }
 
 /// `1 GB`, `64 MB`, `64 kB`: a cap as people read it.
-fn size_text(bytes: u64) -> String {
+pub fn size_text(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GB", b >> 30),
         b if b >= 1 << 20 => format!("{} MB", b >> 20),
