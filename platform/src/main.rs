@@ -134,6 +134,10 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_APP_FIREWALL", default_value_t = true,
           action = clap::ArgAction::Set, value_name = "BOOL")]
     app_firewall: bool,
+    /// Free space, in MB, a push needs in the data directory to start (a slug of the
+    /// largest size and room); below it pushes are refused at once, saying so.
+    #[arg(long, env = "GIGALIXIR_MIN_FREE_MB", default_value_t = 1536)]
+    min_free_mb: u64,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
     /// as JSON and exit; the infrastructure checks compare it with `infra/`.
     #[arg(long)]
@@ -316,6 +320,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         app_url_template: format!("http://{{app}}.{}:{port}/", args.domain),
         git: git_policy,
         git_slots: Default::default(),
+        min_free_bytes: args.min_free_mb << 20,
     });
     let api = gigalixir_api::router(gigalixir_api::ApiState {
         store: ports.store.clone(),

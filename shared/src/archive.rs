@@ -87,8 +87,8 @@ pub fn copy_tar<R: Read, W: Write>(
 /// The files among `names` found in the tar `input`, each read only if it is a regular file
 /// of at most `max` bytes (a larger one, or a link, directory or device in its place, is
 /// reported as `None`): one pass, for looking at a few small files of a source tree.
-pub fn small_files(
-    input: &[u8],
+pub fn small_files<R: Read>(
+    input: R,
     names: &[&str],
     max: u64,
 ) -> std::io::Result<std::collections::BTreeMap<String, Option<Vec<u8>>>> {
@@ -148,8 +148,12 @@ mod tests {
         b.append_link(&mut h, "mix.lock", "/etc/passwd")
             .expect("link");
         let tar = b.into_inner().expect("tar");
-        let found =
-            small_files(&tar, &["mix.exs", "mix.lock", "big.txt", "absent"], 9).expect("read");
+        let found = small_files(
+            tar.as_slice(),
+            &["mix.exs", "mix.lock", "big.txt", "absent"],
+            9,
+        )
+        .expect("read");
         assert_eq!(found["mix.exs"].as_deref(), Some(&b"defmodule"[..]));
         assert_eq!(found["mix.lock"], None, "a link is not read");
         assert_eq!(found["big.txt"], None, "larger than the cap");
@@ -184,7 +188,7 @@ mod tests {
         )
         .expect("copy");
         let merged = out.into_inner().expect("tar");
-        let found = small_files(&merged, &["src/d/b.txt", "a.txt"], 10).expect("read");
+        let found = small_files(merged.as_slice(), &["src/d/b.txt", "a.txt"], 10).expect("read");
         assert_eq!(found["src/d/b.txt"].as_deref(), Some(&b"B"[..]));
         assert!(!found.contains_key("a.txt"));
         let mut a = tar::Archive::new(merged.as_slice());

@@ -20,6 +20,28 @@ pub enum PortError {
     /// The backend could not be reached or failed; retrying later may succeed.
     #[error("backend unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The disk the backend writes to is full: nothing of the write was kept.
+    #[error("the platform's disk is full; nothing was changed")]
+    NoSpace,
+}
+
+/// Whether `err`, or an error it was caused by, is the operating system's "no space left
+/// on device" (or a quota exceeded).
+pub fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) || io.raw_os_error() == Some(28)
+            {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 impl PortError {
@@ -30,7 +52,16 @@ impl PortError {
 
     /// Whether retrying the same call later may give another answer.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::NoSpace)
+    }
+
+    /// Wraps an I/O failure: [`PortError::NoSpace`] when the disk is full.
+    pub fn from_io(err: std::io::Error) -> Self {
+        if is_disk_full(&err) {
+            Self::NoSpace
+        } else {
+            Self::unavailable(err)
+        }
     }
 }
 

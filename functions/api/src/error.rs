@@ -103,6 +103,10 @@ impl From<PortError> for ApiError {
     fn from(err: PortError) -> Self {
         match err {
             PortError::NotFound => Self::not_found("Not found."),
+            PortError::NoSpace => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "The platform's disk is full; nothing was changed. Try again once the operator has freed space.",
+            ),
             other => Self::internal(&other),
         }
     }

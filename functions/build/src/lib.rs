@@ -31,6 +31,31 @@ use shared::PortError;
 
 use prepare::NotReady;
 
+/// The largest source archive a build reads (what receive stores is at most 1 GB).
+pub const MAX_SOURCE_BYTES: u64 = 1 << 30;
+/// The largest kept build cache a build is seeded from (what upload keeps is at most 2 GB).
+pub const MAX_CACHE_SEED_BYTES: u64 = 2 << 30;
+
+/// Streams the blob `key` into a temporary file (removed when dropped), refused
+/// ([`PortError::Invalid`]) past `cap` bytes.
+async fn spool_blob(
+    blobs: &dyn Blobs,
+    key: &str,
+    cap: u64,
+) -> shared::PortResult<tempfile::NamedTempFile> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = shared::ports::blobs::capped(blobs.get_stream(key).await?, cap);
+    let spool = tempfile::NamedTempFile::new().map_err(PortError::unavailable)?;
+    let mut file = tokio::fs::File::from_std(spool.reopen().map_err(PortError::unavailable)?);
+    while let Some(chunk) = stream.next().await {
+        file.write_all(&chunk?)
+            .await
+            .map_err(PortError::unavailable)?;
+    }
+    file.flush().await.map_err(PortError::unavailable)?;
+    Ok(spool)
+}
+
 /// Where the builder leaves the slug inside the build.
 pub const SLUG_PATH: &str = "/build/out/slug.tgz";
 
@@ -136,22 +161,36 @@ pub async fn run_build(
         BuildState::Built => return publish_built(state, app, id, trace).await,
         _ => return Ok(()),
     }
-    let source = match state.blobs.get(&format!("sources/{app}/{id}.tar")).await {
+    // The source and a cache seed are streamed to local files, never held whole.
+    let source = match spool_blob(
+        &*state.blobs,
+        &format!("sources/{app}/{id}.tar"),
+        MAX_SOURCE_BYTES,
+    )
+    .await
+    {
         Ok(s) => s,
         Err(PortError::NotFound) => return fail(state, id, "the source archive is missing").await,
+        Err(PortError::Invalid(why)) => {
+            return fail(state, id, &format!("the source archive is {why}")).await
+        }
         Err(err) => return Err(err.into()),
     };
     // A builder that keeps the app's cache builds in it; only one without gets the copy.
     let cache = if build.flags.clean || state.builder.has_cache(app).await? {
         None
     } else {
-        match state.blobs.get(&cache_key(app)).await {
+        match spool_blob(&*state.blobs, &cache_key(app), MAX_CACHE_SEED_BYTES).await {
             Ok(c) => Some(c),
             Err(PortError::NotFound) => None,
+            Err(PortError::Invalid(why)) => {
+                tracing::warn!(%why, "the kept build cache is not used");
+                None
+            }
             Err(err) => return Err(err.into()),
         }
     };
-    let prepared = match prepare::prepare(state, &current, id, &source).await {
+    let prepared = match prepare::prepare(state, &current, id, source.path()).await {
         Ok(p) => p,
         Err(NotReady::Refused(why)) => return fail(state, id, &why).await,
         Err(NotReady::Transient(why)) => return Err(StepError::Transient(why)),
@@ -162,8 +201,8 @@ pub async fn run_build(
         app: app.clone(),
         stack,
         extra: prepared.extra,
-        source,
-        cache,
+        source: source.path().to_owned(),
+        cache: cache.as_ref().map(|c| c.path().to_owned()),
         env: current.config.clone(),
         clean: build.flags.clean,
         limits: state.limits,

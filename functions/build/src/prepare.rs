@@ -52,7 +52,7 @@ pub struct Tree(BTreeMap<String, String>);
 
 impl Tree {
     /// Reads them from the source archive.
-    pub fn read(source: &[u8]) -> Result<Tree, NotReady> {
+    pub fn read(source: impl std::io::Read) -> Result<Tree, NotReady> {
         let files = shared::archive::small_files(source, FILES, MAX_FILE)
             .map_err(|e| NotReady::Refused(format!("the source archive is unreadable: {e}")))?;
         // what the platform holds the build to cannot be skipped by making it large
@@ -90,9 +90,16 @@ pub async fn prepare(
     state: &StepState,
     app: &App,
     id: &BuildId,
-    source: &[u8],
+    source: &std::path::Path,
 ) -> Result<Prepared, NotReady> {
-    let tree = Tree::read(source)?;
+    let path = source.to_owned();
+    let tree = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)
+            .map_err(|e| NotReady::Transient(format!("reading the source archive: {e}")))?;
+        Tree::read(std::io::BufReader::new(file))
+    })
+    .await
+    .map_err(|e| NotReady::Transient(e.to_string()))??;
     // --- the stack ---
     let request = Request::from_files(
         tree.get("elixir_buildpack.config"),

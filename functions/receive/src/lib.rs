@@ -61,6 +61,50 @@ pub struct ReceiveState {
     /// Git requests running per app (each unpacks the repository): at most
     /// [`GIT_REQUESTS_PER_APP`] at once, the others wait their turn.
     pub git_slots: GitSlots,
+    /// Free space a push needs where it is spooled (the temporary directory) to start:
+    /// below it, pushes are refused at once.
+    pub min_free_bytes: u64,
+}
+
+/// What a push refused for lack of space is told.
+const DISK_FULL: &str = "the platform's disk is full; nothing was changed";
+
+/// `Some(why)` when the disk where pushes are spooled has less than the push needs.
+fn too_full(state: &ReceiveState) -> Option<String> {
+    let dir = std::env::temp_dir();
+    let stat = rustix::fs::statvfs(&dir).ok()?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    (free < state.min_free_bytes).then(|| {
+        tracing::error!(
+            free_mb = free >> 20,
+            needed_mb = state.min_free_bytes >> 20,
+            dir = %dir.display(),
+            "a push was refused: the disk is full"
+        );
+        format!(
+            "{DISK_FULL} ({} MB free, a push needs {} MB); try again once the operator has freed space",
+            free >> 20,
+            state.min_free_bytes >> 20
+        )
+    })
+}
+
+/// A refusal git shows and exits on: a ref advertisement holding only `ERR message`
+/// (git prints "remote error: message").
+fn git_refusal(service: &str, message: &str) -> Response {
+    let pkt = |text: &str| format!("{:04x}{text}", text.len() + 4);
+    let body = format!(
+        "{}0000{}",
+        pkt(&format!("# service={service}\n")),
+        pkt(&format!("ERR {message}\n"))
+    );
+    let mut resp = (StatusCode::OK, body).into_response();
+    if let Ok(kind) = HeaderValue::from_str(&format!("application/x-{service}-advertisement")) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, kind);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 /// Git requests (clones, fetches, pushes) of one app served at once.
@@ -176,11 +220,16 @@ async fn info_refs(
         Ok(ok) => ok,
         Err(resp) => return resp,
     };
-    if service_of(&query).is_none() {
+    let Some(service) = service_of(&query) else {
         return text(
             StatusCode::FORBIDDEN,
             "only smart HTTP is served: update git",
         );
+    };
+    if service == "git-receive-pack" {
+        if let Some(why) = too_full(&state) {
+            return git_refusal(service, &why);
+        }
     }
     let run = async {
         let _slot = state.git_slots.enter(&app.name).await;
@@ -207,6 +256,15 @@ async fn info_refs(
 /// Largest request body spooled.
 const MAX_BODY: u64 = repo::MAX_REPO_BYTES;
 
+fn spool_failed(err: std::io::Error) -> Response {
+    if shared::error::is_disk_full(&err) {
+        tracing::error!("a push was refused: the disk filled while it was received");
+        text(StatusCode::INSUFFICIENT_STORAGE, DISK_FULL)
+    } else {
+        internal(&err.into())
+    }
+}
+
 /// Writes the request body to `path`, refusing more than [`MAX_BODY`] bytes.
 async fn spool(body: Body, path: &Path) -> Result<(), Response> {
     let mut file = tokio::fs::File::create(path)
@@ -223,11 +281,9 @@ async fn spool(body: Body, path: &Path) -> Result<(), Response> {
                 "the push is larger than 1 GB",
             ));
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| internal(&e.into()))?;
+        file.write_all(&chunk).await.map_err(spool_failed)?;
     }
-    file.flush().await.map_err(|e| internal(&e.into()))?;
+    file.flush().await.map_err(spool_failed)?;
     Ok(())
 }
 
@@ -302,6 +358,9 @@ async fn receive_pack(
         Ok(ok) => ok,
         Err(resp) => return resp,
     };
+    if let Some(why) = too_full(&state) {
+        return text(StatusCode::INSUFFICIENT_STORAGE, &why);
+    }
     let spool_dir = match tempfile::Builder::new().prefix("gx-push-").tempdir() {
         Ok(d) => d,
         Err(err) => return internal(&err.into()),

@@ -46,6 +46,9 @@ async fn run() -> anyhow::Result<()> {
         app_url_template: format!("{scheme}://{{app}}.{domain}/"),
         git: shared::gitfetch::GitPolicy::default(),
         git_slots: Default::default(),
+        // Cloud Run's temporary directory is memory the size of the instance's: refuse
+        // pushes only when nearly none of it is left.
+        min_free_bytes: 256 << 20,
     };
     Service::new(FUNCTION, with_health(router(state)))
         .run(&env)

@@ -223,6 +223,7 @@ async fn world() -> World {
                 ..Default::default()
             },
             git_slots: Default::default(),
+            min_free_bytes: 0,
         },
         store,
         bus,

@@ -267,7 +267,7 @@ async fn slug_meta(state: &StepState, id: &BuildId) -> Option<serde_json::Value>
         .ok()?;
     // the tar around it: a header, padding, and the end blocks
     let tar = collect_capped(stream, MAX + 4096).await.ok()?;
-    let json = shared::archive::small_files(&tar, &["slug.json"], MAX)
+    let json = shared::archive::small_files(&tar[..], &["slug.json"], MAX)
         .ok()?
         .remove("slug.json")??;
     serde_json::from_slice(&json).ok()

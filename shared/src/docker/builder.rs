@@ -10,7 +10,6 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
-use bytes::Bytes;
 use futures::channel::mpsc::UnboundedSender;
 use futures::{StreamExt, TryStreamExt};
 
@@ -154,14 +153,24 @@ impl DockerBuilder {
                 )),
                 other => other,
             })?;
+        // Written to a local file and streamed into the container: the inputs (a source of
+        // up to 1 GB, a cache seed of up to 2 GB) never sit whole in memory.
         let inputs = build_inputs(spec).await?;
+        let file = tokio::fs::File::open(inputs.path())
+            .await
+            .map_err(PortError::unavailable)?;
         let upload = UploadToContainerOptionsBuilder::new()
             .path("/build")
             .build();
         self.docker
-            .upload_to_container(name, Some(upload), bollard::body_full(inputs))
+            .upload_to_container(
+                name,
+                Some(upload),
+                bollard::body_try_stream(tokio_util::io::ReaderStream::new(file)),
+            )
             .await
             .map_err(map_err)?;
+        drop(inputs);
         self.docker
             .start_container(
                 name,
@@ -192,7 +201,7 @@ impl DockerBuilder {
 /// One tar for `/build`: `src/` from the source archive, `cache/` from a seed (a cache kept
 /// elsewhere, when this engine has none for the app; never for a clean build), `env/NAME`
 /// per config var; everything owned by the build user.
-async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
+async fn build_inputs(spec: &BuildSpec) -> PortResult<tempfile::NamedTempFile> {
     let source = spec.source.clone();
     let cache = if spec.clean { None } else { spec.cache.clone() };
     let extra = spec.extra.clone();
@@ -201,8 +210,10 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
         .iter()
         .map(|(k, v)| (k.clone(), v.expose().to_owned()))
         .collect();
-    tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
-        let mut out = tar::Builder::new(Vec::new());
+    tokio::task::spawn_blocking(move || -> std::io::Result<tempfile::NamedTempFile> {
+        use std::io::{BufReader, Write};
+        let inputs = tempfile::NamedTempFile::new()?;
+        let mut out = tar::Builder::new(std::io::BufWriter::new(inputs.reopen()?));
         for dir in ["src", "env", "out"] {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Directory);
@@ -212,9 +223,10 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
             h.set_size(0);
             out.append_data(&mut h, dir, std::io::empty())?;
         }
-        copy_tar(&source[..], "src/", Some(BUILD_UID), &mut out)?;
+        let open = |path: &std::path::Path| std::fs::File::open(path).map(BufReader::new);
+        copy_tar(open(&source)?, "src/", Some(BUILD_UID), &mut out)?;
         if let Some(cache) = cache {
-            copy_tar(&cache[..], "", Some(BUILD_UID), &mut out)?;
+            copy_tar(open(&cache)?, "", Some(BUILD_UID), &mut out)?;
         }
         if !extra.is_empty() {
             copy_tar(&extra[..], "", Some(BUILD_UID), &mut out)?;
@@ -227,7 +239,8 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<Bytes> {
             h.set_size(value.len() as u64);
             out.append_data(&mut h, format!("env/{name}"), value.as_bytes())?;
         }
-        Ok(Bytes::from(out.into_inner()?))
+        out.into_inner()?.flush()?;
+        Ok(inputs)
     })
     .await
     .map_err(PortError::unavailable)?

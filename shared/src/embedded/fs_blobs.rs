@@ -67,6 +67,7 @@ fn map_err(err: object_store::Error) -> PortError {
         object_store::Error::NotFound { .. } => PortError::NotFound,
         object_store::Error::AlreadyExists { .. } => PortError::AlreadyExists,
         object_store::Error::Precondition { .. } => PortError::Precondition,
+        other if crate::error::is_disk_full(&other) => PortError::NoSpace,
         other => PortError::unavailable(other),
     }
 }

@@ -74,6 +74,7 @@ pub(crate) fn map_err(err: rusqlite::Error) -> PortError {
         rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation => {
             PortError::AlreadyExists
         }
+        rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::DiskFull => PortError::NoSpace,
         _ => PortError::unavailable(err),
     }
 }

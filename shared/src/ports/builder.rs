@@ -1,6 +1,7 @@
 //! Running a build: the buildpacks in an isolated container.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,11 +57,12 @@ pub struct BuildSpec {
     /// Files handed to the build beside the source, as a tar rooted at `/build` (e.g.
     /// `deps/NAME/` git dependencies the platform fetched, `hex/` settings); empty: none.
     pub extra: Bytes,
-    /// Tar of the source tree (the pushed commit with its submodules).
-    pub source: Bytes,
+    /// Tar of the source tree (the pushed commit with its submodules): a local file, read
+    /// as a stream.
+    pub source: PathBuf,
     /// A tar of the app's build cache kept elsewhere, to seed a builder that has none
-    /// (see [`Builder::has_cache`]); never for a clean build.
-    pub cache: Option<Bytes>,
+    /// (see [`Builder::has_cache`]), a local file; never for a clean build.
+    pub cache: Option<PathBuf>,
     /// Config vars, given to the buildpacks as an `ENV_DIR`.
     pub env: BTreeMap<String, Secret>,
     /// Ignore the cache (`GIGALIXIR-CLEAN: true`).
