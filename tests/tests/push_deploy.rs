@@ -316,7 +316,19 @@ fn unchanged_dependencies_are_not_recompiled() {
 
     // The builder keeps the cache in a volume; without it (another engine, a lost volume)
     // the copy kept in the blob store seeds the build.
-    let volume = format!("gx-cache-{}-{app}", p.instance);
+    let volume = docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=gigalixir.instance={}", p.instance),
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+    ]);
+    assert!(
+        volume.starts_with(&format!("gx-cache-{}-{app}-", p.instance)),
+        "{volume}"
+    );
     docker(&["volume", "rm", &volume]);
     p.git_ok(
         &repo,

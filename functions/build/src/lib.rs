@@ -177,7 +177,8 @@ pub async fn run_build(
         Err(err) => return Err(err.into()),
     };
     // A builder that keeps the app's cache builds in it; only one without gets the copy.
-    let cache = if build.flags.clean || state.builder.has_cache(app).await? {
+    let generation = current.created_at.timestamp_millis();
+    let cache = if build.flags.clean || state.builder.has_cache(app, generation).await? {
         None
     } else {
         match spool_blob(&*state.blobs, &cache_key(app), MAX_CACHE_SEED_BYTES).await {
@@ -199,6 +200,7 @@ pub async fn run_build(
     let spec = BuildSpec {
         build: id.clone(),
         app: app.clone(),
+        generation,
         stack,
         extra: prepared.extra,
         source: source.path().to_owned(),

@@ -83,12 +83,15 @@ impl DockerBuilder {
 
     /// The app's build cache: a volume mounted at `/build/cache`, which the buildpacks
     /// build into directly, so nothing is copied in or out of a build to keep it.
-    fn cache_volume(&self, app: &AppName) -> String {
-        format!("gx-cache-{}-{app}", self.instance)
+    /// The cache volume of `app` created at `generation`: a later app of the same name
+    /// (another owner, after a destroy) never finds this one's, even on a builder the
+    /// destroy did not reach.
+    fn cache_volume(&self, app: &AppName, generation: i64) -> String {
+        format!("gx-cache-{}-{app}-{generation}", self.instance)
     }
 
-    async fn ensure_cache_volume(&self, app: &AppName) -> PortResult<String> {
-        let name = self.cache_volume(app);
+    async fn ensure_cache_volume(&self, app: &AppName, generation: i64) -> PortResult<String> {
+        let name = self.cache_volume(app, generation);
         let body = VolumeCreateOptions {
             name: Some(name.clone()),
             labels: Some(labels(&[
@@ -105,7 +108,7 @@ impl DockerBuilder {
         let build = spec.build.to_string();
         let app = spec.app.to_string();
         // A new volume takes the image's empty /build/cache, owned by the build user.
-        let cache = self.ensure_cache_volume(&spec.app).await?;
+        let cache = self.ensure_cache_volume(&spec.app, spec.generation).await?;
         let image = spec.stack.builder_image();
         let mut binds = vec![format!("{cache}:/build/cache")];
         let mut env = vec![
@@ -369,10 +372,10 @@ impl Builder for DockerBuilder {
         Ok(out)
     }
 
-    async fn has_cache(&self, app: &AppName) -> PortResult<bool> {
+    async fn has_cache(&self, app: &AppName, generation: i64) -> PortResult<bool> {
         match self
             .docker
-            .inspect_volume(&self.cache_volume(app))
+            .inspect_volume(&self.cache_volume(app, generation))
             .await
             .map_err(map_err)
         {

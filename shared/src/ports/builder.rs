@@ -52,6 +52,10 @@ pub struct BuildSpec {
     pub build: BuildId,
     /// The app.
     pub app: AppName,
+    /// When the app was created (ms since the epoch): what it keeps (its build cache) is
+    /// this app's, never that of an earlier, destroyed app of the same name — whichever
+    /// builder kept it.
+    pub generation: i64,
     /// The stack it builds on: its builder image.
     pub stack: Stack,
     /// Files handed to the build beside the source, as a tar rooted at `/build` (e.g.
@@ -106,9 +110,9 @@ pub trait Builder: Send + Sync + 'static {
     async fn stacks(&self) -> PortResult<Vec<StackVersions>> {
         Ok(Vec::new())
     }
-    /// Whether this builder keeps a build cache for `app` (then builds use it in place and
-    /// need no seed).
-    async fn has_cache(&self, _app: &AppName) -> PortResult<bool> {
+    /// Whether this builder keeps a build cache for `app` of `generation` (then builds use
+    /// it in place and need no seed).
+    async fn has_cache(&self, _app: &AppName, _generation: i64) -> PortResult<bool> {
         Ok(false)
     }
 }
