@@ -67,6 +67,11 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_BUILD_LOG_MB", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     build_log_mb: u64,
+    /// Disk one build may fill, in MB: its files and its app's cache together (a sparse file
+    /// counts whole); beyond, it is stopped and the push told why.
+    #[arg(long, env = "GIGALIXIR_BUILD_DISK_MB", default_value_t = 8192,
+          value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    build_disk_mb: u64,
     /// Builds that run at once, across apps; later pushes wait in order and say so.
     #[arg(long, env = "GIGALIXIR_BUILD_CONCURRENCY", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -408,6 +413,7 @@ async fn start_steps(
             timeout: build_timeout,
             cache_bytes: args.build_cache_mb << 20,
             log_bytes: args.build_log_mb << 20,
+            disk_bytes: args.build_disk_mb << 20,
             ..BuildLimits::default()
         },
         hex: Some(ports.hex.clone()),

@@ -537,7 +537,7 @@ impl Drop for Platform {
         // Containers, networks, build caches: whatever this platform left on the engine.
         let label = format!("label=gigalixir.instance={}", self.instance);
         let kinds: [(&[&str], &[&str]); 3] = [
-            (&["ps", "-aq"], &["rm", "-f"]),
+            (&["ps", "-aq"], &["rm", "-f", "-v"]),
             (&["network", "ls", "-q"], &["network", "rm"]),
             (&["volume", "ls", "-q"], &["volume", "rm", "-f"]),
         ];

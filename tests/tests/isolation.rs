@@ -792,6 +792,11 @@ if touch /run/gigalixir/packages/planted 2>/dev/null; then
 else
   echo "hostile: the package cache's directory is read-only"
 fi
+if touch /usr/local/bin/planted 2>/dev/null; then
+  echo "hostile: wrote into the builder image"
+else
+  echo "hostile: the builder image is read-only"
+fi
 req() {
   exec 3<>/dev/tcp/127.0.0.1/4001
   printf '%s %s HTTP/1.0\r\nHost: x\r\nContent-Length: 4\r\n\r\nevil' "$1" "$2" >&3
@@ -875,6 +880,11 @@ fn a_platform_killed_mid_build_finishes_it_after_a_restart_and_tenants_stay_apar
     );
 
     // The platform dies mid-build; the build's container outlives it.
+    // A build cannot change its image: read-only root, /build a volume of its own.
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", &build]),
+        "true"
+    );
     p.kill();
     let _ = push.wait();
     assert_eq!(
@@ -928,7 +938,8 @@ fn a_platform_killed_mid_build_finishes_it_after_a_restart_and_tenants_stay_apar
     let (ok, out) = b.git(&b_repo, &["push", "gigalixir", "master"]);
     assert!(ok, "B's second push failed:\n{out}");
     assert!(
-        out.contains("hostile: the package cache's directory is read-only"),
+        out.contains("hostile: the package cache's directory is read-only")
+            && out.contains("hostile: the builder image is read-only"),
         "{out}"
     );
     for method in ["PUT", "DELETE", "POST"] {
@@ -1224,4 +1235,41 @@ fn one_push_cannot_exhaust_the_platform() {
         "the platform peaked at {} MB",
         peak / 1024
     );
+}
+
+/// Part 6: a build's disk is capped. A buildpack that fills its cache with an 8 GiB file
+/// (sparse: it costs this machine nothing, and counts whole) is stopped, and the push says
+/// why.
+#[test]
+fn a_build_that_fills_its_disk_is_stopped() {
+    require_images();
+    let p = Platform::start_with(&["--build-disk-mb", "256"]);
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo_with("hello", work.path(), |dir| {
+        let bin = dir.join("bp/bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::write(dir.join(".buildpacks"), "./bp\n").expect("buildpacks");
+        let compile = bin.join("compile");
+        std::fs::write(
+            &compile,
+            "#!/bin/bash\n\
+             truncate -s 8G \"$2/huge\" && echo 'wrote 8 GiB into the cache'\n\
+             sleep 60\n\
+             echo 'still running'\n",
+        )
+        .expect("compile");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&compile, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    });
+    let app = format!("filler-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("wrote 8 GiB into the cache"), "{out}");
+    assert!(
+        out.contains("the build wrote more than 256 MB to disk (its files and its cache together) and was stopped"),
+        "{out}"
+    );
+    assert!(!out.contains("still running"), "the build ran on:\n{out}");
 }

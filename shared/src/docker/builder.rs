@@ -14,6 +14,8 @@ use futures::channel::mpsc::UnboundedSender;
 use futures::{StreamExt, TryStreamExt};
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{labels, map_err, LineSplitter, LABEL_APP, LABEL_BUILD, LABEL_INSTANCE};
 use crate::archive::copy_tar;
@@ -138,6 +140,35 @@ impl DockerBuilder {
                 // No network: sources, submodules and git dependencies come in the inputs,
                 // and Hex packages through the package cache's socket.
                 network_mode: Some("none".into()),
+                // Nothing of the image can be changed: the build writes only to /build (a
+                // volume of its own, gone with the container, the cache a volume inside it)
+                // and to its home and /tmp in memory.
+                readonly_rootfs: Some(true),
+                mounts: Some(vec![bollard::models::Mount {
+                    target: Some("/build".into()),
+                    typ: Some(bollard::models::MountTypeEnum::VOLUME),
+                    // labelled like the container, so that what removes an app's things
+                    // finds it too
+                    volume_options: Some(bollard::models::MountVolumeOptions {
+                        labels: Some(labels(&[
+                            (LABEL_INSTANCE, &self.instance),
+                            (LABEL_APP, &app),
+                            (LABEL_BUILD, &build),
+                        ])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                tmpfs: Some(
+                    [
+                        ("/tmp".to_owned(), "exec,mode=1777,size=512m".to_owned()),
+                        (
+                            "/home/build".to_owned(),
+                            format!("exec,uid={BUILD_UID},gid={BUILD_UID},mode=0755,size=512m"),
+                        ),
+                    ]
+                    .into(),
+                ),
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 binds: Some(binds),
@@ -183,6 +214,67 @@ impl DockerBuilder {
             .map_err(map_err)
     }
 
+    /// Watches the disk the running build `name` fills (the volumes at `/build` and
+    /// `/build/cache`, read where the engine keeps them) and kills it past `limit`, setting
+    /// `over`. Stops with the returned guard. Without access to the engine's volume
+    /// directories (an engine on another machine), nothing is watched.
+    async fn watch_disk(
+        &self,
+        name: &str,
+        limit: u64,
+        over: Arc<AtomicBool>,
+    ) -> Option<AbortOnDrop> {
+        let info = self
+            .docker
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()?;
+        let dirs: Vec<PathBuf> = info
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| matches!(m.destination.as_deref(), Some("/build" | "/build/cache")))
+            .filter_map(|m| m.source.map(PathBuf::from))
+            .filter(|dir| dir.is_dir())
+            .collect();
+        if dirs.is_empty() {
+            tracing::warn!(
+                build = name,
+                "the build's volumes are not readable here: its disk use is not watched"
+            );
+            return None;
+        }
+        let (docker, name) = (self.docker.clone(), name.to_owned());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DISK_WATCH_EVERY).await;
+                let measured = dirs.clone();
+                let used = tokio::task::spawn_blocking(move || {
+                    measured
+                        .iter()
+                        .map(|d| crate::gitfetch::dir_size(d))
+                        .sum::<u64>()
+                })
+                .await
+                .unwrap_or(0);
+                if used > limit {
+                    over.store(true, Ordering::SeqCst);
+                    let _ = docker
+                        .kill_container(
+                            &name,
+                            None::<bollard::query_parameters::KillContainerOptions>,
+                        )
+                        .await;
+                    return;
+                }
+            }
+        });
+        Some(AbortOnDrop(task))
+    }
+
     async fn exit_of(&self, name: &str) -> PortResult<(bool, i64, bool)> {
         let info = self
             .docker
@@ -198,6 +290,18 @@ impl DockerBuilder {
             state.exit_code.unwrap_or(-1),
             state.oom_killed.unwrap_or(false),
         ))
+    }
+}
+
+/// How often a running build's disk use is measured.
+const DISK_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -266,7 +370,11 @@ impl Builder for DockerBuilder {
             }
             Err(err) => return Err(err),
         };
+        let over_disk = Arc::new(AtomicBool::new(false));
         if running {
+            let _watch = self
+                .watch_disk(&name, spec.limits.disk_bytes, over_disk.clone())
+                .await;
             let follow = LogsOptionsBuilder::new()
                 .follow(true)
                 .stdout(true)
@@ -314,6 +422,15 @@ impl Builder for DockerBuilder {
             }
         }
         let (_, code, oom) = self.exit_of(&name).await?;
+        if over_disk.load(Ordering::SeqCst) {
+            return Ok(BuildExit::Failed {
+                code,
+                reason: format!(
+                    "the build wrote more than {} MB to disk (its files and its cache together) and was stopped",
+                    spec.limits.disk_bytes >> 20
+                ),
+            });
+        }
         Ok(match code {
             0 => BuildExit::Succeeded,
             _ if oom => BuildExit::Failed {

@@ -908,7 +908,10 @@ impl DockerRuntime {
     }
 
     async fn remove(&self, name: &str) -> PortResult<()> {
-        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         match self
             .docker
             .remove_container(name, Some(options))

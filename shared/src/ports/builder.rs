@@ -29,10 +29,14 @@ pub struct BuildLimits {
     /// Most output of one build kept (and shown to the pusher); beyond, one line says it was
     /// truncated.
     pub log_bytes: u64,
+    /// Disk a build may fill: its own files (`/build`) and its app's cache together, as
+    /// their sizes say (a sparse file counts whole); beyond, it is stopped.
+    pub disk_bytes: u64,
 }
 
 impl Default for BuildLimits {
-    /// 2 GiB, 2 CPUs, 1024 processes, 30 minutes, a 1 GiB cache, 16 MiB of output.
+    /// 2 GiB, 2 CPUs, 1024 processes, 30 minutes, a 1 GiB cache, 16 MiB of output, 8 GiB
+    /// of disk.
     fn default() -> Self {
         Self {
             memory_bytes: 2 << 30,
@@ -41,6 +45,7 @@ impl Default for BuildLimits {
             timeout: Duration::from_secs(30 * 60),
             cache_bytes: 1 << 30,
             log_bytes: 16 << 20,
+            disk_bytes: 8 << 30,
         }
     }
 }
