@@ -299,8 +299,24 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             shared::docker::DockerBuilder::new(docker, &args.instance)
                 .with_packages_dir(packages_dir),
         ),
-        runtime: Arc::new(runtime),
+        runtime: Arc::new(runtime.clone()),
     };
+    // What a killed run left (finished builds' containers, release phases, replicas of gone
+    // apps or replaced releases) is removed at start, then every minute.
+    let reconcile_store = ports.store.clone();
+    let _reconciler = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        loop {
+            match runtime.remove_orphans(&*reconcile_store).await {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::warn!(count = removed.len(), "removed orphan containers");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "looking for orphan containers"),
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    });
 
     let addr = SocketAddr::new(args.listen, args.port);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -13,6 +13,11 @@ pub fn push_lock(app: &crate::domain::AppName) -> String {
     format!("push:{app}")
 }
 
+/// The lock a deploy (or scale, restart) of `app` holds while it moves the app's replicas.
+pub fn deploy_lock(app: &crate::domain::AppName) -> String {
+    format!("deploy:{app}")
+}
+
 /// How long a held lock outlives its last heartbeat.
 pub const HELD_TTL: Duration = Duration::from_secs(30);
 

@@ -154,3 +154,98 @@ fn a_full_disk_refuses_clearly_at_once_and_loses_nothing() {
     p.stop();
     drop(disk);
 }
+
+/// A container as a killed platform could leave it: labelled with this platform's
+/// instance, `labels` more.
+fn leftover(instance: &str, labels: &[(&str, &str)]) -> String {
+    let mut args = vec![
+        "create".to_owned(),
+        "--label".to_owned(),
+        format!("gigalixir.instance={instance}"),
+    ];
+    for (k, v) in labels {
+        args.push("--label".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend([
+        "gigalixir-runner:trixie".to_owned(),
+        "sleep".into(),
+        "600".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    gigalixir_tests::docker(&args)
+}
+
+#[test]
+fn what_a_killed_platform_left_running_is_removed_at_start() {
+    require_images();
+    let mut p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hello", "kept", work.path());
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let live = p.container_ids(&app);
+    p.stop();
+    // A build whose record is gone, a replica and a release phase of apps that are gone, a
+    // replica of a release that never was: orphans. Another platform's build: not ours.
+    let build = leftover(
+        &p.instance,
+        &[
+            ("gigalixir.app", "gone-app"),
+            ("gigalixir.build", "5f0e2a1c-0000-4000-8000-000000000001"),
+        ],
+    );
+    let replica = leftover(
+        &p.instance,
+        &[
+            ("gigalixir.app", "gone-app"),
+            ("gigalixir.release", "3"),
+            ("gigalixir.index", "0"),
+        ],
+    );
+    let phase = leftover(
+        &p.instance,
+        &[
+            ("gigalixir.app", "gone-app"),
+            ("gigalixir.release-phase", "3"),
+        ],
+    );
+    let stale = leftover(
+        &p.instance,
+        &[
+            ("gigalixir.app", &app),
+            ("gigalixir.release", "7"),
+            ("gigalixir.index", "0"),
+        ],
+    );
+    let other_instance = format!("{}-other", p.instance);
+    let foreign = leftover(
+        &other_instance,
+        &[
+            ("gigalixir.app", "gone-app"),
+            ("gigalixir.build", "5f0e2a1c-0000-4000-8000-000000000002"),
+        ],
+    );
+    p.start_again();
+    let exists = |id: &str| {
+        Command::new("docker")
+            .args(["inspect", id])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    gigalixir_tests::wait_for("the orphans to go", Duration::from_secs(60), || {
+        [&build, &replica, &phase, &stale]
+            .iter()
+            .all(|id| !exists(id))
+    });
+    assert!(exists(&foreign), "another platform's container was removed");
+    let _ = Command::new("docker").args(["rm", "-f", &foreign]).output();
+    assert_eq!(p.container_ids(&app), live, "the live replica stays");
+    let (status, _) = p.get_app(&app, "/");
+    assert_eq!(status, 200);
+    assert!(
+        p.log().contains("removing an orphan container"),
+        "the platform says so"
+    );
+}

@@ -165,7 +165,7 @@ pub async fn deploy(
     version: ReleaseVersion,
     trace: Option<&str>,
 ) -> Result<(), StepError> {
-    let lock = format!("deploy:{app}");
+    let lock = shared::locks::deploy_lock(app);
     let holder = uuid::Uuid::new_v4().to_string();
     let waited = tokio::time::Instant::now();
     let held = loop {
@@ -357,7 +357,7 @@ async fn on_live_release(
     _trace: Option<&str>,
     change: Change,
 ) -> Result<(), StepError> {
-    let lock = format!("deploy:{app}");
+    let lock = shared::locks::deploy_lock(app);
     let holder = uuid::Uuid::new_v4().to_string();
     let waited = tokio::time::Instant::now();
     let held = loop {

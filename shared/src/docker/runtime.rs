@@ -225,6 +225,103 @@ impl DockerRuntime {
         }
     }
 
+    /// Removes this instance's containers that nothing will use again, as the store says:
+    /// builds whose slug was taken (or that failed, or whose record is gone), release
+    /// phases of releases no longer pending, and replicas of apps that are gone or of
+    /// releases that failed or were replaced and take no traffic. Apps whose deploy lock is
+    /// held are left alone (a deploy moves their replicas). Run at start and now and then:
+    /// what a killed platform left behind goes. Returns the names removed.
+    pub async fn remove_orphans(&self, store: &dyn crate::ports::Store) -> PortResult<Vec<String>> {
+        use crate::model::{BuildState, ReleaseStatus};
+        let filters: HashMap<String, Vec<String>> = [(
+            "label".to_owned(),
+            vec![format!("{LABEL_INSTANCE}={}", self.instance)],
+        )]
+        .into();
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?;
+        let mut removed = Vec::new();
+        let probe = format!("reconcile-{}", uuid::Uuid::new_v4());
+        for c in list {
+            let (Some(labels), Some(name)) = (
+                c.labels.as_ref(),
+                c.names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_owned()),
+            ) else {
+                continue;
+            };
+            let Some(app) = labels.get(LABEL_APP).and_then(|a| AppName::parse(a).ok()) else {
+                continue;
+            };
+            let orphan = if let Some(build) = labels.get(super::LABEL_BUILD) {
+                match store.build(&crate::domain::BuildId(build.clone())).await {
+                    Ok(b) => matches!(
+                        b.state,
+                        BuildState::Uploaded
+                            | BuildState::Released
+                            | BuildState::Deployed
+                            | BuildState::Failed
+                    ),
+                    Err(PortError::NotFound) => true,
+                    Err(err) => return Err(err),
+                }
+            } else {
+                let version = labels
+                    .get(LABEL_PHASE)
+                    .or_else(|| labels.get(LABEL_RELEASE))
+                    .and_then(|v| v.parse::<u32>().ok());
+                let Some(version) = version else { continue };
+                match store.app(&app).await {
+                    Err(PortError::NotFound) => true,
+                    Err(err) => return Err(err),
+                    Ok(_) => {
+                        let lock = crate::locks::deploy_lock(&app);
+                        match store.try_lock(&lock, &probe, Duration::from_secs(5)).await {
+                            Ok(()) => {
+                                let _ = store.unlock(&lock, &probe).await;
+                            }
+                            // a deploy runs: its containers are its business
+                            Err(PortError::Precondition) => continue,
+                            Err(err) => return Err(err),
+                        }
+                        let status = match store.release(&app, ReleaseVersion(version)).await {
+                            Ok(r) => Some(r.status),
+                            Err(PortError::NotFound) => None,
+                            Err(err) => return Err(err),
+                        };
+                        if labels.contains_key(LABEL_PHASE) {
+                            status != Some(ReleaseStatus::Pending)
+                        } else {
+                            matches!(
+                                status,
+                                None | Some(
+                                    ReleaseStatus::Failed
+                                        | ReleaseStatus::RolledBack
+                                        | ReleaseStatus::Superseded
+                                )
+                            ) && !self.is_live(&app, &name)
+                        }
+                    }
+                }
+            };
+            if orphan {
+                tracing::info!(app = %app, container = %name, "removing an orphan container");
+                self.remove(&name).await?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
     fn is_live(&self, app: &AppName, name: &str) -> bool {
         self.live_of(app)
             .is_some_and(|live| live.iter().any(|(n, _)| n == name))
