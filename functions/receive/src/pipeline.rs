@@ -333,7 +333,11 @@ fn git_reading<T>(
         .map_err(|e| format!("could not run git: {e}"))?;
     let mut stdout = child.stdout.take().ok_or("git gave no output")?;
     let read = read(&mut stdout);
-    if read.is_err() {
+    if read.is_ok() {
+        // A tar reader stops at the end marker, and git pads its tar past it: read the rest
+        // (a few kB), so that git does not die writing into a closed pipe.
+        let _ = std::io::copy(&mut (&mut stdout).take(1 << 20), &mut std::io::sink());
+    } else {
         let _ = child.kill();
     }
     drop(stdout);
