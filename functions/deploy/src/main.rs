@@ -43,9 +43,9 @@ async fn main() -> anyhow::Result<()> {
 /// engine, as the single-machine platform runs apps. It reads slugs from the `file://` blob
 /// store (`BLOBS/slugs`) and the replicas' SSH keys from `ssh_dir` (default: `ssh` next to
 /// the blob directory, the platform's layout); `egress` and `firewall` (default `true`)
-/// mean what the platform's `--app-egress` and `--app-firewall` do. `kube://?image=…` (a build with the `kube` feature): the cluster this
-/// runs in, else the current `KUBECONFIG` context; replicas download slugs by URLs the blob
-/// store signs for 7 days.
+/// mean what the platform's `--app-egress` and `--app-firewall` do. `kube://?image=…` (a
+/// build with the `kube` feature): the cluster this runs in, else the current `KUBECONFIG`
+/// context; replicas download slugs by URLs the blob store signs for 7 days.
 async fn runtime(env: &FunctionEnv) -> anyhow::Result<Arc<dyn Runtime>> {
     let name = deployment::RUNTIME.name;
     let url = env.required(&deployment::RUNTIME)?;
