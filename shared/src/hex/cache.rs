@@ -150,6 +150,15 @@ struct Meta {
     etag: Option<String>,
 }
 
+/// How old a kept record must be before a request for a version it lacks fetches it
+/// again (at most the registry TTL): builds asking for versions that do not exist cannot
+/// turn into a stream of requests to the upstream.
+const REFETCH_AFTER: Duration = Duration::from_secs(30);
+/// How long the upstream's "no such resource" is believed (at most the registry TTL).
+const MISSING_FOR: Duration = Duration::from_secs(60);
+/// Resources remembered as missing, at most; beyond, the memory is cleared.
+const MISSING_MAX: usize = 10_000;
+
 /// The pull-through cache.
 #[derive(Clone)]
 pub struct HexCache {
@@ -157,6 +166,8 @@ pub struct HexCache {
     settings: Arc<HexSettings>,
     key: Arc<RsaPublicKey>,
     http: reqwest::Client,
+    /// Resources the upstream said it does not have, and when.
+    missing: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 impl HexCache {
@@ -174,12 +185,30 @@ impl HexCache {
             settings: Arc::new(settings),
             key: Arc::new(key),
             http,
+            missing: Default::default(),
         })
     }
 
     /// The settings.
     pub fn settings(&self) -> &HexSettings {
         &self.settings
+    }
+
+    /// Whether the upstream said less than `within` ago that it has no `path`.
+    fn known_missing(&self, path: &str, within: Duration) -> bool {
+        let Ok(missing) = self.missing.lock() else {
+            return false;
+        };
+        missing.get(path).is_some_and(|at| at.elapsed() < within)
+    }
+
+    fn remember_missing(&self, path: &str) {
+        if let Ok(mut missing) = self.missing.lock() {
+            if missing.len() >= MISSING_MAX {
+                missing.clear();
+            }
+            missing.insert(path.to_owned(), std::time::Instant::now());
+        }
     }
 
     fn upstream(&self, path: &str) -> String {
@@ -195,7 +224,8 @@ impl HexCache {
     }
 
     /// `packages/NAME` with `version` in it: a kept record that lacks the version is
-    /// fetched again at once (it may have been published since), whatever its age.
+    /// fetched again (it may have been published since) once it is [`REFETCH_AFTER`] old
+    /// (or the registry TTL, if shorter).
     pub async fn package_with(
         &self,
         name: &str,
@@ -272,10 +302,17 @@ impl HexCache {
         };
         let now = Utc::now();
         let age = |m: &Meta| (now - m.fetched_at).to_std().unwrap_or_default();
+        let ttl = self.settings.registry_ttl;
+        let fresh_for = if force { ttl.min(REFETCH_AFTER) } else { ttl };
         if let (Some(body), Some(m)) = (&kept, &meta) {
-            if !force && age(m) < self.settings.registry_ttl {
+            if age(m) < fresh_for {
                 return Ok(resource(body.clone(), Freshness::Fresh));
             }
+        }
+        if kept.is_none() && self.known_missing(path, ttl.min(MISSING_FOR)) {
+            return Err(HexError::NotFound(format!(
+                "the Hex repository has no {what}"
+            )));
         }
         let mut request = self.http.get(self.upstream(path));
         if let (Some(_), Some(etag)) = (&kept, meta.as_ref().and_then(|m| m.etag.clone())) {
@@ -305,6 +342,7 @@ impl HexCache {
             return Ok(resource(kept.unwrap_or_default(), Freshness::Fresh));
         }
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::FORBIDDEN {
+            self.remember_missing(path);
             return Err(HexError::NotFound(format!(
                 "the Hex repository has no {what}"
             )));
@@ -625,6 +663,38 @@ mod tests {
             "{:?}",
             report.failures
         );
+    }
+
+    #[tokio::test]
+    async fn what_the_upstream_lacks_is_asked_for_once_a_while() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counted = asked.clone();
+        let upstream = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { axum::http::StatusCode::NOT_FOUND }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move { axum::serve(listener, upstream).await });
+        let dir = tempfile::tempdir().expect("dir");
+        let blobs = Arc::new(crate::embedded::FsBlobs::open(dir.path()).expect("blobs"));
+        let settings = HexSettings::new(
+            Some(&format!("http://127.0.0.1:{port}")),
+            None,
+            Duration::from_secs(300),
+        )
+        .expect("settings");
+        let c = HexCache::new(blobs, settings).expect("cache");
+        for _ in 0..20 {
+            assert!(matches!(
+                c.tarball("no_such_package", "1.0.0").await,
+                Err(HexError::NotFound(_))
+            ));
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "one request upstream");
     }
 
     #[tokio::test]
