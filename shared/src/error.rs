@@ -21,9 +21,12 @@ pub enum PortError {
     #[error("backend unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The disk the backend writes to is full: nothing of the write was kept.
-    #[error("the platform's disk is full; nothing was changed")]
+    #[error("{DISK_FULL}")]
     NoSpace,
 }
+
+/// What a write refused for lack of space says.
+pub const DISK_FULL: &str = "the platform's disk is full; nothing was changed";
 
 /// Whether `err`, or an error it was caused by, is the operating system's "no space left
 /// on device" (or a quota exceeded).

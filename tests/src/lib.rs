@@ -448,6 +448,20 @@ impl Platform {
         dir
     }
 
+    /// The `hello` fixture under `parent` built by one custom buildpack (`.buildpacks`
+    /// naming `./bp`) whose `bin/compile` is the bash script `compile`.
+    pub fn buildpack_repo(&self, parent: &Path, compile: &str) -> PathBuf {
+        self.fixture_repo_with("hello", parent, |dir| {
+            let bin = dir.join("bp/bin");
+            std::fs::create_dir_all(&bin).expect("mkdir");
+            std::fs::write(dir.join(".buildpacks"), "./bp\n").expect("buildpacks");
+            let path = bin.join("compile");
+            std::fs::write(&path, format!("#!/bin/bash\n{compile}")).expect("compile");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("mode");
+        })
+    }
+
     /// A repository of `fixture` under `parent` and an app for it, named
     /// `<prefix>-<part of this platform's instance>`, its `gigalixir` remote set.
     pub fn new_app(&self, fixture: &str, prefix: &str, parent: &Path) -> (PathBuf, String) {
@@ -456,6 +470,17 @@ impl Platform {
         self.cli_ok(&repo, &["create", "app", &app]);
         (repo, app)
     }
+}
+
+/// The API key `gigalixir login` wrote to the netrc in `home`.
+pub fn api_key(home: &Path) -> String {
+    let netrc = std::fs::read_to_string(home.join(".netrc")).expect("netrc");
+    netrc
+        .split_whitespace()
+        .skip_while(|w| *w != "password")
+        .nth(1)
+        .expect("a key in the netrc")
+        .to_owned()
 }
 
 /// Another account on a platform, with a HOME (netrc) of its own.

@@ -658,13 +658,7 @@ fn one_tenant_cannot_take_the_machine_or_the_builders() {
         .output();
 
     // An account has at most 100 apps.
-    let key = std::fs::read_to_string(bob.home.path().join(".netrc")).expect("netrc");
-    let key = key
-        .split_whitespace()
-        .skip_while(|w| *w != "password")
-        .nth(1)
-        .expect("key")
-        .to_owned();
+    let key = gigalixir_tests::api_key(bob.home.path());
     let client = reqwest::blocking::Client::new();
     let existing = 1;
     for n in existing..100 {
@@ -744,22 +738,12 @@ fn a_builds_output_is_capped_per_line_and_in_all() {
     let p = Platform::start_with(&["--build-log-mb", "1"]);
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo_with("hello", work.path(), |dir| {
-        let bin = dir.join("bp/bin");
-        std::fs::create_dir_all(&bin).expect("mkdir");
-        std::fs::write(dir.join(".buildpacks"), "./bp\n").expect("buildpacks");
-        let compile = bin.join("compile");
-        std::fs::write(
-            &compile,
-            "#!/bin/bash\n\
-             head -c 200000 /dev/zero | tr '\\0' 'x'; echo\n\
-             for i in $(seq 1 40000); do echo \"line $i of a chatty build, padded to be long enough to count\"; done\n\
-             exit 1\n",
-        )
-        .expect("compile");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&compile, std::fs::Permissions::from_mode(0o755)).expect("mode");
-    });
+    let repo = p.buildpack_repo(
+        work.path(),
+        "head -c 200000 /dev/zero | tr '\\0' 'x'; echo\n\
+         for i in $(seq 1 40000); do echo \"line $i of a chatty build, padded to be long enough to count\"; done\n\
+         exit 1\n",
+    );
     let app = format!("chatty-{}", &p.instance[1..7]);
     p.cli_ok(&repo, &["create", "app", &app]);
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
@@ -1246,22 +1230,12 @@ fn a_build_that_fills_its_disk_is_stopped() {
     let p = Platform::start_with(&["--build-disk-mb", "256"]);
     p.sign_up_and_log_in();
     let work = tempfile::tempdir().expect("work");
-    let repo = p.fixture_repo_with("hello", work.path(), |dir| {
-        let bin = dir.join("bp/bin");
-        std::fs::create_dir_all(&bin).expect("mkdir");
-        std::fs::write(dir.join(".buildpacks"), "./bp\n").expect("buildpacks");
-        let compile = bin.join("compile");
-        std::fs::write(
-            &compile,
-            "#!/bin/bash\n\
-             truncate -s 8G \"$2/huge\" && echo 'wrote 8 GiB into the cache'\n\
-             sleep 60\n\
-             echo 'still running'\n",
-        )
-        .expect("compile");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&compile, std::fs::Permissions::from_mode(0o755)).expect("mode");
-    });
+    let repo = p.buildpack_repo(
+        work.path(),
+        "truncate -s 8G \"$2/huge\" && echo 'wrote 8 GiB into the cache'\n\
+         sleep 60\n\
+         echo 'still running'\n",
+    );
     let app = format!("filler-{}", &p.instance[1..7]);
     p.cli_ok(&repo, &["create", "app", &app]);
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
@@ -1272,4 +1246,25 @@ fn a_build_that_fills_its_disk_is_stopped() {
         "{out}"
     );
     assert!(!out.contains("still running"), "the build ran on:\n{out}");
+
+    // The cache it left does not stop the app's next build: that one starts empty.
+    std::fs::remove_file(repo.join(".buildpacks")).expect("rm");
+    p.commit_all(&repo, "the Elixir buildpack again");
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("The build cache is larger than the 256 MB a build may fill: starting from an empty cache"),
+        "{out}"
+    );
+    let (status, _) = p.get_app(&app, "/");
+    assert_eq!(status, 200);
+
+    // Another account builds and deploys as usual.
+    let bob = Account::sign_up(&p, "bob@example.com");
+    let bob_app = format!("bob-{}", &p.instance[1..7]);
+    let bob_repo = bob.new_app("hello", &bob_app, &work.path().join("bob"));
+    let (ok, out) = bob.git(&bob_repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let (status, _) = p.get_app(&bob_app, "/");
+    assert_eq!(status, 200);
 }

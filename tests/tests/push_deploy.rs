@@ -134,13 +134,7 @@ fn pushes_build_release_and_serve_the_app() {
     assert!(clone_dir.join("lib/hello/page.ex").exists());
 
     // A corrupt pack is refused and the repository stays as it was.
-    let key = std::fs::read_to_string(p.home.path().join(".netrc")).expect("netrc");
-    let key = key
-        .split_whitespace()
-        .skip_while(|w| *w != "password")
-        .nth(1)
-        .expect("key")
-        .to_owned();
+    let key = gigalixir_tests::api_key(p.home.path());
     let head_before = p.git_ok(&repo, &["ls-remote", "gigalixir", "refs/heads/master"]);
     let old = head_before
         .split_whitespace()

@@ -105,7 +105,10 @@ impl From<PortError> for ApiError {
             PortError::NotFound => Self::not_found("Not found."),
             PortError::NoSpace => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
-                "The platform's disk is full; nothing was changed. Try again once the operator has freed space.",
+                format!(
+                    "{}: try again once the operator has freed space.",
+                    shared::error::DISK_FULL
+                ),
             ),
             other => Self::internal(&other),
         }

@@ -37,6 +37,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use shared::auth::{user_from_api_key, AuthError};
 use shared::domain::AppName;
+use shared::error::DISK_FULL;
 use shared::model::{App, BuildFlags, User};
 use shared::ports::{Blobs, Bus, Store};
 use shared::PortError;
@@ -65,9 +66,6 @@ pub struct ReceiveState {
     /// below it, pushes are refused at once.
     pub min_free_bytes: u64,
 }
-
-/// What a push refused for lack of space is told.
-const DISK_FULL: &str = "the platform's disk is full; nothing was changed";
 
 /// `Some(why)` when the disk where pushes are spooled has less than the push needs.
 fn too_full(state: &ReceiveState) -> Option<String> {

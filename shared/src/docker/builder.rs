@@ -106,11 +106,48 @@ impl DockerBuilder {
         Ok(name)
     }
 
-    async fn create(&self, spec: &BuildSpec, name: &str) -> PortResult<()> {
+    /// Bytes in the volume `volume`, when its directory is readable here.
+    async fn volume_size(&self, volume: &str) -> Option<u64> {
+        let dir = PathBuf::from(self.docker.inspect_volume(volume).await.ok()?.mountpoint);
+        if !dir.is_dir() {
+            return None;
+        }
+        tokio::task::spawn_blocking(move || crate::gitfetch::dir_size(&dir))
+            .await
+            .ok()
+    }
+
+    async fn create(
+        &self,
+        spec: &BuildSpec,
+        name: &str,
+        output: &UnboundedSender<String>,
+    ) -> PortResult<()> {
         let build = spec.build.to_string();
         let app = spec.app.to_string();
         // A new volume takes the image's empty /build/cache, owned by the build user.
         let cache = self.ensure_cache_volume(&spec.app, spec.generation).await?;
+        // A cache that alone fills the disk a build may use (an earlier build stopped for
+        // it) would stop every later one: such a build starts from an empty cache.
+        let cleaned;
+        let spec = if !spec.clean
+            && self
+                .volume_size(&cache)
+                .await
+                .is_some_and(|size| size > spec.limits.disk_bytes)
+        {
+            let _ = output.unbounded_send(format!(
+                "-----> The build cache is larger than the {} MB a build may fill: starting from an empty cache",
+                spec.limits.disk_bytes >> 20
+            ));
+            cleaned = BuildSpec {
+                clean: true,
+                ..spec.clone()
+            };
+            &cleaned
+        } else {
+            spec
+        };
         let image = spec.stack.builder_image();
         let mut binds = vec![format!("{cache}:/build/cache")];
         let mut env = vec![
@@ -224,14 +261,7 @@ impl DockerBuilder {
         limit: u64,
         over: Arc<AtomicBool>,
     ) -> Option<AbortOnDrop> {
-        let info = self
-            .docker
-            .inspect_container(
-                name,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .ok()?;
+        let info = self.inspect(name).await.ok()?;
         let dirs: Vec<PathBuf> = info
             .mounts
             .unwrap_or_default()
@@ -275,15 +305,18 @@ impl DockerBuilder {
         Some(AbortOnDrop(task))
     }
 
-    async fn exit_of(&self, name: &str) -> PortResult<(bool, i64, bool)> {
-        let info = self
-            .docker
+    async fn inspect(&self, name: &str) -> PortResult<bollard::models::ContainerInspectResponse> {
+        self.docker
             .inspect_container(
                 name,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .map_err(map_err)?;
+            .map_err(map_err)
+    }
+
+    async fn exit_of(&self, name: &str) -> PortResult<(bool, i64, bool)> {
+        let info = self.inspect(name).await?;
         let state = info.state.unwrap_or_default();
         Ok((
             state.running.unwrap_or(false),
@@ -365,7 +398,7 @@ impl Builder for DockerBuilder {
         let (running, _, _) = match self.exit_of(&name).await {
             Ok(state) => state,
             Err(PortError::NotFound) => {
-                self.create(spec, &name).await?;
+                self.create(spec, &name, &output).await?;
                 (true, 0, false)
             }
             Err(err) => return Err(err),

@@ -163,15 +163,9 @@ impl DockerRuntime {
     }
 
     async fn watch_deaths(&self) {
-        let filters: HashMap<String, Vec<String>> = [
-            ("type".to_owned(), vec!["container".to_owned()]),
-            ("event".to_owned(), vec!["die".to_owned()]),
-            (
-                "label".to_owned(),
-                vec![format!("{LABEL_INSTANCE}={}", self.instance)],
-            ),
-        ]
-        .into();
+        let mut filters = self.instance_filters();
+        filters.insert("type".to_owned(), vec!["container".to_owned()]);
+        filters.insert("event".to_owned(), vec!["die".to_owned()]);
         let options = bollard::query_parameters::EventsOptionsBuilder::new()
             .filters(&filters)
             .build();
@@ -199,15 +193,7 @@ impl DockerRuntime {
 
     /// Takes the replicas already running on the engine as the live ones of their apps.
     async fn adopt_running(&self) {
-        let filters: HashMap<String, Vec<String>> = [(
-            "label".to_owned(),
-            vec![format!("{LABEL_INSTANCE}={}", self.instance)],
-        )]
-        .into();
-        let options = ListContainersOptionsBuilder::new()
-            .filters(&filters)
-            .build();
-        let Ok(list) = self.docker.list_containers(Some(options)).await else {
+        let Ok(list) = self.instance_containers(false).await else {
             return;
         };
         let apps: std::collections::BTreeSet<AppName> = list
@@ -233,20 +219,7 @@ impl DockerRuntime {
     /// what a killed platform left behind goes. Returns the names removed.
     pub async fn remove_orphans(&self, store: &dyn crate::ports::Store) -> PortResult<Vec<String>> {
         use crate::model::{BuildState, ReleaseStatus};
-        let filters: HashMap<String, Vec<String>> = [(
-            "label".to_owned(),
-            vec![format!("{LABEL_INSTANCE}={}", self.instance)],
-        )]
-        .into();
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(map_err)?;
+        let list = self.instance_containers(true).await?;
         let mut removed = Vec::new();
         let probe = format!("reconcile-{}", uuid::Uuid::new_v4());
         for c in list {
@@ -461,17 +434,8 @@ impl DockerRuntime {
     /// before creating, and keep one.
     async fn ensure_network(&self, app: &AppName) -> PortResult<()> {
         let name = self.network(app);
-        let filters: HashMap<String, Vec<String>> = [
-            (
-                "label".to_owned(),
-                vec![
-                    format!("{LABEL_INSTANCE}={}", self.instance),
-                    format!("{LABEL_APP}={app}"),
-                ],
-            ),
-            ("name".to_owned(), vec![name.clone()]),
-        ]
-        .into();
+        let mut filters = self.app_filters(app);
+        filters.insert("name".to_owned(), vec![name.clone()]);
         let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
         let mut found: Vec<(String, String)> = self
             .docker
@@ -504,17 +468,36 @@ impl DockerRuntime {
         Ok(())
     }
 
+    /// The label filter that selects this instance's containers, networks and volumes.
+    fn instance_filters(&self) -> HashMap<String, Vec<String>> {
+        [(
+            "label".to_owned(),
+            vec![format!("{LABEL_INSTANCE}={}", self.instance)],
+        )]
+        .into()
+    }
+
     /// The label filter that selects the app's containers, networks and volumes of this
     /// instance.
     fn app_filters(&self, app: &AppName) -> HashMap<String, Vec<String>> {
-        [(
-            "label".to_owned(),
-            vec![
-                format!("{LABEL_INSTANCE}={}", self.instance),
-                format!("{LABEL_APP}={app}"),
-            ],
-        )]
-        .into()
+        let mut filters = self.instance_filters();
+        if let Some(labels) = filters.get_mut("label") {
+            labels.push(format!("{LABEL_APP}={app}"));
+        }
+        filters
+    }
+
+    /// This instance's containers: running ones, or (`all`) every one.
+    async fn instance_containers(&self, all: bool) -> PortResult<Vec<ContainerSummary>> {
+        let filters = self.instance_filters();
+        let options = ListContainersOptionsBuilder::new()
+            .all(all)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)
     }
 
     /// Every container of the app on this instance, running or not: replicas, release
