@@ -301,6 +301,17 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         ),
         runtime: Arc::new(runtime.clone()),
     };
+    // The locks a killed run of this platform held (pushes, deploys) are freed now rather
+    // than when they expire: its work is over.
+    let family = format!("platform-{}", args.instance);
+    match shared::locks::free_dead(&*ports.store, &family).await {
+        Ok(0) => {}
+        Ok(freed) => tracing::warn!(freed, "freed the locks of an earlier run of this platform"),
+        Err(err) => {
+            tracing::warn!(error = %err, "freeing an earlier run's locks; they expire by themselves")
+        }
+    }
+    shared::locks::set_process(&family);
     // What a killed run left (finished builds' containers, release phases, replicas of gone
     // apps or replaced releases) is removed at start, then every minute.
     let reconcile_store = ports.store.clone();

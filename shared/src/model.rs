@@ -191,6 +191,11 @@ pub struct Build {
     /// When it entered each state after `requested`, in order (for timings).
     #[serde(default)]
     pub history: Vec<(BuildState, DateTime<Utc>)>,
+    /// For a `git push`: the holder of the app's push lock whose client waits for this
+    /// build. When it no longer holds the lock (its platform died), the push is over and
+    /// the build stops ([`crate::locks::pusher_gone`]). `None` for webhook builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pusher: Option<String>,
 }
 
 /// What happened to a release after it was made.

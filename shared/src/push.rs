@@ -246,6 +246,26 @@ pub async fn fail_build(
     }
 }
 
+/// Why a build whose `git push` died with its platform ends (see
+/// [`stop_if_push_gone`]).
+pub const PUSH_INTERRUPTED: &str = "interrupted by a platform restart: the push's connection was lost before it was deployed, so nothing of it was deployed and the app keeps its live release; push again";
+
+/// For a step about to work on `build` (now in `from`): when the `git push` that started it
+/// is gone (its receiver died, see [`crate::locks::pusher_gone`]), the build ends as failed
+/// with [`PUSH_INTERRUPTED`] and the step answers that permanent error, so that an
+/// interrupted push never goes live behind its pusher's back.
+pub async fn stop_if_push_gone(
+    store: &dyn crate::ports::Store,
+    build: &crate::model::Build,
+    from: crate::model::BuildState,
+) -> Result<(), StepError> {
+    if crate::locks::pusher_gone(store, build).await? {
+        tracing::warn!(build = %build.id, app = %build.app, "the push of this build is gone; stopping it");
+        return Err(fail_build(store, &build.id, from, PUSH_INTERRUPTED).await);
+    }
+    Ok(())
+}
+
 /// The error for an event a step does not consume: acked, since it will never apply.
 pub fn unexpected(step: &str, event: &Event) -> StepError {
     StepError::Permanent(format!("{step} does not handle {} events", event.kind()))

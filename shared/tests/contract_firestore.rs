@@ -105,6 +105,7 @@ fn build(app: &AppName) -> Build {
         updated_at: Utc::now(),
         stack: None,
         history: Vec::new(),
+        pusher: None,
     }
 }
 
@@ -222,7 +223,7 @@ async fn one_of_racing_holders_takes_a_lock() {
     let mut won = 0;
     for task in tasks {
         match task.await.expect("join") {
-            Ok(()) => won += 1,
+            Ok(_) => won += 1,
             Err(PortError::Precondition) => {}
             Err(other) => panic!("unexpected error: {other}"),
         }

@@ -1,6 +1,7 @@
-//! What a failure costs: a platform whose disk fills refuses clearly and at once, loses
-//! nothing, and works again once there is room. (Issue 13; the kill -9 tests are in the
-//! isolation suite.)
+//! What a failure costs: a platform killed (-9) at any stage of a push recovers in seconds
+//! with the push in one clear state and nothing left behind; a platform whose disk fills
+//! refuses clearly and at once, loses nothing, and works again once there is room; what a
+//! killed platform left running goes. (Issue 13.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -248,4 +249,251 @@ fn what_a_killed_platform_left_running_is_removed_at_start() {
         p.log().contains("removing an orphan container"),
         "the platform says so"
     );
+}
+
+/// Where in a push the platform is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// git receive-pack is taking the pack in (the push lock is held).
+    Receiving,
+    /// The buildpacks run in the build container.
+    Building,
+    /// The build succeeded; its slug is being stored.
+    Uploaded,
+    /// The slug is stored; the release is made and its deploy starts.
+    Released,
+    /// The new release's replica runs; traffic has not moved yet.
+    Deploying,
+}
+
+/// Hooks of the Elixir buildpack that let a test hold a build (`hold` in the repository:
+/// wait in the build until `/tmp/go` exists) or make its slug large (`big`: 60 MB that do
+/// not compress, so that storing and unpacking it take a while).
+const HOOKS_CONFIG: &str = "hook_pre_compile=\"bash hooks.sh\"\n";
+const HOOKS_SH: &str = r#"if [ -f big ]; then mkdir -p priv && head -c 60000000 /dev/urandom > priv/big.bin; fi
+if [ -f hold ]; then touch /tmp/held; while [ ! -f /tmp/go ]; do sleep 0.2; done; fi
+"#;
+
+/// The containers of `app` of this platform, running or not.
+fn all_containers(p: &Platform, app: &str) -> Vec<String> {
+    gigalixir_tests::docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+        "--filter",
+        &format!("label=gigalixir.instance={}", p.instance),
+    ])
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn label(id: &str, name: &str) -> String {
+    gigalixir_tests::docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{index .Config.Labels \"{name}\"}}}}"),
+        id,
+    ])
+}
+
+/// Kills the platform at `stage` of a second push of the `hello` app, starts it again,
+/// and checks that: the next push starts building at once (no lock of the dead run in its
+/// way), the app settles on exactly one live release with no container left over, the
+/// interrupted push went nowhere (its build failed as interrupted, its release, if any,
+/// failed) and the repository's branch is the deployed commit. Prints the figures.
+fn kill_during(stage: Stage) {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let repo = p.fixture_repo_with("hello", work.path(), |dir| {
+        std::fs::write(dir.join("elixir_buildpack.config"), HOOKS_CONFIG).expect("config");
+        std::fs::write(dir.join("hooks.sh"), HOOKS_SH).expect("hooks");
+    });
+    let app = format!("kill-{}", &p.instance[1..7]);
+    p.cli_ok(&repo, &["create", "app", &app]);
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "the first push failed:\n{out}");
+    let v1 = p.git_ok(&repo, &["rev-parse", "HEAD"]).trim().to_owned();
+
+    // The push that is cut short.
+    match stage {
+        Stage::Receiving => {
+            // 150 MB that do not compress: git takes a while to receive them.
+            let out = Command::new("head")
+                .args(["-c", "150000000", "/dev/urandom"])
+                .output()
+                .expect("random");
+            std::fs::write(repo.join("noise.bin"), out.stdout).expect("noise");
+        }
+        Stage::Building => std::fs::write(repo.join("hold"), "").expect("hold"),
+        Stage::Uploaded | Stage::Released | Stage::Deploying => {
+            std::fs::write(repo.join("big"), "").expect("big")
+        }
+    }
+    p.commit_all(&repo, "the push that is cut short");
+    let log_path = work.path().join("cut-push.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut cut = p
+        .git_command_as(p.home.path(), &repo, &["push", "gigalixir", "master"])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("push");
+    let said = |text: &str| {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains(text)
+    };
+    let tmp = p.data_dir().join("tmp");
+    let limit = Duration::from_secs(240);
+    match stage {
+        Stage::Receiving => gigalixir_tests::wait_for("git to receive", limit, || {
+            std::fs::read_dir(&tmp).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("gx-receive-"))
+            })
+        }),
+        Stage::Building => gigalixir_tests::wait_for("the build to hold", limit, || {
+            all_containers(&p, &app).iter().any(|id| {
+                label(id, "gigalixir.build") != ""
+                    && Command::new("docker")
+                        .args(["exec", id, "test", "-e", "/tmp/held"])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+            })
+        }),
+        Stage::Uploaded => {
+            gigalixir_tests::wait_for("the build to succeed", limit, || said("Build succeeded"))
+        }
+        Stage::Released => {
+            gigalixir_tests::wait_for("the slug to be stored", limit, || said("Slug stored"))
+        }
+        Stage::Deploying => gigalixir_tests::wait_for("v2's replica to start", limit, || {
+            all_containers(&p, &app)
+                .iter()
+                .any(|id| label(id, "gigalixir.release") == "2")
+        }),
+    };
+    p.kill();
+    let status = cut.wait().expect("the cut push ends");
+    let cut_out = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        !status.success() && !cut_out.contains("Deployed v2"),
+        "the push was finished before the kill at {stage:?}:\n{cut_out}"
+    );
+
+    // Restart; the next push (from v1, without the cut push's commit) follows at once.
+    p.start_again();
+    let restarted = Instant::now();
+    p.git_ok(&repo, &["reset", "-q", "--hard", &v1]);
+    std::fs::write(repo.join("README.md"), "after the restart\n").expect("readme");
+    p.commit_all(&repo, "after the restart");
+    let v3 = p.git_ok(&repo, &["rev-parse", "HEAD"]).trim().to_owned();
+    let next_log = work.path().join("next-push.log");
+    let log = std::fs::File::create(&next_log).expect("log");
+    let mut next = p
+        .git_command_as(p.home.path(), &repo, &["push", "gigalixir", "master"])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("push");
+    let next_said = |text: &str| {
+        std::fs::read_to_string(&next_log)
+            .unwrap_or_default()
+            .contains(text)
+    };
+    gigalixir_tests::wait_for(
+        "the next push to start building",
+        Duration::from_secs(60),
+        || next_said("-----> Building"),
+    );
+    let building = restarted.elapsed();
+    let ok = next.wait().expect("the next push ends").success();
+    let out = std::fs::read_to_string(&next_log).unwrap_or_default();
+    assert!(ok, "the push after the restart failed:\n{out}");
+    assert!(
+        !out.contains("Another push of"),
+        "the dead run's push lock was in the way:\n{out}"
+    );
+    if stage != Stage::Receiving {
+        assert!(
+            out.contains("was interrupted by a platform restart: nothing of it was deployed"),
+            "{out}"
+        );
+    }
+    assert!(
+        p.log()
+            .contains("freed the locks of an earlier run of this platform"),
+        "the restarted platform freed the dead run's locks"
+    );
+
+    // The cut push went nowhere: its release, if it had one, failed; the new push's runs.
+    let releases = p.cli_ok(&repo, &["releases", "--json"]);
+    let releases: Vec<serde_json::Value> = serde_json::from_str(&releases).expect("json");
+    let deployed: Vec<_> = releases
+        .iter()
+        .filter(|r| r["status"] == "deployed")
+        .collect();
+    assert_eq!(deployed.len(), 1, "{releases:?}");
+    assert_eq!(deployed[0]["sha"], v3.as_str(), "{releases:?}");
+    let live = deployed[0]["version"].to_string();
+    for r in &releases {
+        if r["sha"] != v1.as_str() && r["sha"] != v3.as_str() {
+            assert_eq!(
+                r["status"], "failed",
+                "the cut push's release: {releases:?}"
+            );
+        }
+    }
+
+    // Settled: one replica of that release, nothing else of the app left.
+    gigalixir_tests::wait_for(
+        "the app to settle on one release",
+        Duration::from_secs(120).saturating_sub(restarted.elapsed()),
+        || {
+            let all = all_containers(&p, &app);
+            all.len() == 1 && label(&all[0], "gigalixir.release") == live
+        },
+    );
+    let settled = restarted.elapsed();
+    // what the reconciler had to remove (the steps themselves clean up what they stop)
+    let orphans = p.log().matches("removing an orphan container").count();
+    let (code, page) = p.get_app(&app, "/");
+    assert_eq!(code, 200, "{page}");
+    let remote = p.git_ok(&repo, &["ls-remote", "gigalixir", "refs/heads/master"]);
+    assert!(remote.starts_with(&v3), "{remote} is not {v3}");
+    eprintln!(
+        "figure: killed while {stage:?}: the next push was building {:.1} s after the restart, the app settled {:.1} s after it, {orphans} orphans removed by the reconciler, 0 left",
+        building.as_secs_f64(),
+        settled.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_platform_killed_while_git_receives_recovers_at_once() {
+    kill_during(Stage::Receiving);
+}
+
+#[test]
+fn a_platform_killed_while_building_recovers_at_once() {
+    kill_during(Stage::Building);
+}
+
+#[test]
+fn a_platform_killed_while_storing_the_slug_recovers_at_once() {
+    kill_during(Stage::Uploaded);
+}
+
+#[test]
+fn a_platform_killed_once_the_slug_is_stored_recovers_at_once() {
+    kill_during(Stage::Released);
+}
+
+#[test]
+fn a_platform_killed_while_deploying_recovers_at_once() {
+    kill_during(Stage::Deploying);
 }

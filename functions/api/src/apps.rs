@@ -93,17 +93,10 @@ pub async fn create(
     let name = AppName::parse(&raw).map_err(|e| ApiError::invalid("unique_name", e.0))?;
     let stack = body.stack.as_deref().map(parse_stack).transpose()?;
     // An app of that name being destroyed: the name is free once everything of it is gone.
-    let probe = uuid::Uuid::new_v4().to_string();
     let lock = shared::cleanup::destroying_lock(&name);
-    match state
-        .store
-        .try_lock(&lock, &probe, std::time::Duration::from_secs(1))
-        .await
-    {
-        Ok(()) => {
-            let _ = state.store.unlock(&lock, &probe).await;
-        }
-        Err(PortError::Precondition) => {
+    match state.store.lock_state(&lock).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
             return Err(ApiError::invalid(
                 "unique_name",
                 "is being destroyed: it is free again once everything of the old app is gone (seconds); try again shortly",
@@ -271,11 +264,11 @@ pub(crate) async fn with_lock<T, Fut>(
 where
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
-    let holder = uuid::Uuid::new_v4().to_string();
+    let holder = shared::locks::holder(&format!("record-{}", uuid::Uuid::new_v4()));
     let waited = tokio::time::Instant::now();
     loop {
         match state.store.try_lock(lock, &holder, RECORD_LOCK_TTL).await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(PortError::Precondition) if waited.elapsed() < RECORD_LOCK_WAIT => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }

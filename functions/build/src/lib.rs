@@ -26,7 +26,9 @@ use shared::messages::Event;
 use shared::model::BuildState;
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
-use shared::push::{emit, fail_build, required, step_router, unexpected, StepError};
+use shared::push::{
+    emit, fail_build, required, step_router, stop_if_push_gone, unexpected, StepError,
+};
 use shared::PortError;
 
 use prepare::NotReady;
@@ -127,6 +129,7 @@ pub async fn run_build(
     trace: Option<&str>,
 ) -> Result<(), StepError> {
     let build = required(state.store.build(id).await, "the build")?;
+    stop_if_gone(state, &build).await?;
     match build.state {
         BuildState::Requested | BuildState::Building => {}
         BuildState::Built => return publish_built(state, app, id, trace).await,
@@ -146,6 +149,7 @@ pub async fn run_build(
     // A few builds at once, one per account: the push says it is queued meanwhile.
     let _turn = state.turns.wait(&current.owner.0).await;
     let build = required(state.store.build(id).await, "the build")?;
+    stop_if_gone(state, &build).await?;
     match build.state {
         BuildState::Requested => {
             match state
@@ -209,6 +213,7 @@ pub async fn run_build(
         clean: build.flags.clean,
         limits: state.limits,
     };
+    stop_interrupted(state, app, id).await?;
     let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
     let writer = tokio::spawn(write_log(
         state.store.clone(),
@@ -244,6 +249,46 @@ pub async fn run_build(
             fail(state, id, &reason).await
         }
     }
+}
+
+/// Ends the app's earlier builds whose `git push` died with its platform, and their
+/// containers, before this build uses the app's cache: a build killed with its platform
+/// may still run, with that cache, until its message comes again.
+async fn stop_interrupted(
+    state: &StepState,
+    app: &AppName,
+    this: &BuildId,
+) -> Result<(), StepError> {
+    for other in state.store.builds_of(app).await? {
+        if &other.id != this
+            && matches!(
+                other.state,
+                BuildState::Requested | BuildState::Building | BuildState::Built
+            )
+        {
+            stop_if_gone(state, &other).await.or_else(|err| match err {
+                StepError::Permanent(_) => Ok(()),
+                err => Err(err),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends a build whose `git push` is gone, with the container it may have left (a build
+/// that ran while its platform died is rejoined, not finished).
+async fn stop_if_gone(state: &StepState, build: &shared::model::Build) -> Result<(), StepError> {
+    if !matches!(
+        build.state,
+        BuildState::Requested | BuildState::Building | BuildState::Built
+    ) {
+        return Ok(());
+    }
+    let stopped = stop_if_push_gone(&*state.store, build, build.state).await;
+    if stopped.is_err() {
+        state.builder.discard(&build.id).await?;
+    }
+    stopped
 }
 
 async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepError> {

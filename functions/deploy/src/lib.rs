@@ -104,7 +104,7 @@ pub fn release_env(app: &App, release: &Release, domain: &str) -> BTreeMap<Strin
 async fn destroyed(state: &StepState, app: &AppName) -> Result<(), StepError> {
     state.runtime.remove_app(app).await?;
     let push_lock = shared::locks::push_lock(app);
-    let holder = format!("destroy-{}", uuid::Uuid::new_v4());
+    let holder = shared::locks::holder(&format!("destroy-{}", uuid::Uuid::new_v4()));
     let waited = tokio::time::Instant::now();
     loop {
         match state
@@ -112,7 +112,7 @@ async fn destroyed(state: &StepState, app: &AppName) -> Result<(), StepError> {
             .try_lock(&push_lock, &holder, Duration::from_secs(300))
             .await
         {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(PortError::Precondition) if waited.elapsed() < Duration::from_secs(60) => {
                 // a push of the app ends once its build (stopped above) fails
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -166,7 +166,7 @@ pub async fn deploy(
     trace: Option<&str>,
 ) -> Result<(), StepError> {
     let lock = shared::locks::deploy_lock(app);
-    let holder = uuid::Uuid::new_v4().to_string();
+    let holder = shared::locks::holder(&format!("deploy-{}", uuid::Uuid::new_v4()));
     let waited = tokio::time::Instant::now();
     let held = loop {
         match shared::locks::Held::take(&state.store, &lock, &holder).await {
@@ -182,7 +182,7 @@ pub async fn deploy(
             Err(err) => return Err(err.into()),
         }
     };
-    let result = deploy_locked(state, app, version, trace).await;
+    let result = deploy_locked(state, app, version, trace, &held).await;
     held.release().await;
     result
 }
@@ -192,6 +192,7 @@ async fn deploy_locked(
     app: &AppName,
     version: ReleaseVersion,
     trace: Option<&str>,
+    held: &shared::locks::Held,
 ) -> Result<(), StepError> {
     let release = required(state.store.release(app, version).await, "the release")?;
     if release.status != ReleaseStatus::Pending {
@@ -204,6 +205,9 @@ async fn deploy_locked(
         }
         Err(err) => return Err(err.into()),
     };
+    if let Some(stop) = stop_if_push_gone(state, &current, &release).await? {
+        return Err(stop);
+    }
     let build = release.spec.build.clone();
     log(
         state,
@@ -220,18 +224,7 @@ async fn deploy_locked(
         .map(|k| k.key)
         .collect();
     state.runtime.set_ssh_keys(app, &keys).await?;
-    let spec = ReleaseSpec {
-        app: app.clone(),
-        version,
-        slug: release.spec.slug.clone(),
-        env: release_env(&current, &release, &state.app_domain),
-        replicas: current.replicas.max(1),
-        memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
-        boot_timeout: boot_timeout(state, &current),
-        health_path: current.health.path.clone(),
-        health_status: current.health.status,
-        drain: Duration::from_secs(current.health.drain_secs.into()),
-    };
+    let spec = spec_of(state, &current, &release, current.replicas.max(1));
     let started = std::time::Instant::now();
     let outcome = match hot_upgrade(state, &release, &spec, build.as_ref()).await? {
         Some(outcome) => outcome,
@@ -252,6 +245,14 @@ async fn deploy_locked(
             outcome?
         }
     };
+    // Fenced: a deploy that lost its lock (its process was paused past the lock's life)
+    // leaves the records to the deploy that holds it now.
+    if held.check().await.is_err() {
+        tracing::warn!("this deploy lost the app's deploy lock; its outcome is not recorded");
+        return Err(StepError::Permanent(
+            "the deploy lost the app's deploy lock to another deploy".into(),
+        ));
+    }
     let event = match outcome {
         DeployOutcome::Healthy => {
             // A rollback's predecessor is "rolled back"; any other's is "superseded".
@@ -358,7 +359,7 @@ async fn on_live_release(
     change: Change,
 ) -> Result<(), StepError> {
     let lock = shared::locks::deploy_lock(app);
-    let holder = uuid::Uuid::new_v4().to_string();
+    let holder = shared::locks::holder(&format!("deploy-{}", uuid::Uuid::new_v4()));
     let waited = tokio::time::Instant::now();
     let held = loop {
         match shared::locks::Held::take(&state.store, &lock, &holder).await {
@@ -389,18 +390,7 @@ async fn on_live_release(
         else {
             return Ok(());
         };
-        let spec = ReleaseSpec {
-            app: app.clone(),
-            version: release.version,
-            slug: release.spec.slug.clone(),
-            env: release_env(&current, &release, &state.app_domain),
-            replicas: current.replicas,
-            memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
-            boot_timeout: boot_timeout(state, &current),
-            health_path: current.health.path.clone(),
-            health_status: current.health.status,
-            drain: Duration::from_secs(current.health.drain_secs.into()),
-        };
+        let spec = spec_of(state, &current, &release, current.replicas);
         let outcome = match change {
             Change::Scale => state.runtime.scale(&spec).await?,
             Change::Restart => state.runtime.restart(&spec).await?,
@@ -435,6 +425,65 @@ async fn sync_ssh_keys(state: &StepState, user: &shared::domain::UserId) -> Resu
     }
     tracing::info!(user = %user, keys = keys.len(), "ssh keys synced");
     Ok(())
+}
+
+/// What the runtime needs to run `release` of the app `current` with `replicas`.
+fn spec_of(state: &StepState, current: &App, release: &Release, replicas: u32) -> ReleaseSpec {
+    ReleaseSpec {
+        app: current.name.clone(),
+        version: release.version,
+        slug: release.spec.slug.clone(),
+        env: release_env(current, release, &state.app_domain),
+        replicas,
+        memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
+        boot_timeout: boot_timeout(state, current),
+        health_path: current.health.path.clone(),
+        health_status: current.health.status,
+        drain: Duration::from_secs(current.health.drain_secs.into()),
+    }
+}
+
+/// A release whose `git push` died with its platform is not deployed: it is marked failed
+/// (the build too, with [`PUSH_INTERRUPTED`](shared::push::PUSH_INTERRUPTED)), and traffic
+/// goes back to the live release if the interrupted deploy had moved it (its replicas are
+/// removed as orphans). `Some(error)` when that happened.
+async fn stop_if_push_gone(
+    state: &StepState,
+    current: &App,
+    release: &Release,
+) -> Result<Option<StepError>, StepError> {
+    let Some(id) = &release.spec.build else {
+        return Ok(None);
+    };
+    let build = match state.store.build(id).await {
+        Ok(b) => b,
+        Err(PortError::NotFound) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let Err(stop) =
+        shared::push::stop_if_push_gone(&*state.store, &build, BuildState::Released).await
+    else {
+        return Ok(None);
+    };
+    state
+        .store
+        .set_release_status(&current.name, release.version, ReleaseStatus::Failed)
+        .await?;
+    let live = state
+        .store
+        .releases(&current.name)
+        .await?
+        .into_iter()
+        .find(|r| r.status == ReleaseStatus::Deployed);
+    if let Some(live) = live {
+        // Its replicas still run (then this only points traffic at them again), unless
+        // the interrupted deploy had already replaced them.
+        let spec = spec_of(state, current, &live, current.replicas.max(1));
+        if let DeployOutcome::Failed { reason, .. } = state.runtime.deploy(&spec).await? {
+            tracing::warn!(app = %current.name, %reason, "the live release could not be brought back");
+        }
+    }
+    Ok(Some(stop))
 }
 
 /// The app's boot timeout, else the platform's.

@@ -421,7 +421,7 @@ async fn run_receive(
     tx: &mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
 ) -> anyhow::Result<()> {
     let lock = shared::locks::push_lock(&app.name);
-    let holder = trace.clone();
+    let holder = shared::locks::holder(&format!("push-{trace}"));
     let mut waited = 0u32;
     // Held while the push runs, renewed by a heartbeat: a push whose platform died frees
     // the app within seconds.
@@ -447,7 +447,10 @@ async fn run_receive(
         }
     };
     let slot = state.git_slots.enter(&app.name).await;
-    let result = receive_locked(state, user, app, headers, spooled, flags, trace, tx).await;
+    let result = receive_locked(
+        state, user, app, headers, spooled, flags, trace, &held, holder, tx,
+    )
+    .await;
     drop(slot);
     held.release().await;
     result
@@ -462,6 +465,8 @@ async fn receive_locked(
     spooled: &Path,
     flags: BuildFlags,
     trace: String,
+    held: &shared::locks::Held,
+    holder: String,
     tx: &mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
 ) -> anyhow::Result<()> {
     let checkout = repo::fetch(&*state.blobs, &app.name, &state.hook_exe).await?;
@@ -474,6 +479,7 @@ async fn receive_locked(
         flags,
         git_dir: checkout.git_dir.clone(),
         trace,
+        pusher: holder,
         rebased,
     };
     let hooks = tokio::spawn(async move {
@@ -505,6 +511,11 @@ async fn receive_locked(
     let status = child.wait().await?;
     hooks.abort();
     anyhow::ensure!(status.success(), "git receive-pack exited with {status}");
+    // Fenced: a push that lost its lock (its process was paused past the lock's life) must
+    // not write its repository over a newer push's.
+    if held.check().await.is_err() {
+        anyhow::bail!("this push lost the app's push lock while it ran; its repository is not stored (push again)");
+    }
     repo::store(&*state.blobs, &app.name, &checkout).await?;
     Ok(())
 }

@@ -32,6 +32,9 @@ pub struct Push {
     pub git_dir: PathBuf,
     /// Trace id for the pipeline's messages.
     pub trace: String,
+    /// The holder of the app's push lock: recorded on the build, whose steps stop when it
+    /// no longer holds the lock (the receiver died).
+    pub pusher: String,
     /// Refs that moved while the push waited, with the old id the pusher had seen.
     pub rebased: BTreeMap<String, String>,
 }
@@ -142,6 +145,10 @@ async fn build_and_follow(
 ) -> anyhow::Result<u8> {
     let short = update.new.get(..7).unwrap_or(&update.new).to_owned();
     say(out, format!("-----> Received {short} for {}", push.app));
+    if let Some(commit) = interrupted_before(state, &push.app).await {
+        let was = commit.get(..7).unwrap_or(&commit);
+        say(out, format!("-----> The previous push ({was}) was interrupted by a platform restart: nothing of it was deployed"));
+    }
     let archive = match archive_commit(&push.git_dir, &update.new, env, &state.git).await {
         Ok(a) => a,
         Err(why) => {
@@ -156,6 +163,7 @@ async fn build_and_follow(
         commit: &update.new,
         branch: update.name.trim_start_matches("refs/heads/"),
         flags: push.flags,
+        pusher: Some(&push.pusher),
     };
     source.record(state, &archive).await?;
     source.announce(state, &push.trace).await?;
@@ -175,6 +183,26 @@ async fn build_and_follow(
     follow(state, push, &id, out).await
 }
 
+/// The commit of the app's last build if a platform restart cut it off (it ended, or will
+/// end when its step comes again, as [`shared::push::PUSH_INTERRUPTED`]).
+async fn interrupted_before(state: &ReceiveState, app: &AppName) -> Option<String> {
+    let last = state
+        .store
+        .builds_of(app)
+        .await
+        .ok()?
+        .into_iter()
+        .max_by_key(|b| b.created_at)?;
+    let cut = match last.state {
+        BuildState::Failed => last.failure.as_deref() == Some(shared::push::PUSH_INTERRUPTED),
+        BuildState::Deployed => false,
+        _ => shared::locks::pusher_gone(&*state.store, &last)
+            .await
+            .unwrap_or(false),
+    };
+    cut.then_some(last.commit)
+}
+
 /// A build to record: the pushed commit of an app.
 pub struct NewBuild<'a> {
     /// The app.
@@ -187,6 +215,8 @@ pub struct NewBuild<'a> {
     pub branch: &'a str,
     /// `GIGALIXIR-CLEAN`, `GIGALIXIR-HOT`.
     pub flags: BuildFlags,
+    /// The push lock's holder whose client waits for the build (`None`: a webhook's).
+    pub pusher: Option<&'a str>,
 }
 
 impl NewBuild<'_> {
@@ -217,6 +247,7 @@ impl NewBuild<'_> {
                 updated_at: now,
                 stack: None,
                 history: Vec::new(),
+                pusher: self.pusher.map(str::to_owned),
             })
             .await
     }
@@ -294,7 +325,8 @@ async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> a
             _ => {}
         }
         if tokio::time::Instant::now() > deadline {
-            say(out, "error: the build and deploy took longer than 40 minutes; it goes on, see `gigalixir releases`");
+            // Once this push lets its lock go, the build's next step ends it.
+            say(out, "error: the build and deploy took longer than 40 minutes: the push is abandoned and nothing of it is deployed");
             return Ok(1);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -259,6 +259,7 @@ impl Request {
             commit: self.commit.as_str(),
             branch: &self.branch,
             flags: BuildFlags::default(),
+            pusher: None,
         }
     }
 

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use axum::Router;
 use shared::domain::{AppName, BuildId};
 use shared::messages::Event;
-use shared::model::{BuildState, NewRelease, SlugRef};
+use shared::model::{BuildState, NewRelease, ReleaseStatus, SlugRef};
 use shared::ports::{Bus, Store};
-use shared::push::{emit, required, step_router, unexpected, StepError};
+use shared::push::{emit, required, step_router, stop_if_push_gone, unexpected, StepError};
 use shared::PortError;
 
 /// The ports the step uses.
@@ -52,6 +52,21 @@ pub async fn release_build(
     trace: Option<&str>,
 ) -> Result<(), StepError> {
     let record = required(state.store.build(build).await, "the build")?;
+    if record.state == BuildState::Uploaded {
+        if let Err(stop) = stop_if_push_gone(&*state.store, &record, BuildState::Uploaded).await {
+            // a release made just before the platform died is not deployed either
+            for made in state.store.releases(app).await? {
+                if made.spec.build.as_ref() == Some(build) && made.status == ReleaseStatus::Pending
+                {
+                    state
+                        .store
+                        .set_release_status(app, made.version, ReleaseStatus::Failed)
+                        .await?;
+                }
+            }
+            return Err(stop);
+        }
+    }
     let current = match state.store.app(app).await {
         Ok(a) => a,
         Err(PortError::NotFound) => {

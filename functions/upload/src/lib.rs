@@ -16,7 +16,9 @@ use shared::messages::Event;
 use shared::model::{BuildState, SlugRef};
 use shared::ports::blobs::{capped, collect_capped};
 use shared::ports::{Blobs, Builder, Bus, Store};
-use shared::push::{emit, fail_build, required, step_router, unexpected, StepError};
+use shared::push::{
+    emit, fail_build, required, step_router, stop_if_push_gone, unexpected, StepError,
+};
 use shared::PortError;
 
 /// Largest slug accepted.
@@ -142,6 +144,12 @@ pub async fn upload(
     trace: Option<&str>,
 ) -> Result<(), StepError> {
     let build = required(state.store.build(id).await, "the build")?;
+    if build.state == BuildState::Built {
+        if let Err(stop) = stop_if_push_gone(&*state.store, &build, BuildState::Built).await {
+            state.builder.discard(id).await?;
+            return Err(stop);
+        }
+    }
     let stack = build.stack;
     match (build.state, build.slug) {
         (BuildState::Built, _) => {}

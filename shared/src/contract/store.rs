@@ -65,6 +65,7 @@ fn build(app: &AppName) -> Build {
         updated_at: Utc::now(),
         stack: None,
         history: Vec::new(),
+        pusher: None,
     }
 }
 
@@ -344,19 +345,32 @@ pub async fn releases_number_themselves_idempotently(store: Arc<dyn Store>) {
     ));
 }
 
-/// A lock excludes other holders until it is freed or expires.
+/// A lock excludes other holders until it is freed or expires; its fencing token grows
+/// each time it passes to another holder; a dead process's locks can be freed by prefix.
 pub async fn locks_exclude_other_holders(store: Arc<dyn Store>) {
     let name = unique("lock");
     let long = Duration::from_secs(60);
-    store.try_lock(&name, "a", long).await.expect("a takes it");
+    assert_eq!(store.lock_state(&name).await.expect("state"), None);
+    let first = store.try_lock(&name, "a", long).await.expect("a takes it");
+    assert_eq!(
+        store.lock_state(&name).await.expect("state"),
+        Some(crate::ports::LockState {
+            holder: "a".into(),
+            fence: first
+        })
+    );
     assert!(matches!(
         store.try_lock(&name, "b", long).await,
         Err(PortError::Precondition)
     ));
-    store
-        .try_lock(&name, "a", long)
-        .await
-        .expect("a extends it");
+    assert_eq!(
+        store
+            .try_lock(&name, "a", long)
+            .await
+            .expect("a extends it"),
+        first,
+        "extending keeps the token"
+    );
     store
         .unlock(&name, "b")
         .await
@@ -366,15 +380,42 @@ pub async fn locks_exclude_other_holders(store: Arc<dyn Store>) {
         Err(PortError::Precondition)
     ));
     store.unlock(&name, "a").await.expect("a frees it");
-    store
+    assert_eq!(store.lock_state(&name).await.expect("state"), None);
+    let second = store
         .try_lock(&name, "b", Duration::from_millis(50))
         .await
         .expect("b takes it");
+    assert!(second > first, "{second} after {first}");
     tokio::time::sleep(Duration::from_millis(120)).await;
-    store
-        .try_lock(&name, "c", long)
+    assert_eq!(store.lock_state(&name).await.expect("state"), None);
+    // a, paused while b held it, comes back: it gets the lock again only with a new token
+    let third = store
+        .try_lock(&name, "a", long)
         .await
         .expect("expired lock is free");
+    assert!(third > second, "{third} after {second}");
+
+    // A process's locks, freed at once by its holders' common prefix; others stay.
+    let (mine, theirs) = (unique("lock"), unique("lock"));
+    let dead = unique("proc");
+    store
+        .try_lock(&mine, &format!("{dead}/push-1"), long)
+        .await
+        .expect("take");
+    store
+        .try_lock(&theirs, "other/push-2", long)
+        .await
+        .expect("take");
+    assert_eq!(
+        store
+            .free_locks_of(&format!("{dead}/"))
+            .await
+            .expect("free"),
+        1
+    );
+    assert_eq!(store.lock_state(&mine).await.expect("state"), None);
+    assert!(store.lock_state(&theirs).await.expect("state").is_some());
+    store.try_lock(&mine, "c", long).await.expect("free again");
 }
 
 /// Build output lines are numbered in order and read back from any point.

@@ -221,7 +221,6 @@ impl DockerRuntime {
         use crate::model::{BuildState, ReleaseStatus};
         let list = self.instance_containers(true).await?;
         let mut removed = Vec::new();
-        let probe = format!("reconcile-{}", uuid::Uuid::new_v4());
         for c in list {
             let (Some(labels), Some(name)) = (
                 c.labels.as_ref(),
@@ -257,14 +256,13 @@ impl DockerRuntime {
                     Err(PortError::NotFound) => true,
                     Err(err) => return Err(err),
                     Ok(_) => {
-                        let lock = crate::locks::deploy_lock(&app);
-                        match store.try_lock(&lock, &probe, Duration::from_secs(5)).await {
-                            Ok(()) => {
-                                let _ = store.unlock(&lock, &probe).await;
-                            }
-                            // a deploy runs: its containers are its business
-                            Err(PortError::Precondition) => continue,
-                            Err(err) => return Err(err),
+                        // a deploy runs: its containers are its business
+                        if store
+                            .lock_state(&crate::locks::deploy_lock(&app))
+                            .await?
+                            .is_some()
+                        {
+                            continue;
                         }
                         let status = match store.release(&app, ReleaseVersion(version)).await {
                             Ok(r) => Some(r.status),

@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS ssh_keys (
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    fence INTEGER NOT NULL DEFAULT 1
 );
 ";
 
@@ -79,9 +80,16 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens or creates the store in `path`.
     pub fn open(path: &Path) -> PortResult<Self> {
-        Ok(Self {
-            db: Db::open(path, SCHEMA)?,
-        })
+        let db = Db::open(path, SCHEMA)?;
+        // Locks recorded before they had fencing tokens.
+        db.blocking_call(|c| {
+            if c.prepare("SELECT fence FROM locks LIMIT 0").is_err() {
+                c.execute_batch("ALTER TABLE locks ADD COLUMN fence INTEGER NOT NULL DEFAULT 1")
+                    .map_err(map_err)?;
+            }
+            Ok(())
+        })?;
+        Ok(Self { db })
     }
 }
 
@@ -556,25 +564,37 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> PortResult<()> {
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> PortResult<u64> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.db
             .call(move |c| {
                 let now = now_ms();
-                let n = c
+                let tx = c.transaction().map_err(map_err)?;
+                // The right-hand sides read the row as it was: the token grows only when
+                // the lock passes to another holder.
+                let n = tx
                     .execute(
-                        "INSERT INTO locks (name, holder, expires_at) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (name) DO UPDATE SET holder = ?2, expires_at = ?3
+                        "INSERT INTO locks (name, holder, expires_at, fence) VALUES (?1, ?2, ?3, 1)
+                         ON CONFLICT (name) DO UPDATE SET holder = ?2, expires_at = ?3,
+                             fence = CASE WHEN locks.holder = ?2 THEN locks.fence
+                                          ELSE locks.fence + 1 END
                          WHERE locks.holder = ?2 OR locks.expires_at <= ?4",
                         params![name, holder, now.saturating_add(ttl_ms), now],
                     )
                     .map_err(map_err)?;
                 if n == 0 {
-                    Err(PortError::Precondition)
-                } else {
-                    Ok(())
+                    return Err(PortError::Precondition);
                 }
+                let fence: i64 = tx
+                    .query_row(
+                        "SELECT fence FROM locks WHERE name = ?1",
+                        params![name],
+                        |r| r.get(0),
+                    )
+                    .map_err(map_err)?;
+                tx.commit().map_err(map_err)?;
+                Ok(u64::try_from(fence).unwrap_or(0))
             })
             .await
     }
@@ -584,11 +604,47 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.execute(
-                    "DELETE FROM locks WHERE name = ?1 AND holder = ?2",
+                    "UPDATE locks SET expires_at = 0 WHERE name = ?1 AND holder = ?2",
                     params![name, holder],
                 )
                 .map_err(map_err)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn lock_state(&self, name: &str) -> PortResult<Option<crate::ports::LockState>> {
+        let name = name.to_owned();
+        self.db
+            .call(move |c| {
+                c.query_row(
+                    "SELECT holder, fence FROM locks WHERE name = ?1 AND expires_at > ?2",
+                    params![name, now_ms()],
+                    |r| {
+                        Ok(crate::ports::LockState {
+                            holder: r.get(0)?,
+                            fence: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        })
+                    },
+                )
+                .optional()
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn free_locks_of(&self, prefix: &str) -> PortResult<u64> {
+        let prefix = prefix.to_owned();
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE locks SET expires_at = 0
+                         WHERE expires_at > ?1 AND substr(holder, 1, length(?2)) = ?2",
+                        params![now_ms(), prefix],
+                    )
+                    .map_err(map_err)?;
+                Ok(n as u64)
             })
             .await
     }

@@ -226,6 +226,23 @@ impl FirestoreStore {
             }
         }
     }
+
+    /// Frees the lock document `id` if `holder` holds it, keeping its fencing token.
+    async fn unlock_doc(&self, id: &str, holder: &str) -> PortResult<()> {
+        self.transaction(|db, mut tx| async move {
+            if let Some(lock) = get::<LockDoc>(&db, None, LOCKS, id).await? {
+                if lock.holder == holder && lock.expires_at > 0 {
+                    let freed = LockDoc {
+                        expires_at: 0,
+                        ..lock
+                    };
+                    put(&db, &mut tx, None, LOCKS, id, &freed, None)?;
+                }
+            }
+            Ok(((), tx))
+        })
+        .await
+    }
 }
 
 /// Why a transaction body stopped: an answer for the caller, or a Firestore failure that
@@ -355,6 +372,9 @@ struct SshKeyDoc {
 struct LockDoc {
     holder: String,
     expires_at: i64,
+    /// The fencing token (documents written before tokens read as 0).
+    #[serde(default)]
+    fence: u64,
 }
 
 /// Reads one document of `collection` (under `parent`, a document path, if any).
@@ -1010,43 +1030,65 @@ impl Store for FirestoreStore {
         .await
     }
 
-    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> PortResult<()> {
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> PortResult<u64> {
         let id = doc_id(name);
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.transaction(|db, mut tx| {
             let id = &id;
             async move {
                 let now = Utc::now().timestamp_millis();
-                if let Some(lock) = get::<LockDoc>(&db, None, LOCKS, id).await? {
-                    if lock.holder != holder && lock.expires_at > now {
+                let fence = match get::<LockDoc>(&db, None, LOCKS, id).await? {
+                    Some(lock) if lock.holder != holder && lock.expires_at > now => {
                         return Err(PortError::Precondition.into());
                     }
-                }
+                    Some(lock) if lock.holder == holder => lock.fence,
+                    Some(lock) => lock.fence + 1,
+                    None => 1,
+                };
                 let lock = LockDoc {
                     holder: holder.to_owned(),
                     expires_at: now.saturating_add(ttl_ms),
+                    fence,
                 };
                 put(&db, &mut tx, None, LOCKS, id, &lock, None)?;
-                Ok(((), tx))
+                Ok((fence, tx))
             }
         })
         .await
     }
 
     async fn unlock(&self, name: &str, holder: &str) -> PortResult<()> {
-        let id = doc_id(name);
-        self.transaction(|db, mut tx| {
-            let id = &id;
-            async move {
-                if let Some(lock) = get::<LockDoc>(&db, None, LOCKS, id).await? {
-                    if lock.holder == holder {
-                        remove(&db, &mut tx, None, LOCKS, id, false)?;
-                    }
-                }
-                Ok(((), tx))
+        self.unlock_doc(&doc_id(name), holder).await
+    }
+
+    async fn lock_state(&self, name: &str) -> PortResult<Option<crate::ports::LockState>> {
+        let db = self.db().await?;
+        let now = Utc::now().timestamp_millis();
+        Ok(get::<LockDoc>(db, None, LOCKS, &doc_id(name))
+            .await
+            .map_err(port_err)?
+            .filter(|lock| lock.expires_at > now)
+            .map(|lock| crate::ports::LockState {
+                holder: lock.holder,
+                fence: lock.fence,
+            }))
+    }
+
+    async fn free_locks_of(&self, prefix: &str) -> PortResult<u64> {
+        let db = self.db().await?;
+        let now = Utc::now().timestamp_millis();
+        let held = all::<LockDoc>(db, db.get_documents_path(), LOCKS)
+            .await
+            .map_err(port_err)?;
+        let mut freed = 0;
+        for (id, lock) in held {
+            if lock.expires_at > now && lock.holder.starts_with(prefix) {
+                // by its holder's name: a lock taken over meanwhile stays
+                self.unlock_doc(&id, &lock.holder).await?;
+                freed += 1;
             }
-        })
-        .await
+        }
+        Ok(freed)
     }
 }
 

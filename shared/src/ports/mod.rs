@@ -12,4 +12,4 @@ pub use blobs::Blobs;
 pub use builder::Builder;
 pub use bus::{Ack, Bus, PushEndpoint, SubscriptionSpec};
 pub use runtime::Runtime;
-pub use store::Store;
+pub use store::{LockState, Store};

@@ -99,8 +99,26 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_ssh_key(&self, user: &UserId, id: &str) -> PortResult<()>;
 
     /// Takes the named lock for `holder` for `ttl`, if it is free, expired, or already
-    /// held by `holder` (then it is extended). Else `Precondition`.
-    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> PortResult<()>;
-    /// Frees the lock if `holder` holds it; otherwise does nothing.
+    /// held by `holder` (then it is extended). Else `Precondition`. Returns the lock's
+    /// fencing token: it grows each time the lock passes to another holder and stays the
+    /// same while one holder extends it, so a holder that finds another token has lost the
+    /// lock in between.
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> PortResult<u64>;
+    /// Frees the lock if `holder` holds it; otherwise does nothing. Its fencing token is
+    /// kept: the next holder's is higher.
     async fn unlock(&self, name: &str, holder: &str) -> PortResult<()>;
+    /// Who holds the named lock now (not expired, not freed), with its fencing token.
+    async fn lock_state(&self, name: &str) -> PortResult<Option<LockState>>;
+    /// Frees every lock held by a holder whose name starts with `prefix` (the work of a
+    /// process that died); returns how many it freed.
+    async fn free_locks_of(&self, prefix: &str) -> PortResult<u64>;
+}
+
+/// A held lock: who holds it and its fencing token (see [`Store::try_lock`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockState {
+    /// The holder's name.
+    pub holder: String,
+    /// The fencing token it holds the lock with.
+    pub fence: u64,
 }

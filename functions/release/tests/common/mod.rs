@@ -69,6 +69,7 @@ pub async fn world(build: BuildId) -> World {
             updated_at: Utc::now(),
             stack: None,
             history: Vec::new(),
+            pusher: None,
         })
         .await
         .expect("build");
