@@ -151,3 +151,33 @@ impl Drop for Held {
         self.beat.abort();
     }
 }
+
+#[cfg(all(test, feature = "embedded"))]
+mod tests {
+    use super::*;
+    use crate::embedded::SqliteStore;
+
+    #[tokio::test]
+    async fn a_holder_that_lost_its_lock_is_fenced_off() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("store"));
+        let a = Held::take(&store, "deploy:x", "run-1/a").await.expect("a");
+        a.check().await.expect("a holds it");
+        // a's process is declared dead (a restart frees its locks); b takes the lock
+        assert_eq!(free_dead(&*store, "run-1").await.expect("free"), 1);
+        let b = Held::take(&store, "deploy:x", "run-2/b").await.expect("b");
+        assert!(b.fence() > a.fence());
+        assert!(matches!(a.check().await, Err(PortError::Precondition)));
+        b.check().await.expect("b holds it");
+        b.release().await;
+        assert!(matches!(a.check().await, Err(PortError::Precondition)));
+        // a, resumed, takes the lock again under its old name: a new token, still fenced off
+        let again = store
+            .try_lock("deploy:x", "run-1/a", HELD_TTL)
+            .await
+            .expect("free again");
+        assert!(again > a.fence());
+        assert!(matches!(a.check().await, Err(PortError::Precondition)));
+    }
+}

@@ -266,6 +266,24 @@ pub async fn stop_if_push_gone(
     Ok(())
 }
 
+/// Marks failed the releases of `build` that were made and never deployed (a push that
+/// was cut off after its release was recorded).
+pub async fn fail_pending_releases(
+    store: &dyn crate::ports::Store,
+    app: &crate::domain::AppName,
+    build: &crate::domain::BuildId,
+) -> Result<(), StepError> {
+    use crate::model::ReleaseStatus;
+    for made in store.releases(app).await? {
+        if made.spec.build.as_ref() == Some(build) && made.status == ReleaseStatus::Pending {
+            store
+                .set_release_status(app, made.version, ReleaseStatus::Failed)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The error for an event a step does not consume: acked, since it will never apply.
 pub fn unexpected(step: &str, event: &Event) -> StepError {
     StepError::Permanent(format!("{step} does not handle {} events", event.kind()))

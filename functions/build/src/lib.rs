@@ -27,7 +27,8 @@ use shared::model::BuildState;
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
 use shared::push::{
-    emit, fail_build, required, step_router, stop_if_push_gone, unexpected, StepError,
+    emit, fail_build, fail_pending_releases, required, step_router, stop_if_push_gone, unexpected,
+    StepError,
 };
 use shared::PortError;
 
@@ -259,17 +260,27 @@ async fn stop_interrupted(
     app: &AppName,
     this: &BuildId,
 ) -> Result<(), StepError> {
+    let ignore_stop = |result: Result<(), StepError>| match result {
+        Err(StepError::Permanent(_)) => Ok(()),
+        other => other,
+    };
     for other in state.store.builds_of(app).await? {
-        if &other.id != this
-            && matches!(
-                other.state,
-                BuildState::Requested | BuildState::Building | BuildState::Built
-            )
-        {
-            stop_if_gone(state, &other).await.or_else(|err| match err {
-                StepError::Permanent(_) => Ok(()),
-                err => Err(err),
-            })?;
+        if &other.id == this {
+            continue;
+        }
+        match other.state {
+            BuildState::Requested | BuildState::Building | BuildState::Built => {
+                ignore_stop(stop_if_gone(state, &other).await)?;
+            }
+            // Its slug is stored, maybe its release made: neither goes live.
+            BuildState::Uploaded | BuildState::Released => {
+                let stopped = stop_if_push_gone(&*state.store, &other, other.state).await;
+                if stopped.is_err() {
+                    fail_pending_releases(&*state.store, app, &other.id).await?;
+                }
+                ignore_stop(stopped)?;
+            }
+            BuildState::Deployed | BuildState::Failed => {}
         }
     }
     Ok(())

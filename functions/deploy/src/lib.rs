@@ -253,6 +253,12 @@ async fn deploy_locked(
             "the deploy lost the app's deploy lock to another deploy".into(),
         ));
     }
+    // The push may have died while its release deployed (its receiver elsewhere).
+    if matches!(outcome, DeployOutcome::Healthy) {
+        if let Some(stop) = stop_if_push_gone(state, &current, &release).await? {
+            return Err(stop);
+        }
+    }
     let event = match outcome {
         DeployOutcome::Healthy => {
             // A rollback's predecessor is "rolled back"; any other's is "superseded".

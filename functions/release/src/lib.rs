@@ -14,9 +14,11 @@ use std::sync::Arc;
 use axum::Router;
 use shared::domain::{AppName, BuildId};
 use shared::messages::Event;
-use shared::model::{BuildState, NewRelease, ReleaseStatus, SlugRef};
+use shared::model::{BuildState, NewRelease, SlugRef};
 use shared::ports::{Bus, Store};
-use shared::push::{emit, required, step_router, stop_if_push_gone, unexpected, StepError};
+use shared::push::{
+    emit, fail_pending_releases, required, step_router, stop_if_push_gone, unexpected, StepError,
+};
 use shared::PortError;
 
 /// The ports the step uses.
@@ -55,15 +57,7 @@ pub async fn release_build(
     if record.state == BuildState::Uploaded {
         if let Err(stop) = stop_if_push_gone(&*state.store, &record, BuildState::Uploaded).await {
             // a release made just before the platform died is not deployed either
-            for made in state.store.releases(app).await? {
-                if made.spec.build.as_ref() == Some(build) && made.status == ReleaseStatus::Pending
-                {
-                    state
-                        .store
-                        .set_release_status(app, made.version, ReleaseStatus::Failed)
-                        .await?;
-                }
-            }
+            fail_pending_releases(&*state.store, app, build).await?;
             return Err(stop);
         }
     }

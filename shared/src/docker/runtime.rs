@@ -74,6 +74,8 @@ pub struct DockerRuntime {
     slug_source: Option<Arc<dyn crate::ports::Blobs>>,
     /// Per replica brought back after a crash: when, and the pause before the next time.
     revivals: Arc<Mutex<HashMap<String, (std::time::Instant, Duration)>>>,
+    /// Old replicas draining before they stop: not orphans while they do.
+    retiring: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Whether app containers may open connections beyond their own network (the
     /// internet); see [`super::guard`].
     egress: bool,
@@ -126,6 +128,7 @@ impl DockerRuntime {
             live: Arc::new(Mutex::new(HashMap::new())),
             slug_source: None,
             revivals: Arc::new(Mutex::new(HashMap::new())),
+            retiring: Arc::default(),
             egress: true,
         }
     }
@@ -234,6 +237,9 @@ impl DockerRuntime {
             let Some(app) = labels.get(LABEL_APP).and_then(|a| AppName::parse(a).ok()) else {
                 continue;
             };
+            if self.retiring.lock().is_ok_and(|r| r.contains(&name)) {
+                continue; // drains, then stops
+            }
             let orphan = if let Some(build) = labels.get(super::LABEL_BUILD) {
                 match store.build(&crate::domain::BuildId(build.clone())).await {
                     Ok(b) => matches!(
@@ -1006,11 +1012,17 @@ impl DockerRuntime {
         if names.is_empty() {
             return;
         }
+        if let Ok(mut retiring) = self.retiring.lock() {
+            retiring.extend(names.iter().cloned());
+        }
         let me = self.clone();
         tokio::spawn(async move {
             for name in names {
                 if let Err(err) = me.stop(&name, drain).await {
                     tracing::warn!(container = %name, error = %err, "could not stop an old replica");
+                }
+                if let Ok(mut retiring) = me.retiring.lock() {
+                    retiring.remove(&name);
                 }
             }
         });
