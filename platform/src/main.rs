@@ -124,6 +124,19 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_HEADER_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     header_timeout: u64,
+    /// Seconds an app may take to answer a request's headers through the router (then 504).
+    #[arg(long, env = "GIGALIXIR_REQUEST_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout: u64,
+    /// Seconds an upgraded connection (a WebSocket) may stay silent both ways before the
+    /// router closes it.
+    #[arg(long, env = "GIGALIXIR_UPGRADE_IDLE_TIMEOUT", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    upgrade_idle_timeout: u64,
+    /// The largest request body the router passes to an app, in MB (then 413).
+    #[arg(long, env = "GIGALIXIR_MAX_APP_BODY_MB", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_240))]
+    max_app_body_mb: u64,
     /// Open connections at most (API, git and apps together); beyond, new ones get 503.
     #[arg(long, env = "GIGALIXIR_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -267,6 +280,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     };
     let runtime = runtime.with_egress(args.app_egress);
+    let route_changes = runtime.route_changes();
     if args.app_firewall {
         runtime.guard().await.context(
             "walling off app containers (start with --app-firewall=false to run apps without it)",
@@ -361,16 +375,20 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     });
     let proxy = router::Proxy::new(
         args.domain.clone(),
+        port,
         ports.store.clone(),
         ports.runtime.clone(),
+        route_changes,
+        router::EdgeLimits {
+            request_timeout: Duration::from_secs(args.request_timeout),
+            upgrade_idle: Duration::from_secs(args.upgrade_idle_timeout),
+            max_body_bytes: args.max_app_body_mb << 20,
+        },
     );
-    let app: Router = api
-        .merge(receive)
-        .layer(axum::middleware::from_fn_with_state(
-            proxy,
-            router::route_by_host,
-        ))
-        .layer(shared::web::trace_layer());
+    // Requests to apps get the router's own access log line, not the platform's.
+    let app: Router = api.merge(receive).layer(shared::web::trace_layer()).layer(
+        axum::middleware::from_fn_with_state(proxy, router::route_by_host),
+    );
 
     tracing::info!(
         url = %format!("http://localhost:{port}"),

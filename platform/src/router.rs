@@ -1,21 +1,73 @@
 //! The HTTP router of the single-machine runtime: a request for `APP.localhost` (or
 //! `APP.<domain>`) goes to the app's live release; anything else to the platform's own
 //! routes (API, git).
+//!
+//! The hot path reads no store and asks no runtime: a routing table per app is kept in
+//! memory, dropped whenever the runtime changes an app's live replicas and refreshed after
+//! a second otherwise (an app created or destroyed). Upstream connections are kept alive;
+//! an idempotent request without a body whose replica refuses the connection is tried once
+//! on another replica. Upgrades (WebSockets) are bridged until either side closes or stays
+//! silent past the idle timeout; streamed responses pass as they come. The client's address
+//! is appended to `X-Forwarded-For`, `X-Forwarded-Proto`, `-Host`, `-Port` and
+//! `X-Request-Id` are set, hop-by-hop headers are dropped both ways, and one access-log line
+//! per request says what happened (never its query, cookies or credentials).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use shared::domain::AppName;
 use shared::ports::{Runtime, Store};
 use shared::PortError;
+
+/// How the router treats requests to apps.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeLimits {
+    /// How long an app may take to answer a request's headers (then 504).
+    pub request_timeout: Duration,
+    /// How long an upgraded connection (a WebSocket) may stay silent both ways.
+    pub upgrade_idle: Duration,
+    /// The largest request body passed to an app (then 413).
+    pub max_body_bytes: u64,
+}
+
+impl Default for EdgeLimits {
+    /// 60 s to answer, 1 h of WebSocket silence, 100 MB of request body.
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            upgrade_idle: Duration::from_secs(3600),
+            max_body_bytes: 100 << 20,
+        }
+    }
+}
+
+/// How long a routing-table entry is trusted when nothing says it changed.
+const ROUTE_TTL: Duration = Duration::from_secs(1);
+/// How long a replica that failed a request is passed over.
+const SUSPECT_FOR: Duration = Duration::from_secs(2);
+
+/// What the router knows of one app.
+#[derive(Clone)]
+struct Route {
+    /// `None`: there is no such app.
+    endpoints: Option<Arc<[SocketAddr]>>,
+    fetched: Instant,
+    /// The runtime's change counter when it was fetched.
+    generation: u64,
+}
 
 /// What the router needs.
 #[derive(Clone)]
@@ -26,20 +78,100 @@ pub struct Proxy {
     pub store: Arc<dyn Store>,
     /// Where the apps run.
     pub runtime: Arc<dyn Runtime>,
+    /// The port clients reach the router on (`X-Forwarded-Port`).
+    pub port: u16,
+    limits: EdgeLimits,
+    /// Counts the runtime's changes of live replicas: a new count empties the table.
+    changes: Arc<AtomicU64>,
+    table: Arc<RwLock<HashMap<AppName, Route>>>,
+    /// Replicas that just failed a request: passed over for [`SUSPECT_FOR`] while another
+    /// one is there.
+    suspects: Arc<RwLock<HashMap<SocketAddr, Instant>>>,
     client: Client<HttpConnector, Body>,
     next: Arc<AtomicUsize>,
 }
 
 impl Proxy {
-    /// A router for apps under `domain`.
-    pub fn new(domain: String, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
+    /// A router for apps under `domain`, served on `port`. `changes` is bumped by the runtime
+    /// whenever an app's live replicas change.
+    pub fn new(
+        domain: String,
+        port: u16,
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        changes: Arc<AtomicU64>,
+        limits: EdgeLimits,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
         Self {
             domain,
             store,
             runtime,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            port,
+            limits,
+            changes,
+            table: Arc::default(),
+            suspects: Arc::default(),
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
             next: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The app's live replicas (`None`: no such app), from the table while it is current.
+    async fn route(&self, app: &AppName) -> Result<Option<Arc<[SocketAddr]>>, PortError> {
+        let generation = self.changes.load(Ordering::Acquire);
+        if let Some(route) = self.table.read().ok().and_then(|t| t.get(app).cloned()) {
+            if route.generation == generation && route.fetched.elapsed() < ROUTE_TTL {
+                return Ok(route.endpoints);
+            }
+        }
+        let endpoints = match self.store.app(app).await {
+            Ok(_) => Some(Arc::from(self.runtime.endpoints(app).await?)),
+            Err(PortError::NotFound) => None,
+            Err(err) => return Err(err),
+        };
+        if let Ok(mut table) = self.table.write() {
+            table.insert(
+                app.clone(),
+                Route {
+                    endpoints: endpoints.clone(),
+                    fetched: Instant::now(),
+                    generation,
+                },
+            );
+        }
+        Ok(endpoints)
+    }
+
+    /// Forgets what the table says of `app` and passes over `replica` for a while (it
+    /// failed a request).
+    fn failed(&self, app: &AppName, replica: SocketAddr) {
+        if let Ok(mut table) = self.table.write() {
+            table.remove(app);
+        }
+        if let Ok(mut suspects) = self.suspects.write() {
+            suspects.retain(|_, since| since.elapsed() < SUSPECT_FOR);
+            suspects.insert(replica, Instant::now());
+        }
+    }
+
+    /// The replica for the `n`th request: round robin over those that did not just fail.
+    fn pick(&self, endpoints: &[SocketAddr], n: usize) -> SocketAddr {
+        let first = endpoints[n % endpoints.len()];
+        let Ok(suspects) = self.suspects.read() else {
+            return first;
+        };
+        if suspects.is_empty() {
+            return first;
+        }
+        (0..endpoints.len())
+            .map(|i| endpoints[(n + i) % endpoints.len()])
+            .find(|e| suspects.get(e).is_none_or(|t| t.elapsed() >= SUSPECT_FOR))
+            .unwrap_or(first)
     }
 }
 
@@ -65,6 +197,147 @@ fn page(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
+/// Headers that concern one connection, never passed on (RFC 9110 7.6.1), besides those
+/// the `Connection` header names.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Removes the hop-by-hop headers; `upgrade` (and `Connection: upgrade`) are kept when the
+/// exchange is an upgrade.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if !(upgrading && name == header::UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if upgrading {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Whether the request asks to switch protocols (`Connection: upgrade` and `Upgrade`).
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The client's request id if it is a sensible one (1–200 characters of letters, digits
+/// and `-_.+/=`), else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=200).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+/=".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+}
+
+/// Methods a client may send twice with the same effect (RFC 9110 9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// What one request through the router did: logged once its response body has ended (or
+/// was dropped), so that the bytes are the bytes sent.
+struct AccessLog {
+    method: Method,
+    host: String,
+    path: String,
+    status: u16,
+    bytes: u64,
+    started: Instant,
+    id: String,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "access",
+            method = %self.method,
+            host = %self.host,
+            path = %self.path,
+            status = self.status,
+            bytes = self.bytes,
+            ms = format!("{:.1}", self.started.elapsed().as_secs_f64() * 1000.0),
+            request_id = %self.id,
+            "routed"
+        );
+    }
+}
+
+/// `resp` with its body counted into `log`, which is written when the body ends.
+fn logged(resp: Response, mut log: AccessLog) -> Response {
+    log.status = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    let mut log = Some(log);
+    let stream = body.into_data_stream().map(move |chunk| {
+        if let (Ok(data), Some(log)) = (&chunk, log.as_mut()) {
+            log.bytes += data.len() as u64;
+        }
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// A request body that fails once it passes `max` bytes (checked as it streams); `tripped`
+/// says so afterwards.
+fn capped_body(body: Body, max: u64, tripped: Arc<std::sync::atomic::AtomicBool>) -> Body {
+    let mut seen = 0u64;
+    Body::from_stream(body.into_data_stream().map(move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > max {
+            tripped.store(true, Ordering::Relaxed);
+            return Err(axum::Error::new(
+                "the request body is larger than the router passes on",
+            ));
+        }
+        Ok(chunk)
+    }))
+}
+
+fn too_large(proxy: &Proxy) -> Response {
+    page(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "The request body is larger than the {} MB an app may receive.",
+            proxy.limits.max_body_bytes >> 20
+        ),
+    )
+}
+
 /// Middleware: proxies app hosts, passes the rest on.
 pub async fn route_by_host(State(proxy): State<Proxy>, req: Request, next: Next) -> Response {
     let host = req
@@ -76,26 +349,47 @@ pub async fn route_by_host(State(proxy): State<Proxy>, req: Request, next: Next)
     let Some(app) = host.as_deref().and_then(|h| app_of(&proxy.domain, h)) else {
         return next.run(req).await;
     };
-    match proxy.store.app(&app).await {
-        Ok(_) => {}
-        Err(PortError::NotFound) => {
+    let host = host.unwrap_or_default();
+    let id = request_id(req.headers());
+    let log = AccessLog {
+        method: req.method().clone(),
+        host: host.clone(),
+        path: req.uri().path().to_owned(),
+        status: 0,
+        bytes: 0,
+        started: Instant::now(),
+        id: id.clone(),
+    };
+    let mut resp = proxy_to(&proxy, &app, &host, &id, req).await;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // no body to count: the connection is the app's now
+        let mut log = log;
+        log.status = 101;
+        return resp;
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    logged(resp, log)
+}
+
+async fn proxy_to(
+    proxy: &Proxy,
+    app: &AppName,
+    host: &str,
+    id: &str,
+    mut req: Request,
+) -> Response {
+    let endpoints = match proxy.route(app).await {
+        Ok(Some(e)) => e,
+        Ok(None) => {
             return page(
                 StatusCode::NOT_FOUND,
                 format!("There is no app called {app} here."),
             )
         }
         Err(err) => {
-            tracing::error!(error = %err, "router could not read the store");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The platform is busy; try again.".into(),
-            );
-        }
-    }
-    let endpoints = match proxy.runtime.endpoints(&app).await {
-        Ok(e) => e,
-        Err(err) => {
-            tracing::error!(error = %err, "router could not ask the runtime");
+            tracing::error!(error = %err, "the router could not look the app up");
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The platform is busy; try again.".into(),
@@ -108,30 +402,151 @@ pub async fn route_by_host(State(proxy): State<Proxy>, req: Request, next: Next)
             format!("{app} has no running release yet: deploy it with `git push gigalixir main`."),
         );
     }
-    let target = endpoints[proxy.next.fetch_add(1, Ordering::Relaxed) % endpoints.len()];
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > proxy.limits.max_body_bytes) {
+        return too_large(proxy);
+    }
+    let upgrading = is_upgrade(req.headers());
+    let client_side = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let (mut parts, body) = req.into_parts();
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers, upgrading);
+    if let Some(peer) = peer {
+        let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(before) if !before.trim().is_empty() => format!("{}, {peer}", before.trim()),
+            _ => peer.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            headers.insert("x-forwarded-for", v);
+        }
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert("x-forwarded-host", v);
+    }
+    headers.insert("x-forwarded-port", HeaderValue::from(proxy.port));
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert("x-request-id", v);
+    }
     let path = parts
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let Ok(uri) = format!("http://{target}{path}").parse::<Uri>() else {
-        return page(StatusCode::BAD_REQUEST, "Bad request path.".into());
+    // Without a body (or a declared empty one), the request can be sent again.
+    let repeatable = idempotent(&parts.method)
+        && !upgrading
+        && declared.is_none_or(|n| n == 0)
+        && !parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let tripped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = capped_body(body, proxy.limits.max_body_bytes, tripped.clone());
+    let first = proxy.next.fetch_add(1, Ordering::Relaxed);
+    let mut body = Some(body);
+    let mut attempt = 0;
+    let resp = loop {
+        let target = match attempt {
+            0 => proxy.pick(&endpoints, first),
+            _ => proxy.pick(&endpoints, first + 1),
+        };
+        let Ok(uri) = format!("http://{target}{path}").parse::<Uri>() else {
+            return page(StatusCode::BAD_REQUEST, "Bad request path.".into());
+        };
+        let mut upstream = axum::http::Request::new(body.take().unwrap_or_else(Body::empty));
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.uri_mut() = uri;
+        *upstream.headers_mut() = parts.headers.clone();
+        let sent =
+            tokio::time::timeout(proxy.limits.request_timeout, proxy.client.request(upstream))
+                .await;
+        match sent {
+            Ok(Ok(resp)) => break resp,
+            // Nothing of the answer came: a request that can be sent again goes to another
+            // replica (this one refused it or died with it).
+            Ok(Err(err)) if repeatable && attempt == 0 && endpoints.len() > 1 => {
+                tracing::warn!(app = %app, replica = %target, error = %err, "a replica failed a request; trying another");
+                proxy.failed(app, target);
+                attempt += 1;
+            }
+            Ok(Err(err)) => {
+                if tripped.load(Ordering::Relaxed) {
+                    return too_large(proxy);
+                }
+                if err.is_connect() {
+                    proxy.failed(app, target);
+                }
+                tracing::warn!(app = %app, error = %err, "the app did not answer");
+                return page(StatusCode::BAD_GATEWAY, format!("{app} did not answer."));
+            }
+            Err(_) => {
+                return page(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "{app} did not answer within {} s.",
+                        proxy.limits.request_timeout.as_secs()
+                    ),
+                )
+            }
+        }
     };
-    parts.uri = uri;
-    if let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
-        parts.headers.insert("x-forwarded-host", h);
+    let (mut parts, body) = resp.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_side) = client_side else {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                format!("{app} switched protocols unasked."),
+            );
+        };
+        let mut upstream_resp = Response::from_parts(parts, body);
+        let app_side = hyper::upgrade::on(&mut upstream_resp);
+        let (mut parts, _) = upstream_resp.into_parts();
+        let idle = proxy.limits.upgrade_idle;
+        tokio::spawn(async move {
+            match tokio::try_join!(client_side, app_side) {
+                Ok((client, app)) => bridge(TokioIo::new(client), TokioIo::new(app), idle).await,
+                Err(err) => tracing::debug!(error = %err, "an upgrade did not complete"),
+            }
+        });
+        strip_hop_by_hop(&mut parts.headers, true);
+        return Response::from_parts(parts, Body::empty());
     }
-    parts
-        .headers
-        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    match proxy.client.request(Request::from_parts(parts, body)).await {
-        Ok(resp) => resp.map(Body::new),
-        Err(err) => {
-            tracing::warn!(app = %app, error = %err, "the app did not answer");
-            page(StatusCode::BAD_GATEWAY, format!("{app} did not answer."))
+    strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Copies both ways between an upgraded client connection and the app until either side
+/// closes, fails, or both stay silent for `idle`.
+async fn bridge<A, B>(mut client: A, mut app: B, idle: Duration)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // small buffers: thousands of idle WebSockets must stay cheap
+    let mut from_client = [0u8; 4096];
+    let mut from_app = [0u8; 4096];
+    loop {
+        tokio::select! {
+            read = client.read(&mut from_client) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => if app.write_all(&from_client[..n]).await.is_err() { break },
+            },
+            read = app.read(&mut from_app) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => if client.write_all(&from_app[..n]).await.is_err() { break },
+            },
+            () = tokio::time::sleep(idle) => break,
         }
     }
+    let _ = client.shutdown().await;
+    let _ = app.shutdown().await;
 }
 
 #[cfg(test)]
@@ -152,5 +567,50 @@ mod tests {
                 .as_deref(),
             Some("shop")
         );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_upgrades_keep_theirs() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let mut plain = h.clone();
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(
+            plain.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["x-kept"]
+        );
+        let mut up = h;
+        up.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        assert!(is_upgrade(&up));
+        strip_hop_by_hop(&mut up, true);
+        assert_eq!(up[header::UPGRADE], "websocket");
+        assert_eq!(up[header::CONNECTION], "upgrade");
+        assert!(!up.contains_key("keep-alive"));
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sensible() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_static("no spaces <allowed>"),
+        );
+        let made = request_id(&h);
+        assert_eq!(made.len(), 32);
+        assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(request_id(&HeaderMap::new()), made);
     }
 }

@@ -76,6 +76,8 @@ pub struct DockerRuntime {
     revivals: Arc<Mutex<HashMap<String, (std::time::Instant, Duration)>>>,
     /// Old replicas draining before they stop: not orphans while they do.
     retiring: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Counts the changes of any app's live replicas (see [`Self::route_changes`]).
+    route_changes: Arc<std::sync::atomic::AtomicU64>,
     /// Whether app containers may open connections beyond their own network (the
     /// internet); see [`super::guard`].
     egress: bool,
@@ -129,6 +131,7 @@ impl DockerRuntime {
             slug_source: None,
             revivals: Arc::new(Mutex::new(HashMap::new())),
             retiring: Arc::default(),
+            route_changes: Arc::default(),
             egress: true,
         }
     }
@@ -354,6 +357,7 @@ impl DockerRuntime {
                     }
                 }
             }
+            self.routes_changed();
         }
         tracing::info!(app = %app, replica = %name, "a crashed replica was started again");
     }
@@ -1036,6 +1040,19 @@ impl DockerRuntime {
         if let Ok(mut live) = self.live.lock() {
             live.insert(app.clone(), replicas);
         }
+        self.routes_changed();
+    }
+
+    fn routes_changed(&self) {
+        self.route_changes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A counter that grows whenever an app's live replicas change (a deploy, a scale, a
+    /// replica brought back, an app removed): a router that caches where apps run drops
+    /// its cache when it moves.
+    pub fn route_changes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.route_changes.clone()
     }
 
     /// Names of the replicas taking traffic.
@@ -1205,6 +1222,7 @@ impl Runtime for DockerRuntime {
         if let Ok(mut live) = self.live.lock() {
             live.remove(app);
         }
+        self.routes_changed();
         let filters = self.app_filters(app);
         // A build still running is stopped too: its app is gone.
         let containers = self.all_containers_of(app).await?;

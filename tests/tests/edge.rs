@@ -1,0 +1,253 @@
+//! The edge, as an app's visitors meet it through the router: WebSockets bridged both ways,
+//! streamed responses passed as they come, forwarded headers the app can trust, limits with
+//! clear answers, an access log without secrets, and no lost request when a replica dies.
+//! (Issue 14.) The app is `tests/fixtures/edge_app`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use gigalixir_tests::{docker, require_images, wait_for, Platform};
+
+/// A raw HTTP/1.1 request to the router for `app`; the connection, its reading timeout set.
+fn send(p: &Platform, app: &str, head: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let host = format!("{app}.localhost:{}", p.port);
+    s.write_all(head.replace("HOST", &host).as_bytes())
+        .expect("write");
+    s
+}
+
+/// Reads from `s` until `until` is in what was read (or the peer closes); all read so far.
+fn read_until(s: &mut TcpStream, seen: &mut Vec<u8>, until: &[u8]) {
+    let mut buf = [0u8; 4096];
+    while !seen.windows(until.len()).any(|w| w == until) {
+        let n = s.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A masked client frame (RFC 6455) with `opcode` and `data` (under 126 bytes).
+fn frame(opcode: u8, data: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![
+        0x80 | opcode,
+        0x80 | u8::try_from(data.len()).expect("short"),
+    ];
+    out.extend_from_slice(&mask);
+    out.extend(data.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Reads one unmasked server frame: (opcode, payload).
+fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).expect("frame head");
+    assert_eq!(head[1] & 0x80, 0, "a server frame is not masked");
+    let len = usize::from(head[1] & 0x7f);
+    assert!(len < 126, "short frames only");
+    let mut data = vec![0u8; len];
+    s.read_exact(&mut data).expect("frame data");
+    (head[0] & 0x0f, data)
+}
+
+fn edge_app(p: &Platform, work: &std::path::Path) -> String {
+    p.sign_up_and_log_in();
+    let (repo, app) = p.new_app("edge_app", "edge", work);
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "the push failed:\n{out}");
+    app
+}
+
+#[test]
+fn websockets_streams_and_forwarded_headers_pass_the_router() {
+    require_images();
+    let p = Platform::start_with(&["--request-timeout", "2", "--max-app-body-mb", "1"]);
+    let work = tempfile::tempdir().expect("work");
+    let app = edge_app(&p, work.path());
+
+    // A WebSocket: the handshake's 101, then frames both ways, then a clean close.
+    let mut ws = send(
+        &p,
+        &app,
+        "GET /ws HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let mut head = Vec::new();
+    read_until(&mut ws, &mut head, b"\r\n\r\n");
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    for (opcode, data) in [
+        (1u8, &b"hello through the router"[..]),
+        (2, &[0u8, 1, 2, 255][..]),
+    ] {
+        ws.write_all(&frame(opcode, data)).expect("send frame");
+        assert_eq!(read_frame(&mut ws), (opcode, data.to_vec()));
+    }
+    // the app stays silent for a while: the bridge holds
+    std::thread::sleep(Duration::from_secs(3));
+    ws.write_all(&frame(1, b"still there")).expect("send");
+    assert_eq!(read_frame(&mut ws), (1, b"still there".to_vec()));
+    ws.write_all(&frame(8, &[0x03, 0xe8])).expect("close");
+    assert_eq!(read_frame(&mut ws).0, 8);
+
+    // A stream: the first event arrives while the response is still open.
+    let mut sse = send(
+        &p,
+        &app,
+        "GET /sse HTTP/1.1\r\nHost: HOST\r\nConnection: close\r\n\r\n",
+    );
+    let mut seen = Vec::new();
+    read_until(&mut sse, &mut seen, b"data: one");
+    let early = String::from_utf8_lossy(&seen).into_owned();
+    assert!(
+        !early.contains("data: two"),
+        "the stream was held back until it ended:\n{early}"
+    );
+    read_until(&mut sse, &mut seen, b"data: two");
+    assert!(String::from_utf8_lossy(&seen).contains("data: two"));
+
+    // Forwarded headers: the client's own X-Forwarded-For gets the real peer appended, the
+    // request id is kept, hop-by-hop headers (and those Connection names) go.
+    let mut h = send(
+        &p,
+        &app,
+        "GET /headers?token=do-not-log-me HTTP/1.1\r\nHost: HOST\r\nX-Forwarded-For: 6.6.6.6\r\n\
+         X-Forwarded-Proto: https\r\nX-Request-Id: abc-123\r\nConnection: close, X-Hop\r\n\
+         X-Hop: secret\r\nCookie: session=do-not-log-me\r\n\r\n",
+    );
+    let mut seen = Vec::new();
+    read_until(&mut h, &mut seen, b"\0never");
+    let answer = String::from_utf8_lossy(&seen).to_lowercase();
+    let (resp_head, body) = answer.split_once("\r\n\r\n").expect("a response");
+    assert!(resp_head.starts_with("http/1.1 200"), "{answer}");
+    assert!(resp_head.contains("x-request-id: abc-123"), "{resp_head}");
+    let line = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        line("x-forwarded-for").as_deref(),
+        Some("6.6.6.6, 127.0.0.1"),
+        "{body}"
+    );
+    assert_eq!(line("x-forwarded-proto").as_deref(), Some("http"), "{body}");
+    assert_eq!(
+        line("x-forwarded-host"),
+        Some(format!("{app}.localhost:{}", p.port)),
+        "{body}"
+    );
+    assert_eq!(line("x-forwarded-port"), Some(p.port.to_string()), "{body}");
+    assert_eq!(line("x-request-id").as_deref(), Some("abc-123"), "{body}");
+    assert_eq!(line("x-hop"), None, "{body}");
+    // a request without an id gets one
+    let (status, body) = p.get_app(&app, "/headers");
+    assert_eq!(status, 200);
+    let id = body
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("an id");
+    assert_eq!(id.len(), 32, "{id}");
+
+    // Limits: an app slower than the request timeout, a body over the cap.
+    let (status, body) = p.get_app(&app, "/slow?s=5");
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("did not answer within 2 s"), "{body}");
+    // (its head only: the answer comes before a byte of the body is read)
+    let mut big = send(
+        &p,
+        &app,
+        "POST / HTTP/1.1\r\nHost: HOST\r\nContent-Length: 2097152\r\n\r\n",
+    );
+    let mut seen = Vec::new();
+    read_until(&mut big, &mut seen, b"MB an app may receive");
+    let answer = String::from_utf8_lossy(&seen);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("larger than the 1 MB"), "{answer}");
+
+    // One access-log line per request, without the query, cookies or forwarded chain.
+    let log = p.log();
+    let routed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("routed") && l.contains("abc-123"))
+        .collect();
+    assert_eq!(routed.len(), 1, "{log}");
+    for field in ["GET", "path=/headers", "status=200", "bytes="] {
+        assert!(routed[0].contains(field), "{}", routed[0]);
+    }
+    assert!(!log.contains("do-not-log-me"), "a secret reached the log");
+}
+
+#[test]
+fn a_replica_that_dies_under_load_loses_no_request() {
+    require_images();
+    let p = Platform::start();
+    let work = tempfile::tempdir().expect("work");
+    let app = edge_app(&p, work.path());
+    let repo = work.path().join("edge_app");
+    p.cli_ok(&repo, &["ps:scale", "-r", "2"]);
+    wait_for("two healthy replicas", Duration::from_secs(120), || {
+        p.log()
+            .lines()
+            .any(|l| l.contains("change=Scale") && l.contains("replicas=2") && l.contains("done"))
+    });
+    assert_eq!(p.container_ids(&app).len(), 2);
+    let victim = p.container_ids(&app)[0].clone();
+    // four clients without pause: some requests are on the victim when it dies
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let loads: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let client = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(20))
+                        .build()
+                        .expect("client");
+                    (0..600)
+                        .map(|_| {
+                            let status = client
+                                .get(format!("http://127.0.0.1:{}/", p.port))
+                                .header("host", format!("{app}.localhost:{}", p.port))
+                                .send()
+                                .map_or(0, |r| r.status().as_u16());
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            status
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        while done.load(std::sync::atomic::Ordering::Relaxed) < 300 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        docker(&["kill", &victim]);
+        let at_kill = done.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(at_kill < 2000, "the load was over before the replica died");
+        loads
+            .into_iter()
+            .flat_map(|l| l.join().expect("load"))
+            .collect()
+    });
+    eprintln!(
+        "figure: {} requests while a replica died, {} sent again to the other replica",
+        statuses.len(),
+        p.log().matches("trying another").count()
+    );
+    let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed while a replica died: {failed:?}",
+        failed.len(),
+        statuses.len()
+    );
+}
