@@ -359,7 +359,7 @@ fn kill_during(stage: Stage) {
         }),
         Stage::Building => gigalixir_tests::wait_for("the build to hold", limit, || {
             all_containers(&p, &app).iter().any(|id| {
-                label(id, "gigalixir.build") != ""
+                !label(id, "gigalixir.build").is_empty()
                     && Command::new("docker")
                         .args(["exec", id, "test", "-e", "/tmp/held"])
                         .output()
