@@ -216,9 +216,11 @@ locals {
   # Each function's environment: exactly the variables deployment.rs lists for it, except
   # PORT, which Cloud Run sets itself (container port 8080).
   function_env = {
+    # DOMAIN: a custom domain's CNAME target is APP.DOMAIN.
     api = {
-      GIGALIXIR_STORE = "firestore://${var.project_id}"
-      GIGALIXIR_BUS   = "pubsub://${var.project_id}"
+      GIGALIXIR_STORE  = "firestore://${var.project_id}"
+      GIGALIXIR_BUS    = "pubsub://${var.project_id}"
+      GIGALIXIR_DOMAIN = var.apps_domain
     }
     # DOMAIN: a push ends with the app's URL.
     receive = {

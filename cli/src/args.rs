@@ -129,6 +129,18 @@ pub enum Command {
     #[command(name = "config:copy")]
     ConfigCopy(ConfigCopyArgs),
 
+    /// Show an app's custom domains (DOMAIN, CNAME TARGET).
+    Domains(ConfigArgs),
+
+    /// Make an app answer on a domain of yours: then point a CNAME (or ALIAS) record of it
+    /// at the app's host, as the command says.
+    #[command(name = "domains:add")]
+    DomainsAdd(DomainArgs),
+
+    /// Stop an app answering on one of its custom domains.
+    #[command(name = "domains:remove")]
+    DomainsRemove(DomainArgs),
+
     /// Show an app's replicas (REPLICA, STATUS, VERSION, SINCE).
     Ps(PsArgs),
 
@@ -421,6 +433,17 @@ pub struct ConfigUnsetArgs {
     /// The keys to remove.
     #[arg(value_name = "KEY", required = true)]
     pub keys: Vec<String>,
+}
+
+/// `domains:add`, `domains:remove`.
+#[derive(Debug, Args)]
+pub struct DomainArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The domain, e.g. www.example.com.
+    #[arg(value_name = "FQDN")]
+    pub fqdn: String,
 }
 
 /// `config:copy`.

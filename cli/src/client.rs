@@ -14,9 +14,9 @@ use serde::Serialize;
 use shared::domain::AppName;
 use shared::stack::Stack;
 use shared::wire::{
-    AppStatus, AppView, ConfigCopy, ConfigSet, ConfigUnset, Data, Errors, KeyView, NewApp,
-    NewSshKey, NewUser, ReleaseView, ScaleRequest, ScaleView, SshAccess, SshKeyRemove, SshKeyView,
-    StackChange, UserView,
+    AppStatus, AppView, ConfigCopy, ConfigSet, ConfigUnset, Data, DomainView, Errors, KeyView,
+    NewApp, NewSshKey, NewUser, ReleaseView, ScaleRequest, ScaleView, SshAccess, SshKeyRemove,
+    SshKeyView, StackChange, UserView,
 };
 use url::Url;
 
@@ -397,6 +397,33 @@ impl Client {
     /// `GET /api/apps/NAME/releases`: newest first.
     pub fn releases(&self, auth: &Auth, name: &AppName) -> Result<Vec<ReleaseView>, ApiError> {
         self.call(self.authed(Method::GET, &format!("/api/apps/{name}/releases"), auth))
+    }
+
+    /// `GET /api/apps/NAME/domains`.
+    pub fn domains(&self, auth: &Auth, name: &AppName) -> Result<Vec<DomainView>, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/domains"), auth))
+    }
+
+    /// `POST /api/apps/NAME/domains` `{"fqdn": ...}`: the domain, with its CNAME target.
+    pub fn add_domain(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        fqdn: &str,
+    ) -> Result<DomainView, ApiError> {
+        self.call(
+            self.authed(Method::POST, &format!("/api/apps/{name}/domains"), auth)
+                .json(&serde_json::json!({ "fqdn": fqdn })),
+        )
+    }
+
+    /// `DELETE /api/apps/NAME/domains` `{"fqdn": ...}`.
+    pub fn remove_domain(&self, auth: &Auth, name: &AppName, fqdn: &str) -> Result<(), ApiError> {
+        self.call::<serde_json::Value>(
+            self.authed(Method::DELETE, &format!("/api/apps/{name}/domains"), auth)
+                .json(&serde_json::json!({ "fqdn": fqdn })),
+        )
+        .map(|_| ())
     }
 
     /// `POST /api/apps/NAME/releases/VERSION/rollback`.

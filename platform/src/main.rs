@@ -372,6 +372,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         store: ports.store.clone(),
         bus: ports.bus.clone(),
         runtime: Some(ports.runtime.clone()),
+        app_domain: args.domain.clone(),
     });
     let proxy = router::Proxy::new(
         args.domain.clone(),

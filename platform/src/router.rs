@@ -28,7 +28,7 @@ use futures::StreamExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use shared::domain::AppName;
+use shared::domain::{AppName, Fqdn};
 use shared::ports::{Runtime, Store};
 use shared::PortError;
 
@@ -56,6 +56,8 @@ impl Default for EdgeLimits {
 
 /// How long a routing-table entry is trusted when nothing says it changed.
 const ROUTE_TTL: Duration = Duration::from_secs(1);
+/// The most custom-domain lookups kept (any `Host` a client sends is looked up once).
+const MAX_CACHED_DOMAINS: usize = 10_000;
 /// How long a replica that failed a request is passed over.
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
 
@@ -84,6 +86,8 @@ pub struct Proxy {
     /// Counts the runtime's changes of live replicas: a new count empties the table.
     changes: Arc<AtomicU64>,
     table: Arc<RwLock<HashMap<AppName, Route>>>,
+    /// Custom domains looked up lately: the app (`None`: not an app's), and when.
+    domains: Arc<RwLock<HashMap<Fqdn, (Option<AppName>, Instant)>>>,
     /// Replicas that just failed a request: passed over for [`SUSPECT_FOR`] while another
     /// one is there.
     suspects: Arc<RwLock<HashMap<SocketAddr, Instant>>>,
@@ -113,6 +117,7 @@ impl Proxy {
             limits,
             changes,
             table: Arc::default(),
+            domains: Arc::default(),
             suspects: Arc::default(),
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
@@ -147,6 +152,28 @@ impl Proxy {
         Ok(endpoints)
     }
 
+    /// The app a custom domain belongs to, if any (looked up at most once a second per
+    /// name; the cache is emptied when it holds too many names).
+    async fn app_of_domain(&self, fqdn: &Fqdn) -> Result<Option<AppName>, PortError> {
+        if let Some((app, at)) = self.domains.read().ok().and_then(|d| d.get(fqdn).cloned()) {
+            if at.elapsed() < ROUTE_TTL {
+                return Ok(app);
+            }
+        }
+        let app = match self.store.domain(fqdn).await {
+            Ok(d) => Some(d.app),
+            Err(PortError::NotFound) => None,
+            Err(err) => return Err(err),
+        };
+        if let Ok(mut domains) = self.domains.write() {
+            if domains.len() >= MAX_CACHED_DOMAINS {
+                domains.clear();
+            }
+            domains.insert(fqdn.clone(), (app.clone(), Instant::now()));
+        }
+        Ok(app)
+    }
+
     /// Forgets what the table says of `app` and passes over `replica` for a while (it
     /// failed a request).
     fn failed(&self, app: &AppName, replica: SocketAddr) {
@@ -172,6 +199,14 @@ impl Proxy {
             .map(|i| endpoints[(n + i) % endpoints.len()])
             .find(|e| suspects.get(e).is_none_or(|t| t.elapsed() >= SUSPECT_FOR))
             .unwrap_or(first)
+    }
+}
+
+/// A `Host` header without its port.
+fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
+        _ => host,
     }
 }
 
@@ -346,10 +381,27 @@ pub async fn route_by_host(State(proxy): State<Proxy>, req: Request, next: Next)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| req.uri().host().map(str::to_owned));
-    let Some(app) = host.as_deref().and_then(|h| app_of(&proxy.domain, h)) else {
+    let Some(host) = host else {
         return next.run(req).await;
     };
-    let host = host.unwrap_or_default();
+    let app = match app_of(&proxy.domain, &host) {
+        Some(app) => app,
+        // Another name (not the platform's own, not an address): an app's custom domain?
+        None => match Fqdn::parse(host_name(&host)) {
+            Ok(fqdn) if !fqdn.is_within(&proxy.domain) => match proxy.app_of_domain(&fqdn).await {
+                Ok(Some(app)) => app,
+                Ok(None) => return next.run(req).await,
+                Err(err) => {
+                    tracing::error!(error = %err, "the router could not look a domain up");
+                    return page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The platform is busy; try again.".into(),
+                    );
+                }
+            },
+            _ => return next.run(req).await,
+        },
+    };
     let id = request_id(req.headers());
     let log = AccessLog {
         method: req.method().clone(),

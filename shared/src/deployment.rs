@@ -306,7 +306,8 @@ pub const PUSH_JWKS: EnvVar = var(
 /// The environment variables `function` reads.
 pub fn env(function: Function) -> Vec<EnvVar> {
     match function {
-        Function::Api => vec![PORT, STORE, BUS],
+        // DOMAIN: a custom domain's CNAME target is APP.DOMAIN.
+        Function::Api => vec![PORT, STORE, BUS, DOMAIN],
         // DOMAIN: a push ends with the app's URL.
         Function::Receive => vec![PORT, STORE, BUS, BLOBS, DOMAIN],
         // The worker serves the package cache to its builds over the shared blobs.

@@ -81,6 +81,58 @@ impl AppName {
     }
 }
 
+/// A custom domain's name (`www.example.com`): lowercased, without a trailing dot; two or
+/// more labels of letters, digits and hyphens (1–63 each, not starting or ending with a
+/// hyphen), 253 characters at most, the last label not all digits (no IP addresses).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fqdn(String);
+
+impl Fqdn {
+    /// Checks `name` and returns it as a domain name.
+    pub fn parse(name: &str) -> Result<Self, Invalid> {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        let bad = |why: &str| Invalid(format!("`{name}` is not a domain name: {why}"));
+        if name.is_empty() || name.len() > 253 {
+            return Err(bad("it must be 1 to 253 characters long"));
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.len() < 2 {
+            return Err(bad("it needs at least two labels, like `www.example.com`"));
+        }
+        for label in &labels {
+            if label.is_empty() || label.len() > 63 {
+                return Err(bad("each label must be 1 to 63 characters long"));
+            }
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(bad("labels hold only letters, digits and hyphens"));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(bad("a label must not start or end with a hyphen"));
+            }
+        }
+        if labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad("an IP address is not a domain"));
+        }
+        Ok(Self(name))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is `domain` or a name under it.
+    pub fn is_within(&self, domain: &str) -> bool {
+        self.0 == domain || self.0.ends_with(&format!(".{domain}"))
+    }
+}
+
 /// An email address, trimmed and lowercased so that one person has one account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Email(String);
@@ -303,7 +355,7 @@ macro_rules! string_newtype_impls {
         }
     )*};
 }
-string_newtype_impls!(AppName, Email, GitSha);
+string_newtype_impls!(AppName, Email, GitSha, Fqdn);
 
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -401,5 +453,31 @@ mod tests {
         assert_eq!(sha.short(), "1a2b3c4");
         assert!(GitSha::parse("1a2b3c4").is_err());
         assert_eq!(ReleaseVersion(3).to_string(), "v3");
+    }
+
+    #[test]
+    fn domain_names_are_checked() {
+        for (given, kept) in [
+            ("www.example.com", "www.example.com"),
+            ("Shop.Example.COM.", "shop.example.com"),
+            ("a-b.c1.io", "a-b.c1.io"),
+        ] {
+            assert_eq!(Fqdn::parse(given).expect(given).as_str(), kept);
+        }
+        for bad in [
+            "",
+            "localhost",
+            "example..com",
+            "-a.example.com",
+            "a_b.example.com",
+            "1.2.3.4",
+            "caf\u{e9}.example.com",
+            &format!("{}.com", "a".repeat(64)),
+        ] {
+            assert!(Fqdn::parse(bad).is_err(), "{bad} should be refused");
+        }
+        let shop = Fqdn::parse("shop.apps.example.com").expect("ok");
+        assert!(shop.is_within("apps.example.com"));
+        assert!(!shop.is_within("ps.example.com"));
     }
 }

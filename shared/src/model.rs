@@ -252,6 +252,18 @@ pub struct Release {
     pub created_at: DateTime<Utc>,
 }
 
+/// A domain of the user's own that an app answers on (besides `APP.<platform domain>`):
+/// it belongs to one app in the whole platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomDomain {
+    /// The name.
+    pub fqdn: crate::domain::Fqdn,
+    /// The app it routes to.
+    pub app: AppName,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
 /// An SSH public key of an account; it admits the account to its apps' replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SshKey {

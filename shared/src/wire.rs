@@ -122,6 +122,17 @@ pub struct AppView {
     pub stack: Option<String>,
 }
 
+/// A custom domain of an app (`GET|POST /api/apps/NAME/domains`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainView {
+    /// The name.
+    pub fqdn: String,
+    /// Where its CNAME (or ALIAS) record must point: the app's own host.
+    pub cname: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
 /// A release as listed (`GET /api/apps/NAME/releases`, newest first). The first four fields
 /// are GIGALIXIR's (its CLI prints the list and reads `version` to roll back); the rest
 /// are ours. Config values are secrets and never part of it.

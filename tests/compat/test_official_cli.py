@@ -330,6 +330,29 @@ class Apps(Case):
         self.assertEqual(self.config("compat-dst"), merged)
         self.assertEqual(self.config("compat-src"), {"A": "1", "B": "2"})
 
+    def test_domains(self):
+        self.create("compat-domains")
+        r = self.ok(ADA.official("domains:add", "-a", "compat-domains", "www.compat-shop.example"))
+        self.assertEqual(
+            r.message,
+            "Added www.compat-shop.example.\n"
+            "Create a CNAME or ALIAS record with your DNS provider pointing to "
+            "compat-domains.localhost\n"
+            "Please give us a few minutes to set up a new TLS certificate.",
+        )
+        listed = self.ok(ADA.official("domains", "-a", "compat-domains")).json()
+        self.assertEqual(
+            [(d["fqdn"], d["cname"]) for d in listed],
+            [("www.compat-shop.example", "compat-domains.localhost")],
+        )
+        r = ADA.official("domains:add", "-a", "compat-domains", "not a domain")
+        self.assertEqual(r.code, 1, str(r))
+        self.assertIn("is not a domain name", r.message)
+        r = self.ok(
+            ADA.official("domains:remove", "-a", "compat-domains", "www.compat-shop.example")
+        )
+        self.assertEqual(self.ok(ADA.official("domains", "-a", "compat-domains")).json(), [])
+
     def test_apps_destroy(self):
         self.create("compat-doomed")
         r = self.ok(ADA.official("apps:destroy", "-a", "compat-doomed", "-y"))

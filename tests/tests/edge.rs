@@ -251,3 +251,84 @@ fn a_replica_that_dies_under_load_loses_no_request() {
         statuses.len()
     );
 }
+
+/// GET `/` with `host` as the Host header, straight to the router.
+fn get_host(p: &Platform, host: &str) -> (u16, String) {
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+        .get(format!("http://127.0.0.1:{}/", p.port))
+        .header("host", host)
+        .send()
+        .expect("get");
+    (resp.status().as_u16(), resp.text().unwrap_or_default())
+}
+
+#[test]
+fn a_custom_domain_routes_to_its_one_app_until_removed() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hello", "shop", work.path());
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let fqdn = format!("www.{}.example", &p.instance[1..7]);
+
+    let out = p.cli_ok(&repo, &["domains:add", &fqdn]);
+    assert!(
+        out.contains(&format!("pointing {fqdn} to {app}.localhost")),
+        "{out}"
+    );
+    let listed = p.cli_ok(&repo, &["domains"]);
+    assert!(
+        listed.contains(&fqdn) && listed.contains(&format!("{app}.localhost")),
+        "{listed}"
+    );
+    // As a browser would once DNS points the name here (curl --resolve).
+    assert_eq!(
+        get_host(&p, &format!("{fqdn}:{}", p.port)),
+        (200, "Hello from hello v1\n".to_owned())
+    );
+    assert_eq!(
+        get_host(&p, &fqdn.to_uppercase()).0,
+        200,
+        "names are case-blind"
+    );
+
+    // Another account cannot take it, nor names under the platform's own domain, nor
+    // what is not a domain.
+    let b = gigalixir_tests::Account::sign_up(&p, &format!("b-{app}@example.com"));
+    let b_app = format!("other-{app}");
+    let b_repo = b.new_app("hello", &b_app, &work.path().join("b"));
+    let refused = |args: &[&str]| {
+        let out = p
+            .cli_command_as(b.home.path(), &b_repo, args)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let why = refused(&["domains:add", &fqdn]);
+    assert!(why.contains("is used by another app"), "{why}");
+    assert!(!why.contains(&app), "the other app's name leaked: {why}");
+    let why = refused(&["domains:add", &format!("x.{b_app}.localhost")]);
+    assert!(why.contains("platform's own domain"), "{why}");
+    let why = refused(&["domains:add", "not a domain"]);
+    assert!(why.contains("is not a domain name"), "{why}");
+    let why = refused(&["domains:remove", &fqdn]);
+    assert!(why.contains("has no domain"), "{why}");
+
+    // Removed: the name no longer reaches the app; then it is free for B.
+    p.cli_ok(&repo, &["domains:remove", &fqdn]);
+    wait_for("the name to stop routing", Duration::from_secs(5), || {
+        get_host(&p, &fqdn).1 != "Hello from hello v1\n"
+    });
+    assert!(p.cli_ok(&repo, &["domains"]).contains("no custom domains"));
+    b.cli_ok(&b_repo, &["domains:add", &fqdn]);
+
+    // Destroying an app frees its domains.
+    b.cli_ok(&b_repo, &["apps:destroy", "-a", &b_app, "-y"]);
+    p.cli_ok(&repo, &["domains:add", &fqdn]);
+}

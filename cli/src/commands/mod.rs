@@ -4,6 +4,7 @@
 mod account;
 mod apps;
 mod config;
+mod domains;
 mod health;
 mod processes;
 mod releases;
@@ -46,6 +47,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::ConfigSet(a) => config::set(&ctx, a),
         Command::ConfigUnset(a) => config::unset(&ctx, a.app.app, a.keys),
         Command::ConfigCopy(a) => config::copy(&ctx, a),
+        Command::Domains(a) => domains::list(&ctx, a.app.app, a.json),
+        Command::DomainsAdd(a) => domains::add(&ctx, a.app.app, &a.fqdn),
+        Command::DomainsRemove(a) => domains::remove(&ctx, a.app.app, &a.fqdn),
         Command::Ps(a) => processes::status(&ctx, a.app.app, a.json),
         Command::PsScale(a) => processes::scale(&ctx, a),
         Command::Health(a) => health::show(&ctx, a.app.app),

@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod auth;
 pub mod configs;
+pub mod domains;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -43,6 +44,9 @@ pub struct ApiState {
     /// Where the apps run, for `ps` and `logs`; `None` where the API runs apart from the
     /// runtime (then those routes answer 503).
     pub runtime: Option<Arc<dyn Runtime>>,
+    /// The apps' domain: an app answers on `APP.<app_domain>`, the CNAME target of its
+    /// custom domains.
+    pub app_domain: String,
 }
 
 /// The API's router, with its state.
@@ -61,6 +65,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps", get(apps::list).post(apps::create))
         .route("/api/apps/{name}", get(apps::info).delete(apps::destroy))
         .route("/api/apps/{name}/releases", get(releases::list))
+        .route(
+            "/api/apps/{name}/domains",
+            get(domains::list)
+                .post(domains::add)
+                .delete(domains::remove),
+        )
         .route("/api/apps/{name}/stack", put(apps::set_stack))
         .route("/api/apps/{name}/health", get(health::get).put(health::set))
         .route(

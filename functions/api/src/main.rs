@@ -1,6 +1,7 @@
 //! `gigalixir-api`: the API as a service — HTTP on `$PORT` (Cloud Run), or Lambda events
 //! (API Gateway, Function URL) when `AWS_LAMBDA_RUNTIME_API` is set. Its environment:
-//! `PORT`, `GIGALIXIR_STORE`, `GIGALIXIR_BUS` (`shared::deployment::env`).
+//! `PORT`, `GIGALIXIR_STORE`, `GIGALIXIR_BUS`, `GIGALIXIR_DOMAIN`
+//! (`shared::deployment::env`).
 
 use gigalixir_api::{router, ApiState};
 use shared::deployment::Function;
@@ -18,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
         bus: env.bus()?,
         // The runtime lives with `deploy`: `ps` and `logs` answer 503 here.
         runtime: None,
+        app_domain: env.domain().to_owned(),
     });
     Service::new(FUNCTION, app).run(&env).await?;
     Ok(())

@@ -23,7 +23,7 @@ macro_rules! store_contract {
             users_are_unique_by_email, api_keys_live_revoke_and_expire,
             apps_are_unique_and_owned, builds_move_forward_only, build_logs_append_in_order,
             releases_number_themselves_idempotently, locks_exclude_other_holders,
-            ssh_keys_are_per_account);
+            ssh_keys_are_per_account, domains_belong_to_one_app);
     };
 }
 

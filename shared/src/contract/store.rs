@@ -418,6 +418,69 @@ pub async fn locks_exclude_other_holders(store: Arc<dyn Store>) {
     store.try_lock(&mine, "c", long).await.expect("free again");
 }
 
+/// A custom domain belongs to one app in the whole store, is found by name, and goes with
+/// its app.
+pub async fn domains_belong_to_one_app(store: Arc<dyn Store>) {
+    use crate::domain::Fqdn;
+    use crate::model::CustomDomain;
+    let ada = user();
+    store.create_user(&ada).await.expect("ada");
+    let (a, b) = (app(&ada.id), app(&ada.id));
+    store.create_app(&a).await.expect("a");
+    store.create_app(&b).await.expect("b");
+    let name = |n: &str| Fqdn::parse(&format!("{n}.{}.example.com", unique("d"))).expect("fqdn");
+    let (www, shop) = (name("www"), name("shop"));
+    let of = |app: &App, fqdn: &Fqdn| CustomDomain {
+        fqdn: fqdn.clone(),
+        app: app.name.clone(),
+        created_at: Utc::now(),
+    };
+    store.add_domain(&of(&a, &www)).await.expect("a takes www");
+    store
+        .add_domain(&of(&a, &shop))
+        .await
+        .expect("a takes shop");
+    assert!(matches!(
+        store.add_domain(&of(&b, &www)).await,
+        Err(PortError::AlreadyExists)
+    ));
+    let gone = app(&ada.id);
+    assert!(matches!(
+        store.add_domain(&of(&gone, &name("x"))).await,
+        Err(PortError::NotFound)
+    ));
+    let mut names: Vec<Fqdn> = vec![www.clone(), shop.clone()];
+    names.sort();
+    assert_eq!(
+        store
+            .domains_of(&a.name)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|d| d.fqdn)
+            .collect::<Vec<_>>(),
+        names
+    );
+    assert!(store.domains_of(&b.name).await.expect("list").is_empty());
+    assert_eq!(store.domain(&www).await.expect("found").app, a.name);
+    assert!(matches!(
+        store.remove_domain(&b.name, &www).await,
+        Err(PortError::NotFound)
+    ));
+    store.remove_domain(&a.name, &www).await.expect("removed");
+    assert!(matches!(store.domain(&www).await, Err(PortError::NotFound)));
+    store
+        .add_domain(&of(&b, &www))
+        .await
+        .expect("b takes it now");
+    store.delete_app(&a.name).await.expect("delete a");
+    assert!(matches!(
+        store.domain(&shop).await,
+        Err(PortError::NotFound)
+    ));
+    assert_eq!(store.domain(&www).await.expect("b's").app, b.name);
+}
+
 /// Build output lines are numbered in order and read back from any point.
 pub async fn build_logs_append_in_order(store: Arc<dyn Store>) {
     let ada = user();

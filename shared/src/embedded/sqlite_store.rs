@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::sqlite::{from_json, map_err, now_ms, to_json, Db};
-use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, UserId};
+use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::{PortError, PortResult};
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, SshKey, User,
+    ApiKeyRecord, App, Build, BuildState, CustomDomain, NewRelease, Release, ReleaseStatus, SshKey,
+    User,
 };
 use crate::ports::Store;
 
@@ -63,6 +64,12 @@ CREATE TABLE IF NOT EXISTS ssh_keys (
     json TEXT NOT NULL,
     UNIQUE (user_id, fingerprint)
 );
+CREATE TABLE IF NOT EXISTS domains (
+    fqdn TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS domains_by_app ON domains (app);
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -265,6 +272,8 @@ impl Store for SqliteStore {
                 tx.execute("DELETE FROM builds WHERE app = ?1", [&name])
                     .map_err(map_err)?;
                 tx.execute("DELETE FROM releases WHERE app = ?1", [&name])
+                    .map_err(map_err)?;
+                tx.execute("DELETE FROM domains WHERE app = ?1", [&name])
                     .map_err(map_err)?;
                 tx.commit().map_err(map_err)
             })
@@ -553,6 +562,66 @@ impl Store for SqliteStore {
                     .execute(
                         "DELETE FROM ssh_keys WHERE user_id = ?1 AND id = ?2",
                         params![user, id],
+                    )
+                    .map_err(map_err)?;
+                if n == 0 {
+                    Err(PortError::NotFound)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    async fn add_domain(&self, domain: &CustomDomain) -> PortResult<()> {
+        let (fqdn, app, json) = (
+            domain.fqdn.to_string(),
+            domain.app.to_string(),
+            to_json(domain)?,
+        );
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                tx.query_row("SELECT 1 FROM apps WHERE name = ?1", [&app], |_| Ok(()))
+                    .map_err(map_err)?;
+                tx.execute(
+                    "INSERT INTO domains (fqdn, app, json) VALUES (?1, ?2, ?3)",
+                    params![fqdn, app, json],
+                )
+                .map_err(map_err)?;
+                tx.commit().map_err(map_err)
+            })
+            .await
+    }
+
+    async fn domains_of(&self, app: &AppName) -> PortResult<Vec<CustomDomain>> {
+        let app = app.to_string();
+        self.db
+            .call(move |c| {
+                many(
+                    c,
+                    "SELECT json FROM domains WHERE app = ?1 ORDER BY fqdn",
+                    [&app],
+                )
+            })
+            .await
+    }
+
+    async fn domain(&self, fqdn: &Fqdn) -> PortResult<CustomDomain> {
+        let fqdn = fqdn.to_string();
+        self.db
+            .call(move |c| one(c, "SELECT json FROM domains WHERE fqdn = ?1", [&fqdn]))
+            .await
+    }
+
+    async fn remove_domain(&self, app: &AppName, fqdn: &Fqdn) -> PortResult<()> {
+        let (app, fqdn) = (app.to_string(), fqdn.to_string());
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        "DELETE FROM domains WHERE fqdn = ?1 AND app = ?2",
+                        params![fqdn, app],
                     )
                     .map_err(map_err)?;
                 if n == 0 {

@@ -21,7 +21,8 @@
 //! | `builds/{id}` | `app`, `json` | builds; listed by `app` |
 //! | `build_logs/{build}` | `last` | the number of the build's last log line |
 //! | `build_logs/{build}/chunks/{first line, 20 digits}` | `first`, `last`, `lines` | one append's lines |
-//! | `locks/{name}` | `holder`, `expires_at` (ms) | per-app locks |
+//! | `locks/{name}` | `holder`, `expires_at` (ms), `fence` | per-app locks |
+//! | `domains/{fqdn}` | `app`, `json` | custom domains: one app each; listed by `app` |
 //!
 //! # Transactions
 //!
@@ -65,10 +66,11 @@ use firestore::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, UserId};
+use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::{PortError, PortResult};
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, SshKey, User,
+    ApiKeyRecord, App, Build, BuildState, CustomDomain, NewRelease, Release, ReleaseStatus, SshKey,
+    User,
 };
 use crate::ports::Store;
 
@@ -100,6 +102,7 @@ const BUILDS: &str = "builds";
 const LOGS: &str = "build_logs";
 const CHUNKS: &str = "chunks";
 const LOCKS: &str = "locks";
+const DOMAINS: &str = "domains";
 
 /// The production store: a Firestore database, `firestore://PROJECT[/DATABASE]`.
 ///
@@ -331,6 +334,12 @@ struct AppDoc {
     json: String,
     #[serde(default)]
     latest_release: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DomainDoc {
+    app: String,
+    json: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -711,6 +720,11 @@ impl Store for FirestoreStore {
                 for (key, _) in &keys {
                     remove(&db, &mut tx, Some(&parent), RELEASE_KEYS, key, false)?;
                 }
+                let domains: Vec<(String, DomainDoc)> =
+                    find(&db, None, DOMAINS, "app", app).await?;
+                for (domain, _) in &domains {
+                    remove(&db, &mut tx, None, DOMAINS, domain, false)?;
+                }
                 remove(&db, &mut tx, None, APPS, id, true)?;
                 Ok(((), tx))
             }
@@ -1025,6 +1039,66 @@ impl Store for FirestoreStore {
                 };
                 remove(&db, &mut tx, Some(&parent), SSH_KEYS, doc, true)?;
                 Ok(((), tx))
+            }
+        })
+        .await
+    }
+
+    async fn add_domain(&self, domain: &CustomDomain) -> PortResult<()> {
+        let (id, app) = (doc_id(domain.fqdn.as_str()), doc_id(domain.app.as_str()));
+        let doc = DomainDoc {
+            app: domain.app.to_string(),
+            json: to_json(domain)?,
+        };
+        self.transaction(|db, mut tx| {
+            let (id, app, doc) = (&id, &app, &doc);
+            async move {
+                if get::<AppDoc>(&db, None, APPS, app).await?.is_none() {
+                    return Err(PortError::NotFound.into());
+                }
+                put(&db, &mut tx, None, DOMAINS, id, doc, Some(false))?;
+                Ok(((), tx))
+            }
+        })
+        .await
+    }
+
+    async fn domains_of(&self, app: &AppName) -> PortResult<Vec<CustomDomain>> {
+        let db = self.db().await?;
+        let mut domains = find::<DomainDoc>(db, None, DOMAINS, "app", app.as_str())
+            .await
+            .map_err(port_err)?
+            .into_iter()
+            .map(|(_, doc)| from_json::<CustomDomain>(&doc.json))
+            .collect::<PortResult<Vec<_>>>()?;
+        domains.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+        Ok(domains)
+    }
+
+    async fn domain(&self, fqdn: &Fqdn) -> PortResult<CustomDomain> {
+        let db = self.db().await?;
+        match get::<DomainDoc>(db, None, DOMAINS, &doc_id(fqdn.as_str()))
+            .await
+            .map_err(port_err)?
+        {
+            Some(doc) => from_json(&doc.json),
+            None => Err(PortError::NotFound),
+        }
+    }
+
+    async fn remove_domain(&self, app: &AppName, fqdn: &Fqdn) -> PortResult<()> {
+        let id = doc_id(fqdn.as_str());
+        let app = app.to_string();
+        self.transaction(|db, mut tx| {
+            let (id, app) = (&id, &app);
+            async move {
+                match get::<DomainDoc>(&db, None, DOMAINS, id).await? {
+                    Some(doc) if &doc.app == app => {
+                        remove(&db, &mut tx, None, DOMAINS, id, true)?;
+                        Ok(((), tx))
+                    }
+                    _ => Err(PortError::NotFound.into()),
+                }
             }
         })
         .await

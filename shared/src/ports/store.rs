@@ -5,10 +5,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, UserId};
+use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::PortResult;
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, NewRelease, Release, ReleaseStatus, SshKey, User,
+    ApiKeyRecord, App, Build, BuildState, CustomDomain, NewRelease, Release, ReleaseStatus, SshKey,
+    User,
 };
 
 /// Users, API keys, apps, builds, releases and per-app locks.
@@ -18,8 +19,8 @@ use crate::model::{
 ///   [`PortError::AlreadyExists`](crate::error::PortError::AlreadyExists) and changes
 ///   nothing. Emails and app names are unique.
 /// - Lookups of missing records are `NotFound`.
-/// - Writes that change several records (replace keys, delete an app, next release) are
-///   all-or-nothing.
+/// - Writes that change several records (replace keys, delete an app with its builds,
+///   releases and domains, next release) are all-or-nothing.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records a new account. `AlreadyExists` if the email is taken.
@@ -97,6 +98,16 @@ pub trait Store: Send + Sync + 'static {
     async fn ssh_keys(&self, user: &UserId) -> PortResult<Vec<SshKey>>;
     /// Removes one of the account's keys. `NotFound` if it has no such key.
     async fn remove_ssh_key(&self, user: &UserId, id: &str) -> PortResult<()>;
+
+    /// Gives `domain.fqdn` to its app: `AlreadyExists` when any app has it, `NotFound` when
+    /// the app is gone.
+    async fn add_domain(&self, domain: &CustomDomain) -> PortResult<()>;
+    /// The app's custom domains, by name.
+    async fn domains_of(&self, app: &AppName) -> PortResult<Vec<CustomDomain>>;
+    /// The custom domain `fqdn`, whichever app has it; `NotFound` when none has.
+    async fn domain(&self, fqdn: &Fqdn) -> PortResult<CustomDomain>;
+    /// Takes `fqdn` from `app`; `NotFound` when the app does not have it.
+    async fn remove_domain(&self, app: &AppName, fqdn: &Fqdn) -> PortResult<()>;
 
     /// Takes the named lock for `holder` for `ttl`, if it is free, expired, or already
     /// held by `holder` (then it is extended). Else `Precondition`. Returns the lock's

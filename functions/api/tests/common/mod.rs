@@ -58,6 +58,7 @@ impl Api {
                 store: Arc::new(store),
                 bus: bus.clone(),
                 runtime: None,
+                app_domain: "localhost".into(),
             },
             bus,
             _dir: dir,

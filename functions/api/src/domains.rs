@@ -1,0 +1,148 @@
+//! Custom domains, as GIGALIXIR's CLI calls them: `GET|POST|DELETE /api/apps/NAME/domains`
+//! (`{"fqdn": ...}`). A domain belongs to one app in the whole platform; the router sends
+//! its requests to that app; destroying the app frees it.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use shared::domain::Fqdn;
+use shared::model::CustomDomain;
+use shared::wire::{Data, DomainView};
+use shared::PortError;
+
+use crate::apps::owned_app;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiJson};
+use crate::ApiState;
+
+/// The most custom domains one app may have.
+pub const MAX_DOMAINS_PER_APP: usize = 20;
+
+/// The body of `POST` and `DELETE`.
+#[derive(Debug, Deserialize)]
+pub struct DomainBody {
+    /// The domain's name.
+    pub fqdn: Option<String>,
+}
+
+fn view(state: &ApiState, domain: &CustomDomain) -> DomainView {
+    DomainView {
+        fqdn: domain.fqdn.to_string(),
+        cname: format!("{}.{}", domain.app, state.app_domain),
+        created_at: domain.created_at,
+    }
+}
+
+fn fqdn_of(body: DomainBody) -> Result<Fqdn, ApiError> {
+    let given = body
+        .fqdn
+        .ok_or_else(|| ApiError::invalid("fqdn", "fqdn is missing: name the domain"))?;
+    Fqdn::parse(&given).map_err(|e| ApiError::invalid("fqdn", e.0))
+}
+
+/// `GET /api/apps/NAME/domains`: the app's custom domains, by name.
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<Data<Vec<DomainView>>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let domains = state.store.domains_of(&app.name).await?;
+    Ok(Json(Data {
+        data: domains.iter().map(|d| view(&state, d)).collect(),
+    }))
+}
+
+/// `POST /api/apps/NAME/domains` `{"fqdn": "www.example.com"}`: 201 with the CNAME target.
+/// 422 for a name that is not a domain, one under the platform's own domain, one another
+/// app has, or past [`MAX_DOMAINS_PER_APP`].
+pub async fn add(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<DomainBody>,
+) -> Result<(StatusCode, Json<Data<DomainView>>), ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let fqdn = fqdn_of(body)?;
+    if fqdn.is_within(&state.app_domain) {
+        return Err(ApiError::invalid(
+            "fqdn",
+            format!(
+                "`{fqdn}` is under the platform's own domain {}: apps answer there already",
+                state.app_domain
+            ),
+        ));
+    }
+    let existing = state.store.domains_of(&app.name).await?;
+    if existing.iter().any(|d| d.fqdn == fqdn) {
+        return Err(ApiError::invalid(
+            "fqdn",
+            format!("{} already has `{fqdn}`", app.name),
+        ));
+    }
+    if existing.len() >= MAX_DOMAINS_PER_APP {
+        return Err(ApiError::invalid(
+            "fqdn",
+            format!(
+                "{} has {MAX_DOMAINS_PER_APP} domains, the most an app may have: remove one first",
+                app.name
+            ),
+        ));
+    }
+    let domain = CustomDomain {
+        fqdn,
+        app: app.name.clone(),
+        created_at: Utc::now(),
+    };
+    match state.store.add_domain(&domain).await {
+        Ok(()) => {}
+        Err(PortError::AlreadyExists) => {
+            return Err(ApiError::invalid(
+                "fqdn",
+                format!(
+                    "`{}` is used by another app: its owner must remove it first",
+                    domain.fqdn
+                ),
+            ))
+        }
+        Err(PortError::NotFound) => {
+            return Err(ApiError::not_found(format!("App `{name}` not found.")))
+        }
+        Err(err) => return Err(err.into()),
+    }
+    tracing::info!(app = %app.name, fqdn = %domain.fqdn, "custom domain added");
+    Ok((
+        StatusCode::CREATED,
+        Json(Data {
+            data: view(&state, &domain),
+        }),
+    ))
+}
+
+/// `DELETE /api/apps/NAME/domains` `{"fqdn": "www.example.com"}`: the app stops answering
+/// on it. 404 when the app does not have it.
+pub async fn remove(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<DomainBody>,
+) -> Result<Json<Data<serde_json::Value>>, ApiError> {
+    let app = owned_app(&state, &caller, &name).await?;
+    let fqdn = fqdn_of(body)?;
+    match state.store.remove_domain(&app.name, &fqdn).await {
+        Ok(()) => {}
+        Err(PortError::NotFound) => {
+            return Err(ApiError::not_found(format!(
+                "{} has no domain `{fqdn}`.",
+                app.name
+            )))
+        }
+        Err(err) => return Err(err.into()),
+    }
+    tracing::info!(app = %app.name, %fqdn, "custom domain removed");
+    Ok(Json(Data {
+        data: serde_json::json!({}),
+    }))
+}
