@@ -4,6 +4,7 @@
 //! router that sends `APP.localhost` to the app.
 
 mod router;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -124,6 +125,11 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_HEADER_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     header_timeout: u64,
+    /// The port apps answer HTTPS on (`https://APP.<domain>:PORT/` and their custom
+    /// domains), with certificates from the platform's local CA (`DATA_DIR/ca/ca.pem`);
+    /// 0: no HTTPS.
+    #[arg(long, env = "GIGALIXIR_HTTPS_PORT", default_value_t = 5443)]
+    https_port: u16,
     /// Seconds an app may take to answer a request's headers through the router (then 504).
     #[arg(long, env = "GIGALIXIR_REQUEST_TIMEOUT", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -343,6 +349,15 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     });
 
+    let https_listener = match args.https_port {
+        0 => None,
+        https_port => {
+            let addr = SocketAddr::new(args.listen, https_port);
+            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for HTTPS on {addr}: is another platform running? (--https-port 0 turns HTTPS off)")
+            })?)
+        }
+    };
     let addr = SocketAddr::new(args.listen, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -388,8 +403,27 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     );
     // Requests to apps get the router's own access log line, not the platform's.
     let app: Router = api.merge(receive).layer(shared::web::trace_layer()).layer(
-        axum::middleware::from_fn_with_state(proxy, router::route_by_host),
+        axum::middleware::from_fn_with_state(proxy.clone(), router::route_by_host),
     );
+    if let Some(listener) = https_listener {
+        let certs = Arc::new(
+            tls::Certificates::open(&data_dir.join("ca"), &args.instance)
+                .context("opening the local certificate authority")?,
+        );
+        tracing::info!(
+            apps = %format!("https://APP.{}:{}", args.domain, listener.local_addr()?.port()),
+            ca = %certs.ca_file.display(),
+            "serving HTTPS (trust the CA file, e.g. curl --cacert)"
+        );
+        tokio::spawn(tls::serve(
+            listener,
+            app.clone(),
+            proxy,
+            certs,
+            Duration::from_secs(args.header_timeout),
+            shutdown.clone(),
+        ));
+    }
 
     tracing::info!(
         url = %format!("http://localhost:{port}"),

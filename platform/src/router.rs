@@ -61,6 +61,16 @@ const MAX_CACHED_DOMAINS: usize = 10_000;
 /// How long a replica that failed a request is passed over.
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
 
+/// Marks a request that came in over HTTPS, on `port`.
+#[derive(Debug, Clone, Copy)]
+pub struct Https {
+    /// The HTTPS port clients used.
+    pub port: u16,
+}
+
+/// Custom domains looked up lately: the app (`None`: not an app's), and when.
+type DomainCache = HashMap<Fqdn, (Option<AppName>, Instant)>;
+
 /// What the router knows of one app.
 #[derive(Clone)]
 struct Route {
@@ -87,7 +97,7 @@ pub struct Proxy {
     changes: Arc<AtomicU64>,
     table: Arc<RwLock<HashMap<AppName, Route>>>,
     /// Custom domains looked up lately: the app (`None`: not an app's), and when.
-    domains: Arc<RwLock<HashMap<Fqdn, (Option<AppName>, Instant)>>>,
+    domains: Arc<RwLock<DomainCache>>,
     /// Replicas that just failed a request: passed over for [`SUSPECT_FOR`] while another
     /// one is there.
     suspects: Arc<RwLock<HashMap<SocketAddr, Instant>>>,
@@ -172,6 +182,20 @@ impl Proxy {
             domains.insert(fqdn.clone(), (app.clone(), Instant::now()));
         }
         Ok(app)
+    }
+
+    /// Whether a request for `name` (a host name, no port) would reach an app: an app of
+    /// that name under the platform's domain, or an app's custom domain.
+    pub async fn serves(&self, name: &str) -> bool {
+        if let Some(app) = app_of(&self.domain, name) {
+            return matches!(self.route(&app).await, Ok(Some(_)));
+        }
+        match Fqdn::parse(name) {
+            Ok(fqdn) if !fqdn.is_within(&self.domain) => {
+                matches!(self.app_of_domain(&fqdn).await, Ok(Some(_)))
+            }
+            _ => false,
+        }
     }
 
     /// Forgets what the table says of `app` and passes over `replica` for a while (it
@@ -468,6 +492,7 @@ async fn proxy_to(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let https = req.extensions().get::<Https>().copied();
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, upgrading);
@@ -480,11 +505,17 @@ async fn proxy_to(
             headers.insert("x-forwarded-for", v);
         }
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if https.is_some() { "https" } else { "http" }),
+    );
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert("x-forwarded-host", v);
     }
-    headers.insert("x-forwarded-port", HeaderValue::from(proxy.port));
+    headers.insert(
+        "x-forwarded-port",
+        HeaderValue::from(https.map_or(proxy.port, |h| h.port)),
+    );
     if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert("x-request-id", v);
     }

@@ -247,6 +247,8 @@ class Platform:
                 str(self.port),
                 "--instance",
                 self.instance,
+                "--https-port",
+                "0",
                 "--data-dir",
                 os.path.join(self.work, "data"),
             ],

@@ -101,6 +101,8 @@ pub struct Platform {
     child: std::sync::Mutex<Option<Child>>,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its HTTPS port on 127.0.0.1.
+    pub https_port: u16,
     /// Its Docker label value.
     pub instance: String,
     /// Its data directory.
@@ -129,11 +131,13 @@ impl Platform {
         let data = tempfile::tempdir().expect("data dir");
         let home = tempfile::tempdir().expect("home dir");
         let port = free_port();
+        let https_port = free_port();
         let instance = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let log = data.path().join("platform.log");
         let platform = Self {
             child: std::sync::Mutex::new(None),
             port,
+            https_port,
             instance,
             data,
             home,
@@ -160,6 +164,8 @@ impl Platform {
                 &self.port.to_string(),
                 "--instance",
                 &self.instance,
+                "--https-port",
+                &self.https_port.to_string(),
             ])
             .arg("--data-dir")
             .arg(self.data.path().join("data"))

@@ -332,3 +332,86 @@ fn a_custom_domain_routes_to_its_one_app_until_removed() {
     b.cli_ok(&b_repo, &["apps:destroy", "-a", &b_app, "-y"]);
     p.cli_ok(&repo, &["domains:add", &fqdn]);
 }
+
+/// `curl` as a user runs it, trusting only `ca`: status and body.
+fn curl(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn apps_and_their_domains_answer_https_with_the_platforms_certificates() {
+    require_images();
+    let p = Platform::start();
+    let work = tempfile::tempdir().expect("work");
+    let app = edge_app(&p, work.path());
+    let repo = work.path().join("edge_app");
+    let ca = p.data_dir().join("ca/ca.pem");
+    assert!(ca.exists(), "no CA at {}", ca.display());
+    let ca = ca.display().to_string();
+    let url = format!("https://{app}.localhost:{}/headers", p.https_port);
+
+    // Trusted through the platform's CA alone; the app learns it was HTTPS.
+    let (ok, body, err) = curl(&["--cacert", &ca, &url]);
+    assert!(ok, "{err}");
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+    assert!(
+        body.contains(&format!("x-forwarded-port: {}", p.https_port)),
+        "{body}"
+    );
+    // Without the CA, curl refuses the certificate.
+    let (ok, _, err) = curl(&[&url]);
+    assert!(!ok, "an unknown CA was trusted");
+    assert!(err.contains("certificate"), "{err}");
+
+    // A custom domain gets its own certificate; a name no app has gets none.
+    let fqdn = format!("secure.{}.example", &p.instance[1..7]);
+    p.cli_ok(&repo, &["domains:add", &fqdn]);
+    let resolve = format!("{fqdn}:{}:127.0.0.1", p.https_port);
+    let (ok, body, err) = curl(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        &format!("https://{fqdn}:{}/", p.https_port),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(body, "edge app\n");
+    let stranger = format!("nobody.{}.example", &p.instance[1..7]);
+    let (ok, _, _) = curl(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &format!("{stranger}:{}:127.0.0.1", p.https_port),
+        &format!("https://{stranger}:{}/", p.https_port),
+    ]);
+    assert!(!ok, "a name no app has got a certificate");
+
+    // A WebSocket over TLS (curl only checks the handshake here).
+    let (ok, out, err) = curl(&[
+        "--cacert",
+        &ca,
+        "-i",
+        "--max-time",
+        "3",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        &format!("https://{app}.localhost:{}/ws", p.https_port),
+    ]);
+    let _ = (ok, &err);
+    assert!(out.starts_with("HTTP/1.1 101"), "{out}{err}");
+}
