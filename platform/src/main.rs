@@ -3,6 +3,7 @@
 //! called in-process through its own router), the Docker builder and runtime, and the
 //! router that sends `APP.localhost` to the app.
 
+mod acme;
 mod router;
 mod tls;
 
@@ -130,6 +131,14 @@ struct Args {
     /// 0: no HTTPS.
     #[arg(long, env = "GIGALIXIR_HTTPS_PORT", default_value_t = 5443)]
     https_port: u16,
+    /// An ACME server's directory URL (Let's Encrypt's, or a test server's): certificates
+    /// for apps and custom domains come from it (HTTP-01 on the HTTP port), the local CA's
+    /// serving until they do.
+    #[arg(long, env = "GIGALIXIR_ACME_DIRECTORY", value_name = "URL")]
+    acme_directory: Option<String>,
+    /// A PEM file of a CA to trust when talking to the ACME server (a test server's own).
+    #[arg(long, env = "GIGALIXIR_ACME_CA_FILE", value_name = "PATH")]
+    acme_ca_file: Option<PathBuf>,
     /// Seconds an app may take to answer a request's headers through the router (then 504).
     #[arg(long, env = "GIGALIXIR_REQUEST_TIMEOUT", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -182,6 +191,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         return Ok(gigalixir_receive::hook::main());
     }
     let args = Args::parse();
+    // Two rustls providers are compiled in (ring, aws-lc-rs): the process uses ring, so that
+    // clients that take the default (the ACME client) find one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let data_dir = if args.print_deployment {
         None
     } else {
@@ -383,11 +395,23 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         git_slots: Default::default(),
         min_free_bytes: args.min_free_mb << 20,
     });
+    let acme = args.acme_directory.clone().map(|directory| {
+        let acme = acme::Acme::new(directory, args.acme_ca_file.clone(), ports.blobs.clone());
+        acme.spawn_upkeep();
+        acme
+    });
+    let certificates: Option<Arc<dyn gigalixir_api::DomainCertificates>> =
+        match (&acme, args.https_port) {
+            (_, 0) => None,
+            (Some(acme), _) => Some(Arc::new(acme::ForApi(acme.clone()))),
+            (None, _) => Some(Arc::new(tls::LocalForApi)),
+        };
     let api = gigalixir_api::router(gigalixir_api::ApiState {
         store: ports.store.clone(),
         bus: ports.bus.clone(),
         runtime: Some(ports.runtime.clone()),
         app_domain: args.domain.clone(),
+        certificates,
     });
     let proxy = router::Proxy::new(
         args.domain.clone(),
@@ -401,13 +425,17 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             max_body_bytes: args.max_app_body_mb << 20,
         },
     );
+    let proxy = match &acme {
+        Some(acme) => proxy.with_acme(acme.clone()),
+        None => proxy,
+    };
     // Requests to apps get the router's own access log line, not the platform's.
     let app: Router = api.merge(receive).layer(shared::web::trace_layer()).layer(
         axum::middleware::from_fn_with_state(proxy.clone(), router::route_by_host),
     );
     if let Some(listener) = https_listener {
         let certs = Arc::new(
-            tls::Certificates::open(&data_dir.join("ca"), &args.instance)
+            tls::Certificates::open(&data_dir.join("ca"), &args.instance, acme.clone())
                 .context("opening the local certificate authority")?,
         );
         tracing::info!(

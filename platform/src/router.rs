@@ -96,6 +96,8 @@ pub struct Proxy {
     /// Counts the runtime's changes of live replicas: a new count empties the table.
     changes: Arc<AtomicU64>,
     table: Arc<RwLock<HashMap<AppName, Route>>>,
+    /// Answers ACME HTTP-01 challenges, when certificates come from an ACME server.
+    acme: Option<Arc<crate::acme::Acme>>,
     /// Custom domains looked up lately: the app (`None`: not an app's), and when.
     domains: Arc<RwLock<DomainCache>>,
     /// Replicas that just failed a request: passed over for [`SUSPECT_FOR`] while another
@@ -127,6 +129,7 @@ impl Proxy {
             limits,
             changes,
             table: Arc::default(),
+            acme: None,
             domains: Arc::default(),
             suspects: Arc::default(),
             client: Client::builder(TokioExecutor::new())
@@ -134,6 +137,12 @@ impl Proxy {
                 .build(connector),
             next: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The same router, answering `acme`'s HTTP-01 challenges.
+    pub fn with_acme(mut self, acme: Arc<crate::acme::Acme>) -> Self {
+        self.acme = Some(acme);
+        self
     }
 
     /// The app's live replicas (`None`: no such app), from the table while it is current.
@@ -399,6 +408,16 @@ fn too_large(proxy: &Proxy) -> Response {
 
 /// Middleware: proxies app hosts, passes the rest on.
 pub async fn route_by_host(State(proxy): State<Proxy>, req: Request, next: Next) -> Response {
+    if let (Some(acme), Some(token)) = (
+        proxy.acme.as_ref(),
+        req.uri()
+            .path()
+            .strip_prefix("/.well-known/acme-challenge/"),
+    ) {
+        if let Some(answer) = acme.challenge(token) {
+            return ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response();
+        }
+    }
     let host = req
         .headers()
         .get(header::HOST)

@@ -3,7 +3,8 @@
 //! issued by a local certificate authority kept in the data directory (`ca/ca.pem` is what
 //! clients trust: `curl --cacert DATA_DIR/ca/ca.pem`). Requests then go through the same
 //! router as plain HTTP, marked as HTTPS (`X-Forwarded-Proto: https`). A name the platform
-//! does not serve gets no certificate: the handshake fails.
+//! does not serve gets no certificate: the handshake fails. With an ACME server
+//! ([`crate::acme`]) its certificates are preferred; the local CA's serve until one is there.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::Acme;
 use crate::router::{Https, Proxy};
 
 /// How long an issued certificate is valid; it is issued again after two thirds of that.
@@ -121,26 +123,58 @@ fn rustls_pemfile_first(pem: &str) -> anyhow::Result<CertificateDer<'static>> {
     Ok(CertificateDer::from_pem_slice(pem.as_bytes())?)
 }
 
-/// Certificates by name, issued on first use.
+/// Certificates by name: from the ACME server when there is one, else (and while an
+/// order has not succeeded) from the local CA, issued on first use.
 pub struct Certificates {
     ca: LocalCa,
-    /// Where clients find the CA's certificate.
+    /// Where clients find the local CA's certificate.
     pub ca_file: PathBuf,
     issued: Mutex<HashMap<String, (Arc<ServerConfig>, Instant)>>,
+    acme: Option<Arc<Acme>>,
 }
 
+/// How long a handshake waits for a first ACME certificate of its name.
+const ACME_WAIT: Duration = Duration::from_secs(30);
+
 impl Certificates {
-    /// The certificates of the local CA in `dir`.
-    pub fn open(dir: &Path, instance: &str) -> anyhow::Result<Self> {
+    /// The certificates of the local CA in `dir`, and of `acme` if given.
+    pub fn open(dir: &Path, instance: &str, acme: Option<Arc<Acme>>) -> anyhow::Result<Self> {
         Ok(Self {
             ca: LocalCa::open(dir, instance)?,
             ca_file: dir.join("ca.pem"),
             issued: Mutex::default(),
+            acme,
         })
     }
 
-    /// The TLS configuration that presents `name`'s certificate.
-    fn config_for(&self, name: &str) -> anyhow::Result<Arc<ServerConfig>> {
+    /// The TLS configuration that presents `name`'s certificate: the ACME one (waiting a
+    /// while for a first order), else the local CA's.
+    async fn config_for(&self, name: &str) -> anyhow::Result<Arc<ServerConfig>> {
+        if let Some(acme) = &self.acme {
+            if let Some(config) = acme.current(name) {
+                return Ok(config);
+            }
+            acme.ensure(name);
+            let waited = Instant::now();
+            while waited.elapsed() < ACME_WAIT {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some(config) = acme.current(name) {
+                    return Ok(config);
+                }
+                if acme.describe(name).starts_with("failed") {
+                    break;
+                }
+            }
+            tracing::warn!(
+                name,
+                "no ACME certificate yet: the local CA's serves meanwhile"
+            );
+        }
+        self.local(name)
+    }
+
+    /// What the local CA issued for `name`.
+    fn local(&self, name: &str) -> anyhow::Result<Arc<ServerConfig>> {
         let renew_after = Duration::from_secs(LEAF_DAYS as u64 * 86_400 * 2 / 3);
         if let Ok(issued) = self.issued.lock() {
             if let Some((config, at)) = issued.get(name) {
@@ -217,10 +251,10 @@ pub async fn serve(
                 if !proxy.serves(&name).await {
                     anyhow::bail!("no app answers on {name}");
                 }
-                let config = certs.config_for(&name)?;
+                let config = certs.config_for(&name).await?;
                 Ok(start.into_stream(config).await?)
             };
-            let tls = match tokio::time::timeout(header_timeout, handshake).await {
+            let tls = match tokio::time::timeout(header_timeout + ACME_WAIT, handshake).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
                     tracing::debug!(peer = %peer, error = %format!("{err:#}"), "TLS handshake refused");
@@ -244,5 +278,17 @@ pub async fn serve(
                 tracing::debug!(error = %err, "HTTPS connection ended");
             }
         });
+    }
+}
+
+/// The local CA as the API sees it: every served name gets a certificate at its first
+/// handshake.
+pub struct LocalForApi;
+
+impl gigalixir_api::DomainCertificates for LocalForApi {
+    fn requested(&self, _fqdn: &str) {}
+
+    fn status(&self, _fqdn: &str) -> String {
+        "issued by the platform's local CA at the first HTTPS request".into()
     }
 }

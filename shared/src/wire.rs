@@ -131,6 +131,9 @@ pub struct DomainView {
     pub cname: String,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+    /// Where its HTTPS certificate stands, where the platform issues them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 /// A release as listed (`GET /api/apps/NAME/releases`, newest first). The first four fields

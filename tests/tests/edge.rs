@@ -415,3 +415,86 @@ fn apps_and_their_domains_answer_https_with_the_platforms_certificates() {
     let _ = (ok, &err);
     assert!(out.starts_with("HTTP/1.1 101"), "{out}{err}");
 }
+
+/// The serial number of the certificate `name` gets on `port`.
+fn serial(port: u16, name: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "openssl s_client -connect 127.0.0.1:{port} -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -serial"
+            ),
+        ])
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_custom_domain_gets_an_acme_certificate_renewed_without_a_dropped_request() {
+    require_images();
+    let mut pebble = gigalixir_tests::pebble::Pebble::prepare();
+    let ca = pebble.listener_ca().display().to_string();
+    let p = Platform::start_with(&[
+        "--acme-directory",
+        &pebble.directory(),
+        "--acme-ca-file",
+        &ca,
+    ]);
+    // certificates valid for 60 s: renewed once 20 s are left
+    pebble.run(p.port, 60);
+    let work = tempfile::tempdir().expect("work");
+    let _app = edge_app(&p, work.path());
+    let repo = work.path().join("edge_app");
+    let fqdn = format!("tls.{}.example", &p.instance[1..7]);
+    let added = std::time::Instant::now();
+    p.cli_ok(&repo, &["domains:add", &fqdn]);
+    let root = pebble.issuing_root().display().to_string();
+    let resolve = format!("{fqdn}:{}:127.0.0.1", p.https_port);
+    let url = format!("https://{fqdn}:{}/", p.https_port);
+    let get = || curl(&["--cacert", &root, "--resolve", &resolve, &url]);
+    wait_for(
+        "an HTTPS answer with Pebble's certificate",
+        Duration::from_secs(90),
+        || get().0,
+    );
+    eprintln!(
+        "figure: domains:add to the first HTTPS answer with a certificate from Pebble: {:.1} s",
+        added.elapsed().as_secs_f64()
+    );
+    let listed = p.cli_ok(&repo, &["domains"]);
+    assert!(
+        listed.contains("issued, valid until"),
+        "{listed}\n{}",
+        pebble.log()
+    );
+
+    // Renewal: a request every 200 ms until the certificate changes; none fails.
+    let first = serial(p.https_port, &fqdn);
+    assert!(first.starts_with("serial="), "{first}");
+    let started = std::time::Instant::now();
+    let mut requests = 0;
+    loop {
+        let (ok, body, err) = get();
+        assert!(
+            ok && body == "edge app\n",
+            "request {requests} failed: {err}"
+        );
+        requests += 1;
+        if serial(p.https_port, &fqdn) != first {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the certificate was not renewed:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "figure: renewed after {:.0} s, {requests} requests meanwhile, none failed",
+        started.elapsed().as_secs_f64()
+    );
+    // the renewed one is trusted too
+    assert!(get().0);
+}

@@ -20,6 +20,16 @@ pub fn list(ctx: &Ctx, app: Option<String>, json: bool) -> anyhow::Result<()> {
             "{name} has no custom domains: add one with `gigalixir domains:add www.example.com`."
         ));
     }
+    if domains.iter().any(|d| d.certificate.is_some()) {
+        let rows: Vec<[String; 3]> = domains
+            .into_iter()
+            .map(|d| [d.fqdn, d.cname, d.certificate.unwrap_or_default()])
+            .collect();
+        return say(super::table(
+            ["DOMAIN", "CNAME TARGET", "CERTIFICATE"],
+            &rows,
+        ));
+    }
     let rows: Vec<[String; 2]> = domains.into_iter().map(|d| [d.fqdn, d.cname]).collect();
     say(super::table(["DOMAIN", "CNAME TARGET"], &rows))
 }

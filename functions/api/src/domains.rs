@@ -32,6 +32,10 @@ fn view(state: &ApiState, domain: &CustomDomain) -> DomainView {
         fqdn: domain.fqdn.to_string(),
         cname: format!("{}.{}", domain.app, state.app_domain),
         created_at: domain.created_at,
+        certificate: state
+            .certificates
+            .as_ref()
+            .map(|c| c.status(domain.fqdn.as_str())),
     }
 }
 
@@ -113,6 +117,9 @@ pub async fn add(
         Err(err) => return Err(err.into()),
     }
     tracing::info!(app = %app.name, fqdn = %domain.fqdn, "custom domain added");
+    if let Some(certificates) = &state.certificates {
+        certificates.requested(domain.fqdn.as_str());
+    }
     Ok((
         StatusCode::CREATED,
         Json(Data {

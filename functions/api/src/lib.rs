@@ -47,6 +47,17 @@ pub struct ApiState {
     /// The apps' domain: an app answers on `APP.<app_domain>`, the CNAME target of its
     /// custom domains.
     pub app_domain: String,
+    /// Who gets custom domains their HTTPS certificates, where the router runs in the same
+    /// process (`None`: elsewhere, e.g. cert-manager on Kubernetes).
+    pub certificates: Option<Arc<dyn DomainCertificates>>,
+}
+
+/// The HTTPS certificates of custom domains, as the API sees them.
+pub trait DomainCertificates: Send + Sync {
+    /// A domain was added: get it a certificate.
+    fn requested(&self, fqdn: &str);
+    /// Where its certificate stands, in words (`issued, valid until …`, `failed: …`).
+    fn status(&self, fqdn: &str) -> String;
 }
 
 /// The API's router, with its state.

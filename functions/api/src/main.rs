@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
         // The runtime lives with `deploy`: `ps` and `logs` answer 503 here.
         runtime: None,
         app_domain: env.domain().to_owned(),
+        certificates: None,
     });
     Service::new(FUNCTION, app).run(&env).await?;
     Ok(())

@@ -47,6 +47,7 @@ impl Api {
                 bus: bus.clone(),
                 runtime: None,
                 app_domain: "localhost".into(),
+                certificates: None,
             },
             bus,
             _dir: dir,
