@@ -448,7 +448,11 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             app.clone(),
             proxy,
             certs,
-            Duration::from_secs(args.header_timeout),
+            shared::web::ServeLimits {
+                header_read_timeout: Duration::from_secs(args.header_timeout),
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                ..Default::default()
+            },
             shutdown.clone(),
         ));
     }

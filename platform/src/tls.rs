@@ -208,9 +208,13 @@ pub async fn serve(
     app: Router,
     proxy: Proxy,
     certs: Arc<Certificates>,
-    header_timeout: Duration,
+    limits: shared::web::ServeLimits,
     shutdown: CancellationToken,
 ) {
+    let header_timeout = limits.header_read_timeout;
+    // Its own cap on open connections (the HTTP port has the same): beyond, a new one is
+    // closed before its handshake.
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use tower::ServiceExt;
@@ -234,9 +238,14 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => return,
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %peer, "HTTPS connection refused: too many open connections");
+            continue;
+        };
         let (app, proxy, certs, builder) =
             (app.clone(), proxy.clone(), certs.clone(), builder.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let handshake = async {
                 let start =
                     tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
