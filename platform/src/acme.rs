@@ -209,8 +209,20 @@ impl Acme {
         now() >= issued.not_after - margin
     }
 
-    /// Renews what is due and retries what failed, until the process ends.
-    pub fn spawn_upkeep(self: &Arc<Self>) {
+    /// Forgets `name` (no app answers on it any more): no renewal, no retry.
+    fn forget(&self, name: &str) {
+        if let Ok(mut issued) = self.issued.write() {
+            issued.remove(name);
+        }
+        if let Ok(mut states) = self.states.write() {
+            states.remove(name);
+        }
+    }
+
+    /// Renews what is due and retries what failed — for names `proxy` still serves; the
+    /// others are forgotten — until the process ends. A renewal that fails waits for its
+    /// retry like any failed order, the old certificate serving meanwhile.
+    pub fn spawn_upkeep(self: &Arc<Self>, proxy: crate::router::Proxy) {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -237,11 +249,21 @@ impl Acme {
                             .collect()
                     })
                     .unwrap_or_default();
-                for name in due {
-                    tracing::info!(name = %name, "renewing a certificate");
-                    me.start(&name);
-                }
-                for name in failed {
+                let waiting = |name: &str| {
+                    me.states.read().ok().is_some_and(|s| {
+                        matches!(s.get(name), Some(State::Failed { retry_at, .. }) if *retry_at > now())
+                    })
+                };
+                for name in due.into_iter().chain(failed) {
+                    if waiting(&name) {
+                        continue;
+                    }
+                    if !proxy.serves(&name).await {
+                        tracing::info!(name = %name, "no app answers on this name any more: its certificate is no longer renewed");
+                        me.forget(&name);
+                        continue;
+                    }
+                    tracing::info!(name = %name, "ordering a certificate (renewal or retry)");
                     me.start(&name);
                 }
             }

@@ -396,9 +396,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         min_free_bytes: args.min_free_mb << 20,
     });
     let acme = args.acme_directory.clone().map(|directory| {
-        let acme = acme::Acme::new(directory, args.acme_ca_file.clone(), ports.blobs.clone());
-        acme.spawn_upkeep();
-        acme
+        acme::Acme::new(directory, args.acme_ca_file.clone(), ports.blobs.clone())
     });
     let certificates: Option<Arc<dyn gigalixir_api::DomainCertificates>> =
         match (&acme, args.https_port) {
@@ -426,7 +424,11 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         },
     );
     let proxy = match &acme {
-        Some(acme) => proxy.with_acme(acme.clone()),
+        Some(acme) => {
+            let proxy = proxy.with_acme(acme.clone());
+            acme.spawn_upkeep(proxy.clone());
+            proxy
+        }
         None => proxy,
     };
     // Requests to apps get the router's own access log line, not the platform's.

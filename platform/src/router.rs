@@ -56,7 +56,8 @@ impl Default for EdgeLimits {
 
 /// How long a routing-table entry is trusted when nothing says it changed.
 const ROUTE_TTL: Duration = Duration::from_secs(1);
-/// The most custom-domain lookups kept (any `Host` a client sends is looked up once).
+/// The most routes and custom-domain lookups kept each (any `Host` a client sends is looked
+/// up once).
 const MAX_CACHED_DOMAINS: usize = 10_000;
 /// How long a replica that failed a request is passed over.
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
@@ -159,6 +160,10 @@ impl Proxy {
             Err(err) => return Err(err),
         };
         if let Ok(mut table) = self.table.write() {
+            // any `Host` a client sends under the domain lands here once
+            if table.len() >= MAX_CACHED_DOMAINS {
+                table.clear();
+            }
             table.insert(
                 app.clone(),
                 Route {
@@ -232,6 +237,17 @@ impl Proxy {
             .map(|i| endpoints[(n + i) % endpoints.len()])
             .find(|e| suspects.get(e).is_none_or(|t| t.elapsed() >= SUSPECT_FOR))
             .unwrap_or(first)
+    }
+}
+
+/// A `Host` header lowercased, without a trailing dot on its name.
+fn normal_host(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
+            format!("{}:{port}", name.trim_end_matches('.'))
+        }
+        _ => host.trim_end_matches('.').to_owned(),
     }
 }
 
@@ -418,12 +434,14 @@ pub async fn route_by_host(State(proxy): State<Proxy>, req: Request, next: Next)
             return ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response();
         }
     }
+    // Host names are case-blind and may end with a dot: the same name as TLS's SNI.
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| req.uri().host().map(str::to_owned));
+        .or_else(|| req.uri().host().map(str::to_owned))
+        .map(|h| normal_host(&h));
     let Some(host) = host else {
         return next.run(req).await;
     };
@@ -512,9 +530,24 @@ async fn proxy_to(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let https = req.extensions().get::<Https>().copied();
+    // Without a body, the request can be sent again (decided before the framing headers go).
+    let repeatable = idempotent(req.method())
+        && !upgrading
+        && axum::body::HttpBody::size_hint(req.body()).exact() == Some(0);
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, upgrading);
+    // The router is where clients enter: forwarding headers other than the ones it sets
+    // below are the client's say-so, and go.
+    for spoofable in [
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "x-forwarded-ssl",
+        "x-forwarded-scheme",
+    ] {
+        headers.remove(spoofable);
+    }
     if let Some(peer) = peer {
         let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(before) if !before.trim().is_empty() => format!("{}, {peer}", before.trim()),
@@ -543,11 +576,6 @@ async fn proxy_to(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    // Without a body (or a declared empty one), the request can be sent again.
-    let repeatable = idempotent(&parts.method)
-        && !upgrading
-        && declared.is_none_or(|n| n == 0)
-        && !parts.headers.contains_key(header::TRANSFER_ENCODING);
     let tripped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let body = capped_body(body, proxy.limits.max_body_bytes, tripped.clone());
     let first = proxy.next.fetch_add(1, Ordering::Relaxed);
@@ -572,7 +600,12 @@ async fn proxy_to(
             Ok(Ok(resp)) => break resp,
             // Nothing of the answer came: a request that can be sent again goes to another
             // replica (this one refused it or died with it).
-            Ok(Err(err)) if repeatable && attempt == 0 && endpoints.len() > 1 => {
+            Ok(Err(err))
+                if repeatable
+                    && attempt == 0
+                    && endpoints.len() > 1
+                    && !tripped.load(Ordering::Relaxed) =>
+            {
                 tracing::warn!(app = %app, replica = %target, error = %err, "a replica failed a request; trying another");
                 proxy.failed(app, target);
                 attempt += 1;
@@ -624,31 +657,57 @@ async fn proxy_to(
 }
 
 /// Copies both ways between an upgraded client connection and the app until either side
-/// closes, fails, or both stay silent for `idle`.
-async fn bridge<A, B>(mut client: A, mut app: B, idle: Duration)
+/// closes or fails, or nothing moves either way for `idle` (a side that stops reading
+/// counts as nothing moving: its writes wait).
+async fn bridge<A, B>(client: A, app: B, idle: Duration)
 where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // small buffers: thousands of idle WebSockets must stay cheap
-    let mut from_client = [0u8; 4096];
-    let mut from_app = [0u8; 4096];
+    let started = Instant::now();
+    let last = AtomicU64::new(0);
+    let (client_read, client_write) = tokio::io::split(client);
+    let (app_read, app_write) = tokio::io::split(app);
+    let up = pump(client_read, app_write, &last, started);
+    let down = pump(app_read, client_write, &last, started);
+    tokio::pin!(up, down);
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
     loop {
         tokio::select! {
-            read = client.read(&mut from_client) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => if app.write_all(&from_client[..n]).await.is_err() { break },
-            },
-            read = app.read(&mut from_app) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => if client.write_all(&from_app[..n]).await.is_err() { break },
-            },
-            () = tokio::time::sleep(idle) => break,
+            () = &mut up => break,
+            () = &mut down => break,
+            _ = tick.tick() => {
+                let quiet = started.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                if quiet >= idle {
+                    break;
+                }
+            }
         }
     }
-    let _ = client.shutdown().await;
-    let _ = app.shutdown().await;
+}
+
+/// Copies `from` into `to` until either ends, noting in `last` (ms since `started`) each
+/// time bytes moved.
+async fn pump<R, W>(mut from: R, mut to: W, last: &AtomicU64, started: Instant)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // a small buffer: thousands of idle WebSockets must stay cheap
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    let _ = to.shutdown().await;
 }
 
 #[cfg(test)]
@@ -714,5 +773,33 @@ mod tests {
         assert_eq!(made.len(), 32);
         assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(request_id(&HeaderMap::new()), made);
+    }
+
+    #[test]
+    fn hosts_are_compared_lowercased_without_a_trailing_dot() {
+        assert_eq!(normal_host("Shop.LocalHost.:5080"), "shop.localhost:5080");
+        assert_eq!(normal_host("WWW.Example.COM."), "www.example.com");
+        assert_eq!(normal_host("[::1]:80"), "[::1]:80");
+    }
+
+    #[tokio::test]
+    async fn a_bridge_whose_sides_stop_reading_ends_after_the_idle_time() {
+        use tokio::io::AsyncWriteExt;
+        let (client, mut client_peer) = tokio::io::duplex(1024);
+        let (app, mut app_peer) = tokio::io::duplex(1024);
+        // both peers write more than the pipes hold and never read
+        let flood = vec![0u8; 64 << 10];
+        let writers = async {
+            let _ = tokio::join!(client_peer.write_all(&flood), app_peer.write_all(&flood));
+        };
+        let bridged = bridge(client, app, Duration::from_millis(300));
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::select! {
+                () = bridged => true,
+                () = writers => false,
+            }
+        })
+        .await;
+        assert_eq!(ended, Ok(true), "the bridge did not end");
     }
 }

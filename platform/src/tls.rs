@@ -70,7 +70,6 @@ fn set_validity(params: &mut CertificateParams, days: i64) {
 impl LocalCa {
     /// Loads the CA of `dir` (`ca.pem`, `ca.key`), making one the first time.
     fn open(dir: &Path, instance: &str) -> anyhow::Result<Self> {
-        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
         let params = ca_params(instance)?;
@@ -86,8 +85,17 @@ impl LocalCa {
         }
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.self_signed(&key)?;
-        std::fs::write(&key_path, key.serialize_pem())?;
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            // the key is never readable by others, not even for a moment
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_path)?;
+            file.write_all(key.serialize_pem().as_bytes())?;
+        }
         std::fs::write(&cert_path, cert.pem())?;
         tracing::info!(ca = %cert_path.display(), "made the local certificate authority for HTTPS");
         let der = cert.der().clone();
@@ -220,6 +228,9 @@ pub async fn serve(
     use tower::ServiceExt;
 
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_idle_timeout,
+    ));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -126,7 +126,8 @@ impl Held {
     /// Checks, just before a write the lock guards, that this work still holds the lock
     /// with its own fencing token: [`PortError::Precondition`] if another holder had it
     /// meanwhile (this process was paused past the lock's life), so that it does not write
-    /// over the newer holder's work.
+    /// over the newer holder's work. The check and the write are two steps: a pause longer
+    /// than the lock's life between them is not caught (the write itself is not fenced).
     pub async fn check(&self) -> PortResult<()> {
         if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(PortError::Precondition);
