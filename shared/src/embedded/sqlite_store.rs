@@ -100,6 +100,15 @@ impl SqliteStore {
     }
 }
 
+/// A write that changed `n` rows: `NotFound` when it changed none.
+fn found(n: usize) -> PortResult<()> {
+    if n == 0 {
+        Err(PortError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 fn one<T: serde::de::DeserializeOwned>(
     conn: &rusqlite::Connection,
     sql: &str,
@@ -231,11 +240,7 @@ impl Store for SqliteStore {
                         params![name, json],
                     )
                     .map_err(map_err)?;
-                if n == 0 {
-                    Err(PortError::NotFound)
-                } else {
-                    Ok(())
-                }
+                found(n)
             })
             .await
     }
@@ -564,11 +569,7 @@ impl Store for SqliteStore {
                         params![user, id],
                     )
                     .map_err(map_err)?;
-                if n == 0 {
-                    Err(PortError::NotFound)
-                } else {
-                    Ok(())
-                }
+                found(n)
             })
             .await
     }
@@ -624,11 +625,7 @@ impl Store for SqliteStore {
                         params![fqdn, app],
                     )
                     .map_err(map_err)?;
-                if n == 0 {
-                    Err(PortError::NotFound)
-                } else {
-                    Ok(())
-                }
+                found(n)
             })
             .await
     }
