@@ -350,11 +350,29 @@ fn kill_during(stage: Stage) {
     let tmp = p.data_dir().join("tmp");
     let limit = Duration::from_secs(240);
     match stage {
+        // The push's body is spooled (gx-push-…), then, under the push lock, its
+        // repository checked out (gx-receive-…, written after the spool began); the ref
+        // advertisement before the push checks one out too, written before it.
         Stage::Receiving => gigalixir_tests::wait_for("git to receive", limit, || {
-            std::fs::read_dir(&tmp).is_ok_and(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("gx-receive-"))
+            let dirs: Vec<(String, std::time::SystemTime)> = std::fs::read_dir(&tmp)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter_map(|e| {
+                            let at = e.metadata().and_then(|m| m.modified()).ok()?;
+                            Some((e.file_name().to_string_lossy().into_owned(), at))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let spooled = dirs
+                .iter()
+                .filter(|(n, _)| n.starts_with("gx-push-"))
+                .map(|(_, at)| *at)
+                .max();
+            spooled.is_some_and(|spooled| {
+                dirs.iter()
+                    .any(|(n, at)| n.starts_with("gx-receive-") && *at >= spooled)
             })
         }),
         Stage::Building => gigalixir_tests::wait_for("the build to hold", limit, || {
