@@ -5,12 +5,13 @@
 //! The hot path reads no store and asks no runtime: a routing table per app is kept in
 //! memory, dropped whenever the runtime changes an app's live replicas and refreshed after
 //! a second otherwise (an app created or destroyed). Upstream connections are kept alive;
-//! an idempotent request without a body whose replica refuses the connection is tried once
-//! on another replica. Upgrades (WebSockets) are bridged until either side closes or stays
-//! silent past the idle timeout; streamed responses pass as they come. The client's address
-//! is appended to `X-Forwarded-For`, `X-Forwarded-Proto`, `-Host`, `-Port` and
-//! `X-Request-Id` are set, hop-by-hop headers are dropped both ways, and one access-log line
-//! per request says what happened (never its query, cookies or credentials).
+//! an idempotent request without a body that its replica fails before answering (refused,
+//! reset) is tried once on another replica. Upgrades (WebSockets) are bridged until either
+//! side closes or nothing moves past the idle timeout; streamed responses pass as they
+//! come. The client's address is appended to `X-Forwarded-For`; `X-Forwarded-Proto`,
+//! `-Host`, `-Port` and `X-Request-Id` are set; hop-by-hop and spoofable forwarding headers
+//! are dropped; one access-log line per request says what happened (never its query,
+//! cookies or credentials).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
