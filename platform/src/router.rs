@@ -531,10 +531,14 @@ async fn proxy_to(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let https = req.extensions().get::<Https>().copied();
-    // Without a body, the request can be sent again (decided before the framing headers go).
+    // Without a body, the request can be sent again (decided before the framing headers go:
+    // in HTTP/1 a request without Content-Length or Transfer-Encoding has none).
+    let framed_empty = req.version() <= axum::http::Version::HTTP_11
+        && !req.headers().contains_key(header::TRANSFER_ENCODING)
+        && declared.is_none_or(|n| n == 0);
     let repeatable = idempotent(req.method())
         && !upgrading
-        && axum::body::HttpBody::size_hint(req.body()).exact() == Some(0);
+        && (framed_empty || axum::body::HttpBody::size_hint(req.body()).exact() == Some(0));
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, upgrading);
