@@ -239,14 +239,7 @@ pub async fn serve(
     let builder = Arc::new(builder);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            conn = shared::web::accept(&listener) => conn,
             () = shutdown.cancelled() => return,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {

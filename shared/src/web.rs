@@ -112,15 +112,7 @@ pub async fn serve_with(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // e.g. out of file descriptors: wait instead of spinning
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            conn = accept(&listener) => conn,
             () = &mut shutdown => break,
         };
         let io = TokioIo::new(stream);
@@ -169,6 +161,22 @@ pub async fn serve_with(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The next connection on `listener`; a failed accept (e.g. out of file descriptors) is
+/// logged and retried after a pause instead of spinning.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => return conn,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -497,10 +497,18 @@ impl DockerRuntime {
 
     /// This instance's containers: running ones, or (`all`) every one.
     async fn instance_containers(&self, all: bool) -> PortResult<Vec<ContainerSummary>> {
-        let filters = self.instance_filters();
+        self.list_containers(&self.instance_filters(), all).await
+    }
+
+    /// The containers matching `filters`: running ones, or (`all`) every one.
+    async fn list_containers(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+        all: bool,
+    ) -> PortResult<Vec<ContainerSummary>> {
         let options = ListContainersOptionsBuilder::new()
             .all(all)
-            .filters(&filters)
+            .filters(filters)
             .build();
         self.docker
             .list_containers(Some(options))
@@ -511,15 +519,7 @@ impl DockerRuntime {
     /// Every container of the app on this instance, running or not: replicas, release
     /// phases, and builds on this engine.
     async fn all_containers_of(&self, app: &AppName) -> PortResult<Vec<ContainerSummary>> {
-        let filters = self.app_filters(app);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .map_err(map_err)
+        self.list_containers(&self.app_filters(app), true).await
     }
 
     /// The app's containers of this instance.
