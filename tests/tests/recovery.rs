@@ -289,13 +289,19 @@ fn all_containers(p: &Platform, app: &str) -> Vec<String> {
     .collect()
 }
 
+/// A container's label; empty when the container is gone (the platform removes
+/// build containers and retired replicas while the test looks).
 fn label(id: &str, name: &str) -> String {
-    gigalixir_tests::docker(&[
-        "inspect",
-        "-f",
-        &format!("{{{{index .Config.Labels \"{name}\"}}}}"),
-        id,
-    ])
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            &format!("{{{{index .Config.Labels \"{name}\"}}}}"),
+            id,
+        ])
+        .output()
+        .expect("run docker");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Kills the platform at `stage` of a second push of the `hello` app, starts it again,
