@@ -339,39 +339,48 @@ impl Acme {
             .await
             .context("opening an order")?;
         let mut tokens = Vec::new();
-        let result = async {
-            let mut authorizations = order.authorizations();
-            while let Some(authz) = authorizations.next().await {
-                let mut authz = authz?;
-                match authz.status {
-                    AuthorizationStatus::Pending => {}
-                    AuthorizationStatus::Valid => continue,
-                    other => anyhow::bail!("the authorization is {other:?}"),
+        let retries = RetryPolicy::new().timeout(Duration::from_secs(90));
+        let result: anyhow::Result<Stored> = async {
+            let validated: anyhow::Result<()> = async {
+                let mut authorizations = order.authorizations();
+                while let Some(authz) = authorizations.next().await {
+                    let mut authz = authz?;
+                    match authz.status {
+                        AuthorizationStatus::Pending => {}
+                        AuthorizationStatus::Valid => continue,
+                        other => anyhow::bail!("the authorization is {other:?}"),
+                    }
+                    let mut challenge = authz
+                        .challenge(ChallengeType::Http01)
+                        .context("the ACME server offers no HTTP-01 challenge")?;
+                    let token = challenge.token.clone();
+                    let answer = challenge.key_authorization().as_str().to_owned();
+                    if let Ok(mut challenges) = self.challenges.write() {
+                        challenges.insert(token.clone(), answer);
+                    }
+                    tokens.push(token);
+                    challenge.set_ready().await?;
                 }
-                let mut challenge = authz
-                    .challenge(ChallengeType::Http01)
-                    .context("the ACME server offers no HTTP-01 challenge")?;
-                let token = challenge.token.clone();
-                let answer = challenge.key_authorization().as_str().to_owned();
-                if let Ok(mut challenges) = self.challenges.write() {
-                    challenges.insert(token.clone(), answer);
+                match order.poll_ready(&retries).await? {
+                    OrderStatus::Ready => Ok(()),
+                    status => {
+                        let why = order
+                            .state()
+                            .error
+                            .as_ref()
+                            .and_then(|e| e.detail.clone())
+                            .unwrap_or_else(|| format!("the order is {status:?}"));
+                        anyhow::bail!("{why}");
+                    }
                 }
-                tokens.push(token);
-                challenge.set_ready().await?;
             }
-            let retries = RetryPolicy::new().timeout(Duration::from_secs(90));
-            match order.poll_ready(&retries).await? {
-                OrderStatus::Ready => {}
-                status => {
-                    let why = order
-                        .state()
-                        .error
-                        .as_ref()
-                        .and_then(|e| e.detail.clone())
-                        .unwrap_or_else(|| format!("the order is {status:?}"));
-                    anyhow::bail!("{why}");
-                }
-            }
+            .await;
+            validated.with_context(|| {
+                format!(
+                    "the ACME server could not check http://{name}/.well-known/acme-challenge/ \
+                     (does {name} point at the platform?)"
+                )
+            })?;
             let key_pem = order.finalize().await?;
             let chain_pem = order.poll_certificate(&retries).await?;
             Ok(Stored { chain_pem, key_pem })

@@ -16,6 +16,7 @@ pub struct Pebble {
     /// Pebble's ACME port on 127.0.0.1.
     pub port: u16,
     management: u16,
+    dns_management: u16,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -113,6 +114,7 @@ impl Pebble {
             running: Vec::new(),
             port: free_port(),
             management: free_port(),
+            dns_management: free_port(),
         }
     }
 
@@ -139,7 +141,7 @@ impl Pebble {
             }
         });
         std::fs::write(d.join("pebble.json"), config.to_string()).expect("config");
-        let (dns_port, dns_management) = (free_port(), free_port());
+        let (dns_port, dns_management) = (free_port(), self.dns_management);
         let log = |name: &str| std::fs::File::create(d.join(name)).expect("log");
         let dns = Command::new("pebble-challtestsrv")
             .args([
@@ -203,6 +205,27 @@ impl Pebble {
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Makes the challenge DNS server answer SERVFAIL for `host` (`failing`), or answer it
+    /// again: Pebble's validation of that name then fails with a DNS problem.
+    pub fn dns_fails(&self, host: &str, failing: bool) {
+        let action = if failing {
+            "set-servfail"
+        } else {
+            "clear-servfail"
+        };
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5", "-d"])
+            .arg(serde_json::json!({ "host": host }).to_string())
+            .arg(format!("http://127.0.0.1:{}/{action}", self.dns_management))
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "challtestsrv {action} {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The CA that signed Pebble's own listener certificate (the platform's

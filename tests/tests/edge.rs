@@ -498,3 +498,58 @@ fn a_custom_domain_gets_an_acme_certificate_renewed_without_a_dropped_request() 
     // the renewed one is trusted too
     assert!(get().0);
 }
+
+#[test]
+fn a_failing_acme_challenge_is_shown_and_retried_until_it_succeeds() {
+    require_images();
+    let mut pebble = gigalixir_tests::pebble::Pebble::prepare();
+    let ca = pebble.listener_ca().display().to_string();
+    let p = Platform::start_with(&[
+        "--acme-directory",
+        &pebble.directory(),
+        "--acme-ca-file",
+        &ca,
+    ]);
+    pebble.run(p.port, 3600);
+    let work = tempfile::tempdir().expect("work");
+    let _app = edge_app(&p, work.path());
+    let repo = work.path().join("edge_app");
+    let fqdn = format!("broken.{}.example", &p.instance[1..7]);
+    // the name's DNS fails, as a domain whose CNAME is not set up yet
+    pebble.dns_fails(&fqdn, true);
+    p.cli_ok(&repo, &["domains:add", &fqdn]);
+    let mut listed = String::new();
+    wait_for(
+        "the failed order in `domains`",
+        Duration::from_secs(60),
+        || {
+            listed = p.cli_ok(&repo, &["domains"]);
+            listed.contains("failed:")
+        },
+    );
+    assert!(
+        listed.contains(&fqdn)
+            && listed.contains("retried in")
+            && listed.contains(&format!("does {fqdn} point at the platform"))
+            && listed.contains("could not resolve"),
+        "the reason and the retry are shown: {listed}"
+    );
+    let root = pebble.issuing_root().display().to_string();
+    let resolve = format!("{fqdn}:{}:127.0.0.1", p.https_port);
+    let url = format!("https://{fqdn}:{}/", p.https_port);
+    assert!(!curl(&["--cacert", &root, "--resolve", &resolve, &url]).0);
+
+    // The DNS is fixed: a retry gets the certificate without anyone asking again.
+    pebble.dns_fails(&fqdn, false);
+    wait_for(
+        "an HTTPS answer once the DNS answers",
+        Duration::from_secs(90),
+        || curl(&["--cacert", &root, "--resolve", &resolve, &url]).0,
+    );
+    let listed = p.cli_ok(&repo, &["domains"]);
+    assert!(listed.contains("issued, valid until"), "{listed}");
+    assert!(
+        p.log().contains("certificate order failed"),
+        "the failure is logged"
+    );
+}
