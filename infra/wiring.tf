@@ -25,6 +25,7 @@ locals {
     "app-scaled",
     "restart-requested",
     "ssh-keys-changed",
+    "domains-changed",
     "dead-letter",
   ]
 
@@ -126,6 +127,20 @@ locals {
     }
     "deploy.ssh-keys-changed" = {
       topic                 = "ssh-keys-changed"
+      function              = "deploy"
+      delivery              = "push"
+      path                  = "/"
+      ack_deadline_seconds  = 60
+      max_delivery_attempts = 5
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 60
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
+    }
+    "deploy.domains-changed" = {
+      topic                 = "domains-changed"
       function              = "deploy"
       delivery              = "push"
       path                  = "/"
@@ -349,7 +364,7 @@ locals {
   # Topics each function publishes to (its service account may publish nowhere else).
   # The pull workers dead-letter a message themselves after exactly the manifest's attempts.
   publishes = {
-    api     = ["release-created", "app-destroyed", "app-scaled", "restart-requested", "ssh-keys-changed"]
+    api     = ["release-created", "app-destroyed", "app-scaled", "restart-requested", "ssh-keys-changed", "domains-changed"]
     receive = ["build-requested"]
     build   = ["slug-built", "dead-letter"]
     upload  = ["slug-uploaded", "dead-letter"]

@@ -175,6 +175,11 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
         wire(
             Function::Deploy,
             push,
+            SubscriptionSpec::new("deploy.domains-changed", Topic::DOMAINS_CHANGED),
+        ),
+        wire(
+            Function::Deploy,
+            push,
             SubscriptionSpec {
                 ack_deadline: long_deploy,
                 ..SubscriptionSpec::new("deploy.app-scaled", Topic::APP_SCALED)
@@ -195,7 +200,7 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
 pub const DEAD_LETTERS_PATH: &str = "/dead-letters";
 
 /// Every topic the platform publishes to.
-pub const TOPICS: [Topic; 11] = [
+pub const TOPICS: [Topic; 12] = [
     Topic::BUILD_REQUESTED,
     Topic::SLUG_BUILT,
     Topic::SLUG_UPLOADED,
@@ -206,6 +211,7 @@ pub const TOPICS: [Topic; 11] = [
     Topic::APP_SCALED,
     Topic::RESTART_REQUESTED,
     Topic::SSH_KEYS_CHANGED,
+    Topic::DOMAINS_CHANGED,
     Topic::DEAD_LETTER,
 ];
 

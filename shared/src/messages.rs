@@ -37,6 +37,8 @@ impl Topic {
     pub const RESTART_REQUESTED: Topic = Topic(Cow::Borrowed("restart-requested"));
     /// An account's SSH keys changed.
     pub const SSH_KEYS_CHANGED: Topic = Topic(Cow::Borrowed("ssh-keys-changed"));
+    /// An app's custom domains changed.
+    pub const DOMAINS_CHANGED: Topic = Topic(Cow::Borrowed("domains-changed"));
     /// Messages no subscriber could handle after the allowed attempts.
     pub const DEAD_LETTER: Topic = Topic(Cow::Borrowed("dead-letter"));
 
@@ -221,6 +223,11 @@ pub enum Event {
         /// The account.
         user: crate::domain::UserId,
     },
+    /// The app's custom domains changed: the runtime's ingress must answer on the new set.
+    DomainsChanged {
+        /// The app.
+        app: AppName,
+    },
 }
 
 impl Event {
@@ -237,6 +244,7 @@ impl Event {
             Event::AppScaled { .. } => Topic::APP_SCALED,
             Event::RestartRequested { .. } => Topic::RESTART_REQUESTED,
             Event::SshKeysChanged { .. } => Topic::SSH_KEYS_CHANGED,
+            Event::DomainsChanged { .. } => Topic::DOMAINS_CHANGED,
         }
     }
 
@@ -253,6 +261,7 @@ impl Event {
             Event::AppScaled { .. } => "app-scaled",
             Event::RestartRequested { .. } => "restart-requested",
             Event::SshKeysChanged { .. } => "ssh-keys-changed",
+            Event::DomainsChanged { .. } => "domains-changed",
         }
     }
 
@@ -267,7 +276,8 @@ impl Event {
             | Event::DeployFailed { app, .. }
             | Event::AppDestroyed { app }
             | Event::AppScaled { app }
-            | Event::RestartRequested { app } => app,
+            | Event::RestartRequested { app }
+            | Event::DomainsChanged { app } => app,
             Event::SshKeysChanged { .. } => return None,
         })
     }
@@ -284,7 +294,8 @@ impl Event {
             Event::AppDestroyed { .. }
             | Event::AppScaled { .. }
             | Event::RestartRequested { .. }
-            | Event::SshKeysChanged { .. } => None,
+            | Event::SshKeysChanged { .. }
+            | Event::DomainsChanged { .. } => None,
         }
     }
 }

@@ -562,6 +562,50 @@ async fn ssh_keys_go_to_their_configmap_under_their_own_field_manager() {
 }
 
 #[tokio::test]
+async fn custom_domains_become_their_own_ingress_and_go_with_the_last_one() {
+    let (client, calls) = fake_cluster(Box::new(|call, _| match call.method.as_str() {
+        "DELETE" => not_found("ingresses.networking.k8s.io \"domains\""),
+        _ => (200, call.body.clone()),
+    }));
+    let rt = runtime(client);
+    let app = AppName::parse("my-app").expect("name");
+    let domains = ["shop.example.com", "www.example.com"]
+        .map(|d| shared::domain::Fqdn::parse(d).expect("fqdn"));
+    rt.set_domains(&app, &domains).await.expect("domains");
+    // none left: the Ingress is deleted (already gone is fine)
+    rt.set_domains(&app, &[]).await.expect("no domains");
+    let calls = calls_of(&calls);
+    let lines: Vec<String> = calls.iter().map(Call::line).collect();
+    let ingress = "/apis/networking.k8s.io/v1/namespaces/app-my-app/ingresses/domains";
+    assert_eq!(
+        lines,
+        vec![
+            "PATCH /api/v1/namespaces/app-my-app".to_owned(),
+            format!("PATCH {ingress}"),
+            format!("DELETE {ingress}"),
+        ]
+    );
+    for c in &calls[..2] {
+        assert_eq!(
+            c.query.get("fieldManager").map(String::as_str),
+            Some("gigalixir-domains")
+        );
+    }
+    let spec = &calls[1].body["spec"];
+    assert_eq!(spec["rules"][1]["host"], "www.example.com");
+    assert_eq!(
+        spec["rules"][1]["http"]["paths"][0]["backend"]["service"]["name"],
+        "web"
+    );
+    assert_eq!(spec["tls"][0]["hosts"][0], "shop.example.com");
+    assert_eq!(spec["tls"][0]["secretName"], "tls-shop.example.com");
+    assert_eq!(
+        calls[1].body["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
+}
+
+#[tokio::test]
 async fn replicas_and_endpoints_come_from_the_pods() {
     let (client, _calls) = fake_cluster(Box::new(|call, _| match call.path.as_str() {
         "/api/v1/namespaces/app-my-app/pods" => (

@@ -527,3 +527,21 @@ fn the_package_cache_is_the_build_pods_one_way_out() {
         "no rule admits everyone"
     );
 }
+
+#[test]
+fn custom_domains_match_their_snapshot() {
+    use shared::domain::Fqdn;
+    use shared::kube_runtime::render_domains;
+    let (spec, settings) = http_three_replicas();
+    let domains =
+        ["shop.example.com", "www.shop.example.com"].map(|d| Fqdn::parse(d).expect("fqdn"));
+    let ingress = render_domains(&settings, &spec.app, &domains).expect("an ingress");
+    let yaml = serde_saphyr::to_string(&ingress).expect("yaml");
+    let path = snapshot_path("custom-domains");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &yaml).expect("write snapshot");
+    }
+    let stored = std::fs::read_to_string(&path).expect("tests/data/kube/custom-domains.yaml");
+    assert_eq!(stored, yaml, "re-render with UPDATE_SNAPSHOTS=1");
+    assert!(render_domains(&settings, &spec.app, &[]).is_none());
+}

@@ -1,13 +1,16 @@
 //! Custom domains, as GIGALIXIR's CLI calls them: `GET|POST|DELETE /api/apps/NAME/domains`
 //! (`{"fqdn": ...}`). A domain belongs to one app in the whole platform; the router sends
-//! its requests to that app; destroying the app frees it.
+//! its requests to that app; destroying the app frees it. Each change announces
+//! `domains-changed`, so that a runtime with its own ingress (Kubernetes) answers on the new
+//! set; the platform's router reads the store.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
-use shared::domain::Fqdn;
+use shared::domain::{AppName, Fqdn};
+use shared::messages::{Envelope, Event};
 use shared::model::CustomDomain;
 use shared::wire::{Data, DomainView};
 use shared::PortError;
@@ -37,6 +40,16 @@ fn view(state: &ApiState, domain: &CustomDomain) -> DomainView {
             .as_ref()
             .map(|c| c.status(domain.fqdn.as_str())),
     }
+}
+
+/// Announces that the app's domains changed.
+async fn announce(state: &ApiState, app: &AppName) -> Result<(), ApiError> {
+    let event = Event::DomainsChanged { app: app.clone() };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, None))
+        .await?;
+    Ok(())
 }
 
 fn fqdn_of(body: DomainBody) -> Result<Fqdn, ApiError> {
@@ -117,6 +130,7 @@ pub async fn add(
         Err(err) => return Err(err.into()),
     }
     tracing::info!(app = %app.name, fqdn = %domain.fqdn, "custom domain added");
+    announce(&state, &app.name).await?;
     if let Some(certificates) = &state.certificates {
         certificates.requested(domain.fqdn.as_str());
     }
@@ -149,6 +163,7 @@ pub async fn remove(
         Err(err) => return Err(err.into()),
     }
     tracing::info!(app = %app.name, %fqdn, "custom domain removed");
+    announce(&state, &app.name).await?;
     Ok(Json(Data {
         data: serde_json::json!({}),
     }))

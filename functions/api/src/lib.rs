@@ -1,7 +1,7 @@
 //! The `api` function: the HTTP JSON API that the `gigalixir` CLI (ours, and GIGALIXIR's
 //! official one) speaks. Triggered by HTTP requests, not by the bus; emits
 //! `release-created` (config changes), `app-scaled`, `restart-requested`,
-//! `app-destroyed` and `ssh-keys-changed`.
+//! `app-destroyed`, `ssh-keys-changed` and `domains-changed`.
 //!
 //! Routes follow GIGALIXIR's API: `{"data": …}` replies, `{"errors": {…}}` errors, 201 for
 //! creations, 401 for bad credentials, HTTP Basic `email:api_key` on every route but

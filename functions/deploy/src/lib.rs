@@ -53,6 +53,7 @@ pub fn router(state: StepState) -> Router {
                 on_live_release(&state, &app, trace.as_deref(), Change::Restart).await
             }
             Event::SshKeysChanged { user } => sync_ssh_keys(&state, &user).await,
+            Event::DomainsChanged { app } => sync_domains(&state, &app).await,
             Event::AppDestroyed { app } => destroyed(&state, &app).await,
             other => Err(unexpected("deploy", &other)),
         }
@@ -224,6 +225,7 @@ async fn deploy_locked(
         .map(|k| k.key)
         .collect();
     state.runtime.set_ssh_keys(app, &keys).await?;
+    sync_domains(state, app).await?;
     let spec = spec_of(state, &current, &release, current.replicas.max(1));
     let started = std::time::Instant::now();
     let outcome = match hot_upgrade(state, &release, &spec, build.as_ref()).await? {
@@ -430,6 +432,21 @@ async fn sync_ssh_keys(state: &StepState, user: &shared::domain::UserId) -> Resu
         state.runtime.set_ssh_keys(&app.name, &keys).await?;
     }
     tracing::info!(user = %user, keys = keys.len(), "ssh keys synced");
+    Ok(())
+}
+
+/// Gives the runtime the app's current custom domains (a destroyed app has none).
+async fn sync_domains(state: &StepState, app: &AppName) -> Result<(), StepError> {
+    let mut domains: Vec<_> = state
+        .store
+        .domains_of(app)
+        .await?
+        .into_iter()
+        .map(|d| d.fqdn)
+        .collect();
+    domains.sort();
+    state.runtime.set_domains(app, &domains).await?;
+    tracing::info!(app = %app, domains = domains.len(), "custom domains synced");
     Ok(())
 }
 

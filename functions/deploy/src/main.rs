@@ -1,7 +1,7 @@
 //! `gigalixir-deploy`: the deploy step as a service. Pub/Sub pushes `release-created`,
-//! `app-scaled`, `restart-requested`, `ssh-keys-changed` and `app-destroyed` to `POST /`
-//! on `$PORT`, or Lambda events, or `--pull` pulls them. The runtime comes from
-//! `GIGALIXIR_RUNTIME`.
+//! `app-scaled`, `restart-requested`, `ssh-keys-changed`, `domains-changed` and
+//! `app-destroyed` to `POST /` on `$PORT`, or Lambda events, or `--pull` pulls them. The
+//! runtime comes from `GIGALIXIR_RUNTIME`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,8 +2,9 @@
 //! own, `app-<name>`, holding what DESIGN §4 lists: a service account allowed to list the
 //! app's pods and endpoints (libcluster), one Secret per release with the config vars and
 //! the generated secrets, a rolling Deployment of the runner image, a Service and an Ingress
-//! (TLS by cert-manager) for HTTP, a headless Service named after the app for clustering
-//! DNS, and an SSH Service.
+//! (TLS by cert-manager) for HTTP, a second Ingress for the app's custom domains
+//! ([`render_domains()`], written by [`Runtime::set_domains`](crate::ports::Runtime::set_domains)),
+//! a headless Service named after the app for clustering DNS, and an SSH Service.
 //!
 //! Objects are rendered by pure functions ([`render()`]) and written with server-side apply
 //! under the field manager [`FIELD_MANAGER`]; [`KubeRuntime`] then follows the rollout and,
@@ -45,7 +46,7 @@ use async_trait::async_trait;
 
 use crate::error::{PortError, PortResult};
 
-pub use render::{render, AppObjects};
+pub use render::{render, render_domains, AppObjects};
 pub use runtime::KubeRuntime;
 
 /// The field manager of every object the deploy applies.
@@ -74,6 +75,10 @@ pub const ANNOTATION_CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
 
 /// The Deployment, Service, Ingress and container name of the web process.
 pub const WEB: &str = "web";
+/// The Ingress of the app's custom domains.
+pub const DOMAINS: &str = "domains";
+/// The field manager of the custom domains' Ingress.
+pub const DOMAINS_MANAGER: &str = "gigalixir-domains";
 /// The Service exposing the replicas' SSH servers.
 pub const SSH_SERVICE: &str = "ssh";
 /// The ConfigMap holding `authorized_keys`.

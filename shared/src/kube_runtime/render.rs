@@ -31,11 +31,11 @@ use k8s_openapi::ByteString;
 use serde::Serialize;
 
 use super::{
-    namespace_of, KubeSettings, SshExposure, ANNOTATION_CLUSTER_ISSUER, EPMD_PORT, LABEL_APP,
-    LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_RELEASE_PHASE, LIBCLUSTER, MANAGED_BY,
+    namespace_of, KubeSettings, SshExposure, ANNOTATION_CLUSTER_ISSUER, DOMAINS, EPMD_PORT,
+    LABEL_APP, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_RELEASE_PHASE, LIBCLUSTER, MANAGED_BY,
     RELEASE_PHASE_TIMEOUT, RUNNER_SSH_PORT, SSH_KEYS, SSH_SERVICE, WEB,
 };
-use crate::domain::AppName;
+use crate::domain::{AppName, Fqdn};
 use crate::ports::runtime::{ReleaseSpec, APP_PORT};
 
 /// Variables the Deployment sets itself (plain values, or computed by the kubelet); every
@@ -334,46 +334,13 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         ..Default::default()
     };
 
-    let host = format!("{app}.{}", settings.domain);
-    let mut ingress_meta = meta(WEB, &ns, app);
-    ingress_meta.annotations = Some(
-        [(
-            ANNOTATION_CLUSTER_ISSUER.to_owned(),
-            settings.cluster_issuer.clone(),
-        )]
-        .into(),
+    let ingress = ingress(
+        settings,
+        &ns,
+        app,
+        WEB,
+        &[(format!("{app}.{}", settings.domain), format!("{WEB}-tls"))],
     );
-    let ingress = Ingress {
-        metadata: ingress_meta,
-        spec: Some(IngressSpec {
-            ingress_class_name: settings.ingress_class.clone(),
-            tls: Some(vec![IngressTLS {
-                hosts: Some(vec![host.clone()]),
-                secret_name: Some(format!("{WEB}-tls")),
-            }]),
-            rules: Some(vec![IngressRule {
-                host: Some(host),
-                http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/".into()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: WEB.into(),
-                                port: Some(ServiceBackendPort {
-                                    name: Some("http".into()),
-                                    ..Default::default()
-                                }),
-                            }),
-                            ..Default::default()
-                        },
-                    }],
-                }),
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
 
     let deployment = deployment(spec, settings, &ns, selector);
     let has_phase = spec
@@ -819,4 +786,82 @@ fn deployment(
         }),
         ..Default::default()
     }
+}
+
+/// An Ingress named `name` sending each of `hosts` (name, TLS Secret) to the web Service,
+/// with cert-manager's annotation: one certificate per host, so a host whose DNS is not
+/// set up yet does not hold back the others' certificates.
+fn ingress(
+    settings: &KubeSettings,
+    ns: &str,
+    app: &AppName,
+    name: &str,
+    hosts: &[(String, String)],
+) -> Ingress {
+    let mut metadata = meta(name, ns, app);
+    metadata.annotations = Some(
+        [(
+            ANNOTATION_CLUSTER_ISSUER.to_owned(),
+            settings.cluster_issuer.clone(),
+        )]
+        .into(),
+    );
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: WEB.into(),
+            port: Some(ServiceBackendPort {
+                name: Some("http".into()),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: settings.ingress_class.clone(),
+            tls: Some(
+                hosts
+                    .iter()
+                    .map(|(host, secret)| IngressTLS {
+                        hosts: Some(vec![host.clone()]),
+                        secret_name: Some(secret.clone()),
+                    })
+                    .collect(),
+            ),
+            rules: Some(
+                hosts
+                    .iter()
+                    .map(|(host, _)| IngressRule {
+                        host: Some(host.clone()),
+                        http: Some(HTTPIngressRuleValue {
+                            paths: vec![HTTPIngressPath {
+                                path: Some("/".into()),
+                                path_type: "Prefix".into(),
+                                backend: backend.clone(),
+                            }],
+                        }),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The Ingress of an app's custom domains ([`DOMAINS`]), each with its own cert-manager
+/// certificate in the Secret `tls-<domain>`; `None` when the app has none (the Ingress is
+/// then deleted). Kept apart from the release's objects: adding a domain touches no
+/// release, and a deploy does not reset the domains.
+pub fn render_domains(settings: &KubeSettings, app: &AppName, domains: &[Fqdn]) -> Option<Ingress> {
+    if domains.is_empty() {
+        return None;
+    }
+    let ns = namespace_of(settings, app);
+    let hosts: Vec<(String, String)> = domains
+        .iter()
+        .map(|d| (d.to_string(), format!("tls-{d}")))
+        .collect();
+    Some(ingress(settings, &ns, app, DOMAINS, &hosts))
 }

@@ -25,14 +25,14 @@ use serde::Serialize;
 
 use super::render::{
     app_selector, namespace_object, release_phase_selector, release_selector, render,
-    restart_patch, ssh_keys_object, AppObjects,
+    render_domains, restart_patch, ssh_keys_object, AppObjects,
 };
 use super::{
-    namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, FIELD_MANAGER, LABEL_RELEASE,
-    LIBCLUSTER, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER, SSH_SERVICE,
-    WEB,
+    namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, DOMAINS, DOMAINS_MANAGER,
+    FIELD_MANAGER, LABEL_RELEASE, LIBCLUSTER, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS,
+    SSH_KEYS_MANAGER, SSH_SERVICE, WEB,
 };
-use crate::domain::{AppName, ReleaseVersion};
+use crate::domain::{AppName, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::runtime::{
     DeployOutcome, HotOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
@@ -325,7 +325,8 @@ impl KubeRuntime {
             .await?;
         self.prune_kind::<Service>(ns, app, &[WEB, app.as_str(), SSH_SERVICE])
             .await?;
-        self.prune_kind::<Ingress>(ns, app, &[WEB]).await?;
+        // the custom domains' Ingress belongs to set_domains
+        self.prune_kind::<Ingress>(ns, app, &[WEB, DOMAINS]).await?;
         // Finished release phases: their output was read when they ran.
         self.prune_kind::<Job>(ns, app, &[]).await?;
         self.prune_kind::<Deployment>(ns, app, &[WEB]).await
@@ -749,6 +750,30 @@ impl Runtime for KubeRuntime {
             SSH_KEYS_MANAGER,
         )
         .await
+    }
+
+    async fn set_domains(&self, app: &AppName, domains: &[Fqdn]) -> PortResult<()> {
+        let ns = namespace_of(&self.settings, app);
+        let api: Api<Ingress> = self.api(&ns);
+        match render_domains(&self.settings, app, domains) {
+            Some(ingress) => {
+                self.apply(
+                    &Api::all(self.client.clone()),
+                    &namespace_object(&self.settings, app),
+                    DOMAINS_MANAGER,
+                )
+                .await?;
+                self.apply(&api, &ingress, DOMAINS_MANAGER).await
+            }
+            None => match api
+                .delete(DOMAINS, &DeleteParams::background())
+                .await
+                .map_err(map_err)
+            {
+                Ok(_) | Err(PortError::NotFound) => Ok(()),
+                Err(err) => Err(err),
+            },
+        }
     }
 
     async fn restart(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AppName, ReleaseVersion, Secret};
+use crate::domain::{AppName, Fqdn, ReleaseVersion, Secret};
 use crate::error::PortResult;
 use crate::model::SlugRef;
 
@@ -142,6 +142,14 @@ pub trait Runtime: Send + Sync + 'static {
     async fn hot_upgrade(&self, release: &ReleaseSpec) -> PortResult<HotOutcome>;
     /// Sets the SSH public keys the app's replicas admit (read at each login).
     async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()>;
+    /// Sets the custom domains the app answers on, besides `APP.<domain>` (all of them,
+    /// sorted; empty: none). A runtime whose traffic comes through the platform's own
+    /// router needs nothing here (the router reads the domains from the store); on
+    /// Kubernetes they become Ingress hosts with their certificates.
+    async fn set_domains(&self, app: &AppName, domains: &[Fqdn]) -> PortResult<()> {
+        let _ = (app, domains);
+        Ok(())
+    }
     /// Replaces the live release's replicas one at a time, each new one healthy before its
     /// predecessor stops.
     async fn restart(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;

@@ -1,0 +1,137 @@
+//! Handler tests for custom domains (`GET`/`POST`/`DELETE /api/apps/NAME/domains`), through
+//! `router(state).oneshot`, on a real SQLite store and bus in a temp dir: what the CLI is
+//! told, and the `domains-changed` announcement the deploy step turns into the runtime's
+//! ingress. Routing and certificates are exercised end to end in `tests/tests/edge.rs`.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{Api, ADA, BOB};
+use serde_json::json;
+use shared::domain::AppName;
+use shared::messages::{Event, Topic};
+
+const DOMAINS: &str = "/api/apps/shop/domains";
+
+#[tokio::test]
+async fn a_domain_is_added_listed_removed_and_each_change_announced() {
+    let api = Api::new();
+    let key = api.user(ADA).await;
+    let auth = Some((ADA, key.as_str()));
+    api.app(ADA, &key, "shop").await;
+    let watch = api.watch(Topic::DOMAINS_CHANGED).await;
+
+    let r = api
+        .call(
+            Method::POST,
+            DOMAINS,
+            auth,
+            Some(json!({"fqdn": "WWW.Example.com."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["data"]["fqdn"], "www.example.com");
+    assert_eq!(r.body["data"]["cname"], "shop.localhost");
+
+    let r = api.call(Method::GET, DOMAINS, auth, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let listed: Vec<&str> = r.body["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|d| d["fqdn"].as_str().expect("fqdn"))
+        .collect();
+    assert_eq!(listed, ["www.example.com"]);
+
+    let r = api
+        .call(
+            Method::DELETE,
+            DOMAINS,
+            auth,
+            Some(json!({"fqdn": "www.example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let shop = AppName::parse("shop").expect("name");
+    assert_eq!(
+        api.events(&watch, 2).await,
+        vec![
+            Event::DomainsChanged { app: shop.clone() },
+            Event::DomainsChanged { app: shop },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn refused_changes_announce_nothing() {
+    let api = Api::new();
+    let ada = api.user(ADA).await;
+    let bob = api.user(BOB).await;
+    api.app(ADA, &ada, "shop").await;
+    api.app(BOB, &bob, "other").await;
+    let r = api
+        .call(
+            Method::POST,
+            DOMAINS,
+            Some((ADA, &ada)),
+            Some(json!({"fqdn": "shop.example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let watch = api.watch(Topic::DOMAINS_CHANGED).await;
+
+    for (auth, path, method, fqdn, status, needle) in [
+        // another account's domain
+        (
+            (BOB, bob.as_str()),
+            "/api/apps/other/domains",
+            Method::POST,
+            "shop.example.com",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "used by another app",
+        ),
+        // the platform's own names
+        (
+            (BOB, bob.as_str()),
+            "/api/apps/other/domains",
+            Method::POST,
+            "shop.localhost",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "platform's own domain",
+        ),
+        // not a domain name
+        (
+            (BOB, bob.as_str()),
+            "/api/apps/other/domains",
+            Method::POST,
+            "10.0.0.1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "",
+        ),
+        // removing what the app does not have
+        (
+            (BOB, bob.as_str()),
+            "/api/apps/other/domains",
+            Method::DELETE,
+            "shop.example.com",
+            StatusCode::NOT_FOUND,
+            "has no domain",
+        ),
+        // someone else's app
+        (
+            (BOB, bob.as_str()),
+            DOMAINS,
+            Method::DELETE,
+            "shop.example.com",
+            StatusCode::NOT_FOUND,
+            "not found",
+        ),
+    ] {
+        let r = api
+            .call(method, path, Some(auth), Some(json!({ "fqdn": fqdn })))
+            .await;
+        assert_eq!(r.status, status, "{fqdn}: {}", r.text);
+        assert!(r.text.contains(needle), "{fqdn}: {}", r.text);
+    }
+    assert_eq!(api.pending(&watch).await, 0);
+}
