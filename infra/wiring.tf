@@ -231,11 +231,13 @@ locals {
   # Each function's environment: exactly the variables deployment.rs lists for it, except
   # PORT, which Cloud Run sets itself (container port 8080).
   function_env = {
-    # DOMAIN: a custom domain's CNAME target is APP.DOMAIN.
+    # DOMAIN: a custom domain's CNAME target is APP.DOMAIN; the platform's own host is no
+    # app's custom domain.
     api = {
-      GIGALIXIR_STORE  = "firestore://${var.project_id}"
-      GIGALIXIR_BUS    = "pubsub://${var.project_id}"
-      GIGALIXIR_DOMAIN = var.apps_domain
+      GIGALIXIR_STORE            = "firestore://${var.project_id}"
+      GIGALIXIR_BUS              = "pubsub://${var.project_id}"
+      GIGALIXIR_DOMAIN           = var.apps_domain
+      GIGALIXIR_RESERVED_DOMAINS = var.platform_host
     }
     # DOMAIN: a push ends with the app's URL.
     receive = {

@@ -139,6 +139,16 @@ struct Args {
     /// A PEM file of a CA to trust when talking to the ACME server (a test server's own).
     #[arg(long, env = "GIGALIXIR_ACME_CA_FILE", value_name = "PATH")]
     acme_ca_file: Option<PathBuf>,
+    /// Comma-separated names no app may add as a custom domain, nor any name under them:
+    /// the names this platform itself is reached on (its API and git host, a website), so
+    /// that no app can take their traffic.
+    #[arg(
+        long,
+        env = "GIGALIXIR_RESERVED_DOMAINS",
+        value_name = "NAMES",
+        default_value = ""
+    )]
+    reserved_domains: String,
     /// Seconds an app may take to answer a request's headers through the router (then 504).
     #[arg(long, env = "GIGALIXIR_REQUEST_TIMEOUT", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -395,6 +405,8 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         git_slots: Default::default(),
         min_free_bytes: args.min_free_mb << 20,
     });
+    let reserved_domains = shared::domain::Fqdn::parse_list(&args.reserved_domains)
+        .map_err(|why| anyhow::anyhow!("--reserved-domains: {why}"))?;
     let acme = args.acme_directory.clone().map(|directory| {
         acme::Acme::new(directory, args.acme_ca_file.clone(), ports.blobs.clone())
     });
@@ -410,6 +422,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         runtime: Some(ports.runtime.clone()),
         app_domain: args.domain.clone(),
         certificates,
+        reserved_domains: reserved_domains.into(),
     });
     let proxy = router::Proxy::new(
         args.domain.clone(),

@@ -271,6 +271,13 @@ pub const DOMAIN: EnvVar = var(
     "apps answer on APP.DOMAIN (default localhost)",
 );
 
+/// Names no app may take as a custom domain.
+pub const RESERVED_DOMAINS: EnvVar = var(
+    "GIGALIXIR_RESERVED_DOMAINS",
+    false,
+    "comma-separated names no app may add as a custom domain, nor any name under them: the platform's own hosts (API, git, website)",
+);
+
 /// The Hex repository the package cache pulls from.
 pub const HEX_UPSTREAM: EnvVar = var(
     "GIGALIXIR_HEX_UPSTREAM",
@@ -313,7 +320,7 @@ pub const PUSH_JWKS: EnvVar = var(
 pub fn env(function: Function) -> Vec<EnvVar> {
     match function {
         // DOMAIN: a custom domain's CNAME target is APP.DOMAIN.
-        Function::Api => vec![PORT, STORE, BUS, DOMAIN],
+        Function::Api => vec![PORT, STORE, BUS, DOMAIN, RESERVED_DOMAINS],
         // DOMAIN: a push ends with the app's URL.
         Function::Receive => vec![PORT, STORE, BUS, BLOBS, DOMAIN],
         // The worker serves the package cache to its builds over the shared blobs.
@@ -350,6 +357,7 @@ pub fn example(var: &EnvVar) -> &'static str {
         "GIGALIXIR_BLOBS" => "file:///var/lib/gigalixir/blobs",
         "GIGALIXIR_RUNTIME" => "docker://",
         "GIGALIXIR_DOMAIN" => "apps.example.com",
+        "GIGALIXIR_RESERVED_DOMAINS" => "paas.example.com,git.example.com",
         "GIGALIXIR_HEX_UPSTREAM" => "https://repo.hex.pm",
         "GIGALIXIR_HEX_UPSTREAM_KEY" => "/etc/gigalixir/hex/public_key.pem",
         "GIGALIXIR_PACKAGES_DIR" => "/run/gigalixir/packages",

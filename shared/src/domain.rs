@@ -127,6 +127,15 @@ impl Fqdn {
         &self.0
     }
 
+    /// A comma-separated list of names (empty entries skipped), or why one is not a name.
+    pub fn parse_list(names: &str) -> Result<Vec<Self>, String> {
+        names
+            .split(',')
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| Self::parse(n).map_err(|e| e.0))
+            .collect()
+    }
+
     /// Whether this is `domain` or a name under it.
     pub fn is_within(&self, domain: &str) -> bool {
         self.0 == domain || self.0.ends_with(&format!(".{domain}"))
@@ -476,6 +485,15 @@ mod tests {
         ] {
             assert!(Fqdn::parse(bad).is_err(), "{bad} should be refused");
         }
+        assert_eq!(
+            Fqdn::parse_list(" paas.example.com, ,Git.Example.com.").expect("list"),
+            [
+                Fqdn::parse("paas.example.com").expect("ok"),
+                Fqdn::parse("git.example.com").expect("ok")
+            ]
+        );
+        assert!(Fqdn::parse_list("").expect("empty").is_empty());
+        assert!(Fqdn::parse_list("paas.example.com,localhost").is_err());
         let shop = Fqdn::parse("shop.apps.example.com").expect("ok");
         assert!(shop.is_within("apps.example.com"));
         assert!(!shop.is_within("ps.example.com"));

@@ -204,6 +204,18 @@ impl FunctionEnv {
         self.get(&deployment::DOMAIN).unwrap_or("localhost")
     }
 
+    /// `GIGALIXIR_RESERVED_DOMAINS`: the names no app may take as a custom domain.
+    pub fn reserved_domains(&self) -> Result<Vec<crate::domain::Fqdn>, ServiceError> {
+        let var = deployment::RESERVED_DOMAINS;
+        crate::domain::Fqdn::parse_list(self.get(&var).unwrap_or_default()).map_err(|why| {
+            ServiceError::InvalidEnv {
+                name: var.name,
+                value: self.get(&var).unwrap_or_default().to_owned(),
+                why,
+            }
+        })
+    }
+
     /// Opens the store `GIGALIXIR_STORE` names.
     pub fn store(&self) -> Result<Arc<dyn Store>, ServiceError> {
         let var = deployment::STORE;

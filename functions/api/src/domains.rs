@@ -73,8 +73,8 @@ pub async fn list(
 }
 
 /// `POST /api/apps/NAME/domains` `{"fqdn": "www.example.com"}`: 201 with the CNAME target.
-/// 422 for a name that is not a domain, one under the platform's own domain, one another
-/// app has, or past [`MAX_DOMAINS_PER_APP`].
+/// 422 for a name that is not a domain, one under the platform's own domain or a reserved
+/// one, one another app has, or past [`MAX_DOMAINS_PER_APP`].
 pub async fn add(
     State(state): State<ApiState>,
     caller: AuthUser,
@@ -90,6 +90,16 @@ pub async fn add(
                 "`{fqdn}` is under the platform's own domain {}: apps answer there already",
                 state.app_domain
             ),
+        ));
+    }
+    if let Some(reserved) = state
+        .reserved_domains
+        .iter()
+        .find(|r| fqdn.is_within(r.as_str()))
+    {
+        return Err(ApiError::invalid(
+            "fqdn",
+            format!("`{fqdn}` is reserved by the platform (`{reserved}`): choose another"),
         ));
     }
     let existing = state.store.domains_of(&app.name).await?;

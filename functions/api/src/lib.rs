@@ -50,6 +50,9 @@ pub struct ApiState {
     /// Who gets custom domains their HTTPS certificates, where the router runs in the same
     /// process (`None`: elsewhere, e.g. cert-manager on Kubernetes).
     pub certificates: Option<Arc<dyn DomainCertificates>>,
+    /// Names no app may take as a custom domain, nor any name under them: the
+    /// platform's own hosts (`--reserved-domains`).
+    pub reserved_domains: Arc<[shared::domain::Fqdn]>,
 }
 
 /// The HTTPS certificates of custom domains, as the API sees them.

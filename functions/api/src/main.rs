@@ -1,7 +1,7 @@
 //! `gigalixir-api`: the API as a service — HTTP on `$PORT` (Cloud Run), or Lambda events
 //! (API Gateway, Function URL) when `AWS_LAMBDA_RUNTIME_API` is set. Its environment:
-//! `PORT`, `GIGALIXIR_STORE`, `GIGALIXIR_BUS`, `GIGALIXIR_DOMAIN`
-//! (`shared::deployment::env`).
+//! `PORT`, `GIGALIXIR_STORE`, `GIGALIXIR_BUS`, `GIGALIXIR_DOMAIN`,
+//! `GIGALIXIR_RESERVED_DOMAINS` (`shared::deployment::env`).
 
 use gigalixir_api::{router, ApiState};
 use shared::deployment::Function;
@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
         runtime: None,
         app_domain: env.domain().to_owned(),
         certificates: None,
+        reserved_domains: env.reserved_domains()?.into(),
     });
     Service::new(FUNCTION, app).run(&env).await?;
     Ok(())

@@ -135,3 +135,43 @@ async fn refused_changes_announce_nothing() {
     }
     assert_eq!(api.pending(&watch).await, 0);
 }
+
+#[tokio::test]
+async fn the_platforms_own_names_are_refused() {
+    let mut api = Api::new();
+    api.state.reserved_domains =
+        vec![shared::domain::Fqdn::parse("paas.example.com").expect("name")].into();
+    let key = api.user(ADA).await;
+    api.app(ADA, &key, "shop").await;
+    for fqdn in [
+        "paas.example.com",
+        "git.paas.example.com",
+        "PAAS.example.com.",
+    ] {
+        let r = api
+            .call(
+                Method::POST,
+                DOMAINS,
+                Some((ADA, &key)),
+                Some(json!({ "fqdn": fqdn })),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{fqdn}: {}",
+            r.text
+        );
+        assert!(r.text.contains("is reserved by the platform"), "{}", r.text);
+    }
+    // a name beside it is anyone's
+    let r = api
+        .call(
+            Method::POST,
+            DOMAINS,
+            Some((ADA, &key)),
+            Some(json!({"fqdn": "shop.example.com"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}

@@ -60,6 +60,7 @@ impl Api {
                 runtime: None,
                 app_domain: "localhost".into(),
                 certificates: None,
+                reserved_domains: Vec::new().into(),
             },
             bus,
             _dir: dir,
