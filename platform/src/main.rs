@@ -158,6 +158,11 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_UPGRADE_IDLE_TIMEOUT", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     upgrade_idle_timeout: u64,
+    /// The most WebSockets (upgraded connections) one app may have open through the router
+    /// (then 503).
+    #[arg(long, env = "GIGALIXIR_MAX_WEBSOCKETS_PER_APP", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_websockets_per_app: u64,
     /// The largest request body the router passes to an app, in MB (then 413).
     #[arg(long, env = "GIGALIXIR_MAX_APP_BODY_MB", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=10_240))]
@@ -434,6 +439,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             request_timeout: Duration::from_secs(args.request_timeout),
             upgrade_idle: Duration::from_secs(args.upgrade_idle_timeout),
             max_body_bytes: args.max_app_body_mb << 20,
+            max_upgraded_per_app: args.max_websockets_per_app as usize,
         },
     );
     let proxy = match &acme {

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -42,15 +42,20 @@ pub struct EdgeLimits {
     pub upgrade_idle: Duration,
     /// The largest request body passed to an app (then 413).
     pub max_body_bytes: u64,
+    /// The most upgraded connections (WebSockets) one app may have open through the
+    /// router (then 503): one app's visitors cannot take every descriptor of the platform.
+    pub max_upgraded_per_app: usize,
 }
 
 impl Default for EdgeLimits {
-    /// 60 s to answer, 1 h of WebSocket silence, 100 MB of request body.
+    /// 60 s to answer, 1 h of WebSocket silence, 100 MB of request body, 10,000
+    /// WebSockets per app.
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(60),
             upgrade_idle: Duration::from_secs(3600),
             max_body_bytes: 100 << 20,
+            max_upgraded_per_app: 10_000,
         }
     }
 }
@@ -107,6 +112,43 @@ pub struct Proxy {
     suspects: Arc<RwLock<HashMap<SocketAddr, Instant>>>,
     client: Client<HttpConnector, Body>,
     next: Arc<AtomicUsize>,
+    /// Open upgraded connections per app.
+    upgraded: Arc<Mutex<HashMap<AppName, usize>>>,
+}
+
+/// One open upgraded connection of an app, counted until dropped.
+struct Upgraded {
+    app: AppName,
+    open: Arc<Mutex<HashMap<AppName, usize>>>,
+}
+
+impl Upgraded {
+    /// Counts one more for `app`, unless it has `max` open already.
+    fn take(open: &Arc<Mutex<HashMap<AppName, usize>>>, app: &AppName, max: usize) -> Option<Self> {
+        let mut counts = open.lock().ok()?;
+        let n = counts.entry(app.clone()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            app: app.clone(),
+            open: open.clone(),
+        })
+    }
+}
+
+impl Drop for Upgraded {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.open.lock() {
+            if let Some(n) = counts.get_mut(&self.app) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&self.app);
+                }
+            }
+        }
+    }
 }
 
 impl Proxy {
@@ -138,6 +180,7 @@ impl Proxy {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),
             next: Arc::new(AtomicUsize::new(0)),
+            upgraded: Arc::default(),
         }
     }
 
@@ -525,6 +568,19 @@ async fn proxy_to(
         return too_large(proxy);
     }
     let upgrading = is_upgrade(req.headers());
+    let counted = if upgrading {
+        let Some(counted) = Upgraded::take(&proxy.upgraded, app, proxy.limits.max_upgraded_per_app)
+        else {
+            tracing::warn!(app = %app, max = proxy.limits.max_upgraded_per_app, "upgrade refused: the app has as many open as it may");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{app} has too many open WebSocket connections; try again later."),
+            );
+        };
+        Some(counted)
+    } else {
+        None
+    };
     let client_side = upgrading.then(|| hyper::upgrade::on(&mut req));
     let peer = req
         .extensions()
@@ -649,6 +705,7 @@ async fn proxy_to(
         let (mut parts, _) = upstream_resp.into_parts();
         let idle = proxy.limits.upgrade_idle;
         tokio::spawn(async move {
+            let _counted = counted;
             match tokio::try_join!(client_side, app_side) {
                 Ok((client, app)) => bridge(TokioIo::new(client), TokioIo::new(app), idle).await,
                 Err(err) => tracing::debug!(error = %err, "an upgrade did not complete"),

@@ -67,20 +67,30 @@ fn edge_app(p: &Platform, work: &std::path::Path) -> String {
 #[test]
 fn websockets_streams_and_forwarded_headers_pass_the_router() {
     require_images();
-    let p = Platform::start_with(&["--request-timeout", "2", "--max-app-body-mb", "1"]);
+    let p = Platform::start_with(&[
+        "--request-timeout",
+        "2",
+        "--max-app-body-mb",
+        "1",
+        "--max-websockets-per-app",
+        "2",
+    ]);
     let work = tempfile::tempdir().expect("work");
     let app = edge_app(&p, work.path());
 
     // A WebSocket: the handshake's 101, then frames both ways, then a clean close.
-    let mut ws = send(
-        &p,
-        &app,
-        "GET /ws HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
-    let mut head = Vec::new();
-    read_until(&mut ws, &mut head, b"\r\n\r\n");
-    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let open_ws = || {
+        let mut ws = send(
+            &p,
+            &app,
+            "GET /ws HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        );
+        let mut head = Vec::new();
+        read_until(&mut ws, &mut head, b"\r\n\r\n");
+        (ws, String::from_utf8_lossy(&head).to_lowercase())
+    };
+    let (mut ws, head) = open_ws();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(
         head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
@@ -93,6 +103,19 @@ fn websockets_streams_and_forwarded_headers_pass_the_router() {
         ws.write_all(&frame(opcode, data)).expect("send frame");
         assert_eq!(read_frame(&mut ws), (opcode, data.to_vec()));
     }
+    // At most 2 open per app (--max-websockets-per-app): a third is refused until one closes.
+    let (mut second, head) = open_ws();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let (_, head) = open_ws();
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    second.write_all(&frame(8, &[0x03, 0xe8])).expect("close");
+    assert_eq!(read_frame(&mut second).0, 8);
+    drop(second);
+    wait_for(
+        "a WebSocket again once one closed",
+        Duration::from_secs(10),
+        || open_ws().1.starts_with("http/1.1 101"),
+    );
     // the app stays silent for a while: the bridge holds
     std::thread::sleep(Duration::from_secs(3));
     ws.write_all(&frame(1, b"still there")).expect("send");
