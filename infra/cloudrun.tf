@@ -47,7 +47,7 @@ resource "google_cloud_run_v2_service" "functions" {
       }
 
       dynamic "volume_mounts" {
-        for_each = each.key == "deploy" ? [1] : []
+        for_each = contains(local.cluster_clients, each.key) ? [1] : []
         content {
           name       = "kubeconfig"
           mount_path = "/etc/gigalixir/kube"
@@ -55,9 +55,9 @@ resource "google_cloud_run_v2_service" "functions" {
       }
     }
 
-    # deploy's kubeconfig (secrets.tf).
+    # The cluster's kubeconfig (secrets.tf), for deploy and api.
     dynamic "volumes" {
-      for_each = each.key == "deploy" ? [1] : []
+      for_each = contains(local.cluster_clients, each.key) ? [1] : []
       content {
         name = "kubeconfig"
         secret {
@@ -70,9 +70,9 @@ resource "google_cloud_run_v2_service" "functions" {
       }
     }
 
-    # deploy reaches the cluster's private endpoint through the VPC.
+    # deploy and api reach the cluster's private endpoint through the VPC.
     dynamic "vpc_access" {
-      for_each = each.key == "deploy" ? [1] : []
+      for_each = contains(local.cluster_clients, each.key) ? [1] : []
       content {
         egress = "PRIVATE_RANGES_ONLY"
         network_interfaces {

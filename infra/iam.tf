@@ -29,11 +29,13 @@ resource "google_service_account_iam_member" "deploy_signs_urls" {
   member             = "serviceAccount:${google_service_account.functions["deploy"].email}"
 }
 
-# deploy may see the cluster; what it may do inside is Kubernetes RBAC (kubernetes.tf).
+# deploy and api may see the cluster; what they may do inside is Kubernetes RBAC
+# (kubernetes.tf).
 resource "google_project_iam_member" "deploy_cluster_viewer" {
-  project = var.project_id
-  role    = "roles/container.clusterViewer"
-  member  = "serviceAccount:${google_service_account.functions["deploy"].email}"
+  for_each = toset(local.cluster_clients)
+  project  = var.project_id
+  role     = "roles/container.clusterViewer"
+  member   = "serviceAccount:${google_service_account.functions[each.key].email}"
 }
 
 # The build worker pods (containers build, upload and the Docker engine) run as the

@@ -157,6 +157,48 @@ resource "kubernetes_cluster_role_binding_v1" "deploy" {
   }
 }
 
+# --- api: looks at the apps (ps, logs, ps:ssh), changes nothing ---------------------------
+
+resource "kubernetes_cluster_role_v1" "api" {
+  metadata {
+    name = "gigalixir-api"
+  }
+
+  rule {
+    api_groups = [""]
+    resources  = ["pods", "services"]
+    verbs      = ["get", "list", "watch"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["pods/log"]
+    verbs      = ["get"]
+  }
+  rule {
+    api_groups = ["apps"]
+    resources  = ["deployments"]
+    verbs      = ["get", "list", "watch"]
+  }
+}
+
+resource "kubernetes_cluster_role_binding_v1" "api" {
+  metadata {
+    name = "gigalixir-api"
+  }
+
+  role_ref {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "ClusterRole"
+    name      = kubernetes_cluster_role_v1.api.metadata[0].name
+  }
+
+  subject {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "User"
+    name      = google_service_account.functions["api"].email
+  }
+}
+
 # --- build and upload: pull workers, each pod with its own Docker engine -----------------
 # A Deployment whose pods hold three containers sharing the engine's unix socket through an
 # emptyDir: a docker:dind engine, the build function's pull worker (runs each build in a

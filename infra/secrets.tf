@@ -42,7 +42,8 @@ resource "google_secret_manager_secret_version" "deploy_kubeconfig" {
 }
 
 resource "google_secret_manager_secret_iam_member" "deploy_kubeconfig" {
+  for_each  = toset(local.cluster_clients)
   secret_id = google_secret_manager_secret.deploy_kubeconfig.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.functions["deploy"].email}"
+  member    = "serviceAccount:${google_service_account.functions[each.key].email}"
 }

@@ -219,6 +219,9 @@ locals {
   # The runtime URL carries the cluster-wide settings of the Kubernetes runtime
   # (shared/src/kube_runtime: KubeSettings::from_url). In the image, %7Bstack%7D is {stack}:
   # each release runs on its own stack's runner (gigalixir-runner:<stack>-<tag>).
+  # build and upload share a pod's engine and label its containers alike.
+  builder_url = "docker://?instance=default"
+
   runtime_url = "kube://?${join("&", [
     "image=${urlencode("${local.image_base}/gigalixir-runner:")}%7Bstack%7D${urlencode("-${var.image_tag}")}",
     "domain=${urlencode(var.apps_domain)}",
@@ -232,10 +235,12 @@ locals {
   # PORT, which Cloud Run sets itself (container port 8080).
   function_env = {
     # DOMAIN: a custom domain's CNAME target is APP.DOMAIN; the platform's own host is no
-    # app's custom domain.
+    # app's custom domain. RUNTIME: ps, logs and ps:ssh look at the cluster (read-only RBAC).
     api = {
       GIGALIXIR_STORE            = "firestore://${var.project_id}"
       GIGALIXIR_BUS              = "pubsub://${var.project_id}"
+      GIGALIXIR_BLOBS            = "gs://${local.bucket_prefix}"
+      GIGALIXIR_RUNTIME          = local.runtime_url
       GIGALIXIR_DOMAIN           = var.apps_domain
       GIGALIXIR_RESERVED_DOMAINS = var.platform_host
     }
@@ -254,11 +259,13 @@ locals {
       GIGALIXIR_HEX_UPSTREAM     = var.hex_upstream
       GIGALIXIR_HEX_UPSTREAM_KEY = ""
       GIGALIXIR_PACKAGES_DIR     = "/run/gigalixir/packages"
+      GIGALIXIR_BUILDER          = local.builder_url
     }
     upload = {
-      GIGALIXIR_STORE = "firestore://${var.project_id}"
-      GIGALIXIR_BUS   = "pubsub://${var.project_id}"
-      GIGALIXIR_BLOBS = "gs://${local.bucket_prefix}"
+      GIGALIXIR_STORE   = "firestore://${var.project_id}"
+      GIGALIXIR_BUS     = "pubsub://${var.project_id}"
+      GIGALIXIR_BLOBS   = "gs://${local.bucket_prefix}"
+      GIGALIXIR_BUILDER = local.builder_url
     }
     # PUSH_*: the function believes a push only with Google's token for its own URL, from
     # the service account the subscriptions push as (pubsub.tf).
@@ -293,8 +300,8 @@ locals {
   # function's own settings, so deployment.rs does not list them. The check accepts exactly
   # these (its PLATFORM_ENV allow-list) and fails on any other variable the manifest lacks.
   # - LOG_FORMAT: JSON log lines for Cloud Logging (shared/src/web.rs, init_tracing).
-  # - KUBECONFIG: deploy runs outside the cluster; read by the kube client, the file names
-  #   the private endpoint.
+  # - KUBECONFIG: deploy and api run outside the cluster; read by the kube client, the file
+  #   names the private endpoint.
   # - DOCKER_HOST: the pod's own Docker engine, read by the Docker client
   #   (shared/src/docker, connect); build runs its containers there, upload reads them back.
   common_env = {
@@ -310,8 +317,14 @@ locals {
     deploy = {
       KUBECONFIG = "/etc/gigalixir/kube/config"
     }
+    api = {
+      KUBECONFIG = "/etc/gigalixir/kube/config"
+    }
   }
-  docker_host = "unix:///var/run/docker.sock"
+  # The functions that reach the cluster: its kubeconfig mounted, the VPC for its private
+  # endpoint.
+  cluster_clients = ["deploy", "api"]
+  docker_host     = "unix:///var/run/docker.sock"
 
   # The Cloud Run services. `public`: reached from the internet through the load balancer
   # (the function authenticates its callers); otherwise only Pub/Sub pushes reach it.

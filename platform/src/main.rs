@@ -286,43 +286,41 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
     let blobs = shared::backends::open_blobs(&blobs_url).context("opening the blob store")?;
-    let docker = shared::docker::connect().context("connecting to the Docker engine")?;
-    // Containers read slugs from a local directory: the blob store's own, or a copy kept
-    // of a remote one.
-    let runtime = match blobs_url.strip_prefix("file://") {
-        Some(dir) => {
-            let slug_dir = PathBuf::from(dir).join("slugs");
-            std::fs::create_dir_all(&slug_dir)?;
-            shared::docker::DockerRuntime::new(
-                docker.clone(),
-                &args.instance,
-                slug_dir,
-                data_dir.join("ssh"),
+    // The Docker runtime, as the deploy function opens it: containers read slugs from the
+    // blob store's own directory, or from a copy kept of a remote one; it walls the apps
+    // off and restarts crashed replicas.
+    let runtime_url = {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("instance", &args.instance)
+            .append_pair("ssh_dir", &data_dir.join("ssh").display().to_string())
+            .append_pair(
+                "slug_cache",
+                &data_dir.join("slug-cache").display().to_string(),
             )
-        }
-        None => {
-            let slug_dir = data_dir.join("slug-cache");
-            std::fs::create_dir_all(&slug_dir)?;
-            shared::docker::DockerRuntime::new(
-                docker.clone(),
-                &args.instance,
-                slug_dir,
-                data_dir.join("ssh"),
-            )
-            .with_slug_source(blobs.clone())
-        }
+            .append_pair("egress", &args.app_egress.to_string())
+            .append_pair("firewall", &args.app_firewall.to_string());
+        format!("docker://?{}", query.finish())
     };
-    let runtime = runtime.with_egress(args.app_egress);
-    let route_changes = runtime.route_changes();
-    if args.app_firewall {
-        runtime.guard().await.context(
-            "walling off app containers (start with --app-firewall=false to run apps without it)",
-        )?;
-    } else {
-        tracing::warn!("--app-firewall=false: app containers can reach this host and the cloud metadata address");
-    }
-    // Replicas that crash after going live are started again.
-    let _supervisor = runtime.supervise();
+    let opened = shared::backends::open_runtime(
+        &runtime_url,
+        shared::backends::RuntimeContext {
+            blobs_url: blobs_url.clone(),
+            blobs: blobs.clone(),
+            domain: args.domain.clone(),
+            role: shared::backends::RuntimeRole::Runs,
+        },
+    )
+    .await
+    .map_err(|e| {
+        let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+        anyhow::anyhow!(
+            "opening the Docker runtime: {why} (--app-firewall=false runs apps without the wall)"
+        )
+    })?;
+    let route_changes = opened
+        .route_changes
+        .context("the Docker runtime counts its route changes")?;
     // The package cache: builds reach it, and nothing else, through a socket in a directory
     // mounted into each build.
     let hex_settings = shared::hex::HexSettings::new(
@@ -342,11 +340,17 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         store: shared::backends::open_store(&store_url).context("opening the store")?,
         bus: shared::backends::open_bus(&bus_url).context("opening the bus")?,
         blobs,
-        builder: Arc::new(
-            shared::docker::DockerBuilder::new(docker, &args.instance)
-                .with_packages_dir(packages_dir),
-        ),
-        runtime: Arc::new(runtime.clone()),
+        builder: shared::backends::open_builder(
+            &format!(
+                "docker://?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("instance", &args.instance)
+                    .finish()
+            ),
+            Some(packages_dir),
+        )
+        .context("connecting to the Docker engine")?,
+        runtime: opened.runtime,
     };
     // The locks a killed run of this platform held (pushes, deploys) are freed now rather
     // than when they expire: its work is over.
@@ -361,7 +365,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     shared::locks::set_process(&family);
     // What a killed run left (finished builds' containers, release phases, replicas of gone
     // apps or replaced releases) is removed at start, then every minute.
-    let reconcile_store = ports.store.clone();
+    let (reconcile_store, runtime) = (ports.store.clone(), ports.runtime.clone());
     let _reconciler = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(5)).await;
         loop {

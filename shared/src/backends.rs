@@ -1,8 +1,9 @@
 //! Picks each port's implementation from a URL, one setting per port: `sqlite://PATH`
-//! (store, bus), `file://PATH` (blobs), and with the Google Cloud features
-//! `firestore://PROJECT[/DATABASE]`, `pubsub://PROJECT`, `gs://PREFIX[?create_buckets=PROJECT]`
-//! (on the emulators when `FIRESTORE_EMULATOR_HOST`, `PUBSUB_EMULATOR_HOST`,
-//! `STORAGE_EMULATOR_HOST` are set). A scheme whose feature is off is refused with a message.
+//! (store, bus), `file://PATH` (blobs), `docker://[?…]` (runtime, builder), and with the
+//! Google Cloud features `firestore://PROJECT[/DATABASE]`, `pubsub://PROJECT`,
+//! `gs://PREFIX[?create_buckets=PROJECT]` (on the emulators when `FIRESTORE_EMULATOR_HOST`,
+//! `PUBSUB_EMULATOR_HOST`, `STORAGE_EMULATOR_HOST` are set), with the `kube` feature
+//! `kube://?…` (runtime). A scheme whose feature is off is refused with a message.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,6 +61,201 @@ pub fn open_blobs(url: &str) -> PortResult<Arc<dyn Blobs>> {
         }
         _ => Err(unsupported("blobs", url, "file://PATH")),
     }
+}
+
+/// What opening a runtime needs besides its URL.
+pub struct RuntimeContext {
+    /// The blob store's URL: a `docker://` runtime reads slugs from a `file://` store's
+    /// directory (else copies them from [`blobs`](Self::blobs) into its `slug_cache`), and
+    /// keeps the replicas' SSH keys beside it.
+    pub blobs_url: String,
+    /// The blob store itself.
+    pub blobs: Arc<dyn Blobs>,
+    /// The apps' domain (`GIGALIXIR_DOMAIN`).
+    pub domain: String,
+    /// What the process does with the runtime.
+    pub role: RuntimeRole,
+}
+
+/// What a process does with the runtime it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeRole {
+    /// Deploys and keeps apps running (deploy, the one-process platform): on Docker it
+    /// walls the apps off (unless `firewall=false`) and restarts crashed replicas.
+    Runs,
+    /// Only looks and reaches in (the api: `ps`, `logs`, `ps:ssh`): changes nothing on
+    /// the host.
+    Reads,
+}
+
+/// A runtime opened from its URL.
+pub struct OpenedRuntime {
+    /// The runtime.
+    pub runtime: Arc<dyn crate::ports::Runtime>,
+    /// `docker://`: bumped whenever an app's live replicas change (the router's table).
+    pub route_changes: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+/// The `key=value` pairs of a URL's query (`docker://?a=1&b=2`), each key one of `known`.
+#[cfg(feature = "docker")]
+fn query_of<'a>(url: &'a str, rest: &'a str, known: &[&str]) -> PortResult<Vec<(String, String)>> {
+    let query = rest.trim_start_matches('/').trim_start_matches('?');
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        return Err(PortError::Invalid(format!(
+            "`{url}`: `{key}` is not a setting here; known: {}",
+            known.join(", ")
+        )));
+    }
+    Ok(pairs)
+}
+
+#[cfg(feature = "docker")]
+fn flag(url: &str, key: &str, value: &str) -> PortResult<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(PortError::Invalid(format!(
+            "`{url}`: `{key}` is true or false, not {value:?}"
+        ))),
+    }
+}
+
+/// Opens the runtime named by `url`:
+///
+/// - `docker://[?instance=NAME&ssh_dir=PATH&slug_cache=PATH&egress=BOOL&firewall=BOOL]`:
+///   the local Docker engine (`DOCKER_HOST`), as the one-process platform runs apps. Its
+///   containers carry `gigalixir.instance=NAME` (default `default`); slugs are read from a
+///   `file://` blob store's `slugs/`, else copied from the blob store into `slug_cache`;
+///   the replicas' SSH keys live in `ssh_dir` (default `ssh` beside the blob directory, or
+///   beside `slug_cache`); `egress` and `firewall` (default `true`) are the platform's
+///   `--app-egress` and `--app-firewall`.
+/// - `kube://?image=…` (the `kube` feature): see [`open_kube_runtime`].
+pub async fn open_runtime(url: &str, context: RuntimeContext) -> PortResult<OpenedRuntime> {
+    let (scheme, rest) = split(url)
+        .or_else(|_| url.strip_suffix("://").map(|s| (s, "")).ok_or(()))
+        .map_err(|_| {
+            PortError::Invalid(format!(
+                "`{url}` is not a runtime URL (docker:// or kube://)"
+            ))
+        })?;
+    #[cfg(not(feature = "docker"))]
+    let _ = (rest, &context);
+    match scheme {
+        #[cfg(feature = "docker")]
+        "docker" => open_docker_runtime(url, rest, context).await,
+        #[cfg(feature = "kube")]
+        "kube" => {
+            let slugs = Arc::new(crate::kube_runtime::SignedSlugs::new(
+                context.blobs,
+                std::time::Duration::from_secs(7 * 24 * 3600),
+            ));
+            Ok(OpenedRuntime {
+                runtime: open_kube_runtime(url, Some(&context.domain), slugs).await?,
+                route_changes: None,
+            })
+        }
+        _ => Err(unsupported("runtime", url, "docker://")),
+    }
+}
+
+#[cfg(feature = "docker")]
+async fn open_docker_runtime(
+    url: &str,
+    rest: &str,
+    context: RuntimeContext,
+) -> PortResult<OpenedRuntime> {
+    let mut instance = "default".to_owned();
+    let (mut ssh_dir, mut slug_cache) = (None, None);
+    let (mut egress, mut firewall) = (true, true);
+    for (key, value) in query_of(
+        url,
+        rest,
+        &["instance", "ssh_dir", "slug_cache", "egress", "firewall"],
+    )? {
+        match key.as_str() {
+            "instance" => instance = value,
+            "ssh_dir" => ssh_dir = Some(PathBuf::from(value)),
+            "slug_cache" => slug_cache = Some(PathBuf::from(value)),
+            "egress" => egress = flag(url, "egress", &value)?,
+            _ => firewall = flag(url, "firewall", &value)?,
+        }
+    }
+    let docker = crate::docker::connect()?;
+    let runtime = match context.blobs_url.strip_prefix("file://") {
+        Some(dir) => {
+            let blobs_dir = PathBuf::from(dir);
+            let slug_dir = blobs_dir.join("slugs");
+            std::fs::create_dir_all(&slug_dir).map_err(PortError::from_io)?;
+            let ssh_dir =
+                ssh_dir.unwrap_or_else(|| blobs_dir.parent().unwrap_or(&blobs_dir).join("ssh"));
+            crate::docker::DockerRuntime::new(docker, instance, slug_dir, ssh_dir)
+        }
+        None => {
+            let slug_dir = slug_cache.ok_or_else(|| {
+                PortError::Invalid(format!(
+                    "`{url}`: with the blob store {} the runtime copies slugs into a local directory: add `slug_cache=PATH`",
+                    context.blobs_url
+                ))
+            })?;
+            std::fs::create_dir_all(&slug_dir).map_err(PortError::from_io)?;
+            let ssh_dir =
+                ssh_dir.unwrap_or_else(|| slug_dir.parent().unwrap_or(&slug_dir).join("ssh"));
+            crate::docker::DockerRuntime::new(docker, instance, slug_dir, ssh_dir)
+                .with_slug_source(context.blobs.clone())
+        }
+    };
+    let runtime = runtime.with_egress(egress);
+    if context.role == RuntimeRole::Runs {
+        if firewall {
+            runtime.guard().await.map_err(|e| {
+                let why =
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+                PortError::unavailable(format!(
+                    "walling off app containers: {why} (`firewall=false` runs apps without it)"
+                ))
+            })?;
+        } else {
+            tracing::warn!(
+                "firewall=false: app containers can reach this host and the cloud metadata address"
+            );
+        }
+        // Replicas that crash after going live are started again, for as long as the
+        // process runs.
+        drop(runtime.supervise());
+    }
+    Ok(OpenedRuntime {
+        route_changes: Some(runtime.route_changes()),
+        runtime: Arc::new(runtime),
+    })
+}
+
+/// Opens the builder named by `url`: `docker://[?instance=NAME]`, build containers on the
+/// local Docker engine (`DOCKER_HOST`) labelled `gigalixir.instance=NAME` (default
+/// `default`; the build and upload steps must name the same). `packages_dir`: the package
+/// cache's socket directory, mounted into builds.
+#[cfg(feature = "docker")]
+pub fn open_builder(
+    url: &str,
+    packages_dir: Option<PathBuf>,
+) -> PortResult<Arc<dyn crate::ports::Builder>> {
+    let (scheme, rest) = split(url)
+        .or_else(|_| url.strip_suffix("://").map(|s| (s, "")).ok_or(()))
+        .map_err(|_| PortError::Invalid(format!("`{url}` is not a builder URL (docker://)")))?;
+    if scheme != "docker" {
+        return Err(unsupported("builder", url, "docker://"));
+    }
+    let mut instance = "default".to_owned();
+    for (_, value) in query_of(url, rest, &["instance"])? {
+        instance = value;
+    }
+    let builder = crate::docker::DockerBuilder::new(crate::docker::connect()?, instance);
+    Ok(Arc::new(match packages_dir {
+        Some(dir) => builder.with_packages_dir(dir),
+        None => builder,
+    }))
 }
 
 /// Opens the Kubernetes runtime named by `url`, `kube://?image=…` (the settings of

@@ -264,6 +264,12 @@ pub const RUNTIME: EnvVar = var(
     true,
     "runtime URL: kube:// (in-cluster or KUBECONFIG) or docker://",
 );
+/// The builder's URL.
+pub const BUILDER: EnvVar = var(
+    "GIGALIXIR_BUILDER",
+    false,
+    "builder URL: docker://[?instance=NAME] (default docker://; build and upload must name the same instance)",
+);
 /// The apps' domain.
 pub const DOMAIN: EnvVar = var(
     "GIGALIXIR_DOMAIN",
@@ -319,8 +325,9 @@ pub const PUSH_JWKS: EnvVar = var(
 /// The environment variables `function` reads.
 pub fn env(function: Function) -> Vec<EnvVar> {
     match function {
-        // DOMAIN: a custom domain's CNAME target is APP.DOMAIN.
-        Function::Api => vec![PORT, STORE, BUS, DOMAIN, RESERVED_DOMAINS],
+        // DOMAIN: a custom domain's CNAME target is APP.DOMAIN. RUNTIME (and BLOBS, which
+        // it reads slugs from): `ps`, `logs`, `ps:ssh` look at the apps where they run.
+        Function::Api => vec![PORT, STORE, BUS, BLOBS, RUNTIME, DOMAIN, RESERVED_DOMAINS],
         // DOMAIN: a push ends with the app's URL.
         Function::Receive => vec![PORT, STORE, BUS, BLOBS, DOMAIN],
         // The worker serves the package cache to its builds over the shared blobs.
@@ -328,11 +335,13 @@ pub fn env(function: Function) -> Vec<EnvVar> {
             STORE,
             BUS,
             BLOBS,
+            BUILDER,
             HEX_UPSTREAM,
             HEX_UPSTREAM_KEY,
             PACKAGES_DIR,
         ],
-        Function::Upload => vec![STORE, BUS, BLOBS],
+        // BUILDER: the slug is read out of the build's container, on the build's engine.
+        Function::Upload => vec![STORE, BUS, BLOBS, BUILDER],
         Function::Release => vec![PORT, STORE, BUS, PUSH_AUDIENCE, PUSH_INVOKER, PUSH_JWKS],
         Function::Deploy => vec![
             PORT,
@@ -356,6 +365,7 @@ pub fn example(var: &EnvVar) -> &'static str {
         "GIGALIXIR_BUS" => "sqlite:///var/lib/gigalixir/bus.db",
         "GIGALIXIR_BLOBS" => "file:///var/lib/gigalixir/blobs",
         "GIGALIXIR_RUNTIME" => "docker://",
+        "GIGALIXIR_BUILDER" => "docker://?instance=default",
         "GIGALIXIR_DOMAIN" => "apps.example.com",
         "GIGALIXIR_RESERVED_DOMAINS" => "paas.example.com,git.example.com",
         "GIGALIXIR_HEX_UPSTREAM" => "https://repo.hex.pm",

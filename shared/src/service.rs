@@ -204,6 +204,22 @@ impl FunctionEnv {
         self.get(&deployment::DOMAIN).unwrap_or("localhost")
     }
 
+    /// The builder `GIGALIXIR_BUILDER` names (default `docker://`), with the package
+    /// cache's socket directory `packages_dir` mounted into builds.
+    #[cfg(feature = "docker")]
+    pub fn builder(
+        &self,
+        packages_dir: Option<std::path::PathBuf>,
+    ) -> Result<Arc<dyn crate::ports::Builder>, ServiceError> {
+        let var = deployment::BUILDER;
+        let url = self.get(&var).unwrap_or("docker://");
+        crate::backends::open_builder(url, packages_dir).map_err(|source| ServiceError::Backend {
+            what: "builder",
+            name: var.name,
+            source,
+        })
+    }
+
     /// `GIGALIXIR_RESERVED_DOMAINS`: the names no app may take as a custom domain.
     pub fn reserved_domains(&self) -> Result<Vec<crate::domain::Fqdn>, ServiceError> {
         let var = deployment::RESERVED_DOMAINS;

@@ -647,6 +647,52 @@ async fn replicas_and_endpoints_come_from_the_pods() {
     assert_eq!(endpoints, vec!["10.8.0.7:4000".parse().expect("addr")]);
 }
 
+#[tokio::test]
+async fn logs_are_each_running_pods_web_container_tail() {
+    use futures::StreamExt;
+    let (client, calls) = fake_cluster(Box::new(|call, _| match call.path.as_str() {
+        "/api/v1/namespaces/app-my-app/pods" => (
+            200,
+            list(
+                "PodList",
+                vec![
+                    pod("web-5d9c-a", 3, true, booting()),
+                    pod("web-5d9c-b", 3, true, booting()),
+                ],
+            ),
+        ),
+        path if path.ends_with("/log") => (
+            200,
+            Value::String(format!(
+                "hello from {}\n",
+                path.split('/').nth(6).unwrap_or("?")
+            )),
+        ),
+        _ => (500, json!({})),
+    }));
+    let app = AppName::parse("my-app").expect("name");
+    let stream = runtime(client).logs(&app, 20, false).await.expect("logs");
+    let mut lines: Vec<String> = stream.collect().await;
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "my-app[web.1]: hello from web-5d9c-a".to_owned(),
+            "my-app[web.2]: hello from web-5d9c-b".to_owned(),
+        ]
+    );
+    let logs: Vec<Call> = calls_of(&calls)
+        .into_iter()
+        .filter(|c| c.path.ends_with("/log"))
+        .collect();
+    assert_eq!(logs.len(), 2);
+    for c in &logs {
+        assert_eq!(c.query.get("container").map(String::as_str), Some("web"));
+        assert_eq!(c.query.get("tailLines").map(String::as_str), Some("20"));
+        assert!(!c.query.contains_key("follow"), "{:?}", c.query);
+    }
+}
+
 /// A cluster running release 1, where release 2's release phase ends with `exit`
 /// (0: success), and whose rollout then completes.
 fn release_phase_cluster(exit: i32) -> Answer {

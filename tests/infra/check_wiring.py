@@ -37,7 +37,7 @@ DEAD_LETTER_ATTEMPTS_RANGE = (5, 100)
 # manifest does not list fails.
 PLATFORM_ENV: dict[str, tuple[set[str] | None, str]] = {
     "LOG_FORMAT": (None, "every binary's logging (shared/src/web.rs, init_tracing)"),
-    "KUBECONFIG": ({"deploy"}, "deploy's kube client; it runs outside the cluster"),
+    "KUBECONFIG": ({"deploy", "api"}, "the kube client of deploy and api; they run outside the cluster"),
     "DOCKER_HOST": ({"build", "upload"}, "the Docker client (shared/src/docker): the pod's engine"),
 }
 
@@ -379,7 +379,7 @@ def self_tests(manifest: dict, tf: dict) -> list[tuple[str, Callable[[dict, dict
         ("manifest gains a blob space", lambda m, t: m["blob_spaces"].append("logs")),
         ("Terraform loses a bucket", lambda m, t: t["locals"]["blob_spaces"].pop("slugs")),
         ("a function stops reading a variable", lambda m, t: drop_env(m, "deploy", "GIGALIXIR_RUNTIME")),
-        ("a function reads a new variable", lambda m, t: m["env"]["api"].append({"name": "GIGALIXIR_BLOBS", "required": True, "doc": ""})),
+        ("a function reads a new variable", lambda m, t: m["env"]["api"].append({"name": "GIGALIXIR_HEX_UPSTREAM", "required": False, "doc": ""})),
         ("Terraform forgets a variable", lambda m, t: t["locals"]["function_env"]["build"].pop("GIGALIXIR_BUS")),
         ("a variable points at the wrong backend", lambda m, t: t["locals"]["function_env"]["api"].update(GIGALIXIR_STORE="sqlite:///tmp/x")),
         ("the pull worker reads PORT", lambda m, t: m["env"]["build"].append({"name": "PORT", "required": False, "doc": ""})),
@@ -389,7 +389,7 @@ def self_tests(manifest: dict, tf: dict) -> list[tuple[str, Callable[[dict, dict
             if first_push["path"] != "/" else t["locals"]["subscriptions"][first_push["name"]].update(path="/elsewhere")),
         ("the push endpoint ignores the path", lambda m, t: push_endpoint(t).update(push_endpoint="${google_cloud_run_v2_service.functions[each.value.function].uri}/")),
         ("Terraform sets a variable nobody reads", lambda m, t: t["locals"]["extra_env"].update(receive={"GIGALIXIR_WEBHOOK_KEY": "x"})),
-        ("a platform-level variable goes to a function not allowed it", lambda m, t: t["locals"]["extra_env"].update(api={"KUBECONFIG": "/x"})),
+        ("a platform-level variable goes to a function not allowed it", lambda m, t: t["locals"]["extra_env"].update(receive={"KUBECONFIG": "/x"})),
         ("a pull worker also gets a Cloud Run service", lambda m, t: t["locals"]["services"].update({first_pull["function"]: {"public": False}})),
         ("upload moves to a pod of its own", lambda m, t: own_pod(t, "upload")),
         ("upload runs as another identity than build", lambda m, t: t["locals"]["runs_as"].update(upload="upload")),

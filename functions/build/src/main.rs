@@ -11,16 +11,11 @@ use shared::service::Service;
 
 const FUNCTION: Function = Function::Build;
 
-/// Labels the build containers, so that `upload` finds them on the same engine.
-const INSTANCE: &str = "default";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Some((flags, env)) = shared::service::start(FUNCTION)? else {
         return Ok(());
     };
-    let docker =
-        shared::docker::connect().context("connecting to the Docker engine (DOCKER_HOST)")?;
     let bus = env.bus()?;
     let blobs = env.blobs()?;
     // The package cache, over the same blobs as every other worker's: served to this
@@ -44,9 +39,8 @@ async fn main() -> anyhow::Result<()> {
         store: env.store()?,
         bus: bus.clone(),
         blobs,
-        builder: std::sync::Arc::new(
-            shared::docker::DockerBuilder::new(docker, INSTANCE).with_packages_dir(packages_dir),
-        ),
+        // GIGALIXIR_BUILDER: build containers on this pod's engine, found again by upload.
+        builder: env.builder(Some(packages_dir))?,
         // The default build timeout is the one the subscription's ack deadline covers.
         limits: BuildLimits::default(),
         hex: Some(hex),

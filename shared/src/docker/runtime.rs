@@ -1437,6 +1437,11 @@ impl Runtime for DockerRuntime {
         Ok(HotOutcome::Upgraded { output })
     }
 
+    async fn remove_orphans(&self, store: &dyn crate::ports::Store) -> PortResult<Vec<String>> {
+        // the inherent method: what the store says nothing will use again
+        DockerRuntime::remove_orphans(self, store).await
+    }
+
     async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()> {
         self.write_ssh_keys(app, keys)
     }

@@ -150,6 +150,13 @@ pub trait Runtime: Send + Sync + 'static {
         let _ = (app, domains);
         Ok(())
     }
+    /// Removes what a killed process left running or stopped (finished builds' containers,
+    /// replicas of gone apps or replaced releases), judged against `store`; the names
+    /// removed. A runtime whose objects are pruned at each deploy needs nothing here.
+    async fn remove_orphans(&self, store: &dyn crate::ports::Store) -> PortResult<Vec<String>> {
+        let _ = store;
+        Ok(Vec::new())
+    }
     /// Replaces the live release's replicas one at a time, each new one healthy before its
     /// predecessor stops.
     async fn restart(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
