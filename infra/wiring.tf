@@ -18,6 +18,7 @@ locals {
     "build-requested",
     "slug-built",
     "slug-uploaded",
+    "release-requested",
     "release-created",
     "deploy-succeeded",
     "deploy-failed",
@@ -67,6 +68,20 @@ locals {
     }
     "release.slug-uploaded" = {
       topic                 = "slug-uploaded"
+      function              = "release"
+      delivery              = "push"
+      path                  = "/"
+      ack_deadline_seconds  = 60
+      max_delivery_attempts = 5
+      # Unclamped, as the manifest says: kept in labels for the Pub/Sub adapter.
+      spec_ack_deadline_seconds = 60
+      spec_max_attempts         = 5
+      min_backoff_seconds       = 1
+      max_backoff_seconds       = 60
+      dead_letter               = "dead-letter"
+    }
+    "release.release-requested" = {
+      topic                 = "release-requested"
       function              = "release"
       delivery              = "push"
       path                  = "/"
@@ -379,7 +394,7 @@ locals {
   # Topics each function publishes to (its service account may publish nowhere else).
   # The pull workers dead-letter a message themselves after exactly the manifest's attempts.
   publishes = {
-    api     = ["release-created", "app-destroyed", "app-scaled", "restart-requested", "ssh-keys-changed", "domains-changed"]
+    api     = ["release-requested", "app-destroyed", "app-scaled", "restart-requested", "ssh-keys-changed", "domains-changed"]
     receive = ["build-requested"]
     build   = ["slug-built", "dead-letter"]
     upload  = ["slug-uploaded", "dead-letter"]

@@ -142,6 +142,11 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
             push,
             SubscriptionSpec::new("release.slug-uploaded", Topic::SLUG_UPLOADED),
         ),
+        wire(
+            Function::Release,
+            push,
+            SubscriptionSpec::new("release.release-requested", Topic::RELEASE_REQUESTED),
+        ),
         // Dead letters end their build as failed; `release` holds the consumer.
         Wire {
             path: DEAD_LETTERS_PATH,
@@ -200,10 +205,11 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
 pub const DEAD_LETTERS_PATH: &str = "/dead-letters";
 
 /// Every topic the platform publishes to.
-pub const TOPICS: [Topic; 12] = [
+pub const TOPICS: [Topic; 13] = [
     Topic::BUILD_REQUESTED,
     Topic::SLUG_BUILT,
     Topic::SLUG_UPLOADED,
+    Topic::RELEASE_REQUESTED,
     Topic::RELEASE_CREATED,
     Topic::DEPLOY_SUCCEEDED,
     Topic::DEPLOY_FAILED,

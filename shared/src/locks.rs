@@ -18,6 +18,13 @@ pub fn deploy_lock(app: &crate::domain::AppName) -> String {
     format!("deploy:{app}")
 }
 
+/// The lock the release step holds while it numbers a release of `app`: pushes' releases,
+/// config changes and rollbacks take turns, so each release's slug and config are those of
+/// the moment it is made.
+pub fn release_lock(app: &crate::domain::AppName) -> String {
+    format!("release:{app}")
+}
+
 /// How long a held lock outlives its last heartbeat.
 pub const HELD_TTL: Duration = Duration::from_secs(30);
 
@@ -116,6 +123,27 @@ impl Held {
             lost,
             beat,
         })
+    }
+
+    /// [`take`](Held::take), trying again every 50–250 ms while someone else holds it, for
+    /// up to `wait`; then [`PortError::Precondition`].
+    pub async fn take_waiting(
+        store: &Arc<dyn Store>,
+        name: &str,
+        holder: &str,
+        wait: Duration,
+    ) -> PortResult<Self> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match Self::take(store, name, holder).await {
+                Err(PortError::Precondition) if started.elapsed() < wait => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The fencing token this lock was taken with.

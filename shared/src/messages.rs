@@ -23,6 +23,8 @@ impl Topic {
     pub const SLUG_BUILT: Topic = Topic(Cow::Borrowed("slug-built"));
     /// The slug is in the slug store.
     pub const SLUG_UPLOADED: Topic = Topic(Cow::Borrowed("slug-uploaded"));
+    /// A release without a push was asked for (a config change, a rollback).
+    pub const RELEASE_REQUESTED: Topic = Topic(Cow::Borrowed("release-requested"));
     /// A release was recorded.
     pub const RELEASE_CREATED: Topic = Topic(Cow::Borrowed("release-created"));
     /// A release runs and is healthy.
@@ -143,6 +145,31 @@ pub struct Delivery {
     pub publish_time: DateTime<Utc>,
 }
 
+/// A release asked for without a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// The release's idempotency key: the same request delivered twice makes one release.
+    pub key: String,
+    /// One line for people: "Set FOO", "Rollback to v3".
+    pub summary: String,
+    /// What the release runs.
+    pub kind: ReleaseKind,
+}
+
+/// What a requested release runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ReleaseKind {
+    /// The app's config as it is when the release is made, with the slug of its newest
+    /// release that did not fail (the one that runs, or is about to).
+    Config,
+    /// The slug and config of an earlier release.
+    Rollback {
+        /// That release.
+        to: ReleaseVersion,
+    },
+}
+
 /// The pipeline's events, one topic each (see [`Event::topic`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -173,6 +200,14 @@ pub enum Event {
         build: BuildId,
         /// Where the slug lies.
         slug: SlugRef,
+    },
+    /// A new release of what runs was asked for without a push; the release step numbers
+    /// it, as it numbers pushes' releases.
+    ReleaseRequested {
+        /// The app.
+        app: AppName,
+        /// What to release, and the key that makes it happen once.
+        request: ReleaseRequest,
     },
     /// A release was recorded and should be deployed.
     ReleaseCreated {
@@ -237,6 +272,7 @@ impl Event {
             Event::BuildRequested { .. } => Topic::BUILD_REQUESTED,
             Event::SlugBuilt { .. } => Topic::SLUG_BUILT,
             Event::SlugUploaded { .. } => Topic::SLUG_UPLOADED,
+            Event::ReleaseRequested { .. } => Topic::RELEASE_REQUESTED,
             Event::ReleaseCreated { .. } => Topic::RELEASE_CREATED,
             Event::DeploySucceeded { .. } => Topic::DEPLOY_SUCCEEDED,
             Event::DeployFailed { .. } => Topic::DEPLOY_FAILED,
@@ -254,6 +290,7 @@ impl Event {
             Event::BuildRequested { .. } => "build-requested",
             Event::SlugBuilt { .. } => "slug-built",
             Event::SlugUploaded { .. } => "slug-uploaded",
+            Event::ReleaseRequested { .. } => "release-requested",
             Event::ReleaseCreated { .. } => "release-created",
             Event::DeploySucceeded { .. } => "deploy-succeeded",
             Event::DeployFailed { .. } => "deploy-failed",
@@ -271,6 +308,7 @@ impl Event {
             Event::BuildRequested { app, .. }
             | Event::SlugBuilt { app, .. }
             | Event::SlugUploaded { app, .. }
+            | Event::ReleaseRequested { app, .. }
             | Event::ReleaseCreated { app, .. }
             | Event::DeploySucceeded { app, .. }
             | Event::DeployFailed { app, .. }
@@ -291,7 +329,8 @@ impl Event {
             Event::ReleaseCreated { build, .. }
             | Event::DeploySucceeded { build, .. }
             | Event::DeployFailed { build, .. } => build.as_ref(),
-            Event::AppDestroyed { .. }
+            Event::ReleaseRequested { .. }
+            | Event::AppDestroyed { .. }
             | Event::AppScaled { .. }
             | Event::RestartRequested { .. }
             | Event::SshKeysChanged { .. }

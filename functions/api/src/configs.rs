@@ -10,14 +10,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use shared::domain::{AppName, Secret};
-use shared::messages::{Envelope, Event};
-use shared::model::{ConfigVars, NewRelease, ReleaseStatus};
+use shared::messages::ReleaseKind;
+use shared::model::{ConfigVars, ReleaseStatus};
 use shared::wire::{ConfigCopy, ConfigSet, ConfigUnset, Data};
 use std::collections::BTreeMap;
 
 use crate::apps::{owned_app, reload, with_record_lock};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiJson};
+use crate::releases::{made_release, request_release};
 use crate::ApiState;
 
 /// Largest config per app: the bytes of every key and value together.
@@ -107,7 +108,7 @@ async fn change(
     avoid_restart: bool,
     edit: impl FnOnce(&mut ConfigVars) -> Result<(), ApiError>,
 ) -> Result<ConfigVars, ApiError> {
-    with_record_lock(state, name, || async move {
+    let requested = with_record_lock(state, name, || async move {
         let mut app = reload(state, name).await?;
         let mut config = app.config.clone();
         edit(&mut config)?;
@@ -124,48 +125,29 @@ async fn change(
         state.store.update_app(&app).await?;
         if avoid_restart {
             tracing::info!(app = %name, change = %summary, "config changed, no release");
-            return Ok(app.config);
+            return Ok((app.config, None));
         }
-        // The slug that runs, or is about to: a failed release's slug would fail again.
-        let base = state
+        // Nothing ran yet: the first push takes the config.
+        let ran = state
             .store
             .releases(name)
             .await?
-            .into_iter()
-            .filter(|r| r.status != ReleaseStatus::Failed)
-            .max_by_key(|r| r.version);
-        let Some(base) = base else {
+            .iter()
+            .any(|r| r.status != ReleaseStatus::Failed);
+        if !ran {
             tracing::info!(app = %name, change = %summary, "config changed; no release to make yet");
-            return Ok(app.config);
-        };
-        let release = state
-            .store
-            .create_next_release(
-                name,
-                &NewRelease {
-                    rollback_to: None,
-                    idempotency_key: uuid::Uuid::new_v4().to_string(),
-                    slug: base.spec.slug.clone(),
-                    config: app.config.clone(),
-                    commit: base.spec.commit.clone(),
-                    build: None,
-                    summary: summary.clone(),
-                },
-            )
-            .await?;
-        let event = Event::ReleaseCreated {
-            app: name.clone(),
-            build: None,
-            version: release.version,
-        };
-        state
-            .bus
-            .publish(&event.topic(), &Envelope::event(&event, None))
-            .await?;
-        tracing::info!(app = %name, change = %summary, version = %release.version, "config released");
-        Ok(app.config)
+            return Ok((app.config, None));
+        }
+        let key = request_release(state, name, summary.clone(), ReleaseKind::Config).await?;
+        Ok((app.config, Some(key)))
     })
-    .await
+    .await?;
+    let (config, key) = requested;
+    if let Some(key) = key {
+        let release = made_release(state, name, &key).await?;
+        tracing::info!(app = %name, version = %release.version, "config released");
+    }
+    Ok(config)
 }
 
 /// `GET /api/apps/NAME/configs`: `{"data": {"KEY": "value", …}}`.

@@ -1,6 +1,7 @@
 //! The `api` function: the HTTP JSON API that the `gigalixir` CLI (ours, and GIGALIXIR's
 //! official one) speaks. Triggered by HTTP requests, not by the bus; emits
-//! `release-created` (config changes), `app-scaled`, `restart-requested`,
+//! `release-requested` (config changes, rollbacks: the release step makes them),
+//! `app-scaled`, `restart-requested`,
 //! `app-destroyed`, `ssh-keys-changed` and `domains-changed`.
 //!
 //! Routes follow GIGALIXIR's API: `{"data": …}` replies, `{"errors": {…}}` errors, 201 for
@@ -38,7 +39,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct ApiState {
     /// Users, keys, apps.
     pub store: Arc<dyn Store>,
-    /// Where changes that the pipeline acts on are announced (`release-created`,
+    /// Where changes that the pipeline acts on are announced (`release-requested`,
     /// `app-scaled`, `restart-requested`, `app-destroyed`).
     pub bus: Arc<dyn Bus>,
     /// Where the apps run, for `ps` and `logs`; `None` where the API runs apart from the

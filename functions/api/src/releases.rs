@@ -4,9 +4,12 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use shared::domain::ReleaseVersion;
-use shared::messages::{Envelope, Event};
-use shared::model::{NewRelease, Release, ReleaseStatus};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use shared::domain::{AppName, ReleaseVersion};
+use shared::messages::{Envelope, Event, ReleaseKind, ReleaseRequest};
+use shared::model::{Release, ReleaseStatus};
 use shared::wire::{Data, ReleaseView};
 use shared::PortError;
 
@@ -14,6 +17,68 @@ use crate::apps::{owned_app, reload, with_record_lock};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::ApiState;
+
+/// How long the API waits for the release step to make a release it asked for.
+const RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// Asks the release step for a release of `app` (it numbers every release, pushes' too)
+/// under a new trace id; the request's key, which the release will carry.
+pub(crate) async fn request_release(
+    state: &ApiState,
+    app: &AppName,
+    summary: String,
+    kind: ReleaseKind,
+) -> Result<String, ApiError> {
+    let key = uuid::Uuid::new_v4().to_string();
+    let trace = uuid::Uuid::new_v4().to_string();
+    let event = Event::ReleaseRequested {
+        app: app.clone(),
+        request: ReleaseRequest {
+            key: key.clone(),
+            summary,
+            kind,
+        },
+    };
+    state
+        .bus
+        .publish(&event.topic(), &Envelope::event(&event, Some(&trace)))
+        .await?;
+    tracing::info!(app = %app, %key, %trace, "release requested");
+    Ok(key)
+}
+
+/// The release made for the request `key`, once the release step has made it (waiting up
+/// to [`RELEASE_WAIT`]).
+pub(crate) async fn made_release(
+    state: &ApiState,
+    app: &AppName,
+    key: &str,
+) -> Result<Release, ApiError> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some(release) = state
+            .store
+            .releases(app)
+            .await?
+            .into_iter()
+            .find(|r| r.spec.idempotency_key == key)
+        {
+            return Ok(release);
+        }
+        if started.elapsed() > RELEASE_WAIT {
+            tracing::warn!(app = %app, %key, "the requested release was not made in time");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "The change is saved, but its release has not been made yet; it will show in `gigalixir releases -a {app}` and deploy when it is."
+                ),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
 
 fn view(release: &Release) -> ReleaseView {
     ReleaseView {
@@ -75,7 +140,7 @@ pub async fn rollback(
         ));
     }
     let name = app.name.clone();
-    let release = with_record_lock(&state, &name, || async {
+    let key = with_record_lock(&state, &name, || async {
         let releases = state.store.releases(&name).await?;
         if releases
             .iter()
@@ -90,33 +155,16 @@ pub async fn rollback(
         let mut app = reload(&state, &name).await?;
         app.config = target.spec.config.clone();
         state.store.update_app(&app).await?;
-        let release = state
-            .store
-            .create_next_release(
-                &name,
-                &NewRelease {
-                    idempotency_key: uuid::Uuid::new_v4().to_string(),
-                    slug: target.spec.slug.clone(),
-                    config: target.spec.config.clone(),
-                    commit: target.spec.commit.clone(),
-                    build: None,
-                    summary: format!("Rollback to v{wanted}"),
-                    rollback_to: Some(target.version),
-                },
-            )
-            .await?;
-        let event = Event::ReleaseCreated {
-            app: name.clone(),
-            build: None,
-            version: release.version,
-        };
-        state
-            .bus
-            .publish(&event.topic(), &Envelope::event(&event, None))
-            .await?;
-        Ok(release)
+        request_release(
+            &state,
+            &name,
+            format!("Rollback to v{wanted}"),
+            ReleaseKind::Rollback { to: target.version },
+        )
+        .await
     })
     .await?;
+    let release = made_release(&state, &name, &key).await?;
     tracing::info!(app = %name, to = wanted, version = %release.version, "rollback released");
     Ok(Json(Data {
         data: view(&release),

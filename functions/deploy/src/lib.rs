@@ -158,6 +158,22 @@ async fn log(state: &StepState, build: Option<&BuildId>, lines: Vec<String>) {
 /// How long a deploy waits for another deploy of the same app.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 
+/// The app's deploy lock, waiting up to [`LOCK_WAIT`] for another deploy to end.
+async fn take_deploy_lock(
+    state: &StepState,
+    app: &AppName,
+) -> Result<shared::locks::Held, StepError> {
+    let lock = shared::locks::deploy_lock(app);
+    let holder = shared::locks::holder(&format!("deploy-{}", uuid::Uuid::new_v4()));
+    match shared::locks::Held::take_waiting(&state.store, &lock, &holder, LOCK_WAIT).await {
+        Ok(held) => Ok(held),
+        Err(PortError::Precondition) => Err(StepError::Transient(
+            "another deploy of the app is running".into(),
+        )),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// Deploys one release.
 #[tracing::instrument(skip_all, fields(app = %app, version = %version))]
 pub async fn deploy(
@@ -166,23 +182,7 @@ pub async fn deploy(
     version: ReleaseVersion,
     trace: Option<&str>,
 ) -> Result<(), StepError> {
-    let lock = shared::locks::deploy_lock(app);
-    let holder = shared::locks::holder(&format!("deploy-{}", uuid::Uuid::new_v4()));
-    let waited = tokio::time::Instant::now();
-    let held = loop {
-        match shared::locks::Held::take(&state.store, &lock, &holder).await {
-            Ok(held) => break held,
-            Err(PortError::Precondition) if waited.elapsed() < LOCK_WAIT => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(PortError::Precondition) => {
-                return Err(StepError::Transient(
-                    "another deploy of the app is running".into(),
-                ))
-            }
-            Err(err) => return Err(err.into()),
-        }
-    };
+    let held = take_deploy_lock(state, app).await?;
     let result = deploy_locked(state, app, version, trace, &held).await;
     held.release().await;
     result
@@ -366,23 +366,7 @@ async fn on_live_release(
     _trace: Option<&str>,
     change: Change,
 ) -> Result<(), StepError> {
-    let lock = shared::locks::deploy_lock(app);
-    let holder = shared::locks::holder(&format!("deploy-{}", uuid::Uuid::new_v4()));
-    let waited = tokio::time::Instant::now();
-    let held = loop {
-        match shared::locks::Held::take(&state.store, &lock, &holder).await {
-            Ok(held) => break held,
-            Err(PortError::Precondition) if waited.elapsed() < LOCK_WAIT => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(PortError::Precondition) => {
-                return Err(StepError::Transient(
-                    "another deploy of the app is running".into(),
-                ))
-            }
-            Err(err) => return Err(err.into()),
-        }
-    };
+    let held = take_deploy_lock(state, app).await?;
     let result = async {
         let current = match state.store.app(app).await {
             Ok(a) => a,

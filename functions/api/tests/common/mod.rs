@@ -1,6 +1,7 @@
 //! What the handler tests of config vars and processes share: the API on a real SQLite
-//! store and bus in a temp dir, called through `router(state).oneshot`, and a watcher for
-//! what the handlers publish.
+//! store and bus in a temp dir, called through `router(state).oneshot`, with the release
+//! step consuming `release-requested` from that bus (as the platform has it: config
+//! changes and rollbacks are released there), and a watcher for what is published.
 
 #![allow(dead_code)]
 
@@ -11,6 +12,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use futures::FutureExt;
 use gigalixir_api::{router, ApiState};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -31,7 +33,17 @@ pub const SHA2: &str = "ffeeddccbbaa99887766554433221100ffeeddcc";
 pub struct Api {
     pub state: ApiState,
     pub bus: Arc<SqliteBus>,
+    /// The release step's delivery loop, started at the first call.
+    release_step: tokio::sync::OnceCell<tokio::task::AbortHandle>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(step) = self.release_step.get() {
+            step.abort();
+        }
+    }
 }
 
 pub struct Reply {
@@ -63,8 +75,35 @@ impl Api {
                 reserved_domains: Vec::new().into(),
             },
             bus,
+            release_step: tokio::sync::OnceCell::new(),
             _dir: dir,
         }
+    }
+
+    /// Starts the release step on the bus (once): `release-requested` becomes releases.
+    async fn release_step(&self) {
+        self.release_step
+            .get_or_init(|| async {
+                let spec =
+                    SubscriptionSpec::new("release.release-requested", Topic::RELEASE_REQUESTED);
+                self.bus
+                    .ensure_subscription(&spec)
+                    .await
+                    .expect("subscription");
+                let step = gigalixir_release::router(gigalixir_release::StepState {
+                    store: self.state.store.clone(),
+                    bus: self.bus.clone(),
+                });
+                let bus = self.bus.clone();
+                let delivering = tokio::spawn(async move {
+                    let endpoint = Arc::new(RouterEndpoint::new(step, "/"));
+                    let _ = bus
+                        .deliver(&spec.name, endpoint, futures::future::pending().boxed())
+                        .await;
+                });
+                delivering.abort_handle()
+            })
+            .await;
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -78,6 +117,7 @@ impl Api {
         auth: Option<(&str, &str)>,
         body: Option<Value>,
     ) -> Reply {
+        self.release_step().await;
         let mut req = Request::builder().method(method).uri(path);
         if let Some((user, secret)) = auth {
             let token = STANDARD.encode(format!("{user}:{secret}"));
