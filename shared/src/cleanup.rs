@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 
+use crate::blob_keys;
 use crate::domain::AppName;
 use crate::error::{PortError, PortResult};
 use crate::ports::Blobs;
@@ -25,10 +26,10 @@ pub const DESTROYING_TTL: std::time::Duration = std::time::Duration::from_secs(1
 /// Records that `app` runs the slug with this sha256.
 pub async fn record_slug_user(blobs: &dyn Blobs, app: &AppName, sha256: &str) -> PortResult<()> {
     blobs
-        .put(&format!("slugs/users/{sha256}/{app}"), Bytes::new())
+        .put(&blob_keys::slug_user(sha256, app), Bytes::new())
         .await?;
     blobs
-        .put(&format!("slugs/apps/{app}/{sha256}"), Bytes::new())
+        .put(&blob_keys::app_slug(app, sha256), Bytes::new())
         .await
 }
 
@@ -44,23 +45,23 @@ async fn exists(blobs: &dyn Blobs, key: &str) -> PortResult<bool> {
 /// run again (and again): a second run finds nothing unless something was written since.
 pub async fn remove_app_blobs(blobs: &dyn Blobs, app: &AppName) -> PortResult<usize> {
     let mut removed = 0;
-    for key in [format!("repos/{app}.tar"), format!("caches/{app}.tar")] {
+    for key in [blob_keys::repo(app), blob_keys::cache(app)] {
         if exists(blobs, &key).await? {
             blobs.delete(&key).await?;
             removed += 1;
         }
     }
-    for key in blobs.list(&format!("sources/{app}/")).await? {
+    for key in blobs.list(&blob_keys::sources_of(app)).await? {
         blobs.delete(&key).await?;
         removed += 1;
     }
-    for marker in blobs.list(&format!("slugs/apps/{app}/")).await? {
+    for marker in blobs.list(&blob_keys::app_slugs(app)).await? {
         let Some(sha) = marker.rsplit('/').next().map(str::to_owned) else {
             continue;
         };
-        blobs.delete(&format!("slugs/users/{sha}/{app}")).await?;
-        if blobs.list(&format!("slugs/users/{sha}/")).await?.is_empty() {
-            let slug = format!("slugs/{sha}.tgz");
+        blobs.delete(&blob_keys::slug_user(&sha, app)).await?;
+        if blobs.list(&blob_keys::slug_users(&sha)).await?.is_empty() {
+            let slug = blob_keys::slug(&sha);
             if exists(blobs, &slug).await? {
                 blobs.delete(&slug).await?;
                 removed += 1;

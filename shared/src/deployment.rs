@@ -113,7 +113,8 @@ pub fn subscriptions(t: Settings) -> Vec<Wire> {
         spec,
     };
     let push = Delivery::Push;
-    let long_deploy = t.boot * 17 + Duration::from_secs(300);
+    // a rolling restart or scale boots every replica in turn, and a release phase first
+    let long_deploy = t.boot * (crate::model::MAX_REPLICAS + 1) + Duration::from_secs(300);
     vec![
         wire(
             Function::Build,

@@ -6,6 +6,7 @@
 //! types alone. `embedded` adds the SQLite and directory backends, `http` the axum glue,
 //! `contract` the conformance suites.
 
+pub mod blob_keys;
 pub mod cleanup;
 pub mod deployment;
 pub mod domain;

@@ -15,6 +15,10 @@ fn stack_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stack>
     Ok(raw.and_then(|s| Stack::parse(&s).ok()))
 }
 
+/// Most replicas an app may have (`ps:scale`); deploys and restarts are given time for
+/// this many, one after the other.
+pub const MAX_REPLICAS: u32 = 16;
+
 /// How long an API key lives after it is issued.
 pub const API_KEY_LIFETIME_DAYS: i64 = 365;
 

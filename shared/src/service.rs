@@ -647,6 +647,7 @@ mod tests {
         assert_eq!(trigger(&build, false, false).expect("t"), Trigger::Pull);
         let mut with_port = base.to_vec();
         with_port.push(("PORT", "nope"));
+        with_port.push(("GIGALIXIR_RUNTIME", "docker://"));
         let api = FunctionEnv::from_lookup(Function::Api, lookup(&with_port)).expect("env");
         let err = trigger(&api, false, false).expect_err("bad port");
         assert!(err.to_string().contains("PORT=\"nope\""), "{err}");

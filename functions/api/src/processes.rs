@@ -28,8 +28,8 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiJson};
 use crate::ApiState;
 
-/// Most replicas an app may have on one machine.
-pub const MAX_REPLICAS: i64 = 16;
+/// Most replicas an app may have.
+pub const MAX_REPLICAS: i64 = shared::model::MAX_REPLICAS as i64;
 /// Memory an account's replicas may take together, GB (replicas × size across its apps):
 /// one app at the largest scale.
 pub const ACCOUNT_CAPACITY_GB: f64 = 128.0;

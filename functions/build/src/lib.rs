@@ -87,12 +87,6 @@ pub struct StepState {
     pub turns: Arc<turns::Turns>,
 }
 
-/// The blob key of an app's build cache: a copy that seeds a builder without one (another
-/// build node, a recreated engine). The builder keeps the cache of record.
-pub fn cache_key(app: &AppName) -> String {
-    format!("caches/{app}.tar")
-}
-
 /// The function's router: the push endpoint and a health check.
 pub fn router(state: StepState) -> Router {
     step_router(state, |state, event, trace| async move {
@@ -169,7 +163,7 @@ pub async fn run_build(
     // The source and a cache seed are streamed to local files, never held whole.
     let source = match spool_blob(
         &*state.blobs,
-        &format!("sources/{app}/{id}.tar"),
+        &shared::blob_keys::source(app, id),
         MAX_SOURCE_BYTES,
     )
     .await
@@ -186,7 +180,13 @@ pub async fn run_build(
     let cache = if build.flags.clean || state.builder.has_cache(app, generation).await? {
         None
     } else {
-        match spool_blob(&*state.blobs, &cache_key(app), MAX_CACHE_SEED_BYTES).await {
+        match spool_blob(
+            &*state.blobs,
+            &shared::blob_keys::cache(app),
+            MAX_CACHE_SEED_BYTES,
+        )
+        .await
+        {
             Ok(c) => Some(c),
             Err(PortError::NotFound) => None,
             Err(PortError::Invalid(why)) => {

@@ -39,11 +39,6 @@ pub struct Push {
     pub rebased: BTreeMap<String, String>,
 }
 
-/// The blob key of a build's source archive.
-pub fn source_key(app: &AppName, build: &BuildId) -> String {
-    format!("sources/{app}/{build}.tar")
-}
-
 /// Talks to the hook over `stream` until the push is decided.
 pub async fn serve_hook(state: ReceiveState, push: Push, stream: UnixStream) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
@@ -229,7 +224,10 @@ impl NewBuild<'_> {
     ) -> shared::PortResult<()> {
         state
             .blobs
-            .put_stream(&source_key(self.app, self.id), archive.stream().await?)
+            .put_stream(
+                &shared::blob_keys::source(self.app, self.id),
+                archive.stream().await?,
+            )
             .await?;
         let now = Utc::now();
         state

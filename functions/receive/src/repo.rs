@@ -10,11 +10,6 @@ use shared::PortError;
 /// Largest push accepted, and largest repository kept.
 pub const MAX_REPO_BYTES: u64 = 1 << 30;
 
-/// The blob key of an app's repository.
-pub fn blob_key(app: &AppName) -> String {
-    format!("repos/{app}.tar")
-}
-
 /// A repository unpacked for one request; removed when dropped.
 pub struct Checkout {
     /// Holds the directory.
@@ -47,7 +42,7 @@ pub async fn fetch(blobs: &dyn Blobs, app: &AppName, hook_exe: &Path) -> anyhow:
     let git_dir = root.join(format!("{app}.git"));
     std::fs::create_dir_all(&root)?;
     // Streamed from the blob store into place: a repository costs disk, not memory.
-    match blobs.get_stream(&blob_key(app)).await {
+    match blobs.get_stream(&shared::blob_keys::repo(app)).await {
         Ok(stream) => {
             use futures::TryStreamExt;
             let reader = tokio_util::io::StreamReader::new(
@@ -140,7 +135,9 @@ pub async fn store(blobs: &dyn Blobs, app: &AppName, checkout: &Checkout) -> any
         use futures::TryStreamExt;
         tokio_util::io::ReaderStream::new(file).map_err(shared::PortError::unavailable)
     };
-    blobs.put_stream(&blob_key(app), Box::pin(stream)).await?;
+    blobs
+        .put_stream(&shared::blob_keys::repo(app), Box::pin(stream))
+        .await?;
     let _ = tokio::fs::remove_file(&path).await;
     Ok(())
 }

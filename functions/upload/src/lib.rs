@@ -172,7 +172,7 @@ pub async fn upload(
         Err(err) => return Err(StepError::Transient(format!("reading the slug: {err}"))),
     };
     let (sha, size) = (spooled.sha256.clone(), spooled.size);
-    let key = format!("slugs/{sha}.tgz");
+    let key = shared::blob_keys::slug(&sha);
     let file = tokio::fs::File::from_std(spooled.file.reopen().map_err(PortError::unavailable)?);
     let body = tokio_util::io::ReaderStream::new(file)
         .map_err(PortError::unavailable)
@@ -204,7 +204,7 @@ pub async fn upload(
                 if let Err(err) = state
                     .blobs
                     .put_stream(
-                        &format!("caches/{app}.tar"),
+                        &shared::blob_keys::cache(app),
                         capped(cache, MAX_CACHE_COPY_BYTES),
                     )
                     .await

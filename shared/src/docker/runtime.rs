@@ -369,12 +369,20 @@ impl DockerRuntime {
         self
     }
 
-    /// Makes sure the release's slug is in `slug_dir`.
+    /// Where the slug `key` lies in `slug_dir`; a key outside the slug space is refused.
+    fn slug_path(&self, key: &str) -> PortResult<PathBuf> {
+        crate::blob_keys::slug_file(key)
+            .map(|name| self.slug_dir.join(name))
+            .ok_or_else(|| PortError::Invalid(format!("`{key}` is not a slug's key")))
+    }
+
+    /// Makes sure the release's slug is in `slug_dir` (every entry point that starts
+    /// containers calls this first, so their slug keys are checked).
     async fn ensure_slug(&self, slug: &crate::model::SlugRef) -> PortResult<()> {
+        let file = self.slug_path(&slug.key)?;
         let Some(blobs) = &self.slug_source else {
             return Ok(());
         };
-        let file = self.slug_dir.join(slug.key.trim_start_matches("slugs/"));
         if tokio::fs::try_exists(&file).await.unwrap_or(false) {
             return Ok(());
         }
@@ -560,7 +568,8 @@ impl DockerRuntime {
     fn container_body(&self, spec: &ReleaseSpec, index: Option<u32>) -> ContainerCreateBody {
         let network = self.network(&spec.app);
         let ssh_dir = self.ssh_dir.join(spec.app.as_str());
-        let key = spec.slug.key.trim_start_matches("slugs/");
+        // checked by ensure_slug before any container is made
+        let slug_file = crate::blob_keys::slug_file(&spec.slug.key).unwrap_or("missing.tgz");
         let mut env: Vec<String> = spec
             .env
             .iter()
@@ -584,7 +593,7 @@ impl DockerRuntime {
         // bind) fails when its source is missing instead of making a directory there.
         let slug = Mount {
             target: Some(SLUG_MOUNT.into()),
-            source: Some(self.slug_dir.join(key).display().to_string()),
+            source: Some(self.slug_dir.join(slug_file).display().to_string()),
             typ: Some(MountTypeEnum::BIND),
             read_only: Some(true),
             ..Default::default()
@@ -1348,9 +1357,7 @@ impl Runtime for DockerRuntime {
         }
         // Each replica sees only its own slug: the new one is copied into it (streamed
         // from the slug store's file), used, and removed.
-        let file = self
-            .slug_dir
-            .join(spec.slug.key.trim_start_matches("slugs/"));
+        let file = self.slug_path(&spec.slug.key)?;
         let slug = format!("/tmp/gigalixir-upgrade-{}.tgz", &spec.slug.sha256[..12]);
         let mut output = Vec::new();
         for c in &running {
