@@ -181,16 +181,12 @@ pub enum Event {
         /// The build.
         build: BuildId,
     },
-    /// The builder left a slug in its container.
+    /// The builder holds the build's slug ([`BuildOutput`](crate::ports::builder::BuildOutput)).
     SlugBuilt {
         /// The app.
         app: AppName,
         /// The build.
         build: BuildId,
-        /// The build container holding the slug.
-        container: String,
-        /// Path of the slug inside it.
-        path: String,
     },
     /// The slug is stored and verified.
     SlugUploaded {

@@ -235,8 +235,6 @@ fn redeliver_everything(p: &Platform, app: &str) {
                 Event::SlugBuilt {
                     app: app.clone(),
                     build: build.id.clone(),
-                    container: format!("gx-build-{}", build.id),
-                    path: "/build/out/slug.tgz".into(),
                 },
                 Event::SlugUploaded {
                     app: app.clone(),

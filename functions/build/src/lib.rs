@@ -59,9 +59,6 @@ async fn spool_blob(
     Ok(spool)
 }
 
-/// Where the builder leaves the slug inside the build.
-pub const SLUG_PATH: &str = "/build/out/slug.tgz";
-
 /// The ports the step uses.
 #[derive(Clone)]
 pub struct StepState {
@@ -108,8 +105,6 @@ async fn publish_built(
     let event = Event::SlugBuilt {
         app: app.clone(),
         build: build.clone(),
-        container: format!("gx-build-{build}"),
-        path: SLUG_PATH.into(),
     };
     emit(&*state.bus, &event, trace).await?;
     Ok(())

@@ -15,6 +15,7 @@ use shared::domain::{AppName, BuildId};
 use shared::messages::Event;
 use shared::model::{BuildState, SlugRef};
 use shared::ports::blobs::{capped, collect_capped};
+use shared::ports::builder::BuildOutput;
 use shared::ports::{Blobs, Builder, Bus, Store};
 use shared::push::{
     emit, fail_build, required, step_router, stop_if_push_gone, unexpected, StepError,
@@ -110,9 +111,7 @@ pub struct StepState {
 pub fn router(state: StepState) -> Router {
     step_router(state, |state, event, trace| async move {
         match event {
-            Event::SlugBuilt {
-                app, build, path, ..
-            } => upload(&state, &app, &build, &path, trace.as_deref()).await,
+            Event::SlugBuilt { app, build } => upload(&state, &app, &build, trace.as_deref()).await,
             other => Err(unexpected("upload", &other)),
         }
     })
@@ -140,7 +139,6 @@ pub async fn upload(
     state: &StepState,
     app: &AppName,
     id: &BuildId,
-    path: &str,
     trace: Option<&str>,
 ) -> Result<(), StepError> {
     let build = required(state.store.build(id).await, "the build")?;
@@ -157,13 +155,12 @@ pub async fn upload(
         _ => return Ok(()),
     }
     let started = std::time::Instant::now();
-    let stream = match state.builder.fetch_stream(id, path).await {
+    let stream = match state.builder.output(id, BuildOutput::Slug).await {
         Ok(s) => s,
         Err(PortError::NotFound) => return fail(state, id, "the build produced no slug").await,
         Err(err) => return Err(err.into()),
     };
-    let name = path.rsplit('/').next().unwrap_or(path).to_owned();
-    let spooled = match spool(stream, name).await {
+    let spooled = match spool(stream, "slug.tgz".to_owned()).await {
         Ok(Spool::Slug(spooled)) => spooled,
         Ok(Spool::Missing) => return fail(state, id, "the build produced no slug").await,
         Ok(Spool::TooLarge) => {
@@ -199,7 +196,7 @@ pub async fn upload(
         .and_then(|m| m.pointer("/cache/new_entries")?.as_u64())
         .is_none_or(|n| n > 0);
     if cache_changed {
-        match state.builder.fetch_stream(id, "/build/cache").await {
+        match state.builder.output(id, BuildOutput::Cache).await {
             Ok(cache) => {
                 if let Err(err) = state
                     .blobs
@@ -268,11 +265,7 @@ async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepE
 /// The build's `slug.json` (`None` if unreadable or larger than 1 MB: the build wrote it).
 async fn slug_meta(state: &StepState, id: &BuildId) -> Option<serde_json::Value> {
     const MAX: u64 = 1 << 20;
-    let stream = state
-        .builder
-        .fetch_stream(id, "/build/out/slug.json")
-        .await
-        .ok()?;
+    let stream = state.builder.output(id, BuildOutput::SlugMeta).await.ok()?;
     // the tar around it: a header, padding, and the end blocks
     let tar = collect_capped(stream, MAX + 4096).await.ok()?;
     let json = shared::archive::small_files(&tar[..], &["slug.json"], MAX)

@@ -488,11 +488,18 @@ impl Builder for DockerBuilder {
         })
     }
 
-    async fn fetch_stream(
+    async fn output(
         &self,
         build: &BuildId,
-        path: &str,
+        what: crate::ports::builder::BuildOutput,
     ) -> PortResult<crate::ports::blobs::ByteStream> {
+        use crate::ports::builder::BuildOutput;
+        // where the build driver leaves them in the builder image
+        let path = match what {
+            BuildOutput::Slug => "/build/out/slug.tgz",
+            BuildOutput::SlugMeta => "/build/out/slug.json",
+            BuildOutput::Cache => "/build/cache",
+        };
         let options = DownloadFromContainerOptionsBuilder::new()
             .path(path)
             .build();

@@ -94,21 +94,33 @@ pub enum BuildExit {
     },
 }
 
+/// What a finished build leaves for the steps after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildOutput {
+    /// The slug: a tar holding `slug.tgz`.
+    Slug,
+    /// What the buildpacks say of the slug: a tar holding `slug.json` (process types,
+    /// the cache's new entries).
+    SlugMeta,
+    /// The app's build cache, as a tar.
+    Cache,
+}
+
 /// Runs builds.
 ///
 /// Contract: `run` is idempotent per build id — if the build's container exists already it
 /// is awaited (running) or its result returned (finished), never started twice. The
-/// finished build's files stay readable through `fetch_stream` until `discard`.
+/// finished build's [`BuildOutput`]s stay readable through `output` until `discard`.
 #[async_trait]
 pub trait Builder: Send + Sync + 'static {
     /// Runs (or rejoins) the build; output lines go to `output` as they appear.
     async fn run(&self, spec: &BuildSpec, output: UnboundedSender<String>)
         -> PortResult<BuildExit>;
-    /// A tar of `path` inside the finished build, as a stream of chunks: the build wrote it,
-    /// so the caller caps it while it reads
+    /// What the finished build left of `what`, as a tar streamed in chunks: the build
+    /// wrote it, so the caller caps it while it reads
     /// ([`capped`](crate::ports::blobs::capped)). `NotFound` (from the call) if the build
     /// is gone.
-    async fn fetch_stream(&self, build: &BuildId, path: &str) -> PortResult<ByteStream>;
+    async fn output(&self, build: &BuildId, what: BuildOutput) -> PortResult<ByteStream>;
     /// Removes what is left of the build. Idempotent.
     async fn discard(&self, build: &BuildId) -> PortResult<()>;
     /// The stacks this builder can build on, with the versions each has.
