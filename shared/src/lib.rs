@@ -32,6 +32,8 @@ pub mod dead_letters;
 pub mod docker;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 #[cfg(any(feature = "gcs", feature = "firestore", feature = "pubsub"))]
 pub mod gcp;
 #[cfg(feature = "embedded")]

@@ -95,7 +95,7 @@ pub enum BuildExit {
 }
 
 /// What a finished build leaves for the steps after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BuildOutput {
     /// The slug: a tar holding `slug.tgz`.
     Slug,

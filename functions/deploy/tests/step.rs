@@ -1,0 +1,208 @@
+//! The deploy step's handler on the embedded store, bus and blobs, with an in-memory
+//! runtime (`shared::fakes`): a release goes live once however often it is announced; a
+//! release that fails to start is recorded and announced; a runtime out of reach is
+//! retried; a release that does not exist is not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use gigalixir_deploy::{deploy, StepState};
+use shared::domain::{AppName, Email, Fqdn, ReleaseVersion, Secret, UserId};
+use shared::embedded::{FsBlobs, SqliteBus, SqliteStore};
+use shared::fakes::FakeRuntime;
+use shared::messages::Topic;
+use shared::model::{App, CustomDomain, NewRelease, ReleaseStatus, SlugRef, User};
+use shared::ports::runtime::DeployOutcome;
+use shared::ports::{Bus, Store, SubscriptionSpec};
+use shared::push::StepError;
+use shared::PortError;
+
+const SUCCEEDED: &str = "test.deploy-succeeded";
+const FAILED: &str = "test.deploy-failed";
+
+struct World {
+    store: Arc<SqliteStore>,
+    bus: Arc<SqliteBus>,
+    blobs: Arc<FsBlobs>,
+    runtime: Arc<FakeRuntime>,
+    app: AppName,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("store"));
+        let bus = Arc::new(SqliteBus::open(&dir.path().join("bus.db")).expect("bus"));
+        let blobs = Arc::new(FsBlobs::open(&dir.path().join("blobs")).expect("blobs"));
+        for (name, topic) in [
+            (SUCCEEDED, Topic::DEPLOY_SUCCEEDED),
+            (FAILED, Topic::DEPLOY_FAILED),
+        ] {
+            bus.ensure_subscription(&SubscriptionSpec::new(name, topic))
+                .await
+                .expect("watch");
+        }
+        let owner = User {
+            id: UserId::random(),
+            email: Email::parse("ada@example.com").expect("email"),
+            password_hash: Secret::new("x"),
+            created_at: Utc::now(),
+        };
+        store.create_user(&owner).await.expect("user");
+        let app = AppName::parse("my-app").expect("name");
+        store
+            .create_app(&App {
+                name: app.clone(),
+                owner: owner.id,
+                created_at: Utc::now(),
+                health: Default::default(),
+                webhook_secret: None,
+                erlang_cookie: Secret::new("c"),
+                secret_key_base: Secret::new("s"),
+                replicas: 2,
+                size: 0.5,
+                stack: None,
+                config: [("FOO".to_owned(), Secret::new("bar"))].into(),
+            })
+            .await
+            .expect("app");
+        Self {
+            store,
+            bus,
+            blobs,
+            runtime: Arc::new(FakeRuntime::default()),
+            app,
+            _dir: dir,
+        }
+    }
+
+    fn state(&self) -> StepState {
+        StepState {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            runtime: self.runtime.clone(),
+            blobs: self.blobs.clone(),
+            boot_timeout: Duration::from_secs(5),
+            app_domain: "apps.example.com".into(),
+        }
+    }
+
+    /// A pending release made by a config change (no build).
+    async fn release(&self, key: &str) -> ReleaseVersion {
+        let spec = NewRelease {
+            idempotency_key: key.into(),
+            slug: SlugRef {
+                key: shared::blob_keys::slug("ab"),
+                sha256: "ab".repeat(32),
+                size: 10,
+                process_types: Some(vec!["web".into()]),
+                stack: None,
+            },
+            config: [("FOO".to_owned(), Secret::new("bar"))].into(),
+            commit: None,
+            build: None,
+            summary: "Set FOO".into(),
+            rollback_to: None,
+        };
+        self.store
+            .create_next_release(&self.app, &spec)
+            .await
+            .expect("release")
+            .version
+    }
+
+    async fn status(&self, version: ReleaseVersion) -> ReleaseStatus {
+        self.store
+            .release(&self.app, version)
+            .await
+            .expect("release")
+            .status
+    }
+
+    async fn pending(&self, sub: &str) -> u64 {
+        self.bus.pending(sub).await.expect("pending")
+    }
+}
+
+#[tokio::test]
+async fn a_release_goes_live_once_however_often_it_is_announced() {
+    let w = World::new().await;
+    let fqdn = Fqdn::parse("shop.example.com").expect("fqdn");
+    w.store
+        .add_domain(&CustomDomain {
+            fqdn: fqdn.clone(),
+            app: w.app.clone(),
+            created_at: Utc::now(),
+        })
+        .await
+        .expect("domain");
+    let v1 = w.release("k1").await;
+    for _ in 0..2 {
+        deploy(&w.state(), &w.app, v1, Some("trace"))
+            .await
+            .expect("deploy");
+    }
+    let deploys = w.runtime.deploys();
+    assert_eq!(deploys.len(), 1, "the second announcement finds it live");
+    let spec = &deploys[0];
+    assert_eq!((spec.version, spec.replicas), (v1, 2));
+    assert_eq!(spec.env["FOO"].expose(), "bar");
+    assert_eq!(spec.env["PHX_HOST"].expose(), "my-app.apps.example.com");
+    assert_eq!(spec.memory_bytes, 1 << 29);
+    assert_eq!(w.status(v1).await, ReleaseStatus::Deployed);
+    assert_eq!(w.pending(SUCCEEDED).await, 1);
+    // the runtime answers on the app's custom domains too
+    assert_eq!(w.runtime.domains(&w.app), [fqdn]);
+
+    // the next release supersedes it
+    let v2 = w.release("k2").await;
+    deploy(&w.state(), &w.app, v2, None).await.expect("v2");
+    assert_eq!(w.status(v1).await, ReleaseStatus::Superseded);
+    assert_eq!(w.status(v2).await, ReleaseStatus::Deployed);
+}
+
+#[tokio::test]
+async fn a_release_that_fails_to_start_is_recorded_and_the_previous_one_stays() {
+    let w = World::new().await;
+    let v1 = w.release("k1").await;
+    deploy(&w.state(), &w.app, v1, None).await.expect("v1");
+    let v2 = w.release("k2").await;
+    w.runtime.next_deploys(Ok(DeployOutcome::Failed {
+        reason: "exited with code 1".into(),
+        output: vec!["** (RuntimeError) boom".into()],
+    }));
+    deploy(&w.state(), &w.app, v2, None).await.expect("handled");
+    assert_eq!(w.status(v2).await, ReleaseStatus::Failed);
+    assert_eq!(w.status(v1).await, ReleaseStatus::Deployed);
+    assert_eq!(w.pending(FAILED).await, 1);
+}
+
+#[tokio::test]
+async fn a_runtime_out_of_reach_is_retried_and_records_nothing() {
+    let w = World::new().await;
+    let v1 = w.release("k1").await;
+    w.runtime
+        .next_deploys(Err(PortError::unavailable("the engine is restarting")));
+    let err = deploy(&w.state(), &w.app, v1, None)
+        .await
+        .expect_err("transient");
+    assert!(matches!(err, StepError::Transient(_)), "{err}");
+    assert_eq!(w.status(v1).await, ReleaseStatus::Pending);
+    assert_eq!(w.pending(SUCCEEDED).await + w.pending(FAILED).await, 0);
+    // the redelivery finds the runtime back
+    w.runtime.next_deploys(Ok(DeployOutcome::Healthy));
+    deploy(&w.state(), &w.app, v1, None).await.expect("retried");
+    assert_eq!(w.status(v1).await, ReleaseStatus::Deployed);
+}
+
+#[tokio::test]
+async fn a_release_that_does_not_exist_is_not_retried() {
+    let w = World::new().await;
+    let err = deploy(&w.state(), &w.app, ReleaseVersion(7), None)
+        .await
+        .expect_err("no v7");
+    assert!(matches!(err, StepError::Permanent(_)), "{err}");
+    assert!(w.runtime.deploys().is_empty());
+}

@@ -1,0 +1,217 @@
+//! In-memory [`Builder`] and [`Runtime`] that keep their ports' contracts, for the steps'
+//! handler tests: what a test sets up is what they answer, and they record what they were
+//! asked. The real adapters (Docker, Kubernetes) are exercised by their own tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::channel::mpsc::UnboundedSender;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::domain::{AppName, BuildId, Fqdn};
+use crate::error::{PortError, PortResult};
+use crate::ports::blobs::ByteStream;
+use crate::ports::builder::{BuildExit, BuildOutput, BuildSpec};
+use crate::ports::runtime::{DeployOutcome, HotOutcome, ReleaseSpec, Replica};
+use crate::ports::{Builder, Runtime};
+
+/// A tar holding one file `name` with `data` (what a builder's outputs look like).
+pub fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    out.append_data(&mut header, name, data)
+        .expect("a tar in memory");
+    out.into_inner().expect("a tar in memory")
+}
+
+/// A builder whose finished builds hold what the test put there.
+#[derive(Default)]
+pub struct FakeBuilder {
+    outputs: Mutex<HashMap<BuildId, BTreeMap<BuildOutput, Vec<u8>>>>,
+    /// The next [`output`](Builder::output) calls fail with this (transient) error.
+    failing: Mutex<Option<String>>,
+    discarded: Mutex<Vec<BuildId>>,
+    runs: Mutex<Vec<BuildId>>,
+}
+
+impl FakeBuilder {
+    /// Makes `build` a finished build that left `tar` as `what`.
+    pub fn finished(&self, build: &BuildId, what: BuildOutput, tar: Vec<u8>) {
+        self.outputs
+            .lock()
+            .expect("lock")
+            .entry(build.clone())
+            .or_default()
+            .insert(what, tar);
+    }
+
+    /// Makes the builder unreachable (`Some(why)`) or reachable again (`None`).
+    pub fn unreachable(&self, why: Option<&str>) {
+        *self.failing.lock().expect("lock") = why.map(str::to_owned);
+    }
+
+    /// The builds discarded so far, in order.
+    pub fn discarded(&self) -> Vec<BuildId> {
+        self.discarded.lock().expect("lock").clone()
+    }
+
+    /// The builds run so far, in order.
+    pub fn runs(&self) -> Vec<BuildId> {
+        self.runs.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait]
+impl Builder for FakeBuilder {
+    async fn run(
+        &self,
+        spec: &BuildSpec,
+        output: UnboundedSender<String>,
+    ) -> PortResult<BuildExit> {
+        self.runs.lock().expect("lock").push(spec.build.clone());
+        let _ = output.unbounded_send("-----> Building (fake)".into());
+        Ok(BuildExit::Succeeded)
+    }
+
+    async fn output(&self, build: &BuildId, what: BuildOutput) -> PortResult<ByteStream> {
+        if let Some(why) = self.failing.lock().expect("lock").clone() {
+            return Err(PortError::unavailable(why));
+        }
+        let outputs = self.outputs.lock().expect("lock");
+        let built = outputs.get(build).ok_or(PortError::NotFound)?;
+        let Some(tar) = built.get(&what) else {
+            // a finished build that left nothing there: an empty tar
+            return Ok(stream::iter([Ok(Bytes::from(vec![0u8; 1024]))]).boxed());
+        };
+        // in small chunks, as an engine streams it
+        let chunks: Vec<PortResult<Bytes>> = tar
+            .chunks(4096)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        Ok(stream::iter(chunks).boxed())
+    }
+
+    async fn discard(&self, build: &BuildId) -> PortResult<()> {
+        self.outputs.lock().expect("lock").remove(build);
+        self.discarded.lock().expect("lock").push(build.clone());
+        Ok(())
+    }
+}
+
+/// A runtime that runs nothing: each deploy ends as the test said, and is recorded.
+pub struct FakeRuntime {
+    deploys: Mutex<Vec<ReleaseSpec>>,
+    outcome: Mutex<PortResult<DeployOutcome>>,
+    domains: Mutex<HashMap<AppName, Vec<Fqdn>>>,
+    removed: Mutex<Vec<AppName>>,
+}
+
+impl Default for FakeRuntime {
+    fn default() -> Self {
+        Self {
+            deploys: Mutex::default(),
+            outcome: Mutex::new(Ok(DeployOutcome::Healthy)),
+            domains: Mutex::default(),
+            removed: Mutex::default(),
+        }
+    }
+}
+
+impl FakeRuntime {
+    /// The next deploys end with `outcome` (an `Err` as a runtime that cannot be reached).
+    pub fn next_deploys(&self, outcome: PortResult<DeployOutcome>) {
+        *self.outcome.lock().expect("lock") = outcome;
+    }
+
+    /// Every deploy asked for, in order.
+    pub fn deploys(&self) -> Vec<ReleaseSpec> {
+        self.deploys.lock().expect("lock").clone()
+    }
+
+    /// The custom domains last set for `app`.
+    pub fn domains(&self, app: &AppName) -> Vec<Fqdn> {
+        self.domains
+            .lock()
+            .expect("lock")
+            .get(app)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The apps removed, in order.
+    pub fn removed(&self) -> Vec<AppName> {
+        self.removed.lock().expect("lock").clone()
+    }
+
+    fn outcome(&self) -> PortResult<DeployOutcome> {
+        match &*self.outcome.lock().expect("lock") {
+            Ok(o) => Ok(o.clone()),
+            Err(err) => Err(PortError::unavailable(err.to_string())),
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    async fn deploy(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        let outcome = self.outcome();
+        if outcome.is_ok() {
+            self.deploys.lock().expect("lock").push(release.clone());
+        }
+        outcome
+    }
+
+    async fn endpoints(&self, _app: &AppName) -> PortResult<Vec<SocketAddr>> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_app(&self, app: &AppName) -> PortResult<()> {
+        self.removed.lock().expect("lock").push(app.clone());
+        Ok(())
+    }
+
+    async fn replicas(&self, _app: &AppName) -> PortResult<Vec<Replica>> {
+        Ok(Vec::new())
+    }
+
+    async fn logs(
+        &self,
+        _app: &AppName,
+        _tail: usize,
+        _follow: bool,
+    ) -> PortResult<BoxStream<'static, String>> {
+        Ok(stream::empty().boxed())
+    }
+
+    async fn scale(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.deploy(release).await
+    }
+
+    async fn hot_upgrade(&self, _release: &ReleaseSpec) -> PortResult<HotOutcome> {
+        Ok(HotOutcome::NotPossible {
+            reason: "the fake runtime does no hot upgrades".into(),
+        })
+    }
+
+    async fn set_ssh_keys(&self, _app: &AppName, _keys: &[String]) -> PortResult<()> {
+        Ok(())
+    }
+
+    async fn set_domains(&self, app: &AppName, domains: &[Fqdn]) -> PortResult<()> {
+        self.domains
+            .lock()
+            .expect("lock")
+            .insert(app.clone(), domains.to_vec());
+        Ok(())
+    }
+
+    async fn restart(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.deploy(release).await
+    }
+}
