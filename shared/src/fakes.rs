@@ -38,6 +38,8 @@ pub struct FakeBuilder {
     failing: Mutex<Option<String>>,
     discarded: Mutex<Vec<BuildId>>,
     runs: Mutex<Vec<BuildId>>,
+    /// The next runs fail with this reason (the buildpacks failed).
+    failing_runs: Mutex<Option<String>>,
 }
 
 impl FakeBuilder {
@@ -54,6 +56,11 @@ impl FakeBuilder {
     /// Makes the builder unreachable (`Some(why)`) or reachable again (`None`).
     pub fn unreachable(&self, why: Option<&str>) {
         *self.failing.lock().expect("lock") = why.map(str::to_owned);
+    }
+
+    /// Makes the next runs fail as buildpacks do (`Some(reason)`), or succeed (`None`).
+    pub fn runs_fail(&self, reason: Option<&str>) {
+        *self.failing_runs.lock().expect("lock") = reason.map(str::to_owned);
     }
 
     /// The builds discarded so far, in order.
@@ -76,6 +83,15 @@ impl Builder for FakeBuilder {
     ) -> PortResult<BuildExit> {
         self.runs.lock().expect("lock").push(spec.build.clone());
         let _ = output.unbounded_send("-----> Building (fake)".into());
+        if let Some(reason) = self.failing_runs.lock().expect("lock").clone() {
+            return Ok(BuildExit::Failed { code: 1, reason });
+        }
+        // a finished build holds a slug until it is discarded
+        self.finished(
+            &spec.build,
+            BuildOutput::Slug,
+            tar_of("slug.tgz", spec.build.to_string().as_bytes()),
+        );
         Ok(BuildExit::Succeeded)
     }
 
@@ -95,6 +111,19 @@ impl Builder for FakeBuilder {
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
         Ok(stream::iter(chunks).boxed())
+    }
+
+    async fn stacks(&self) -> PortResult<Vec<crate::stack::StackVersions>> {
+        // every stack, with the versions of the newest
+        Ok(crate::stack::Stack::ALL
+            .into_iter()
+            .map(|stack| crate::stack::StackVersions {
+                stack,
+                otp: "27.3.4".into(),
+                elixir: "1.18.3".into(),
+                hex: Some("2.1.1".into()),
+            })
+            .collect())
     }
 
     async fn discard(&self, build: &BuildId) -> PortResult<()> {
