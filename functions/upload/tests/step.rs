@@ -133,7 +133,7 @@ async fn a_finished_builds_slug_is_stored_by_its_hash_and_announced() {
     assert_eq!(types, ["release", "web"]);
     let kept = w.blobs.get(&stored.key).await.expect("in the slug store");
     assert_eq!(&kept[..], &slug[..]);
-    assert_eq!(w.builder.discarded(), [w.build.clone()]);
+    assert_eq!(w.builder.discarded(), std::slice::from_ref(&w.build));
     assert_eq!(w.bus.pending(WATCH).await.expect("pending"), 1);
     let log = w.store.build_log(&w.build, 0, 100).await.expect("log");
     assert!(
