@@ -164,20 +164,16 @@ resource "kubernetes_cluster_role_v1" "api" {
     name = "gigalixir-api"
   }
 
+  # What KubeRuntime's replicas, logs and SSH address read, nothing more.
   rule {
     api_groups = [""]
     resources  = ["pods", "services"]
-    verbs      = ["get", "list", "watch"]
+    verbs      = ["get", "list"]
   }
   rule {
     api_groups = [""]
     resources  = ["pods/log"]
     verbs      = ["get"]
-  }
-  rule {
-    api_groups = ["apps"]
-    resources  = ["deployments"]
-    verbs      = ["get", "list", "watch"]
   }
 }
 

@@ -163,6 +163,11 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_MAX_WEBSOCKETS_PER_APP", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_websockets_per_app: u64,
+    /// The most WebSockets open through the router in all (then 503); each takes two file
+    /// descriptors of the platform.
+    #[arg(long, env = "GIGALIXIR_MAX_WEBSOCKETS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_websockets: u64,
     /// The largest request body the router passes to an app, in MB (then 413).
     #[arg(long, env = "GIGALIXIR_MAX_APP_BODY_MB", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=10_240))]
@@ -314,9 +319,9 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     .await
     .map_err(|e| {
         let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
-        anyhow::anyhow!(
-            "opening the Docker runtime: {why} (--app-firewall=false runs apps without the wall)"
-        )
+        // the runtime's own setting is the platform's flag here
+        let why = why.replace("`firewall=false`", "--app-firewall=false");
+        anyhow::anyhow!("opening the Docker runtime: {why}")
     })?;
     let route_changes = opened
         .route_changes
@@ -414,8 +419,10 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         git_slots: Default::default(),
         min_free_bytes: args.min_free_mb << 20,
     });
-    let reserved_domains = shared::domain::Fqdn::parse_list(&args.reserved_domains)
-        .map_err(|why| anyhow::anyhow!("--reserved-domains: {why}"))?;
+    let reserved_domains: Arc<[shared::domain::Fqdn]> =
+        shared::domain::Fqdn::parse_list(&args.reserved_domains)
+            .map_err(|why| anyhow::anyhow!("--reserved-domains: {why}"))?
+            .into();
     let acme = args.acme_directory.clone().map(|directory| {
         acme::Acme::new(directory, args.acme_ca_file.clone(), ports.blobs.clone())
     });
@@ -431,7 +438,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         runtime: Some(ports.runtime.clone()),
         app_domain: args.domain.clone(),
         certificates,
-        reserved_domains: reserved_domains.into(),
+        reserved_domains: reserved_domains.clone(),
     });
     let proxy = router::Proxy::new(
         args.domain.clone(),
@@ -444,8 +451,10 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             upgrade_idle: Duration::from_secs(args.upgrade_idle_timeout),
             max_body_bytes: args.max_app_body_mb << 20,
             max_upgraded_per_app: args.max_websockets_per_app as usize,
+            max_upgraded: args.max_websockets as usize,
         },
-    );
+    )
+    .with_reserved(reserved_domains);
     let proxy = match &acme {
         Some(acme) => {
             let proxy = proxy.with_acme(acme.clone());

@@ -45,17 +45,21 @@ pub struct EdgeLimits {
     /// The most upgraded connections (WebSockets) one app may have open through the
     /// router (then 503): one app's visitors cannot take every descriptor of the platform.
     pub max_upgraded_per_app: usize,
+    /// The most upgraded connections open through the router in all (then 503): each
+    /// takes two descriptors, and the HTTP connection cap no longer counts it.
+    pub max_upgraded: usize,
 }
 
 impl Default for EdgeLimits {
     /// 60 s to answer, 1 h of WebSocket silence, 100 MB of request body, 10,000
-    /// WebSockets per app.
+    /// WebSockets per app and 20,000 in all.
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(60),
             upgrade_idle: Duration::from_secs(3600),
             max_body_bytes: 100 << 20,
             max_upgraded_per_app: 10_000,
+            max_upgraded: 20_000,
         }
     }
 }
@@ -112,26 +116,50 @@ pub struct Proxy {
     suspects: Arc<RwLock<HashMap<SocketAddr, Instant>>>,
     client: Client<HttpConnector, Body>,
     next: Arc<AtomicUsize>,
-    /// Open upgraded connections per app.
-    upgraded: Arc<Mutex<HashMap<AppName, usize>>>,
+    /// Open upgraded connections, per app and in all.
+    upgraded: Arc<Mutex<OpenUpgrades>>,
+    /// Names no app answers on, whatever the store says (`--reserved-domains`).
+    reserved: Arc<[Fqdn]>,
+}
+
+/// Open upgraded connections, per app and in all.
+#[derive(Default)]
+struct OpenUpgrades {
+    per_app: HashMap<AppName, usize>,
+    total: usize,
 }
 
 /// One open upgraded connection of an app, counted until dropped.
 struct Upgraded {
     app: AppName,
-    open: Arc<Mutex<HashMap<AppName, usize>>>,
+    open: Arc<Mutex<OpenUpgrades>>,
+}
+
+/// Why an upgrade was not counted.
+enum UpgradeRefused {
+    App,
+    Total,
 }
 
 impl Upgraded {
-    /// Counts one more for `app`, unless it has `max` open already.
-    fn take(open: &Arc<Mutex<HashMap<AppName, usize>>>, app: &AppName, max: usize) -> Option<Self> {
-        let mut counts = open.lock().ok()?;
-        let n = counts.entry(app.clone()).or_insert(0);
-        if *n >= max {
-            return None;
+    /// Counts one more for `app`, unless it has `limits.max_upgraded_per_app` open
+    /// already or the router `limits.max_upgraded`.
+    fn take(
+        open: &Arc<Mutex<OpenUpgrades>>,
+        app: &AppName,
+        limits: &EdgeLimits,
+    ) -> Result<Self, UpgradeRefused> {
+        let mut counts = open.lock().map_err(|_| UpgradeRefused::Total)?;
+        if counts.total >= limits.max_upgraded {
+            return Err(UpgradeRefused::Total);
+        }
+        let n = counts.per_app.entry(app.clone()).or_insert(0);
+        if *n >= limits.max_upgraded_per_app {
+            return Err(UpgradeRefused::App);
         }
         *n += 1;
-        Some(Self {
+        counts.total += 1;
+        Ok(Self {
             app: app.clone(),
             open: open.clone(),
         })
@@ -141,10 +169,11 @@ impl Upgraded {
 impl Drop for Upgraded {
     fn drop(&mut self) {
         if let Ok(mut counts) = self.open.lock() {
-            if let Some(n) = counts.get_mut(&self.app) {
+            counts.total = counts.total.saturating_sub(1);
+            if let Some(n) = counts.per_app.get_mut(&self.app) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    counts.remove(&self.app);
+                    counts.per_app.remove(&self.app);
                 }
             }
         }
@@ -181,7 +210,15 @@ impl Proxy {
                 .build(connector),
             next: Arc::new(AtomicUsize::new(0)),
             upgraded: Arc::default(),
+            reserved: Arc::from(Vec::new()),
         }
+    }
+
+    /// The same router, answering on none of `reserved` (nor names under them), even
+    /// where a custom domain of that name was stored before they were reserved.
+    pub fn with_reserved(mut self, reserved: Arc<[Fqdn]>) -> Self {
+        self.reserved = reserved;
+        self
     }
 
     /// The same router, answering `acme`'s HTTP-01 challenges.
@@ -223,6 +260,9 @@ impl Proxy {
     /// The app a custom domain belongs to, if any (looked up at most once a second per
     /// name; the cache is emptied when it holds too many names).
     async fn app_of_domain(&self, fqdn: &Fqdn) -> Result<Option<AppName>, PortError> {
+        if self.reserved.iter().any(|r| fqdn.is_within(r.as_str())) {
+            return Ok(None);
+        }
         if let Some((app, at)) = self.domains.read().ok().and_then(|d| d.get(fqdn).cloned()) {
             if at.elapsed() < ROUTE_TTL {
                 return Ok(app);
@@ -569,15 +609,26 @@ async fn proxy_to(
     }
     let upgrading = is_upgrade(req.headers());
     let counted = if upgrading {
-        let Some(counted) = Upgraded::take(&proxy.upgraded, app, proxy.limits.max_upgraded_per_app)
-        else {
-            tracing::warn!(app = %app, max = proxy.limits.max_upgraded_per_app, "upgrade refused: the app has as many open as it may");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{app} has too many open WebSocket connections; try again later."),
-            );
-        };
-        Some(counted)
+        match Upgraded::take(&proxy.upgraded, app, &proxy.limits) {
+            Ok(counted) => Some(counted),
+            Err(refused) => {
+                let (why, max) = match refused {
+                    UpgradeRefused::App => (
+                        "the app has as many open as it may",
+                        proxy.limits.max_upgraded_per_app,
+                    ),
+                    UpgradeRefused::Total => (
+                        "the router holds as many as it may",
+                        proxy.limits.max_upgraded,
+                    ),
+                };
+                tracing::warn!(app = %app, max, "upgrade refused: {why}");
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{app} has too many open WebSocket connections; try again later."),
+                );
+            }
+        }
     } else {
         None
     };
@@ -775,6 +826,65 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn reserved_names_reach_no_app_even_when_stored_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = shared::embedded::SqliteStore::open(&dir.path().join("s.db")).expect("store");
+        let owner = shared::model::User {
+            id: shared::domain::UserId::random(),
+            email: shared::domain::Email::parse("ada@example.com").expect("email"),
+            password_hash: shared::domain::Secret::new("x"),
+            created_at: chrono::Utc::now(),
+        };
+        store.create_user(&owner).await.expect("user");
+        let app = AppName::parse("shop").expect("name");
+        store
+            .create_app(&shared::model::App {
+                name: app.clone(),
+                owner: owner.id,
+                created_at: chrono::Utc::now(),
+                health: Default::default(),
+                webhook_secret: None,
+                erlang_cookie: shared::domain::Secret::new("c"),
+                secret_key_base: shared::domain::Secret::new("s"),
+                replicas: 1,
+                size: 0.5,
+                stack: None,
+                config: Default::default(),
+            })
+            .await
+            .expect("app");
+        for name in [
+            "paas.example.com",
+            "git.paas.example.com",
+            "www.example.com",
+        ] {
+            store
+                .add_domain(&shared::model::CustomDomain {
+                    fqdn: Fqdn::parse(name).expect("fqdn"),
+                    app: app.clone(),
+                    created_at: chrono::Utc::now(),
+                })
+                .await
+                .expect("domain");
+        }
+        let proxy = Proxy::new(
+            "localhost".into(),
+            5080,
+            Arc::new(store),
+            Arc::new(shared::fakes::FakeRuntime::default()),
+            Arc::default(),
+            EdgeLimits::default(),
+        )
+        .with_reserved(vec![Fqdn::parse("paas.example.com").expect("fqdn")].into());
+        assert!(!proxy.serves("paas.example.com").await);
+        assert!(!proxy.serves("git.paas.example.com").await);
+        assert!(
+            proxy.serves("www.example.com").await,
+            "other names still route"
+        );
+    }
 
     #[test]
     fn app_hosts_are_recognised() {

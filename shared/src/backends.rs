@@ -188,7 +188,9 @@ async fn open_docker_runtime(
         Some(dir) => {
             let blobs_dir = PathBuf::from(dir);
             let slug_dir = blobs_dir.join("slugs");
-            std::fs::create_dir_all(&slug_dir).map_err(PortError::from_io)?;
+            if context.role == RuntimeRole::Runs {
+                std::fs::create_dir_all(&slug_dir).map_err(PortError::from_io)?;
+            }
             let ssh_dir =
                 ssh_dir.unwrap_or_else(|| blobs_dir.parent().unwrap_or(&blobs_dir).join("ssh"));
             crate::docker::DockerRuntime::new(docker, instance, slug_dir, ssh_dir)
@@ -200,7 +202,9 @@ async fn open_docker_runtime(
                     context.blobs_url
                 ))
             })?;
-            std::fs::create_dir_all(&slug_dir).map_err(PortError::from_io)?;
+            if context.role == RuntimeRole::Runs {
+                std::fs::create_dir_all(&slug_dir).map_err(PortError::from_io)?;
+            }
             let ssh_dir =
                 ssh_dir.unwrap_or_else(|| slug_dir.parent().unwrap_or(&slug_dir).join("ssh"));
             crate::docker::DockerRuntime::new(docker, instance, slug_dir, ssh_dir)

@@ -34,11 +34,13 @@ pub fn slug(sha256: &str) -> String {
 }
 
 /// A slug's file name within the slug space (`<sha256>.tgz`), as a runtime keeps slugs in
-/// a directory of their own; `None` for a key outside the space or one that would leave
-/// that directory.
+/// a directory of their own; `None` for any other key (lowercase hex digits and `.tgz`
+/// only: nothing that could leave that directory or name a marker).
 pub fn slug_file(key: &str) -> Option<&str> {
     let name = key.strip_prefix(SLUGS)?;
-    (!name.is_empty() && !name.contains('/') && name != "." && name != "..").then_some(name)
+    let hash = name.strip_suffix(".tgz")?;
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    (!hash.is_empty() && hash.len() <= 64 && hash.bytes().all(hex)).then_some(name)
 }
 
 /// The marker saying `app` runs the slug `sha256` (kept while any app does).
@@ -76,6 +78,9 @@ mod tests {
             "slugs/",
             "slugs/../x",
             "slugs/a/b.tgz",
+            "slugs/users",
+            "slugs/.tgz",
+            "slugs/AB.tgz",
             "caches/shop.tar",
             "slugs/..",
         ] {

@@ -163,7 +163,8 @@ pub enum ReleaseKind {
     /// The app's config as it is when the release is made, with the slug of its newest
     /// release that did not fail (the one that runs, or is about to).
     Config,
-    /// The slug and config of an earlier release.
+    /// The slug of an earlier release, with the app's config as it is when the release is
+    /// made (the rollback set it to that release's config; a later change stays).
     Rollback {
         /// That release.
         to: ReleaseVersion,

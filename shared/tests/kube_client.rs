@@ -563,7 +563,11 @@ async fn ssh_keys_go_to_their_configmap_under_their_own_field_manager() {
 
 #[tokio::test]
 async fn custom_domains_become_their_own_ingress_and_go_with_the_last_one() {
-    let (client, calls) = fake_cluster(Box::new(|call, _| match call.method.as_str() {
+    let (client, calls) = fake_cluster(Box::new(|call, n| match call.method.as_str() {
+        "DELETE" if n == 0 => (
+            200,
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+        ),
         "DELETE" => not_found("ingresses.networking.k8s.io \"domains\""),
         _ => (200, call.body.clone()),
     }));
@@ -572,8 +576,9 @@ async fn custom_domains_become_their_own_ingress_and_go_with_the_last_one() {
     let domains = ["shop.example.com", "www.example.com"]
         .map(|d| shared::domain::Fqdn::parse(d).expect("fqdn"));
     rt.set_domains(&app, &domains).await.expect("domains");
-    // none left: the Ingress is deleted (already gone is fine)
+    // none left: the Ingress is deleted; already gone is fine too
     rt.set_domains(&app, &[]).await.expect("no domains");
+    rt.set_domains(&app, &[]).await.expect("still none");
     let calls = calls_of(&calls);
     let lines: Vec<String> = calls.iter().map(Call::line).collect();
     let ingress = "/apis/networking.k8s.io/v1/namespaces/app-my-app/ingresses/domains";
@@ -582,6 +587,7 @@ async fn custom_domains_become_their_own_ingress_and_go_with_the_last_one() {
         vec![
             "PATCH /api/v1/namespaces/app-my-app".to_owned(),
             format!("PATCH {ingress}"),
+            format!("DELETE {ingress}"),
             format!("DELETE {ingress}"),
         ]
     );

@@ -544,4 +544,19 @@ fn custom_domains_match_their_snapshot() {
     let stored = std::fs::read_to_string(&path).expect("tests/data/kube/custom-domains.yaml");
     assert_eq!(stored, yaml, "re-render with UPDATE_SNAPSHOTS=1");
     assert!(render_domains(&settings, &spec.app, &[]).is_none());
+    // a name as long as names go still makes a Secret name Kubernetes takes
+    let long = format!(
+        "{}.{}.example.com",
+        ["a".repeat(63), "b".repeat(63), "c".repeat(63)].join("."),
+        "d".repeat(48)
+    );
+    assert_eq!(long.len(), 252);
+    let long = Fqdn::parse(&long).expect("a long name");
+    let ingress = render_domains(&settings, &spec.app, &[long]).expect("an ingress");
+    let tls = ingress.spec.expect("spec").tls.expect("tls");
+    let secret = tls[0].secret_name.clone().expect("secret");
+    assert!(
+        secret.len() <= 253 && secret.starts_with("tls-"),
+        "{secret}"
+    );
 }

@@ -42,14 +42,18 @@ fn view(state: &ApiState, domain: &CustomDomain) -> DomainView {
     }
 }
 
-/// Announces that the app's domains changed.
-async fn announce(state: &ApiState, app: &AppName) -> Result<(), ApiError> {
+/// Announces that the app's domains changed. The change is stored already: if the bus
+/// cannot take the announcement, the runtime gets the domains at the app's next deploy
+/// (which syncs them), and the caller is not told to retry a change that was made.
+async fn announce(state: &ApiState, app: &AppName) {
     let event = Event::DomainsChanged { app: app.clone() };
-    state
+    if let Err(err) = state
         .bus
         .publish(&event.topic(), &Envelope::event(&event, None))
-        .await?;
-    Ok(())
+        .await
+    {
+        tracing::warn!(app = %app, error = %err, "domains-changed not announced; the next deploy applies the domains");
+    }
 }
 
 fn fqdn_of(body: DomainBody) -> Result<Fqdn, ApiError> {
@@ -140,7 +144,7 @@ pub async fn add(
         Err(err) => return Err(err.into()),
     }
     tracing::info!(app = %app.name, fqdn = %domain.fqdn, "custom domain added");
-    announce(&state, &app.name).await?;
+    announce(&state, &app.name).await;
     if let Some(certificates) = &state.certificates {
         certificates.requested(domain.fqdn.as_str());
     }
@@ -173,7 +177,7 @@ pub async fn remove(
         Err(err) => return Err(err.into()),
     }
     tracing::info!(app = %app.name, %fqdn, "custom domain removed");
-    announce(&state, &app.name).await?;
+    announce(&state, &app.name).await;
     Ok(Json(Data {
         data: serde_json::json!({}),
     }))

@@ -18,8 +18,9 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::ApiState;
 
-/// How long the API waits for the release step to make a release it asked for.
-const RELEASE_WAIT: Duration = Duration::from_secs(30);
+/// How long the API waits for the release step to make a release it asked for (under
+/// API Gateway's 29 s and Cloud Run's default request timeout).
+const RELEASE_WAIT: Duration = Duration::from_secs(20);
 
 /// Asks the release step for a release of `app` (it numbers every release, pushes' too)
 /// under a new trace id; the request's key, which the release will carry.

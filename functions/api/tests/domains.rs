@@ -53,6 +53,7 @@ async fn a_domain_is_added_listed_removed_and_each_change_announced() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let shop = AppName::parse("shop").expect("name");
+    assert_eq!(api.pending(&watch).await, 2, "one announcement per change");
     assert_eq!(
         api.events(&watch, 2).await,
         vec![
@@ -106,7 +107,7 @@ async fn refused_changes_announce_nothing() {
             Method::POST,
             "10.0.0.1",
             StatusCode::UNPROCESSABLE_ENTITY,
-            "",
+            "an IP address is not a domain",
         ),
         // removing what the app does not have
         (

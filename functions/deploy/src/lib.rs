@@ -53,7 +53,7 @@ pub fn router(state: StepState) -> Router {
                 on_live_release(&state, &app, trace.as_deref(), Change::Restart).await
             }
             Event::SshKeysChanged { user } => sync_ssh_keys(&state, &user).await,
-            Event::DomainsChanged { app } => sync_domains(&state, &app).await,
+            Event::DomainsChanged { app } => domains_changed(&state, &app).await,
             Event::AppDestroyed { app } => destroyed(&state, &app).await,
             other => Err(unexpected("deploy", &other)),
         }
@@ -225,7 +225,11 @@ async fn deploy_locked(
         .map(|k| k.key)
         .collect();
     state.runtime.set_ssh_keys(app, &keys).await?;
-    sync_domains(state, app).await?;
+    // The domains' ingress is not the release: a refusal there (a host another app's
+    // ingress still holds) holds back no deploy; `domains-changed` tries again.
+    if let Err(err) = sync_domains(state, app).await {
+        tracing::warn!(error = %err, "custom domains not synced; the release deploys without them");
+    }
     let spec = spec_of(state, &current, &release, current.replicas.max(1));
     let started = std::time::Instant::now();
     let outcome = match hot_upgrade(state, &release, &spec, build.as_ref()).await? {
@@ -417,6 +421,28 @@ async fn sync_ssh_keys(state: &StepState, user: &shared::domain::UserId) -> Resu
     }
     tracing::info!(user = %user, keys = keys.len(), "ssh keys synced");
     Ok(())
+}
+
+/// `domains-changed`: under the app's deploy lock (so that two syncs, or a sync and a
+/// deploy or a destroy, do not interleave and an older set never lands last), the runtime
+/// gets the app's current domains; nothing for an app that is gone. A runtime that
+/// refuses them (an ingress still holding a host another app gave up) is tried again.
+async fn domains_changed(state: &StepState, app: &AppName) -> Result<(), StepError> {
+    let held = take_deploy_lock(state, app).await?;
+    let result = async {
+        match state.store.app(app).await {
+            Ok(_) => {}
+            Err(PortError::NotFound) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        }
+        sync_domains(state, app).await.map_err(|err| match err {
+            StepError::Permanent(why) => StepError::Transient(why),
+            transient => transient,
+        })
+    }
+    .await;
+    held.release().await;
+    result
 }
 
 /// Gives the runtime the app's current custom domains (a destroyed app has none).

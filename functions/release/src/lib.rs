@@ -4,7 +4,8 @@
 //! lock (so that pushes, config changes and rollbacks take turns), record the app's next
 //! release `vN` in one store transaction — a build's slug with the app's config; for a
 //! config change the app's config with the slug of its newest release that did not fail;
-//! for a rollback an earlier release's slug and config — `rollback_id` pointing at the
+//! for a rollback an earlier release's slug with the app's config (which the rollback set
+//! to that release's) — `rollback_id` pointing at the
 //! release it replaces; mark a build released. Emits: `release-created`, with the trace id
 //! it was given.
 //!
@@ -205,11 +206,13 @@ async fn make_requested(
             let Some(target) = releases.iter().find(|r| r.version == *to) else {
                 return Err(StepError::Permanent(format!("{app} has no release {to}")));
             };
+            // The app's config, which the rollback set to the target's: a config change
+            // made after the rollback, even one whose release came first, is kept.
             NewRelease {
                 rollback_to: Some(target.version),
                 idempotency_key: request.key.clone(),
                 slug: target.spec.slug.clone(),
-                config: target.spec.config.clone(),
+                config: current.config.clone(),
                 commit: target.spec.commit.clone(),
                 build: None,
                 summary: request.summary.clone(),

@@ -33,6 +33,20 @@ fn config(key: &str) -> ReleaseRequest {
 }
 
 impl World {
+    /// v1 (slug a, FOO=bar) and v2 (slug b, FOO=baz).
+    async fn new_with_two_releases() -> Self {
+        let w = world(BuildId::random()).await;
+        release_build(&w.state(), &w.app, &w.build, &slug("a"), None)
+            .await
+            .expect("v1");
+        w.set_foo("baz").await;
+        let second = w.another_build().await;
+        release_build(&w.state(), &w.app, &second, &slug("b"), None)
+            .await
+            .expect("v2");
+        w
+    }
+
     /// Another uploaded build of the app.
     async fn another_build(&self) -> BuildId {
         let id = BuildId::random();
@@ -126,6 +140,8 @@ async fn a_rollback_brings_back_a_releases_slug_and_config() {
             to: ReleaseVersion(1),
         },
     };
+    // the api sets the app's config to v1's, then asks
+    w.set_foo("bar").await;
     release_requested(&w.state(), &w.app, &rollback, None)
         .await
         .expect("v3");
@@ -232,4 +248,30 @@ async fn releases_of_an_app_wait_for_each_other() {
     for release in &all[1..] {
         assert_eq!(release.spec.config["FOO"].expose(), "meanwhile");
     }
+}
+
+/// A rollback, then a config change, whose requests arrive the other way round (a bus
+/// that does not keep order): what runs last is the rolled-back slug with the change.
+#[tokio::test]
+async fn a_rollback_and_a_later_config_change_arriving_reversed_keep_both() {
+    let w = World::new_with_two_releases().await;
+    // the api: rollback to v1 (config back to v1's), then config:set FOO=later
+    w.set_foo("bar").await;
+    let rollback = ReleaseRequest {
+        key: "r1".into(),
+        summary: "Rollback to v1".into(),
+        kind: ReleaseKind::Rollback {
+            to: ReleaseVersion(1),
+        },
+    };
+    w.set_foo("later").await;
+    release_requested(&w.state(), &w.app, &config("c1"), None)
+        .await
+        .expect("the config change first");
+    release_requested(&w.state(), &w.app, &rollback, None)
+        .await
+        .expect("then the rollback");
+    let newest = w.releases().await.pop().expect("releases");
+    assert_eq!(newest.spec.slug.key, "slugs/a.tgz");
+    assert_eq!(newest.spec.config["FOO"].expose(), "later");
 }

@@ -850,8 +850,20 @@ fn ingress(
     }
 }
 
+/// The Secret of a custom domain's certificate: `tls-<domain>`, or for a name too long
+/// for a Secret's (253 characters), `tls-` and the first 32 hex digits of its SHA-256.
+fn tls_secret(domain: &Fqdn) -> String {
+    let name = format!("tls-{domain}");
+    if name.len() <= 253 {
+        return name;
+    }
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(domain.as_str().as_bytes()));
+    format!("tls-{}", &hash[..32])
+}
+
 /// The Ingress of an app's custom domains ([`DOMAINS`]), each with its own cert-manager
-/// certificate in the Secret `tls-<domain>`; `None` when the app has none (the Ingress is
+/// certificate in the Secret [`tls_secret`]; `None` when the app has none (the Ingress is
 /// then deleted). Kept apart from the release's objects: adding a domain touches no
 /// release, and a deploy does not reset the domains.
 pub fn render_domains(settings: &KubeSettings, app: &AppName, domains: &[Fqdn]) -> Option<Ingress> {
@@ -861,7 +873,7 @@ pub fn render_domains(settings: &KubeSettings, app: &AppName, domains: &[Fqdn]) 
     let ns = namespace_of(settings, app);
     let hosts: Vec<(String, String)> = domains
         .iter()
-        .map(|d| (d.to_string(), format!("tls-{d}")))
+        .map(|d| (d.to_string(), tls_secret(d)))
         .collect();
     Some(ingress(settings, &ns, app, DOMAINS, &hosts))
 }
