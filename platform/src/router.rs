@@ -831,30 +831,7 @@ mod tests {
     async fn reserved_names_reach_no_app_even_when_stored_before() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = shared::embedded::SqliteStore::open(&dir.path().join("s.db")).expect("store");
-        let owner = shared::model::User {
-            id: shared::domain::UserId::random(),
-            email: shared::domain::Email::parse("ada@example.com").expect("email"),
-            password_hash: shared::domain::Secret::new("x"),
-            created_at: chrono::Utc::now(),
-        };
-        store.create_user(&owner).await.expect("user");
-        let app = AppName::parse("shop").expect("name");
-        store
-            .create_app(&shared::model::App {
-                name: app.clone(),
-                owner: owner.id,
-                created_at: chrono::Utc::now(),
-                health: Default::default(),
-                webhook_secret: None,
-                erlang_cookie: shared::domain::Secret::new("c"),
-                secret_key_base: shared::domain::Secret::new("s"),
-                replicas: 1,
-                size: 0.5,
-                stack: None,
-                config: Default::default(),
-            })
-            .await
-            .expect("app");
+        let app = shared::fakes::seed_app(&store, "shop").await.name;
         for name in [
             "paas.example.com",
             "git.paas.example.com",

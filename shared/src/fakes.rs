@@ -1,6 +1,7 @@
 //! In-memory [`Builder`] and [`Runtime`] that keep their ports' contracts, for the steps'
 //! handler tests: what a test sets up is what they answer, and they record what they were
-//! asked. The real adapters (Docker, Kubernetes) are exercised by their own tests.
+//! asked. The real adapters (Docker, Kubernetes) are exercised by their own tests. And the
+//! records those tests start from ([`seed_app`], [`seed_build`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -17,6 +18,62 @@ use crate::ports::blobs::ByteStream;
 use crate::ports::builder::{BuildExit, BuildOutput, BuildSpec};
 use crate::ports::runtime::{DeployOutcome, HotOutcome, ReleaseSpec, Replica};
 use crate::ports::{Builder, Runtime};
+
+/// An account (`ada@example.com`) and its app `name` (one replica of 0.5 GB, FOO=bar), in
+/// `store`.
+pub async fn seed_app(store: &dyn crate::ports::Store, name: &str) -> crate::model::App {
+    use crate::domain::{Email, Secret, UserId};
+    let owner = crate::model::User {
+        id: UserId::random(),
+        email: Email::parse("ada@example.com").expect("email"),
+        password_hash: Secret::new("x"),
+        created_at: chrono::Utc::now(),
+    };
+    store.create_user(&owner).await.expect("user");
+    let app = crate::model::App {
+        name: AppName::parse(name).expect("name"),
+        owner: owner.id,
+        created_at: chrono::Utc::now(),
+        health: Default::default(),
+        webhook_secret: None,
+        erlang_cookie: Secret::new("c"),
+        secret_key_base: Secret::new("s"),
+        replicas: 1,
+        size: 0.5,
+        stack: None,
+        config: [("FOO".to_owned(), Secret::new("bar"))].into(),
+    };
+    store.create_app(&app).await.expect("app");
+    app
+}
+
+/// A build of `app` in `state` (commit `1a2b3c4…`, branch master), in `store`.
+pub async fn seed_build(
+    store: &dyn crate::ports::Store,
+    app: &AppName,
+    state: crate::model::BuildState,
+) -> BuildId {
+    let id = BuildId::random();
+    store
+        .create_build(&crate::model::Build {
+            id: id.clone(),
+            app: app.clone(),
+            commit: "1a2b3c4d5e6f7081920a1b2c3d4e5f6071829304".into(),
+            branch: "master".into(),
+            flags: Default::default(),
+            state,
+            failure: None,
+            slug: None,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            stack: None,
+            history: Vec::new(),
+            pusher: None,
+        })
+        .await
+        .expect("build");
+    id
+}
 
 /// A tar holding one file `name` with `data` (what a builder's outputs look like).
 pub fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {

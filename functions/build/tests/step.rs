@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use gigalixir_build::{run_build, turns::Turns, StepState};
-use shared::domain::{AppName, BuildId, Email, Secret, UserId};
+use shared::domain::{AppName, BuildId};
 use shared::embedded::{FsBlobs, SqliteBus, SqliteStore};
-use shared::fakes::{tar_of, FakeBuilder};
+use shared::fakes::{seed_app, seed_build, tar_of, FakeBuilder};
 use shared::messages::Topic;
-use shared::model::{App, Build, BuildFlags, BuildState, User};
+use shared::model::{Build, BuildState};
 use shared::ports::{Blobs, Bus, Store, SubscriptionSpec};
 use shared::push::StepError;
 
@@ -37,49 +36,8 @@ impl World {
         bus.ensure_subscription(&SubscriptionSpec::new(WATCH, Topic::SLUG_BUILT))
             .await
             .expect("watch");
-        let owner = User {
-            id: UserId::random(),
-            email: Email::parse("ada@example.com").expect("email"),
-            password_hash: Secret::new("x"),
-            created_at: Utc::now(),
-        };
-        store.create_user(&owner).await.expect("user");
-        let app = AppName::parse("my-app").expect("name");
-        store
-            .create_app(&App {
-                name: app.clone(),
-                owner: owner.id,
-                created_at: Utc::now(),
-                health: Default::default(),
-                webhook_secret: None,
-                erlang_cookie: Secret::new("c"),
-                secret_key_base: Secret::new("s"),
-                replicas: 1,
-                size: 0.5,
-                stack: None,
-                config: Default::default(),
-            })
-            .await
-            .expect("app");
-        let build = BuildId::random();
-        store
-            .create_build(&Build {
-                id: build.clone(),
-                app: app.clone(),
-                commit: "1a2b3c4d5e6f7081920a1b2c3d4e5f6071829304".into(),
-                branch: "master".into(),
-                flags: BuildFlags::default(),
-                state: BuildState::Requested,
-                failure: None,
-                slug: None,
-                created_at: Utc::now(),
-                updated_at: Utc::now(),
-                stack: None,
-                history: Vec::new(),
-                pusher: None,
-            })
-            .await
-            .expect("build");
+        let app = seed_app(&*store, "my-app").await.name;
+        let build = seed_build(&*store, &app, BuildState::Requested).await;
         Self {
             store,
             bus,

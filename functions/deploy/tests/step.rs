@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gigalixir_deploy::{deploy, StepState};
-use shared::domain::{AppName, Email, Fqdn, ReleaseVersion, Secret, UserId};
+use shared::domain::{AppName, Fqdn, ReleaseVersion, Secret};
 use shared::embedded::{FsBlobs, SqliteBus, SqliteStore};
-use shared::fakes::FakeRuntime;
+use shared::fakes::{seed_app, FakeRuntime};
 use shared::messages::Topic;
-use shared::model::{App, CustomDomain, NewRelease, ReleaseStatus, SlugRef, User};
+use shared::model::{CustomDomain, NewRelease, ReleaseStatus, SlugRef};
 use shared::ports::runtime::DeployOutcome;
 use shared::ports::{Bus, Store, SubscriptionSpec};
 use shared::push::StepError;
@@ -44,30 +44,10 @@ impl World {
                 .await
                 .expect("watch");
         }
-        let owner = User {
-            id: UserId::random(),
-            email: Email::parse("ada@example.com").expect("email"),
-            password_hash: Secret::new("x"),
-            created_at: Utc::now(),
-        };
-        store.create_user(&owner).await.expect("user");
-        let app = AppName::parse("my-app").expect("name");
-        store
-            .create_app(&App {
-                name: app.clone(),
-                owner: owner.id,
-                created_at: Utc::now(),
-                health: Default::default(),
-                webhook_secret: None,
-                erlang_cookie: Secret::new("c"),
-                secret_key_base: Secret::new("s"),
-                replicas: 2,
-                size: 0.5,
-                stack: None,
-                config: [("FOO".to_owned(), Secret::new("bar"))].into(),
-            })
-            .await
-            .expect("app");
+        let mut app = seed_app(&*store, "my-app").await;
+        app.replicas = 2;
+        store.update_app(&app).await.expect("two replicas");
+        let app = app.name;
         Self {
             store,
             bus,

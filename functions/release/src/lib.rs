@@ -5,9 +5,8 @@
 //! release `vN` in one store transaction — a build's slug with the app's config; for a
 //! config change the app's config with the slug of its newest release that did not fail;
 //! for a rollback an earlier release's slug with the app's config (which the rollback set
-//! to that release's) — `rollback_id` pointing at the
-//! release it replaces; mark a build released. Emits: `release-created`, with the trace id
-//! it was given.
+//! to that release's) — `rollback_id` pointing at the release it replaces; mark a build
+//! released. Emits: `release-created`, with the trace id it was given.
 //!
 //! Idempotent: the build id, or the request's key, is the release's idempotency key, so a
 //! redelivered message finds its release and only re-publishes the event (consumers are
