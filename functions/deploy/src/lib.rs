@@ -199,6 +199,9 @@ async fn deploy_locked(
     if release.status != ReleaseStatus::Pending {
         return Ok(());
     }
+    if superseded(state, app, &release, trace).await? {
+        return Ok(());
+    }
     let current = match state.store.app(app).await {
         Ok(a) => a,
         Err(PortError::NotFound) => {
@@ -336,6 +339,70 @@ async fn deploy_locked(
     };
     emit(&*state.bus, &event, trace).await?;
     Ok(())
+}
+
+/// Whether a newer release went live before `release` (its announcement came late, or
+/// again): deploying it would take the app back, so it is marked superseded instead. Its
+/// build counts as deployed when the live release runs the same slug (a config change
+/// numbered after the push carried it), else it fails with the reason.
+async fn superseded(
+    state: &StepState,
+    app: &AppName,
+    release: &Release,
+    trace: Option<&str>,
+) -> Result<bool, StepError> {
+    let releases = state.store.releases(app).await?;
+    let Some(live) = releases
+        .iter()
+        .filter(|r| r.version > release.version && r.status == ReleaseStatus::Deployed)
+        .max_by_key(|r| r.version)
+    else {
+        return Ok(false);
+    };
+    let version = release.version;
+    state
+        .store
+        .set_release_status(app, version, ReleaseStatus::Superseded)
+        .await?;
+    let build = release.spec.build.clone();
+    let carried = live.spec.slug.sha256 == release.spec.slug.sha256;
+    let event = if carried {
+        log(
+            state,
+            build.as_ref(),
+            vec![format!(
+                "-----> {version} was superseded by {}, which runs the same slug and is live",
+                live.version
+            )],
+        )
+        .await;
+        if let Some(id) = &build {
+            move_build(state, id, BuildState::Deployed, None).await?;
+        }
+        Event::DeploySucceeded {
+            app: app.clone(),
+            build,
+            version: live.version,
+        }
+    } else {
+        let reason = format!(
+            "{} went live before {version}, which would have taken the app back; push again to deploy this commit",
+            live.version
+        );
+        log(state, build.as_ref(), vec![format!(" !     {reason}")]).await;
+        if let Some(id) = &build {
+            move_build(state, id, BuildState::Failed, Some(reason.clone())).await?;
+        }
+        Event::DeployFailed {
+            app: app.clone(),
+            build,
+            version,
+            reason,
+        }
+    };
+    tracing::info!(live = %live.version, carried, "release superseded before it went live");
+    emit(&*state.bus, &event, trace).await?;
+    Ok(true)
 }
 
 async fn move_build(

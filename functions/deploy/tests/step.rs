@@ -71,11 +71,17 @@ impl World {
 
     /// A pending release made by a config change (no build).
     async fn release(&self, key: &str) -> ReleaseVersion {
+        self.release_of(key, "ab").await
+    }
+
+    /// A pending release of the slug whose sha256 is `sha` repeated.
+    async fn release_of(&self, key: &str, sha: &str) -> ReleaseVersion {
+        let sha256 = sha.repeat(64 / sha.len());
         let spec = NewRelease {
             idempotency_key: key.into(),
             slug: SlugRef {
-                key: shared::blob_keys::slug("ab"),
-                sha256: "ab".repeat(32),
+                key: shared::blob_keys::slug(&sha256),
+                sha256,
                 size: 10,
                 process_types: Some(vec!["web".into()]),
                 stack: None,
@@ -185,4 +191,36 @@ async fn a_release_that_does_not_exist_is_not_retried() {
         .expect_err("no v7");
     assert!(matches!(err, StepError::Permanent(_)), "{err}");
     assert!(w.runtime.deploys().is_empty());
+}
+
+#[tokio::test]
+async fn a_release_announced_after_a_newer_one_went_live_is_superseded() {
+    let w = World::new().await;
+    let v1 = w.release("k1").await;
+    let v2 = w.release("k2").await;
+    // v2's announcement comes first
+    deploy(&w.state(), &w.app, v2, None).await.expect("v2");
+    deploy(&w.state(), &w.app, v1, None).await.expect("v1 late");
+    let deployed: Vec<ReleaseVersion> = w.runtime.deploys().iter().map(|d| d.version).collect();
+    assert_eq!(deployed, [v2], "the app is not taken back to v1");
+    assert_eq!(w.status(v1).await, ReleaseStatus::Superseded);
+    assert_eq!(w.status(v2).await, ReleaseStatus::Deployed);
+    // v1 runs the same slug as v2 (a config change after it): announced as live
+    assert_eq!(w.pending(SUCCEEDED).await, 2);
+    assert_eq!(w.pending(FAILED).await, 0);
+}
+
+#[tokio::test]
+async fn a_late_release_of_another_slug_fails_and_says_why() {
+    let w = World::new().await;
+    let v1 = w.release_of("k1", "11").await;
+    let v2 = w.release_of("k2", "22").await;
+    deploy(&w.state(), &w.app, v2, None).await.expect("v2");
+    deploy(&w.state(), &w.app, v1, None).await.expect("v1 late");
+    assert_eq!(w.runtime.deploys().len(), 1);
+    assert_eq!(w.status(v1).await, ReleaseStatus::Superseded);
+    assert_eq!(
+        (w.pending(SUCCEEDED).await, w.pending(FAILED).await),
+        (1, 1)
+    );
 }
