@@ -66,9 +66,12 @@ impl Platform {
             .append(true)
             .open(log)
             .expect("open the platform log");
+        // its own instance and no HTTPS port: nothing shared with another platform here
+        let instance = format!("cli{port}");
         let child = Command::new(platform_binary())
             .arg("--port")
             .arg(port.to_string())
+            .args(["--https-port", "0", "--instance", &instance])
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("GIGALIXIR_STORE")
