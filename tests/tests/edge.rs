@@ -439,6 +439,25 @@ fn apps_and_their_domains_answer_https_with_the_platforms_certificates() {
     assert!(out.starts_with("HTTP/1.1 101"), "{out}{err}");
 }
 
+/// Pebble issuing certificates valid for `validity` seconds, a platform taking its
+/// certificates from it, and the edge app deployed there (its repository in the work dir's
+/// `edge_app`).
+fn acme_platform(validity: u64) -> (gigalixir_tests::pebble::Pebble, Platform, tempfile::TempDir) {
+    require_images();
+    let mut pebble = gigalixir_tests::pebble::Pebble::prepare();
+    let ca = pebble.listener_ca().display().to_string();
+    let p = Platform::start_with(&[
+        "--acme-directory",
+        &pebble.directory(),
+        "--acme-ca-file",
+        &ca,
+    ]);
+    pebble.run(p.port, validity);
+    let work = tempfile::tempdir().expect("work");
+    edge_app(&p, work.path());
+    (pebble, p, work)
+}
+
 /// The serial number of the certificate `name` gets on `port`.
 fn serial(port: u16, name: &str) -> String {
     let out = std::process::Command::new("sh")
@@ -455,19 +474,8 @@ fn serial(port: u16, name: &str) -> String {
 
 #[test]
 fn a_custom_domain_gets_an_acme_certificate_renewed_without_a_dropped_request() {
-    require_images();
-    let mut pebble = gigalixir_tests::pebble::Pebble::prepare();
-    let ca = pebble.listener_ca().display().to_string();
-    let p = Platform::start_with(&[
-        "--acme-directory",
-        &pebble.directory(),
-        "--acme-ca-file",
-        &ca,
-    ]);
     // certificates valid for 60 s: renewed once 20 s are left
-    pebble.run(p.port, 60);
-    let work = tempfile::tempdir().expect("work");
-    let _app = edge_app(&p, work.path());
+    let (pebble, p, work) = acme_platform(60);
     let repo = work.path().join("edge_app");
     let fqdn = format!("tls.{}.example", &p.instance[1..7]);
     let added = std::time::Instant::now();
@@ -524,18 +532,7 @@ fn a_custom_domain_gets_an_acme_certificate_renewed_without_a_dropped_request() 
 
 #[test]
 fn a_failing_acme_challenge_is_shown_and_retried_until_it_succeeds() {
-    require_images();
-    let mut pebble = gigalixir_tests::pebble::Pebble::prepare();
-    let ca = pebble.listener_ca().display().to_string();
-    let p = Platform::start_with(&[
-        "--acme-directory",
-        &pebble.directory(),
-        "--acme-ca-file",
-        &ca,
-    ]);
-    pebble.run(p.port, 3600);
-    let work = tempfile::tempdir().expect("work");
-    let _app = edge_app(&p, work.path());
+    let (pebble, p, work) = acme_platform(3600);
     let repo = work.path().join("edge_app");
     let fqdn = format!("broken.{}.example", &p.instance[1..7]);
     // the name's DNS fails, as a domain whose CNAME is not set up yet
