@@ -573,3 +573,62 @@ fn a_failing_acme_challenge_is_shown_and_retried_until_it_succeeds() {
         "the failure is logged"
     );
 }
+
+/// As a second account sees it: one app's visitors holding as many WebSockets as an app
+/// may have, and pushing more, take nothing from another account's app; a custom domain
+/// of the first account is not the second's to take.
+#[test]
+fn one_tenants_websockets_and_domains_leave_another_tenant_alone() {
+    require_images();
+    let p = Platform::start_with(&["--max-websockets-per-app", "2"]);
+    let work = tempfile::tempdir().expect("work");
+    let first = edge_app(&p, work.path());
+    let other = gigalixir_tests::Account::sign_up(&p, "mallory@example.com");
+    let second = format!("edge-b-{}", &p.instance[1..7]);
+    let repo = other.new_app("edge_app", &second, &work.path().join("b"));
+    let (ok, out) = other.git(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "the second account's push failed:\n{out}");
+
+    let open = |app: &str| {
+        let mut ws = send(
+            &p,
+            app,
+            "GET /ws HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        );
+        let mut head = Vec::new();
+        read_until(&mut ws, &mut head, b"\r\n\r\n");
+        (ws, String::from_utf8_lossy(&head).to_lowercase())
+    };
+    // the first app's visitors take all it may have, and ask for more
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let (ws, head) = open(&first);
+            assert!(head.starts_with("http/1.1 101"), "{head}");
+            ws
+        })
+        .collect();
+    for _ in 0..5 {
+        assert!(open(&first).1.starts_with("http/1.1 503"));
+    }
+    // the other account's app answers its visitors as before
+    let (mut ws, head) = open(&second);
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    ws.write_all(&frame(1, b"mine")).expect("send");
+    assert_eq!(read_frame(&mut ws), (1, b"mine".to_vec()));
+    drop(held);
+
+    // a domain the first account holds is refused to the second, without naming whose
+    let fqdn = format!("shop.{}.example", &p.instance[1..7]);
+    p.cli_ok(&work.path().join("edge_app"), &["domains:add", &fqdn]);
+    let out = p
+        .cli_command_as(other.home.path(), &repo, &["domains:add", &fqdn])
+        .output()
+        .expect("run gigalixir");
+    let (stdout, stderr) = gigalixir_tests::texts(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("used by another app") && !stderr.contains(&first),
+        "{stderr}"
+    );
+}
