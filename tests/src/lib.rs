@@ -56,6 +56,25 @@ pub fn require_images() {
     }
 }
 
+/// The environment that points a function binary at the embedded backends in `data`
+/// (a platform's data directory): its store, bus and blobs.
+pub fn embedded_backends(data: &Path) -> [(&'static str, String); 3] {
+    [
+        (
+            "GIGALIXIR_STORE",
+            format!("sqlite://{}", data.join("store.db").display()),
+        ),
+        (
+            "GIGALIXIR_BUS",
+            format!("sqlite://{}", data.join("bus.db").display()),
+        ),
+        (
+            "GIGALIXIR_BLOBS",
+            format!("file://{}", data.join("blobs").display()),
+        ),
+    ]
+}
+
 /// Runs `docker ARGS`, insists it succeeds, and returns its standard output, trimmed.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")

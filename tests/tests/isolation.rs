@@ -1033,18 +1033,7 @@ fn a_forged_pipeline_push_is_refused() {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORT", port.to_string())
-            .env(
-                "GIGALIXIR_STORE",
-                format!("sqlite://{}", data.join("store.db").display()),
-            )
-            .env(
-                "GIGALIXIR_BUS",
-                format!("sqlite://{}", data.join("bus.db").display()),
-            )
-            .env(
-                "GIGALIXIR_BLOBS",
-                format!("file://{}", data.join("blobs").display()),
-            )
+            .envs(gigalixir_tests::embedded_backends(&data))
             .env(
                 "GIGALIXIR_RUNTIME",
                 format!("docker://?instance={instance}&firewall=false"),

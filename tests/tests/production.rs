@@ -19,18 +19,7 @@ impl ApiBinary {
         let data = p.data_dir();
         let child = Command::new(binary("gigalixir-api"))
             .env("PORT", port.to_string())
-            .env(
-                "GIGALIXIR_STORE",
-                format!("sqlite://{}", data.join("store.db").display()),
-            )
-            .env(
-                "GIGALIXIR_BUS",
-                format!("sqlite://{}", data.join("bus.db").display()),
-            )
-            .env(
-                "GIGALIXIR_BLOBS",
-                format!("file://{}", data.join("blobs").display()),
-            )
+            .envs(gigalixir_tests::embedded_backends(&data))
             .env(
                 "GIGALIXIR_RUNTIME",
                 format!("docker://?instance={}", p.instance),
