@@ -12,11 +12,11 @@ use bytes::Bytes;
 use futures::channel::mpsc::UnboundedSender;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::domain::{AppName, BuildId, Fqdn};
+use crate::domain::{AppName, BuildId, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::blobs::ByteStream;
 use crate::ports::builder::{BuildExit, BuildOutput, BuildSpec};
-use crate::ports::runtime::{DeployOutcome, HotOutcome, ReleaseSpec, Replica};
+use crate::ports::runtime::{DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica};
 use crate::ports::{Builder, Runtime};
 
 /// An account (`ada@example.com`) and its app `name` (one replica of 0.5 GB, FOO=bar), in
@@ -192,6 +192,9 @@ impl Builder for FakeBuilder {
 pub struct FakeRuntime {
     deploys: Mutex<Vec<ReleaseSpec>>,
     outcome: Mutex<PortResult<DeployOutcome>>,
+    phases: Mutex<Vec<ReleaseSpec>>,
+    phase_outcome: Mutex<PhaseOutcome>,
+    live: Mutex<HashMap<AppName, ReleaseVersion>>,
     domains: Mutex<HashMap<AppName, Vec<Fqdn>>>,
     removed: Mutex<Vec<AppName>>,
 }
@@ -201,6 +204,11 @@ impl Default for FakeRuntime {
         Self {
             deploys: Mutex::default(),
             outcome: Mutex::new(Ok(DeployOutcome::Healthy)),
+            phases: Mutex::default(),
+            phase_outcome: Mutex::new(PhaseOutcome::Done {
+                output: vec!["release phase (fake)".into()],
+            }),
+            live: Mutex::default(),
             domains: Mutex::default(),
             removed: Mutex::default(),
         }
@@ -211,6 +219,16 @@ impl FakeRuntime {
     /// The next deploys end with `outcome` (an `Err` as a runtime that cannot be reached).
     pub fn next_deploys(&self, outcome: PortResult<DeployOutcome>) {
         *self.outcome.lock().expect("lock") = outcome;
+    }
+
+    /// The next release phases end with `outcome`.
+    pub fn next_release_phases(&self, outcome: PhaseOutcome) {
+        *self.phase_outcome.lock().expect("lock") = outcome;
+    }
+
+    /// Every release phase run, in order.
+    pub fn release_phases(&self) -> Vec<ReleaseSpec> {
+        self.phases.lock().expect("lock").clone()
     }
 
     /// Every deploy asked for, in order.
@@ -248,7 +266,24 @@ impl Runtime for FakeRuntime {
         if outcome.is_ok() {
             self.deploys.lock().expect("lock").push(release.clone());
         }
+        if let Ok(DeployOutcome::Healthy) = outcome {
+            self.live
+                .lock()
+                .expect("lock")
+                .insert(release.app.clone(), release.version);
+        }
         outcome
+    }
+
+    async fn release_phase(&self, release: &ReleaseSpec) -> PortResult<PhaseOutcome> {
+        self.outcome()?;
+        self.phases.lock().expect("lock").push(release.clone());
+        Ok(self.phase_outcome.lock().expect("lock").clone())
+    }
+
+    async fn runs(&self, app: &AppName, version: ReleaseVersion) -> PortResult<bool> {
+        self.outcome()?;
+        Ok(self.live.lock().expect("lock").get(app) == Some(&version))
     }
 
     async fn endpoints(&self, _app: &AppName) -> PortResult<Vec<SocketAddr>> {

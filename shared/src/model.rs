@@ -160,6 +160,17 @@ pub struct SlugRef {
 }
 
 impl SlugRef {
+    /// Whether a release of this slug has a release phase to run before its replicas
+    /// start: its Procfile names `release`, or its process types are unknown (the runner
+    /// then looks at the Procfile itself, and does nothing without one).
+    pub fn has_release_phase(&self) -> bool {
+        self.process_types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == "release"))
+    }
+}
+
+impl SlugRef {
     /// The stack it runs on.
     pub fn stack(&self) -> Stack {
         self.stack.unwrap_or(Stack::Bookworm)

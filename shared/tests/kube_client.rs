@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use shared::domain::{AppName, ReleaseVersion, Secret};
 use shared::kube_runtime::{BaseUrlSlugs, KubeRuntime, KubeSettings};
 use shared::model::SlugRef;
-use shared::ports::runtime::{DeployOutcome, ReleaseSpec, ReplicaState, Runtime};
+use shared::ports::runtime::{DeployOutcome, PhaseOutcome, ReleaseSpec, ReplicaState, Runtime};
 
 /// One request as the fake server saw it.
 #[derive(Debug, Clone)]
@@ -755,30 +755,24 @@ fn with_release_phase(mut spec: ReleaseSpec) -> ReleaseSpec {
 }
 
 #[tokio::test]
-async fn the_release_phase_job_runs_to_its_end_before_the_deployment_changes() {
+async fn the_release_phase_job_runs_to_its_end_and_changes_no_replica() {
     let (client, calls) = fake_cluster(release_phase_cluster(0));
-    let (progress, told) = futures::channel::mpsc::unbounded();
     let outcome = runtime(client)
-        .deploy_reporting(&with_release_phase(spec(2, 1)), progress)
+        .release_phase(&with_release_phase(spec(2, 1)))
         .await
-        .expect("deploy");
-    assert_eq!(outcome, DeployOutcome::Healthy);
-    // The pusher sees the phase's output, as on Docker.
-    let told: Vec<String> = futures::StreamExt::collect(told).await;
-    assert_eq!(told.len(), 4, "{told:#?}");
+        .expect("release phase");
+    // Its output, for the pusher, as on Docker.
     assert_eq!(
-        told[0],
-        "-----> Running the release phase (the Procfile's release: command)"
+        outcome,
+        PhaseOutcome::Done {
+            output: vec![
+                "gigalixir-run: release phase: mix ecto.migrate".into(),
+                "** (DBConnection.ConnectionError) connection refused".into(),
+            ]
+        }
     );
-    assert_eq!(
-        told[1],
-        "       gigalixir-run: release phase: mix ecto.migrate"
-    );
-    assert!(
-        told[3].starts_with("-----> Release phase done in "),
-        "{told:#?}"
-    );
-    let lines: Vec<String> = calls_of(&calls).iter().map(Call::line).collect();
+    let calls = calls_of(&calls);
+    let lines: Vec<String> = calls.iter().map(Call::line).collect();
     let at = |line: &str| {
         lines
             .iter()
@@ -786,19 +780,20 @@ async fn the_release_phase_job_runs_to_its_end_before_the_deployment_changes() {
             .unwrap_or_else(|| panic!("no {line} in {lines:#?}"))
     };
     let job = "/apis/batch/v1/namespaces/app-my-app/jobs/release-v2";
+    let secret = at(&format!("PATCH {NS}/secrets/env-v2"));
     let applied = at(&format!("PATCH {job}"));
-    let finished = lines
-        .iter()
-        .rposition(|l| *l == format!("GET {job}"))
-        .expect("job read");
-    let deployment = at(&format!("PATCH {APPS}/deployments/web"));
-    assert!(applied < finished && finished < deployment, "{lines:#?}");
+    assert!(secret < applied, "its Secret first: {lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("/deployments/web") || l.starts_with("GET")),
+        "the Deployment must stay as it was: {lines:#?}"
+    );
     assert_eq!(
         lines.iter().filter(|l| **l == format!("GET {job}")).count(),
         2,
         "read until it succeeded"
     );
-    let calls = calls_of(&calls);
     let body = &calls[applied].body;
     assert_eq!(body["kind"], "Job");
     assert_eq!(
@@ -808,15 +803,15 @@ async fn the_release_phase_job_runs_to_its_end_before_the_deployment_changes() {
 }
 
 #[tokio::test]
-async fn a_failed_release_phase_fails_the_deploy_with_its_output_and_touches_no_replica() {
+async fn a_failed_release_phase_says_why_with_its_output_and_touches_no_replica() {
     let (client, calls) = fake_cluster(release_phase_cluster(3));
     let outcome = runtime(client)
-        .deploy(&with_release_phase(spec(2, 1)))
+        .release_phase(&with_release_phase(spec(2, 1)))
         .await
-        .expect("deploy");
+        .expect("release phase");
     assert_eq!(
         outcome,
-        DeployOutcome::Failed {
+        PhaseOutcome::Failed {
             reason: "the release phase (the Procfile's release: command) exited with code 3".into(),
             output: vec![
                 "gigalixir-run: release phase: mix ecto.migrate".into(),
@@ -834,14 +829,15 @@ async fn a_failed_release_phase_fails_the_deploy_with_its_output_and_touches_no_
 }
 
 #[tokio::test]
-async fn a_redelivered_deploy_of_the_running_release_skips_its_release_phase() {
-    let (client, calls) = fake_cluster(healthy_cluster(Some(2), 2, 1));
-    let outcome = runtime(client)
-        .deploy(&with_release_phase(spec(2, 1)))
+async fn a_release_runs_once_its_deployment_carries_its_version() {
+    let app = AppName::parse("my-app").expect("name");
+    let (client, _) = fake_cluster(healthy_cluster(Some(2), 2, 1));
+    let rt = runtime(client);
+    assert!(rt.runs(&app, ReleaseVersion(2)).await.expect("runs"));
+    assert!(!rt.runs(&app, ReleaseVersion(3)).await.expect("runs"));
+    let (client, _) = fake_cluster(healthy_cluster(None, 2, 1));
+    assert!(!runtime(client)
+        .runs(&app, ReleaseVersion(2))
         .await
-        .expect("deploy");
-    assert_eq!(outcome, DeployOutcome::Healthy);
-    assert!(calls_of(&calls)
-        .iter()
-        .all(|c| !c.path.contains("/jobs/release-v2")));
+        .expect("runs"));
 }

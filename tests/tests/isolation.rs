@@ -948,7 +948,7 @@ fn a_platform_killed_mid_build_stops_it_after_a_restart_and_tenants_stay_apart()
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("{method}: `{line}`"));
+            .unwrap_or_else(|| panic!("{method}: `{line}`\n{out}"));
         assert!((400..500).contains(&code), "{method} answered `{line}`");
     }
     assert_eq!(p.blobs_under("packages/hex/tarballs"), kept);

@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use shared::domain::{AppName, Email, ReleaseVersion, UserId};
 use shared::error::PortResult;
 use shared::messages::{Event, Topic};
-use shared::ports::runtime::{DeployOutcome, HotOutcome, ReleaseSpec, Replica, ReplicaState};
+use shared::ports::runtime::{
+    DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState,
+};
 use shared::ports::Runtime;
 
 const KEYS: &str = "/api/ssh_keys";
@@ -342,6 +344,12 @@ impl Runtime for Replicas {
         unimplemented!("not used by ssh_ip")
     }
     async fn hot_upgrade(&self, _: &ReleaseSpec) -> PortResult<HotOutcome> {
+        unimplemented!("not used by ssh_ip")
+    }
+    async fn release_phase(&self, _: &ReleaseSpec) -> PortResult<PhaseOutcome> {
+        unimplemented!("not used by ssh_ip")
+    }
+    async fn runs(&self, _: &AppName, _: ReleaseVersion) -> PortResult<bool> {
         unimplemented!("not used by ssh_ip")
     }
 }

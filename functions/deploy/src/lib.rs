@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use futures::StreamExt;
 use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
 use shared::messages::Event;
 use shared::model::{App, BuildState, Release, ReleaseStatus};
-use shared::ports::runtime::{DeployOutcome, HotOutcome, ReleaseSpec, APP_PORT};
+use shared::ports::runtime::{DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, APP_PORT};
 use shared::ports::{Blobs, Bus, Runtime, Store};
 use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
@@ -237,22 +236,10 @@ async fn deploy_locked(
     let started = std::time::Instant::now();
     let outcome = match hot_upgrade(state, &release, &spec, build.as_ref()).await? {
         Some(outcome) => outcome,
-        None => {
-            // What the runtime tells on the way goes to the pusher as it comes.
-            let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
-            let relay = {
-                let (state, build) = (state.clone(), build.clone());
-                tokio::spawn(async move {
-                    let mut chunks = rx.ready_chunks(50);
-                    while let Some(lines) = chunks.next().await {
-                        log(&state, build.as_ref(), lines).await;
-                    }
-                })
-            };
-            let outcome = state.runtime.deploy_reporting(&spec, tx).await;
-            let _ = relay.await;
-            outcome?
-        }
+        None => match release_phase(state, &spec, build.as_ref()).await? {
+            Some(failed) => failed,
+            None => state.runtime.deploy(&spec).await?,
+        },
     };
     // Fenced: a deploy that lost its lock (its process was paused past the lock's life)
     // leaves the records to the deploy that holds it now.
@@ -584,6 +571,40 @@ async fn stop_if_push_gone(
         }
     }
     Ok(Some(stop))
+}
+
+/// Runs the release phase (the Procfile's `release:` command) of a release whose slug has
+/// one, once: not again for a redelivered deploy of a release already running. Its output
+/// goes to the pusher; `Some` is the failed deploy it makes.
+async fn release_phase(
+    state: &StepState,
+    spec: &ReleaseSpec,
+    build: Option<&BuildId>,
+) -> Result<Option<DeployOutcome>, StepError> {
+    if !spec.slug.has_release_phase() || state.runtime.runs(&spec.app, spec.version).await? {
+        return Ok(None);
+    }
+    log(
+        state,
+        build,
+        vec!["-----> Running the release phase (the Procfile's release: command)".into()],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    match state.runtime.release_phase(spec).await? {
+        PhaseOutcome::Done { output } => {
+            let mut lines: Vec<String> = output.iter().map(|l| format!("       {l}")).collect();
+            lines.push(format!(
+                "-----> Release phase done in {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
+            log(state, build, lines).await;
+            Ok(None)
+        }
+        PhaseOutcome::Failed { reason, output } => {
+            Ok(Some(DeployOutcome::Failed { reason, output }))
+        }
+    }
 }
 
 /// The app's boot timeout, else the platform's.

@@ -13,7 +13,7 @@ use shared::embedded::{FsBlobs, SqliteBus, SqliteStore};
 use shared::fakes::{seed_app, FakeRuntime};
 use shared::messages::Topic;
 use shared::model::{CustomDomain, NewRelease, ReleaseStatus, SlugRef};
-use shared::ports::runtime::DeployOutcome;
+use shared::ports::runtime::{DeployOutcome, PhaseOutcome};
 use shared::ports::{Bus, Store, SubscriptionSpec};
 use shared::push::StepError;
 use shared::PortError;
@@ -76,6 +76,11 @@ impl World {
 
     /// A pending release of the slug whose sha256 is `sha` repeated.
     async fn release_of(&self, key: &str, sha: &str) -> ReleaseVersion {
+        self.release_with(key, sha, &["web"]).await
+    }
+
+    /// A pending release of a slug whose Procfile has `types`.
+    async fn release_with(&self, key: &str, sha: &str, types: &[&str]) -> ReleaseVersion {
         let sha256 = sha.repeat(64 / sha.len());
         let spec = NewRelease {
             idempotency_key: key.into(),
@@ -83,7 +88,7 @@ impl World {
                 key: shared::blob_keys::slug(&sha256),
                 sha256,
                 size: 10,
-                process_types: Some(vec!["web".into()]),
+                process_types: Some(types.iter().map(|t| (*t).to_owned()).collect()),
                 stack: None,
             },
             config: [("FOO".to_owned(), Secret::new("bar"))].into(),
@@ -223,4 +228,54 @@ async fn a_late_release_of_another_slug_fails_and_says_why() {
         (w.pending(SUCCEEDED).await, w.pending(FAILED).await),
         (1, 1)
     );
+}
+
+#[tokio::test]
+async fn a_release_phase_runs_once_per_release_before_its_replicas() {
+    let w = World::new().await;
+    let v1 = w.release_with("k1", "11", &["web", "release"]).await;
+    for _ in 0..2 {
+        deploy(&w.state(), &w.app, v1, None).await.expect("deploy");
+    }
+    let phases: Vec<ReleaseVersion> = w
+        .runtime
+        .release_phases()
+        .iter()
+        .map(|p| p.version)
+        .collect();
+    assert_eq!(phases, [v1], "not again for the redelivery");
+    assert_eq!(w.runtime.deploys().len(), 1);
+    assert_eq!(w.status(v1).await, ReleaseStatus::Deployed);
+    // a slug whose Procfile has no release: command needs none
+    let v2 = w.release_with("k2", "22", &["web"]).await;
+    deploy(&w.state(), &w.app, v2, None).await.expect("v2");
+    assert_eq!(w.runtime.release_phases().len(), 1);
+    assert_eq!(w.status(v2).await, ReleaseStatus::Deployed);
+}
+
+#[tokio::test]
+async fn a_failed_release_phase_starts_no_replica_and_the_previous_release_stays() {
+    let w = World::new().await;
+    let v1 = w.release("k1").await;
+    deploy(&w.state(), &w.app, v1, None).await.expect("v1");
+    let v2 = w.release_with("k2", "22", &["web", "release"]).await;
+    w.runtime.next_release_phases(PhaseOutcome::Failed {
+        reason: "the release phase (the Procfile's release: command) exited with code 1".into(),
+        output: vec!["** (Postgrex.Error) relation \"users\" does not exist".into()],
+    });
+    deploy(&w.state(), &w.app, v2, None).await.expect("handled");
+    let deployed: Vec<ReleaseVersion> = w.runtime.deploys().iter().map(|d| d.version).collect();
+    assert_eq!(deployed, [v1], "v2 never started");
+    assert_eq!(w.status(v2).await, ReleaseStatus::Failed);
+    assert_eq!(w.status(v1).await, ReleaseStatus::Deployed);
+    assert_eq!(w.pending(FAILED).await, 1);
+    // out of reach: retried, nothing recorded
+    let v3 = w.release_with("k3", "33", &["web", "release"]).await;
+    w.runtime
+        .next_deploys(Err(PortError::unavailable("the engine is restarting")));
+    let err = deploy(&w.state(), &w.app, v3, None)
+        .await
+        .expect_err("transient");
+    assert!(matches!(err, StepError::Transient(_)), "{err}");
+    assert_eq!(w.status(v3).await, ReleaseStatus::Pending);
 }

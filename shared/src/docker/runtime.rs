@@ -28,7 +28,8 @@ use super::{labels, map_err, LineSplitter, LABEL_APP, LABEL_INSTANCE, LABEL_RELE
 use crate::domain::{AppName, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::runtime::{
-    DeployOutcome, HotOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
+    DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState, Runtime,
+    APP_PORT,
 };
 
 /// Label naming a replica's slot.
@@ -789,12 +790,10 @@ impl DockerRuntime {
             .map_err(map_err)
     }
 
-    /// Runs the Procfile's `release:` command once in a one-off container of the release;
-    /// its output, or the failed outcome.
-    async fn release_phase(
-        &self,
-        spec: &ReleaseSpec,
-    ) -> PortResult<Result<Vec<String>, DeployOutcome>> {
+    /// Runs the Procfile's `release:` command once in a one-off container of the release.
+    async fn run_release_phase(&self, spec: &ReleaseSpec) -> PortResult<PhaseOutcome> {
+        self.ensure_slug(&spec.slug).await?;
+        self.ensure_network(&spec.app).await?;
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
         let name = format!(
             "gx-{}-{}-v{}-release-{suffix}",
@@ -823,24 +822,24 @@ impl DockerRuntime {
         self.remove(&name).await?;
         let code = info.state.and_then(|s| s.exit_code).unwrap_or(-1);
         if finished.is_err() {
-            return Ok(Err(DeployOutcome::Failed {
+            return Ok(PhaseOutcome::Failed {
                 reason: format!(
                     "the release phase ran longer than {} minutes",
                     RELEASE_PHASE_TIMEOUT.as_secs() / 60
                 ),
                 output,
-            }));
+            });
         }
         if code != 0 {
             let tail = output.len().saturating_sub(50);
-            return Ok(Err(DeployOutcome::Failed {
+            return Ok(PhaseOutcome::Failed {
                 reason: format!(
                     "the release phase (the Procfile's release: command) exited with code {code}"
                 ),
                 output: output[tail..].to_vec(),
-            }));
+            });
         }
-        Ok(Ok(output))
+        Ok(PhaseOutcome::Done { output })
     }
 
     /// Starts one replica of `spec` in slot `index`.
@@ -1096,15 +1095,6 @@ impl DockerRuntime {
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn deploy(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
-        self.deploy_reporting(spec, futures::channel::mpsc::unbounded().0)
-            .await
-    }
-
-    async fn deploy_reporting(
-        &self,
-        spec: &ReleaseSpec,
-        progress: futures::channel::mpsc::UnboundedSender<String>,
-    ) -> PortResult<DeployOutcome> {
         self.ensure_slug(&spec.slug).await?;
         self.ensure_network(&spec.app).await?;
         let existing = self.containers_of(&spec.app).await?;
@@ -1121,30 +1111,6 @@ impl Runtime for DockerRuntime {
                 .collect();
             self.set_live(&spec.app, live);
             return Ok(DeployOutcome::Healthy);
-        }
-        // Known process types without `release` need no one-off container.
-        let has_phase = spec
-            .slug
-            .process_types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| t == "release"));
-        if has_phase {
-            let _ = progress.unbounded_send(
-                "-----> Running the release phase (the Procfile's release: command)".into(),
-            );
-            let started = std::time::Instant::now();
-            match self.release_phase(spec).await? {
-                Ok(output) => {
-                    for line in output {
-                        let _ = progress.unbounded_send(format!("       {line}"));
-                    }
-                    let _ = progress.unbounded_send(format!(
-                        "-----> Release phase done in {:.1}s",
-                        started.elapsed().as_secs_f64()
-                    ));
-                }
-                Err(failed) => return Ok(failed),
-            }
         }
         let old: Vec<&Existing> = existing
             .iter()
@@ -1217,6 +1183,18 @@ impl Runtime for DockerRuntime {
         );
         self.retire(replaced, spec.drain);
         Ok(DeployOutcome::Healthy)
+    }
+
+    async fn release_phase(&self, spec: &ReleaseSpec) -> PortResult<PhaseOutcome> {
+        self.run_release_phase(spec).await
+    }
+
+    async fn runs(&self, app: &AppName, version: ReleaseVersion) -> PortResult<bool> {
+        Ok(self
+            .containers_of(app)
+            .await?
+            .iter()
+            .any(|c| c.version == version.0 && c.running))
     }
 
     async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>> {

@@ -343,12 +343,10 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
     );
 
     let deployment = deployment(spec, settings, &ns, selector);
-    let has_phase = spec
+    let release_phase = spec
         .slug
-        .process_types
-        .as_ref()
-        .is_none_or(|types| types.iter().any(|t| t == "release"));
-    let release_phase = has_phase.then(|| release_phase_job(spec, &ns, &deployment));
+        .has_release_phase()
+        .then(|| release_phase_job(spec, &ns, &deployment));
 
     AppObjects {
         namespace,
@@ -528,7 +526,7 @@ pub fn release_phase_selector(version: u32) -> String {
 /// The release phase: the web pod's environment and image, the runner's `release-phase`
 /// command, one attempt. Its pod has no app label, so no Service sends it traffic and
 /// libcluster does not take it for a node.
-fn release_phase_job(spec: &ReleaseSpec, ns: &str, web: &Deployment) -> Job {
+pub fn release_phase_job(spec: &ReleaseSpec, ns: &str, web: &Deployment) -> Job {
     let mut pod = web
         .spec
         .as_ref()

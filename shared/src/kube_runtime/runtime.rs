@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::render::{
-    app_selector, namespace_object, release_phase_selector, release_selector, render,
-    render_domains, restart_patch, ssh_keys_object, AppObjects,
+    app_selector, namespace_object, release_phase_job, release_phase_selector, release_selector,
+    render, render_domains, restart_patch, ssh_keys_object, AppObjects,
 };
 use super::{
     namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, DOMAINS, DOMAINS_MANAGER,
@@ -35,16 +35,14 @@ use super::{
 use crate::domain::{AppName, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::runtime::{
-    DeployOutcome, HotOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
+    DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState, Runtime,
+    APP_PORT,
 };
 
 /// How many log lines a failed deploy reports.
 const FAILURE_LOG_LINES: i64 = 50;
 /// How many lines of a successful release phase the pusher sees.
 const RELEASE_PHASE_LOG_LINES: i64 = 200;
-
-/// Where a deploy tells the pusher what happens on the way.
-type Progress = futures::channel::mpsc::UnboundedSender<String>;
 
 /// Runs releases on a Kubernetes cluster; see the [module docs](super).
 #[derive(Clone)]
@@ -398,11 +396,7 @@ impl KubeRuntime {
 
     /// Runs the release phase's Job to its end: its output, or its failure with its last
     /// lines.
-    async fn release_phase(
-        &self,
-        ns: &str,
-        job: &Job,
-    ) -> PortResult<Result<Vec<String>, DeployOutcome>> {
+    async fn run_job(&self, ns: &str, job: &Job) -> PortResult<PhaseOutcome> {
         let jobs: Api<Job> = self.api(ns);
         self.apply(&jobs, job, FIELD_MANAGER).await?;
         let name = job.metadata.name.clone().unwrap_or_default();
@@ -437,13 +431,15 @@ impl KubeRuntime {
                     .list(&ListParams::default().labels(&release_phase_selector(version)))
                     .await
                     .map_err(map_err)?;
-                return Ok(Ok(match pods.items.first() {
-                    Some(p) => {
-                        self.tail_lines(ns, &p.name_any(), false, RELEASE_PHASE_LOG_LINES)
-                            .await
-                    }
-                    None => Vec::new(),
-                }));
+                return Ok(PhaseOutcome::Done {
+                    output: match pods.items.first() {
+                        Some(p) => {
+                            self.tail_lines(ns, &p.name_any(), false, RELEASE_PHASE_LOG_LINES)
+                                .await
+                        }
+                        None => Vec::new(),
+                    },
+                });
             }
             let failed = status.conditions.as_ref().and_then(|c| {
                 c.iter()
@@ -479,13 +475,13 @@ impl KubeRuntime {
                     ),
                     _ => "the release phase (the Procfile's release: command) failed".into(),
                 };
-                return Ok(Err(DeployOutcome::Failed { reason, output }));
+                return Ok(PhaseOutcome::Failed { reason, output });
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(Err(DeployOutcome::Failed {
+                return Ok(PhaseOutcome::Failed {
                     reason: too_long(),
                     output: Vec::new(),
-                }));
+                });
             }
             tokio::time::sleep(self.settings.poll_interval).await;
         }
@@ -510,7 +506,7 @@ impl KubeRuntime {
 
     /// Applies everything of `spec` and follows the rollout; on failure restores the
     /// previous Deployment.
-    async fn roll(&self, spec: &ReleaseSpec, progress: Progress) -> PortResult<DeployOutcome> {
+    async fn roll(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
         let ns = namespace_of(&self.settings, &spec.app);
         let url = self.slugs.download_url(&spec.slug.key).await?;
         let objects = render(spec, &self.settings, &url);
@@ -522,30 +518,6 @@ impl KubeRuntime {
             },
         };
         self.apply_all(&ns, &objects).await?;
-        // A redelivered deploy of the release already running has had its release phase.
-        let running = previous
-            .as_ref()
-            .and_then(|d| d.metadata.annotations.as_ref())
-            .and_then(|a| a.get(LABEL_RELEASE))
-            .is_some_and(|v| *v == spec.version.0.to_string());
-        if let (Some(job), false) = (&objects.release_phase, running) {
-            let _ = progress.unbounded_send(
-                "-----> Running the release phase (the Procfile's release: command)".into(),
-            );
-            let started = std::time::Instant::now();
-            match self.release_phase(&ns, job).await? {
-                Ok(output) => {
-                    for line in output {
-                        let _ = progress.unbounded_send(format!("       {line}"));
-                    }
-                    let _ = progress.unbounded_send(format!(
-                        "-----> Release phase done in {:.1}s",
-                        started.elapsed().as_secs_f64()
-                    ));
-                }
-                Err(failed) => return Ok(failed),
-            }
-        }
         let deployments: Api<Deployment> = self.api(&ns);
         self.apply(&deployments, &objects.deployment, FIELD_MANAGER)
             .await?;
@@ -619,16 +591,35 @@ fn not_ready(spec: &ReleaseSpec) -> String {
 impl Runtime for KubeRuntime {
     #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
     async fn deploy(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
-        self.roll(spec, futures::channel::mpsc::unbounded().0).await
+        self.roll(spec).await
     }
 
+    /// A Job from the Deployment's pod template, after everything the release needs
+    /// (namespace, its Secret, its network policy) is applied.
     #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
-    async fn deploy_reporting(
-        &self,
-        spec: &ReleaseSpec,
-        progress: Progress,
-    ) -> PortResult<DeployOutcome> {
-        self.roll(spec, progress).await
+    async fn release_phase(&self, spec: &ReleaseSpec) -> PortResult<PhaseOutcome> {
+        let ns = namespace_of(&self.settings, &spec.app);
+        let url = self.slugs.download_url(&spec.slug.key).await?;
+        let objects = render(spec, &self.settings, &url);
+        self.apply_all(&ns, &objects).await?;
+        let job = release_phase_job(spec, &ns, &objects.deployment);
+        self.run_job(&ns, &job).await
+    }
+
+    async fn runs(&self, app: &AppName, version: ReleaseVersion) -> PortResult<bool> {
+        let ns = namespace_of(&self.settings, app);
+        let found = match self.api::<Deployment>(&ns).get_opt(WEB).await {
+            Ok(found) => found,
+            Err(err) => match map_err(err) {
+                PortError::NotFound => None,
+                other => return Err(other),
+            },
+        };
+        Ok(found
+            .as_ref()
+            .and_then(|d| d.metadata.annotations.as_ref())
+            .and_then(|a| a.get(LABEL_RELEASE))
+            .is_some_and(|v| *v == version.0.to_string()))
     }
 
     async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>> {
@@ -727,7 +718,7 @@ impl Runtime for KubeRuntime {
     }
 
     async fn scale(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
-        self.roll(spec, futures::channel::mpsc::unbounded().0).await
+        self.roll(spec).await
     }
 
     async fn hot_upgrade(&self, _spec: &ReleaseSpec) -> PortResult<HotOutcome> {

@@ -57,6 +57,24 @@ pub enum DeployOutcome {
     },
 }
 
+/// How a release phase (the Procfile's `release:` command, run once per release before
+/// its replicas start) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhaseOutcome {
+    /// It exited 0.
+    Done {
+        /// The last lines it printed.
+        output: Vec<String>,
+    },
+    /// It failed or ran too long: the release must not start.
+    Failed {
+        /// Why, for people (exit code, timeout).
+        reason: String,
+        /// The last lines it printed.
+        output: Vec<String>,
+    },
+}
+
 /// Where a replica stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,16 +129,13 @@ pub enum HotOutcome {
 pub trait Runtime: Send + Sync + 'static {
     /// Starts `release` and switches traffic to it when healthy.
     async fn deploy(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
-    /// [`deploy`](Runtime::deploy), telling what happens on the way as lines for the
-    /// pusher (e.g. the output of a successful release phase).
-    async fn deploy_reporting(
-        &self,
-        release: &ReleaseSpec,
-        progress: futures::channel::mpsc::UnboundedSender<String>,
-    ) -> PortResult<DeployOutcome> {
-        drop(progress);
-        self.deploy(release).await
-    }
+    /// Runs the release phase of `release` once, in a one-off copy of the release (its
+    /// slug, its environment, its network), to its end; nothing else of the app changes.
+    /// Whether to run it is the deploy step's decision.
+    async fn release_phase(&self, release: &ReleaseSpec) -> PortResult<PhaseOutcome>;
+    /// Whether replicas of `version` of `app` already run or are rolling out: a deploy of
+    /// it was delivered before, so its release phase has run.
+    async fn runs(&self, app: &AppName, version: ReleaseVersion) -> PortResult<bool>;
     /// Where the app's live release answers HTTP, one address per healthy replica.
     async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>>;
     /// Stops and removes everything of the app. Idempotent.
