@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod bus;
+pub mod runtime;
 pub mod store;
 
 /// Keeps a backend's resources alive for the duration of one test.
@@ -50,6 +51,26 @@ macro_rules! blobs_contract {
             streams_round_trip, a_failed_stream_stores_nothing,
             concurrent_readers_never_see_partial_objects);
     };
+}
+
+/// Runs the whole runtime suite: `runtime_contract!(make)` where
+/// `async fn make() -> (runtime::Subject, Guard)`.
+#[macro_export]
+macro_rules! runtime_contract {
+    ($make:path) => {
+        $crate::runtime_contract!(@tests $make;
+            a_release_goes_live_once_per_version, a_release_phase_reports_and_touches_no_replica,
+            a_failed_release_phase_says_why, a_release_that_crashes_leaves_the_previous_one_serving,
+            scale_and_a_new_release_replace_replicas, logs_name_their_replica,
+            removing_an_app_leaves_nothing);
+    };
+    (@tests $make:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (subject, _guard) = $make().await;
+            $crate::contract::runtime::$name(subject).await;
+        }
+    )*};
 }
 
 /// One `#[tokio::test]` per suite function.

@@ -1,0 +1,190 @@
+//! The runtime suite (`shared::contract::runtime`) against the Docker runtime, for real:
+//! the real engine, the runner image, and slugs of the `hello` fixture built once by the
+//! builder image, with three Procfiles (a release phase that passes, one that fails, a web
+//! process that crashes). Each test has its own instance label, app and blob store; what
+//! a failed test leaves is removed by its guard.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use gigalixir_tests::{docker, require_images};
+use shared::contract::runtime::{Slugs, Subject};
+use shared::contract::{unique, Guard};
+use shared::docker::{DockerRuntime, LABEL_INSTANCE};
+use shared::domain::AppName;
+use shared::embedded::FsBlobs;
+use shared::model::SlugRef;
+use shared::ports::Blobs;
+
+/// The three slugs' files, built once per run of this file.
+struct Built {
+    _dir: tempfile::TempDir,
+    serving: PathBuf,
+    failing_phase: PathBuf,
+    crashing: PathBuf,
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        require_images();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+        gigalixir_tests::copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hello"),
+            &src,
+        );
+        std::fs::write(
+            src.join("Procfile"),
+            "web: bin/hello start\nrelease: echo \"migrated $GREETING\"\n",
+        )
+        .expect("Procfile");
+        std::fs::create_dir_all(&out).expect("out");
+        // the builder runs as its own user: it may write here
+        let status = Command::new("chmod")
+            .args(["-R", "a+rwX"])
+            .arg(dir.path())
+            .status()
+            .expect("chmod");
+        assert!(status.success());
+        let (src_mount, out_mount) = (
+            format!("{}:/build/src", src.display()),
+            format!("{}:/build/out", out.display()),
+        );
+        let name = unique("gx-suite-build");
+        docker(&[
+            "run",
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "-v",
+            &src_mount,
+            "-v",
+            &out_mount,
+            "gigalixir-builder:bookworm",
+        ]);
+        let serving = out.join("slug.tgz");
+        let variant = |name: &str, procfile: &str| {
+            let tree = dir.path().join(name);
+            std::fs::create_dir_all(&tree).expect("mkdir");
+            run("tar", &["-xzf", path(&serving), "-C", path(&tree)]);
+            std::fs::write(tree.join("Procfile"), procfile).expect("Procfile");
+            let file = dir.path().join(format!("{name}.tgz"));
+            run("tar", &["-czf", path(&file), "-C", path(&tree), "."]);
+            file
+        };
+        let failing_phase = variant(
+            "failing-phase",
+            "web: bin/hello start\nrelease: sh -c 'echo cannot migrate; exit 3'\n",
+        );
+        let crashing = variant("crashing", "web: sh -c 'echo boom; exit 1'\n");
+        Built {
+            _dir: dir,
+            serving,
+            failing_phase,
+            crashing,
+        }
+    })
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status().expect(program);
+    assert!(status.success(), "{program} {args:?}");
+}
+
+/// Removes every container and network of the instance, whatever the test got to.
+struct Instance {
+    name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let label = format!("label={LABEL_INSTANCE}={}", self.name);
+        let ids = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(args)
+                .args(["--filter", &label])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for (list, remove) in [
+            (&["ps", "-aq"][..], &["rm", "-f"][..]),
+            (&["network", "ls", "-q"][..], &["network", "rm"][..]),
+        ] {
+            let found = ids(list);
+            if !found.is_empty() {
+                let _ = Command::new("docker").args(remove).args(&found).output();
+            }
+        }
+    }
+}
+
+async fn make() -> (Subject, Guard) {
+    let built = built();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blobs = Arc::new(FsBlobs::open(&dir.path().join("blobs")).expect("blobs"));
+    let mut refs = Vec::new();
+    for (file, types) in [
+        (&built.serving, vec!["web", "release"]),
+        (&built.failing_phase, vec!["web", "release"]),
+        (&built.crashing, vec!["web"]),
+    ] {
+        let bytes = std::fs::read(file).expect("slug");
+        let sha256 = sha256_of(file);
+        let key = shared::blob_keys::slug(&sha256);
+        blobs.put(&key, bytes.clone().into()).await.expect("put");
+        refs.push(SlugRef {
+            key,
+            sha256,
+            size: bytes.len() as u64,
+            process_types: Some(types.into_iter().map(str::to_owned).collect()),
+            stack: None,
+        });
+    }
+    let name = unique("rc")[..11].to_owned();
+    let runtime = DockerRuntime::new(
+        shared::docker::connect().expect("the Docker engine"),
+        name.clone(),
+        dir.path().join("slugs"),
+        dir.path().join("ssh"),
+    )
+    .with_slug_source(blobs);
+    let crashing = refs.pop().expect("crashing");
+    let failing_phase = refs.pop().expect("failing");
+    let serving = refs.pop().expect("serving");
+    let subject = Subject {
+        runtime: Arc::new(runtime),
+        app: AppName::parse(&unique("suite")[..14]).expect("app name"),
+        slugs: Slugs {
+            serving,
+            failing_phase,
+            crashing,
+        },
+    };
+    (subject, Box::new(Instance { name, _dir: dir }))
+}
+
+fn sha256_of(file: &Path) -> String {
+    let out = Command::new("sha256sum").arg(file).output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a sum")
+        .to_owned()
+}
+
+shared::runtime_contract!(make);
