@@ -1,0 +1,367 @@
+//! The runtime suite (`shared::contract::runtime`) against `KubeRuntime` over a fake API
+//! server that keeps state: what is applied is stored (server-side apply merges into the
+//! stored object), deleted objects go, a namespace's deletion takes everything in it, and
+//! a controller of its own turns Deployments and Jobs into pods. That controller runs what
+//! a slug's name says: a slug named `crashing` crash-loops with `boom`, one named
+//! `failing-phase` fails its release phase with `cannot migrate` and code 3, the rest become
+//! ready and pass their release phase with `migrated $GREETING`.
+//!
+//! Not verified here (no cluster on this machine): a real scheduler, image pulls, probes,
+//! the Ingress and NetworkPolicy controllers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use http::{Request, Response};
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+use shared::contract::runtime::{Slugs, Subject};
+use shared::contract::{unique, Guard};
+use shared::domain::AppName;
+use shared::kube_runtime::{BaseUrlSlugs, KubeRuntime, KubeSettings};
+use shared::model::SlugRef;
+
+/// Objects by collection path (`/apis/apps/v1/namespaces/NS/deployments`) and name.
+#[derive(Default)]
+struct Cluster {
+    objects: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+/// A parsed request path.
+struct Target {
+    /// The collection (`…/deployments`, or `/api/v1/namespaces` for a namespace).
+    collection: String,
+    name: Option<String>,
+    /// `log` for a pod's log.
+    sub: Option<String>,
+    namespace: Option<String>,
+}
+
+fn target(path: &str) -> Target {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let at = segments
+        .iter()
+        .position(|s| *s == "namespaces")
+        .expect("a namespaced path");
+    if segments.len() <= at + 2 {
+        // the namespace itself
+        return Target {
+            collection: format!("/{}", segments[..=at].join("/")),
+            name: segments.get(at + 1).map(|s| (*s).to_owned()),
+            sub: None,
+            namespace: segments.get(at + 1).map(|s| (*s).to_owned()),
+        };
+    }
+    Target {
+        collection: format!("/{}", segments[..=at + 2].join("/")),
+        name: segments.get(at + 3).map(|s| (*s).to_owned()),
+        sub: segments.get(at + 4).map(|s| (*s).to_owned()),
+        namespace: Some(segments[at + 1].to_owned()),
+    }
+}
+
+/// Server-side apply, as far as this fake goes: objects merge, everything else replaces.
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
+fn labels_match(object: &Value, selector: Option<&String>) -> bool {
+    let Some(selector) = selector else {
+        return true;
+    };
+    selector.split(',').filter(|s| !s.is_empty()).all(|pair| {
+        let (k, v) = pair.split_once('=').expect("k=v selector");
+        object["metadata"]["labels"][k].as_str() == Some(v)
+    })
+}
+
+fn status(code: u16, reason: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"apiVersion": "v1", "kind": "Status", "status": if code < 300 { "Success" } else { "Failure" },
+               "reason": reason, "code": code, "message": reason}),
+    )
+}
+
+/// What a pod of `template` runs: its secret's `SLUG_URL` and `GREETING`.
+fn env_of(cluster: &Cluster, ns: &str, template: &Value) -> (String, String) {
+    let secret = template["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"]
+        .as_str()
+        .unwrap_or_default();
+    let data = cluster
+        .objects
+        .get(&format!("/api/v1/namespaces/{ns}/secrets"))
+        .and_then(|c| c.get(secret))
+        .map(|s| s["data"].clone())
+        .unwrap_or(Value::Null);
+    let decode = |key: &str| {
+        data[key]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    (decode("SLUG_URL"), decode("GREETING"))
+}
+
+impl Cluster {
+    fn collection(&self, path: &str) -> impl Iterator<Item = &Value> {
+        self.objects.get(path).into_iter().flat_map(|c| c.values())
+    }
+
+    /// The pods its controllers would run in `ns`: the web Deployment's replicas and one
+    /// per release-phase Job.
+    fn pods(&self, ns: &str) -> Vec<Value> {
+        let mut pods = Vec::new();
+        for d in self.collection(&format!("/apis/apps/v1/namespaces/{ns}/deployments")) {
+            let template = &d["spec"]["template"];
+            let (slug, _) = env_of(self, ns, template);
+            let crashing = slug.contains("crashing");
+            let release = template["metadata"]["labels"]["gigalixir.release"]
+                .as_str()
+                .unwrap_or("0");
+            for i in 0..d["spec"]["replicas"].as_i64().unwrap_or(1) {
+                let container = if crashing {
+                    json!({"name": "web", "image": "runner", "imageID": "", "ready": false, "restartCount": 3,
+                           "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                           "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}})
+                } else {
+                    json!({"name": "web", "image": "runner", "imageID": "", "ready": true, "restartCount": 0,
+                           "state": {"running": {"startedAt": "2026-12-01T10:00:02Z"}}})
+                };
+                pods.push(json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("web-v{release}-{i}"), "namespace": ns,
+                                 "labels": template["metadata"]["labels"].clone(),
+                                 "creationTimestamp": format!("2026-12-01T10:00:0{i}Z")},
+                    "status": {"phase": "Running", "podIP": format!("10.8.0.{}", i + 1),
+                               "startTime": format!("2026-12-01T10:00:0{i}Z"),
+                               "conditions": [{"type": "Ready", "status": if crashing { "False" } else { "True" }}],
+                               "containerStatuses": [container]}
+                }));
+            }
+        }
+        for job in self.collection(&format!("/apis/batch/v1/namespaces/{ns}/jobs")) {
+            let template = &job["spec"]["template"];
+            let (slug, _) = env_of(self, ns, template);
+            let code = if slug.contains("failing-phase") { 3 } else { 0 };
+            pods.push(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("{}-x", job["metadata"]["name"].as_str().unwrap_or("job")),
+                             "namespace": ns, "labels": template["metadata"]["labels"].clone(),
+                             "creationTimestamp": "2026-12-01T10:00:00Z"},
+                "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                           "containerStatuses": [{"name": "web", "image": "runner", "imageID": "",
+                               "ready": false, "restartCount": 0,
+                               "state": {"terminated": {"exitCode": code, "reason": "Completed"}}}]}
+            }));
+        }
+        pods
+    }
+
+    /// A pod's log, as its slug would print it.
+    fn log(&self, ns: &str, pod: &str, previous: bool) -> String {
+        let pods = self.pods(ns);
+        let Some(found) = pods.iter().find(|p| p["metadata"]["name"] == pod) else {
+            return String::new();
+        };
+        if found["metadata"]["labels"]["gigalixir.release-phase"].is_string() {
+            let job = pod.trim_end_matches("-x");
+            let template = &self.objects[&format!("/apis/batch/v1/namespaces/{ns}/jobs")][job]
+                ["spec"]["template"];
+            let (slug, greeting) = env_of(self, ns, template);
+            return if slug.contains("failing-phase") {
+                "gigalixir-run: release phase: sh -c 'echo cannot migrate; exit 3'\ncannot migrate\n"
+                    .into()
+            } else {
+                format!("gigalixir-run: release phase: echo \"migrated $GREETING\"\nmigrated {greeting}\n")
+            };
+        }
+        if previous {
+            "gigalixir-run: running sh -c 'echo boom; exit 1'\nboom\n".into()
+        } else {
+            "gigalixir-run: slug ready in 0.2s (6 MB)\nRunning on port 4000\n".into()
+        }
+    }
+
+    /// The Deployment as its controller reports it: rolled out unless its pods crash.
+    fn deployment_status(&self, ns: &str, d: &Value) -> Value {
+        let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let (slug, _) = env_of(self, ns, &d["spec"]["template"]);
+        let available = if slug.contains("crashing") { 0 } else { replicas };
+        json!({"observedGeneration": d["metadata"]["generation"], "replicas": replicas,
+               "updatedReplicas": replicas, "availableReplicas": available,
+               "readyReplicas": available})
+    }
+
+    fn job_status(&self, ns: &str, job: &Value) -> Value {
+        let (slug, _) = env_of(self, ns, &job["spec"]["template"]);
+        if slug.contains("failing-phase") {
+            json!({"failed": 1, "conditions": [
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]})
+        } else {
+            json!({"succeeded": 1})
+        }
+    }
+
+    fn answer(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &BTreeMap<String, String>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let t = target(path);
+        let ns = t.namespace.clone().unwrap_or_default();
+        let is_pods = t.collection.ends_with("/pods");
+        match (method, &t.name, t.sub.as_deref()) {
+            ("GET", Some(pod), Some("log")) => (
+                200,
+                Value::String(self.log(&ns, pod, query.get("previous").map(String::as_str) == Some("true"))),
+            ),
+            ("GET", None, _) => {
+                let items: Vec<Value> = if is_pods {
+                    self.pods(&ns)
+                } else {
+                    self.collection(&t.collection).cloned().collect()
+                };
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .filter(|o| labels_match(o, query.get("labelSelector")))
+                    .collect();
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            ("GET", Some(name), None) => {
+                let found = if is_pods {
+                    self.pods(&ns).into_iter().find(|p| p["metadata"]["name"] == **name)
+                } else {
+                    self.objects.get(&t.collection).and_then(|c| c.get(name)).cloned()
+                };
+                match found {
+                    None => status(404, "NotFound"),
+                    Some(mut object) => {
+                        if t.collection.ends_with("/deployments") {
+                            object["status"] = self.deployment_status(&ns, &object);
+                        } else if t.collection.ends_with("/jobs") {
+                            object["status"] = self.job_status(&ns, &object);
+                        }
+                        (200, object)
+                    }
+                }
+            }
+            ("PATCH", Some(name), None) => {
+                let stored = self
+                    .objects
+                    .entry(t.collection.clone())
+                    .or_default()
+                    .entry(name.clone())
+                    .or_insert_with(|| json!({"metadata": {"generation": 0}}));
+                let spec_before = stored["spec"].clone();
+                merge(stored, body);
+                if stored["spec"] != spec_before {
+                    let generation = stored["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+                    stored["metadata"]["generation"] = json!(generation);
+                }
+                (200, stored.clone())
+            }
+            ("DELETE", Some(name), None) => {
+                if t.collection == "/api/v1/namespaces" {
+                    let inside = format!("/namespaces/{name}/");
+                    let had = self.objects.get_mut(&t.collection).and_then(|c| c.remove(name));
+                    self.objects.retain(|path, _| !path.contains(&inside));
+                    return match had {
+                        Some(_) => status(200, "Deleted"),
+                        None => status(404, "NotFound"),
+                    };
+                }
+                match self.objects.get_mut(&t.collection).and_then(|c| c.remove(name)) {
+                    Some(_) => status(200, "Deleted"),
+                    None => status(404, "NotFound"),
+                }
+            }
+            _ => status(405, "MethodNotAllowed"),
+        }
+    }
+}
+
+fn fake_cluster() -> Client {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    tokio::spawn(async move {
+        let mut handle = Box::pin(handle);
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.expect("request body");
+            let query: BTreeMap<String, String> =
+                url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (code, reply) = cluster.lock().expect("lock").answer(
+                parts.method.as_str(),
+                parts.uri.path(),
+                &query,
+                &body,
+            );
+            let bytes = match reply {
+                Value::String(text) => text.into_bytes(),
+                other => serde_json::to_vec(&other).expect("json"),
+            };
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(bytes))
+                    .expect("response"),
+            );
+        }
+    });
+    Client::new(service, "default")
+}
+
+fn slug(name: &str, types: &[&str]) -> SlugRef {
+    SlugRef {
+        key: format!("slugs/{name}.tgz"),
+        sha256: "0".repeat(64),
+        size: 1,
+        process_types: Some(types.iter().map(|t| (*t).to_owned()).collect()),
+        stack: None,
+    }
+}
+
+async fn make() -> (Subject, Guard) {
+    let settings = KubeSettings {
+        domain: "apps.example.com".into(),
+        poll_interval: Duration::from_millis(1),
+        ..KubeSettings::default()
+    };
+    let runtime = KubeRuntime::new(
+        fake_cluster(),
+        settings,
+        Arc::new(BaseUrlSlugs::new("https://slugs.example.invalid")),
+    );
+    let subject = Subject {
+        runtime: Arc::new(runtime),
+        app: AppName::parse(&unique("suite")[..14]).expect("app name"),
+        slugs: Slugs {
+            serving: slug("serving", &["web", "release"]),
+            failing_phase: slug("failing-phase", &["web", "release"]),
+            crashing: slug("crashing", &["web"]),
+        },
+    };
+    (subject, Box::new(()))
+}
+
+shared::runtime_contract!(make);
