@@ -14,7 +14,7 @@ resource "google_firestore_database" "store" {
   depends_on = [google_project_service.apis]
 }
 
-# Indexes, as the Firestore adapter (shared/src/gcp/firestore.rs, "Indexes") describes them:
+# Indexes, as the Firestore adapter (shared/gcp/src/firestore.rs, "Indexes") describes them:
 # no composite index is needed — every query is one equality filter (apps.owner, builds.app,
 # api_keys.user, ssh_keys.id) or a range and order on one field (chunks.last,
 # releases.version), served by the automatic single-field indexes. Fields that are never

@@ -89,7 +89,7 @@ resource "kubernetes_manifest" "cluster_issuer" {
 
 # --- deploy: what the function may do in the cluster -------------------------------------
 # GKE maps deploy's Google identity to the Kubernetes user of the same name. It creates one
-# namespace per app and, inside, what shared/src/kube_runtime renders; to grant the apps'
+# namespace per app and, inside, what shared/kube/ renders; to grant the apps'
 # libcluster Role it must hold those permissions itself.
 
 resource "kubernetes_cluster_role_v1" "deploy" {

@@ -1,4 +1,4 @@
-# Topics and subscriptions exactly as wiring.tf (= shared/src/deployment.rs) lists them.
+# Topics and subscriptions exactly as wiring.tf (= shared/core/src/deployment.rs) lists them.
 
 locals {
   push_subscriptions = { for name, s in local.subscriptions : name => s if s.delivery == "push" }

@@ -1,4 +1,4 @@
-# The pipeline's wiring, as shared/src/deployment.rs declares it
+# The pipeline's wiring, as shared/core/src/deployment.rs declares it
 # (`cargo run -q -p gigalixir-platform -- --print-deployment`). tests/infra/check_wiring.py
 # compares these literals with that JSON: a topic, subscription, delivery mode, push path,
 # bucket or environment variable missing on either side fails `scripts/check-infra`.
@@ -8,7 +8,7 @@
 # Where Pub/Sub's limits differ from the manifest, the value here is the clamped one and the
 # comment says why; the check applies the same clamps. The manifest's own values go into each
 # subscription's labels (gigalixir-ack-deadline-ms, gigalixir-max-attempts), which the Pub/Sub
-# adapter (shared/src/gcp/pubsub.rs) reads back: the pull worker extends its lease up to the
+# adapter (shared/gcp/src/pubsub.rs) reads back: the pull worker extends its lease up to the
 # exact deadline and dead-letters after the exact number of attempts.
 #   ack deadline:           Pub/Sub accepts 10..600 s.
 #   max delivery attempts:  a dead-letter policy accepts 5..100.
@@ -95,7 +95,7 @@ locals {
       dead_letter               = "dead-letter"
     }
     # Dead letters end their build (and release) as failed, so the pusher hears about it:
-    # `release` takes them at its own path (shared/src/dead_letters.rs).
+    # `release` takes them at its own path (shared/function/src/dead_letters.rs).
     "platform.dead-letter" = {
       topic                = "dead-letter"
       function             = "release"
@@ -232,7 +232,7 @@ locals {
   image_base = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository}"
 
   # The runtime URL carries the cluster-wide settings of the Kubernetes runtime
-  # (shared/src/kube_runtime: KubeSettings::from_url). In the image, %7Bstack%7D is {stack}:
+  # (shared/kube/: KubeSettings::from_url). In the image, %7Bstack%7D is {stack}:
   # each release runs on its own stack's runner (gigalixir-runner:<stack>-<tag>).
   # build and upload share a pod's engine and label its containers alike.
   builder_url = "docker://?instance=default"
@@ -314,11 +314,11 @@ locals {
   # Platform-level variables: read by libraries under every binary rather than by a
   # function's own settings, so deployment.rs does not list them. The check accepts exactly
   # these (its PLATFORM_ENV allow-list) and fails on any other variable the manifest lacks.
-  # - LOG_FORMAT: JSON log lines for Cloud Logging (shared/src/web.rs, init_tracing).
+  # - LOG_FORMAT: JSON log lines for Cloud Logging (shared/function/src/web.rs, init_tracing).
   # - KUBECONFIG: deploy and api run outside the cluster; read by the kube client, the file
   #   names the private endpoint.
   # - DOCKER_HOST: the pod's own Docker engine, read by the Docker client
-  #   (shared/src/docker, connect); build runs its containers there, upload reads them back.
+  #   (shared/docker, connect); build runs its containers there, upload reads them back.
   common_env = {
     LOG_FORMAT = "json"
   }

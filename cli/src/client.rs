@@ -7,17 +7,17 @@ use std::fmt;
 use std::io::Read;
 use std::time::Duration;
 
-use reqwest::blocking::{RequestBuilder, Response};
-use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use shared::domain::AppName;
-use shared::stack::Stack;
-use shared::wire::{
+use gigalixir_core::domain::AppName;
+use gigalixir_core::stack::Stack;
+use gigalixir_core::wire::{
     AppStatus, AppView, ConfigCopy, ConfigSet, ConfigUnset, Data, DomainView, Errors, KeyView,
     NewApp, NewSshKey, NewUser, ReleaseView, ScaleRequest, ScaleView, SshAccess, SshKeyRemove,
     SshKeyView, StackChange, UserView,
 };
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use url::Url;
 
 /// Where the API lives when `GIGALIXIR_API_URL` is not set.
@@ -520,7 +520,7 @@ impl Client {
         &self,
         auth: &Auth,
         name: &AppName,
-    ) -> Result<shared::model::HealthCheck, ApiError> {
+    ) -> Result<gigalixir_core::model::HealthCheck, ApiError> {
         self.call(self.authed(Method::GET, &format!("/api/apps/{name}/health"), auth))
     }
 
@@ -530,7 +530,7 @@ impl Client {
         auth: &Auth,
         name: &AppName,
         update: &serde_json::Value,
-    ) -> Result<shared::model::HealthCheck, ApiError> {
+    ) -> Result<gigalixir_core::model::HealthCheck, ApiError> {
         self.call(
             self.authed(Method::PUT, &format!("/api/apps/{name}/health"), auth)
                 .json(update),

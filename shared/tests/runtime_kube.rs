@@ -198,7 +198,11 @@ impl Cluster {
     fn deployment_status(&self, ns: &str, d: &Value) -> Value {
         let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
         let (slug, _) = env_of(self, ns, &d["spec"]["template"]);
-        let available = if slug.contains("crashing") { 0 } else { replicas };
+        let available = if slug.contains("crashing") {
+            0
+        } else {
+            replicas
+        };
         json!({"observedGeneration": d["metadata"]["generation"], "replicas": replicas,
                "updatedReplicas": replicas, "availableReplicas": available,
                "readyReplicas": available})
@@ -227,7 +231,11 @@ impl Cluster {
         match (method, &t.name, t.sub.as_deref()) {
             ("GET", Some(pod), Some("log")) => (
                 200,
-                Value::String(self.log(&ns, pod, query.get("previous").map(String::as_str) == Some("true"))),
+                Value::String(self.log(
+                    &ns,
+                    pod,
+                    query.get("previous").map(String::as_str) == Some("true"),
+                )),
             ),
             ("GET", None, _) => {
                 let items: Vec<Value> = if is_pods {
@@ -246,9 +254,14 @@ impl Cluster {
             }
             ("GET", Some(name), None) => {
                 let found = if is_pods {
-                    self.pods(&ns).into_iter().find(|p| p["metadata"]["name"] == **name)
+                    self.pods(&ns)
+                        .into_iter()
+                        .find(|p| p["metadata"]["name"] == **name)
                 } else {
-                    self.objects.get(&t.collection).and_then(|c| c.get(name)).cloned()
+                    self.objects
+                        .get(&t.collection)
+                        .and_then(|c| c.get(name))
+                        .cloned()
                 };
                 match found {
                     None => status(404, "NotFound"),
@@ -280,14 +293,21 @@ impl Cluster {
             ("DELETE", Some(name), None) => {
                 if t.collection == "/api/v1/namespaces" {
                     let inside = format!("/namespaces/{name}/");
-                    let had = self.objects.get_mut(&t.collection).and_then(|c| c.remove(name));
+                    let had = self
+                        .objects
+                        .get_mut(&t.collection)
+                        .and_then(|c| c.remove(name));
                     self.objects.retain(|path, _| !path.contains(&inside));
                     return match had {
                         Some(_) => status(200, "Deleted"),
                         None => status(404, "NotFound"),
                     };
                 }
-                match self.objects.get_mut(&t.collection).and_then(|c| c.remove(name)) {
+                match self
+                    .objects
+                    .get_mut(&t.collection)
+                    .and_then(|c| c.remove(name))
+                {
                     Some(_) => status(200, "Deleted"),
                     None => status(404, "NotFound"),
                 }

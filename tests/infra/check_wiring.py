@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Terraform in infra/ against the Rust side's wiring (shared/src/deployment.rs).
+"""The Terraform in infra/ against the Rust side's wiring (shared/core/src/deployment.rs).
 
 Reads the manifest that `gigalixir-platform --print-deployment` prints and every `infra/*.tf`
 (parsed with python-hcl2), and fails when the two disagree on a topic, a subscription (its
@@ -36,9 +36,9 @@ DEAD_LETTER_ATTEMPTS_RANGE = (5, 100)
 # the functions that may get it, None for every function; and why); any other variable the
 # manifest does not list fails.
 PLATFORM_ENV: dict[str, tuple[set[str] | None, str]] = {
-    "LOG_FORMAT": (None, "every binary's logging (shared/src/web.rs, init_tracing)"),
+    "LOG_FORMAT": (None, "every binary's logging (shared/function/src/web.rs, init_tracing)"),
     "KUBECONFIG": ({"deploy", "api"}, "the kube client of deploy and api; they run outside the cluster"),
-    "DOCKER_HOST": ({"build", "upload"}, "the Docker client (shared/src/docker): the pod's engine"),
+    "DOCKER_HOST": ({"build", "upload"}, "the Docker client (shared/docker): the pod's engine"),
 }
 
 # Functions that must run in one pod: upload reads the slug out of the container that

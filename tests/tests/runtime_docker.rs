@@ -179,7 +179,10 @@ async fn make() -> (Subject, Guard) {
 }
 
 fn sha256_of(file: &Path) -> String {
-    let out = Command::new("sha256sum").arg(file).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(file)
+        .output()
+        .expect("sha256sum");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()

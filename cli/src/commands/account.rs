@@ -2,8 +2,8 @@
 //! `account:api_key:reset`.
 
 use anyhow::{anyhow, bail};
-use shared::domain::{Email, Password};
-use shared::wire::KeyView;
+use gigalixir_core::domain::{Email, Password};
+use gigalixir_core::wire::KeyView;
 
 use super::{say, Ctx};
 use crate::args::{LoginArgs, ResetArgs, SignupArgs};

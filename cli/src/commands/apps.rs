@@ -1,9 +1,9 @@
 //! Apps: `create app`/`apps:create`, `apps`, `apps:info`, `apps:destroy`, `git:remote`.
 
 use anyhow::{anyhow, bail};
-use shared::domain::AppName;
-use shared::stack::Stack;
-use shared::wire::AppView;
+use gigalixir_core::domain::AppName;
+use gigalixir_core::stack::Stack;
+use gigalixir_core::wire::AppView;
 
 use super::{say, Ctx};
 use crate::client::{ApiError, Auth};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail};
-use shared::domain::AppName;
+use gigalixir_core::domain::AppName;
 
 use super::apps::not_found;
 use super::{say, Ctx};
@@ -228,7 +228,7 @@ mod tests {
     fn refusals_read_as_one_sentence() {
         let name = AppName::parse("my-app").expect("name");
         let e = refused(&name, "nothing was set")(ApiError::Invalid(
-            shared::wire::Errors::general(
+            gigalixir_core::wire::Errors::general(
                 "config is larger than 32 kB (40000 bytes of keys and values, at most 32768); nothing was changed",
             ),
         ));
@@ -236,10 +236,9 @@ mod tests {
             e.to_string(),
             "config is larger than 32 kB (40000 bytes of keys and values, at most 32768); nothing was changed"
         );
-        let e = refused(&name, "nothing was set")(ApiError::Invalid(shared::wire::Errors::field(
-            "key",
-            "key `PORT` is reserved by the platform",
-        )));
+        let e = refused(&name, "nothing was set")(ApiError::Invalid(
+            gigalixir_core::wire::Errors::field("key", "key `PORT` is reserved by the platform"),
+        ));
         assert_eq!(
             e.to_string(),
             "key `PORT` is reserved by the platform: nothing was set"

@@ -1,7 +1,7 @@
 //! Custom domains: `domains`, `domains:add`, `domains:remove`.
 
 use anyhow::anyhow;
-use shared::domain::AppName;
+use gigalixir_core::domain::AppName;
 
 use super::apps::not_found;
 use super::{say, Ctx};

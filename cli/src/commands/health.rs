@@ -1,7 +1,7 @@
 //! `health`, `health:set`: when a new replica counts as ready, and how replicas leave.
 
+use gigalixir_core::model::HealthCheck;
 use serde_json::json;
-use shared::model::HealthCheck;
 
 use super::apps::not_found;
 use super::{say, Ctx};

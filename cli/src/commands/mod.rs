@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
-use shared::domain::AppName;
+use gigalixir_core::domain::AppName;
 
 use crate::args::{Command, CreateWhat};
 use crate::client::{ApiUrl, Auth, Client, DEFAULT_API_URL};

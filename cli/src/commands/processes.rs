@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::anyhow;
-use shared::ports::runtime::ReplicaState;
-use shared::wire::{AppStatus, ScaleView};
+use gigalixir_core::ports::runtime::ReplicaState;
+use gigalixir_core::wire::{AppStatus, ScaleView};
 
 use super::apps::not_found;
 use super::{say, Ctx};
@@ -148,7 +148,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
-    use shared::wire::PodView;
+    use gigalixir_core::wire::PodView;
 
     use super::*;
 

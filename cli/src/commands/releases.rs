@@ -1,7 +1,7 @@
 //! Releases: `releases`.
 
-use shared::model::ReleaseStatus;
-use shared::wire::ReleaseView;
+use gigalixir_core::model::ReleaseStatus;
+use gigalixir_core::wire::ReleaseView;
 
 use super::apps::not_found;
 use super::{say, Ctx};

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 use anyhow::{anyhow, bail, Context};
-use shared::domain::AppName;
-use shared::wire::{SshAccess, SshKeyView};
+use gigalixir_core::domain::AppName;
+use gigalixir_core::wire::{SshAccess, SshKeyView};
 
 use super::apps::not_found;
 use super::{say, Ctx, Exit};
@@ -486,7 +486,7 @@ fn exit_code(status: ExitStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
-    use shared::wire::SshReplica;
+    use gigalixir_core::wire::SshReplica;
 
     use super::*;
 

@@ -1,0 +1,295 @@
+//! The records the platform keeps: users, API keys, apps, builds, releases.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AppName, BuildId, Email, KeyHash, ReleaseVersion, Secret, UserId};
+use crate::stack::Stack;
+
+/// An app's stack as stored: records from before stacks could be chosen hold a name or an
+/// empty string; an unknown or empty one means none.
+fn stack_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stack>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    Ok(raw.and_then(|s| Stack::parse(&s).ok()))
+}
+
+/// Most replicas an app may have (`ps:scale`); deploys and restarts are given time for
+/// this many, one after the other.
+pub const MAX_REPLICAS: u32 = 16;
+
+/// How long an API key lives after it is issued.
+pub const API_KEY_LIFETIME_DAYS: i64 = 365;
+
+/// An account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Stable id.
+    pub id: UserId,
+    /// Login email, normalised.
+    pub email: Email,
+    /// Argon2 hash in PHC string form.
+    pub password_hash: Secret,
+    /// When the account was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An issued API key, known only by its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// SHA-256 of the key.
+    pub hash: KeyHash,
+    /// Whose key it is.
+    pub user: UserId,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// After this instant the key no longer authenticates.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// App config: environment variables given to every replica. Values are secrets.
+pub type ConfigVars = BTreeMap<String, Secret>;
+
+/// An app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    /// Unique name; also its host name.
+    pub name: AppName,
+    /// The owning account.
+    pub owner: UserId,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Erlang distribution cookie, generated once at creation.
+    pub erlang_cookie: Secret,
+    /// Phoenix `SECRET_KEY_BASE`, generated once at creation.
+    pub secret_key_base: Secret,
+    /// Desired number of replicas.
+    pub replicas: u32,
+    /// Replica size in GB of memory, as GIGALIXIR counts it.
+    pub size: f64,
+    /// The stack its builds use when its owner set one (`stack:set`); `None`: chosen per
+    /// build from the versions the app asks for.
+    #[serde(default, deserialize_with = "stack_or_none")]
+    pub stack: Option<Stack>,
+    /// Current config vars; each release snapshots them.
+    #[serde(default)]
+    pub config: ConfigVars,
+    /// How a new release proves it is ready, and how an old one leaves.
+    #[serde(default)]
+    pub health: HealthCheck,
+    /// The key of the app's push webhook (`POST /hooks/github/APP` on `receive`):
+    /// deliveries must carry its HMAC-SHA256 of the body. `None` until the owner asks for
+    /// one (`POST /api/apps/APP/webhook`); asking again replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
+}
+
+/// When a replica counts as healthy, and how replicas leave. Set with `health:set`; applies
+/// from the next deploy, scale or restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// `None`: healthy once the port accepts connections; else healthy once
+    /// `GET <path>` answers `status`.
+    pub path: Option<String>,
+    /// The status `path` must answer.
+    pub status: u16,
+    /// Seconds a replica may take to become healthy; `None`: the platform's default.
+    pub boot_timeout_secs: Option<u32>,
+    /// Seconds a replica leaving the rotation gets to finish its requests.
+    pub drain_secs: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: None,
+            status: 200,
+            boot_timeout_secs: None,
+            drain_secs: 30,
+        }
+    }
+}
+
+/// Where a build stands. Moves forward only, or to `Failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildState {
+    /// Source archived, waiting for a builder.
+    Requested,
+    /// A builder is running the buildpacks.
+    Building,
+    /// The slug lies in the build container.
+    Built,
+    /// The slug is in the slug store.
+    Uploaded,
+    /// A release was made from it.
+    Released,
+    /// The release runs and is healthy.
+    Deployed,
+    /// Stopped for good; see `Build::failure`.
+    Failed,
+}
+
+/// Options the pusher asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildFlags {
+    /// Build without the cache (`GIGALIXIR-CLEAN: true`).
+    pub clean: bool,
+    /// Upgrade running nodes in place (`GIGALIXIR-HOT: true`).
+    pub hot: bool,
+}
+
+/// A content-addressed slug in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlugRef {
+    /// Blob key.
+    pub key: String,
+    /// SHA-256 of the slug, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The Procfile's process types (`web`, `release`, …); `None` when unknown, which
+    /// makes the deploy look for a release phase itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_types: Option<Vec<String>>,
+    /// The stack it was built on: its replicas, release phase and one-off commands run on
+    /// that stack's runner. `None`: built before stacks existed, on bookworm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Stack>,
+}
+
+impl SlugRef {
+    /// Whether a release of this slug has a release phase to run before its replicas
+    /// start: its Procfile names `release`, or its process types are unknown (the runner
+    /// then looks at the Procfile itself, and does nothing without one).
+    pub fn has_release_phase(&self) -> bool {
+        self.process_types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == "release"))
+    }
+}
+
+impl SlugRef {
+    /// The stack it runs on.
+    pub fn stack(&self) -> Stack {
+        self.stack.unwrap_or(Stack::Bookworm)
+    }
+}
+
+/// One push being turned into a release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Build {
+    /// Id; keys every pipeline step.
+    pub id: BuildId,
+    /// The app built.
+    pub app: AppName,
+    /// The pushed commit, 40 hex digits.
+    pub commit: String,
+    /// The branch pushed (`master` or `main`).
+    pub branch: String,
+    /// Options from the push.
+    pub flags: BuildFlags,
+    /// Where it stands.
+    pub state: BuildState,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+    /// The slug, once uploaded.
+    pub slug: Option<SlugRef>,
+    /// The stack the platform chose for it, once it starts building.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Stack>,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// Last state change.
+    pub updated_at: DateTime<Utc>,
+    /// When it entered each state after `requested`, in order (for timings).
+    #[serde(default)]
+    pub history: Vec<(BuildState, DateTime<Utc>)>,
+    /// For a `git push`: the holder of the app's push lock whose client waits for this
+    /// build. When it no longer holds the lock (its platform died), the push is over and
+    /// the build stops (`locks::pusher_gone`). `None` for webhook builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pusher: Option<String>,
+}
+
+/// What happened to a release after it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Made, not yet running.
+    Pending,
+    /// Running and healthy.
+    Deployed,
+    /// Never became healthy.
+    Failed,
+    /// Replaced because of a rollback.
+    RolledBack,
+    /// Replaced by a newer release.
+    Superseded,
+}
+
+/// What a new release is made of; the store assigns the version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewRelease {
+    /// Makes creation idempotent: a second call with the same key returns the first release.
+    pub idempotency_key: String,
+    /// The slug it runs.
+    pub slug: SlugRef,
+    /// The config it runs with.
+    pub config: ConfigVars,
+    /// The commit, when it comes from a push.
+    pub commit: Option<String>,
+    /// The build, when it comes from a push.
+    pub build: Option<BuildId>,
+    /// One line for people: "Deploy 1a2b3c4", "Set FOO", "Rollback to v3".
+    pub summary: String,
+    /// For a rollback: the release whose slug and config it brings back.
+    #[serde(default)]
+    pub rollback_to: Option<ReleaseVersion>,
+}
+
+/// A numbered, immutable pairing of slug and config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    /// The app.
+    pub app: AppName,
+    /// `vN`, one more than the previous release.
+    pub version: ReleaseVersion,
+    /// The release this one replaced when it was made, if any.
+    pub rollback_id: Option<ReleaseVersion>,
+    /// What it is made of.
+    #[serde(flatten)]
+    pub spec: NewRelease,
+    /// What happened to it.
+    pub status: ReleaseStatus,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A domain of the user's own that an app answers on (besides `APP.<platform domain>`):
+/// it belongs to one app in the whole platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomDomain {
+    /// The name.
+    pub fqdn: crate::domain::Fqdn,
+    /// The app it routes to.
+    pub app: AppName,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An SSH public key of an account; it admits the account to its apps' replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKey {
+    /// Stable id, for removal.
+    pub id: String,
+    /// The owner.
+    pub user: UserId,
+    /// The key line as given: `ssh-ed25519 AAAA… comment`.
+    pub key: String,
+    /// SHA-256 fingerprint, `SHA256:…`, as ssh-keygen prints it.
+    pub fingerprint: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}

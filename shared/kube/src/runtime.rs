@@ -1,0 +1,879 @@
+//! [`KubeRuntime`]: applies the rendered objects, follows rollouts, reads pods and logs.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::stream::BoxStream;
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ContainerStateTerminated, Namespace, Pod, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::render::{
+    app_selector, namespace_object, release_phase_job, release_phase_selector, release_selector,
+    render, render_domains, restart_patch, ssh_keys_object, AppObjects,
+};
+use super::{
+    namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, DOMAINS, DOMAINS_MANAGER,
+    FIELD_MANAGER, LABEL_RELEASE, LIBCLUSTER, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS,
+    SSH_KEYS_MANAGER, SSH_SERVICE, WEB,
+};
+use crate::domain::{AppName, Fqdn, ReleaseVersion};
+use crate::error::{PortError, PortResult};
+use crate::ports::runtime::{
+    DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
+};
+
+/// How many log lines a failed deploy reports.
+const FAILURE_LOG_LINES: i64 = 50;
+/// How many lines of a successful release phase the pusher sees.
+const RELEASE_PHASE_LOG_LINES: i64 = 200;
+
+/// Runs releases on a Kubernetes cluster; see the [module docs](super).
+#[derive(Clone)]
+pub struct KubeRuntime {
+    client: Client,
+    settings: KubeSettings,
+    slugs: Arc<dyn SlugUrls>,
+}
+
+/// Maps API errors onto the port's meanings.
+fn map_err(err: kube::Error) -> PortError {
+    match &err {
+        kube::Error::Api(status) => match status.code {
+            404 => PortError::NotFound,
+            409 => PortError::AlreadyExists,
+            400 | 422 => PortError::Invalid(format!("the cluster refused: {}", status.message)),
+            _ => PortError::unavailable(err),
+        },
+        _ => PortError::unavailable(err),
+    }
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn exited(t: &ContainerStateTerminated) -> String {
+    if t.reason.as_deref() == Some("OOMKilled") {
+        "the release ran out of memory while booting".into()
+    } else {
+        format!("the release exited with code {} while booting", t.exit_code)
+    }
+}
+
+/// Why an unready pod of a rollout will not become ready by itself, and whether its
+/// previous container holds the logs: `(reason, previous)`.
+fn crashed(pod: &Pod) -> Option<(String, bool)> {
+    if ready(pod) {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() == Some("Failed") {
+        return Some((
+            format!(
+                "the replica failed: {}",
+                status
+                    .message
+                    .clone()
+                    .or_else(|| status.reason.clone())
+                    .unwrap_or_else(|| "no reason given".into())
+            ),
+            false,
+        ));
+    }
+    let cs = status
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == WEB)?;
+    let state = cs.state.as_ref();
+    let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+    if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
+        let message = waiting.message.clone().unwrap_or_default();
+        match waiting.reason.as_deref() {
+            Some("CrashLoopBackOff") => {
+                let why = last
+                    .map(exited)
+                    .unwrap_or_else(|| "the release keeps exiting while booting".to_owned());
+                return Some((format!("{why} (CrashLoopBackOff)"), true));
+            }
+            Some("ErrImagePull" | "ImagePullBackOff" | "InvalidImageName") => {
+                return Some((
+                    format!("the runner image {} cannot be pulled: {message}", cs.image),
+                    false,
+                ))
+            }
+            Some("CreateContainerConfigError" | "CreateContainerError") => {
+                return Some((format!("the replica cannot start: {message}"), false))
+            }
+            _ => {}
+        }
+    }
+    if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+        if t.exit_code != 0 {
+            return Some((exited(t), false));
+        }
+    }
+    match last {
+        Some(t) if t.exit_code != 0 => Some((exited(t), true)),
+        _ => None,
+    }
+}
+
+/// Whether the Deployment runs `want` replicas of its current template, all available,
+/// and nothing else.
+fn rolled_out(d: &Deployment, want: u32) -> bool {
+    let want = i32::try_from(want).unwrap_or(i32::MAX);
+    let Some(status) = d.status.as_ref() else {
+        return false;
+    };
+    let generation = d.metadata.generation.unwrap_or(0);
+    status.observed_generation.unwrap_or(0) >= generation
+        && status.updated_replicas.unwrap_or(0) == want
+        && status.available_replicas.unwrap_or(0) >= want
+        && status.replicas.unwrap_or(0) == want
+}
+
+fn stalled(d: &Deployment) -> bool {
+    d.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            })
+        })
+}
+
+fn unschedulable(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find_map(|c| {
+            (c.type_ == "PodScheduled" && c.status == "False")
+                .then(|| c.message.clone().unwrap_or_else(|| "unschedulable".into()))
+        })
+}
+
+/// The previous Deployment as an apply body: its template and settings, none of the
+/// server's bookkeeping.
+fn as_applied(prev: Deployment) -> Deployment {
+    let annotations = prev.metadata.annotations.map(|a| {
+        a.into_iter()
+            .filter(|(k, _)| {
+                k != "deployment.kubernetes.io/revision"
+                    && k != "kubectl.kubernetes.io/last-applied-configuration"
+            })
+            .collect::<BTreeMap<_, _>>()
+    });
+    let spec = prev.spec.map(|mut spec| {
+        if let Some(meta) = spec.template.metadata.as_mut() {
+            meta.creation_timestamp = None;
+        }
+        spec
+    });
+    Deployment {
+        metadata: ObjectMeta {
+            name: prev.metadata.name,
+            namespace: prev.metadata.namespace,
+            labels: prev.metadata.labels,
+            annotations,
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+fn since(pod: &Pod) -> DateTime<Utc> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .or(pod.metadata.creation_timestamp.as_ref())
+        .and_then(|t| Utc.timestamp_opt(t.0.as_second(), 0).single())
+        .unwrap_or_else(Utc::now)
+}
+
+impl KubeRuntime {
+    /// A runtime on `client`'s cluster.
+    pub fn new(client: Client, settings: KubeSettings, slugs: Arc<dyn SlugUrls>) -> Self {
+        Self {
+            client,
+            settings,
+            slugs,
+        }
+    }
+
+    /// A runtime on the cluster this process runs in, else the current context of
+    /// `KUBECONFIG` (or `~/.kube/config`).
+    pub async fn connect(settings: KubeSettings, slugs: Arc<dyn SlugUrls>) -> PortResult<Self> {
+        let client = Client::try_default()
+            .await
+            .map_err(PortError::unavailable)?;
+        Ok(Self::new(client, settings, slugs))
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &KubeSettings {
+        &self.settings
+    }
+
+    fn api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn apply<K>(&self, api: &Api<K>, obj: &K, manager: &str) -> PortResult<()>
+    where
+        K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn apply_all(&self, ns: &str, o: &AppObjects) -> PortResult<()> {
+        let m = FIELD_MANAGER;
+        self.apply(&Api::all(self.client.clone()), &o.namespace, m)
+            .await?;
+        self.apply(&self.api(ns), &o.network_policy, m).await?;
+        self.apply(&self.api(ns), &o.resource_quota, m).await?;
+        self.apply(&self.api(ns), &o.limit_range, m).await?;
+        self.apply(&self.api(ns), &o.service_account, m).await?;
+        self.apply(&self.api(ns), &o.role, m).await?;
+        self.apply(&self.api(ns), &o.role_binding, m).await?;
+        self.apply(&self.api(ns), &o.ssh_keys, m).await?;
+        self.apply(&self.api(ns), &o.secret, m).await?;
+        let services: Api<Service> = self.api(ns);
+        for svc in [&o.web_service, &o.cluster_service, &o.ssh_service] {
+            self.apply(&services, svc, m).await?;
+        }
+        self.apply(&self.api(ns), &o.ingress, m).await
+    }
+
+    /// Deletes the app's objects of kind `K` that are not named in `keep`.
+    async fn prune_kind<K>(&self, ns: &str, app: &AppName, keep: &[&str]) -> PortResult<()>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = self.api(ns);
+        let found = api
+            .list_metadata(&ListParams::default().labels(&app_selector(app)))
+            .await
+            .map_err(map_err)?;
+        for obj in found.items {
+            let name = obj.name_any();
+            if keep.contains(&name.as_str()) {
+                continue;
+            }
+            tracing::info!(app = %app, kind = %K::kind(&Default::default()), name = %name, "pruning");
+            match api
+                .delete(&name, &DeleteParams::background())
+                .await
+                .map_err(map_err)
+            {
+                Ok(_) | Err(PortError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what the app no longer needs: the Secrets of earlier releases, and any
+    /// labelled object a newer platform stopped rendering.
+    async fn prune(&self, ns: &str, app: &AppName, o: &AppObjects) -> PortResult<()> {
+        let secret = o.secret.metadata.name.clone().unwrap_or_default();
+        self.prune_kind::<ServiceAccount>(ns, app, &[WEB]).await?;
+        self.prune_kind::<Role>(ns, app, &[LIBCLUSTER]).await?;
+        self.prune_kind::<RoleBinding>(ns, app, &[LIBCLUSTER])
+            .await?;
+        self.prune_kind::<ConfigMap>(ns, app, &[SSH_KEYS]).await?;
+        self.prune_kind::<Secret>(ns, app, &[secret.as_str()])
+            .await?;
+        self.prune_kind::<Service>(ns, app, &[WEB, app.as_str(), SSH_SERVICE])
+            .await?;
+        // the custom domains' Ingress belongs to set_domains
+        self.prune_kind::<Ingress>(ns, app, &[WEB, DOMAINS]).await?;
+        // Finished release phases: their output was read when they ran.
+        self.prune_kind::<Job>(ns, app, &[]).await?;
+        self.prune_kind::<Deployment>(ns, app, &[WEB]).await
+    }
+
+    /// The last lines of a pod's web container (of its previous run with `previous`).
+    async fn tail(&self, ns: &str, pod: &str, previous: bool) -> Vec<String> {
+        self.tail_lines(ns, pod, previous, FAILURE_LOG_LINES).await
+    }
+
+    /// The last `lines` lines of a pod's web container.
+    async fn tail_lines(&self, ns: &str, pod: &str, previous: bool, lines: i64) -> Vec<String> {
+        let params = LogParams {
+            container: Some(WEB.into()),
+            previous,
+            tail_lines: Some(lines),
+            ..Default::default()
+        };
+        match self.api::<Pod>(ns).logs(pod, &params).await {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(err) => vec![format!("(no logs of {pod}: {})", map_err(err))],
+        }
+    }
+
+    /// Follows the rollout of the Deployment until it runs `spec.replicas` ready
+    /// replicas of its template, or says why it never will.
+    async fn wait_rollout(
+        &self,
+        spec: &ReleaseSpec,
+        ns: &str,
+    ) -> PortResult<Result<(), DeployOutcome>> {
+        let deployments: Api<Deployment> = self.api(ns);
+        let pods: Api<Pod> = self.api(ns);
+        let selector = release_selector(&spec.app, spec.version.0);
+        let rounds = spec.replicas.max(1) + 1;
+        let deadline = tokio::time::Instant::now() + spec.boot_timeout * rounds;
+        loop {
+            let d = deployments.get(WEB).await.map_err(map_err)?;
+            if rolled_out(&d, spec.replicas) {
+                return Ok(Ok(()));
+            }
+            let listed = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(map_err)?;
+            if let Some((pod, (reason, previous))) = listed
+                .items
+                .iter()
+                .find_map(|p| crashed(p).map(|why| (p.name_any(), why)))
+            {
+                let output = self.tail(ns, &pod, previous).await;
+                return Ok(Err(DeployOutcome::Failed { reason, output }));
+            }
+            if stalled(&d) || tokio::time::Instant::now() >= deadline {
+                let waiting = listed.items.iter().find(|p| !ready(p));
+                let reason = match waiting.and_then(unschedulable) {
+                    Some(why) => format!("no node can run a replica: {why}"),
+                    None => not_ready(spec),
+                };
+                let output = match waiting {
+                    Some(p) => self.tail(ns, &p.name_any(), false).await,
+                    None => Vec::new(),
+                };
+                return Ok(Err(DeployOutcome::Failed { reason, output }));
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    /// Runs the release phase's Job to its end: its output, or its failure with its last
+    /// lines.
+    async fn run_job(&self, ns: &str, job: &Job) -> PortResult<PhaseOutcome> {
+        let jobs: Api<Job> = self.api(ns);
+        self.apply(&jobs, job, FIELD_MANAGER).await?;
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let version = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(super::LABEL_RELEASE_PHASE))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // The Job's own deadline stops it; this one covers a cluster that never starts it.
+        let deadline = tokio::time::Instant::now()
+            + RELEASE_PHASE_TIMEOUT
+            + std::time::Duration::from_secs(60);
+        let too_long = || {
+            format!(
+                "the release phase ran longer than {} minutes",
+                RELEASE_PHASE_TIMEOUT.as_secs() / 60
+            )
+        };
+        loop {
+            let status = jobs
+                .get(&name)
+                .await
+                .map_err(map_err)?
+                .status
+                .unwrap_or_default();
+            if status.succeeded.unwrap_or(0) > 0 {
+                let pods = self
+                    .api::<Pod>(ns)
+                    .list(&ListParams::default().labels(&release_phase_selector(version)))
+                    .await
+                    .map_err(map_err)?;
+                return Ok(PhaseOutcome::Done {
+                    output: match pods.items.first() {
+                        Some(p) => {
+                            self.tail_lines(ns, &p.name_any(), false, RELEASE_PHASE_LOG_LINES)
+                                .await
+                        }
+                        None => Vec::new(),
+                    },
+                });
+            }
+            let failed = status.conditions.as_ref().and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "Failed" && c.status == "True")
+                    .map(|c| c.reason.clone().unwrap_or_default())
+            });
+            if failed.is_some() || status.failed.unwrap_or(0) > 0 {
+                let pods = self
+                    .api::<Pod>(ns)
+                    .list(&ListParams::default().labels(&release_phase_selector(version)))
+                    .await
+                    .map_err(map_err)?;
+                let pod = pods.items.first();
+                let code = pod
+                    .and_then(|p| {
+                        p.status
+                            .as_ref()?
+                            .container_statuses
+                            .as_ref()?
+                            .first()
+                            .cloned()
+                    })
+                    .and_then(|c| c.state?.terminated)
+                    .map(|t| t.exit_code);
+                let output = match pod {
+                    Some(p) => self.tail(ns, &p.name_any(), false).await,
+                    None => Vec::new(),
+                };
+                let reason = match (failed.as_deref(), code) {
+                    (Some("DeadlineExceeded"), _) => too_long(),
+                    (_, Some(code)) => format!(
+                        "the release phase (the Procfile's release: command) exited with code {code}"
+                    ),
+                    _ => "the release phase (the Procfile's release: command) failed".into(),
+                };
+                return Ok(PhaseOutcome::Failed { reason, output });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(PhaseOutcome::Failed {
+                    reason: too_long(),
+                    output: Vec::new(),
+                });
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    /// Puts the Deployment back as it was before a failed rollout (or removes it when
+    /// there was none), so the replicas that served go on serving.
+    async fn restore(&self, ns: &str, previous: Option<Deployment>) -> PortResult<()> {
+        let api: Api<Deployment> = self.api(ns);
+        match previous {
+            Some(prev) => self.apply(&api, &as_applied(prev), FIELD_MANAGER).await,
+            None => match api
+                .delete(WEB, &DeleteParams::background())
+                .await
+                .map_err(map_err)
+            {
+                Ok(_) | Err(PortError::NotFound) => Ok(()),
+                Err(err) => Err(err),
+            },
+        }
+    }
+
+    /// Applies everything of `spec` and follows the rollout; on failure restores the
+    /// previous Deployment.
+    async fn roll(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        let ns = namespace_of(&self.settings, &spec.app);
+        let url = self.slugs.download_url(&spec.slug.key).await?;
+        let objects = render(spec, &self.settings, &url);
+        let previous = match self.api::<Deployment>(&ns).get_opt(WEB).await {
+            Ok(found) => found,
+            Err(err) => match map_err(err) {
+                PortError::NotFound => None,
+                other => return Err(other),
+            },
+        };
+        self.apply_all(&ns, &objects).await?;
+        let deployments: Api<Deployment> = self.api(&ns);
+        self.apply(&deployments, &objects.deployment, FIELD_MANAGER)
+            .await?;
+        match self.wait_rollout(spec, &ns).await? {
+            Ok(()) => {
+                self.prune(&ns, &spec.app, &objects).await?;
+                Ok(DeployOutcome::Healthy)
+            }
+            Err(failed) => {
+                tracing::warn!(app = %spec.app, version = %spec.version, "rollout failed; restoring the previous template");
+                self.restore(&ns, previous).await?;
+                Ok(failed)
+            }
+        }
+    }
+
+    async fn pods_of(&self, app: &AppName) -> PortResult<Vec<Pod>> {
+        let ns = namespace_of(&self.settings, app);
+        match self
+            .api::<Pod>(&ns)
+            .list(&ListParams::default().labels(&app_selector_pods(app)))
+            .await
+            .map_err(map_err)
+        {
+            Ok(list) => {
+                let mut pods = list.items;
+                pods.sort_by_key(|p| (since(p), p.name_any()));
+                Ok(pods)
+            }
+            Err(PortError::NotFound) => Ok(Vec::new()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Where the SSH Service answers from outside the cluster, if it has an address yet.
+    async fn ssh_address(&self, app: &AppName) -> PortResult<Option<SocketAddr>> {
+        let ns = namespace_of(&self.settings, app);
+        let svc = match self.api::<Service>(&ns).get_opt(SSH_SERVICE).await {
+            Ok(svc) => svc,
+            Err(err) => match map_err(err) {
+                PortError::NotFound => None,
+                other => return Err(other),
+            },
+        };
+        Ok(svc
+            .and_then(|s| s.status?.load_balancer?.ingress?.into_iter().next()?.ip)
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, 22)))
+    }
+}
+
+/// The pods of `app` carry only the app label (and the release's), not the managed-by one.
+fn app_selector_pods(app: &AppName) -> String {
+    format!("{}={app}", super::LABEL_APP)
+}
+
+fn not_ready(spec: &ReleaseSpec) -> String {
+    let secs = spec.boot_timeout.as_secs();
+    match &spec.health_path {
+        None => {
+            format!("the release did not accept connections on port {APP_PORT} within {secs} s")
+        }
+        Some(path) => format!(
+            "the release did not answer {} on GET {path} within {secs} s",
+            spec.health_status
+        ),
+    }
+}
+
+#[async_trait]
+impl Runtime for KubeRuntime {
+    #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
+    async fn deploy(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.roll(spec).await
+    }
+
+    /// A Job from the Deployment's pod template, after everything the release needs
+    /// (namespace, its Secret, its network policy) is applied.
+    #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
+    async fn release_phase(&self, spec: &ReleaseSpec) -> PortResult<PhaseOutcome> {
+        let ns = namespace_of(&self.settings, &spec.app);
+        let url = self.slugs.download_url(&spec.slug.key).await?;
+        let objects = render(spec, &self.settings, &url);
+        self.apply_all(&ns, &objects).await?;
+        let job = release_phase_job(spec, &ns, &objects.deployment);
+        self.run_job(&ns, &job).await
+    }
+
+    async fn runs(&self, app: &AppName, version: ReleaseVersion) -> PortResult<bool> {
+        let ns = namespace_of(&self.settings, app);
+        let found = match self.api::<Deployment>(&ns).get_opt(WEB).await {
+            Ok(found) => found,
+            Err(err) => match map_err(err) {
+                PortError::NotFound => None,
+                other => return Err(other),
+            },
+        };
+        Ok(found
+            .as_ref()
+            .and_then(|d| d.metadata.annotations.as_ref())
+            .and_then(|a| a.get(LABEL_RELEASE))
+            .is_some_and(|v| *v == version.0.to_string()))
+    }
+
+    async fn endpoints(&self, app: &AppName) -> PortResult<Vec<SocketAddr>> {
+        Ok(self
+            .pods_of(app)
+            .await?
+            .iter()
+            .filter(|p| ready(p) && p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, APP_PORT))
+            .collect())
+    }
+
+    async fn remove_app(&self, app: &AppName) -> PortResult<()> {
+        let ns = namespace_of(&self.settings, app);
+        match Api::<Namespace>::all(self.client.clone())
+            .delete(&ns, &DeleteParams::background())
+            .await
+            .map_err(map_err)
+        {
+            Ok(_) | Err(PortError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn replicas(&self, app: &AppName) -> PortResult<Vec<Replica>> {
+        let pods = self.pods_of(app).await?;
+        if pods.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ssh = self.ssh_address(app).await?;
+        Ok(pods
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                let state = if p.metadata.deletion_timestamp.is_some()
+                    || matches!(phase, Some("Failed" | "Succeeded"))
+                {
+                    ReplicaState::Stopped
+                } else if ready(p) {
+                    ReplicaState::Running
+                } else {
+                    ReplicaState::Starting
+                };
+                Replica {
+                    name: p.name_any(),
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    version: ReleaseVersion(
+                        p.labels()
+                            .get(LABEL_RELEASE)
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0),
+                    ),
+                    state,
+                    since: since(p),
+                    ssh,
+                }
+            })
+            .collect())
+    }
+
+    async fn logs(
+        &self,
+        app: &AppName,
+        tail: usize,
+        follow: bool,
+    ) -> PortResult<BoxStream<'static, String>> {
+        let ns = namespace_of(&self.settings, app);
+        let pods: Api<Pod> = self.api(&ns);
+        let mut streams = Vec::new();
+        for (i, pod) in self.pods_of(app).await?.iter().enumerate() {
+            if pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+                continue;
+            }
+            let params = LogParams {
+                container: Some(WEB.into()),
+                follow,
+                tail_lines: Some(i64::try_from(tail).unwrap_or(i64::MAX)),
+                ..Default::default()
+            };
+            let reader = pods
+                .log_stream(&pod.name_any(), &params)
+                .await
+                .map_err(map_err)?;
+            let prefix = format!("{app}[web.{}]: ", i + 1);
+            let lines = reader
+                .lines()
+                .into_stream()
+                .take_while(|l| futures::future::ready(l.is_ok()))
+                .filter_map(|l| futures::future::ready(l.ok()))
+                .map(move |line| format!("{prefix}{line}"));
+            streams.push(lines.boxed());
+        }
+        Ok(futures::stream::select_all(streams).boxed())
+    }
+
+    async fn scale(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        self.roll(spec).await
+    }
+
+    async fn hot_upgrade(&self, _spec: &ReleaseSpec) -> PortResult<HotOutcome> {
+        Ok(HotOutcome::NotPossible {
+            reason: "hot upgrades are not supported on Kubernetes yet".into(),
+        })
+    }
+
+    async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()> {
+        let ns = namespace_of(&self.settings, app);
+        self.apply(
+            &Api::all(self.client.clone()),
+            &namespace_object(&self.settings, app),
+            SSH_KEYS_MANAGER,
+        )
+        .await?;
+        self.apply(
+            &self.api(&ns),
+            &ssh_keys_object(&self.settings, app, Some(keys)),
+            SSH_KEYS_MANAGER,
+        )
+        .await
+    }
+
+    async fn set_domains(&self, app: &AppName, domains: &[Fqdn]) -> PortResult<()> {
+        let ns = namespace_of(&self.settings, app);
+        let api: Api<Ingress> = self.api(&ns);
+        match render_domains(&self.settings, app, domains) {
+            Some(ingress) => {
+                self.apply(
+                    &Api::all(self.client.clone()),
+                    &namespace_object(&self.settings, app),
+                    DOMAINS_MANAGER,
+                )
+                .await?;
+                self.apply(&api, &ingress, DOMAINS_MANAGER).await
+            }
+            None => match api
+                .delete(DOMAINS, &DeleteParams::background())
+                .await
+                .map_err(map_err)
+            {
+                Ok(_) | Err(PortError::NotFound) => Ok(()),
+                Err(err) => Err(err),
+            },
+        }
+    }
+
+    async fn restart(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
+        let ns = namespace_of(&self.settings, &spec.app);
+        let api: Api<Deployment> = self.api(&ns);
+        let previous = match api.get_opt(WEB).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(PortError::NotFound),
+            Err(err) => return Err(map_err(err)),
+        };
+        let before = previous
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(ANNOTATION_RESTARTED_AT))
+            .cloned();
+        let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let params = PatchParams::apply(RESTART_MANAGER).force();
+        api.patch(WEB, &params, &Patch::Apply(restart_patch(&ns, Some(&now))))
+            .await
+            .map_err(map_err)?;
+        match self.wait_rollout(spec, &ns).await? {
+            Ok(()) => Ok(DeployOutcome::Healthy),
+            Err(failed) => {
+                api.patch(
+                    WEB,
+                    &params,
+                    &Patch::Apply(restart_patch(&ns, before.as_deref())),
+                )
+                .await
+                .map_err(map_err)?;
+                Ok(failed)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
+    };
+
+    fn pod(status: ContainerStatus, ready_now: bool) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready_now { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                container_statuses: Some(vec![status]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn status(waiting: Option<&str>, last_exit: Option<(i32, &str)>) -> ContainerStatus {
+        ContainerStatus {
+            name: WEB.into(),
+            image: "runner:1".into(),
+            state: Some(ContainerState {
+                waiting: waiting.map(|r| ContainerStateWaiting {
+                    reason: Some(r.into()),
+                    message: Some("back-off".into()),
+                }),
+                ..Default::default()
+            }),
+            last_state: last_exit.map(|(code, reason)| ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: code,
+                    reason: Some(reason.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn crash_loops_and_oom_kills_say_so_like_docker() {
+        let p = pod(status(Some("CrashLoopBackOff"), Some((1, "Error"))), false);
+        assert_eq!(
+            crashed(&p),
+            Some((
+                "the release exited with code 1 while booting (CrashLoopBackOff)".into(),
+                true
+            ))
+        );
+        let p = pod(status(None, Some((137, "OOMKilled"))), false);
+        assert_eq!(
+            crashed(&p),
+            Some(("the release ran out of memory while booting".into(), true))
+        );
+        let p = pod(status(Some("ImagePullBackOff"), None), false);
+        let (why, previous) = crashed(&p).expect("image pull");
+        assert!(why.contains("runner:1 cannot be pulled"), "{why}");
+        assert!(!previous);
+    }
+
+    #[test]
+    fn a_ready_pod_that_crashed_long_ago_is_no_failure() {
+        let p = pod(status(None, Some((1, "Error"))), true);
+        assert_eq!(crashed(&p), None);
+        let p = pod(status(Some("ContainerCreating"), None), false);
+        assert_eq!(crashed(&p), None);
+    }
+}
