@@ -14,9 +14,9 @@ use gigalixir_core::wire::{
     NewApp, NewSshKey, NewUser, ReleaseView, ScaleRequest, ScaleView, SshAccess, SshKeyRemove,
     SshKeyView, StackChange, UserView,
 };
-use reqwest::blocking::{RequestBuilder, Response};
-use reqwest::{Method, StatusCode};
+use base64::Engine;
 use serde::de::DeserializeOwned;
+use ureq::http::{Method, StatusCode};
 use serde::Serialize;
 use url::Url;
 
@@ -199,34 +199,84 @@ fn tidy(message: &str) -> String {
     }
 }
 
+/// A reply of the platform, its body still to be read.
+type Response = ureq::http::Response<ureq::Body>;
+
+/// One request, built up the way the calls below read (`.basic_auth(…).json(…)`).
+struct RequestBuilder {
+    agent: ureq::Agent,
+    method: Method,
+    url: String,
+    authorization: Option<String>,
+    json: Option<Vec<u8>>,
+}
+
+impl RequestBuilder {
+    fn basic_auth(mut self, user: &str, password: Option<&str>) -> Self {
+        let pair = format!("{user}:{}", password.unwrap_or_default());
+        let token = base64::engine::general_purpose::STANDARD.encode(pair);
+        self.authorization = Some(format!("Basic {token}"));
+        self
+    }
+
+    fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
+        // the wire types are plain structs and maps: they always serialize
+        self.json = serde_json::to_vec(body).ok();
+        self
+    }
+
+    fn query(mut self, pairs: &[(&str, String)]) -> Self {
+        let encoded: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.url = format!("{}?{encoded}", self.url);
+        self
+    }
+
+    fn send(self) -> Result<Response, ureq::Error> {
+        let mut request = ureq::http::Request::builder()
+            .method(self.method)
+            .uri(&self.url);
+        if let Some(value) = self.authorization {
+            request = request.header("Authorization", value);
+        }
+        match self.json {
+            Some(body) => self.agent.run(
+                request
+                    .header("Content-Type", "application/json")
+                    .body(body)?,
+            ),
+            None => self.agent.run(request.body(())?),
+        }
+    }
+}
+
 /// The API client.
 pub struct Client {
     api: ApiUrl,
-    http: reqwest::blocking::Client,
+    http: ureq::Agent,
     /// Without an overall timeout, for responses that stream as long as they are read
     /// (`logs`).
-    streaming: reqwest::blocking::Client,
+    streaming: ureq::Agent,
 }
 
 impl Client {
     /// A client for the platform at `api`.
     pub fn new(api: ApiUrl) -> anyhow::Result<Self> {
-        let http = reqwest::blocking::Client::builder()
-            .user_agent(concat!("gigalixir-cli/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot set up HTTP: {e}"))?;
-        let streaming = reqwest::blocking::Client::builder()
-            .user_agent(concat!("gigalixir-cli/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot set up HTTP: {e}"))?;
+        let agent = |timeout: Option<Duration>| -> ureq::Agent {
+            ureq::Agent::config_builder()
+                .user_agent(concat!("gigalixir-cli/", env!("CARGO_PKG_VERSION")))
+                .timeout_connect(Some(Duration::from_secs(10)))
+                .timeout_global(timeout)
+                // 4xx and 5xx are answers to read, not transport errors
+                .http_status_as_error(false)
+                .build()
+                .into()
+        };
         Ok(Self {
             api,
-            http,
-            streaming,
+            http: agent(Some(Duration::from_secs(60))),
+            streaming: agent(None),
         })
     }
 
@@ -236,7 +286,17 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, self.api.endpoint(path))
+        self.request_on(&self.http, method, path)
+    }
+
+    fn request_on(&self, agent: &ureq::Agent, method: Method, path: &str) -> RequestBuilder {
+        RequestBuilder {
+            agent: agent.clone(),
+            method,
+            url: self.api.endpoint(path),
+            authorization: None,
+            json: None,
+        }
     }
 
     fn authed(&self, method: Method, path: &str, auth: &Auth) -> RequestBuilder {
@@ -279,23 +339,33 @@ impl Client {
         })
     }
 
-    fn transport(&self, e: &reqwest::Error) -> ApiError {
-        if e.is_timeout() {
-            ApiError::Timeout(self.api.to_string())
-        } else if e.is_connect() {
-            ApiError::Unreachable(self.api.to_string())
-        } else {
-            // The message names the URL, never the credentials (they travel in a header).
-            let mut detail = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                detail = format!("{detail}: {s}");
-                source = s.source();
+    fn transport(&self, e: &ureq::Error) -> ApiError {
+        use std::io::ErrorKind;
+        match e {
+            ureq::Error::Timeout(_) => ApiError::Timeout(self.api.to_string()),
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+                ApiError::Unreachable(self.api.to_string())
             }
-            ApiError::Unexpected(format!(
-                "the request to the platform at {} failed ({detail}): is it running, and is GIGALIXIR_API_URL right?",
+            ureq::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::HostUnreachable
+                        | ErrorKind::NetworkUnreachable
+                        | ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                ApiError::Unreachable(self.api.to_string())
+            }
+            ureq::Error::Io(io) if io.kind() == ErrorKind::TimedOut => {
+                ApiError::Timeout(self.api.to_string())
+            }
+            // The message names the URL, never the credentials (they travel in a header).
+            other => ApiError::Unexpected(format!(
+                "the request to the platform at {} failed ({other}): is it running, and is GIGALIXIR_API_URL right?",
                 self.api
-            ))
+            )),
         }
     }
 
@@ -576,11 +646,14 @@ impl Client {
             query.push(("num_lines", n.to_string()));
         }
         let req = self
-            .streaming
-            .get(self.api.endpoint(&format!("/api/apps/{name}/logs")))
+            .request_on(
+                &self.streaming,
+                Method::GET,
+                &format!("/api/apps/{name}/logs"),
+            )
             .basic_auth(&auth.email, Some(&auth.key))
             .query(&query);
-        let mut resp = self.send(req)?;
+        let mut resp = self.send(req)?.into_body().into_reader();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let n = match resp.read(&mut buf) {
@@ -630,7 +703,7 @@ impl Client {
 }
 
 fn read_json<T: DeserializeOwned>(resp: Response) -> Option<T> {
-    let bytes = resp.bytes().ok()?;
+    let bytes = resp.into_body().read_to_vec().ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
