@@ -7,6 +7,7 @@ use std::fmt;
 use std::io::Read;
 use std::time::Duration;
 
+use base64::Engine;
 use gigalixir_core::domain::AppName;
 use gigalixir_core::stack::Stack;
 use gigalixir_core::wire::{
@@ -14,10 +15,9 @@ use gigalixir_core::wire::{
     NewApp, NewSshKey, NewUser, ReleaseView, ScaleRequest, ScaleView, SshAccess, SshKeyRemove,
     SshKeyView, StackChange, UserView,
 };
-use base64::Engine;
 use serde::de::DeserializeOwned;
-use ureq::http::{Method, StatusCode};
 use serde::Serialize;
+use ureq::http::{Method, StatusCode};
 use url::Url;
 
 /// Where the API lives when `GIGALIXIR_API_URL` is not set.

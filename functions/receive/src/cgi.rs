@@ -1,9 +1,9 @@
 //! `git http-backend`, the real git's smart-HTTP server, run as a CGI program.
 
+use crate::error::{ReceiveError, Result};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use anyhow::Context;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout};
@@ -49,7 +49,7 @@ fn header(headers: &HeaderMap, name: &str) -> String {
 }
 
 /// Starts `git http-backend` and reads its CGI headers.
-pub async fn start(req: CgiRequest<'_>) -> anyhow::Result<CgiResponse> {
+pub async fn start(req: CgiRequest<'_>) -> Result<CgiResponse> {
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("http-backend")
         .env_clear()
@@ -75,16 +75,18 @@ pub async fn start(req: CgiRequest<'_>) -> anyhow::Result<CgiResponse> {
         .kill_on_drop(true);
     match &req.body {
         Some(path) => {
-            let file = std::fs::File::open(path).context("opening the spooled request body")?;
+            let file = std::fs::File::open(path)?;
             cmd.stdin(file);
         }
         None => {
             cmd.stdin(Stdio::null());
         }
     }
-    let mut child = cmd
-        .spawn()
-        .context("starting git http-backend (is git installed?)")?;
+    let mut child = cmd.spawn().map_err(|e| {
+        ReceiveError::Git(format!(
+            "git http-backend could not start (is git installed?): {e}"
+        ))
+    })?;
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
@@ -96,7 +98,7 @@ pub async fn start(req: CgiRequest<'_>) -> anyhow::Result<CgiResponse> {
     let stdout = child
         .stdout
         .take()
-        .context("no stdout from git http-backend")?;
+        .ok_or_else(|| ReceiveError::Git("git http-backend has no output".into()))?;
     let mut body = BufReader::new(stdout);
     let (status, headers) = read_headers(&mut body).await?;
     Ok(CgiResponse {
@@ -110,13 +112,17 @@ pub async fn start(req: CgiRequest<'_>) -> anyhow::Result<CgiResponse> {
 /// Reads CGI headers up to the blank line.
 async fn read_headers<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
-) -> anyhow::Result<(StatusCode, HeaderMap)> {
+) -> Result<(StatusCode, HeaderMap)> {
     let mut status = StatusCode::OK;
     let mut headers = HeaderMap::new();
     loop {
         let mut line = String::new();
         let n = reader.read_line(&mut line).await?;
-        anyhow::ensure!(n > 0, "git http-backend ended before its headers");
+        if n == 0 {
+            return Err(ReceiveError::Git(
+                "git http-backend ended before its headers".into(),
+            ));
+        }
         let line = line.trim_end_matches(['\r', '\n']);
         if line.is_empty() {
             return Ok((status, headers));
@@ -139,7 +145,7 @@ async fn read_headers<R: AsyncRead + Unpin>(
 }
 
 /// Reads the whole remaining body (for small replies).
-pub async fn read_all(mut resp: CgiResponse) -> anyhow::Result<(StatusCode, HeaderMap, Vec<u8>)> {
+pub async fn read_all(mut resp: CgiResponse) -> Result<(StatusCode, HeaderMap, Vec<u8>)> {
     let mut body = Vec::new();
     resp.body.read_to_end(&mut body).await?;
     resp.child.wait().await?;

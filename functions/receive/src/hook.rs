@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
+use shared::domain::GitSha;
 
 /// The variable naming the socket of this push.
 pub const SOCKET_ENV: &str = "GIGALIXIR_HOOK_SOCKET";
@@ -24,9 +25,9 @@ pub const EXIT_PREFIX: &str = "\u{0}exit ";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefUpdate {
     /// Old object id (all zeros: a new ref).
-    pub old: String,
+    pub old: GitSha,
     /// New object id (all zeros: a deletion).
-    pub new: String,
+    pub new: GitSha,
     /// Full ref name, `refs/heads/master`.
     pub name: String,
 }
@@ -47,8 +48,8 @@ pub fn parse_updates(input: &str) -> Vec<RefUpdate> {
         .filter_map(|line| {
             let mut parts = line.split_whitespace();
             Some(RefUpdate {
-                old: parts.next()?.to_owned(),
-                new: parts.next()?.to_owned(),
+                old: GitSha::parse(parts.next()?).ok()?,
+                new: GitSha::parse(parts.next()?).ok()?,
                 name: parts.next()?.to_owned(),
             })
         })

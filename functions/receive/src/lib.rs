@@ -17,6 +17,7 @@
 
 pub mod cgi;
 pub mod commands;
+pub mod error;
 pub mod hook;
 pub mod pipeline;
 pub mod repo;
@@ -42,6 +43,8 @@ use shared::model::{App, BuildFlags, User};
 use shared::ports::{Blobs, Bus, Store};
 use shared::PortError;
 use tokio::io::AsyncWriteExt;
+
+use crate::error::ReceiveError;
 use tokio::sync::mpsc;
 
 /// The ports and settings the function uses.
@@ -160,8 +163,8 @@ fn text(status: StatusCode, message: &str) -> Response {
     resp
 }
 
-fn internal(err: &anyhow::Error) -> Response {
-    tracing::error!(error = %format!("{err:#}"), "git request failed");
+fn internal(err: &ReceiveError) -> Response {
+    tracing::error!(error = %err, "git request failed");
     text(
         StatusCode::SERVICE_UNAVAILABLE,
         "the platform could not serve this git request; try again shortly",
@@ -369,26 +372,27 @@ async fn receive_pack(
     }
     // Messages before git's own output only reach clients that demultiplex side bands.
     let head = head_of(&spooled, 8192).unwrap_or_default();
-    let sideband = head.windows(9).any(|w| w == b"side-band");
-    let flags = BuildFlags {
-        clean: flag(&headers, "gigalixir-clean"),
-        hot: flag(&headers, "gigalixir-hot"),
+    let (to_pusher, rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+    let push = Incoming {
+        flags: BuildFlags {
+            clean: flag(&headers, "gigalixir-clean"),
+            hot: flag(&headers, "gigalixir-hot"),
+        },
+        sideband: head.windows(9).any(|w| w == b"side-band"),
+        trace: uuid::Uuid::new_v4().to_string(),
+        user,
+        app,
+        headers,
+        spooled,
+        to_pusher,
     };
-    let (tx, rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
-    let trace = uuid::Uuid::new_v4().to_string();
     tokio::spawn(async move {
         let _keep = spool_dir;
-        if let Err(err) = run_receive(
-            &state, &user, &app, &headers, &spooled, flags, sideband, trace, &tx,
-        )
-        .await
-        {
-            tracing::error!(app = %app.name, error = %format!("{err:#}"), "push failed");
-            if sideband {
-                let _ = tx.send(Ok(sideband_message(&format!(
-                    "error: the platform could not store this push: {err}"
-                ))));
-            }
+        if let Err(err) = receive_under_lock(&state, &push).await {
+            tracing::error!(app = %push.app.name, error = %err, "push failed");
+            push.tell(&format!(
+                "error: the platform could not store this push: {err}"
+            ));
         }
     });
     let stream = tokio_stream_from(rx);
@@ -408,20 +412,37 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_receive(
-    state: &ReceiveState,
-    user: &User,
-    app: &App,
-    headers: &HeaderMap,
-    spooled: &Path,
+// --- the push lock ---------------------------------------------------------------------------
+
+/// A push as it arrived: who sent it, to which app, its request spooled to disk, and the
+/// channel to the pusher's terminal.
+struct Incoming {
+    user: User,
+    app: App,
+    headers: HeaderMap,
+    spooled: PathBuf,
     flags: BuildFlags,
+    /// Whether the pusher's git shows side-band messages (those sent before git's own
+    /// output reach no other).
     sideband: bool,
     trace: String,
-    tx: &mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
-) -> anyhow::Result<()> {
-    let lock = shared::locks::push_lock(&app.name);
-    let holder = shared::locks::holder(&format!("push-{trace}"));
+    to_pusher: mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+}
+
+impl Incoming {
+    /// A `remote:` line on the pusher's terminal, if its git shows them.
+    fn tell(&self, text: &str) {
+        if self.sideband {
+            let _ = self.to_pusher.send(Ok(sideband_message(text)));
+        }
+    }
+}
+
+/// Takes the app's push lock (a second push waits, and is told so), runs the push, and
+/// frees the lock.
+async fn receive_under_lock(state: &ReceiveState, push: &Incoming) -> error::Result<()> {
+    let lock = shared::locks::push_lock(&push.app.name);
+    let holder = shared::locks::holder(&format!("push-{}", push.trace));
     let mut waited = 0u32;
     // Held while the push runs, renewed by a heartbeat: a push whose platform died frees
     // the app within seconds.
@@ -429,16 +450,15 @@ async fn run_receive(
         match shared::locks::Held::take(&state.store, &lock, &holder).await {
             Ok(held) => break held,
             Err(PortError::Precondition) => {
-                if sideband && waited.is_multiple_of(30) {
-                    let text = if waited == 0 {
+                if waited.is_multiple_of(30) {
+                    push.tell(&if waited == 0 {
                         format!(
                             "-----> Another push of {} is in progress; waiting for it to finish...",
-                            app.name
+                            push.app.name
                         )
                     } else {
                         "-----> Still waiting for the previous push...".to_owned()
-                    };
-                    let _ = tx.send(Ok(sideband_message(&text)));
+                    });
                 }
                 waited += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -446,77 +466,78 @@ async fn run_receive(
             Err(err) => return Err(err.into()),
         }
     };
-    let slot = state.git_slots.enter(&app.name).await;
-    let result = receive_locked(
-        state, user, app, headers, spooled, flags, trace, &held, holder, tx,
-    )
-    .await;
+    let slot = state.git_slots.enter(&push.app.name).await;
+    let result = receive_with_hook(state, push, &held, holder).await;
     drop(slot);
     held.release().await;
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn receive_locked(
+// --- the hook --------------------------------------------------------------------------------
+
+/// Runs `git receive-pack` on the app's repository, its pre-receive hook answered by
+/// [`pipeline::serve_hook`] (which builds and deploys the push), relays git's answer to the
+/// pusher, and stores the repository back if the push still holds the lock (`held`, as
+/// `holder`).
+async fn receive_with_hook(
     state: &ReceiveState,
-    user: &User,
-    app: &App,
-    headers: &HeaderMap,
-    spooled: &Path,
-    flags: BuildFlags,
-    trace: String,
+    push: &Incoming,
     held: &shared::locks::Held,
     holder: String,
-    tx: &mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
-) -> anyhow::Result<()> {
-    let checkout = repo::fetch(&*state.blobs, &app.name, &state.hook_exe).await?;
-    let rebased = rebase_commands(&checkout.git_dir, headers, spooled).await?;
+) -> error::Result<()> {
+    let app = &push.app.name;
+    let checkout = repo::fetch(&*state.blobs, app, &state.hook_exe).await?;
+    let rebased = rebase_commands(&checkout.git_dir, &push.headers, &push.spooled).await?;
     let socket = checkout.dir.path().join("hook.sock");
     let listener = tokio::net::UnixListener::bind(&socket)?;
     let hook_state = state.clone();
-    let push = pipeline::Push {
-        app: app.name.clone(),
-        flags,
+    let hook_push = pipeline::Push {
+        app: app.clone(),
+        flags: push.flags,
         git_dir: checkout.git_dir.clone(),
-        trace,
+        trace: push.trace.clone(),
         pusher: holder,
         rebased,
     };
     let hooks = tokio::spawn(async move {
         // git runs the hook once per push.
         if let Ok((stream, _)) = listener.accept().await {
-            if let Err(err) = pipeline::serve_hook(hook_state, push, stream).await {
-                tracing::warn!(error = %format!("{err:#}"), "hook connection ended badly");
+            if let Err(err) = pipeline::serve_hook(hook_state, hook_push, stream).await {
+                tracing::warn!(error = %err, "hook connection ended badly");
             }
         }
     });
     let resp = cgi::start(cgi::CgiRequest {
         method: "POST",
-        path_info: format!("/{}.git/git-receive-pack", app.name),
+        path_info: format!("/{app}.git/git-receive-pack"),
         query: String::new(),
-        headers,
-        remote_user: user.email.to_string(),
+        headers: &push.headers,
+        remote_user: push.user.email.to_string(),
         project_root: &checkout.root,
-        body: Some(spooled.to_owned()),
+        body: Some(push.spooled.clone()),
         env: vec![(hook::SOCKET_ENV.to_owned(), socket.display().to_string())],
     })
     .await?;
     let mut child = resp.child;
     let mut body = tokio_util::io::ReaderStream::new(resp.body);
     while let Some(chunk) = body.next().await {
-        if tx.send(chunk).is_err() {
-            tracing::warn!(app = %app.name, "the pusher went away");
+        if push.to_pusher.send(chunk).is_err() {
+            tracing::warn!(app = %app, "the pusher went away");
         }
     }
     let status = child.wait().await?;
     hooks.abort();
-    anyhow::ensure!(status.success(), "git receive-pack exited with {status}");
+    if !status.success() {
+        return Err(ReceiveError::Git(format!(
+            "git receive-pack exited with {status}"
+        )));
+    }
     // Fenced: a push that lost its lock (its process was paused past the lock's life) must
     // not write its repository over a newer push's.
     if held.check().await.is_err() {
-        anyhow::bail!("this push lost the app's push lock while it ran; its repository is not stored (push again)");
+        return Err(ReceiveError::LostLock);
     }
-    repo::store(&*state.blobs, &app.name, &checkout).await?;
+    repo::store(&*state.blobs, app, &checkout).await?;
     Ok(())
 }
 
@@ -539,7 +560,7 @@ async fn rebase_commands(
     git_dir: &Path,
     headers: &HeaderMap,
     spooled: &Path,
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+) -> error::Result<std::collections::BTreeMap<String, String>> {
     if headers.contains_key(header::CONTENT_ENCODING) {
         return Ok(Default::default());
     }
@@ -548,7 +569,9 @@ async fn rebase_commands(
         .env("GIT_DIR", git_dir)
         .output()
         .await?;
-    anyhow::ensure!(out.status.success(), "git for-each-ref failed");
+    if !out.status.success() {
+        return Err(ReceiveError::Git("git for-each-ref failed".into()));
+    }
     let current = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once(' ').map(|(o, n)| (n.to_owned(), o.to_owned())))

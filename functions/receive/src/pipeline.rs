@@ -8,19 +8,25 @@ use std::time::Duration;
 
 use chrono::Utc;
 use shared::archive::CappedReader;
-use shared::domain::{AppName, BuildId};
+use shared::domain::{AppName, BuildId, GitSha};
 use shared::gitfetch::{GitPolicy, Remote};
 use shared::messages::{Envelope, Event};
 use shared::model::{Build, BuildFlags, BuildState};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use crate::error::{ReceiveError, Result};
 use crate::hook::{HookRequest, RefUpdate, EXIT_PREFIX};
 use crate::ReceiveState;
 
 /// How long a push may wait for its build and deploy.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+/// The id git gives a ref that does not exist (before its creation, after its deletion).
 const ZERO: &str = "0000000000000000000000000000000000000000";
+
+fn is_zero(sha: &GitSha) -> bool {
+    sha.as_str() == ZERO
+}
 
 /// The push being received.
 pub struct Push {
@@ -40,11 +46,12 @@ pub struct Push {
 }
 
 /// Talks to the hook over `stream` until the push is decided.
-pub async fn serve_hook(state: ReceiveState, push: Push, stream: UnixStream) -> anyhow::Result<()> {
+pub async fn serve_hook(state: ReceiveState, push: Push, stream: UnixStream) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
-    let request: HookRequest = serde_json::from_str(&line)?;
+    let request: HookRequest = serde_json::from_str(&line)
+        .map_err(|e| ReceiveError::Git(format!("the pre-receive hook sent no request: {e}")))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let work = tokio::spawn(async move { decide(&state, &push, &request, &tx).await });
     while let Some(text) = rx.recv().await {
@@ -68,7 +75,7 @@ async fn decide(state: &ReceiveState, push: &Push, request: &HookRequest, out: &
     let mut deploy: Option<&RefUpdate> = None;
     for update in &request.updates {
         let branch = update.name.strip_prefix("refs/heads/");
-        if update.new == ZERO {
+        if is_zero(&update.new) {
             say(out, format!("-----> {}: deleted", update.name));
             continue;
         }
@@ -90,21 +97,23 @@ async fn decide(state: &ReceiveState, push: &Push, request: &HookRequest, out: &
     }
     for update in &request.updates {
         if let Some(seen) = push.rebased.get(&update.name) {
-            if update.new == ZERO {
+            if is_zero(&update.new) {
                 continue;
             }
-            let ancestor = update.old == ZERO
+            let ancestor = is_zero(&update.old)
                 || tokio::process::Command::new("git")
-                    .args(["merge-base", "--is-ancestor", &update.old, &update.new])
+                    .args([
+                        "merge-base",
+                        "--is-ancestor",
+                        update.old.as_str(),
+                        update.new.as_str(),
+                    ])
                     .env("GIT_DIR", &push.git_dir)
                     .envs(&request.env)
                     .status()
                     .await
                     .is_ok_and(|s| s.success());
-            let (was, now) = (
-                seen.get(..7).unwrap_or(seen),
-                update.old.get(..7).unwrap_or(&update.old),
-            );
+            let (was, now) = (seen.get(..7).unwrap_or(seen), update.old.short());
             if !ancestor {
                 say(out, format!(
                     "error: {} moved from {was} to {now} while this push waited, and this push does not build on it: fetch, merge or rebase, and push again",
@@ -137,8 +146,8 @@ async fn build_and_follow(
     update: &RefUpdate,
     env: &BTreeMap<String, String>,
     out: &Say,
-) -> anyhow::Result<u8> {
-    let short = update.new.get(..7).unwrap_or(&update.new).to_owned();
+) -> Result<u8> {
+    let short = update.new.short();
     say(out, format!("-----> Received {short} for {}", push.app));
     if let Some(commit) = interrupted_before(state, &push.app).await {
         let was = commit.get(..7).unwrap_or(&commit);
@@ -205,7 +214,7 @@ pub struct NewBuild<'a> {
     /// The build's id (random for a push, derived from the delivery for a webhook).
     pub id: &'a BuildId,
     /// The commit.
-    pub commit: &'a str,
+    pub commit: &'a GitSha,
     /// The branch, without `refs/heads/`.
     pub branch: &'a str,
     /// `GIGALIXIR-CLEAN`, `GIGALIXIR-HOT`.
@@ -235,7 +244,7 @@ impl NewBuild<'_> {
             .create_build(&Build {
                 id: self.id.clone(),
                 app: self.app.clone(),
-                commit: self.commit.to_owned(),
+                commit: self.commit.to_string(),
                 branch: self.branch.to_owned(),
                 flags: self.flags,
                 state: BuildState::Requested,
@@ -268,7 +277,7 @@ impl NewBuild<'_> {
 const QUEUED_AFTER: Duration = Duration::from_secs(1);
 
 /// Streams the build's log until the build is deployed or failed.
-async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> anyhow::Result<u8> {
+async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> Result<u8> {
     let started = tokio::time::Instant::now();
     let deadline = started + PUSH_TIMEOUT;
     let mut seen = 0;
@@ -482,7 +491,7 @@ impl SourceArchive {
 /// submodule is fetched under the platform's rules for git URLs ([`GitPolicy`]).
 pub async fn archive_commit(
     git_dir: &Path,
-    commit: &str,
+    commit: &GitSha,
     env: &BTreeMap<String, String>,
     policy: &GitPolicy,
 ) -> Result<SourceArchive, String> {
@@ -493,10 +502,19 @@ pub async fn archive_commit(
         .map_err(failed)?;
     let path = dir.path().join("source.tar");
     let file = std::fs::File::create(&path).map_err(failed)?;
-    let mut out = Some(tar::Builder::new(std::io::BufWriter::new(file)));
-    let mut budget = MAX_SOURCE_BYTES;
-    add_tree(git_dir, commit, env, policy, "", &mut out, &mut budget, 0).await?;
-    let out = out.ok_or("the archive was lost")?;
+    let mut archive = Writing {
+        out: Some(tar::Builder::new(std::io::BufWriter::new(file))),
+        budget: MAX_SOURCE_BYTES,
+    };
+    let tree = Tree {
+        git_dir,
+        commit: commit.as_str(),
+        env,
+        prefix: "",
+        depth: 0,
+    };
+    add_tree(tree, policy, &mut archive).await?;
+    let out = archive.out.ok_or("the archive was lost")?;
     tokio::task::spawn_blocking(move || {
         let mut file = out.into_inner()?;
         std::io::Write::flush(&mut file)
@@ -507,25 +525,43 @@ pub async fn archive_commit(
     Ok(SourceArchive { _dir: dir, path })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn add_tree<'a>(
+/// A tree to put into the archive: `commit` of the repository at `git_dir` (read with
+/// `env`), under `prefix`, `depth` submodules down.
+struct Tree<'a> {
     git_dir: &'a Path,
     commit: &'a str,
     env: &'a BTreeMap<String, String>,
-    policy: &'a GitPolicy,
     prefix: &'a str,
-    out: &'a mut Option<SourceTar>,
-    budget: &'a mut u64,
     depth: u32,
+}
+
+/// The archive being written, and how much more of the pushed files it may take.
+struct Writing {
+    out: Option<SourceTar>,
+    budget: u64,
+}
+
+/// Appends `tree` and, recursively, its submodules (fetched under `policy`) to `archive`.
+fn add_tree<'a>(
+    tree: Tree<'a>,
+    policy: &'a GitPolicy,
+    archive: &'a mut Writing,
 ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+    let Tree {
+        git_dir,
+        commit,
+        env,
+        prefix,
+        depth,
+    } = tree;
     Box::pin(async move {
         if depth > 8 {
             return Err("submodules nest deeper than 8 levels".into());
         }
-        let tar = out.take().ok_or("the archive was lost")?;
-        let (tar, used) = append_tree(tar, git_dir, commit, env, prefix, *budget).await?;
-        *out = Some(tar);
-        *budget = budget.saturating_sub(used);
+        let tar = archive.out.take().ok_or("the archive was lost")?;
+        let (tar, used) = append_tree(tar, git_dir, commit, env, prefix, archive.budget).await?;
+        archive.out = Some(tar);
+        archive.budget = archive.budget.saturating_sub(used);
         let listing = git_output(&["ls-tree", "-r", commit], git_dir, env).await?;
         let gitlinks: Vec<(String, String)> = String::from_utf8_lossy(&listing)
             .lines()
@@ -593,18 +629,17 @@ fn add_tree<'a>(
                 .map_err(|why| format!("could not fetch submodule {prefix}{path}: {why}"))?;
             let sub_dir = dir.path().join("repo.git");
             let nested = format!("{prefix}{path}/");
-            add_tree(
-                &sub_dir,
-                &sub_commit,
-                &BTreeMap::new(),
-                policy,
-                &nested,
-                out,
-                budget,
-                depth + 1,
-            )
-            .await
-            .map_err(|e| format!("submodule {prefix}{path}: {e}"))?;
+            let no_env = BTreeMap::new();
+            let sub = Tree {
+                git_dir: &sub_dir,
+                commit: &sub_commit,
+                env: &no_env,
+                prefix: &nested,
+                depth: depth + 1,
+            };
+            add_tree(sub, policy, archive)
+                .await
+                .map_err(|e| format!("submodule {prefix}{path}: {e}"))?;
             // The submodule's repository goes as soon as its tree is in the archive.
             drop(dir);
         }

@@ -7,6 +7,8 @@ use shared::domain::AppName;
 use shared::ports::Blobs;
 use shared::PortError;
 
+use crate::error::{ReceiveError, Result};
+
 /// Largest push accepted, and largest repository kept.
 pub const MAX_REPO_BYTES: u64 = 1 << 30;
 
@@ -20,23 +22,24 @@ pub struct Checkout {
     pub git_dir: PathBuf,
 }
 
-async fn git(args: &[&str], dir: &Path) -> anyhow::Result<()> {
+async fn git(args: &[&str], dir: &Path) -> Result<()> {
     let out = tokio::process::Command::new("git")
         .args(args)
         .current_dir(dir)
         .output()
         .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "git {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    if !out.status.success() {
+        return Err(ReceiveError::Git(format!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
     Ok(())
 }
 
 /// Unpacks the app's repository (or makes an empty one) and configures it for receiving.
-pub async fn fetch(blobs: &dyn Blobs, app: &AppName, hook_exe: &Path) -> anyhow::Result<Checkout> {
+pub async fn fetch(blobs: &dyn Blobs, app: &AppName, hook_exe: &Path) -> Result<Checkout> {
     let dir = tempfile::Builder::new().prefix("gx-receive-").tempdir()?;
     let root = dir.path().join("repos");
     let git_dir = root.join(format!("{app}.git"));
@@ -101,7 +104,7 @@ pub async fn fetch(blobs: &dyn Blobs, app: &AppName, hook_exe: &Path) -> anyhow:
 
 /// Packs the repository back into the blob store (hooks excluded: they are per request),
 /// through a file beside the checkout.
-pub async fn store(blobs: &dyn Blobs, app: &AppName, checkout: &Checkout) -> anyhow::Result<()> {
+pub async fn store(blobs: &dyn Blobs, app: &AppName, checkout: &Checkout) -> Result<()> {
     let git_dir = checkout.git_dir.clone();
     let path = checkout.dir.path().join("repo.tar");
     let file = std::fs::File::create(&path)?;
@@ -129,7 +132,9 @@ pub async fn store(blobs: &dyn Blobs, app: &AppName, checkout: &Checkout) -> any
         Ok(file.metadata()?.len())
     })
     .await??;
-    anyhow::ensure!(size <= MAX_REPO_BYTES, "the repository is larger than 1 GB");
+    if size > MAX_REPO_BYTES {
+        return Err(ReceiveError::RepositoryTooLarge);
+    }
     let file = tokio::fs::File::open(&path).await?;
     let stream = {
         use futures::TryStreamExt;

@@ -30,6 +30,7 @@ use shared::domain::{AppName, BuildId, GitSha};
 use shared::model::{App, Build, BuildFlags, BuildState};
 use shared::PortError;
 
+use crate::error::ReceiveError;
 use crate::pipeline::{archive_commit, NewBuild};
 use crate::ReceiveState;
 use shared::gitfetch::Remote;
@@ -196,8 +197,8 @@ pub async fn github(
     }
 }
 
-fn unavailable(err: &anyhow::Error) -> Response {
-    tracing::error!(error = %format!("{err:#}"), "webhook delivery failed");
+fn unavailable(err: &ReceiveError) -> Response {
+    tracing::error!(error = %err, "webhook delivery failed");
     refuse(
         StatusCode::SERVICE_UNAVAILABLE,
         "the platform could not take this push now; redeliver it shortly",
@@ -256,21 +257,25 @@ impl Request {
         NewBuild {
             app: &self.app.name,
             id: &self.id,
-            commit: self.commit.as_str(),
+            commit: &self.commit,
             branch: &self.branch,
             flags: BuildFlags::default(),
             pusher: None,
         }
     }
 
-    async fn announce(&self, state: &ReceiveState) -> anyhow::Result<()> {
+    async fn announce(&self, state: &ReceiveState) -> crate::error::Result<()> {
         self.build().announce(state, &self.trace).await?;
         Ok(())
     }
 
     /// What a redelivery finds: the build, announced again while nothing has picked it
     /// up (the first delivery may have died between recording and announcing it).
-    async fn existing(&self, state: &ReceiveState, build: &Build) -> anyhow::Result<Response> {
+    async fn existing(
+        &self,
+        state: &ReceiveState,
+        build: &Build,
+    ) -> crate::error::Result<Response> {
         if build.state == BuildState::Requested {
             self.announce(state).await?;
         }
@@ -279,7 +284,7 @@ impl Request {
     }
 
     #[tracing::instrument(skip_all, fields(app = %self.app.name, build = %self.id))]
-    async fn run(self, state: &ReceiveState) -> anyhow::Result<Response> {
+    async fn run(self, state: &ReceiveState) -> crate::error::Result<Response> {
         match state.store.build(&self.id).await {
             Ok(build) => return self.existing(state, &build).await,
             Err(PortError::NotFound) => {}
@@ -312,22 +317,16 @@ impl Request {
                 ),
             ));
         }
-        let archive = match archive_commit(
-            &git_dir,
-            self.commit.as_str(),
-            &BTreeMap::new(),
-            &state.git,
-        )
-        .await
-        {
-            Ok(a) => a,
-            Err(why) => {
-                return Ok(refuse(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &format!("could not archive {}: {why}", self.commit.as_str()),
-                ))
-            }
-        };
+        let archive =
+            match archive_commit(&git_dir, &self.commit, &BTreeMap::new(), &state.git).await {
+                Ok(a) => a,
+                Err(why) => {
+                    return Ok(refuse(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &format!("could not archive {}: {why}", self.commit.as_str()),
+                    ))
+                }
+            };
         match self.build().record(state, &archive).await {
             Ok(()) => {}
             // The same delivery, at the same time: the first one recorded it.
@@ -337,7 +336,7 @@ impl Request {
             }
             Err(err) => return Err(err.into()),
         }
-        let short = self.commit.as_str().get(..7).unwrap_or_default();
+        let short = self.commit.short();
         state
             .store
             .append_build_log(
