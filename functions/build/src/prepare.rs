@@ -277,11 +277,10 @@ async fn git_deps(
             )));
         }
         let sparse = dep.opts.get("sparse").cloned().unwrap_or_default();
-        let key = format!(
-            "packages/gitdeps/{}/{}-{}.tar",
-            hex::encode(sha2::Sha256::digest(dep.url.as_bytes())),
-            dep.rev.to_ascii_lowercase(),
-            &hex::encode(sha2::Sha256::digest(sparse.as_bytes()))[..12]
+        let key = shared::blob_keys::git_dependency(
+            &hex::encode(sha2::Sha256::digest(dep.url.as_bytes())),
+            &dep.rev.to_ascii_lowercase(),
+            &hex::encode(sha2::Sha256::digest(sparse.as_bytes()))[..12],
         );
         let (tar, how) = match state.blobs.get(&key).await {
             Ok(tar) => (tar, "kept"),

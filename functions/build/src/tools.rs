@@ -156,17 +156,11 @@ pub async fn fetch(
         "provide {} {}: its operator can allow its location (--tool-allow), or commit the binary and set `config :{}, path: \"…\"`",
         need.tool, need.version, need.tool
     );
-    let index = format!(
-        "packages/tools/url/{}.json",
-        hex::encode(Sha256::digest(url.as_bytes()))
-    );
+    let index = shared::blob_keys::tool_of_url(&hex::encode(Sha256::digest(url.as_bytes())));
     match blobs.get(&index).await {
         Ok(raw) => {
             if let Ok(kept) = serde_json::from_slice::<Kept>(&raw) {
-                match blobs
-                    .get(&format!("packages/tools/sha256/{}", kept.sha256))
-                    .await
-                {
+                match blobs.get(&shared::blob_keys::tool(&kept.sha256)).await {
                     Ok(bin) if hex::encode(Sha256::digest(&bin)) == kept.sha256 => {
                         return Ok((
                             bin,
@@ -199,7 +193,7 @@ pub async fn fetch(
         size: bin.len() as u64,
     };
     blobs
-        .put(&format!("packages/tools/sha256/{sha}"), bin.clone())
+        .put(&shared::blob_keys::tool(&sha), bin.clone())
         .await
         .map_err(|e| format!("the tool store failed: {e}"))?;
     let raw = serde_json::to_vec(&kept).map_err(|e| e.to_string())?;

@@ -63,6 +63,39 @@ pub fn app_slugs(app: &AppName) -> String {
     format!("{SLUGS}apps/{app}/")
 }
 
+/// A Hex registry resource (`names`, `versions`, `packages/NAME`) as the package cache
+/// keeps it, verified.
+pub fn hex_registry(path: &str) -> String {
+    format!("packages/hex/registry/{path}")
+}
+
+/// What the package cache knows of a kept registry resource (when it was fetched, its
+/// ETag).
+pub fn hex_registry_meta(path: &str) -> String {
+    format!("packages/hex/meta/{path}.json")
+}
+
+/// A Hex tarball, by its outer checksum.
+pub fn hex_tarball(sha256: &str) -> String {
+    format!("packages/hex/tarballs/{sha256}.tar")
+}
+
+/// A build tool (esbuild, tailwind) downloaded once, by the sha256 of its bytes.
+pub fn tool(sha256: &str) -> String {
+    format!("packages/tools/sha256/{sha256}")
+}
+
+/// Which tool binary a download URL gave, by the sha256 of the URL.
+pub fn tool_of_url(url_sha256: &str) -> String {
+    format!("packages/tools/url/{url_sha256}.json")
+}
+
+/// A git dependency's tree at a commit, by the sha256 of its URL, the commit and a digest
+/// of its sparse path.
+pub fn git_dependency(url_sha256: &str, rev: &str, sparse_digest: &str) -> String {
+    format!("packages/gitdeps/{url_sha256}/{rev}-{sparse_digest}.tar")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,10 +44,7 @@ impl FsBlobs {
     /// (the directory above them stays private).
     fn protect(&self, key: &str) -> PortResult<()> {
         use std::os::unix::fs::PermissionsExt;
-        let mode = if key.starts_with("slugs/")
-            && key.ends_with(".tgz")
-            && key.matches('/').count() == 1
-        {
+        let mode = if crate::blob_keys::slug_file(key).is_some() {
             0o644
         } else {
             0o600

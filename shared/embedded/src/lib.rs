@@ -6,7 +6,7 @@ mod sqlite_bus;
 mod sqlite_store;
 
 // The core's modules, by the paths the modules of this crate use.
-use gigalixir_core::{domain, error, messages, model, ports};
+use gigalixir_core::{blob_keys, domain, error, messages, model, ports};
 
 pub use fs_blobs::FsBlobs;
 pub use sqlite_bus::SqliteBus;

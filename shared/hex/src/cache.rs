@@ -285,8 +285,8 @@ impl HexCache {
         force: bool,
         check: impl Fn(&[u8]) -> Result<(), RecordError>,
     ) -> Result<Resource, HexError> {
-        let body_key = format!("packages/hex/registry/{path}");
-        let meta_key = format!("packages/hex/meta/{path}.json");
+        let body_key = crate::blob_keys::hex_registry(path);
+        let meta_key = crate::blob_keys::hex_registry_meta(path);
         let kept = match self.blobs.get(&body_key).await {
             Ok(body) => Some(body),
             Err(PortError::NotFound) => None,
@@ -573,7 +573,7 @@ pub struct LockReport {
 
 /// Where a tarball with this outer checksum is kept.
 pub fn tarball_key(sha256: &str) -> String {
-    format!("packages/hex/tarballs/{sha256}.tar")
+    crate::blob_keys::hex_tarball(sha256)
 }
 
 fn resource(body: Bytes, freshness: Freshness) -> Resource {

@@ -8,7 +8,7 @@ pub mod registry;
 pub mod router;
 
 // The core's modules, by the paths the modules of this crate use.
-use gigalixir_core::{error, mixlock, ports};
+use gigalixir_core::{blob_keys, error, mixlock, ports};
 #[cfg(test)]
 use gigalixir_embedded as embedded;
 use gigalixir_function::web;
