@@ -80,8 +80,8 @@ async fn forward(
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut headers = parts.headers;
     headers.remove(http::header::HOST);
-    let client = gcs_reqwest::Client::builder()
-        .redirect(gcs_reqwest::redirect::Policy::none())
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
     let answer = client
@@ -188,7 +188,7 @@ async fn keys_live_in_the_bucket_of_their_space() {
         "http://{}/storage/v1/b/{prefix}-slugs/o/slugs%2Fapp%2Fone.tgz?alt=media",
         emulator()
     );
-    let body = gcs_reqwest::get(&url)
+    let body = reqwest::get(&url)
         .await
         .expect("GET")
         .error_for_status()
@@ -303,7 +303,7 @@ async fn a_signed_url_serves_the_object_without_credentials() {
     assert_eq!(signature.len(), 512, "an RSA-2048 signature in hex");
     assert!(signature.chars().all(|c| c.is_ascii_hexdigit()));
 
-    let response = gcs_reqwest::get(url.as_str())
+    let response = reqwest::get(url.as_str())
         .await
         .expect("GET the signed URL");
     assert!(response.status().is_success(), "{}", response.status());

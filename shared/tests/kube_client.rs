@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
-use kube::client::Body;
-use kube::Client;
 use serde_json::{json, Value};
 use shared::domain::{AppName, ReleaseVersion, Secret};
+use shared::kube_runtime::kube::client::Body;
+use shared::kube_runtime::kube::Client;
 use shared::kube_runtime::{BaseUrlSlugs, KubeRuntime, KubeSettings};
 use shared::model::SlugRef;
 use shared::ports::runtime::{DeployOutcome, PhaseOutcome, ReleaseSpec, ReplicaState, Runtime};

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use http::{Request, Response};
-use kube::client::Body;
-use kube::Client;
 use serde_json::{json, Value};
 use shared::contract::runtime::{Slugs, Subject};
 use shared::contract::{unique, Guard};
 use shared::domain::AppName;
+use shared::kube_runtime::kube::client::Body;
+use shared::kube_runtime::kube::Client;
 use shared::kube_runtime::{BaseUrlSlugs, KubeRuntime, KubeSettings};
 use shared::model::SlugRef;
 

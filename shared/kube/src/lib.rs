@@ -49,6 +49,9 @@ use async_trait::async_trait;
 
 use crate::error::{PortError, PortResult};
 
+/// The Kubernetes client this runtime speaks through (for a client made elsewhere, e.g.
+/// over a test's fake API server).
+pub use kube;
 pub use render::{render, render_domains, AppObjects};
 pub use runtime::KubeRuntime;
 
