@@ -23,13 +23,14 @@ use futures::StreamExt;
 use shared::domain::{AppName, BuildId};
 use shared::hex::HexCache;
 use shared::messages::Event;
-use shared::model::BuildState;
+use shared::model::{BuildState, ReleaseStatus};
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
 use shared::push::{
     emit, fail_build, fail_pending_releases, required, step_router, stop_if_push_gone, unexpected,
     StepError,
 };
+use shared::stack::Stack;
 use shared::PortError;
 
 use prepare::NotReady;
@@ -38,6 +39,42 @@ use prepare::NotReady;
 pub const MAX_SOURCE_BYTES: u64 = 1 << 30;
 /// The largest kept build cache a build is seeded from (what upload keeps is at most 2 GB).
 pub const MAX_CACHE_SEED_BYTES: u64 = 2 << 30;
+/// Largest running slug handed to a hot push's build.
+pub const MAX_PREVIOUS_SLUG_BYTES: u64 = 1 << 30;
+
+/// For a hot push (`GIGALIXIR-HOT`): the slug of the release that runs, on the same stack,
+/// in a local file, for the buildpacks to prepare an upgrade from. `None` when nothing runs
+/// (the deploy then says why the push cannot be hot).
+async fn running_slug(
+    state: &StepState,
+    app: &AppName,
+    hot: bool,
+    stack: Stack,
+) -> Result<Option<tempfile::NamedTempFile>, StepError> {
+    if !hot {
+        return Ok(None);
+    }
+    let running = state
+        .store
+        .releases(app)
+        .await?
+        .into_iter()
+        .find(|r| r.status == ReleaseStatus::Deployed);
+    let Some(running) = running.filter(|r| r.spec.slug.stack() == stack) else {
+        return Ok(None);
+    };
+    match spool_blob(
+        &*state.blobs,
+        &running.spec.slug.key,
+        MAX_PREVIOUS_SLUG_BYTES,
+    )
+    .await
+    {
+        Ok(file) => Ok(Some(file)),
+        Err(PortError::NotFound | PortError::Invalid(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
 
 /// Streams the blob `key` into a temporary file (removed when dropped), refused
 /// ([`PortError::Invalid`]) past `cap` bytes.
@@ -197,6 +234,7 @@ pub async fn run_build(
         Err(NotReady::Transient(why)) => return Err(StepError::Transient(why)),
     };
     let stack = prepared.stack;
+    let previous = running_slug(state, app, build.flags.hot, stack).await?;
     let spec = BuildSpec {
         build: id.clone(),
         app: app.clone(),
@@ -205,6 +243,7 @@ pub async fn run_build(
         extra: prepared.extra,
         source: source.path().to_owned(),
         cache: cache.as_ref().map(|c| c.path().to_owned()),
+        previous: previous.as_ref().map(|p| p.path().to_owned()),
         env: current.config.clone(),
         clean: build.flags.clean,
         limits: state.limits,

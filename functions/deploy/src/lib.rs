@@ -299,7 +299,13 @@ async fn deploy_locked(
                 .store
                 .set_release_status(app, version, ReleaseStatus::Failed)
                 .await?;
-            let mut lines = vec![format!(" !     {version} failed to start: {reason}")];
+            // A hot upgrade that failed changed nothing: the replicas were never stopped.
+            let what = if reason.starts_with("the hot upgrade") {
+                format!("{version} was not installed: {reason}")
+            } else {
+                format!("{version} failed to start: {reason}")
+            };
+            let mut lines = vec![format!(" !     {what}")];
             if !output.is_empty() {
                 lines.push(" !     Its last output:".into());
                 lines.extend(output.iter().map(|l| format!(" !       {l}")));
@@ -307,13 +313,7 @@ async fn deploy_locked(
             lines.push(" !     The previous release keeps serving.".into());
             log(state, build.as_ref(), lines).await;
             if let Some(id) = &build {
-                move_build(
-                    state,
-                    id,
-                    BuildState::Failed,
-                    Some(format!("{version} failed to start: {reason}")),
-                )
-                .await?;
+                move_build(state, id, BuildState::Failed, Some(what)).await?;
             }
             tracing::warn!(reason = %reason, "deploy failed");
             Event::DeployFailed {
@@ -667,6 +667,7 @@ async fn hot_upgrade(
             .await;
             Ok(Some(DeployOutcome::Healthy))
         }
+        HotOutcome::Failed { reason, output } => Ok(Some(DeployOutcome::Failed { reason, output })),
         HotOutcome::NotPossible { reason } => {
             log(
                 state,

@@ -154,6 +154,9 @@ impl DockerBuilder {
             format!("GIGALIXIR_CLEAN={}", spec.clean),
             format!("GIGALIXIR_CACHE_LIMIT_BYTES={}", spec.limits.cache_bytes),
         ];
+        if spec.previous.is_some() {
+            env.push(format!("GIGALIXIR_PREVIOUS_SLUG=/build/{PREVIOUS_SLUG}"));
+        }
         if let Some(dir) = &self.packages {
             binds.push(format!("{}:{PACKAGES_MOUNT}:ro", dir.display()));
             env.push(format!("GIGALIXIR_PACKAGES={PACKAGES_MOUNT}"));
@@ -338,13 +341,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Where a hot push's running slug is in the build, under `/build`.
+const PREVIOUS_SLUG: &str = "previous/slug.tgz";
+
 /// One tar for `/build`: `src/` from the source archive, `cache/` from a seed (a cache kept
 /// elsewhere, when this engine has none for the app; never for a clean build), `env/NAME`
-/// per config var; everything owned by the build user.
+/// per config var, the running slug for a hot push; everything owned by the build user.
 async fn build_inputs(spec: &BuildSpec) -> PortResult<tempfile::NamedTempFile> {
     let source = spec.source.clone();
     let cache = if spec.clean { None } else { spec.cache.clone() };
     let extra = spec.extra.clone();
+    let previous = spec.previous.clone();
     let env: Vec<(String, String)> = spec
         .env
         .iter()
@@ -370,6 +377,15 @@ async fn build_inputs(spec: &BuildSpec) -> PortResult<tempfile::NamedTempFile> {
         }
         if !extra.is_empty() {
             copy_tar(&extra[..], "", Some(BUILD_UID), &mut out)?;
+        }
+        if let Some(previous) = previous {
+            let file = std::fs::File::open(&previous)?;
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o444);
+            h.set_uid(BUILD_UID);
+            h.set_gid(BUILD_UID);
+            h.set_size(file.metadata()?.len());
+            out.append_data(&mut h, PREVIOUS_SLUG, BufReader::new(file))?;
         }
         for (name, value) in env {
             let mut h = tar::Header::new_gnu();

@@ -1378,11 +1378,14 @@ impl Runtime for DockerRuntime {
                 })
                 .await;
                 if read.is_err() {
-                    return Err(PortError::Invalid(format!(
-                        "hot upgrade of {} did not finish within {} s",
-                        c.name,
-                        HOT_UPGRADE_TIMEOUT.as_secs()
-                    )));
+                    return Ok(HotOutcome::Failed {
+                        reason: format!(
+                            "the hot upgrade of web.{} did not finish within {} s",
+                            c.index + 1,
+                            HOT_UPGRADE_TIMEOUT.as_secs()
+                        ),
+                        output: lines,
+                    });
                 }
             }
             let code = self
@@ -1409,12 +1412,18 @@ impl Runtime for DockerRuntime {
                             .unwrap_or_else(|| "incompatible change".into()),
                     })
                 }
+                // The replicas after this one are not touched.
                 _ => {
-                    return Err(PortError::Invalid(format!(
-                        "hot upgrade of {} failed: {}",
-                        c.name,
-                        lines.join(" / ")
-                    )))
+                    let why = lines
+                        .iter()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .cloned()
+                        .unwrap_or_else(|| format!("exit code {code}"));
+                    return Ok(HotOutcome::Failed {
+                        reason: format!("the hot upgrade failed on web.{}: {why}", c.index + 1),
+                        output: lines,
+                    });
                 }
             }
         }

@@ -72,6 +72,9 @@ pub struct BuildSpec {
     /// A tar of the app's build cache kept elsewhere, to seed a builder that has none
     /// (see [`Builder::has_cache`]), a local file; never for a clean build.
     pub cache: Option<PathBuf>,
+    /// The slug of the release that runs, a local file, for a hot push (`GIGALIXIR-HOT`):
+    /// the buildpacks prepare an upgrade from it.
+    pub previous: Option<PathBuf>,
     /// Config vars, given to the buildpacks as an `ENV_DIR`.
     pub env: BTreeMap<String, Secret>,
     /// Ignore the cache (`GIGALIXIR-CLEAN: true`).

@@ -112,11 +112,20 @@ pub enum HotOutcome {
         /// What the replicas reported.
         output: Vec<String>,
     },
-    /// The upgrade cannot be done in place (first deploy, applications or versions
-    /// changed); nothing was changed.
+    /// The upgrade cannot be done in place (first deploy, applications added, another
+    /// Erlang runtime); nothing was changed.
     NotPossible {
         /// Why, for people.
         reason: String,
+    },
+    /// The upgrade failed on a replica (e.g. a `code_change/3` that raises on the running
+    /// state): that replica keeps (or is restored to) the release it ran, the replicas
+    /// after it were not touched, and the push fails.
+    Failed {
+        /// Why, for people.
+        reason: String,
+        /// What the replica's upgrade printed.
+        output: Vec<String>,
     },
 }
 

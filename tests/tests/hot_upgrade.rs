@@ -1,0 +1,277 @@
+//! Hot upgrades as GIGALIXIR documents them: bump the version in `mix.exs`, push with
+//! `GIGALIXIR-HOT: true`, and the running node is upgraded in place by OTP's release handler
+//! (an appup per changed application and a relup, made by the build from the running
+//! release), the state of its processes converted by their `code_change/3`. Through the real
+//! platform, builder and runner images, on `tests/fixtures/hot_counter`.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gigalixir_tests::{docker, require_images, texts, wait_for, Platform};
+
+const HOT: [&str; 5] = [
+    "-c",
+    "http.extraheader=GIGALIXIR-HOT: true",
+    "push",
+    "gigalixir",
+    "master",
+];
+
+/// 0.2.0's counter: a map, converted from 0.1.0's integer by `code_change/3`.
+const STORE_V2: &str = r##"defmodule Counter.Store do
+  @moduledoc "The counter, held in a GenServer's state: a map in 0.2.0."
+  use GenServer
+
+  def start_link(_), do: GenServer.start_link(__MODULE__, %{count: 0, upgraded_from: nil}, name: __MODULE__)
+  def bump, do: GenServer.call(__MODULE__, :bump)
+  def value, do: GenServer.call(__MODULE__, :value)
+
+  @impl true
+  def init(state), do: {:ok, state}
+
+  @impl true
+  def handle_call(:bump, _from, s), do: {:reply, s.count + 1, %{s | count: s.count + 1}}
+  def handle_call(:value, _from, s), do: {:reply, s, s}
+
+  @impl true
+  def code_change(_old, n, _extra) when is_integer(n), do: {:ok, %{count: n, upgraded_from: "0.1.0"}}
+  def code_change(_old, state, _extra), do: {:ok, state}
+end
+"##;
+
+/// A module 0.2.0 adds.
+const EXTRA_V2: &str = r##"defmodule Counter.Extra do
+  @moduledoc "Describes 0.2.0's state."
+  def describe(%{count: n, upgraded_from: from}), do: "#{n} (a map, upgraded from #{inspect(from)})"
+end
+"##;
+
+/// 0.3.0's counter: its `code_change/3` cannot convert anything.
+const STORE_V3: &str = r##"defmodule Counter.Store do
+  @moduledoc "The counter in 0.3.0, whose upgrade fails."
+  use GenServer
+
+  def start_link(_), do: GenServer.start_link(__MODULE__, %{count: 0, upgraded_from: nil}, name: __MODULE__)
+  def bump, do: GenServer.call(__MODULE__, :bump)
+  def value, do: GenServer.call(__MODULE__, :value)
+
+  @impl true
+  def init(state), do: {:ok, state}
+
+  @impl true
+  def handle_call(:bump, _from, s), do: {:reply, s.count + 1, %{s | count: s.count + 1}}
+  def handle_call(:value, _from, s), do: {:reply, s, s}
+
+  @impl true
+  def code_change(_old, state, _extra), do: raise("0.3.0 cannot convert #{inspect(state)}")
+end
+"##;
+
+/// Writes version `version` of the app: its `mix.exs` version, the page's banner, and the
+/// given files.
+fn write_version(repo: &std::path::Path, version: &str, files: &[(&str, &str)]) {
+    let mix = repo.join("mix.exs");
+    let text = std::fs::read_to_string(&mix).expect("mix.exs");
+    let old = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("version:"))
+        .expect("a version line")
+        .to_owned();
+    std::fs::write(
+        &mix,
+        text.replace(&old, &format!("      version: \"{version}\",")),
+    )
+    .expect("mix.exs");
+    let page = repo.join("lib/counter/page.ex");
+    let text = std::fs::read_to_string(&page).expect("page");
+    let banner = text
+        .split("\"counter ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .expect("a banner")
+        .to_owned();
+    let mut text = text.replace(
+        &format!("counter {banner}:"),
+        &format!("counter {version}:"),
+    );
+    if version != "0.1.0" {
+        text = text.replace(
+            "#{Counter.Store.value()}",
+            "#{Counter.Extra.describe(Counter.Store.value())}",
+        );
+    }
+    std::fs::write(&page, text).expect("page");
+    for (path, body) in files {
+        std::fs::write(repo.join(path), body).expect("write");
+    }
+}
+
+/// What `release_handler:which_releases/0` says in the app's one replica: `VSN STATUS`
+/// lines.
+fn which_releases(p: &Platform, app: &str) -> String {
+    let id = p.container_ids(app).pop().expect("a replica");
+    docker(&[
+        "exec",
+        "-u",
+        "app",
+        &id,
+        "bash",
+        "-c",
+        ". /app/.gigalixir/env && /app/bin/counter rpc 'for {_, v, _, s} <- :release_handler.which_releases(), do: IO.puts(\"#{v} #{s}\")'",
+    ])
+}
+
+/// GETs `/` every 20 ms until stopped; counts the answers that were not 200.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    failed: Arc<AtomicUsize>,
+    sent: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Probe {
+    fn start(port: u16, app: &str) -> Self {
+        let (stop, failed, sent) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let thread = {
+            let (stop, failed, sent, app) =
+                (stop.clone(), failed.clone(), sent.clone(), app.to_owned());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("client");
+                // bounded: at most 10 minutes of probing
+                for _ in 0..30_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let ok = client
+                        .get(format!("http://127.0.0.1:{port}/"))
+                        .header("host", format!("{app}.localhost:{port}"))
+                        .send()
+                        .is_ok_and(|r| r.status().as_u16() == 200);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if !ok {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Self {
+            stop,
+            failed,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops it: (requests sent, requests failed).
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[test]
+fn a_version_bump_is_installed_in_place_with_its_state_converted() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hot_counter", "relup", work.path());
+
+    // 0.1.0: nothing runs yet, so the first hot push deploys normally.
+    let (ok, out) = p.push(&repo, &HOT);
+    assert!(ok, "{out}");
+    assert!(out.contains("Deployed v1"), "{out}");
+    for n in 1..=3 {
+        assert_eq!(p.get_app(&app, "/bump").1, format!("bumped to {n}\n"));
+    }
+    let pid = p.get_app(&app, "/pid").1;
+    let containers = p.container_ids(&app);
+    assert_eq!(containers.len(), 1);
+
+    // 0.2.0: a map for state, a changed page, an added module.
+    write_version(
+        &repo,
+        "0.2.0",
+        &[
+            ("lib/counter/store.ex", STORE_V2),
+            ("lib/counter/extra.ex", EXTRA_V2),
+        ],
+    );
+    p.commit_all(&repo, "0.2.0");
+    let probe = Probe::start(p.port, &app);
+    let (ok, out) = p.push(&repo, &HOT);
+    let (sent, failed) = probe.finish();
+    assert!(ok, "{out}");
+    for said in [
+        "OTP release upgrade",
+        "counter 0.1.0 -> 0.2.0: updated Counter.Store; loaded Counter.Page; added Counter.Extra",
+        "Hot upgrade to v2",
+        "0.1.0 -> 0.2.0 installed in place",
+        "1 process state(s) converted by code_change/3",
+        "Deployed v2",
+    ] {
+        assert!(out.contains(said), "no `{said}` in:\n{out}");
+    }
+    eprintln!("probe during the upgrade: {sent} requests, {failed} failed");
+    assert!(sent > 0);
+    assert_eq!(failed, 0, "requests failed during the hot upgrade");
+    // The same node, its state kept in the new shape, the new code answering.
+    assert_eq!(
+        p.get_app(&app, "/").1,
+        "counter 0.2.0: 3 (a map, upgraded from \"0.1.0\")\n"
+    );
+    assert_eq!(p.get_app(&app, "/pid").1, pid, "the BEAM was not restarted");
+    assert_eq!(
+        p.container_ids(&app),
+        containers,
+        "no container was replaced"
+    );
+    let releases = which_releases(&p, &app);
+    assert!(
+        releases.lines().any(|l| l == "0.2.0 permanent"),
+        "{releases}"
+    );
+    assert_eq!(p.get_app(&app, "/bump").1, "bumped to 4\n");
+
+    // 0.3.0: its code_change raises; nothing changes, the push says why.
+    write_version(&repo, "0.3.0", &[("lib/counter/store.ex", STORE_V3)]);
+    p.commit_all(&repo, "0.3.0");
+    let (ok, out) = p.push(&repo, &HOT);
+    assert!(!ok, "a raising code_change was installed:\n{out}");
+    for said in [
+        "v3 was not installed: the hot upgrade failed on web.1",
+        "Counter.Store.code_change raised on the running state",
+        "0.3.0 cannot convert",
+        "nothing was changed: 0.2.0 keeps running with its state",
+    ] {
+        assert!(out.contains(said), "no `{said}` in:\n{out}");
+    }
+    assert_eq!(
+        p.get_app(&app, "/").1,
+        "counter 0.2.0: 4 (a map, upgraded from \"0.1.0\")\n"
+    );
+    assert_eq!(p.get_app(&app, "/pid").1, pid);
+
+    // A restart boots 0.2.0, the release that runs.
+    let restarted = p.cli(&repo, &["restart"]);
+    let (o, e) = texts(&restarted);
+    assert!(restarted.status.success(), "{o}{e}");
+    wait_for("the restarted replica", Duration::from_secs(90), || {
+        p.get_app(&app, "/").1 == "counter 0.2.0: 0 (a map, upgraded from nil)\n"
+    });
+}
