@@ -5,6 +5,7 @@
 //! directory, Docker instance label and HOME, runs the real `gigalixir` CLI and the real
 //! `git` against it, and removes every container and network it made when dropped.
 
+pub mod hot_counter;
 pub mod pebble;
 pub mod upstream;
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gigalixir_tests::hot_counter::{write_version, EXTRA_V2, STORE_V2, STORE_V3};
 use gigalixir_tests::{docker, require_images, texts, wait_for, Platform};
 
 const HOT: [&str; 5] = [
@@ -17,95 +18,6 @@ const HOT: [&str; 5] = [
     "gigalixir",
     "master",
 ];
-
-/// 0.2.0's counter: a map, converted from 0.1.0's integer by `code_change/3`.
-const STORE_V2: &str = r##"defmodule Counter.Store do
-  @moduledoc "The counter, held in a GenServer's state: a map in 0.2.0."
-  use GenServer
-
-  def start_link(_), do: GenServer.start_link(__MODULE__, %{count: 0, upgraded_from: nil}, name: __MODULE__)
-  def bump, do: GenServer.call(__MODULE__, :bump)
-  def value, do: GenServer.call(__MODULE__, :value)
-
-  @impl true
-  def init(state), do: {:ok, state}
-
-  @impl true
-  def handle_call(:bump, _from, s), do: {:reply, s.count + 1, %{s | count: s.count + 1}}
-  def handle_call(:value, _from, s), do: {:reply, s, s}
-
-  @impl true
-  def code_change(_old, n, _extra) when is_integer(n), do: {:ok, %{count: n, upgraded_from: "0.1.0"}}
-  def code_change(_old, state, _extra), do: {:ok, state}
-end
-"##;
-
-/// A module 0.2.0 adds.
-const EXTRA_V2: &str = r##"defmodule Counter.Extra do
-  @moduledoc "Describes 0.2.0's state."
-  def describe(%{count: n, upgraded_from: from}), do: "#{n} (a map, upgraded from #{inspect(from)})"
-end
-"##;
-
-/// 0.3.0's counter: its `code_change/3` cannot convert anything.
-const STORE_V3: &str = r##"defmodule Counter.Store do
-  @moduledoc "The counter in 0.3.0, whose upgrade fails."
-  use GenServer
-
-  def start_link(_), do: GenServer.start_link(__MODULE__, %{count: 0, upgraded_from: nil}, name: __MODULE__)
-  def bump, do: GenServer.call(__MODULE__, :bump)
-  def value, do: GenServer.call(__MODULE__, :value)
-
-  @impl true
-  def init(state), do: {:ok, state}
-
-  @impl true
-  def handle_call(:bump, _from, s), do: {:reply, s.count + 1, %{s | count: s.count + 1}}
-  def handle_call(:value, _from, s), do: {:reply, s, s}
-
-  @impl true
-  def code_change(_old, state, _extra), do: raise("0.3.0 cannot convert #{inspect(state)}")
-end
-"##;
-
-/// Writes version `version` of the app: its `mix.exs` version, the page's banner, and the
-/// given files.
-fn write_version(repo: &std::path::Path, version: &str, files: &[(&str, &str)]) {
-    let mix = repo.join("mix.exs");
-    let text = std::fs::read_to_string(&mix).expect("mix.exs");
-    let old = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("version:"))
-        .expect("a version line")
-        .to_owned();
-    std::fs::write(
-        &mix,
-        text.replace(&old, &format!("      version: \"{version}\",")),
-    )
-    .expect("mix.exs");
-    let page = repo.join("lib/counter/page.ex");
-    let text = std::fs::read_to_string(&page).expect("page");
-    let banner = text
-        .split("\"counter ")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .expect("a banner")
-        .to_owned();
-    let mut text = text.replace(
-        &format!("counter {banner}:"),
-        &format!("counter {version}:"),
-    );
-    if version != "0.1.0" {
-        text = text.replace(
-            "#{Counter.Store.value()}",
-            "#{Counter.Extra.describe(Counter.Store.value())}",
-        );
-    }
-    std::fs::write(&page, text).expect("page");
-    for (path, body) in files {
-        std::fs::write(repo.join(path), body).expect("write");
-    }
-}
 
 /// What `release_handler:which_releases/0` says in the app's one replica: `VSN STATUS`
 /// lines.

@@ -1,0 +1,147 @@
+//! `bench-hot`: OTP release upgrades of `tests/fixtures/hot_counter` (0.1.0 → 0.2.0 with
+//! `GIGALIXIR-HOT: true`) on a real platform, with one and with three replicas, printed as
+//! JSON. Run by `scripts/bench-hot`.
+//!
+//! - push_to_new_code_ms: from `git push` starting to the router serving 0.2.0's page;
+//! - relup_build_s: what the buildpack reports for preparing the upgrade (appups, relup);
+//! - build_ms: the build step, relup included;
+//! - upgrade_ms: the deploy step (every replica upgraded in place, one at a time);
+//! - during: requests (one every 20 ms through the router) and how many failed.
+
+use std::time::{Duration, Instant};
+
+use gigalixir_tests::hot_counter::{write_version, EXTRA_V2, STORE_V2};
+use gigalixir_tests::{require_images, Platform};
+use serde_json::{json, Value};
+use shared::domain::AppName;
+use shared::embedded::SqliteStore;
+use shared::model::BuildState;
+use shared::ports::Store;
+
+const HOT: [&str; 5] = [
+    "-c",
+    "http.extraheader=GIGALIXIR-HOT: true",
+    "push",
+    "gigalixir",
+    "master",
+];
+
+/// Requests to the app's page every 20 ms until stopped (at most three minutes).
+fn probe(
+    port: u16,
+    app: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    let app = app.to_owned();
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        let (mut total, mut failed) = (0, 0);
+        let end = Instant::now() + Duration::from_secs(180);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+            total += 1;
+            let ok = client
+                .get(format!("http://127.0.0.1:{port}/"))
+                .header("host", format!("{app}.localhost:{port}"))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if !ok {
+                failed += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (total, failed)
+    })
+}
+
+async fn upgrade(p: &Platform, replicas: u32) -> anyhow::Result<Value> {
+    let work = tempfile::tempdir()?;
+    let (repo, app) = p.new_app("hot_counter", &format!("hot{replicas}"), work.path());
+    let (ok, out) = p.push(&repo, &HOT);
+    anyhow::ensure!(ok, "the first push failed: {out}");
+    if replicas > 1 {
+        p.cli_ok(&repo, &["ps:scale", "--replicas", &replicas.to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while p.running_containers(&app) < replicas as usize {
+            anyhow::ensure!(Instant::now() < deadline, "never scaled to {replicas}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for _ in 0..3 {
+        p.get_app(&app, "/bump");
+    }
+    write_version(
+        &repo,
+        "0.2.0",
+        &[
+            ("lib/counter/store.ex", STORE_V2),
+            ("lib/counter/extra.ex", EXTRA_V2),
+        ],
+    );
+    p.commit_all(&repo, "0.2.0");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probing = probe(p.port, &app, stop.clone());
+    let started = Instant::now();
+    let (ok, out) = p.push(&repo, &HOT);
+    anyhow::ensure!(ok, "the hot push failed: {out}");
+    anyhow::ensure!(
+        out.contains("installed in place"),
+        "the push was not a release upgrade: {out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !p.get_app(&app, "/").1.starts_with("counter 0.2.0: 3") {
+        anyhow::ensure!(Instant::now() < deadline, "0.2.0 never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let push_ms = started.elapsed().as_millis() as i64;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (requests, failed) = probing.join().unwrap_or((0, 0));
+    let relup_s: Option<f64> = out.lines().find_map(|l| {
+        let rest = l.split("Hot upgrade prepared in ").nth(1)?;
+        rest.split('s').next()?.parse().ok()
+    });
+    let store = SqliteStore::open(&p.data_dir().join("store.db"))?;
+    let build = store
+        .builds_of(&AppName::parse(&app)?)
+        .await?
+        .into_iter()
+        .max_by_key(|b| b.created_at)
+        .ok_or_else(|| anyhow::anyhow!("no build"))?;
+    let at = |state: BuildState| {
+        build
+            .history
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, t)| *t)
+    };
+    let span = |a: BuildState, b: BuildState| Some((at(b)? - at(a)?).num_milliseconds());
+    p.cli_ok(&repo, &["ps:scale", "--replicas", "0"]);
+    Ok(json!({
+        "replicas": replicas,
+        "push_to_new_code_ms": push_ms,
+        "relup_build_s": relup_s,
+        "build_ms": span(BuildState::Building, BuildState::Built),
+        "upgrade_ms": span(BuildState::Released, BuildState::Deployed),
+        "during": {"requests": requests, "failed": failed},
+    }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let one = upgrade(&p, 1).await?;
+    let three = upgrade(&p, 3).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "benchmark": "hot upgrade (OTP relup)",
+            "fixture": "hot_counter 0.1.0 -> 0.2.0",
+            "runs": [one, three],
+        }))?
+    );
+    Ok(())
+}
