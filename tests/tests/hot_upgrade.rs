@@ -186,4 +186,36 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     wait_for("the restarted replica", Duration::from_secs(90), || {
         p.get_app(&app, "/").1 == "counter 0.2.0: 0 (a map, upgraded from nil)\n"
     });
+
+    // A rollback after a hot upgrade is a normal deploy of the older release: 0.1.0 boots.
+    let rolled = p.cli(&repo, &["releases:rollback", "--version", "1"]);
+    let (o, e) = texts(&rolled);
+    assert!(rolled.status.success(), "{o}{e}");
+    wait_for("0.1.0 after the rollback", Duration::from_secs(90), || {
+        p.get_app(&app, "/").1 == "counter 0.1.0: 0\n"
+    });
+
+    // An application added: no release upgrade can do that; the push says so and restarts.
+    write_version(&repo, "0.4.0", &[]);
+    let mix = repo.join("mix.exs");
+    let text = std::fs::read_to_string(&mix).expect("mix.exs");
+    std::fs::write(&mix, text.replace("[:logger]", "[:logger, :crypto]")).expect("mix.exs");
+    p.commit_all(&repo, "0.4.0 with crypto");
+    let (ok, out) = p.push(&repo, &HOT);
+    assert!(ok, "{out}");
+    for said in [
+        "Hot upgrade not possible: applications were added (crypto); the deploy restarts the app",
+        "Deployed v5",
+    ] {
+        assert!(out.contains(said), "no `{said}` in:\n{out}");
+    }
+    assert_eq!(
+        p.get_app(&app, "/").1,
+        "counter 0.4.0: 0 (a map, upgraded from nil)\n"
+    );
+    assert_ne!(
+        p.container_ids(&app),
+        containers,
+        "a normal deploy replaces the replica"
+    );
 }

@@ -63,10 +63,12 @@ defmodule Relup do
         removed = Map.keys(old) -- Map.keys(new)
         kept = for m <- Map.keys(new), Map.has_key?(old, m), md5(old[m]) != md5(new[m]), do: m
         {update, load} = Enum.split_with(Enum.sort(kept), &code_change?(new[&1]))
+        # Old code is purged once no process runs it (soft): a request in flight in a
+        # changed module finishes instead of being killed at the end of the upgrade.
         up =
           Enum.map(Enum.sort(added), &{:add_module, &1}) ++
-            Enum.map(load, &{:load_module, &1}) ++
-            Enum.map(update, &{:update, &1, {:advanced, []}}) ++
+            Enum.map(load, &{:load_module, &1, :brutal_purge, :soft_purge, []}) ++
+            Enum.map(update, &{:update, &1, {:advanced, []}, :brutal_purge, :soft_purge, []}) ++
             Enum.map(Enum.sort(removed), &{:delete_module, &1})
         appup = {String.to_charlist(new_vsn), [{String.to_charlist(old_vsn), up}], []}
         File.write!(target, :io_lib.format(~c"~p.~n", [appup]))
