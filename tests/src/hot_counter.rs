@@ -8,14 +8,17 @@ pub const STORE_V2: &str = r##"defmodule Counter.Store do
 
   def start_link(_), do: GenServer.start_link(__MODULE__, %{count: 0, upgraded_from: nil}, name: __MODULE__)
   def bump, do: GenServer.call(__MODULE__, :bump)
+  # the same answer as 0.1.0's, for callers still on 0.1.0's code during the upgrade
   def value, do: GenServer.call(__MODULE__, :value)
+  def state, do: GenServer.call(__MODULE__, :state)
 
   @impl true
   def init(state), do: {:ok, state}
 
   @impl true
   def handle_call(:bump, _from, s), do: {:reply, s.count + 1, %{s | count: s.count + 1}}
-  def handle_call(:value, _from, s), do: {:reply, s, s}
+  def handle_call(:value, _from, s), do: {:reply, s.count, s}
+  def handle_call(:state, _from, s), do: {:reply, s, s}
 
   @impl true
   def code_change(_old, n, _extra) when is_integer(n), do: {:ok, %{count: n, upgraded_from: "0.1.0"}}
@@ -37,14 +40,17 @@ pub const STORE_V3: &str = r##"defmodule Counter.Store do
 
   def start_link(_), do: GenServer.start_link(__MODULE__, %{count: 0, upgraded_from: nil}, name: __MODULE__)
   def bump, do: GenServer.call(__MODULE__, :bump)
+  # the same answer as 0.1.0's, for callers still on 0.1.0's code during the upgrade
   def value, do: GenServer.call(__MODULE__, :value)
+  def state, do: GenServer.call(__MODULE__, :state)
 
   @impl true
   def init(state), do: {:ok, state}
 
   @impl true
   def handle_call(:bump, _from, s), do: {:reply, s.count + 1, %{s | count: s.count + 1}}
-  def handle_call(:value, _from, s), do: {:reply, s, s}
+  def handle_call(:value, _from, s), do: {:reply, s.count, s}
+  def handle_call(:state, _from, s), do: {:reply, s, s}
 
   @impl true
   def code_change(_old, state, _extra), do: raise("0.3.0 cannot convert #{inspect(state)}")
@@ -81,7 +87,7 @@ pub fn write_version(repo: &std::path::Path, version: &str, files: &[(&str, &str
     if version != "0.1.0" {
         text = text.replace(
             "#{Counter.Store.value()}",
-            "#{Counter.Extra.describe(Counter.Store.value())}",
+            "#{Counter.Extra.describe(Counter.Store.state())}",
         );
     }
     std::fs::write(&page, text).expect("page");

@@ -62,14 +62,19 @@ impl Probe {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let ok = client
+                    let answer = client
                         .get(format!("http://127.0.0.1:{port}/"))
                         .header("host", format!("{app}.localhost:{port}"))
-                        .send()
-                        .is_ok_and(|r| r.status().as_u16() == 200);
+                        .send();
                     sent.fetch_add(1, Ordering::Relaxed);
-                    if !ok {
+                    let why = match answer {
+                        Ok(r) if r.status().as_u16() == 200 => None,
+                        Ok(r) => Some(format!("{}: {}", r.status(), r.text().unwrap_or_default())),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if let Some(why) = why {
                         failed.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("probe: a request failed: {why}");
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -148,6 +153,11 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
         "counter 0.2.0: 3 (a map, upgraded from \"0.1.0\")\n"
     );
     assert_eq!(p.get_app(&app, "/pid").1, pid, "the BEAM was not restarted");
+    assert_eq!(
+        p.get_app(&app, "/config").1,
+        format!("app_name={app}\n"),
+        "the runtime config (config/runtime.exs) was kept"
+    );
     assert_eq!(
         p.container_ids(&app),
         containers,

@@ -63,12 +63,15 @@ defmodule Relup do
         removed = Map.keys(old) -- Map.keys(new)
         kept = for m <- Map.keys(new), Map.has_key?(old, m), md5(old[m]) != md5(new[m]), do: m
         {update, load} = Enum.split_with(Enum.sort(kept), &code_change?(new[&1]))
-        # Old code is purged once no process runs it (soft): a request in flight in a
-        # changed module finishes instead of being killed at the end of the upgrade.
+        # Each changed module goes after the changed modules it calls (systools orders the
+        # loads by these), and its old code is purged once no process runs it (soft): a
+        # request in flight in a changed module finishes instead of being killed.
+        moved = added ++ kept
+        deps = fn m -> calls(new[m], moved -- [m]) end
         up =
-          Enum.map(Enum.sort(added), &{:add_module, &1}) ++
-            Enum.map(load, &{:load_module, &1, :brutal_purge, :soft_purge, []}) ++
-            Enum.map(update, &{:update, &1, {:advanced, []}, :brutal_purge, :soft_purge, []}) ++
+          Enum.map(Enum.sort(added), &{:add_module, &1, deps.(&1)}) ++
+            Enum.map(load, &{:load_module, &1, :brutal_purge, :soft_purge, deps.(&1)}) ++
+            Enum.map(update, &{:update, &1, {:advanced, []}, :brutal_purge, :soft_purge, deps.(&1)}) ++
             Enum.map(Enum.sort(removed), &{:delete_module, &1})
         appup = {String.to_charlist(new_vsn), [{String.to_charlist(old_vsn), up}], []}
         File.write!(target, :io_lib.format(~c"~p.~n", [appup]))
@@ -87,6 +90,13 @@ defmodule Relup do
   defp md5(file) do
     {:ok, {_, md5}} = :beam_lib.md5(file)
     md5
+  end
+
+  # The modules among `among` that the module in `file` calls.
+  defp calls(file, among) do
+    {:ok, {_, [imports: imports]}} = :beam_lib.chunks(file, [:imports])
+    called = for {m, _f, _a} <- imports, into: MapSet.new(), do: m
+    Enum.filter(Enum.sort(among), &MapSet.member?(called, &1))
   end
 
   defp code_change?(file) do
