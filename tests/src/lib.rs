@@ -610,3 +610,52 @@ impl Drop for Platform {
         }
     }
 }
+
+/// GETs `/` of an app through the router every 20 ms until stopped (for at most three
+/// minutes: bounded and loopback-only) and counts the answers that were not a success;
+/// each failure is printed.
+pub struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Probe {
+    /// Starts probing `app` on the platform's `port`.
+    pub fn start(port: u16, app: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, app) = (stop.clone(), app.to_owned());
+        let handle = std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let (mut total, mut failed) = (0, 0);
+            let end = Instant::now() + Duration::from_secs(180);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                total += 1;
+                let answer = client
+                    .get(format!("http://127.0.0.1:{port}/"))
+                    .header("host", format!("{app}.localhost:{port}"))
+                    .send();
+                let why = match answer {
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) => Some(format!("{}: {}", r.status(), r.text().unwrap_or_default())),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(why) = why {
+                    failed += 1;
+                    eprintln!("probe: a request failed: {why}");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (total, failed)
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops it: (requests sent, requests failed).
+    pub fn finish(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap_or((0, 0))
+    }
+}

@@ -4,12 +4,10 @@
 //! release), the state of its processes converted by their `code_change/3`. Through the real
 //! platform, builder and runner images, on `tests/fixtures/hot_counter`.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use gigalixir_tests::hot_counter::{write_version, EXTRA_V2, STORE_V2, STORE_V3};
-use gigalixir_tests::{docker, require_images, texts, wait_for, Platform};
+use gigalixir_tests::{docker, require_images, texts, wait_for, Platform, Probe};
 
 const HOT: [&str; 5] = [
     "-c",
@@ -32,73 +30,6 @@ fn which_releases(p: &Platform, app: &str) -> String {
         "-c",
         ". /app/.gigalixir/env && /app/bin/counter rpc 'for {_, v, _, s} <- :release_handler.which_releases(), do: IO.puts(\"#{v} #{s}\")'",
     ])
-}
-
-/// GETs `/` every 20 ms until stopped; counts the answers that were not 200.
-struct Probe {
-    stop: Arc<AtomicBool>,
-    failed: Arc<AtomicUsize>,
-    sent: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Probe {
-    fn start(port: u16, app: &str) -> Self {
-        let (stop, failed, sent) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let thread = {
-            let (stop, failed, sent, app) =
-                (stop.clone(), failed.clone(), sent.clone(), app.to_owned());
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .expect("client");
-                // bounded: at most 10 minutes of probing
-                for _ in 0..30_000 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let answer = client
-                        .get(format!("http://127.0.0.1:{port}/"))
-                        .header("host", format!("{app}.localhost:{port}"))
-                        .send();
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    let why = match answer {
-                        Ok(r) if r.status().as_u16() == 200 => None,
-                        Ok(r) => Some(format!("{}: {}", r.status(), r.text().unwrap_or_default())),
-                        Err(e) => Some(e.to_string()),
-                    };
-                    if let Some(why) = why {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("probe: a request failed: {why}");
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-        };
-        Self {
-            stop,
-            failed,
-            sent,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops it: (requests sent, requests failed).
-    fn finish(mut self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        (
-            self.sent.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
 }
 
 #[test]

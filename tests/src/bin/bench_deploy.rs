@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use gigalixir_tests::{require_images, texts, Platform};
+use gigalixir_tests::{require_images, texts, Platform, Probe};
 use serde_json::{json, Value};
 use shared::domain::AppName;
 use shared::embedded::SqliteStore;
@@ -40,46 +40,10 @@ fn seconds_after(lines: &[String], marker: &str) -> Option<f64> {
     })
 }
 
-/// Counts answered and failed requests to the app until stopped: a bounded, loopback-only
-/// probe (one request every 20 ms, for at most three minutes).
-struct Probe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: std::thread::JoinHandle<(u64, u64)>,
-}
-
-impl Probe {
-    fn start(port: u16, app: &str) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, app) = (stop.clone(), app.to_owned());
-        let handle = std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("client");
-            let (mut total, mut failed) = (0, 0);
-            let end = Instant::now() + Duration::from_secs(180);
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
-                total += 1;
-                let ok = client
-                    .get(format!("http://127.0.0.1:{port}/"))
-                    .header("host", format!("{app}.localhost:{port}"))
-                    .send()
-                    .is_ok_and(|r| r.status().is_success());
-                if !ok {
-                    failed += 1;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (total, failed)
-        });
-        Self { stop, handle }
-    }
-
-    fn finish(self) -> Value {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (total, failed) = self.handle.join().unwrap_or((0, 0));
-        json!({"requests": total, "failed": failed})
-    }
+/// A probe's count, as the JSON reports it.
+fn during(probe: Probe) -> Value {
+    let (requests, failed) = probe.finish();
+    json!({"requests": requests, "failed": failed})
 }
 
 fn set_marker(repo: &Path, from: &str, to: &str) -> anyhow::Result<()> {
@@ -198,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     p.git_ok(&repo, &["commit", "-qam", "one changed line"]);
     let probe = Probe::start(p.port, &app);
     let mut warm = measure(&p, &repo, &app, "Hello from hello v2\n").await?;
-    warm["during"] = probe.finish();
+    warm["during"] = during(probe);
 
     // Clean: the same kind of change, without the cache.
     set_marker(&repo, "Hello from hello v2", "Hello from hello v3")?;
@@ -250,14 +214,14 @@ async fn main() -> anyhow::Result<()> {
     let hot = json!({
         "push_to_new_code_ms": hot_ms,
         "after_build_ms": hot_after_build,
-        "during": probe.finish(),
+        "during": during(probe),
     });
 
     // Restart under steady requests.
     let probe = Probe::start(p.port, &app);
     p.cli_ok(&repo, &["restart"]);
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let restart = json!({"during": probe.finish()});
+    let restart = json!({"during": during(probe)});
 
     // With a dependency: warm (app code changed, deps reused from the cache) against clean.
     std::fs::create_dir_all(work.path().join("deps"))?;

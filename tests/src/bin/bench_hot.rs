@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use gigalixir_tests::hot_counter::{write_version, EXTRA_V2, STORE_V2};
-use gigalixir_tests::{require_images, Platform};
+use gigalixir_tests::{require_images, Platform, Probe};
 use serde_json::{json, Value};
 use shared::domain::AppName;
 use shared::embedded::SqliteStore;
@@ -25,36 +25,6 @@ const HOT: [&str; 5] = [
     "gigalixir",
     "master",
 ];
-
-/// Requests to the app's page every 20 ms until stopped (at most three minutes).
-fn probe(
-    port: u16,
-    app: &str,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<(u64, u64)> {
-    let app = app.to_owned();
-    std::thread::spawn(move || {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("client");
-        let (mut total, mut failed) = (0, 0);
-        let end = Instant::now() + Duration::from_secs(180);
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
-            total += 1;
-            let ok = client
-                .get(format!("http://127.0.0.1:{port}/"))
-                .header("host", format!("{app}.localhost:{port}"))
-                .send()
-                .is_ok_and(|r| r.status().is_success());
-            if !ok {
-                failed += 1;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (total, failed)
-    })
-}
 
 async fn upgrade(p: &Platform, replicas: u32) -> anyhow::Result<Value> {
     let work = tempfile::tempdir()?;
@@ -81,8 +51,7 @@ async fn upgrade(p: &Platform, replicas: u32) -> anyhow::Result<Value> {
         ],
     );
     p.commit_all(&repo, "0.2.0");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probing = probe(p.port, &app, stop.clone());
+    let probe = Probe::start(p.port, &app);
     let started = Instant::now();
     let (ok, out) = p.push(&repo, &HOT);
     anyhow::ensure!(ok, "the hot push failed: {out}");
@@ -96,8 +65,7 @@ async fn upgrade(p: &Platform, replicas: u32) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let push_ms = started.elapsed().as_millis() as i64;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (requests, failed) = probing.join().unwrap_or((0, 0));
+    let (requests, failed) = probe.finish();
     let relup_s: Option<f64> = out.lines().find_map(|l| {
         let rest = l.split("Hot upgrade prepared in ").nth(1)?;
         rest.split('s').next()?.parse().ok()
