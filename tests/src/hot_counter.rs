@@ -95,3 +95,16 @@ pub fn write_version(repo: &std::path::Path, version: &str, files: &[(&str, &str
         std::fs::write(repo.join(path), body).expect("write");
     }
 }
+
+/// Writes 0.2.0: a map for the counter's state (converted by `code_change/3`), a changed
+/// page, an added module.
+pub fn write_v0_2_0(repo: &std::path::Path) {
+    write_version(
+        repo,
+        "0.2.0",
+        &[
+            ("lib/counter/store.ex", STORE_V2),
+            ("lib/counter/extra.ex", EXTRA_V2),
+        ],
+    );
+}

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use gigalixir_tests::hot_counter::{write_version, EXTRA_V2, STORE_V2, STORE_V3};
+use gigalixir_tests::hot_counter::{write_v0_2_0, write_version, STORE_V3};
 use gigalixir_tests::{docker, require_images, texts, wait_for, Platform, Probe};
 
 const HOT: [&str; 5] = [
@@ -52,14 +52,7 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     assert_eq!(containers.len(), 1);
 
     // 0.2.0: a map for state, a changed page, an added module.
-    write_version(
-        &repo,
-        "0.2.0",
-        &[
-            ("lib/counter/store.ex", STORE_V2),
-            ("lib/counter/extra.ex", EXTRA_V2),
-        ],
-    );
+    write_v0_2_0(&repo);
     p.commit_all(&repo, "0.2.0");
     let probe = Probe::start(p.port, &app);
     let (ok, out) = p.push(&repo, &HOT);

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use gigalixir_tests::hot_counter::{write_version, EXTRA_V2, STORE_V2};
+use gigalixir_tests::hot_counter::write_v0_2_0;
 use gigalixir_tests::{require_images, Platform, Probe};
 use serde_json::{json, Value};
 use shared::domain::AppName;
@@ -42,14 +42,7 @@ async fn upgrade(p: &Platform, replicas: u32) -> anyhow::Result<Value> {
     for _ in 0..3 {
         p.get_app(&app, "/bump");
     }
-    write_version(
-        &repo,
-        "0.2.0",
-        &[
-            ("lib/counter/store.ex", STORE_V2),
-            ("lib/counter/extra.ex", EXTRA_V2),
-        ],
-    );
+    write_v0_2_0(&repo);
     p.commit_all(&repo, "0.2.0");
     let probe = Probe::start(p.port, &app);
     let started = Instant::now();
