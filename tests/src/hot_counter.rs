@@ -92,7 +92,11 @@ pub fn write_version(repo: &std::path::Path, version: &str, files: &[(&str, &str
     }
     std::fs::write(&page, text).expect("page");
     for (path, body) in files {
-        std::fs::write(repo.join(path), body).expect("write");
+        let path = repo.join(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        std::fs::write(path, body).expect("write");
     }
 }
 

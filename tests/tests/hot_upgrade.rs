@@ -152,4 +152,36 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
         containers,
         "a normal deploy replaces the replica"
     );
+
+    // The app's own appup is used as it is: here, only the page is loaded.
+    assert_eq!(p.get_app(&app, "/bump").1, "bumped to 1\n");
+    wait_for(
+        "the replaced replica to go",
+        Duration::from_secs(60),
+        || p.container_ids(&app).len() == 1,
+    );
+    let containers = p.container_ids(&app);
+    write_version(
+        &repo,
+        "0.5.0",
+        &[(
+            "rel/appups/counter/counter.appup",
+            "{\"0.5.0\", [{\"0.4.0\", [{load_module, 'Elixir.Counter.Page'}]}], []}.\n",
+        )],
+    );
+    p.commit_all(&repo, "0.5.0 with its own appup");
+    let (ok, out) = p.push(&repo, &HOT);
+    assert!(ok, "{out}");
+    for said in [
+        "counter 0.4.0 -> 0.5.0: its own appup (rel/appups/counter/counter.appup)",
+        "0.4.0 -> 0.5.0 installed in place",
+        "0 process state(s) converted",
+    ] {
+        assert!(out.contains(said), "no `{said}` in:\n{out}");
+    }
+    assert_eq!(
+        p.get_app(&app, "/").1,
+        "counter 0.5.0: 1 (a map, upgraded from nil)\n"
+    );
+    assert_eq!(p.container_ids(&app), containers);
 }
