@@ -185,3 +185,78 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     );
     assert_eq!(p.container_ids(&app), containers);
 }
+
+/// B's pre-compile hook: what a hot push's build can see of running releases — the one it
+/// is handed, by the marker file inside it, and any other slug on the builder's disk.
+const LOOK: &str = r#"set +e
+if [ -n "${GIGALIXIR_PREVIOUS_SLUG:-}" ]; then
+  echo "look: previous $(tar -xzOf "$GIGALIXIR_PREVIOUS_SLUG" 2>/dev/null | grep -ao 'tenant-[ab]-marker' | sort -u | paste -sd, -)"
+fi
+echo "look: other slugs $(find / -xdev -name '*.tgz' 2>/dev/null | grep -vc '^/build/previous/')"
+"#;
+
+#[test]
+fn a_hot_push_sees_only_its_own_release_and_leaves_another_tenant_alone() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let mark = |repo: &std::path::Path, who: &str| {
+        std::fs::create_dir_all(repo.join("priv")).expect("priv");
+        std::fs::write(
+            repo.join("priv/tenant.txt"),
+            format!("tenant-{who}-marker\n"),
+        )
+        .expect("marker");
+    };
+
+    // A: an app live, with state.
+    let (a_repo, a_app) = p.new_app("hot_counter", "tena", work.path());
+    mark(&a_repo, "a");
+    p.commit_all(&a_repo, "a's marker");
+    let (ok, out) = p.push(&a_repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    for n in 1..=2 {
+        assert_eq!(p.get_app(&a_app, "/bump").1, format!("bumped to {n}\n"));
+    }
+    let a_containers = p.container_ids(&a_app);
+
+    // B, another account: its app, a build hook that looks around, then a hot upgrade.
+    let b = gigalixir_tests::Account::sign_up(&p, "bob@example.com");
+    let b_app = format!("tenb-{}", &p.instance[1..7]);
+    let b_repo = b.new_app("hot_counter", &b_app, &work.path().join("b"));
+    mark(&b_repo, "b");
+    std::fs::write(b_repo.join("look.sh"), LOOK).expect("hook");
+    std::fs::write(
+        b_repo.join("elixir_buildpack.config"),
+        "hook_pre_compile=\"bash look.sh\"\n",
+    )
+    .expect("config");
+    p.commit_all(&b_repo, "b's marker and hook");
+    let (ok, out) = b.git(&b_repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("look: other slugs 0"), "{out}");
+    write_v0_2_0(&b_repo);
+    p.commit_all(&b_repo, "0.2.0");
+    let (ok, out) = b.git(&b_repo, &HOT);
+    assert!(ok, "{out}");
+    for said in [
+        "look: previous tenant-b-marker",
+        "look: other slugs 0",
+        "0.1.0 -> 0.2.0 installed in place",
+    ] {
+        assert!(out.contains(said), "no `{said}` in:\n{out}");
+    }
+    assert!(
+        !out.contains("tenant-a-marker"),
+        "B's build saw A's release:\n{out}"
+    );
+    assert!(p
+        .get_app(&b_app, "/")
+        .1
+        .starts_with("counter 0.2.0: 0 (a map"));
+
+    // A's replica was not touched: same container, same code, same state.
+    assert_eq!(p.container_ids(&a_app), a_containers);
+    assert_eq!(p.get_app(&a_app, "/").1, "counter 0.1.0: 2\n");
+}
