@@ -503,19 +503,24 @@ impl KubeRuntime {
         }
     }
 
+    /// The app's web Deployment in namespace `ns`, if there is one.
+    async fn web_deployment(&self, ns: &str) -> PortResult<Option<Deployment>> {
+        match self.api::<Deployment>(ns).get_opt(WEB).await {
+            Ok(found) => Ok(found),
+            Err(err) => match map_err(err) {
+                PortError::NotFound => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     /// Applies everything of `spec` and follows the rollout; on failure restores the
     /// previous Deployment.
     async fn roll(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
         let ns = namespace_of(&self.settings, &spec.app);
         let url = self.slugs.download_url(&spec.slug.key).await?;
         let objects = render(spec, &self.settings, &url);
-        let previous = match self.api::<Deployment>(&ns).get_opt(WEB).await {
-            Ok(found) => found,
-            Err(err) => match map_err(err) {
-                PortError::NotFound => None,
-                other => return Err(other),
-            },
-        };
+        let previous = self.web_deployment(&ns).await?;
         self.apply_all(&ns, &objects).await?;
         let deployments: Api<Deployment> = self.api(&ns);
         self.apply(&deployments, &objects.deployment, FIELD_MANAGER)
@@ -607,13 +612,7 @@ impl Runtime for KubeRuntime {
 
     async fn runs(&self, app: &AppName, version: ReleaseVersion) -> PortResult<bool> {
         let ns = namespace_of(&self.settings, app);
-        let found = match self.api::<Deployment>(&ns).get_opt(WEB).await {
-            Ok(found) => found,
-            Err(err) => match map_err(err) {
-                PortError::NotFound => None,
-                other => return Err(other),
-            },
-        };
+        let found = self.web_deployment(&ns).await?;
         Ok(found
             .as_ref()
             .and_then(|d| d.metadata.annotations.as_ref())
