@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use gigalixir_tests::hot_counter::{write_v0_2_0, write_version, STORE_V3};
+use gigalixir_tests::hot_counter::{store_v3, write_v0_2_0, write_version};
 use gigalixir_tests::{docker, require_images, texts, wait_for, Platform, Probe};
 
 const HOT: [&str; 5] = [
@@ -95,7 +95,7 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     assert_eq!(p.get_app(&app, "/bump").1, "bumped to 4\n");
 
     // 0.3.0: its code_change raises; nothing changes, the push says why.
-    write_version(&repo, "0.3.0", &[("lib/counter/store.ex", STORE_V3)]);
+    write_version(&repo, "0.3.0", &[("lib/counter/store.ex", &store_v3())]);
     p.commit_all(&repo, "0.3.0");
     let (ok, out) = p.push(&repo, &HOT);
     assert!(!ok, "a raising code_change was installed:\n{out}");
