@@ -3,28 +3,19 @@
 //! manager, how it follows a rollout, what it prunes, and what a failed rollout reports
 //! and puts back.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Request, Response};
 use serde_json::{json, Value};
 use shared::domain::{AppName, ReleaseVersion, Secret};
-use shared::kube_runtime::kube::client::Body;
 use shared::kube_runtime::kube::Client;
 use shared::kube_runtime::{BaseUrlSlugs, KubeRuntime, KubeSettings};
 use shared::model::SlugRef;
 use shared::ports::runtime::{DeployOutcome, PhaseOutcome, ReleaseSpec, ReplicaState, Runtime};
-
-/// One request as the fake server saw it.
-#[derive(Debug, Clone)]
-struct Call {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    content_type: String,
-    body: Value,
-}
+use support::{fake_api, Call};
 
 impl Call {
     /// `METHOD path`, the way the assertions below list requests.
@@ -44,45 +35,17 @@ type Answer = Box<dyn Fn(&Call, usize) -> (u16, Value) + Send + Sync>;
 /// A client whose requests go to `answer` (given the call and how many times this
 /// method+path was seen before); every call is recorded.
 fn fake_cluster(answer: Answer) -> (Client, Arc<Mutex<Vec<Call>>>) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let record = calls.clone();
-    tokio::spawn(async move {
-        let mut handle = Box::pin(handle);
-        let mut seen = Seen::default();
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.expect("request body");
-            let call = Call {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_owned(),
-                query: url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-                    .into_owned()
-                    .collect(),
-                content_type: parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            let n = seen.reads.entry(call.line()).or_insert(0);
-            let (status, reply) = answer(&call, *n);
-            *n += 1;
-            record.lock().expect("lock").push(call);
-            let bytes = match reply {
-                Value::String(text) => text.into_bytes(),
-                other => serde_json::to_vec(&other).expect("json"),
-            };
-            let response = Response::builder()
-                .status(status)
-                .body(Body::from(bytes))
-                .expect("response");
-            send.send_response(response);
-        }
+    let mut seen = Seen::default();
+    let client = fake_api(move |call| {
+        let n = seen.reads.entry(call.line()).or_insert(0);
+        let reply = answer(&call, *n);
+        *n += 1;
+        record.lock().expect("lock").push(call);
+        reply
     });
-    (Client::new(service, "default"), calls)
+    (client, calls)
 }
 
 fn runtime(client: Client) -> KubeRuntime {

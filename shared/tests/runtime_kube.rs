@@ -9,20 +9,21 @@
 //! Not verified here (no cluster on this machine): a real scheduler, image pulls, probes,
 //! the Ingress and NetworkPolicy controllers.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use http::{Request, Response};
 use serde_json::{json, Value};
 use shared::contract::runtime::{Slugs, Subject};
 use shared::contract::{unique, Guard};
 use shared::domain::AppName;
-use shared::kube_runtime::kube::client::Body;
 use shared::kube_runtime::kube::Client;
 use shared::kube_runtime::{BaseUrlSlugs, KubeRuntime, KubeSettings};
 use shared::model::SlugRef;
+use support::fake_api;
 
 /// Objects by collection path (`/apis/apps/v1/namespaces/NS/deployments`) and name.
 #[derive(Default)]
@@ -318,37 +319,8 @@ impl Cluster {
 }
 
 fn fake_cluster() -> Client {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let cluster = Arc::new(Mutex::new(Cluster::default()));
-    tokio::spawn(async move {
-        let mut handle = Box::pin(handle);
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.expect("request body");
-            let query: BTreeMap<String, String> =
-                url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-                    .into_owned()
-                    .collect();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let (code, reply) = cluster.lock().expect("lock").answer(
-                parts.method.as_str(),
-                parts.uri.path(),
-                &query,
-                &body,
-            );
-            let bytes = match reply {
-                Value::String(text) => text.into_bytes(),
-                other => serde_json::to_vec(&other).expect("json"),
-            };
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .body(Body::from(bytes))
-                    .expect("response"),
-            );
-        }
-    });
-    Client::new(service, "default")
+    let mut cluster = Cluster::default();
+    fake_api(move |call| cluster.answer(&call.method, &call.path, &call.query, &call.body))
 }
 
 fn slug(name: &str, types: &[&str]) -> SlugRef {
