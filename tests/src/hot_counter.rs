@@ -1,6 +1,15 @@
 //! The versions of `tests/fixtures/hot_counter` that the hot upgrade test and benchmark push
 //! over its 0.1.0.
 
+/// `git push gigalixir master` asking for a hot upgrade.
+pub const HOT: [&str; 5] = [
+    "-c",
+    "http.extraheader=GIGALIXIR-HOT: true",
+    "push",
+    "gigalixir",
+    "master",
+];
+
 /// 0.2.0's counter: a map, converted from 0.1.0's integer by `code_change/3`.
 pub const STORE_V2: &str = r##"defmodule Counter.Store do
   @moduledoc "The counter, held in a GenServer's state: a map in 0.2.0."

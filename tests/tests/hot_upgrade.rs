@@ -6,16 +6,8 @@
 
 use std::time::Duration;
 
-use gigalixir_tests::hot_counter::{store_v3, write_v0_2_0, write_version};
+use gigalixir_tests::hot_counter::{store_v3, write_v0_2_0, write_version, HOT};
 use gigalixir_tests::{docker, require_images, texts, wait_for, Platform, Probe};
-
-const HOT: [&str; 5] = [
-    "-c",
-    "http.extraheader=GIGALIXIR-HOT: true",
-    "push",
-    "gigalixir",
-    "master",
-];
 
 /// What `release_handler:which_releases/0` says in the app's one replica: `VSN STATUS`
 /// lines.

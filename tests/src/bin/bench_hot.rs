@@ -10,21 +10,13 @@
 
 use std::time::{Duration, Instant};
 
-use gigalixir_tests::hot_counter::write_v0_2_0;
+use gigalixir_tests::hot_counter::{write_v0_2_0, HOT};
 use gigalixir_tests::{require_images, Platform, Probe};
 use serde_json::{json, Value};
 use shared::domain::AppName;
 use shared::embedded::SqliteStore;
 use shared::model::BuildState;
 use shared::ports::Store;
-
-const HOT: [&str; 5] = [
-    "-c",
-    "http.extraheader=GIGALIXIR-HOT: true",
-    "push",
-    "gigalixir",
-    "master",
-];
 
 async fn upgrade(p: &Platform, replicas: u32) -> anyhow::Result<Value> {
     let work = tempfile::tempdir()?;
