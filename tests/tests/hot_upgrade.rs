@@ -24,6 +24,42 @@ fn which_releases(p: &Platform, app: &str) -> String {
     ])
 }
 
+/// Runs the upgrade to the newest slug again in the app's replica, as a deploy redelivered
+/// after its upgrade went through does: what it prints.
+fn upgrade_again(p: &Platform, app: &str) -> String {
+    let newest = p
+        .blobs_under("slugs")
+        .into_iter()
+        .filter(|f| f.ends_with(".tgz"))
+        .max_by_key(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .expect("a slug");
+    let id = p.container_ids(app).pop().expect("a replica");
+    // the root file system is read-only: the slug goes through the replica's /tmp
+    let copied = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-i",
+            "-u",
+            "app",
+            &id,
+            "sh",
+            "-c",
+            "cat > /tmp/again.tgz",
+        ])
+        .stdin(std::fs::File::open(&newest).expect("the slug"))
+        .status()
+        .expect("docker exec");
+    assert!(copied.success(), "the slug was not copied into {id}");
+    docker(&[
+        "exec",
+        "-u",
+        "app",
+        &id,
+        "gigalixir-hot-upgrade",
+        "/tmp/again.tgz",
+    ])
+}
+
 #[test]
 fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     require_images();
@@ -85,6 +121,14 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
         "{releases}"
     );
     assert_eq!(p.get_app(&app, "/bump").1, "bumped to 4\n");
+    // Upgrading again to what already runs (a redelivered deploy) changes nothing: lib/
+    // now holds 0.1.0's directories too, which the running release no longer lists.
+    assert_eq!(upgrade_again(&p, &app), "hot upgrade: no module changed");
+    assert_eq!(p.get_app(&app, "/pid").1, pid);
+    assert_eq!(
+        p.get_app(&app, "/").1,
+        "counter 0.2.0: 4 (a map, upgraded from \"0.1.0\")\n"
+    );
 
     // 0.3.0: its code_change raises; nothing changes, the push says why.
     write_version(&repo, "0.3.0", &[("lib/counter/store.ex", &store_v3())]);
@@ -251,4 +295,80 @@ fn a_hot_push_sees_only_its_own_release_and_leaves_another_tenant_alone() {
     // A's replica was not touched: same container, same code, same state.
     assert_eq!(p.container_ids(&a_app), a_containers);
     assert_eq!(p.get_app(&a_app, "/").1, "counter 0.1.0: 2\n");
+}
+
+/// Whether `gigalixir-hot-upgrade` runs in container `id`.
+fn upgrading(id: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["exec", id, "pgrep", "-f", "gigalixir-hot-upgrade"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_platform_killed_during_a_hot_upgrade_leaves_the_app_on_one_known_release() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hot_counter", "hotkill", work.path());
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert_eq!(p.get_app(&app, "/bump").1, "bumped to 1\n");
+    let old = p.container_ids(&app);
+
+    // 0.2.0 whose code_change takes its time: the platform dies while the replica's
+    // upgrade runs (its dry run or the release handler's install).
+    write_v0_2_0(&repo);
+    let store = std::fs::read_to_string(repo.join("lib/counter/store.ex")).expect("store");
+    std::fs::write(
+        repo.join("lib/counter/store.ex"),
+        store.replace(
+            "def code_change(_old, n, _extra) when is_integer(n), do:",
+            "def code_change(_old, n, _extra) when is_integer(n), do: Process.sleep(4000) &&",
+        ),
+    )
+    .expect("store");
+    p.commit_all(&repo, "0.2.0, slowly");
+    let mut push = p.spawn_git(&repo, &HOT);
+    wait_for(
+        "the replica's hot upgrade to start",
+        Duration::from_secs(180),
+        || upgrading(&old[0]),
+    );
+    p.kill();
+    let _ = push.wait();
+
+    // After a restart the interrupted release failed, and what runs is what the platform
+    // says runs: 0.1.0, on a replica started from its slug (the one the upgrade touched
+    // may run either version, so it is replaced).
+    p.start_again();
+    wait_for(
+        "the app to answer 0.1.0 from a new replica",
+        Duration::from_secs(120),
+        || {
+            let ids = p.container_ids(&app);
+            ids.len() == 1 && ids != old && p.get_app(&app, "/").1 == "counter 0.1.0: 0\n"
+        },
+    );
+    let releases = p.cli_ok(&repo, &["releases"]);
+    let status = |v: &str| {
+        releases
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(v))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(status("v1").contains("deployed"), "{releases}");
+    assert!(status("v2").contains("failed"), "{releases}");
+
+    // Nothing is stuck: the same hot push goes through now.
+    assert_eq!(p.get_app(&app, "/bump").1, "bumped to 1\n");
+    let (ok, out) = p.push(&repo, &HOT);
+    assert!(ok, "{out}");
+    assert!(out.contains("0.1.0 -> 0.2.0 installed in place"), "{out}");
+    assert_eq!(
+        p.get_app(&app, "/").1,
+        "counter 0.2.0: 1 (a map, upgraded from \"0.1.0\")\n"
+    );
 }

@@ -81,6 +81,10 @@ pub struct DockerRuntime {
     /// Whether app containers may open connections beyond their own network (the
     /// internet); see [`super::guard`].
     egress: bool,
+    /// Per container a hot upgrade moved to another release than its label names, a
+    /// file holding that release (labels cannot change): what the container runs, for
+    /// every later deploy, scale and cleanup, also after the platform restarts.
+    hot_dir: PathBuf,
 }
 
 /// A replica taking traffic: its container and published address.
@@ -122,11 +126,13 @@ impl DockerRuntime {
         slug_dir: PathBuf,
         ssh_dir: PathBuf,
     ) -> Self {
+        let hot_dir = ssh_dir.parent().unwrap_or(&ssh_dir).join("hot-upgrades");
         Self {
             docker,
             instance: instance.into(),
             slug_dir,
             ssh_dir,
+            hot_dir,
             live: Arc::new(Mutex::new(HashMap::new())),
             slug_source: None,
             revivals: Arc::new(Mutex::new(HashMap::new())),
@@ -256,10 +262,13 @@ impl DockerRuntime {
                     Err(err) => return Err(err),
                 }
             } else {
-                let version = labels
-                    .get(LABEL_PHASE)
-                    .or_else(|| labels.get(LABEL_RELEASE))
-                    .and_then(|v| v.parse::<u32>().ok());
+                let version = match labels.get(LABEL_PHASE) {
+                    Some(phase) => phase.parse::<u32>().ok(),
+                    None => labels
+                        .get(LABEL_RELEASE)
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .map(|v| self.runs_release(&name, v)),
+                };
                 let Some(version) = version else { continue };
                 match store.app(&app).await {
                     Err(PortError::NotFound) => true,
@@ -543,7 +552,7 @@ impl DockerRuntime {
                     .trim_start_matches('/')
                     .to_owned();
                 let l = c.labels.as_ref()?;
-                let version = l.get(LABEL_RELEASE)?.parse().ok()?;
+                let version = self.runs_release(&name, l.get(LABEL_RELEASE)?.parse().ok()?);
                 let index = l.get(LABEL_INDEX).and_then(|i| i.parse().ok()).unwrap_or(0);
                 let running = c
                     .state
@@ -1002,6 +1011,35 @@ impl DockerRuntime {
         self.remove(name).await
     }
 
+    /// The release a container runs: its label's, unless a hot upgrade moved it on.
+    fn runs_release(&self, name: &str, label: u32) -> u32 {
+        self.hot_upgraded_to(name).unwrap_or(label)
+    }
+
+    /// The release a hot upgrade moved `name` to, if one did.
+    fn hot_upgraded_to(&self, name: &str) -> Option<u32> {
+        std::fs::read_to_string(self.hot_dir.join(name))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Records that `name` runs `version` (`None`: what its label says).
+    fn set_runs_release(&self, name: &str, version: Option<u32>) -> PortResult<()> {
+        let file = self.hot_dir.join(name);
+        let Some(version) = version else {
+            return match std::fs::remove_file(&file) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    Err(PortError::from_io(err))
+                }
+                _ => Ok(()),
+            };
+        };
+        std::fs::create_dir_all(&self.hot_dir).map_err(PortError::from_io)?;
+        let part = self.hot_dir.join(format!(".{name}.part"));
+        std::fs::write(&part, version.to_string()).map_err(PortError::from_io)?;
+        std::fs::rename(&part, &file).map_err(PortError::from_io)
+    }
+
     async fn remove(&self, name: &str) -> PortResult<()> {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
@@ -1013,7 +1051,7 @@ impl DockerRuntime {
             .await
             .map_err(map_err)
         {
-            Ok(()) | Err(PortError::NotFound) => Ok(()),
+            Ok(()) | Err(PortError::NotFound) => self.set_runs_release(name, None),
             Err(err) => Err(err),
         }
     }
@@ -1212,8 +1250,11 @@ impl Runtime for DockerRuntime {
         let filters = self.app_filters(app);
         // A build still running is stopped too: its app is gone.
         let containers = self.all_containers_of(app).await?;
-        for id in containers.into_iter().filter_map(|c| c.id) {
-            self.remove(&id).await?;
+        for c in containers {
+            let name = c.names.as_ref().and_then(|n| n.first()).cloned().or(c.id);
+            if let Some(name) = name {
+                self.remove(name.trim_start_matches('/')).await?;
+            }
         }
         let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
         let networks = self
@@ -1339,6 +1380,11 @@ impl Runtime for DockerRuntime {
         let mut output = Vec::new();
         for c in &running {
             self.copy_into(&c.name, &file, &slug).await?;
+            // Recorded before the upgrade starts: if the platform dies during it, the
+            // replica counts as the new release's, which a deploy of the old one replaces
+            // (a restart on a known slug rather than code nobody knows runs).
+            let before = self.hot_upgraded_to(&c.name);
+            self.set_runs_release(&c.name, Some(spec.version.0))?;
             let exec = self
                 .docker
                 .create_exec(
@@ -1378,6 +1424,7 @@ impl Runtime for DockerRuntime {
                 })
                 .await;
                 if read.is_err() {
+                    self.set_runs_release(&c.name, before)?;
                     return Ok(HotOutcome::Failed {
                         reason: format!(
                             "the hot upgrade of web.{} did not finish within {} s",
@@ -1397,6 +1444,9 @@ impl Runtime for DockerRuntime {
                 .unwrap_or(-1);
             self.exec_quietly(&c.name, vec!["rm".into(), "-f".into(), slug.clone()])
                 .await;
+            if code != 0 {
+                self.set_runs_release(&c.name, before)?;
+            }
             match code {
                 0 => output.extend(
                     lines
