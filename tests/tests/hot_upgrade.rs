@@ -89,6 +89,7 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     for said in [
         "OTP release upgrade",
         "counter 0.1.0 -> 0.2.0: updated Counter.Store; loaded Counter.Page; added Counter.Extra",
+        "a rollback to 0.1.0 restarts the app (no downgrade instructions in the appups)",
         "Hot upgrade to v2",
         "0.1.0 -> 0.2.0 installed in place",
         "1 process state(s) converted by code_change/3",
@@ -161,6 +162,10 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     let rolled = p.cli(&repo, &["releases:rollback", "--version", "1"]);
     let (o, e) = texts(&rolled);
     assert!(rolled.status.success(), "{o}{e}");
+    assert!(
+        o.contains("v4 is live: new replicas (the app restarted)."),
+        "{o}{e}"
+    );
     wait_for("0.1.0 after the rollback", Duration::from_secs(90), || {
         p.get_app(&app, "/").1 == "counter 0.1.0: 0\n"
     });
@@ -202,7 +207,7 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
         "0.5.0",
         &[(
             "rel/appups/counter/counter.appup",
-            "{\"0.5.0\", [{\"0.4.0\", [{load_module, 'Elixir.Counter.Page'}]}], []}.\n",
+            "{\"0.5.0\", [{\"0.4.0\", [{load_module, 'Elixir.Counter.Page'}]}], [{\"0.4.0\", [{load_module, 'Elixir.Counter.Page'}]}]}.\n",
         )],
     );
     p.commit_all(&repo, "0.5.0 with its own appup");
@@ -210,6 +215,7 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     assert!(ok, "{out}");
     for said in [
         "counter 0.4.0 -> 0.5.0: its own appup (rel/appups/counter/counter.appup)",
+        "a rollback to 0.4.0 is a hot downgrade (the appups' downgrade instructions)",
         "0.4.0 -> 0.5.0 installed in place",
         "0 process state(s) converted",
     ] {
@@ -220,6 +226,27 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
         "counter 0.5.0: 1 (a map, upgraded from nil)\n"
     );
     assert_eq!(p.container_ids(&app), containers);
+    let pid = p.get_app(&app, "/pid").1;
+
+    // Its appup says how to go back: the rollback to 0.4.0 is a hot downgrade.
+    let rolled = p.cli(&repo, &["releases:rollback", "--version", "5"]);
+    let (o, e) = texts(&rolled);
+    assert!(rolled.status.success(), "{o}{e}");
+    assert!(
+        o.contains("v7 is live: a hot downgrade (the appups' downgrade instructions), no restart."),
+        "{o}{e}"
+    );
+    assert_eq!(
+        p.get_app(&app, "/").1,
+        "counter 0.4.0: 1 (a map, upgraded from nil)\n"
+    );
+    assert_eq!(p.get_app(&app, "/pid").1, pid, "the BEAM was not restarted");
+    assert_eq!(p.container_ids(&app), containers);
+    let releases = which_releases(&p, &app);
+    assert!(
+        releases.lines().any(|l| l == "0.4.0 permanent"),
+        "{releases}"
+    );
 }
 
 /// B's pre-compile hook: what a hot push's build can see of running releases — the one it

@@ -1,6 +1,6 @@
 //! Releases: `releases`.
 
-use gigalixir_core::model::ReleaseStatus;
+use gigalixir_core::model::{DeployedBy, ReleaseStatus};
 use gigalixir_core::wire::ReleaseView;
 
 use super::apps::not_found;
@@ -89,12 +89,15 @@ pub fn rollback(ctx: &Ctx, app: Option<String>, version: Option<String>) -> anyh
             .client
             .releases(&auth, &name)
             .map_err(not_found(&name))?;
-        match releases
-            .iter()
-            .find(|r| r.version == created.version)
-            .map(|r| r.status)
-        {
-            Some(ReleaseStatus::Deployed) => return say(format!("v{} is live.", created.version)),
+        let mine = releases.iter().find(|r| r.version == created.version);
+        match mine.map(|r| r.status) {
+            Some(ReleaseStatus::Deployed) => {
+                return say(format!(
+                    "v{} is live{}",
+                    created.version,
+                    how(mine.and_then(|r| r.deployed_by))
+                ))
+            }
             Some(ReleaseStatus::Failed) => anyhow::bail!(
                 "v{} failed to start; the previous release keeps serving (see `gigalixir logs`)",
                 created.version
@@ -106,6 +109,18 @@ pub fn rollback(ctx: &Ctx, app: Option<String>, version: Option<String>) -> anyh
         "v{} is still deploying; `gigalixir releases` shows when it is live.",
         created.version
     ))
+}
+
+/// How a rollback went live, for people.
+fn how(by: Option<DeployedBy>) -> &'static str {
+    match by {
+        Some(DeployedBy::HotDowngrade) => {
+            ": a hot downgrade (the appups' downgrade instructions), no restart."
+        }
+        Some(DeployedBy::HotUpgrade) => ": loaded into the running replicas, no restart.",
+        Some(DeployedBy::NewReplicas) => ": new replicas (the app restarted).",
+        None => ".",
+    }
 }
 
 fn status(status: ReleaseStatus) -> &'static str {
@@ -161,6 +176,7 @@ mod tests {
             status,
             rollback_id: version.checked_sub(1).filter(|v| *v > 0),
             slug_size: 1234,
+            deployed_by: None,
         }
     }
 

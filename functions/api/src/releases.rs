@@ -90,6 +90,7 @@ fn view(release: &Release) -> ReleaseView {
         status: release.status,
         rollback_id: release.rollback_id.map(|v| v.0),
         slug_size: release.spec.slug.size,
+        deployed_by: release.deployed_by,
     }
 }
 

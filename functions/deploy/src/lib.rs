@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
 use shared::messages::Event;
-use shared::model::{App, BuildState, Release, ReleaseStatus};
+use shared::model::{App, BuildState, DeployedBy, Release, ReleaseStatus};
 use shared::ports::runtime::{DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, APP_PORT};
 use shared::ports::{Blobs, Bus, Runtime, Store};
 use shared::push::{emit, required, step_router, unexpected, StepError};
@@ -234,11 +234,11 @@ async fn deploy_locked(
     }
     let spec = spec_of(state, &current, &release, current.replicas.max(1));
     let started = std::time::Instant::now();
-    let outcome = match hot_upgrade(state, &release, &spec, build.as_ref()).await? {
-        Some(outcome) => outcome,
+    let (outcome, by) = match in_place(state, &release, &spec, build.as_ref()).await? {
+        Some(done) => done,
         None => match release_phase(state, &spec, build.as_ref()).await? {
-            Some(failed) => failed,
-            None => state.runtime.deploy(&spec).await?,
+            Some(failed) => (failed, DeployedBy::NewReplicas),
+            None => (state.runtime.deploy(&spec).await?, DeployedBy::NewReplicas),
         },
     };
     // Fenced: a deploy that lost its lock (its process was paused past the lock's life)
@@ -271,10 +271,7 @@ async fn deploy_locked(
                         .await?;
                 }
             }
-            state
-                .store
-                .set_release_status(app, version, ReleaseStatus::Deployed)
-                .await?;
+            state.store.set_release_deployed(app, version, by).await?;
             log(
                 state,
                 build.as_ref(),
@@ -612,6 +609,60 @@ fn boot_timeout(state: &StepState, app: &App) -> Duration {
     app.health
         .boot_timeout_secs
         .map_or(state.boot_timeout, |s| Duration::from_secs(s.into()))
+}
+
+/// A release that goes live in the running replicas, without new ones: a push marked
+/// `GIGALIXIR-HOT: true` (a hot upgrade), or a rollback from a release a hot upgrade
+/// installed whose appups say how to go back (a hot downgrade). `None` means deploy
+/// normally (not asked for, or not possible — the push output says why).
+async fn in_place(
+    state: &StepState,
+    release: &Release,
+    spec: &ReleaseSpec,
+    build: Option<&BuildId>,
+) -> Result<Option<(DeployOutcome, DeployedBy)>, StepError> {
+    if release.spec.rollback_to.is_some() {
+        return hot_downgrade(state, release, spec).await;
+    }
+    Ok(hot_upgrade(state, release, spec, build)
+        .await?
+        .map(|outcome| (outcome, DeployedBy::HotUpgrade)))
+}
+
+/// A rollback from a release that a hot upgrade installed: the replicas go back in place
+/// when the running release's appups give downgrade instructions to the rollback's; else
+/// (or if that fails) `None`, a normal deploy. The release records which happened.
+async fn hot_downgrade(
+    state: &StepState,
+    release: &Release,
+    spec: &ReleaseSpec,
+) -> Result<Option<(DeployOutcome, DeployedBy)>, StepError> {
+    let running = state
+        .store
+        .releases(&release.app)
+        .await?
+        .into_iter()
+        .find(|r| r.status == ReleaseStatus::Deployed);
+    let Some(running) = running.filter(|r| r.deployed_by == Some(DeployedBy::HotUpgrade)) else {
+        return Ok(None);
+    };
+    if running.spec.slug.stack() != release.spec.slug.stack() {
+        return Ok(None);
+    }
+    match state.runtime.hot_upgrade(spec).await? {
+        HotOutcome::Upgraded { .. } => {
+            tracing::info!(from = %running.version, "hot downgrade");
+            Ok(Some((DeployOutcome::Healthy, DeployedBy::HotDowngrade)))
+        }
+        HotOutcome::NotPossible { reason } => {
+            tracing::info!(from = %running.version, %reason, "no hot downgrade; the rollback restarts the app");
+            Ok(None)
+        }
+        HotOutcome::Failed { reason, .. } => {
+            tracing::warn!(from = %running.version, %reason, "the hot downgrade failed; the rollback restarts the app");
+            Ok(None)
+        }
+    }
 }
 
 /// For a push marked `GIGALIXIR-HOT: true` while a release runs: loads the new code into

@@ -10,7 +10,8 @@ use super::unique;
 use crate::domain::{ApiKey, AppName, BuildId, Email, ReleaseVersion, Secret, UserId};
 use crate::error::PortError;
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildFlags, BuildState, NewRelease, ReleaseStatus, SlugRef, User,
+    ApiKeyRecord, App, Build, BuildFlags, BuildState, DeployedBy, NewRelease, ReleaseStatus,
+    SlugRef, User,
 };
 use crate::ports::Store;
 
@@ -332,6 +333,29 @@ pub async fn releases_number_themselves_idempotently(store: Arc<dyn Store>) {
             .status,
         ReleaseStatus::Superseded
     );
+    // Deployed, and how, in one write; a status change keeps how it ran.
+    assert_eq!(v2.deployed_by, None);
+    store
+        .set_release_deployed(&a.name, ReleaseVersion(2), DeployedBy::HotUpgrade)
+        .await
+        .expect("deployed");
+    let read = store.release(&a.name, ReleaseVersion(2)).await.expect("v2");
+    assert_eq!(
+        (read.status, read.deployed_by),
+        (ReleaseStatus::Deployed, Some(DeployedBy::HotUpgrade))
+    );
+    store
+        .set_release_status(&a.name, ReleaseVersion(2), ReleaseStatus::Superseded)
+        .await
+        .expect("status");
+    let read = store.release(&a.name, ReleaseVersion(2)).await.expect("v2");
+    assert_eq!(read.deployed_by, Some(DeployedBy::HotUpgrade));
+    assert!(matches!(
+        store
+            .set_release_deployed(&a.name, ReleaseVersion(9), DeployedBy::NewReplicas)
+            .await,
+        Err(PortError::NotFound)
+    ));
     let ghost = AppName::parse(&unique("ghost")).expect("name");
     assert!(matches!(
         store

@@ -229,6 +229,19 @@ pub enum ReleaseStatus {
     Superseded,
 }
 
+/// How a deployed release came to run in place of the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployedBy {
+    /// New replicas, started beside the old ones, which then stopped (the app restarted).
+    NewReplicas,
+    /// The running replicas loaded it without a restart (a hot upgrade).
+    HotUpgrade,
+    /// The running replicas went back to it without a restart (a rollback whose appups
+    /// gave downgrade instructions).
+    HotDowngrade,
+}
+
 /// What a new release is made of; the store assigns the version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewRelease {
@@ -263,6 +276,9 @@ pub struct Release {
     pub spec: NewRelease,
     /// What happened to it.
     pub status: ReleaseStatus,
+    /// How it came to run, once deployed (records from before this was kept have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_by: Option<DeployedBy>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
 }

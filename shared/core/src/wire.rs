@@ -155,6 +155,9 @@ pub struct ReleaseView {
     pub rollback_id: Option<u32>,
     /// The slug's size in bytes.
     pub slug_size: u64,
+    /// How it came to run, once deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_by: Option<crate::model::DeployedBy>,
 }
 
 /// `POST /api/apps/NAME/configs`: config vars to set, all in one change (one release).

@@ -11,8 +11,8 @@ use super::sqlite::{from_json, map_err, now_ms, to_json, Db};
 use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::{PortError, PortResult};
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, CustomDomain, NewRelease, Release, ReleaseStatus, SshKey,
-    User,
+    ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, NewRelease, Release,
+    ReleaseStatus, SshKey, User,
 };
 use crate::ports::Store;
 
@@ -97,6 +97,32 @@ impl SqliteStore {
             Ok(())
         })?;
         Ok(Self { db })
+    }
+
+    /// Changes a release's record (read and written in one call of the store's connection).
+    async fn update_release(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        change: impl FnOnce(&mut Release) + Send + 'static,
+    ) -> PortResult<()> {
+        let app = app.to_string();
+        self.db
+            .call(move |c| {
+                let mut release: Release = one(
+                    c,
+                    "SELECT json FROM releases WHERE app = ?1 AND version = ?2",
+                    params![app, version.0],
+                )?;
+                change(&mut release);
+                c.execute(
+                    "UPDATE releases SET json = ?3 WHERE app = ?1 AND version = ?2",
+                    params![app, version.0, to_json(&release)?],
+                )
+                .map_err(map_err)?;
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -459,6 +485,7 @@ impl Store for SqliteStore {
                     rollback_id: latest.map(ReleaseVersion),
                     spec,
                     status: ReleaseStatus::Pending,
+                    deployed_by: None,
                     created_at: Utc::now(),
                 };
                 tx.execute(
@@ -504,24 +531,26 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_release_deployed(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        by: DeployedBy,
+    ) -> PortResult<()> {
+        self.update_release(app, version, move |r| {
+            r.status = ReleaseStatus::Deployed;
+            r.deployed_by = Some(by);
+        })
+        .await
+    }
+
     async fn set_release_status(
         &self,
         app: &AppName,
         version: ReleaseVersion,
         status: ReleaseStatus,
     ) -> PortResult<()> {
-        let mut release = self.release(app, version).await?;
-        release.status = status;
-        let (app, json) = (app.to_string(), to_json(&release)?);
-        self.db
-            .call(move |c| {
-                c.execute(
-                    "UPDATE releases SET json = ?3 WHERE app = ?1 AND version = ?2",
-                    params![app, version.0, json],
-                )
-                .map_err(map_err)?;
-                Ok(())
-            })
+        self.update_release(app, version, move |r| r.status = status)
             .await
     }
 

@@ -69,8 +69,8 @@ use tokio::sync::OnceCell;
 use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::{PortError, PortResult};
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, CustomDomain, NewRelease, Release, ReleaseStatus, SshKey,
-    User,
+    ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, NewRelease, Release,
+    ReleaseStatus, SshKey, User,
 };
 use crate::ports::Store;
 
@@ -243,6 +243,35 @@ impl FirestoreStore {
                 }
             }
             Ok(((), tx))
+        })
+        .await
+    }
+
+    /// Changes a release's record in a transaction.
+    async fn update_release(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        change: impl Fn(&mut Release) + Send + Sync,
+    ) -> PortResult<()> {
+        let id = doc_id(app.as_str());
+        let vid = version_id(version.0);
+        self.transaction(|db, mut tx| {
+            let (id, vid, change) = (&id, &vid, &change);
+            async move {
+                let parent = parent_of(&db, APPS, id)?;
+                let doc: ReleaseDoc = get(&db, Some(&parent), RELEASES, vid)
+                    .await?
+                    .ok_or(PortError::NotFound)?;
+                let mut release: Release = from_json(&doc.json)?;
+                change(&mut release);
+                let doc = ReleaseDoc {
+                    version: doc.version,
+                    json: to_json(&release)?,
+                };
+                put(&db, &mut tx, Some(&parent), RELEASES, vid, &doc, Some(true))?;
+                Ok(((), tx))
+            }
         })
         .await
     }
@@ -905,6 +934,7 @@ impl Store for FirestoreStore {
                     rollback_id: latest,
                     spec: release.clone(),
                     status: ReleaseStatus::Pending,
+                    deployed_by: None,
                     created_at: Utc::now(),
                 };
                 let version = made.version.0;
@@ -968,32 +998,27 @@ impl Store for FirestoreStore {
             .collect()
     }
 
+    async fn set_release_deployed(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        by: DeployedBy,
+    ) -> PortResult<()> {
+        self.update_release(app, version, move |r| {
+            r.status = ReleaseStatus::Deployed;
+            r.deployed_by = Some(by);
+        })
+        .await
+    }
+
     async fn set_release_status(
         &self,
         app: &AppName,
         version: ReleaseVersion,
         status: ReleaseStatus,
     ) -> PortResult<()> {
-        let id = doc_id(app.as_str());
-        let vid = version_id(version.0);
-        self.transaction(|db, mut tx| {
-            let (id, vid) = (&id, &vid);
-            async move {
-                let parent = parent_of(&db, APPS, id)?;
-                let doc: ReleaseDoc = get(&db, Some(&parent), RELEASES, vid)
-                    .await?
-                    .ok_or(PortError::NotFound)?;
-                let mut release: Release = from_json(&doc.json)?;
-                release.status = status;
-                let doc = ReleaseDoc {
-                    version: doc.version,
-                    json: to_json(&release)?,
-                };
-                put(&db, &mut tx, Some(&parent), RELEASES, vid, &doc, Some(true))?;
-                Ok(((), tx))
-            }
-        })
-        .await
+        self.update_release(app, version, move |r| r.status = status)
+            .await
     }
 
     async fn add_ssh_key(&self, key: &SshKey) -> PortResult<()> {

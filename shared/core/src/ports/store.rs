@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::PortResult;
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, CustomDomain, NewRelease, Release, ReleaseStatus, SshKey,
-    User,
+    ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, NewRelease, Release,
+    ReleaseStatus, SshKey, User,
 };
 
 /// Users, API keys, apps, builds, releases and per-app locks.
@@ -83,6 +83,13 @@ pub trait Store: Send + Sync + 'static {
     async fn release(&self, app: &AppName, version: ReleaseVersion) -> PortResult<Release>;
     /// The app's releases, newest first.
     async fn releases(&self, app: &AppName) -> PortResult<Vec<Release>>;
+    /// Marks a release deployed, and how (one write: whoever sees it deployed sees how).
+    async fn set_release_deployed(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        by: DeployedBy,
+    ) -> PortResult<()>;
     /// Sets a release's status.
     async fn set_release_status(
         &self,

@@ -24,8 +24,20 @@ defmodule Relup do
       for root <- [old_root, new_root], dir <- Path.wildcard(Path.join(root, "lib/*/ebin")),
           do: String.to_charlist(dir)
     outdir = Path.join(new_root, "releases/#{new_vsn}")
-    case :systools.make_relup(to_rel(new_rel), [to_rel(old_rel)], [], [:silent, :no_warn_sasl, path: paths, outdir: String.to_charlist(outdir)]) do
-      {:ok, _relup, _mod, _warnings} -> IO.puts("relup #{old_vsn} -> #{new_vsn} written")
+    # A rollback to the old version is a hot downgrade only when every changed application's
+    # appup says how to go back (generated appups do not: a process state converted by
+    # code_change/3 cannot be assumed to convert back).
+    down? = Enum.all?(changed, &downgrades?(new_root, &1, new_apps[&1], old_apps[&1]))
+    downs = if down?, do: [to_rel(old_rel)], else: []
+    case :systools.make_relup(to_rel(new_rel), [to_rel(old_rel)], downs, [:silent, :no_warn_sasl, path: paths, outdir: String.to_charlist(outdir)]) do
+      {:ok, _relup, _mod, _warnings} ->
+        IO.puts("relup #{old_vsn} -> #{new_vsn} written")
+        IO.puts(
+          if down?,
+            do: "a rollback to #{old_vsn} is a hot downgrade (the appups' downgrade instructions)",
+            else: "a rollback to #{old_vsn} restarts the app (no downgrade instructions in the appups)"
+        )
+
       {:error, mod, reason} -> no("the relup could not be made: #{mod.format_error(reason)}")
       other -> no("the relup could not be made: #{inspect(other)}")
     end
@@ -80,6 +92,20 @@ defmodule Relup do
         IO.puts("#{app} #{old_vsn} -> #{new_vsn}: " <> (parts |> Enum.reject(&is_nil/1) |> Enum.join("; ") |> then(&if(&1 == "", do: "no module changed", else: &1))))
     end
   end
+
+  # Whether the appup of `app` (as the new release holds it) has instructions back to `old`.
+  defp downgrades?(root, app, vsn, old) do
+    case :file.consult(String.to_charlist(Path.join(root, "lib/#{app}-#{vsn}/ebin/#{app}.appup"))) do
+      {:ok, [{_vsn, _ups, downs}]} when is_list(downs) ->
+        Enum.any?(downs, fn {to, _} -> vsn_matches?(to, old); _ -> false end)
+      _ ->
+        false
+    end
+  end
+
+  defp vsn_matches?(to, vsn) when is_list(to), do: to_string(to) == vsn
+  defp vsn_matches?(to, vsn) when is_binary(to), do: Regex.match?(~r/\A(?:#{to})\z/, vsn)
+  defp vsn_matches?(_, _), do: false
 
   defp beams(dir) do
     for f <- Path.wildcard(Path.join(dir, "*.beam")), into: %{} do
