@@ -399,3 +399,109 @@ fn a_platform_killed_during_a_hot_upgrade_leaves_the_app_on_one_known_release() 
         "counter 0.2.0: 1 (a map, upgraded from \"0.1.0\")\n"
     );
 }
+
+/// What `GET path` answers inside container `id` (one replica, not through the router).
+fn replica_get(id: &str, path: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["exec", id, "curl", "-s", "-m", "5"])
+        .arg(format!("http://127.0.0.1:4000{path}"))
+        .output()
+        .expect("docker exec");
+    let (o, e) = texts(&out);
+    if !out.status.success() {
+        eprintln!("curl {path} in {id}: {e}");
+    }
+    o
+}
+
+/// The running container of replica `web.N` of `app`.
+fn replica(p: &Platform, app: &str, n: u32) -> String {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+        "--filter",
+        &format!("label=gigalixir.instance={}", p.instance),
+        "--filter",
+        &format!("label=gigalixir.index={}", n - 1),
+    ])
+}
+
+#[test]
+fn an_upgrade_that_fails_in_the_live_node_fails_the_push_and_leaves_the_other_replicas() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hot_counter", "hotfail", work.path());
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    p.cli_ok(&repo, &["ps:scale", "-r", "2"]);
+    wait_for("two replicas", Duration::from_secs(90), || {
+        !replica(&p, &app, 1).is_empty() && !replica(&p, &app, 2).is_empty()
+    });
+    let before = [replica(&p, &app, 1), replica(&p, &app, 2)];
+    for id in &before {
+        wait_for("the replica to answer", Duration::from_secs(60), || {
+            replica_get(id, "/").starts_with("counter 0.1.0")
+        });
+        for n in 1..=3 {
+            assert_eq!(replica_get(id, "/bump"), format!("bumped to {n}\n"));
+        }
+    }
+
+    // 0.2.0 whose code_change converts a copy of the state (the dry run passes) but raises
+    // in the live process: the release handler's install fails on the first replica.
+    write_v0_2_0(&repo);
+    let store = std::fs::read_to_string(repo.join("lib/counter/store.ex")).expect("store");
+    std::fs::write(
+        repo.join("lib/counter/store.ex"),
+        store.replace(
+            "def code_change(_old, n, _extra) when is_integer(n), do:",
+            "def code_change(_old, n, _extra) when is_integer(n), do: (if Process.whereis(__MODULE__) == self(), do: raise(\"live only\")) ||",
+        ),
+    )
+    .expect("store");
+    p.commit_all(&repo, "0.2.0 whose code_change fails in the live node");
+    let (ok, out) = p.push(&repo, &HOT);
+    assert!(!ok, "the failed upgrade was reported as deployed:\n{out}");
+    let failed: u32 = out
+        .split("the hot upgrade failed on web.")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failed replica named in:\n{out}"));
+    for said in [
+        "installing 0.2.0 failed: ** (RuntimeError) Counter.Store.code_change raised in the running process: live only",
+        "(the release handler restarts the node on 0.1.0)",
+    ] {
+        assert!(out.contains(said), "no `{said}` in:\n{out}");
+    }
+    let other = if failed == 1 { 2 } else { 1 };
+    // The replica after it was not touched: same container, same node, same state.
+    assert_eq!(replica(&p, &app, other), before[other as usize - 1]);
+    assert_eq!(
+        replica_get(&before[other as usize - 1], "/"),
+        "counter 0.1.0: 3\n"
+    );
+    // The failed one runs 0.1.0 again (its node restarted on the release it had).
+    wait_for(
+        "the failed replica to serve 0.1.0 again",
+        Duration::from_secs(90),
+        || {
+            let id = replica(&p, &app, failed);
+            !id.is_empty() && replica_get(&id, "/").starts_with("counter 0.1.0: ")
+        },
+    );
+    let releases = p.cli_ok(&repo, &["releases"]);
+    let line = |v: &str| {
+        releases
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(v))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("v1").contains("deployed"), "{releases}");
+    assert!(line("v2").contains("failed"), "{releases}");
+}

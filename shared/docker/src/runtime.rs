@@ -1468,7 +1468,7 @@ impl Runtime for DockerRuntime {
                         .iter()
                         .rev()
                         .find(|l| !l.trim().is_empty())
-                        .cloned()
+                        .map(|l| l.trim_start_matches("hot upgrade failed: ").to_owned())
                         .unwrap_or_else(|| format!("exit code {code}"));
                     return Ok(HotOutcome::Failed {
                         reason: format!("the hot upgrade failed on web.{}: {why}", c.index + 1),
