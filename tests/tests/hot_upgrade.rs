@@ -150,6 +150,31 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     );
     assert_eq!(p.get_app(&app, "/pid").1, pid);
 
+    // A crash: the replica's container starts again, its memory (`/app`) lost, and boots
+    // 0.2.0, the release the hot upgrade installed, not the 0.1.0 it was created with.
+    let crashed = p.container_ids(&app);
+    docker(&[
+        "exec",
+        "-u",
+        "app",
+        &crashed[0],
+        "pkill",
+        "-9",
+        "-f",
+        "beam.smp",
+    ]);
+    wait_for(
+        "the crashed replica to boot 0.2.0",
+        Duration::from_secs(90),
+        || p.get_app(&app, "/").1 == "counter 0.2.0: 0 (a map, upgraded from nil)\n",
+    );
+    assert_eq!(
+        p.container_ids(&app),
+        crashed,
+        "the replica was started again"
+    );
+    assert_ne!(p.get_app(&app, "/pid").1, pid, "a new BEAM");
+
     // A restart boots 0.2.0, the release that runs.
     let restarted = p.cli(&repo, &["restart"]);
     let (o, e) = texts(&restarted);

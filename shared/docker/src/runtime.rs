@@ -37,6 +37,8 @@ pub const LABEL_INDEX: &str = "gigalixir.index";
 pub const SSH_PORT: u16 = 2222;
 /// Label of a release-phase container (its value: the release).
 pub const LABEL_PHASE: &str = "gigalixir.release-phase";
+/// Where a replica sees its directory of [`DockerRuntime::hot_dir`].
+pub const HOT_MOUNT: &str = "/etc/gigalixir/hot";
 /// Processes a replica may have (a fork bomb stops there).
 pub const REPLICA_PIDS: i64 = 512;
 
@@ -81,9 +83,11 @@ pub struct DockerRuntime {
     /// Whether app containers may open connections beyond their own network (the
     /// internet); see [`super::guard`].
     egress: bool,
-    /// Per container a hot upgrade moved to another release than its label names, a
-    /// file holding that release (labels cannot change): what the container runs, for
-    /// every later deploy, scale and cleanup, also after the platform restarts.
+    /// Per replica container, a directory `<name>/` mounted read-only at [`HOT_MOUNT`]:
+    /// after a hot upgrade it holds `release`, the release the container runs (labels
+    /// cannot change: what every later deploy, scale and cleanup goes by, also after the
+    /// platform restarts), and `slug.tgz`, that release's slug, which the runner boots
+    /// when the container starts again after a crash (its `/app` is memory, lost then).
     hot_dir: PathBuf,
 }
 
@@ -863,8 +867,16 @@ impl DockerRuntime {
             self.write_ssh_keys(&spec.app, &[])?;
         }
         let http = format!("{APP_PORT}/tcp");
-        self.create_and_start(&name, self.container_body(spec, Some(index)))
-            .await?;
+        let mut body = self.container_body(spec, Some(index));
+        let hot = self.hot_dir.join(&name);
+        std::fs::create_dir_all(&hot).map_err(PortError::from_io)?;
+        if let Some(binds) = body.host_config.as_mut().and_then(|h| h.binds.as_mut()) {
+            binds.push(format!("{}:{HOT_MOUNT}:ro", hot.display()));
+        }
+        if let Err(err) = self.create_and_start(&name, body).await {
+            let _ = self.forget_hot(&name);
+            return Err(err);
+        }
         let info = self
             .docker
             .inspect_container(&name, None::<InspectContainerOptions>)
@@ -1018,26 +1030,47 @@ impl DockerRuntime {
 
     /// The release a hot upgrade moved `name` to, if one did.
     fn hot_upgraded_to(&self, name: &str) -> Option<u32> {
-        std::fs::read_to_string(self.hot_dir.join(name))
+        std::fs::read_to_string(self.hot_dir.join(name).join("release"))
             .ok()
             .and_then(|v| v.trim().parse().ok())
     }
 
     /// Records that `name` runs `version` (`None`: what its label says).
     fn set_runs_release(&self, name: &str, version: Option<u32>) -> PortResult<()> {
-        let file = self.hot_dir.join(name);
+        let dir = self.hot_dir.join(name);
         let Some(version) = version else {
-            return match std::fs::remove_file(&file) {
+            return match std::fs::remove_file(dir.join("release")) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                     Err(PortError::from_io(err))
                 }
                 _ => Ok(()),
             };
         };
-        std::fs::create_dir_all(&self.hot_dir).map_err(PortError::from_io)?;
-        let part = self.hot_dir.join(format!(".{name}.part"));
+        std::fs::create_dir_all(&dir).map_err(PortError::from_io)?;
+        let part = dir.join(".release.part");
         std::fs::write(&part, version.to_string()).map_err(PortError::from_io)?;
-        std::fs::rename(&part, &file).map_err(PortError::from_io)
+        std::fs::rename(&part, dir.join("release")).map_err(PortError::from_io)
+    }
+
+    /// Puts the slug a hot upgrade installed in `name` where its runner boots it from
+    /// after a crash: a hard link of the slug store's file (a copy across file systems).
+    fn keep_hot_slug(&self, name: &str, slug: &std::path::Path) -> PortResult<()> {
+        let dir = self.hot_dir.join(name);
+        std::fs::create_dir_all(&dir).map_err(PortError::from_io)?;
+        let part = dir.join(".slug.tgz.part");
+        let _ = std::fs::remove_file(&part);
+        if std::fs::hard_link(slug, &part).is_err() {
+            std::fs::copy(slug, &part).map_err(PortError::from_io)?;
+        }
+        std::fs::rename(&part, dir.join("slug.tgz")).map_err(PortError::from_io)
+    }
+
+    /// Forgets what hot upgrades left for container `name`.
+    fn forget_hot(&self, name: &str) -> PortResult<()> {
+        match std::fs::remove_dir_all(self.hot_dir.join(name)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(PortError::from_io(err)),
+            _ => Ok(()),
+        }
     }
 
     async fn remove(&self, name: &str) -> PortResult<()> {
@@ -1051,7 +1084,7 @@ impl DockerRuntime {
             .await
             .map_err(map_err)
         {
-            Ok(()) | Err(PortError::NotFound) => self.set_runs_release(name, None),
+            Ok(()) | Err(PortError::NotFound) => self.forget_hot(name),
             Err(err) => Err(err),
         }
     }
@@ -1444,7 +1477,9 @@ impl Runtime for DockerRuntime {
                 .unwrap_or(-1);
             self.exec_quietly(&c.name, vec!["rm".into(), "-f".into(), slug.clone()])
                 .await;
-            if code != 0 {
+            if code == 0 {
+                self.keep_hot_slug(&c.name, &file)?;
+            } else {
                 self.set_runs_release(&c.name, before)?;
             }
             match code {
