@@ -12,18 +12,19 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use shared::contract::runtime::{Slugs, Subject};
+use shared::contract::runtime::{spec, Slugs, Subject};
 use shared::contract::{unique, Guard};
 use shared::domain::AppName;
 use shared::kube_runtime::kube::Client;
 use shared::kube_runtime::{BaseUrlSlugs, KubeRuntime, KubeSettings};
 use shared::model::SlugRef;
-use support::fake_api;
+use shared::ports::runtime::{DeployOutcome, HotOutcome};
+use support::{fake_api, served_fake_api, Exec};
 
 /// Objects by collection path (`/apis/apps/v1/namespaces/NS/deployments`) and name.
 #[derive(Default)]
@@ -333,16 +334,21 @@ fn slug(name: &str, types: &[&str]) -> SlugRef {
     }
 }
 
-async fn make() -> (Subject, Guard) {
-    let settings = KubeSettings {
+fn settings() -> KubeSettings {
+    KubeSettings {
         domain: "apps.example.com".into(),
         poll_interval: Duration::from_millis(1),
         ..KubeSettings::default()
-    };
+    }
+}
+
+const SLUG_BASE: &str = "https://slugs.example.invalid";
+
+async fn make() -> (Subject, Guard) {
     let runtime = KubeRuntime::new(
         fake_cluster(),
-        settings,
-        Arc::new(BaseUrlSlugs::new("https://slugs.example.invalid")),
+        settings(),
+        Arc::new(BaseUrlSlugs::new(SLUG_BASE)),
     );
     let subject = Subject {
         runtime: Arc::new(runtime),
@@ -357,3 +363,202 @@ async fn make() -> (Subject, Guard) {
 }
 
 shared::runtime_contract!(make);
+
+/// What `gigalixir-hot-upgrade` answers in a fake pod, by the new slug's name: one named
+/// `impossible` cannot be installed in place (exit 3), one named `raising` fails (exit 1),
+/// the rest are installed.
+fn upgrade_in_pod(exec: &Exec) -> (i32, String) {
+    let url = exec.command.get(1).map(String::as_str).unwrap_or_default();
+    if url.contains("impossible") {
+        (
+            3,
+            "hot upgrade not possible: applications were added (crypto)\n".into(),
+        )
+    } else if url.contains("raising") {
+        (
+            1,
+            "hot upgrade failed: installing 0.3.0 failed: ** (RuntimeError) boom\n".into(),
+        )
+    } else {
+        (
+            0,
+            "hot upgrade: 0.1.0 -> 0.2.0 installed in place (OTP release upgrade)\n".into(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_hot_upgrade_runs_in_every_pod_through_exec_and_restarts_none() {
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    let execs: Arc<Mutex<Vec<Exec>>> = Arc::default();
+    let client = served_fake_api(
+        {
+            let cluster = cluster.clone();
+            move |call| {
+                (cluster.lock().expect("cluster")).answer(
+                    &call.method,
+                    &call.path,
+                    &call.query,
+                    &call.body,
+                )
+            }
+        },
+        {
+            let execs = execs.clone();
+            move |exec| {
+                let answer = upgrade_in_pod(&exec);
+                execs.lock().expect("execs").push(exec);
+                answer
+            }
+        },
+    )
+    .await;
+    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
+    let s = Subject {
+        runtime: Arc::new(runtime),
+        app: AppName::parse(&unique("hot")[..14]).expect("app name"),
+        slugs: Slugs {
+            serving: slug("serving", &["web"]),
+            failing_phase: slug("failing-phase", &["web"]),
+            crashing: slug("crashing", &["web"]),
+        },
+    };
+    let (rt, app) = (&s.runtime, &s.app);
+    let ns = format!("app-{app}");
+    let pods = || async {
+        let mut names: Vec<String> = rt
+            .replicas(app)
+            .await
+            .expect("replicas")
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        names
+    };
+    let deployment = || {
+        cluster.lock().expect("cluster").objects
+            [&format!("/apis/apps/v1/namespaces/{ns}/deployments")]["web"]
+            .clone()
+    };
+    let secret_url = |name: &str| {
+        let c = cluster.lock().expect("cluster");
+        let data = &c.objects[&format!("/api/v1/namespaces/{ns}/secrets")][name]["data"];
+        let b = data["SLUG_URL"].as_str().expect("SLUG_URL");
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .expect("b64"),
+        )
+        .expect("utf8")
+    };
+
+    // v1 runs on two pods.
+    let v1 = spec(&s, 1, &slug("serving", &["web"]), 2);
+    assert_eq!(
+        rt.deploy(&v1).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+    let before = pods().await;
+    assert_eq!(before, ["web-v1-0", "web-v1-1"]);
+
+    // v2, hot: the upgrade script runs in each pod, one after the other, with the slug's
+    // URL and checksum.
+    let v2_slug = slug("serving-v2", &["web"]);
+    let v2 = spec(&s, 2, &v2_slug, 2);
+    let HotOutcome::Upgraded { output } = rt.hot_upgrade(&v2).await.expect("hot upgrade") else {
+        panic!("not upgraded");
+    };
+    assert_eq!(
+        output,
+        [
+            "web.1: hot upgrade: 0.1.0 -> 0.2.0 installed in place (OTP release upgrade)",
+            "web.2: hot upgrade: 0.1.0 -> 0.2.0 installed in place (OTP release upgrade)",
+        ]
+    );
+    let seen = execs.lock().expect("execs").clone();
+    let url = format!("{SLUG_BASE}/{}", v2_slug.key);
+    let expected: Vec<Exec> = before
+        .iter()
+        .map(|pod| Exec {
+            path: format!("/api/v1/namespaces/{ns}/pods/{pod}/exec"),
+            container: "web".into(),
+            command: vec![
+                "gigalixir-hot-upgrade".into(),
+                url.clone(),
+                v2_slug.sha256.clone(),
+            ],
+        })
+        .collect();
+    assert_eq!(seen, expected);
+
+    // No pod restarted: the template is still v1's, and the Secret it names points at
+    // v2's slug (a pod started again boots v2); the Deployment says v2 runs.
+    assert_eq!(pods().await, before);
+    let d = deployment();
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["labels"]["gigalixir.release"],
+        "1"
+    );
+    assert_eq!(d["metadata"]["annotations"]["gigalixir.release"], "2");
+    assert_eq!(
+        d["metadata"]["annotations"]["gigalixir.template-release"],
+        "1"
+    );
+    assert_eq!(d["metadata"]["generation"], 1, "the pod template changed");
+    assert_eq!(secret_url("env-v1"), url);
+    assert!(rt
+        .runs(app, shared::domain::ReleaseVersion(2))
+        .await
+        .expect("runs"));
+
+    // Scaling v2 keeps that template: one more pod of it, none replaced.
+    let v2_three = spec(&s, 2, &v2_slug, 3);
+    assert_eq!(
+        rt.scale(&v2_three).await.expect("scale"),
+        DeployOutcome::Healthy
+    );
+    assert_eq!(pods().await, ["web-v1-0", "web-v1-1", "web-v1-2"]);
+    assert_eq!(secret_url("env-v1"), url);
+
+    // Not possible in the first pod: nothing else is tried, the deploy goes on normally.
+    execs.lock().expect("execs").clear();
+    let v3 = spec(&s, 3, &slug("impossible", &["web"]), 3);
+    assert_eq!(
+        rt.hot_upgrade(&v3).await.expect("hot upgrade"),
+        HotOutcome::NotPossible {
+            reason: "hot upgrade not possible: applications were added (crypto)".into()
+        }
+    );
+    assert_eq!(execs.lock().expect("execs").len(), 1);
+
+    // Failing in the first pod: the push fails with why; the other pods are not touched.
+    execs.lock().expect("execs").clear();
+    let v3 = spec(&s, 3, &slug("raising", &["web"]), 3);
+    match rt.hot_upgrade(&v3).await.expect("hot upgrade") {
+        HotOutcome::Failed { reason, .. } => assert_eq!(
+            reason,
+            "the hot upgrade failed on web.1: installing 0.3.0 failed: ** (RuntimeError) boom"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(execs.lock().expect("execs").len(), 1);
+    assert_eq!(
+        d["metadata"]["annotations"]["gigalixir.release"],
+        deployment()["metadata"]["annotations"]["gigalixir.release"]
+    );
+
+    // The next normal deploy rolls out its own template.
+    let v4 = spec(&s, 4, &slug("serving-v4", &["web"]), 3);
+    assert_eq!(
+        rt.deploy(&v4).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+    assert_eq!(pods().await, ["web-v4-0", "web-v4-1", "web-v4-2"]);
+    let d = deployment();
+    assert_eq!(
+        d["metadata"]["annotations"]["gigalixir.template-release"],
+        "4"
+    );
+    assert_eq!(d["metadata"]["annotations"]["gigalixir.release"], "4");
+}

@@ -29,6 +29,7 @@ use crate::domain::{AppName, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::runtime::{
     DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
+    HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
 };
 
 /// Label naming a replica's slot.
@@ -53,10 +54,6 @@ pub const SLUG_MOUNT: &str = "/run/gigalixir/slug.tgz";
 
 /// How long a release phase may run.
 const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// How long a hot upgrade may take on one replica.
-const HOT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-/// The last lines a replica's hot upgrade printed, kept to show the pusher.
-const HOT_UPGRADE_LINES: usize = 200;
 
 /// Runs releases in containers of their stack's runner image (`gigalixir-runner:<stack>`).
 #[derive(Clone)]
@@ -1482,35 +1479,11 @@ impl Runtime for DockerRuntime {
             } else {
                 self.set_runs_release(&c.name, before)?;
             }
-            match code {
-                0 => output.extend(
-                    lines
-                        .into_iter()
-                        .map(|l| format!("web.{}: {l}", c.index + 1)),
-                ),
-                // Checked before anything changes, so the first replica decides.
-                3 => {
-                    return Ok(HotOutcome::NotPossible {
-                        reason: lines
-                            .last()
-                            .cloned()
-                            .unwrap_or_else(|| "incompatible change".into()),
-                    })
-                }
-                // The replicas after this one are not touched.
-                _ => {
-                    let why = lines
-                        .iter()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .map(|l| l.trim_start_matches("hot upgrade failed: ").to_owned())
-                        .unwrap_or_else(|| format!("exit code {code}"));
-                    return Ok(HotOutcome::Failed {
-                        reason: format!("the hot upgrade failed on web.{}: {why}", c.index + 1),
-                        output: lines,
-                    });
-                }
+            let n = c.index + 1;
+            if let Some(end) = HotOutcome::of_replica(n, code, &lines) {
+                return Ok(end);
             }
+            output.extend(lines.into_iter().map(|l| format!("web.{n}: {l}")));
         }
         Ok(HotOutcome::Upgraded { output })
     }

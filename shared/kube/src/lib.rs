@@ -32,9 +32,14 @@
 //!   pods, DNS and addresses outside the link-local range (the internet: apps call APIs,
 //!   replicas download their slug); a ResourceQuota (`quota`) and a
 //!   LimitRange (`limits`) cap what the namespace's pods may take together and each.
-//! - Hot upgrades are not supported yet: [`KubeRuntime`] answers
-//!   [`HotOutcome::NotPossible`](crate::ports::runtime::HotOutcome), and the deploy
-//!   function deploys normally.
+//! - Hot upgrades: `gigalixir-hot-upgrade SLUG_URL SHA256` runs in every ready pod, one
+//!   after the other, through the pods' `exec` subresource (the runner downloads the slug
+//!   itself). The pod template does not change, so no pod restarts: the Secret the
+//!   template names (`env-v<T>`, T the release whose template the pods run) now holds the
+//!   new release's environment, `SLUG_URL` and `SLUG_SHA256` (a pod started again, or a new
+//!   one, boots the new release), and the Deployment's annotations say both releases:
+//!   `gigalixir.release` the one that runs, [`ANNOTATION_TEMPLATE`] the template's. Scaling
+//!   keeps that template; the next normal deploy replaces it (a rollout).
 
 pub mod packages;
 pub mod render;
@@ -76,6 +81,10 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "gigalixir";
 /// Pod template annotation a restart sets to the current time.
 pub const ANNOTATION_RESTARTED_AT: &str = "gigalixir.restarted-at";
+/// The web Deployment's annotation naming the release whose pod template (labels, Secret)
+/// its pods run; beside [`LABEL_RELEASE`], the release they run. The two differ after a hot
+/// upgrade: the pods kept their template, and its Secret points at the new release's slug.
+pub const ANNOTATION_TEMPLATE: &str = "gigalixir.template-release";
 /// The cert-manager annotation naming the cluster issuer of the Ingress's certificate.
 pub const ANNOTATION_CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
 

@@ -39,11 +39,12 @@ use crate::domain::{AppName, Fqdn};
 use crate::ports::runtime::{ReleaseSpec, APP_PORT};
 
 /// Variables the Deployment sets itself (plain values, or computed by the kubelet); every
-/// other variable of the release goes into its Secret.
-const POD_ENV: [&str; 11] = [
+/// other variable of the release goes into its Secret, with `SLUG_URL` and `SLUG_SHA256`:
+/// nothing in the pod template depends on the slug or the commit, so a hot upgrade can
+/// point the template's Secret at the new slug without changing the template.
+const POD_ENV: [&str; 9] = [
     "PORT",
     "APP_NAME",
-    "SOURCE_VERSION",
     "MY_POD_IP",
     "MY_NODE_NAME",
     "RELEASE_NODE",
@@ -51,7 +52,6 @@ const POD_ENV: [&str; 11] = [
     "LIBCLUSTER_KUBERNETES_SELECTOR",
     "LIBCLUSTER_KUBERNETES_NODE_BASENAME",
     "GIGALIXIR_CLUSTER_DNS",
-    "SLUG_SHA256",
 ];
 
 /// Everything one app needs, in the order it is applied.
@@ -286,6 +286,10 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         .map(|(k, v)| (k.clone(), ByteString(v.expose().as_bytes().to_vec())))
         .collect();
     data.insert("SLUG_URL".into(), ByteString(slug_url.as_bytes().to_vec()));
+    data.insert(
+        "SLUG_SHA256".into(),
+        ByteString(spec.slug.sha256.as_bytes().to_vec()),
+    );
     let secret = Secret {
         metadata: meta(&secret_name(version), &ns, app),
         type_: Some("Opaque".into()),
@@ -581,15 +585,9 @@ fn deployment(
     let mut pod_annotations = release_annotation.clone();
     pod_annotations.insert("kubectl.kubernetes.io/default-container".into(), WEB.into());
 
-    let source_version = spec
-        .env
-        .get("SOURCE_VERSION")
-        .map(|v| v.expose().to_owned())
-        .unwrap_or_default();
     let env = vec![
         plain("PORT", APP_PORT.to_string()),
         plain("APP_NAME", app.as_str()),
-        plain("SOURCE_VERSION", source_version),
         EnvVar {
             name: "MY_POD_IP".into(),
             value_from: Some(EnvVarSource {
@@ -611,7 +609,6 @@ fn deployment(
         plain("LIBCLUSTER_KUBERNETES_NODE_BASENAME", app.as_str()),
         // The headless Service: resolves to every replica (the namespace's search domain).
         plain("GIGALIXIR_CLUSTER_DNS", app.as_str()),
-        plain("SLUG_SHA256", spec.slug.sha256.clone()),
     ];
 
     let probe = match &spec.health_path {
@@ -713,9 +710,11 @@ fn deployment(
         ..Default::default()
     };
 
+    let mut deployment_annotations = release_annotation;
+    deployment_annotations.insert(super::ANNOTATION_TEMPLATE.into(), version.clone());
     Deployment {
         metadata: ObjectMeta {
-            annotations: Some(release_annotation),
+            annotations: Some(deployment_annotations),
             ..meta(WEB, ns, app)
         },
         spec: Some(DeploymentSpec {

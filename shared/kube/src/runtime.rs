@@ -18,7 +18,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,14 +28,15 @@ use super::render::{
     render, render_domains, restart_patch, ssh_keys_object, AppObjects,
 };
 use super::{
-    namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, DOMAINS, DOMAINS_MANAGER,
-    FIELD_MANAGER, LABEL_RELEASE, LIBCLUSTER, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS,
-    SSH_KEYS_MANAGER, SSH_SERVICE, WEB,
+    namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, ANNOTATION_TEMPLATE, DOMAINS,
+    DOMAINS_MANAGER, FIELD_MANAGER, LABEL_RELEASE, LIBCLUSTER, RELEASE_PHASE_TIMEOUT,
+    RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER, SSH_SERVICE, WEB,
 };
 use crate::domain::{AppName, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::runtime::{
     DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
+    HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
 };
 
 /// How many log lines a failed deploy reports.
@@ -203,6 +204,79 @@ fn as_applied(prev: Deployment) -> Deployment {
         spec,
         status: None,
     }
+}
+
+/// A release number the Deployment's annotation `key` holds.
+fn annotated(d: &Deployment, key: &str) -> Option<u32> {
+    d.metadata.annotations.as_ref()?.get(key)?.parse().ok()
+}
+
+/// `spec` as the app's pods run it: when hot upgrades moved the pods of release T's
+/// template on to `spec`'s release, on T's template (its labels and its Secret, which
+/// holds `spec`'s environment and slug), so that nothing restarts; otherwise `spec`.
+fn on_template(spec: &ReleaseSpec, current: Option<&Deployment>) -> ReleaseSpec {
+    let mut on = spec.clone();
+    if let Some(d) = current {
+        if annotated(d, LABEL_RELEASE) == Some(spec.version.0) {
+            if let Some(template) = annotated(d, ANNOTATION_TEMPLATE) {
+                on.version = ReleaseVersion(template);
+            }
+        }
+    }
+    on
+}
+
+/// Runs `gigalixir-hot-upgrade URL SHA256` in `pod`'s web container: its exit code and its
+/// last lines (stdout and stderr).
+async fn exec_upgrade(
+    pods: &Api<Pod>,
+    pod: &str,
+    url: &str,
+    sha256: &str,
+) -> PortResult<(i64, Vec<String>)> {
+    use tokio::io::AsyncBufReadExt as _;
+    let params = AttachParams::default()
+        .container(WEB)
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    let mut attached = pods
+        .exec(pod, ["gigalixir-hot-upgrade", url, sha256], &params)
+        .await
+        .map_err(map_err)?;
+    let status = attached.take_status();
+    let read = |half: Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>| async move {
+        let mut lines = Vec::new();
+        if let Some(half) = half {
+            let mut reader = tokio::io::BufReader::new(half).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                lines.push(line);
+                if lines.len() > HOT_UPGRADE_LINES {
+                    lines.remove(0);
+                }
+            }
+        }
+        lines
+    };
+    let (mut lines, errors) = futures::join!(read(attached.stdout()), read(attached.stderr()));
+    lines.extend(errors);
+    let status = match status {
+        Some(status) => status.await,
+        None => None,
+    };
+    let _ = attached.join().await;
+    let code = match status {
+        Some(s) if s.status.as_deref() == Some("Success") => 0,
+        Some(s) => s
+            .details
+            .iter()
+            .flat_map(|d| d.causes.iter().flatten())
+            .find(|c| c.reason.as_deref() == Some("ExitCode"))
+            .and_then(|c| c.message.as_deref()?.parse().ok())
+            .unwrap_or(1),
+        None => 1,
+    };
+    Ok((code, lines))
 }
 
 fn since(pod: &Pod) -> DateTime<Utc> {
@@ -519,13 +593,14 @@ impl KubeRuntime {
     async fn roll(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
         let ns = namespace_of(&self.settings, &spec.app);
         let url = self.slugs.download_url(&spec.slug.key).await?;
-        let objects = render(spec, &self.settings, &url);
         let previous = self.web_deployment(&ns).await?;
+        let on = on_template(spec, previous.as_ref());
+        let objects = render_on(spec, &on, &self.settings, &url);
         self.apply_all(&ns, &objects).await?;
         let deployments: Api<Deployment> = self.api(&ns);
         self.apply(&deployments, &objects.deployment, FIELD_MANAGER)
             .await?;
-        match self.wait_rollout(spec, &ns).await? {
+        match self.wait_rollout(&on, &ns).await? {
             Ok(()) => {
                 self.prune(&ns, &spec.app, &objects).await?;
                 Ok(DeployOutcome::Healthy)
@@ -571,6 +646,24 @@ impl KubeRuntime {
             .and_then(|ip| ip.parse::<IpAddr>().ok())
             .map(|ip| SocketAddr::new(ip, 22)))
     }
+}
+
+/// The objects of `spec` on the pod template of `on` (see [`on_template`]): the
+/// Deployment's annotations name `spec`'s release as the one that runs.
+fn render_on(
+    spec: &ReleaseSpec,
+    on: &ReleaseSpec,
+    settings: &KubeSettings,
+    url: &str,
+) -> AppObjects {
+    let mut objects = render(on, settings, url);
+    objects
+        .deployment
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(LABEL_RELEASE.into(), spec.version.0.to_string());
+    objects
 }
 
 /// The pods of `app` carry only the app label (and the release's), not the managed-by one.
@@ -719,10 +812,60 @@ impl Runtime for KubeRuntime {
         self.roll(spec).await
     }
 
-    async fn hot_upgrade(&self, _spec: &ReleaseSpec) -> PortResult<HotOutcome> {
-        Ok(HotOutcome::NotPossible {
-            reason: "hot upgrades are not supported on Kubernetes yet".into(),
-        })
+    #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
+    async fn hot_upgrade(&self, spec: &ReleaseSpec) -> PortResult<HotOutcome> {
+        let ns = namespace_of(&self.settings, &spec.app);
+        let Some(current) = self.web_deployment(&ns).await? else {
+            return Ok(HotOutcome::NotPossible {
+                reason: "nothing runs yet (first deploy)".into(),
+            });
+        };
+        let ready_pods: Vec<Pod> = self
+            .pods_of(&spec.app)
+            .await?
+            .into_iter()
+            .filter(|p| ready(p) && p.metadata.deletion_timestamp.is_none())
+            .collect();
+        if ready_pods.is_empty() {
+            return Ok(HotOutcome::NotPossible {
+                reason: "no replica is ready".into(),
+            });
+        }
+        let url = self.slugs.download_url(&spec.slug.key).await?;
+        let pods: Api<Pod> = self.api(&ns);
+        let mut output = Vec::new();
+        for (n, pod) in (1..).zip(&ready_pods) {
+            let name = pod.name_any();
+            let run = exec_upgrade(&pods, &name, &url, &spec.slug.sha256);
+            let Ok(done) = tokio::time::timeout(HOT_UPGRADE_TIMEOUT, run).await else {
+                return Ok(HotOutcome::Failed {
+                    reason: format!(
+                        "the hot upgrade of web.{n} did not finish within {} s",
+                        HOT_UPGRADE_TIMEOUT.as_secs()
+                    ),
+                    output: Vec::new(),
+                });
+            };
+            let (code, lines) = done?;
+            if let Some(end) = HotOutcome::of_replica(n, code, &lines) {
+                return Ok(end);
+            }
+            output.extend(lines.into_iter().map(|l| format!("web.{n}: {l}")));
+        }
+        // Every pod runs the new release. Its template stays (no pod restarts); the
+        // Secret it names gets the new release's environment and slug, so a pod started
+        // again, or a new one, boots the new release; the annotations say which runs.
+        let mut on = spec.clone();
+        on.version = ReleaseVersion(
+            annotated(&current, ANNOTATION_TEMPLATE)
+                .or_else(|| annotated(&current, LABEL_RELEASE))
+                .unwrap_or(spec.version.0),
+        );
+        let objects = render_on(spec, &on, &self.settings, &url);
+        self.apply_all(&ns, &objects).await?;
+        self.apply(&self.api(&ns), &objects.deployment, FIELD_MANAGER)
+            .await?;
+        Ok(HotOutcome::Upgraded { output })
     }
 
     async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()> {

@@ -129,6 +129,41 @@ pub enum HotOutcome {
     },
 }
 
+/// How long `gigalixir-hot-upgrade` may take in one replica.
+pub const HOT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The last lines a replica's hot upgrade printed, kept to show the pusher.
+pub const HOT_UPGRADE_LINES: usize = 200;
+
+impl HotOutcome {
+    /// What the exit code of `gigalixir-hot-upgrade` in replica `web.N` means for the
+    /// upgrade of every replica: `None`, it went on (0); else the outcome it ends with.
+    /// 3 (not possible) is found before anything changes, so the first replica decides;
+    /// any other code fails the upgrade and the replicas after this one are not touched.
+    pub fn of_replica(n: u32, code: i64, lines: &[String]) -> Option<Self> {
+        match code {
+            0 => None,
+            3 => Some(Self::NotPossible {
+                reason: lines
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| "incompatible change".into()),
+            }),
+            _ => {
+                let why = lines
+                    .iter()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| l.trim_start_matches("hot upgrade failed: ").to_owned())
+                    .unwrap_or_else(|| format!("exit code {code}"));
+                Some(Self::Failed {
+                    reason: format!("the hot upgrade failed on web.{n}: {why}"),
+                    output: lines.to_vec(),
+                })
+            }
+        }
+    }
+}
+
 /// Runs apps.
 ///
 /// Contract: `deploy` starts the new release beside the running one, moves traffic only
