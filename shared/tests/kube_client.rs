@@ -592,6 +592,12 @@ async fn replicas_and_endpoints_come_from_the_pods() {
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ssh"},
                    "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}),
         ),
+        "/apis/apps/v1/namespaces/app-my-app/deployments/web" => (
+            200,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "web", "annotations": {
+                       "gigalixir.release": "3", "gigalixir.template-release": "3"}}}),
+        ),
         _ => (500, json!({})),
     }));
     let rt = runtime(client);

@@ -30,6 +30,9 @@ use support::{fake_api, served_fake_api, Exec};
 #[derive(Default)]
 struct Cluster {
     objects: BTreeMap<String, BTreeMap<String, Value>>,
+    /// The annotation keys each field manager last applied, per object: an apply without a
+    /// key its manager applied before removes it, as server-side apply does.
+    annotations_of: BTreeMap<(String, String, String), Vec<String>>,
 }
 
 /// A parsed request path.
@@ -278,6 +281,19 @@ impl Cluster {
                 }
             }
             ("PATCH", Some(name), None) => {
+                let manager = query.get("fieldManager").cloned().unwrap_or_default();
+                let owner = (t.collection.clone(), name.clone(), manager);
+                let applied: Vec<String> = body["metadata"]["annotations"]
+                    .as_object()
+                    .map(|a| a.keys().cloned().collect())
+                    .unwrap_or_default();
+                let dropped: Vec<String> = self
+                    .annotations_of
+                    .insert(owner, applied.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|k| !applied.contains(k))
+                    .collect();
                 let stored = self
                     .objects
                     .entry(t.collection.clone())
@@ -285,6 +301,11 @@ impl Cluster {
                     .entry(name.clone())
                     .or_insert_with(|| json!({"metadata": {"generation": 0}}));
                 let spec_before = stored["spec"].clone();
+                if let Some(annotations) = stored["metadata"]["annotations"].as_object_mut() {
+                    for key in &dropped {
+                        annotations.remove(key);
+                    }
+                }
                 merge(stored, body);
                 if stored["spec"] != spec_before {
                     let generation = stored["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -505,8 +526,21 @@ async fn a_hot_upgrade_runs_in_every_pod_through_exec_and_restarts_none() {
         d["metadata"]["annotations"]["gigalixir.template-release"],
         "1"
     );
+    assert_eq!(
+        d["metadata"]["annotations"]["gigalixir.upgrading"],
+        Value::Null
+    );
     assert_eq!(d["metadata"]["generation"], 1, "the pod template changed");
     assert_eq!(secret_url("env-v1"), url);
+    // `ps` shows the release the pods run, not their template's.
+    let versions: Vec<u32> = rt
+        .replicas(app)
+        .await
+        .expect("replicas")
+        .iter()
+        .map(|r| r.version.0)
+        .collect();
+    assert_eq!(versions, [2, 2]);
     assert!(rt
         .runs(app, shared::domain::ReleaseVersion(2))
         .await
@@ -531,6 +565,10 @@ async fn a_hot_upgrade_runs_in_every_pod_through_exec_and_restarts_none() {
         }
     );
     assert_eq!(execs.lock().expect("execs").len(), 1);
+    assert_eq!(
+        deployment()["metadata"]["annotations"]["gigalixir.upgrading"],
+        Value::Null
+    );
 
     // Failing in the first pod: the push fails with why; the other pods are not touched.
     execs.lock().expect("execs").clear();
@@ -543,10 +581,30 @@ async fn a_hot_upgrade_runs_in_every_pod_through_exec_and_restarts_none() {
         other => panic!("{other:?}"),
     }
     assert_eq!(execs.lock().expect("execs").len(), 1);
+    let failed = deployment();
+    assert_eq!(failed["metadata"]["annotations"]["gigalixir.release"], "2");
     assert_eq!(
-        d["metadata"]["annotations"]["gigalixir.release"],
-        deployment()["metadata"]["annotations"]["gigalixir.release"]
+        failed["metadata"]["annotations"]["gigalixir.upgrading"],
+        "3"
     );
+
+    // The deploy of the release that runs (what the deploy step does after a failed hot
+    // upgrade) restarts every pod, one of which may run code nobody records; then the
+    // mark goes.
+    assert_eq!(
+        rt.deploy(&v2_three).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+    let d = deployment();
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["gigalixir.restarted-at"].is_string(),
+        "{d}"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["gigalixir.upgrading"],
+        Value::Null
+    );
+    assert_eq!(d["metadata"]["annotations"]["gigalixir.release"], "2");
 
     // The next normal deploy rolls out its own template.
     let v4 = spec(&s, 4, &slug("serving-v4", &["web"]), 3);

@@ -153,6 +153,8 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     // A crash: the replica's container starts again, its memory (`/app`) lost, and boots
     // 0.2.0, the release the hot upgrade installed, not the 0.1.0 it was created with.
     let crashed = p.container_ids(&app);
+    let started = |id: &str| docker(&["inspect", "-f", "{{.State.StartedAt}}", id]);
+    let first_start = started(&crashed[0]);
     docker(&[
         "exec",
         "-u",
@@ -173,7 +175,11 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
         crashed,
         "the replica was started again"
     );
-    assert_ne!(p.get_app(&app, "/pid").1, pid, "a new BEAM");
+    assert_ne!(
+        started(&crashed[0]),
+        first_start,
+        "the container started again"
+    );
 
     // A restart boots 0.2.0, the release that runs.
     let restarted = p.cli(&repo, &["restart"]);
@@ -529,4 +535,16 @@ fn an_upgrade_that_fails_in_the_live_node_fails_the_push_and_leaves_the_other_re
     };
     assert!(line("v1").contains("deployed"), "{releases}");
     assert!(line("v2").contains("failed"), "{releases}");
+
+    // A config stored for the next release: a running node keeps the environment it
+    // started with, so the hot push deploys normally and says why.
+    p.cli_ok(&repo, &["config:set", "--no_restart", "GREETING=hello"]);
+    let (ok, out) = p.push(&repo, &HOT);
+    assert!(ok, "{out}");
+    for said in [
+        "Hot upgrade not possible: the config changed since v1",
+        "Deployed v3",
+    ] {
+        assert!(out.contains(said), "no `{said}` in:\n{out}");
+    }
 }

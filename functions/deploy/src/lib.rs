@@ -646,7 +646,10 @@ async fn hot_downgrade(
     let Some(running) = running.filter(|r| r.deployed_by == Some(DeployedBy::HotUpgrade)) else {
         return Ok(None);
     };
-    if running.spec.slug.stack() != release.spec.slug.stack() {
+    // A node keeps the environment it started with: another config needs new replicas.
+    if running.spec.slug.stack() != release.spec.slug.stack()
+        || running.spec.config != release.spec.config
+    {
         return Ok(None);
     }
     match state.runtime.hot_upgrade(spec).await? {
@@ -702,6 +705,14 @@ async fn hot_upgrade(
         )]).await;
         return Ok(None);
     }
+    // A node keeps the environment it started with.
+    if running.spec.config != release.spec.config {
+        log(state, build, vec![format!(
+            "-----> Hot upgrade not possible: the config changed since {} (a running node keeps the environment it started with); deploying normally",
+            running.version
+        )]).await;
+        return Ok(None);
+    }
     log(
         state,
         build,
@@ -718,7 +729,16 @@ async fn hot_upgrade(
             .await;
             Ok(Some(DeployOutcome::Healthy))
         }
-        HotOutcome::Failed { reason, output } => Ok(Some(DeployOutcome::Failed { reason, output })),
+        HotOutcome::Failed { reason, output } => {
+            // Replicas the upgrade changed before it failed go back to the running
+            // release (new replicas of it); the others are left as they are.
+            let app = required(state.store.app(&release.app).await, "the app")?;
+            let live = spec_of(state, &app, &running, spec.replicas);
+            if let DeployOutcome::Failed { reason, .. } = state.runtime.deploy(&live).await? {
+                tracing::warn!(%reason, "the replicas a failed hot upgrade changed could not be replaced");
+            }
+            Ok(Some(DeployOutcome::Failed { reason, output }))
+        }
         HotOutcome::NotPossible { reason } => {
             log(
                 state,

@@ -7,6 +7,7 @@ pub mod blob_keys;
 pub mod deployment;
 pub mod domain;
 pub mod error;
+pub mod lines;
 pub mod lock_keys;
 pub mod messages;
 pub mod mixlock;

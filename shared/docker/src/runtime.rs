@@ -309,7 +309,47 @@ impl DockerRuntime {
                 removed.push(name);
             }
         }
+        self.sweep_hot_dirs().await?;
         Ok(removed)
+    }
+
+    /// Removes the hot directories of this instance's containers that no longer exist
+    /// (removed by someone else, or the platform died between the two): with them go the
+    /// slugs they kept.
+    async fn sweep_hot_dirs(&self) -> PortResult<()> {
+        let Ok(entries) = std::fs::read_dir(&self.hot_dir) else {
+            return Ok(());
+        };
+        let mine = format!("gx-{}-", self.instance);
+        // Not one a replica being created right now has (made just before its container).
+        let settled = |e: &std::fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
+        };
+        let names: Vec<String> = entries
+            .flatten()
+            .filter(settled)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&mine))
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let existing: Vec<String> = self
+            .instance_containers(true)
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                c.names?
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_owned())
+            })
+            .collect();
+        for name in names.iter().filter(|n| !existing.contains(n)) {
+            self.forget_hot(name)?;
+        }
+        Ok(())
     }
 
     fn is_live(&self, app: &AppName, name: &str) -> bool {
@@ -1183,22 +1223,35 @@ impl Runtime for DockerRuntime {
             .iter()
             .filter(|c| c.running && c.version != spec.version.0)
             .collect();
+        // Replicas of this release that already run keep their slots (a redelivery
+        // part-way, or those a failed hot upgrade did not change); only the other slots
+        // get new replicas.
+        let mut kept: Vec<&Existing> = Vec::new();
+        for c in &current {
+            if c.index < wanted && !kept.iter().any(|k| k.index == c.index) {
+                kept.push(c);
+            }
+        }
+        let kept_live: Vec<LiveReplica> = kept
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), SocketAddr::from(([127, 0, 0, 1], c.http?)))))
+            .collect();
+        let missing: Vec<u32> = (0..wanted)
+            .filter(|i| !kept.iter().any(|k| k.index == *i))
+            .collect();
         if old.is_empty() {
-            let slots: Vec<u32> = (0..wanted).collect();
-            let started = match self.start_healthy(spec, &slots).await? {
+            let started = match self.start_healthy(spec, &missing).await? {
                 Ok(started) => started,
                 Err(failed) => return Ok(failed),
             };
-            let names: Vec<String> = started.iter().map(|s| s.name.clone()).collect();
-            self.set_live(
-                &spec.app,
-                started.into_iter().map(|s| (s.name, s.published)).collect(),
-            );
+            let mut live = kept_live;
+            live.extend(started.into_iter().map(|s| (s.name, s.published)));
+            self.set_live(&spec.app, live.clone());
             self.retire(
                 existing
                     .into_iter()
                     .map(|c| c.name)
-                    .filter(|n| !names.contains(n))
+                    .filter(|n| !live.iter().any(|(l, _)| l == n))
                     .collect(),
                 spec.drain,
             );
@@ -1216,7 +1269,7 @@ impl Runtime for DockerRuntime {
         };
         let mut live = before.clone();
         let mut fresh: Vec<String> = Vec::new();
-        for index in 0..wanted {
+        for index in missing {
             let started = match self.start_healthy(spec, &[index]).await? {
                 Ok(mut started) => started.remove(0),
                 Err(failed) => {
@@ -1237,17 +1290,17 @@ impl Runtime for DockerRuntime {
             live.push((started.name, started.published));
             self.set_live(&spec.app, live.clone());
         }
+        let mut serving: Vec<LiveReplica> = live
+            .into_iter()
+            .filter(|(n, _)| fresh.contains(n))
+            .collect();
+        serving.extend(kept_live);
         let replaced: Vec<String> = existing
             .iter()
             .map(|c| c.name.clone())
-            .filter(|n| !fresh.contains(n))
+            .filter(|n| !serving.iter().any(|(s, _)| s == n))
             .collect();
-        self.set_live(
-            &spec.app,
-            live.into_iter()
-                .filter(|(n, _)| fresh.contains(n))
-                .collect(),
-        );
+        self.set_live(&spec.app, serving);
         self.retire(replaced, spec.drain);
         Ok(DeployOutcome::Healthy)
     }
@@ -1410,9 +1463,10 @@ impl Runtime for DockerRuntime {
         let mut output = Vec::new();
         for c in &running {
             self.copy_into(&c.name, &file, &slug).await?;
-            // Recorded before the upgrade starts: if the platform dies during it, the
-            // replica counts as the new release's, which a deploy of the old one replaces
-            // (a restart on a known slug rather than code nobody knows runs).
+            // Recorded before the upgrade starts: if the platform dies during it, or it
+            // fails once it changed something, the replica counts as the new release's,
+            // which a deploy of the old one replaces (a restart on a known slug rather than
+            // code nobody knows runs).
             let before = self.hot_upgraded_to(&c.name);
             self.set_runs_release(&c.name, Some(spec.version.0))?;
             let exec = self
@@ -1454,7 +1508,6 @@ impl Runtime for DockerRuntime {
                 })
                 .await;
                 if read.is_err() {
-                    self.set_runs_release(&c.name, before)?;
                     return Ok(HotOutcome::Failed {
                         reason: format!(
                             "the hot upgrade of web.{} did not finish within {} s",
@@ -1474,10 +1527,12 @@ impl Runtime for DockerRuntime {
                 .unwrap_or(-1);
             self.exec_quietly(&c.name, vec!["rm".into(), "-f".into(), slug.clone()])
                 .await;
-            if code == 0 {
-                self.keep_hot_slug(&c.name, &file)?;
-            } else {
-                self.set_runs_release(&c.name, before)?;
+            // Kept as the new release's unless the replica said nothing changed in it: one
+            // the upgrade may have changed is replaced by the deploy that follows a failure.
+            match code {
+                0 => self.keep_hot_slug(&c.name, &file)?,
+                3 | 4 => self.set_runs_release(&c.name, before)?,
+                _ => {}
             }
             let n = c.index + 1;
             if let Some(end) = HotOutcome::of_replica(n, code, &lines) {

@@ -39,14 +39,17 @@
 //!   new release's environment, `SLUG_URL` and `SLUG_SHA256` (a pod started again, or a new
 //!   one, boots the new release), and the Deployment's annotations say both releases:
 //!   `gigalixir.release` the one that runs, [`ANNOTATION_TEMPLATE`] the template's. Scaling
-//!   keeps that template; the next normal deploy replaces it (a rollout).
+//!   keeps that template; the next normal deploy replaces it (a rollout). Only when every
+//!   pod is ready; while it runs the Deployment carries [`ANNOTATION_UPGRADING`], so that
+//!   after a failure part-way (or the platform dying) the deploy of the release that runs
+//!   restarts every pod rather than leave some on code nobody records.
 
 pub mod packages;
 pub mod render;
 mod runtime;
 
 // The core's modules, by the paths the modules of this crate use.
-use gigalixir_core::{domain, error, ports};
+use gigalixir_core::{domain, error, lines, ports};
 
 use std::time::Duration;
 
@@ -85,6 +88,12 @@ pub const ANNOTATION_RESTARTED_AT: &str = "gigalixir.restarted-at";
 /// its pods run; beside [`LABEL_RELEASE`], the release they run. The two differ after a hot
 /// upgrade: the pods kept their template, and its Secret points at the new release's slug.
 pub const ANNOTATION_TEMPLATE: &str = "gigalixir.template-release";
+/// The web Deployment's annotation naming the release a hot upgrade is installing: while
+/// it is there, pods may run that release's code whatever their template says; a deploy of
+/// another release restarts every pod (a rollout restart), then takes it away.
+pub const ANNOTATION_UPGRADING: &str = "gigalixir.upgrading";
+/// The field manager of [`ANNOTATION_UPGRADING`].
+pub const HOT_UPGRADE_MANAGER: &str = "gigalixir-hot-upgrade";
 /// The cert-manager annotation naming the cluster issuer of the Ingress's certificate.
 pub const ANNOTATION_CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
 

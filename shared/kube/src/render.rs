@@ -201,6 +201,21 @@ pub fn restart_patch(namespace: &str, restarted_at: Option<&str>) -> serde_json:
     })
 }
 
+/// The hot upgrade's mark on the web Deployment, applied by
+/// [`HOT_UPGRADE_MANAGER`](super::HOT_UPGRADE_MANAGER): `Some(release)` while an upgrade to
+/// it may have changed pods, `None` to take the mark away.
+pub fn upgrading_patch(namespace: &str, release: Option<u32>) -> serde_json::Value {
+    let annotations = match release {
+        Some(v) => serde_json::json!({ super::ANNOTATION_UPGRADING: v.to_string() }),
+        None => serde_json::json!({}),
+    };
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": WEB, "namespace": namespace, "annotations": annotations },
+    })
+}
+
 /// The app's namespace.
 pub fn namespace_object(settings: &KubeSettings, app: &AppName) -> Namespace {
     let mut labels = app_labels(app);

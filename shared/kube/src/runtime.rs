@@ -25,15 +25,17 @@ use serde::Serialize;
 
 use super::render::{
     app_selector, namespace_object, release_phase_job, release_phase_selector, release_selector,
-    render, render_domains, restart_patch, ssh_keys_object, AppObjects,
+    render, render_domains, restart_patch, ssh_keys_object, upgrading_patch, AppObjects,
 };
 use super::{
-    namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, ANNOTATION_TEMPLATE, DOMAINS,
-    DOMAINS_MANAGER, FIELD_MANAGER, LABEL_RELEASE, LIBCLUSTER, RELEASE_PHASE_TIMEOUT,
-    RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER, SSH_SERVICE, WEB,
+    namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, ANNOTATION_TEMPLATE,
+    ANNOTATION_UPGRADING, DOMAINS, DOMAINS_MANAGER, FIELD_MANAGER, HOT_UPGRADE_MANAGER,
+    LABEL_RELEASE, LIBCLUSTER, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER,
+    SSH_SERVICE, WEB,
 };
 use crate::domain::{AppName, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
+use crate::lines::LineSplitter;
 use crate::ports::runtime::{
     DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
     HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
@@ -226,6 +228,18 @@ fn on_template(spec: &ReleaseSpec, current: Option<&Deployment>) -> ReleaseSpec 
     on
 }
 
+/// Reads what `from` has next (0 at its end, or when it is gone).
+async fn read_some(
+    from: &mut Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt as _;
+    match from {
+        Some(reader) => reader.read(buf).await,
+        None => Ok(0),
+    }
+}
+
 /// Runs `gigalixir-hot-upgrade URL SHA256` in `pod`'s web container: its exit code and its
 /// last lines (stdout and stderr).
 async fn exec_upgrade(
@@ -234,7 +248,6 @@ async fn exec_upgrade(
     url: &str,
     sha256: &str,
 ) -> PortResult<(i64, Vec<String>)> {
-    use tokio::io::AsyncBufReadExt as _;
     let params = AttachParams::default()
         .container(WEB)
         .stdin(false)
@@ -245,21 +258,34 @@ async fn exec_upgrade(
         .await
         .map_err(map_err)?;
     let status = attached.take_status();
-    let read = |half: Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>| async move {
-        let mut lines = Vec::new();
-        if let Some(half) = half {
-            let mut reader = tokio::io::BufReader::new(half).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                lines.push(line);
-                if lines.len() > HOT_UPGRADE_LINES {
-                    lines.remove(0);
+    // Both streams to their ends, in the order lines come, each line capped and any bytes
+    // taken (what the app prints is not trusted to be short or UTF-8); the last lines kept.
+    let (mut out, mut err) = (attached.stdout(), attached.stderr());
+    let (mut out_lines, mut err_lines) = (LineSplitter::default(), LineSplitter::default());
+    let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
+    let mut lines: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            n = read_some(&mut out, &mut out_buf), if out.is_some() => match n {
+                Ok(0) | Err(_) => {
+                    lines.extend(out_lines.finish());
+                    out = None;
                 }
-            }
+                Ok(n) => lines.extend(out_lines.push(&out_buf[..n])),
+            },
+            n = read_some(&mut err, &mut err_buf), if err.is_some() => match n {
+                Ok(0) | Err(_) => {
+                    lines.extend(err_lines.finish());
+                    err = None;
+                }
+                Ok(n) => lines.extend(err_lines.push(&err_buf[..n])),
+            },
+            else => break,
         }
-        lines
-    };
-    let (mut lines, errors) = futures::join!(read(attached.stdout()), read(attached.stderr()));
-    lines.extend(errors);
+        if lines.len() > HOT_UPGRADE_LINES {
+            lines.drain(..lines.len() - HOT_UPGRADE_LINES);
+        }
+    }
     let status = match status {
         Some(status) => status.await,
         None => None,
@@ -600,8 +626,27 @@ impl KubeRuntime {
         let deployments: Api<Deployment> = self.api(&ns);
         self.apply(&deployments, &objects.deployment, FIELD_MANAGER)
             .await?;
+        // A hot upgrade to another release may have changed pods: all of them restart.
+        let upgrading = previous
+            .as_ref()
+            .and_then(|d| annotated(d, ANNOTATION_UPGRADING));
+        if upgrading.is_some_and(|v| v != spec.version.0) {
+            tracing::info!(app = %spec.app, "restarting the pods an interrupted hot upgrade may have changed");
+            let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            deployments
+                .patch(
+                    WEB,
+                    &PatchParams::apply(RESTART_MANAGER).force(),
+                    &Patch::Apply(restart_patch(&ns, Some(&now))),
+                )
+                .await
+                .map_err(map_err)?;
+        }
         match self.wait_rollout(&on, &ns).await? {
             Ok(()) => {
+                if upgrading.is_some() {
+                    self.mark_upgrading(&ns, None).await?;
+                }
                 self.prune(&ns, &spec.app, &objects).await?;
                 Ok(DeployOutcome::Healthy)
             }
@@ -611,6 +656,19 @@ impl KubeRuntime {
                 Ok(failed)
             }
         }
+    }
+
+    /// Puts the hot upgrade's mark on the web Deployment, or (`None`) takes it away.
+    async fn mark_upgrading(&self, ns: &str, release: Option<u32>) -> PortResult<()> {
+        self.api::<Deployment>(ns)
+            .patch(
+                WEB,
+                &PatchParams::apply(HOT_UPGRADE_MANAGER).force(),
+                &Patch::Apply(upgrading_patch(ns, release)),
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 
     async fn pods_of(&self, app: &AppName) -> PortResult<Vec<Pod>> {
@@ -742,6 +800,16 @@ impl Runtime for KubeRuntime {
             return Ok(Vec::new());
         }
         let ssh = self.ssh_address(app).await?;
+        // Pods of a template a hot upgrade moved on run the release the Deployment names.
+        let moved = self
+            .web_deployment(&namespace_of(&self.settings, app))
+            .await?
+            .and_then(|d| {
+                Some((
+                    annotated(&d, ANNOTATION_TEMPLATE)?,
+                    annotated(&d, LABEL_RELEASE)?,
+                ))
+            });
         Ok(pods
             .iter()
             .enumerate()
@@ -759,12 +827,17 @@ impl Runtime for KubeRuntime {
                 Replica {
                     name: p.name_any(),
                     index: u32::try_from(index).unwrap_or(u32::MAX),
-                    version: ReleaseVersion(
-                        p.labels()
+                    version: ReleaseVersion({
+                        let label = p
+                            .labels()
                             .get(LABEL_RELEASE)
                             .and_then(|v| v.parse().ok())
-                            .unwrap_or(0),
-                    ),
+                            .unwrap_or(0);
+                        match moved {
+                            Some((template, runs)) if template == label => runs,
+                            _ => label,
+                        }
+                    }),
                     state,
                     since: since(p),
                     ssh,
@@ -820,21 +893,24 @@ impl Runtime for KubeRuntime {
                 reason: "nothing runs yet (first deploy)".into(),
             });
         };
-        let ready_pods: Vec<Pod> = self
+        // Every pod, or none: one still starting (or crashing) would boot the old release.
+        let pods_now: Vec<Pod> = self
             .pods_of(&spec.app)
             .await?
             .into_iter()
-            .filter(|p| ready(p) && p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        if ready_pods.is_empty() {
+        if pods_now.is_empty() || !pods_now.iter().all(ready) {
             return Ok(HotOutcome::NotPossible {
-                reason: "no replica is ready".into(),
+                reason: "hot upgrade not possible: a replica is not ready (starting or crashing)"
+                    .into(),
             });
         }
         let url = self.slugs.download_url(&spec.slug.key).await?;
         let pods: Api<Pod> = self.api(&ns);
+        self.mark_upgrading(&ns, Some(spec.version.0)).await?;
         let mut output = Vec::new();
-        for (n, pod) in (1..).zip(&ready_pods) {
+        for (n, pod) in (1..).zip(&pods_now) {
             let name = pod.name_any();
             let run = exec_upgrade(&pods, &name, &url, &spec.slug.sha256);
             let Ok(done) = tokio::time::timeout(HOT_UPGRADE_TIMEOUT, run).await else {
@@ -848,6 +924,11 @@ impl Runtime for KubeRuntime {
             };
             let (code, lines) = done?;
             if let Some(end) = HotOutcome::of_replica(n, code, &lines) {
+                // Nothing changed anywhere when the first pod refused cleanly; else the
+                // mark stays, and the deploy that follows restarts every pod.
+                if n == 1 && matches!(code, 3 | 4) {
+                    self.mark_upgrading(&ns, None).await?;
+                }
                 return Ok(end);
             }
             output.extend(lines.into_iter().map(|l| format!("web.{n}: {l}")));
@@ -865,6 +946,7 @@ impl Runtime for KubeRuntime {
         self.apply_all(&ns, &objects).await?;
         self.apply(&self.api(&ns), &objects.deployment, FIELD_MANAGER)
             .await?;
+        self.mark_upgrading(&ns, None).await?;
         Ok(HotOutcome::Upgraded { output })
     }
 
@@ -928,7 +1010,8 @@ impl Runtime for KubeRuntime {
         api.patch(WEB, &params, &Patch::Apply(restart_patch(&ns, Some(&now))))
             .await
             .map_err(map_err)?;
-        match self.wait_rollout(spec, &ns).await? {
+        let on = on_template(spec, Some(&previous));
+        match self.wait_rollout(&on, &ns).await? {
             Ok(()) => Ok(DeployOutcome::Healthy),
             Err(failed) => {
                 api.patch(

@@ -119,8 +119,10 @@ pub enum HotOutcome {
         reason: String,
     },
     /// The upgrade failed on a replica (e.g. a `code_change/3` that raises on the running
-    /// state): that replica keeps (or is restored to) the release it ran, the replicas
-    /// after it were not touched, and the push fails.
+    /// state): the replicas after it were not touched, and the push fails. Replicas the
+    /// upgrade changed (those before it, and this one unless it failed before changing
+    /// anything) count as the new release's: a deploy of the running release replaces
+    /// them, and leaves the others alone.
     Failed {
         /// Why, for people.
         reason: String,
@@ -137,8 +139,9 @@ pub const HOT_UPGRADE_LINES: usize = 200;
 impl HotOutcome {
     /// What the exit code of `gigalixir-hot-upgrade` in replica `web.N` means for the
     /// upgrade of every replica: `None`, it went on (0); else the outcome it ends with.
-    /// 3 (not possible) is found before anything changes, so the first replica decides;
-    /// any other code fails the upgrade and the replicas after this one are not touched.
+    /// 3 (not possible) is found before anything changes; any other code fails the
+    /// upgrade (4: nothing changed in that replica; others: it may have, and the runtime
+    /// counts it as the new release's), and the replicas after this one are not touched.
     pub fn of_replica(n: u32, code: i64, lines: &[String]) -> Option<Self> {
         match code {
             0 => None,
