@@ -107,3 +107,22 @@ pub fn write_v0_2_0(repo: &std::path::Path) {
         ],
     );
 }
+
+/// 0.2.0 whose `code_change/3` runs `first` (an Elixir expression, its value dropped unless
+/// it raises or is falsy) before converting 0.1.0's integer.
+pub fn write_v0_2_0_with(repo: &std::path::Path, first: &str) {
+    let (from, to) = (
+        "def code_change(_old, n, _extra) when is_integer(n), do:",
+        format!("def code_change(_old, n, _extra) when is_integer(n), do: ({first}) ||"),
+    );
+    let store = STORE_V2.replacen(from, &to, 1);
+    assert_ne!(store, STORE_V2, "0.2.0's code_change/3 moved");
+    write_version(
+        repo,
+        "0.2.0",
+        &[
+            ("lib/counter/store.ex", &store),
+            ("lib/counter/extra.ex", EXTRA_V2),
+        ],
+    );
+}

@@ -417,17 +417,30 @@ impl Platform {
 
     /// The ids of the running containers of `app` of this platform.
     pub fn container_ids(&self, app: &str) -> Vec<String> {
-        docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=gigalixir.app={app}"),
-            "--filter",
-            &format!("label=gigalixir.instance={}", self.instance),
-        ])
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+        self.running_of(app, &[])
+    }
+
+    /// The running container of replica `web.N` of `app` (empty when none runs).
+    pub fn replica_id(&self, app: &str, n: u32) -> String {
+        let slot = format!("label=gigalixir.index={}", n - 1);
+        self.running_of(app, &["--filter", &slot])
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// The ids of the running containers of `app` of this platform that `filters` (more
+    /// `docker ps` arguments) select.
+    fn running_of(&self, app: &str, filters: &[&str]) -> Vec<String> {
+        let (app, instance) = (
+            format!("label=gigalixir.app={app}"),
+            format!("label=gigalixir.instance={}", self.instance),
+        );
+        let mut args = vec!["ps", "-q", "--filter", &app, "--filter", &instance];
+        args.extend_from_slice(filters);
+        docker(&args)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Makes an account and logs in (netrc in HOME).

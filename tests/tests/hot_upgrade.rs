@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use gigalixir_tests::hot_counter::{store_v3, write_v0_2_0, write_version, HOT};
+use gigalixir_tests::hot_counter::{store_v3, write_v0_2_0, write_v0_2_0_with, write_version, HOT};
 use gigalixir_tests::{docker, require_images, texts, wait_for, Platform, Probe};
 
 /// What `release_handler:which_releases/0` says in the app's one replica: `VSN STATUS`
@@ -355,6 +355,27 @@ fn a_hot_push_sees_only_its_own_release_and_leaves_another_tenant_alone() {
     assert_eq!(p.get_app(&a_app, "/").1, "counter 0.1.0: 2\n");
 }
 
+/// The row of release `version` (`v2`) in what `gigalixir releases` printed.
+fn row<'a>(releases: &'a str, version: &str) -> &'a str {
+    releases
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(version))
+        .unwrap_or_default()
+}
+
+/// A platform, an account, and its app (named from `prefix`) running hot_counter 0.1.0,
+/// deployed normally: the platform, the work directory, the repository, the app.
+fn counter_live(prefix: &str) -> (Platform, tempfile::TempDir, std::path::PathBuf, String) {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hot_counter", prefix, work.path());
+    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    (p, work, repo, app)
+}
+
 /// Whether `gigalixir-hot-upgrade` runs in container `id`.
 fn upgrading(id: &str) -> bool {
     std::process::Command::new("docker")
@@ -365,28 +386,13 @@ fn upgrading(id: &str) -> bool {
 
 #[test]
 fn a_platform_killed_during_a_hot_upgrade_leaves_the_app_on_one_known_release() {
-    require_images();
-    let p = Platform::start();
-    p.sign_up_and_log_in();
-    let work = tempfile::tempdir().expect("work");
-    let (repo, app) = p.new_app("hot_counter", "hotkill", work.path());
-    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
-    assert!(ok, "{out}");
+    let (p, _work, repo, app) = counter_live("hotkill");
     assert_eq!(p.get_app(&app, "/bump").1, "bumped to 1\n");
     let old = p.container_ids(&app);
 
     // 0.2.0 whose code_change takes its time: the platform dies while the replica's
     // upgrade runs (its dry run or the release handler's install).
-    write_v0_2_0(&repo);
-    let store = std::fs::read_to_string(repo.join("lib/counter/store.ex")).expect("store");
-    std::fs::write(
-        repo.join("lib/counter/store.ex"),
-        store.replace(
-            "def code_change(_old, n, _extra) when is_integer(n), do:",
-            "def code_change(_old, n, _extra) when is_integer(n), do: Process.sleep(4000) &&",
-        ),
-    )
-    .expect("store");
+    write_v0_2_0_with(&repo, "Process.sleep(4000) && nil");
     p.commit_all(&repo, "0.2.0, slowly");
     let mut push = p.spawn_git(&repo, &HOT);
     wait_for(
@@ -410,15 +416,8 @@ fn a_platform_killed_during_a_hot_upgrade_leaves_the_app_on_one_known_release() 
         },
     );
     let releases = p.cli_ok(&repo, &["releases"]);
-    let status = |v: &str| {
-        releases
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(v))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert!(status("v1").contains("deployed"), "{releases}");
-    assert!(status("v2").contains("failed"), "{releases}");
+    assert!(row(&releases, "v1").contains("deployed"), "{releases}");
+    assert!(row(&releases, "v2").contains("failed"), "{releases}");
 
     // Nothing is stuck: the same hot push goes through now.
     assert_eq!(p.get_app(&app, "/bump").1, "bumped to 1\n");
@@ -445,34 +444,14 @@ fn replica_get(id: &str, path: &str) -> String {
     o
 }
 
-/// The running container of replica `web.N` of `app`.
-fn replica(p: &Platform, app: &str, n: u32) -> String {
-    docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=gigalixir.app={app}"),
-        "--filter",
-        &format!("label=gigalixir.instance={}", p.instance),
-        "--filter",
-        &format!("label=gigalixir.index={}", n - 1),
-    ])
-}
-
 #[test]
 fn an_upgrade_that_fails_in_the_live_node_fails_the_push_and_leaves_the_other_replicas() {
-    require_images();
-    let p = Platform::start();
-    p.sign_up_and_log_in();
-    let work = tempfile::tempdir().expect("work");
-    let (repo, app) = p.new_app("hot_counter", "hotfail", work.path());
-    let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
-    assert!(ok, "{out}");
+    let (p, _work, repo, app) = counter_live("hotfail");
     p.cli_ok(&repo, &["ps:scale", "-r", "2"]);
     wait_for("two replicas", Duration::from_secs(90), || {
-        !replica(&p, &app, 1).is_empty() && !replica(&p, &app, 2).is_empty()
+        !p.replica_id(&app, 1).is_empty() && !p.replica_id(&app, 2).is_empty()
     });
-    let before = [replica(&p, &app, 1), replica(&p, &app, 2)];
+    let before = [p.replica_id(&app, 1), p.replica_id(&app, 2)];
     for id in &before {
         wait_for("the replica to answer", Duration::from_secs(60), || {
             replica_get(id, "/").starts_with("counter 0.1.0")
@@ -484,16 +463,10 @@ fn an_upgrade_that_fails_in_the_live_node_fails_the_push_and_leaves_the_other_re
 
     // 0.2.0 whose code_change converts a copy of the state (the dry run passes) but raises
     // in the live process: the release handler's install fails on the first replica.
-    write_v0_2_0(&repo);
-    let store = std::fs::read_to_string(repo.join("lib/counter/store.ex")).expect("store");
-    std::fs::write(
-        repo.join("lib/counter/store.ex"),
-        store.replace(
-            "def code_change(_old, n, _extra) when is_integer(n), do:",
-            "def code_change(_old, n, _extra) when is_integer(n), do: (if Process.whereis(__MODULE__) == self(), do: raise(\"live only\")) ||",
-        ),
-    )
-    .expect("store");
+    write_v0_2_0_with(
+        &repo,
+        "if Process.whereis(__MODULE__) == self(), do: raise(\"live only\")",
+    );
     p.commit_all(&repo, "0.2.0 whose code_change fails in the live node");
     let (ok, out) = p.push(&repo, &HOT);
     assert!(!ok, "the failed upgrade was reported as deployed:\n{out}");
@@ -511,7 +484,7 @@ fn an_upgrade_that_fails_in_the_live_node_fails_the_push_and_leaves_the_other_re
     }
     let other = if failed == 1 { 2 } else { 1 };
     // The replica after it was not touched: same container, same node, same state.
-    assert_eq!(replica(&p, &app, other), before[other as usize - 1]);
+    assert_eq!(p.replica_id(&app, other), before[other as usize - 1]);
     assert_eq!(
         replica_get(&before[other as usize - 1], "/"),
         "counter 0.1.0: 3\n"
@@ -521,20 +494,13 @@ fn an_upgrade_that_fails_in_the_live_node_fails_the_push_and_leaves_the_other_re
         "the failed replica to serve 0.1.0 again",
         Duration::from_secs(90),
         || {
-            let id = replica(&p, &app, failed);
+            let id = p.replica_id(&app, failed);
             !id.is_empty() && replica_get(&id, "/").starts_with("counter 0.1.0: ")
         },
     );
     let releases = p.cli_ok(&repo, &["releases"]);
-    let line = |v: &str| {
-        releases
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(v))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert!(line("v1").contains("deployed"), "{releases}");
-    assert!(line("v2").contains("failed"), "{releases}");
+    assert!(row(&releases, "v1").contains("deployed"), "{releases}");
+    assert!(row(&releases, "v2").contains("failed"), "{releases}");
 
     // A config stored for the next release: a running node keeps the environment it
     // started with, so the hot push deploys normally and says why.

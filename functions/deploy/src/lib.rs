@@ -428,13 +428,7 @@ async fn on_live_release(
             Err(PortError::NotFound) => return Ok(()),
             Err(err) => return Err(StepError::from(err)),
         };
-        let Some(release) = state
-            .store
-            .releases(app)
-            .await?
-            .into_iter()
-            .find(|r| r.status == ReleaseStatus::Deployed)
-        else {
+        let Some(release) = live_release(state, app).await? else {
             return Ok(());
         };
         let spec = spec_of(state, &current, &release, current.replicas);
@@ -553,13 +547,7 @@ async fn stop_if_push_gone(
         .store
         .set_release_status(&current.name, release.version, ReleaseStatus::Failed)
         .await?;
-    let live = state
-        .store
-        .releases(&current.name)
-        .await?
-        .into_iter()
-        .find(|r| r.status == ReleaseStatus::Deployed);
-    if let Some(live) = live {
+    if let Some(live) = live_release(state, &current.name).await? {
         // Its replicas still run (then this only points traffic at them again), unless
         // the interrupted deploy had already replaced them.
         let spec = spec_of(state, current, &live, current.replicas.max(1));
@@ -604,6 +592,16 @@ async fn release_phase(
     }
 }
 
+/// The release of `app` that runs (deployed), if one does.
+async fn live_release(state: &StepState, app: &AppName) -> Result<Option<Release>, StepError> {
+    Ok(state
+        .store
+        .releases(app)
+        .await?
+        .into_iter()
+        .find(|r| r.status == ReleaseStatus::Deployed))
+}
+
 /// The app's boot timeout, else the platform's.
 fn boot_timeout(state: &StepState, app: &App) -> Duration {
     app.health
@@ -637,12 +635,7 @@ async fn hot_downgrade(
     release: &Release,
     spec: &ReleaseSpec,
 ) -> Result<Option<(DeployOutcome, DeployedBy)>, StepError> {
-    let running = state
-        .store
-        .releases(&release.app)
-        .await?
-        .into_iter()
-        .find(|r| r.status == ReleaseStatus::Deployed);
+    let running = live_release(state, &release.app).await?;
     let Some(running) = running.filter(|r| r.deployed_by == Some(DeployedBy::HotUpgrade)) else {
         return Ok(None);
     };
@@ -686,13 +679,7 @@ async fn hot_upgrade(
     if !hot {
         return Ok(None);
     }
-    let running = state
-        .store
-        .releases(&release.app)
-        .await?
-        .into_iter()
-        .find(|r| r.status == ReleaseStatus::Deployed);
-    let Some(running) = running else {
+    let Some(running) = live_release(state, &release.app).await? else {
         log(state, build, vec!["-----> Hot upgrade not possible: nothing runs yet (first deploy); deploying normally".into()]).await;
         return Ok(None);
     };
