@@ -264,7 +264,7 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     let (o, e) = texts(&rolled);
     assert!(rolled.status.success(), "{o}{e}");
     assert!(
-        o.contains("v7 is live: a hot downgrade (the appups' downgrade instructions), no restart."),
+        o.contains("v7 is live: back in place (a hot downgrade), no restart."),
         "{o}{e}"
     );
     assert_eq!(

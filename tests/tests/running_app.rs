@@ -430,10 +430,24 @@ fn a_hot_push_upgrades_the_running_node_in_place() {
         "no container was replaced"
     );
 
-    // A later restart comes up on the new release.
+    // A rollback goes back the same way: v1's modules reloaded, the node and its memory
+    // kept, and the CLI says so.
+    let out = p.cli_ok(&repo, &["releases:rollback"]);
+    assert!(
+        out.contains("v3 is live: back in place (a hot downgrade), no restart."),
+        "{out}"
+    );
+    assert_eq!(p.get_app(&app, "/").1, "env_probe v1\n");
+    assert_eq!(
+        p.get_app(&app, "/count").1,
+        "5\n",
+        "the in-memory state survived"
+    );
+
+    // A later restart comes up on the release that runs.
     p.cli_ok(&repo, &["restart"]);
     wait_for("the restarted replica", Duration::from_secs(60), || {
         p.get_app(&app, "/count").1 == "1\n"
     });
-    assert_eq!(p.get_app(&app, "/").1, "env_probe v2\n");
+    assert_eq!(p.get_app(&app, "/").1, "env_probe v1\n");
 }

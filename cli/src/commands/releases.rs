@@ -114,9 +114,7 @@ pub fn rollback(ctx: &Ctx, app: Option<String>, version: Option<String>) -> anyh
 /// How a rollback went live, for people.
 fn how(by: Option<DeployedBy>) -> &'static str {
     match by {
-        Some(DeployedBy::HotDowngrade) => {
-            ": a hot downgrade (the appups' downgrade instructions), no restart."
-        }
+        Some(DeployedBy::HotDowngrade) => ": back in place (a hot downgrade), no restart.",
         Some(DeployedBy::HotUpgrade) => ": loaded into the running replicas, no restart.",
         Some(DeployedBy::NewReplicas) => ": new replicas (the app restarted).",
         None => ".",
