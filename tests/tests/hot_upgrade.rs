@@ -24,6 +24,13 @@ fn which_releases(p: &Platform, app: &str) -> String {
     ])
 }
 
+/// Asserts that the push output `out` says each of `said`.
+fn says(out: &str, said: &[&str]) {
+    for said in said {
+        assert!(out.contains(said), "no `{said}` in:\n{out}");
+    }
+}
+
 /// Runs the upgrade to the newest slug again in the app's replica, as a deploy redelivered
 /// after its upgrade went through does: what it prints.
 fn upgrade_again(p: &Platform, app: &str) -> String {
@@ -86,17 +93,18 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     let (ok, out) = p.push(&repo, &HOT);
     let (sent, failed) = probe.finish();
     assert!(ok, "{out}");
-    for said in [
-        "OTP release upgrade",
-        "counter 0.1.0 -> 0.2.0: updated Counter.Store; loaded Counter.Page; added Counter.Extra",
-        "a rollback to 0.1.0 restarts the app (no downgrade instructions in the appups)",
-        "Hot upgrade to v2",
-        "0.1.0 -> 0.2.0 installed in place",
-        "1 process state(s) converted by code_change/3",
-        "Deployed v2",
-    ] {
-        assert!(out.contains(said), "no `{said}` in:\n{out}");
-    }
+    says(
+        &out,
+        &[
+            "OTP release upgrade",
+            "counter 0.1.0 -> 0.2.0: updated Counter.Store; loaded Counter.Page; added Counter.Extra",
+            "a rollback to 0.1.0 restarts the app (no downgrade instructions in the appups)",
+            "Hot upgrade to v2",
+            "0.1.0 -> 0.2.0 installed in place",
+            "1 process state(s) converted by code_change/3",
+            "Deployed v2",
+        ],
+    );
     eprintln!("probe during the upgrade: {sent} requests, {failed} failed");
     assert!(sent > 0);
     assert_eq!(failed, 0, "requests failed during the hot upgrade");
@@ -136,14 +144,15 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     p.commit_all(&repo, "0.3.0");
     let (ok, out) = p.push(&repo, &HOT);
     assert!(!ok, "a raising code_change was installed:\n{out}");
-    for said in [
-        "v3 was not installed: the hot upgrade failed on web.1",
-        "Counter.Store.code_change raised on the running state",
-        "0.3.0 cannot convert",
-        "nothing was changed: 0.2.0 keeps running with its state",
-    ] {
-        assert!(out.contains(said), "no `{said}` in:\n{out}");
-    }
+    says(
+        &out,
+        &[
+            "v3 was not installed: the hot upgrade failed on web.1",
+            "Counter.Store.code_change raised on the running state",
+            "0.3.0 cannot convert",
+            "nothing was changed: 0.2.0 keeps running with its state",
+        ],
+    );
     assert_eq!(
         p.get_app(&app, "/").1,
         "counter 0.2.0: 4 (a map, upgraded from \"0.1.0\")\n"
@@ -209,12 +218,13 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     p.commit_all(&repo, "0.4.0 with crypto");
     let (ok, out) = p.push(&repo, &HOT);
     assert!(ok, "{out}");
-    for said in [
-        "Hot upgrade not possible: applications were added (crypto); the deploy restarts the app",
-        "Deployed v5",
-    ] {
-        assert!(out.contains(said), "no `{said}` in:\n{out}");
-    }
+    says(
+        &out,
+        &[
+            "Hot upgrade not possible: applications were added (crypto); the deploy restarts the app",
+            "Deployed v5",
+        ],
+    );
     assert_eq!(
         p.get_app(&app, "/").1,
         "counter 0.4.0: 0 (a map, upgraded from nil)\n"
@@ -244,14 +254,15 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
     p.commit_all(&repo, "0.5.0 with its own appup");
     let (ok, out) = p.push(&repo, &HOT);
     assert!(ok, "{out}");
-    for said in [
-        "counter 0.4.0 -> 0.5.0: its own appup (rel/appups/counter/counter.appup)",
-        "a rollback to 0.4.0 is a hot downgrade (the appups' downgrade instructions)",
-        "0.4.0 -> 0.5.0 installed in place",
-        "0 process state(s) converted",
-    ] {
-        assert!(out.contains(said), "no `{said}` in:\n{out}");
-    }
+    says(
+        &out,
+        &[
+            "counter 0.4.0 -> 0.5.0: its own appup (rel/appups/counter/counter.appup)",
+            "a rollback to 0.4.0 is a hot downgrade (the appups' downgrade instructions)",
+            "0.4.0 -> 0.5.0 installed in place",
+            "0 process state(s) converted",
+        ],
+    );
     assert_eq!(
         p.get_app(&app, "/").1,
         "counter 0.5.0: 1 (a map, upgraded from nil)\n"
@@ -334,13 +345,14 @@ fn a_hot_push_sees_only_its_own_release_and_leaves_another_tenant_alone() {
     p.commit_all(&b_repo, "0.2.0");
     let (ok, out) = b.git(&b_repo, &HOT);
     assert!(ok, "{out}");
-    for said in [
-        "look: previous tenant-b-marker",
-        "look: other slugs 0",
-        "0.1.0 -> 0.2.0 installed in place",
-    ] {
-        assert!(out.contains(said), "no `{said}` in:\n{out}");
-    }
+    says(
+        &out,
+        &[
+            "look: previous tenant-b-marker",
+            "look: other slugs 0",
+            "0.1.0 -> 0.2.0 installed in place",
+        ],
+    );
     assert!(
         !out.contains("tenant-a-marker"),
         "B's build saw A's release:\n{out}"
@@ -353,6 +365,40 @@ fn a_hot_push_sees_only_its_own_release_and_leaves_another_tenant_alone() {
     // A's replica was not touched: same container, same code, same state.
     assert_eq!(p.container_ids(&a_app), a_containers);
     assert_eq!(p.get_app(&a_app, "/").1, "counter 0.1.0: 2\n");
+
+    // What B's replica keeps for a crash is its own release, and B's app cannot change it
+    // (read-only); A's replica, never upgraded, holds nothing there.
+    let in_replica = |id: &str, script: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["exec", "-u", "app", id, "sh", "-c", script])
+            .output()
+            .expect("docker exec");
+        (out.status.success(), texts(&out).0.trim().to_owned())
+    };
+    let b_id = p.container_ids(&b_app).pop().expect("B's replica");
+    assert_eq!(
+        in_replica(&b_id, "ls /etc/gigalixir/hot"),
+        (true, "release\nslug.tgz".to_owned())
+    );
+    assert_eq!(
+        in_replica(
+            &b_id,
+            "tar -xzOf /etc/gigalixir/hot/slug.tgz | grep -ao 'tenant-[ab]-marker' | sort -u"
+        ),
+        (true, "tenant-b-marker".to_owned())
+    );
+    let (wrote, _) = in_replica(
+        &b_id,
+        "echo hostile > /etc/gigalixir/hot/slug.tgz || rm -f /etc/gigalixir/hot/slug.tgz",
+    );
+    assert!(
+        !wrote,
+        "B's app changed the slug its replica boots after a crash"
+    );
+    assert_eq!(
+        in_replica(&a_containers[0], "ls -A /etc/gigalixir/hot"),
+        (true, String::new())
+    );
 }
 
 /// The row of release `version` (`v2`) in what `gigalixir releases` printed.
@@ -476,12 +522,13 @@ fn an_upgrade_that_fails_in_the_live_node_fails_the_push_and_leaves_the_other_re
         .and_then(|rest| rest.split(':').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no failed replica named in:\n{out}"));
-    for said in [
-        "installing 0.2.0 failed: ** (RuntimeError) Counter.Store.code_change raised in the running process: live only",
-        "(the release handler restarts the node on 0.1.0)",
-    ] {
-        assert!(out.contains(said), "no `{said}` in:\n{out}");
-    }
+    says(
+        &out,
+        &[
+            "installing 0.2.0 failed: ** (RuntimeError) Counter.Store.code_change raised in the running process: live only",
+            "(the release handler restarts the node on 0.1.0)",
+        ],
+    );
     let other = if failed == 1 { 2 } else { 1 };
     // The replica after it was not touched: same container, same node, same state.
     assert_eq!(p.replica_id(&app, other), before[other as usize - 1]);
@@ -507,10 +554,11 @@ fn an_upgrade_that_fails_in_the_live_node_fails_the_push_and_leaves_the_other_re
     p.cli_ok(&repo, &["config:set", "--no_restart", "GREETING=hello"]);
     let (ok, out) = p.push(&repo, &HOT);
     assert!(ok, "{out}");
-    for said in [
-        "Hot upgrade not possible: the config changed since v1",
-        "Deployed v3",
-    ] {
-        assert!(out.contains(said), "no `{said}` in:\n{out}");
-    }
+    says(
+        &out,
+        &[
+            "Hot upgrade not possible: the config changed since v1",
+            "Deployed v3",
+        ],
+    );
 }

@@ -1089,17 +1089,16 @@ impl DockerRuntime {
         std::fs::rename(&part, dir.join("release")).map_err(PortError::from_io)
     }
 
-    /// Puts the slug a hot upgrade installed in `name` where its runner boots it from
-    /// after a crash: a hard link of the slug store's file (a copy across file systems).
-    fn keep_hot_slug(&self, name: &str, slug: &std::path::Path) -> PortResult<()> {
+    /// Puts `slug` in the hot directory of `name` as `file` (what the replica reads at
+    /// [`HOT_MOUNT`]): a hard link of the slug store's file (a copy across file systems).
+    fn stage_hot_slug(&self, name: &str, slug: &std::path::Path, file: &str) -> PortResult<()> {
         let dir = self.hot_dir.join(name);
-        std::fs::create_dir_all(&dir).map_err(PortError::from_io)?;
-        let part = dir.join(".slug.tgz.part");
+        let part = dir.join(format!(".{file}.part"));
         let _ = std::fs::remove_file(&part);
         if std::fs::hard_link(slug, &part).is_err() {
             std::fs::copy(slug, &part).map_err(PortError::from_io)?;
         }
-        std::fs::rename(&part, dir.join("slug.tgz")).map_err(PortError::from_io)
+        std::fs::rename(&part, dir.join(file)).map_err(PortError::from_io)
     }
 
     /// Forgets what hot upgrades left for container `name`.
@@ -1456,13 +1455,22 @@ impl Runtime for DockerRuntime {
                 reason: "nothing runs yet (first deploy)".into(),
             });
         }
-        // Each replica sees only its own slug: the new one is copied into it (streamed
-        // from the slug store's file), used, and removed.
+        // Each replica sees only its own slug: the new one reaches it through its hot
+        // directory as `next.tgz` (a hard link, read-only inside), and becomes `slug.tgz`,
+        // what it boots after a crash, once installed. A replica made before replicas had
+        // a hot directory gets a copy streamed into its /tmp instead.
         let file = self.slug_path(&spec.slug.key)?;
-        let slug = format!("/tmp/gigalixir-upgrade-{}.tgz", &spec.slug.sha256[..12]);
         let mut output = Vec::new();
         for c in &running {
-            self.copy_into(&c.name, &file, &slug).await?;
+            let staged = self.hot_dir.join(&c.name).is_dir();
+            let slug = if staged {
+                self.stage_hot_slug(&c.name, &file, "next.tgz")?;
+                format!("{HOT_MOUNT}/next.tgz")
+            } else {
+                let copy = format!("/tmp/gigalixir-upgrade-{}.tgz", &spec.slug.sha256[..12]);
+                self.copy_into(&c.name, &file, &copy).await?;
+                copy
+            };
             // Recorded before the upgrade starts: if the platform dies during it, or it
             // fails once it changed something, the replica counts as the new release's,
             // which a deploy of the old one replaces (a restart on a known slug rather than
@@ -1525,14 +1533,22 @@ impl Runtime for DockerRuntime {
                 .map_err(map_err)?
                 .exit_code
                 .unwrap_or(-1);
-            self.exec_quietly(&c.name, vec!["rm".into(), "-f".into(), slug.clone()])
-                .await;
+            if staged {
+                let next = self.hot_dir.join(&c.name).join("next.tgz");
+                if code == 0 {
+                    std::fs::rename(&next, self.hot_dir.join(&c.name).join("slug.tgz"))
+                        .map_err(PortError::from_io)?;
+                } else {
+                    let _ = std::fs::remove_file(&next);
+                }
+            } else {
+                self.exec_quietly(&c.name, vec!["rm".into(), "-f".into(), slug])
+                    .await;
+            }
             // Kept as the new release's unless the replica said nothing changed in it: one
             // the upgrade may have changed is replaced by the deploy that follows a failure.
-            match code {
-                0 => self.keep_hot_slug(&c.name, &file)?,
-                3 | 4 => self.set_runs_release(&c.name, before)?,
-                _ => {}
+            if matches!(code, 3 | 4) {
+                self.set_runs_release(&c.name, before)?;
             }
             let n = c.index + 1;
             if let Some(end) = HotOutcome::of_replica(n, code, &lines) {
