@@ -322,10 +322,9 @@ fn unchanged_dependencies_are_not_recompiled() {
         "{volume}"
     );
     docker(&["volume", "rm", &volume]);
-    p.git_ok(
-        &repo,
-        &["commit", "-q", "--allow-empty", "-m", "on a fresh builder"],
-    );
+    // (a push of the same files would reuse the running slug)
+    std::fs::write(repo.join("lib/with_path_dep/notes.txt"), "fresh builder\n").expect("write");
+    p.commit_all(&repo, "on a fresh builder");
     let (ok, seeded) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{seeded}");
     assert!(seeded.contains("Using the build cache (entry"), "{seeded}");
@@ -885,4 +884,115 @@ fn a_replica_that_crashes_after_going_live_is_started_again() {
         "{}",
         p.log()
     );
+}
+
+#[test]
+fn a_push_that_changes_nothing_a_build_reads_reuses_the_running_slug() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hello", "docs", work.path());
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let v1 = p
+        .git_ok(&repo, &["rev-parse", "--short=7", "HEAD"])
+        .trim()
+        .to_owned();
+    let replica = p.replica_id(&app, 1);
+
+    // A read-me line: nothing built, the running replica carries on as v2.
+    let readme = repo.join("README.md");
+    let mut text = std::fs::read_to_string(&readme).expect("readme");
+    text.push_str("\nDeployed with git push.\n");
+    std::fs::write(&readme, &text).expect("readme");
+    p.commit_all(&repo, "docs");
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    for said in [
+        format!("-----> Nothing to build: only README.md changed since {v1}, which no build reads; reusing the slug v1 runs"),
+        "-----> The replicas of v1 carry on as v2 (the same slug and config): no restart".into(),
+        format!("Deployed v2 to http://{app}.localhost:{}/", p.port),
+    ] {
+        assert!(out.contains(&said), "`{said}` missing:\n{out}");
+    }
+    assert!(!out.contains("Compiling"), "{out}");
+    assert_eq!(p.replica_id(&app, 1), replica, "the replica was replaced");
+    assert_eq!(
+        p.get_app(&app, "/"),
+        (200, "Hello from hello v1\n".to_owned())
+    );
+    let list = releases(&p, &repo);
+    let head = p.git_ok(&repo, &["rev-parse", "HEAD"]).trim().to_owned();
+    assert_eq!(list[0]["version"], 2, "{list:?}");
+    assert_eq!(list[0]["status"], "deployed", "{list:?}");
+    assert_eq!(list[0]["sha"], head.as_str(), "{list:?}");
+    assert_eq!(list[0]["deployed_by"], "kept", "{list:?}");
+    assert_eq!(list[0]["slug_size"], list[1]["slug_size"], "{list:?}");
+    let ps = p.cli_ok(&repo, &["ps"]);
+    assert!(
+        ps.contains("v2"),
+        "ps shows the release the replica runs:\n{ps}"
+    );
+
+    // The same files again (an empty commit): the same.
+    p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "again"]);
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("-----> Nothing to build: the files are those of "),
+        "{out}"
+    );
+    assert_eq!(p.replica_id(&app, 1), replica, "the replica was replaced");
+
+    // A rollback to v2 (the same slug and config): the replica carries on.
+    let out = p.cli_ok(&repo, &["releases:rollback", "-r", "2"]);
+    assert!(
+        out.contains(
+            "the running replicas carry on (they already run its slug and config), no restart"
+        ),
+        "{out}"
+    );
+    assert_eq!(p.replica_id(&app, 1), replica, "the replica was replaced");
+
+    // Code that names the read-me: then a read-me change builds.
+    std::fs::write(
+        repo.join("lib/hello/docs.ex"),
+        "defmodule Hello.Docs do\n  @external_resource \"README.md\"\n  @readme File.read!(\"README.md\")\n  def readme, do: @readme\nend\n",
+    )
+    .expect("docs.ex");
+    p.commit_all(&repo, "code that reads the read-me");
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok && out.contains("Compiling"), "{out}");
+    std::fs::write(&readme, format!("{text}\nMore.\n")).expect("readme");
+    p.commit_all(&repo, "docs again");
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("Nothing to build"), "{out}");
+    assert!(out.contains("Compiling"), "{out}");
+
+    // The config the slug was built with changed: the next push builds with the new one.
+    p.cli_ok(&repo, &["config:set", "BUILT_WITH=new"]);
+    std::fs::write(repo.join("CHANGELOG.md"), "# Changes\n").expect("changelog");
+    p.commit_all(&repo, "a change log");
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("Nothing to build"), "{out}");
+    assert!(out.contains("Compiling"), "{out}");
+
+    // A clean push of the same files builds.
+    p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "clean"]);
+    let (ok, out) = push(
+        &p,
+        &repo,
+        &[
+            "-c",
+            "http.extraheader=GIGALIXIR-CLEAN: true",
+            "push",
+            "gigalixir",
+            "master",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("Compiling"), "{out}");
 }

@@ -414,7 +414,8 @@ fn kill_during(stage: Stage) {
     p.start_again();
     let restarted = Instant::now();
     p.git_ok(&repo, &["reset", "-q", "--hard", &v1]);
-    std::fs::write(repo.join("README.md"), "after the restart\n").expect("readme");
+    // (a file the build reads: a read-me change alone would reuse v1's slug)
+    std::fs::write(repo.join("lib/after_restart.txt"), "after the restart\n").expect("write");
     p.commit_all(&repo, "after the restart");
     let v3 = p.git_ok(&repo, &["rev-parse", "HEAD"]).trim().to_owned();
     let next_log = work.path().join("next-push.log");

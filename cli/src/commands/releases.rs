@@ -117,6 +117,9 @@ fn how(by: Option<DeployedBy>) -> &'static str {
         Some(DeployedBy::HotDowngrade) => ": back in place (a hot downgrade), no restart.",
         Some(DeployedBy::HotUpgrade) => ": loaded into the running replicas, no restart.",
         Some(DeployedBy::NewReplicas) => ": new replicas (the app restarted).",
+        Some(DeployedBy::Kept) => {
+            ": the running replicas carry on (they already run its slug and config), no restart."
+        }
         None => ".",
     }
 }

@@ -12,6 +12,7 @@
 //! re-publishes, anything later is acked as done.
 
 pub mod prepare;
+pub mod reuse;
 pub mod tools;
 pub mod turns;
 
@@ -23,7 +24,7 @@ use futures::StreamExt;
 use shared::domain::{AppName, BuildId};
 use shared::hex::HexCache;
 use shared::messages::Event;
-use shared::model::{BuildState, ReleaseStatus};
+use shared::model::{App, Build, BuildState, Release, ReleaseStatus};
 use shared::ports::builder::{BuildExit, BuildLimits, BuildSpec};
 use shared::ports::{Blobs, Builder, Bus, Store};
 use shared::push::{
@@ -207,6 +208,9 @@ pub async fn run_build(
         }
         Err(err) => return Err(err.into()),
     };
+    if let Some(reused) = reusable_slug(state, &build, &current, source.path()).await? {
+        return reuse_slug(state, app, id, reused, trace).await;
+    }
     // A builder that keeps the app's cache builds in it; only one without gets the copy.
     let generation = current.created_at.timestamp_millis();
     let cache = if build.flags.clean || state.builder.has_cache(app, generation).await? {
@@ -284,6 +288,152 @@ pub async fn run_build(
             fail(state, id, &reason).await
         }
     }
+}
+
+/// The live release, whose slug a push reuses, and what the push changed since its build.
+struct Reused {
+    live: Release,
+    commit: String,
+    changed: Vec<String>,
+}
+
+/// The live release when this push changes nothing its build read ([`reuse`]): same
+/// files but documentation, same config and stack, not a clean build. `None`: build.
+async fn reusable_slug(
+    state: &StepState,
+    build: &Build,
+    current: &App,
+    source: &std::path::Path,
+) -> Result<Option<Reused>, StepError> {
+    if build.flags.clean {
+        return Ok(None);
+    }
+    let releases = state.store.releases(&current.name).await?;
+    let Some(live) = releases
+        .iter()
+        .find(|r| r.status == ReleaseStatus::Deployed)
+    else {
+        return Ok(None);
+    };
+    let Some(from_id) = &live.spec.build else {
+        return Ok(None);
+    };
+    // The stack this push would build on (the app's, else what it asks for).
+    match prepare::stack_choice(state, current, source).await {
+        Ok((_, choice)) if choice.stack.stack == live.spec.slug.stack() => {}
+        _ => return Ok(None),
+    }
+    // The config its build had: that of the release it made (a later `config:set` keeps
+    // the slug).
+    let built_with = releases
+        .iter()
+        .filter(|r| r.spec.build.as_ref() == Some(from_id) && r.spec.rollback_to.is_none())
+        .min_by_key(|r| r.version);
+    if built_with.is_none_or(|r| r.spec.config != current.config) {
+        return Ok(None);
+    }
+    let from = match state.store.build(from_id).await {
+        Ok(b) => b,
+        Err(PortError::NotFound) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    if from.slug.as_ref().map(|s| &s.sha256) != Some(&live.spec.slug.sha256) {
+        return Ok(None);
+    }
+    let before = match spool_blob(
+        &*state.blobs,
+        &shared::blob_keys::source(&current.name, from_id),
+        MAX_SOURCE_BYTES,
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(PortError::NotFound | PortError::Invalid(_)) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let after = source.to_owned();
+    let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let changed = reuse::changed(&reuse::manifest(before.path())?, &reuse::manifest(&after)?);
+        Ok((reuse::must_build(&changed, &after)?, changed))
+    })
+    .await
+    .map_err(|e| StepError::Transient(e.to_string()))?;
+    match verdict {
+        Ok((None, changed)) => Ok(Some(Reused {
+            live: live.clone(),
+            commit: from.commit,
+            changed,
+        })),
+        Ok((Some(why), _)) => {
+            tracing::debug!(%why, "the push builds");
+            Ok(None)
+        }
+        // An archive that cannot be read is the build's to report.
+        Err(err) => {
+            tracing::warn!(error = %err, "source archives not compared; the push builds");
+            Ok(None)
+        }
+    }
+}
+
+/// Records the build as done with the live release's slug, without a builder.
+async fn reuse_slug(
+    state: &StepState,
+    app: &AppName,
+    id: &BuildId,
+    reused: Reused,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let slug = reused.live.spec.slug.clone();
+    let commit = &reused.commit[..reused.commit.len().min(7)];
+    let what = match reused.changed.len() {
+        0 => format!("the files are those of {commit}"),
+        1 => format!(
+            "only {} changed since {commit}, which no build reads",
+            reused.changed[0]
+        ),
+        n => format!("only {n} documentation files changed since {commit}, which no build reads"),
+    };
+    state
+        .store
+        .append_build_log(
+            id,
+            &[format!(
+                "-----> Nothing to build: {what}; reusing the slug {} runs ({:.1} MB, sha256 {})",
+                reused.live.version,
+                slug.size as f64 / 1_048_576.0,
+                &slug.sha256[..slug.sha256.len().min(12)]
+            )],
+        )
+        .await?;
+    let stack = slug.stack;
+    for (from, to) in [
+        (BuildState::Building, BuildState::Built),
+        (BuildState::Built, BuildState::Uploaded),
+    ] {
+        let slug = slug.clone();
+        match state
+            .store
+            .transition_build(id, from, to, &move |b| {
+                b.stack = stack.or(b.stack);
+                if to == BuildState::Uploaded {
+                    b.slug = Some(slug.clone());
+                }
+            })
+            .await
+        {
+            Ok(_) | Err(PortError::Precondition) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    tracing::info!(live = %reused.live.version, "slug reused, nothing built");
+    let event = Event::SlugUploaded {
+        app: app.clone(),
+        build: id.clone(),
+        slug,
+    };
+    emit(&*state.bus, &event, trace).await?;
+    Ok(())
 }
 
 /// Ends the app's earlier builds whose `git push` died with its platform, and their

@@ -85,13 +85,13 @@ pub async fn say(state: &StepState, id: &BuildId, lines: Vec<String>) {
     }
 }
 
-/// Decides and fetches what the build needs.
-pub async fn prepare(
+/// The pushed tree, and the stack its build takes (the app's own, else the one with the
+/// versions it asks for).
+pub async fn stack_choice(
     state: &StepState,
     app: &App,
-    id: &BuildId,
     source: &std::path::Path,
-) -> Result<Prepared, NotReady> {
+) -> Result<(Tree, stack::Choice), NotReady> {
     let path = source.to_owned();
     let tree = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)
@@ -112,6 +112,17 @@ pub async fn prepare(
         .await
         .map_err(|e| NotReady::Transient(format!("listing the stacks: {e}")))?;
     let choice = stack::choose(app.stack, &request, &built).map_err(NotReady::Refused)?;
+    Ok((tree, choice))
+}
+
+/// Decides and fetches what the build needs.
+pub async fn prepare(
+    state: &StepState,
+    app: &App,
+    id: &BuildId,
+    source: &std::path::Path,
+) -> Result<Prepared, NotReady> {
+    let (tree, choice) = stack_choice(state, app, source).await?;
     let mut lines = Vec::new();
     let mut first = true;
     for line in &choice.lines {

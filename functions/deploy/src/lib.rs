@@ -272,15 +272,17 @@ async fn deploy_locked(
                 }
             }
             state.store.set_release_deployed(app, version, by).await?;
-            log(
-                state,
-                build.as_ref(),
-                vec![format!(
-                    "-----> {version} is up ({} ms to boot and switch traffic)",
-                    started.elapsed().as_millis()
-                )],
-            )
-            .await;
+            if by != DeployedBy::Kept {
+                log(
+                    state,
+                    build.as_ref(),
+                    vec![format!(
+                        "-----> {version} is up ({} ms to boot and switch traffic)",
+                        started.elapsed().as_millis()
+                    )],
+                )
+                .await;
+            }
             if let Some(id) = &build {
                 move_build(state, id, BuildState::Deployed, None).await?;
             }
@@ -619,12 +621,46 @@ async fn in_place(
     spec: &ReleaseSpec,
     build: Option<&BuildId>,
 ) -> Result<Option<(DeployOutcome, DeployedBy)>, StepError> {
+    if let Some(kept) = keep_running(state, release, spec, build).await? {
+        return Ok(Some(kept));
+    }
     if release.spec.rollback_to.is_some() {
         return hot_downgrade(state, release, spec).await;
     }
     Ok(hot_upgrade(state, release, spec, build)
         .await?
         .map(|outcome| (outcome, DeployedBy::HotUpgrade)))
+}
+
+/// A release whose slug and config are the live release's (a push that changed nothing a
+/// build reads, a rollback to the same code and config): the running replicas carry on as
+/// its replicas, with nothing restarted and no release phase (it ran for that slug).
+async fn keep_running(
+    state: &StepState,
+    release: &Release,
+    spec: &ReleaseSpec,
+    build: Option<&BuildId>,
+) -> Result<Option<(DeployOutcome, DeployedBy)>, StepError> {
+    let Some(running) = live_release(state, &release.app).await? else {
+        return Ok(None);
+    };
+    if running.version == release.version
+        || running.spec.slug.sha256 != release.spec.slug.sha256
+        || running.spec.config != release.spec.config
+        || !state.runtime.adopt(spec, running.version).await?
+    {
+        return Ok(None);
+    }
+    log(
+        state,
+        build,
+        vec![format!(
+            "-----> The replicas of {} carry on as {} (the same slug and config): no restart",
+            running.version, release.version
+        )],
+    )
+    .await;
+    Ok(Some((DeployOutcome::Healthy, DeployedBy::Kept)))
 }
 
 /// A rollback from a release that a hot upgrade installed: the replicas go back in place

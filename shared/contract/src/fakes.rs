@@ -191,6 +191,7 @@ impl Builder for FakeBuilder {
 /// A runtime that runs nothing: each deploy ends as the test said, and is recorded.
 pub struct FakeRuntime {
     deploys: Mutex<Vec<ReleaseSpec>>,
+    adopted: Mutex<Vec<ReleaseSpec>>,
     outcome: Mutex<PortResult<DeployOutcome>>,
     phases: Mutex<Vec<ReleaseSpec>>,
     phase_outcome: Mutex<PhaseOutcome>,
@@ -203,6 +204,7 @@ impl Default for FakeRuntime {
     fn default() -> Self {
         Self {
             deploys: Mutex::default(),
+            adopted: Mutex::default(),
             outcome: Mutex::new(Ok(DeployOutcome::Healthy)),
             phases: Mutex::default(),
             phase_outcome: Mutex::new(PhaseOutcome::Done {
@@ -234,6 +236,11 @@ impl FakeRuntime {
     /// Every deploy asked for, in order.
     pub fn deploys(&self) -> Vec<ReleaseSpec> {
         self.deploys.lock().expect("lock").clone()
+    }
+
+    /// Every release adopted by the replicas of the one before it, in order.
+    pub fn adopted(&self) -> Vec<ReleaseSpec> {
+        self.adopted.lock().expect("lock").clone()
     }
 
     /// The custom domains last set for `app`.
@@ -310,6 +317,17 @@ impl Runtime for FakeRuntime {
 
     async fn scale(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome> {
         self.deploy(release).await
+    }
+
+    async fn adopt(&self, release: &ReleaseSpec, from: ReleaseVersion) -> PortResult<bool> {
+        self.outcome()?;
+        let mut live = self.live.lock().expect("lock");
+        if live.get(&release.app) != Some(&from) {
+            return Ok(false);
+        }
+        live.insert(release.app.clone(), release.version);
+        self.adopted.lock().expect("lock").push(release.clone());
+        Ok(true)
     }
 
     async fn hot_upgrade(&self, _release: &ReleaseSpec) -> PortResult<HotOutcome> {

@@ -240,6 +240,9 @@ pub enum DeployedBy {
     /// The running replicas went back to it without a restart (a rollback whose appups
     /// gave downgrade instructions).
     HotDowngrade,
+    /// The running replicas carried on as they were: they already ran its slug with its
+    /// config (a push that changed nothing a build reads, a rollback to the same code).
+    Kept,
 }
 
 /// What a new release is made of; the store assigns the version.

@@ -1559,6 +1559,31 @@ impl Runtime for DockerRuntime {
         Ok(HotOutcome::Upgraded { output })
     }
 
+    async fn adopt(&self, spec: &ReleaseSpec, from: ReleaseVersion) -> PortResult<bool> {
+        let running: Vec<Existing> = self
+            .containers_of(&spec.app)
+            .await?
+            .into_iter()
+            .filter(|c| c.running && c.version == from.0)
+            .collect();
+        if running.is_empty() {
+            return Ok(false);
+        }
+        // Recorded like a hot upgrade's: the replicas count as the release's from now on
+        // (a crash restarts the slug they hold, which is the release's).
+        for c in &running {
+            self.set_runs_release(&c.name, Some(spec.version.0))?;
+        }
+        // Routes them again, and fills the slots none of them holds.
+        match self.deploy(spec).await? {
+            DeployOutcome::Healthy => Ok(true),
+            DeployOutcome::Failed { reason, .. } => {
+                tracing::warn!(app = %spec.app, %reason, "a slot missing from the adopted replicas did not start");
+                Ok(true)
+            }
+        }
+    }
+
     async fn remove_orphans(&self, store: &dyn crate::ports::Store) -> PortResult<Vec<String>> {
         // the inherent method: what the store says nothing will use again
         DockerRuntime::remove_orphans(self, store).await

@@ -742,6 +742,30 @@ fn not_ready(spec: &ReleaseSpec) -> String {
     }
 }
 
+impl KubeRuntime {
+    /// Makes `spec` the release the pods of `current` run, as they are: their template
+    /// stays (no pod restarts); the Secret it names gets `spec`'s environment and slug, so
+    /// a pod started again, or a new one, boots `spec`; the annotations say which runs.
+    async fn repoint(
+        &self,
+        ns: &str,
+        spec: &ReleaseSpec,
+        current: &Deployment,
+        url: &str,
+    ) -> PortResult<()> {
+        let mut on = spec.clone();
+        on.version = ReleaseVersion(
+            annotated(current, ANNOTATION_TEMPLATE)
+                .or_else(|| annotated(current, LABEL_RELEASE))
+                .unwrap_or(spec.version.0),
+        );
+        let objects = render_on(spec, &on, &self.settings, url);
+        self.apply_all(ns, &objects).await?;
+        self.apply(&self.api(ns), &objects.deployment, FIELD_MANAGER)
+            .await
+    }
+}
+
 #[async_trait]
 impl Runtime for KubeRuntime {
     #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
@@ -933,21 +957,25 @@ impl Runtime for KubeRuntime {
             }
             output.extend(lines.into_iter().map(|l| format!("web.{n}: {l}")));
         }
-        // Every pod runs the new release. Its template stays (no pod restarts); the
-        // Secret it names gets the new release's environment and slug, so a pod started
-        // again, or a new one, boots the new release; the annotations say which runs.
-        let mut on = spec.clone();
-        on.version = ReleaseVersion(
-            annotated(&current, ANNOTATION_TEMPLATE)
-                .or_else(|| annotated(&current, LABEL_RELEASE))
-                .unwrap_or(spec.version.0),
-        );
-        let objects = render_on(spec, &on, &self.settings, &url);
-        self.apply_all(&ns, &objects).await?;
-        self.apply(&self.api(&ns), &objects.deployment, FIELD_MANAGER)
-            .await?;
+        self.repoint(&ns, spec, &current, &url).await?;
         self.mark_upgrading(&ns, None).await?;
         Ok(HotOutcome::Upgraded { output })
+    }
+
+    async fn adopt(&self, spec: &ReleaseSpec, from: ReleaseVersion) -> PortResult<bool> {
+        let ns = namespace_of(&self.settings, &spec.app);
+        let Some(current) = self.web_deployment(&ns).await? else {
+            return Ok(false);
+        };
+        // Only pods known to run `from` (not ones a failed hot upgrade left behind).
+        if annotated(&current, LABEL_RELEASE) != Some(from.0)
+            || annotated(&current, ANNOTATION_UPGRADING).is_some()
+        {
+            return Ok(false);
+        }
+        let url = self.slugs.download_url(&spec.slug.key).await?;
+        self.repoint(&ns, spec, &current, &url).await?;
+        Ok(true)
     }
 
     async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()> {

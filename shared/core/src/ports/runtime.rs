@@ -202,6 +202,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// Loads the code of `release` into the running replicas without restarting them. The
     /// release then counts as the running one (a later restart starts it).
     async fn hot_upgrade(&self, release: &ReleaseSpec) -> PortResult<HotOutcome>;
+    /// Makes `release` the running one in the replicas of the live release `from` as they
+    /// are, without restarting them: its slug and config are `from`'s (a push that changed
+    /// nothing a build reads, or a rollback to the same slug and config). Missing slots
+    /// get new replicas. `false` when none of `from` runs or this runtime cannot (then the
+    /// release deploys normally).
+    async fn adopt(&self, release: &ReleaseSpec, from: ReleaseVersion) -> PortResult<bool> {
+        let _ = (release, from);
+        Ok(false)
+    }
     /// Sets the SSH public keys the app's replicas admit (read at each login).
     async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()>;
     /// Sets the custom domains the app answers on, besides `APP.<domain>` (all of them,
