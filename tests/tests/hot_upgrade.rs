@@ -295,7 +295,7 @@ fn a_version_bump_is_installed_in_place_with_its_state_converted() {
 /// is handed, by the marker file inside it, and any other slug on the builder's disk.
 const LOOK: &str = r#"set +e
 if [ -n "${GIGALIXIR_PREVIOUS_SLUG:-}" ]; then
-  echo "look: previous $(tar -xzOf "$GIGALIXIR_PREVIOUS_SLUG" 2>/dev/null | grep -ao 'tenant-[ab]-marker' | sort -u | paste -sd, -)"
+  echo "look: previous $(tar -xOf "$GIGALIXIR_PREVIOUS_SLUG" 2>/dev/null | grep -ao 'tenant-[ab]-marker' | sort -u | paste -sd, -)"
 fi
 echo "look: other slugs $(find / -xdev -name '*.tgz' 2>/dev/null | grep -vc '^/build/previous/')"
 "#;
@@ -383,7 +383,7 @@ fn a_hot_push_sees_only_its_own_release_and_leaves_another_tenant_alone() {
     assert_eq!(
         in_replica(
             &b_id,
-            "tar -xzOf /etc/gigalixir/hot/slug.tgz | grep -ao 'tenant-[ab]-marker' | sort -u"
+            "tar -xOf /etc/gigalixir/hot/slug.tgz | grep -ao 'tenant-[ab]-marker' | sort -u"
         ),
         (true, "tenant-b-marker".to_owned())
     );

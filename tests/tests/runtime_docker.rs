@@ -70,7 +70,7 @@ fn built() -> &'static Built {
         let variant = |name: &str, procfile: &str| {
             let tree = dir.path().join(name);
             std::fs::create_dir_all(&tree).expect("mkdir");
-            run("tar", &["-xzf", path(&serving), "-C", path(&tree)]);
+            run("tar", &["-xf", path(&serving), "-C", path(&tree)]);
             std::fs::write(tree.join("Procfile"), procfile).expect("Procfile");
             let file = dir.path().join(format!("{name}.tgz"));
             run("tar", &["-czf", path(&file), "-C", path(&tree), "."]);

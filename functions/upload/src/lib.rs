@@ -188,30 +188,6 @@ pub async fn upload(
     }
     drop(spooled);
     let meta = slug_meta(state, id).await;
-    // The builder keeps the cache; its copy here (which seeds builders without one) is
-    // refreshed only when the build started a new cache entry, e.g. after mix.lock changed.
-    // The cache is a convenience: a build without it is only slower.
-    let cache_changed = meta
-        .as_ref()
-        .and_then(|m| m.pointer("/cache/new_entries")?.as_u64())
-        .is_none_or(|n| n > 0);
-    if cache_changed {
-        match state.builder.output(id, BuildOutput::Cache).await {
-            Ok(cache) => {
-                if let Err(err) = state
-                    .blobs
-                    .put_stream(
-                        &shared::blob_keys::cache(app),
-                        capped(cache, MAX_CACHE_COPY_BYTES),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %err, "build cache not kept");
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "build cache not kept"),
-        }
-    }
     let slug_ref = SlugRef {
         key,
         sha256: sha,
@@ -240,7 +216,6 @@ pub async fn upload(
         }
         Err(err) => return Err(err.into()),
     }
-    state.builder.discard(id).await?;
     let mb = size as f64 / 1_048_576.0;
     state
         .store
@@ -253,7 +228,35 @@ pub async fn upload(
             )],
         )
         .await?;
-    publish(state, app, id, slug_ref, trace).await
+    publish(state, app, id, slug_ref, trace).await?;
+    // Off the push's path, once the release is on its way: the cache copy and the build's
+    // container (a process that dies here leaves the container to the orphan sweep).
+    // The builder keeps the cache; its copy here (which seeds builders without one) is
+    // refreshed only when the build started a new cache entry, e.g. after mix.lock changed.
+    // The cache is a convenience: a build without it is only slower.
+    let cache_changed = meta
+        .as_ref()
+        .and_then(|m| m.pointer("/cache/new_entries")?.as_u64())
+        .is_none_or(|n| n > 0);
+    if cache_changed {
+        match state.builder.output(id, BuildOutput::Cache).await {
+            Ok(cache) => {
+                if let Err(err) = state
+                    .blobs
+                    .put_stream(
+                        &shared::blob_keys::cache(app),
+                        capped(cache, MAX_CACHE_COPY_BYTES),
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %err, "build cache not kept");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "build cache not kept"),
+        }
+    }
+    state.builder.discard(id).await?;
+    Ok(())
 }
 
 async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepError> {

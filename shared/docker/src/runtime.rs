@@ -942,24 +942,30 @@ impl DockerRuntime {
     }
 
     /// Waits until the container accepts connections on the app port, or says why not.
+    /// Probes every [`PROBE_EVERY`]; asks the engine whether the container still runs
+    /// every [`ALIVE_EVERY`] (a probe costs a connection attempt, an engine call more).
     async fn wait_healthy(&self, started: &Started, spec: &ReleaseSpec) -> Result<(), String> {
         let timeout = spec.boot_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = String::from("no answer");
+        let mut asked: Option<tokio::time::Instant> = None;
         loop {
-            let info = self
-                .docker
-                .inspect_container(&started.name, None::<InspectContainerOptions>)
-                .await
-                .map_err(|e| format!("the container vanished: {e}"))?;
-            let state = info.state.unwrap_or_default();
-            if !state.running.unwrap_or(false) {
-                let code = state.exit_code.unwrap_or(-1);
-                return Err(if state.oom_killed.unwrap_or(false) {
-                    "the release ran out of memory while booting".into()
-                } else {
-                    format!("the release exited with code {code} while booting")
-                });
+            if asked.is_none_or(|at| at.elapsed() >= ALIVE_EVERY) {
+                asked = Some(tokio::time::Instant::now());
+                let info = self
+                    .docker
+                    .inspect_container(&started.name, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(|e| format!("the container vanished: {e}"))?;
+                let state = info.state.unwrap_or_default();
+                if !state.running.unwrap_or(false) {
+                    let code = state.exit_code.unwrap_or(-1);
+                    return Err(if state.oom_killed.unwrap_or(false) {
+                        "the release ran out of memory while booting".into()
+                    } else {
+                        format!("the release exited with code {code} while booting")
+                    });
+                }
             }
             // Straight to the container: a published port accepts connections through the
             // engine's proxy even when nothing listens inside.
@@ -992,7 +998,7 @@ impl DockerRuntime {
                     ),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(PROBE_EVERY).await;
         }
     }
 
@@ -1197,6 +1203,11 @@ impl DockerRuntime {
         Ok(live)
     }
 }
+
+/// How often a booting replica's port is tried.
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// How often the engine is asked whether a booting replica still runs.
+const ALIVE_EVERY: Duration = Duration::from_millis(100);
 
 #[async_trait]
 impl Runtime for DockerRuntime {

@@ -14,6 +14,16 @@
 //! - with_dependency: the `with_path_dep` fixture with 300 generated modules added to its
 //!   path dependency, warm push (app code changed, compiled dependency reused from the
 //!   cache) against a `GIGALIXIR-CLEAN` one.
+//! - no_code_change: a push that changes only the read-me (the running slug is reused):
+//!   until `git push` ends, which is when the release is live.
+//! - physical_limit: what the work itself needs, measured in the same run on the same
+//!   files: `git push` of one commit to a bare repository and `git archive` on the host;
+//!   in a container of the builder image (no network, in memory, as a build) `mix compile`
+//!   after the same one-line change on a warm `_build`, `mix release`, and the release's
+//!   boot to its first HTTP answer; a container's start (`docker run` of the runner image).
+//!   `compile_release_boot_ms` takes compile and release as one `mix do compile, release`
+//!   (one Mix start, as the buildpack runs them) after the same change, then the boot;
+//!   `warm_over_limit` is push-to-live over it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -148,6 +158,139 @@ async fn measure_until(
     }))
 }
 
+/// Milliseconds `cmd` takes (it must succeed).
+fn timed(cmd: &mut std::process::Command) -> anyhow::Result<i64> {
+    let t0 = Instant::now();
+    let out = cmd.output()?;
+    anyhow::ensure!(out.status.success(), "{cmd:?} failed: {:?}", texts(&out));
+    Ok(t0.elapsed().as_millis() as i64)
+}
+
+/// What git, mix and the BEAM need for a one-line change of `file` (`from` → `to`) in the
+/// app at `repo` (a git repository whose `app`'s release serves HTTP on `$PORT`).
+fn physical_limit(
+    repo: &Path,
+    app: &str,
+    file: &str,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<Value> {
+    use std::process::Command;
+    let work = tempfile::tempdir()?;
+    // git: one commit pushed to a bare repository that has the one before; its archive
+    let bare = work.path().join("bare.git");
+    let git = |dir: &Path, args: &[&str]| {
+        let mut c = Command::new("git");
+        c.current_dir(dir).args(args);
+        c
+    };
+    timed(&mut git(work.path(), &["init", "-q", "--bare", "bare.git"]))?;
+    let clone = work.path().join("clone");
+    timed(&mut git(
+        work.path(),
+        &["clone", "-q", &repo.display().to_string(), "clone"],
+    ))?;
+    let bare_s = bare.display().to_string();
+    timed(&mut git(
+        &clone,
+        &["push", "-q", &bare_s, "HEAD:refs/heads/master"],
+    ))?;
+    replace_in(&clone.join(file), from, to)?;
+    timed(&mut git(
+        &clone,
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-qam",
+            "one line",
+        ],
+    ))?;
+    let git_push_ms = timed(&mut git(
+        &clone,
+        &["push", "-q", &bare_s, "HEAD:refs/heads/master"],
+    ))?;
+    let git_archive_ms = timed(&mut git(
+        &bare,
+        &["archive", "--format=tar", "-o", "/dev/null", "master"],
+    ))?;
+    replace_in(&clone.join(file), to, from)?;
+    // mix and the BEAM, in the builder image as a build runs (no network, in memory)
+    let script = format!(
+        r#"set -e
+export MIX_ENV=prod HOME=/w MIX_HOME=/w/.mix HEX_OFFLINE=1 PORT=4000
+ms() {{ awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {{ printf "%d", (b - a) * 1000 }}'; }}
+cp -r /src /w/app && cd /w/app && rm -rf .git _build
+mix do compile, release --overwrite --path /w/rel >/dev/null 2>&1
+sed -i 's/{from}/{to}/' {file}
+t=$EPOCHREALTIME; mix compile >/dev/null 2>&1; compile=$(ms $t)
+t=$EPOCHREALTIME; mix release --overwrite --path /w/rel >/dev/null 2>&1; release=$(ms $t)
+sed -i 's/{to}/{from}/' {file}
+t=$EPOCHREALTIME; mix do compile, release --overwrite --path /w/rel >/dev/null 2>&1; both=$(ms $t)
+t=$EPOCHREALTIME; /w/rel/bin/{app} daemon
+until exec 3<>/dev/tcp/127.0.0.1/4000 2>/dev/null && printf 'GET / HTTP/1.0
+
+' >&3 && head -c 12 <&3 | grep -q ' 200'; do sleep 0.01; done
+boot=$(ms $t)
+/w/rel/bin/{app} stop >/dev/null 2>&1 || true
+echo "$compile $release $both $boot"
+"#
+    );
+    let stack = shared::stack::Stack::Trixie;
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "--user", "build"])
+        .args([
+            "--tmpfs",
+            "/w:exec,uid=1000,gid=1000,size=1g",
+            "--entrypoint",
+            "bash",
+        ])
+        .arg("-v")
+        .arg(format!("{}:/src:ro", clone.display()))
+        .args([&stack.builder_image(), "-c", &script])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the measurement in the builder failed: {:?}",
+        texts(&out)
+    );
+    let figures: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [compile, release, both, boot] = figures[..] else {
+        anyhow::bail!("unexpected measurement: {:?}", texts(&out));
+    };
+    let container_start_ms = timed(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "true",
+        &stack.runner_image(),
+    ]))?;
+    Ok(json!({
+        "git_push_ms": git_push_ms,
+        "git_archive_ms": git_archive_ms,
+        "mix_compile_ms": compile,
+        "mix_release_ms": release,
+        "mix_do_compile_release_ms": both,
+        "boot_to_first_answer_ms": boot,
+        "container_start_ms": container_start_ms,
+        "compile_release_boot_ms": both + boot,
+    }))
+}
+
+/// `figures["push_to_live_ms"]` over the limit's compile + release + boot.
+fn over_limit(figures: &Value, limit: &Value) -> f64 {
+    let live = figures["push_to_live_ms"].as_f64().unwrap_or(0.0);
+    let floor = limit["compile_release_boot_ms"].as_f64().unwrap_or(1.0);
+    (live / floor * 100.0).round() / 100.0
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     require_images();
@@ -163,6 +306,22 @@ async fn main() -> anyhow::Result<()> {
     let probe = Probe::start(p.port, &app);
     let mut warm = measure(&p, &repo, &app, "Hello from hello v2\n").await?;
     warm["during"] = during(probe);
+
+    // No code change: only the read-me; the push ends when the release is live.
+    let readme = repo.join("README.md");
+    let mut text = std::fs::read_to_string(&readme)?;
+    text.push_str("\nOne more line.\n");
+    std::fs::write(&readme, text)?;
+    p.git_ok(&repo, &["commit", "-qam", "read-me only"]);
+    let t0 = Instant::now();
+    let out = p.git(&repo, &["push", "gigalixir", "master"]);
+    let no_change_ms = t0.elapsed().as_millis() as i64;
+    let said = texts(&out);
+    anyhow::ensure!(
+        out.status.success() && said.1.contains("Nothing to build"),
+        "the read-me push built or failed: {said:?}"
+    );
+    let no_code_change = json!({"push_to_live_ms": no_change_ms});
 
     // Clean: the same kind of change, without the cache.
     set_marker(&repo, "Hello from hello v2", "Hello from hello v3")?;
@@ -273,6 +432,23 @@ async fn main() -> anyhow::Result<()> {
         emulated(work.path()).await?
     };
 
+    let limit = physical_limit(
+        &repo,
+        "hello",
+        "lib/hello/page.ex",
+        "Hello from hello v4",
+        "Hello from hello v5",
+    )?;
+    let deps_limit = physical_limit(
+        &deps_repo,
+        "with_path_dep",
+        "lib/with_path_dep/page.ex",
+        "with_path_dep v3",
+        "with_path_dep v4",
+    )?;
+    warm["warm_over_limit"] = json!(over_limit(&warm, &limit));
+    let mut deps_warm = deps_warm;
+    deps_warm["warm_over_limit"] = json!(over_limit(&deps_warm, &deps_limit));
     let ratio = warm["push_to_live_ms"].as_f64().unwrap_or(0.0)
         / clean["push_to_live_ms"].as_f64().unwrap_or(1.0);
     println!(
@@ -284,6 +460,8 @@ async fn main() -> anyhow::Result<()> {
             "warm": warm,
             "clean": clean,
             "warm_over_clean": (ratio * 100.0).round() / 100.0,
+            "no_code_change": no_code_change,
+            "physical_limit": limit,
             "hot": hot,
             "restart": restart,
             "on_emulators": on_emulators,
@@ -293,6 +471,7 @@ async fn main() -> anyhow::Result<()> {
                 "warm_deps_unchanged": deps_warm,
                 "clean": deps_clean,
                 "warm_over_clean": (deps_ratio * 100.0).round() / 100.0,
+                "physical_limit": deps_limit,
                 "build_step_warm_over_clean": (build_ratio * 100.0).round() / 100.0,
             },
         }))?
@@ -339,5 +518,17 @@ async fn emulated(work: &Path) -> anyhow::Result<Value> {
     set_marker(&repo, "Hello from hello v1", "Hello from hello v2")?;
     p.git_ok(&repo, &["commit", "-qam", "one changed line"]);
     let warm = live(&p, "Hello from hello v2\n")?;
-    Ok(json!({"cold_push_to_live_ms": cold, "warm_push_to_live_ms": warm}))
+    let readme = repo.join("README.md");
+    let text = std::fs::read_to_string(&readme)? + "\nOne more line.\n";
+    std::fs::write(&readme, text)?;
+    p.git_ok(&repo, &["commit", "-qam", "read-me only"]);
+    let t0 = Instant::now();
+    let out = p.git(&repo, &["push", "gigalixir", "master"]);
+    anyhow::ensure!(out.status.success(), "push failed: {:?}", texts(&out));
+    let no_change = t0.elapsed().as_millis() as i64;
+    Ok(json!({
+        "cold_push_to_live_ms": cold,
+        "warm_push_to_live_ms": warm,
+        "no_code_change_push_to_live_ms": no_change,
+    }))
 }
