@@ -620,3 +620,81 @@ async fn a_hot_upgrade_runs_in_every_pod_through_exec_and_restarts_none() {
     );
     assert_eq!(d["metadata"]["annotations"]["gigalixir.release"], "4");
 }
+
+#[tokio::test]
+async fn a_release_of_the_same_slug_and_config_is_adopted_by_the_running_pods() {
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    let client = served_fake_api(
+        {
+            let cluster = cluster.clone();
+            move |call| {
+                (cluster.lock().expect("cluster")).answer(
+                    &call.method,
+                    &call.path,
+                    &call.query,
+                    &call.body,
+                )
+            }
+        },
+        |_exec| (1, "no exec expected\n".to_owned()),
+    )
+    .await;
+    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
+    let s = Subject {
+        runtime: Arc::new(runtime),
+        app: AppName::parse(&unique("adopt")[..14]).expect("app name"),
+        slugs: Slugs {
+            serving: slug("serving", &["web"]),
+            failing_phase: slug("failing-phase", &["web"]),
+            crashing: slug("crashing", &["web"]),
+        },
+    };
+    let (rt, app) = (&s.runtime, &s.app);
+    let ns = format!("app-{app}");
+    let deployment = || {
+        cluster.lock().expect("cluster").objects
+            [&format!("/apis/apps/v1/namespaces/{ns}/deployments")]["web"]
+            .clone()
+    };
+    let serving = slug("serving", &["web"]);
+    let v1 = spec(&s, 1, &serving, 2);
+    assert_eq!(
+        rt.deploy(&v1).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+    // Not from a release that does not run.
+    let v2 = spec(&s, 2, &serving, 2);
+    assert!(!rt
+        .adopt(&v2, shared::domain::ReleaseVersion(7))
+        .await
+        .expect("adopt"));
+
+    // From v1: the pods carry on as v2's, their template untouched.
+    assert!(rt
+        .adopt(&v2, shared::domain::ReleaseVersion(1))
+        .await
+        .expect("adopt"));
+    let mut pods: Vec<(String, u32)> = rt
+        .replicas(app)
+        .await
+        .expect("replicas")
+        .into_iter()
+        .map(|r| (r.name, r.version.0))
+        .collect();
+    pods.sort();
+    assert_eq!(
+        pods,
+        [("web-v1-0".to_owned(), 2), ("web-v1-1".to_owned(), 2)]
+    );
+    let d = deployment();
+    assert_eq!(d["metadata"]["annotations"]["gigalixir.release"], "2");
+    assert_eq!(
+        d["metadata"]["annotations"]["gigalixir.template-release"],
+        "1"
+    );
+    assert_eq!(d["metadata"]["generation"], 1, "the pod template changed");
+    assert!(rt
+        .runs(app, shared::domain::ReleaseVersion(2))
+        .await
+        .expect("runs"));
+}
