@@ -12,7 +12,7 @@ use shared::domain::{AppName, Fqdn, ReleaseVersion, Secret};
 use shared::embedded::{FsBlobs, SqliteBus, SqliteStore};
 use shared::fakes::{seed_app, FakeRuntime};
 use shared::messages::Topic;
-use shared::model::{CustomDomain, NewRelease, ReleaseStatus, SlugRef};
+use shared::model::{CustomDomain, DeployedBy, NewRelease, ReleaseStatus, SlugRef};
 use shared::ports::runtime::{DeployOutcome, PhaseOutcome};
 use shared::ports::{Bus, Store, SubscriptionSpec};
 use shared::push::StepError;
@@ -70,8 +70,11 @@ impl World {
     }
 
     /// A pending release made by a config change (no build).
+    /// A pending release of a slug of its own (named after `key`).
     async fn release(&self, key: &str) -> ReleaseVersion {
-        self.release_of(key, "ab").await
+        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+        self.release_of(key, &hex.repeat(64).chars().take(64).collect::<String>())
+            .await
     }
 
     /// A pending release of the slug whose sha256 is `sha` repeated.
@@ -81,7 +84,7 @@ impl World {
 
     /// A pending release of a slug whose Procfile has `types`.
     async fn release_with(&self, key: &str, sha: &str, types: &[&str]) -> ReleaseVersion {
-        let sha256 = sha.repeat(64 / sha.len());
+        let sha256 = sha.repeat(64 / sha.len().min(64));
         let spec = NewRelease {
             idempotency_key: key.into(),
             slug: SlugRef {
@@ -155,6 +158,29 @@ async fn a_release_goes_live_once_however_often_it_is_announced() {
 }
 
 #[tokio::test]
+async fn a_release_of_the_live_slug_and_config_is_adopted_by_its_replicas() {
+    let w = World::new().await;
+    let v1 = w.release_of("k1", "ab").await;
+    deploy(&w.state(), &w.app, v1, None).await.expect("v1");
+    let v2 = w.release_of("k2", "ab").await;
+    deploy(&w.state(), &w.app, v2, None).await.expect("v2");
+    assert_eq!(w.runtime.deploys().len(), 1, "v2 started replicas");
+    let adopted = w.runtime.adopted();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(adopted[0].version, v2);
+    assert_eq!(w.status(v1).await, ReleaseStatus::Superseded);
+    let live = w.store.release(&w.app, v2).await.expect("v2");
+    assert_eq!(
+        (live.status, live.deployed_by),
+        (ReleaseStatus::Deployed, Some(DeployedBy::Kept))
+    );
+    // another slug deploys new replicas
+    let v3 = w.release_of("k3", "cd").await;
+    deploy(&w.state(), &w.app, v3, None).await.expect("v3");
+    assert_eq!(w.runtime.deploys().len(), 2);
+}
+
+#[tokio::test]
 async fn a_release_that_fails_to_start_is_recorded_and_the_previous_one_stays() {
     let w = World::new().await;
     let v1 = w.release("k1").await;
@@ -201,8 +227,8 @@ async fn a_release_that_does_not_exist_is_not_retried() {
 #[tokio::test]
 async fn a_release_announced_after_a_newer_one_went_live_is_superseded() {
     let w = World::new().await;
-    let v1 = w.release("k1").await;
-    let v2 = w.release("k2").await;
+    let v1 = w.release_of("k1", "ab").await;
+    let v2 = w.release_of("k2", "ab").await;
     // v2's announcement comes first
     deploy(&w.state(), &w.app, v2, None).await.expect("v2");
     deploy(&w.state(), &w.app, v1, None).await.expect("v1 late");
