@@ -415,9 +415,10 @@ impl Platform {
         self.container_ids(app).len()
     }
 
-    /// The ids of the running containers of `app` of this platform.
+    /// The ids of the running replicas of `app` of this platform (not its release phases
+    /// or builds).
     pub fn container_ids(&self, app: &str) -> Vec<String> {
-        self.running_of(app, &[])
+        self.running_of(app, &["--filter", "label=gigalixir.index"])
     }
 
     /// The running container of replica `web.N` of `app` (empty when none runs).

@@ -308,7 +308,7 @@ fn unchanged_dependencies_are_not_recompiled() {
 
     // The builder keeps the cache in a volume; without it (another engine, a lost volume)
     // the copy kept in the blob store seeds the build.
-    let volume = docker(&[
+    let volumes = docker(&[
         "volume",
         "ls",
         "-q",
@@ -317,10 +317,25 @@ fn unchanged_dependencies_are_not_recompiled() {
         "--filter",
         &format!("label=gigalixir.app={app}"),
     ]);
-    assert!(
-        volume.starts_with(&format!("gx-cache-{}-{app}-", p.instance)),
-        "{volume}"
-    );
+    // (besides the warm builder's own /build)
+    let volume = volumes
+        .lines()
+        .find(|v| v.starts_with(&format!("gx-cache-{}-{app}-", p.instance)))
+        .unwrap_or_else(|| panic!("no cache volume: {volumes}"))
+        .to_owned();
+    // (the app's warm builder holds it)
+    for builder in docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+        "--filter",
+        "label=gigalixir.warm-build",
+    ])
+    .split_whitespace()
+    {
+        docker(&["rm", "-f", "-v", builder]);
+    }
     docker(&["volume", "rm", &volume]);
     // (a push of the same files would reuse the running slug)
     std::fs::write(repo.join("lib/with_path_dep/notes.txt"), "fresh builder\n").expect("write");

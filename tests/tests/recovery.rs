@@ -275,17 +275,21 @@ if [ -f hold ]; then touch /tmp/held; while [ ! -f /tmp/go ]; do sleep 0.2; done
 "#;
 
 /// The containers of `app` of this platform, running or not.
+/// The app's containers but its idle warm builder (kept for its next build).
 fn all_containers(p: &Platform, app: &str) -> Vec<String> {
     gigalixir_tests::docker(&[
         "ps",
-        "-aq",
+        "-a",
         "--filter",
         &format!("label=gigalixir.app={app}"),
         "--filter",
         &format!("label=gigalixir.instance={}", p.instance),
+        "--format",
+        "{{.ID}} {{.Names}}",
     ])
-    .split_whitespace()
-    .map(str::to_owned)
+    .lines()
+    .filter(|l| !l.contains("-idle-"))
+    .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
     .collect()
 }
 

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{labels, map_err, LineSplitter, LABEL_APP, LABEL_BUILD, LABEL_INSTANCE};
+use super::{labels, map_err, LineSplitter, LABEL_APP, LABEL_BUILD, LABEL_INSTANCE, LABEL_WARM};
 use crate::archive::copy_tar;
 use crate::domain::{AppName, BuildId};
 use crate::error::{PortError, PortResult};
@@ -36,6 +36,7 @@ pub struct DockerBuilder {
     docker: Docker,
     instance: String,
     packages: Option<PathBuf>,
+    warm: bool,
 }
 
 impl DockerBuilder {
@@ -45,7 +46,17 @@ impl DockerBuilder {
             docker,
             instance: instance.into(),
             packages: None,
+            warm: true,
         }
+    }
+
+    /// Whether builds run in warm builders (the default): a build container stays up
+    /// after its build, idle, and the app's next build runs in it (`docker exec`), without
+    /// a container to create and start. `false`: one container per build, its process the
+    /// build driver.
+    pub fn with_warm(mut self, warm: bool) -> Self {
+        self.warm = warm;
+        self
     }
 
     /// Builds reach the package cache through the sockets in `dir` (on the engine's host),
@@ -117,20 +128,17 @@ impl DockerBuilder {
             .ok()
     }
 
-    async fn create(
+    /// `spec`, or a clean one when the app's cache alone fills the disk a build may use (an
+    /// earlier build stopped for it: it would stop every later one), and the name of the
+    /// app's cache volume.
+    async fn checked(
         &self,
         spec: &BuildSpec,
-        name: &str,
         output: &UnboundedSender<String>,
-    ) -> PortResult<()> {
-        let build = spec.build.to_string();
-        let app = spec.app.to_string();
+    ) -> PortResult<(BuildSpec, String)> {
         // A new volume takes the image's empty /build/cache, owned by the build user.
         let cache = self.ensure_cache_volume(&spec.app, spec.generation).await?;
-        // A cache that alone fills the disk a build may use (an earlier build stopped for
-        // it) would stop every later one: such a build starts from an empty cache.
-        let cleaned;
-        let spec = if !spec.clean
+        if !spec.clean
             && self
                 .volume_size(&cache)
                 .await
@@ -140,16 +148,17 @@ impl DockerBuilder {
                 "-----> The build cache is larger than the {} MB a build may fill: starting from an empty cache",
                 spec.limits.disk_bytes >> 20
             ));
-            cleaned = BuildSpec {
+            let cleaned = BuildSpec {
                 clean: true,
                 ..spec.clone()
             };
-            &cleaned
-        } else {
-            spec
-        };
-        let image = spec.stack.builder_image();
-        let mut binds = vec![format!("{cache}:/build/cache")];
+            return Ok((cleaned, cache));
+        }
+        Ok((spec.clone(), cache))
+    }
+
+    /// What the build driver is told of this build (its environment).
+    fn driver_env(&self, spec: &BuildSpec) -> Vec<String> {
         let mut env = vec![
             format!("GIGALIXIR_CLEAN={}", spec.clean),
             format!("GIGALIXIR_CACHE_LIMIT_BYTES={}", spec.limits.cache_bytes),
@@ -157,21 +166,63 @@ impl DockerBuilder {
         if spec.previous.is_some() {
             env.push(format!("GIGALIXIR_PREVIOUS_SLUG=/build/{PREVIOUS_SLUG}"));
         }
-        if let Some(dir) = &self.packages {
-            binds.push(format!("{}:{PACKAGES_MOUNT}:ro", dir.display()));
+        if self.packages.is_some() {
             env.push(format!("GIGALIXIR_PACKAGES={PACKAGES_MOUNT}"));
         }
-        let config = ContainerCreateBody {
-            image: Some(image.clone()),
-            cmd: Some(vec!["/usr/local/bin/gigalixir-build".into()]),
+        env
+    }
+
+    /// What a warm builder is made for: a kept one is used only for builds it fits.
+    fn fingerprint(&self, spec: &BuildSpec, cache: &str) -> String {
+        use sha2::Digest;
+        let l = &spec.limits;
+        let what = format!(
+            "{}|{cache}|{}|{}|{}|{}|{:?}",
+            spec.stack.builder_image(),
+            l.memory_bytes,
+            l.nano_cpus,
+            l.pids,
+            l.disk_bytes,
+            self.packages
+        );
+        hex::encode(&sha2::Sha256::digest(what.as_bytes())[..8])
+    }
+
+    /// The container of a build of `spec`: the driver as its process (`warm: None`), or a
+    /// warm builder (`Some(fingerprint)`) that idles until a build runs in it.
+    fn body(&self, spec: &BuildSpec, cache: &str, warm: Option<&str>) -> ContainerCreateBody {
+        let build = spec.build.to_string();
+        let app = spec.app.to_string();
+        let image = spec.stack.builder_image();
+        let mut binds = vec![format!("{cache}:/build/cache")];
+        if let Some(dir) = &self.packages {
+            binds.push(format!("{}:{PACKAGES_MOUNT}:ro", dir.display()));
+        }
+        let mut pairs = vec![(LABEL_INSTANCE, self.instance.as_str()), (LABEL_APP, &app)];
+        let (cmd, env) = match warm {
+            Some(fingerprint) => {
+                pairs.push((LABEL_WARM, fingerprint));
+                (
+                    vec!["bash".into(), "-c".into(), WARM_IDLE.into()],
+                    Vec::new(),
+                )
+            }
+            None => {
+                pairs.push((LABEL_BUILD, &build));
+                (
+                    vec!["/usr/local/bin/gigalixir-build".into()],
+                    self.driver_env(spec),
+                )
+            }
+        };
+        let labels = labels(&pairs);
+        ContainerCreateBody {
+            image: Some(image),
+            cmd: Some(cmd),
             user: Some("build".into()),
             working_dir: Some("/build".into()),
             env: Some(env),
-            labels: Some(labels(&[
-                (LABEL_INSTANCE, &self.instance),
-                (LABEL_APP, &app),
-                (LABEL_BUILD, &build),
-            ])),
+            labels: Some(labels.clone()),
             host_config: Some(HostConfig {
                 memory: Some(spec.limits.memory_bytes),
                 memory_swap: Some(spec.limits.memory_bytes),
@@ -190,11 +241,7 @@ impl DockerBuilder {
                     // labelled like the container, so that what removes an app's things
                     // finds it too
                     volume_options: Some(bollard::models::MountVolumeOptions {
-                        labels: Some(labels(&[
-                            (LABEL_INSTANCE, &self.instance),
-                            (LABEL_APP, &app),
-                            (LABEL_BUILD, &build),
-                        ])),
+                        labels: Some(labels),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -215,20 +262,35 @@ impl DockerBuilder {
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    /// Creates the container `name` (started separately).
+    async fn create_container(
+        &self,
+        name: &str,
+        spec: &BuildSpec,
+        body: ContainerCreateBody,
+    ) -> PortResult<()> {
+        let image = body.image.clone().unwrap_or_default();
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         self.docker
-            .create_container(Some(options), config)
+            .create_container(Some(options), body)
             .await
+            .map(|_| ())
             .map_err(|e| match map_err(e) {
                 PortError::NotFound => PortError::Invalid(format!(
                     "the image {image} is missing: the operator runs `scripts/images --stack {}`",
                     spec.stack
                 )),
                 other => other,
-            })?;
-        // Written to a local file and streamed into the container: the inputs (a source of
-        // up to 1 GB, a cache seed of up to 2 GB) never sit whole in memory.
+            })
+    }
+
+    /// Streams the build's inputs into `/build` of the container `name`. Written to a local
+    /// file first: the inputs (a source of up to 1 GB, a cache seed of up to 2 GB) never sit
+    /// whole in memory.
+    async fn upload_inputs(&self, name: &str, spec: &BuildSpec) -> PortResult<()> {
         let inputs = build_inputs(spec).await?;
         let file = tokio::fs::File::open(inputs.path())
             .await
@@ -243,8 +305,10 @@ impl DockerBuilder {
                 bollard::body_try_stream(tokio_util::io::ReaderStream::new(file)),
             )
             .await
-            .map_err(map_err)?;
-        drop(inputs);
+            .map_err(map_err)
+    }
+
+    async fn start_container(&self, name: &str) -> PortResult<()> {
         self.docker
             .start_container(
                 name,
@@ -252,6 +316,224 @@ impl DockerBuilder {
             )
             .await
             .map_err(map_err)
+    }
+
+    /// A build container whose process is the driver, started with the inputs in place.
+    async fn create(
+        &self,
+        spec: &BuildSpec,
+        name: &str,
+        output: &UnboundedSender<String>,
+    ) -> PortResult<()> {
+        let (spec, cache) = self.checked(spec, output).await?;
+        let body = self.body(&spec, &cache, None);
+        self.create_container(name, &spec, body).await?;
+        self.upload_inputs(name, &spec).await?;
+        self.start_container(name).await
+    }
+
+    async fn remove_container(&self, name: &str) -> PortResult<()> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(name, Some(options))
+            .await
+            .map_err(map_err)
+        {
+            Ok(()) | Err(PortError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Makes `name` the app's warm builder for `spec`: an idle one that fits, renamed (a
+    /// rename is the claim: of two builds only one gets it), else a new one, started.
+    /// Idle ones that no longer fit (another stack, other limits) or are old go.
+    async fn claim(&self, spec: &BuildSpec, cache: &str, name: &str) -> PortResult<()> {
+        let fingerprint = self.fingerprint(spec, cache);
+        let filters: std::collections::HashMap<String, Vec<String>> = [(
+            "label".to_owned(),
+            vec![
+                format!("{LABEL_INSTANCE}={}", self.instance),
+                format!("{LABEL_APP}={}", spec.app),
+                LABEL_WARM.to_owned(),
+            ],
+        )]
+        .into();
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let mut idle: Vec<_> = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .filter_map(|c| {
+                let name = c
+                    .names
+                    .as_ref()?
+                    .first()?
+                    .trim_start_matches('/')
+                    .to_owned();
+                name.contains(IDLE_MARK).then_some((c, name))
+            })
+            .collect();
+        idle.sort_by_key(|(c, _)| std::cmp::Reverse(c.created.unwrap_or_default()));
+        let now = chrono::Utc::now().timestamp();
+        let mut claimed = false;
+        for (c, idle_name) in idle {
+            let fits = c.state.as_ref().is_some_and(|s| s.to_string() == "running")
+                && c.labels.as_ref().and_then(|l| l.get(LABEL_WARM)) == Some(&fingerprint)
+                && now - c.created.unwrap_or_default() < WARM_CLAIM_BEFORE_SECS;
+            if fits && !claimed {
+                let rename = bollard::query_parameters::RenameContainerOptionsBuilder::new()
+                    .name(name)
+                    .build();
+                if self
+                    .docker
+                    .rename_container(&idle_name, rename)
+                    .await
+                    .is_ok()
+                {
+                    claimed = true;
+                }
+            } else if !fits {
+                self.remove_container(&idle_name).await?;
+            }
+        }
+        if claimed {
+            return Ok(());
+        }
+        let body = self.body(spec, cache, Some(&fingerprint));
+        self.create_container(name, spec, body).await?;
+        self.start_container(name).await
+    }
+
+    /// Runs `cmd` in the container as the build user; its exit code.
+    async fn exec_status(&self, name: &str, cmd: &[&str]) -> PortResult<i64> {
+        let exec = self
+            .docker
+            .create_exec(
+                name,
+                bollard::models::ExecConfig {
+                    cmd: Some(cmd.iter().map(|c| (*c).to_owned()).collect()),
+                    user: Some("build".into()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(map_err)?;
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(map_err)?
+        {
+            while output.next().await.is_some() {}
+        }
+        Ok(self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(map_err)?
+            .exit_code
+            .unwrap_or(-1))
+    }
+
+    /// Runs the build in a warm builder (claimed or new, see [`Self::claim`]): what the
+    /// previous build left (its processes, its files but the cache) goes, the inputs go
+    /// in, and the driver runs through `docker exec`. A builder whose build was stopped
+    /// (time, disk, memory) is removed; one whose build ended stays for the next.
+    async fn run_warm(
+        &self,
+        spec: &BuildSpec,
+        name: &str,
+        output: UnboundedSender<String>,
+    ) -> PortResult<BuildExit> {
+        let (spec, cache) = self.checked(spec, &output).await?;
+        let spec = &spec;
+        self.claim(spec, &cache, name).await?;
+        let reset = self.exec_status(name, &["bash", "-c", WARM_RESET]).await?;
+        if reset != 0 {
+            // not clean: a new builder instead
+            self.remove_container(name).await?;
+            self.claim(spec, &cache, name).await?;
+        }
+        self.upload_inputs(name, spec).await?;
+        let over_disk = Arc::new(AtomicBool::new(false));
+        let _watch = self
+            .watch_disk(name, spec.limits.disk_bytes, over_disk.clone())
+            .await;
+        let exec = self
+            .docker
+            .create_exec(
+                name,
+                bollard::models::ExecConfig {
+                    cmd: Some(vec!["/usr/local/bin/gigalixir-build".into()]),
+                    user: Some("build".into()),
+                    working_dir: Some("/build".into()),
+                    env: Some(self.driver_env(spec)),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(map_err)?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(map_err)?;
+        let mut lines = LineSplitter::default();
+        let streamed = tokio::time::timeout(spec.limits.timeout, async {
+            if let bollard::exec::StartExecResults::Attached {
+                output: mut out, ..
+            } = started
+            {
+                while let Some(Ok(chunk)) = out.next().await {
+                    for line in lines.push(&chunk.into_bytes()) {
+                        let _ = output.unbounded_send(line);
+                    }
+                }
+            }
+        })
+        .await;
+        if let Some(rest) = lines.finish() {
+            let _ = output.unbounded_send(rest);
+        }
+        if streamed.is_err() {
+            self.remove_container(name).await?;
+            return Ok(BuildExit::Failed {
+                code: -1,
+                reason: format!(
+                    "the build took longer than {} minutes and was stopped",
+                    spec.limits.timeout.as_secs() / 60
+                ),
+            });
+        }
+        let code = match self.docker.inspect_exec(&exec.id).await.map_err(map_err) {
+            Ok(e) => e.exit_code.unwrap_or(-1),
+            // the builder went (killed for its disk, or removed with its app)
+            Err(PortError::NotFound) => -1,
+            Err(err) => return Err(err),
+        };
+        let oom = match self.inspect(name).await {
+            Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
+            Err(PortError::NotFound) => false,
+            Err(err) => return Err(err),
+        };
+        let over = over_disk.load(Ordering::SeqCst);
+        if over || oom {
+            self.remove_container(name).await?;
+        }
+        Ok(exit(spec, code, oom, over))
     }
 
     /// Watches the disk the running build `name` fills (the volumes at `/build` and
@@ -329,6 +611,29 @@ impl DockerBuilder {
     }
 }
 
+/// What a warm builder runs while no build does: it waits, and ends after two hours (a
+/// platform that died leaves no builder running for long); it is claimed only in its first
+/// hour ([`WARM_CLAIM_BEFORE_SECS`]), so a build of at most 30 minutes ends before it does.
+const WARM_IDLE: &str =
+    "trap 'exit 0' TERM; while [ \"$SECONDS\" -lt 7200 ]; do sleep 60 & wait $!; done";
+/// A warm builder older than this is not given another build.
+const WARM_CLAIM_BEFORE_SECS: i64 = 3600;
+/// Before each build in a warm builder: every process of the previous one ends (PID 1,
+/// the idle loop, is spared by the kernel) and its files but the cache go.
+const WARM_RESET: &str = "kill -9 -1 2>/dev/null; \
+     find /build /tmp /home/build -mindepth 1 -maxdepth 1 ! -path /build/cache -exec rm -rf {} + && \
+     [ -z \"$(find /build -mindepth 1 -maxdepth 1 ! -path /build/cache)\" ]";
+/// What a warm builder's name holds between builds.
+const IDLE_MARK: &str = "-idle-";
+
+/// Whether `info` is a warm builder's.
+fn is_warm(info: &bollard::models::ContainerInspectResponse) -> bool {
+    info.config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .is_some_and(|l| l.contains_key(LABEL_WARM))
+}
+
 /// How often a running build's disk use is measured.
 const DISK_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -338,6 +643,41 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// What a build's exit code (and an out-of-memory kill, a disk over its limit) means.
+fn exit(spec: &BuildSpec, code: i64, oom: bool, over_disk: bool) -> BuildExit {
+    if over_disk {
+        return BuildExit::Failed {
+            code,
+            reason: format!(
+                "the build wrote more than {} MB to disk (its files and its cache together) and was stopped",
+                spec.limits.disk_bytes >> 20
+            ),
+        };
+    }
+    match code {
+        0 => BuildExit::Succeeded,
+        _ if oom => BuildExit::Failed {
+            code,
+            reason: format!(
+                "the build ran out of memory (limit {} MiB)",
+                spec.limits.memory_bytes >> 20
+            ),
+        },
+        2 => BuildExit::Failed {
+            code,
+            reason: "no buildpack could build this app".into(),
+        },
+        3 => BuildExit::Failed {
+            code,
+            reason: "the slug is larger than 1 GB".into(),
+        },
+        _ => BuildExit::Failed {
+            code,
+            reason: format!("the build failed (exit code {code})"),
+        },
     }
 }
 
@@ -411,8 +751,17 @@ impl Builder for DockerBuilder {
         output: UnboundedSender<String>,
     ) -> PortResult<BuildExit> {
         let name = Self::name(&spec.build);
-        let (running, _, _) = match self.exit_of(&name).await {
-            Ok(state) => state,
+        let (running, _, _) = match self.inspect(&name).await {
+            // A warm builder holding this build when its platform died: the build's output
+            // cannot be followed again, so it starts over in another.
+            Ok(info) if is_warm(&info) => {
+                self.remove_container(&name).await?;
+                return self.run_warm(spec, &name, output).await;
+            }
+            Ok(_) => self.exit_of(&name).await?,
+            Err(PortError::NotFound) if self.warm => {
+                return self.run_warm(spec, &name, output).await;
+            }
             Err(PortError::NotFound) => {
                 self.create(spec, &name, &output).await?;
                 (true, 0, false)
@@ -471,37 +820,7 @@ impl Builder for DockerBuilder {
             }
         }
         let (_, code, oom) = self.exit_of(&name).await?;
-        if over_disk.load(Ordering::SeqCst) {
-            return Ok(BuildExit::Failed {
-                code,
-                reason: format!(
-                    "the build wrote more than {} MB to disk (its files and its cache together) and was stopped",
-                    spec.limits.disk_bytes >> 20
-                ),
-            });
-        }
-        Ok(match code {
-            0 => BuildExit::Succeeded,
-            _ if oom => BuildExit::Failed {
-                code,
-                reason: format!(
-                    "the build ran out of memory (limit {} MiB)",
-                    spec.limits.memory_bytes >> 20
-                ),
-            },
-            2 => BuildExit::Failed {
-                code,
-                reason: "no buildpack could build this app".into(),
-            },
-            3 => BuildExit::Failed {
-                code,
-                reason: "the slug is larger than 1 GB".into(),
-            },
-            _ => BuildExit::Failed {
-                code,
-                reason: format!("the build failed (exit code {code})"),
-            },
-        })
+        Ok(exit(spec, code, oom, over_disk.load(Ordering::SeqCst)))
     }
 
     async fn output(
@@ -559,18 +878,40 @@ impl Builder for DockerBuilder {
     }
 
     async fn discard(&self, build: &BuildId) -> PortResult<()> {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match self
-            .docker
-            .remove_container(&Self::name(build), Some(options))
-            .await
-            .map_err(map_err)
-        {
-            Ok(()) | Err(PortError::NotFound) => Ok(()),
-            Err(err) => Err(err),
+        let name = Self::name(build);
+        let info = match self.inspect(&name).await {
+            Ok(info) => info,
+            Err(PortError::NotFound) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        // A warm builder whose build has ended waits for the app's next one; one whose
+        // build still runs (a push that died, an app destroyed) goes with it.
+        if is_warm(&info) && info.state.as_ref().and_then(|s| s.running) == Some(true) {
+            let mut busy = false;
+            for id in info.exec_ids.unwrap_or_default() {
+                if let Ok(exec) = self.docker.inspect_exec(&id).await {
+                    busy |= exec.running == Some(true);
+                }
+            }
+            let app = info
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|l| l.get(LABEL_APP).cloned())
+                .unwrap_or_default();
+            if !busy {
+                let idle = format!(
+                    "gx-build-{}-{app}{IDLE_MARK}{}",
+                    self.instance,
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                );
+                let rename = bollard::query_parameters::RenameContainerOptionsBuilder::new()
+                    .name(&idle)
+                    .build();
+                if self.docker.rename_container(&name, rename).await.is_ok() {
+                    return Ok(());
+                }
+            }
         }
+        self.remove_container(&name).await
     }
 }

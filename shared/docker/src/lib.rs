@@ -26,6 +26,10 @@ pub const LABEL_INSTANCE: &str = "gigalixir.instance";
 pub const LABEL_APP: &str = "gigalixir.app";
 /// Label naming the build of a build container.
 pub const LABEL_BUILD: &str = "gigalixir.build";
+/// Label of a build container kept running between an app's builds (a warm builder): its
+/// value fingerprints what it was made for (image, cache volume, limits); it is named
+/// `gx-build-<build>` while it holds a build, `gx-build-<instance>-<app>-idle-…` between.
+pub const LABEL_WARM: &str = "gigalixir.warm-build";
 /// Label naming the release version of an app container.
 pub const LABEL_RELEASE: &str = "gigalixir.release";
 

@@ -250,7 +250,20 @@ impl DockerRuntime {
             if self.retiring.lock().is_ok_and(|r| r.contains(&name)) {
                 continue; // drains, then stops
             }
-            let orphan = if let Some(build) = labels.get(super::LABEL_BUILD) {
+            // A warm builder: idle between builds (kept while it runs), or named after the
+            // build it holds.
+            let warm = labels.contains_key(super::LABEL_WARM);
+            let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
+            if warm && name.contains("-idle-") && running {
+                continue;
+            }
+            let build = labels.get(super::LABEL_BUILD).cloned().or_else(|| {
+                warm.then(|| name.strip_prefix("gx-build-").map(str::to_owned))
+                    .flatten()
+            });
+            let orphan = if warm && name.contains("-idle-") {
+                true // its idle time is over
+            } else if let Some(build) = build {
                 match store.build(&crate::domain::BuildId(build.clone())).await {
                     Ok(b) => matches!(
                         b.state,
