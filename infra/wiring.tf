@@ -396,7 +396,7 @@ locals {
   publishes = {
     api     = ["release-requested", "app-destroyed", "app-scaled", "restart-requested", "ssh-keys-changed", "domains-changed"]
     receive = ["build-requested"]
-    build   = ["slug-built", "dead-letter"]
+    build   = ["slug-built", "slug-uploaded", "dead-letter"] # slug-uploaded: a push that reuses the running slug
     upload  = ["slug-uploaded", "dead-letter"]
     release = ["release-created"]
     deploy  = ["deploy-succeeded", "deploy-failed"]

@@ -19,6 +19,12 @@ fn push(p: &Platform, dir: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{stdout}{stderr}"))
 }
 
+/// A push without the build cache (`GIGALIXIR-CLEAN: true`).
+fn push_clean(p: &Platform, dir: &Path) -> (bool, String) {
+    let clean = "http.extraheader=GIGALIXIR-CLEAN: true";
+    push(p, dir, &["-c", clean, "push", "gigalixir", "master"])
+}
+
 fn set_marker(dir: &Path, from: &str, to: &str) {
     let page = dir.join("lib/hello/page.ex");
     let text = std::fs::read_to_string(&page).expect("page");
@@ -348,17 +354,7 @@ fn unchanged_dependencies_are_not_recompiled() {
 
     // A clean build ignores the cache.
     p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "rebuild"]);
-    let (ok, clean) = push(
-        &p,
-        &repo,
-        &[
-            "-c",
-            "http.extraheader=GIGALIXIR-CLEAN: true",
-            "push",
-            "gigalixir",
-            "master",
-        ],
-    );
+    let (ok, clean) = push_clean(&p, &repo);
     assert!(ok, "{clean}");
     assert!(clean.contains("clean, without the cache"), "{clean}");
     assert!(
@@ -997,17 +993,7 @@ fn a_push_that_changes_nothing_a_build_reads_reuses_the_running_slug() {
 
     // A clean push of the same files builds.
     p.git_ok(&repo, &["commit", "-q", "--allow-empty", "-m", "clean"]);
-    let (ok, out) = push(
-        &p,
-        &repo,
-        &[
-            "-c",
-            "http.extraheader=GIGALIXIR-CLEAN: true",
-            "push",
-            "gigalixir",
-            "master",
-        ],
-    );
+    let (ok, out) = push_clean(&p, &repo);
     assert!(ok, "{out}");
     assert!(out.contains("Compiling"), "{out}");
 }

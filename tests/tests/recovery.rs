@@ -159,11 +159,19 @@ fn a_full_disk_refuses_clearly_at_once_and_loses_nothing() {
 /// A container as a killed platform could leave it: labelled with this platform's
 /// instance, `labels` more.
 fn leftover(instance: &str, labels: &[(&str, &str)]) -> String {
+    leftover_named(instance, None, labels)
+}
+
+/// [`leftover`], named `name`.
+fn leftover_named(instance: &str, name: Option<&str>, labels: &[(&str, &str)]) -> String {
     let mut args = vec![
         "create".to_owned(),
         "--label".to_owned(),
         format!("gigalixir.instance={instance}"),
     ];
+    if let Some(name) = name {
+        args.extend(["--name".to_owned(), name.to_owned()]);
+    }
     for (k, v) in labels {
         args.push("--label".into());
         args.push(format!("{k}={v}"));
@@ -220,6 +228,33 @@ fn what_a_killed_platform_left_running_is_removed_at_start() {
             ("gigalixir.index", "0"),
         ],
     );
+    // Warm builders: one that holds a build nobody knows, one whose idle life ended (not
+    // running); the app's idle one, running, stays.
+    let warm = ("gigalixir.warm-build", "0123456789abcdef");
+    let warm_build = leftover_named(
+        &p.instance,
+        Some("gx-build-5f0e2a1c-0000-4000-8000-000000000003"),
+        &[("gigalixir.app", &app), warm],
+    );
+    let warm_ended = leftover_named(
+        &p.instance,
+        Some(&format!("gx-build-{}-{app}-idle-0000dead", p.instance)),
+        &[("gigalixir.app", &app), warm],
+    );
+    let idle_builder = gigalixir_tests::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+        "--filter",
+        &format!("label=gigalixir.instance={}", p.instance),
+        "--filter",
+        "label=gigalixir.warm-build",
+    ]);
+    assert!(
+        !idle_builder.is_empty(),
+        "the app's build left no warm builder"
+    );
     let other_instance = format!("{}-other", p.instance);
     let foreign = leftover(
         &other_instance,
@@ -236,11 +271,15 @@ fn what_a_killed_platform_left_running_is_removed_at_start() {
             .is_ok_and(|o| o.status.success())
     };
     gigalixir_tests::wait_for("the orphans to go", Duration::from_secs(60), || {
-        [&build, &replica, &phase, &stale]
+        [&build, &replica, &phase, &stale, &warm_build, &warm_ended]
             .iter()
             .all(|id| !exists(id))
     });
     assert!(exists(&foreign), "another platform's container was removed");
+    assert!(
+        exists(&idle_builder),
+        "the app's idle warm builder was removed"
+    );
     let _ = Command::new("docker").args(["rm", "-f", &foreign]).output();
     assert_eq!(p.container_ids(&app), live, "the live replica stays");
     let (status, _) = p.get_app(&app, "/");
@@ -387,7 +426,9 @@ fn kill_during(stage: Stage) {
         }),
         Stage::Building => gigalixir_tests::wait_for("the build to hold", limit, || {
             all_containers(&p, &app).iter().any(|id| {
-                !label(id, "gigalixir.build").is_empty()
+                // a build's own container, or a warm builder holding it
+                (!label(id, "gigalixir.build").is_empty()
+                    || !label(id, "gigalixir.warm-build").is_empty())
                     && Command::new("docker")
                         .args(["exec", id, "test", "-e", "/tmp/held"])
                         .output()

@@ -5,7 +5,9 @@
 //! the buildpacks on the build's source archive in an isolated container of the stack's
 //! builder (the [`Builder`] port), with the app's cache and config, appending every output
 //! line to the build's log as it appears.
-//! Emits: `slug-built` (the slug waits in the build container for `upload`).
+//! Emits: `slug-built` (the slug waits in the build container for `upload`), or
+//! `slug-uploaded` for a push that changes nothing a build reads ([`reuse`]: the running
+//! slug is reused, no builder runs).
 //!
 //! Idempotent, level-triggered on the build's state: `requested` starts the build,
 //! `building` rejoins it (the builder finds the container by build id), `built` only

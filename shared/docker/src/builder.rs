@@ -491,24 +491,13 @@ impl DockerBuilder {
             .start_exec(&exec.id, None)
             .await
             .map_err(map_err)?;
-        let mut lines = LineSplitter::default();
-        let streamed = tokio::time::timeout(spec.limits.timeout, async {
-            if let bollard::exec::StartExecResults::Attached {
-                output: mut out, ..
-            } = started
-            {
-                while let Some(Ok(chunk)) = out.next().await {
-                    for line in lines.push(&chunk.into_bytes()) {
-                        let _ = output.unbounded_send(line);
-                    }
-                }
+        let finished = match started {
+            bollard::exec::StartExecResults::Attached { output: out, .. } => {
+                relay(out, &output, spec.limits.timeout).await
             }
-        })
-        .await;
-        if let Some(rest) = lines.finish() {
-            let _ = output.unbounded_send(rest);
-        }
-        if streamed.is_err() {
+            bollard::exec::StartExecResults::Detached => true,
+        };
+        if !finished {
             self.remove_container(name).await?;
             return Ok(BuildExit::Failed {
                 code: -1,
@@ -530,7 +519,7 @@ impl DockerBuilder {
             Err(err) => return Err(err),
         };
         let over = over_disk.load(Ordering::SeqCst);
-        if over || oom {
+        if over || oom || code == 137 {
             self.remove_container(name).await?;
         }
         Ok(exit(spec, code, oom, over))
@@ -646,6 +635,29 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Relays a build's output to `output` line by line until it ends (`true`) or `limit`
+/// passes (`false`).
+async fn relay(
+    mut stream: impl futures::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>
+        + Unpin,
+    output: &UnboundedSender<String>,
+    limit: std::time::Duration,
+) -> bool {
+    let mut lines = LineSplitter::default();
+    let streamed = tokio::time::timeout(limit, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            for line in lines.push(&chunk.into_bytes()) {
+                let _ = output.unbounded_send(line);
+            }
+        }
+    })
+    .await;
+    if let Some(rest) = lines.finish() {
+        let _ = output.unbounded_send(rest);
+    }
+    streamed.is_ok()
+}
+
 /// What a build's exit code (and an out-of-memory kill, a disk over its limit) means.
 fn exit(spec: &BuildSpec, code: i64, oom: bool, over_disk: bool) -> BuildExit {
     if over_disk {
@@ -663,6 +675,14 @@ fn exit(spec: &BuildSpec, code: i64, oom: bool, over_disk: bool) -> BuildExit {
             code,
             reason: format!(
                 "the build ran out of memory (limit {} MiB)",
+                spec.limits.memory_bytes >> 20
+            ),
+        },
+        // SIGKILL: in a warm builder the engine may not say it was out of memory
+        137 => BuildExit::Failed {
+            code,
+            reason: format!(
+                "the build was killed (exit code 137), most likely out of memory (limit {} MiB)",
                 spec.limits.memory_bytes >> 20
             ),
         },
@@ -778,21 +798,9 @@ impl Builder for DockerBuilder {
                 .stdout(true)
                 .stderr(true)
                 .build();
-            let mut logs = self.docker.logs(&name, Some(follow));
-            let mut lines = LineSplitter::default();
-            let streamed = tokio::time::timeout(spec.limits.timeout, async {
-                while let Some(chunk) = logs.next().await {
-                    let Ok(chunk) = chunk else { break };
-                    for line in lines.push(&chunk.into_bytes()) {
-                        let _ = output.unbounded_send(line);
-                    }
-                }
-            })
-            .await;
-            if let Some(rest) = lines.finish() {
-                let _ = output.unbounded_send(rest);
-            }
-            if streamed.is_err() {
+            let logs = self.docker.logs(&name, Some(follow));
+            let finished = relay(logs, &output, spec.limits.timeout).await;
+            if !finished {
                 let _ = self
                     .docker
                     .kill_container(
