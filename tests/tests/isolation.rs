@@ -24,7 +24,7 @@ fn a_replica_sees_only_its_own_apps_slug() {
     p.sign_up_and_log_in();
     let bob = Account::sign_up(&p, "bob@example.com");
     let work = tempfile::tempdir().expect("work");
-    let (repo_a, _) = p.new_app("env_probe", "alice", work.path());
+    let (repo_a, app_a) = p.new_app("env_probe", "alice", work.path());
     let (ok, out) = p.push(&repo_a, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
     let repo_b = bob.new_app(
@@ -35,6 +35,56 @@ fn a_replica_sees_only_its_own_apps_slug() {
     let (ok, out) = bob.git(&repo_b, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
     let app_b = format!("bob-{}", &p.instance[1..7]);
+
+    // Each app keeps a warm builder of its own, on its own cache volume; B's holds nothing
+    // of A's. A read-me change of B's reuses B's own running slug.
+    let builder_of = |app: &str| {
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=gigalixir.app={app}"),
+            "--filter",
+            &format!("label=gigalixir.instance={}", p.instance),
+            "--filter",
+            "label=gigalixir.warm-build",
+        ])
+    };
+    let (builder_a, builder_b) = (builder_of(&app_a), builder_of(&app_b));
+    assert!(
+        !builder_a.is_empty() && !builder_b.is_empty() && builder_a != builder_b,
+        "warm builders: A {builder_a:?}, B {builder_b:?}"
+    );
+    let volumes_b = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Name}} {{end}}",
+        &builder_b,
+    ]);
+    assert!(
+        volumes_b.contains(&format!("gx-cache-{}-{app_b}-", p.instance))
+            && !volumes_b.contains(&app_a),
+        "{volumes_b}"
+    );
+    let seen = docker(&[
+        "exec",
+        &builder_b,
+        "sh",
+        "-c",
+        "find / -xdev -name '*env_probe*' 2>/dev/null; find /build /tmp /home/build -name '*env_probe*' 2>/dev/null; true",
+    ]);
+    assert!(
+        seen.is_empty(),
+        "A's app is visible from B's builder:\n{seen}"
+    );
+    std::fs::write(repo_b.join("README.md"), "B's read-me\n").expect("readme");
+    p.commit_all(&repo_b, "B's read-me");
+    let (ok, out) = bob.git(&repo_b, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("only README.md changed since") && out.contains("reusing the slug v1 runs"),
+        "{out}"
+    );
 
     // Every slug the platform keeps: A's is one of them, B's another.
     let slugs: Vec<String> = p

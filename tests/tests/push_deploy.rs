@@ -997,3 +997,43 @@ fn a_push_that_changes_nothing_a_build_reads_reuses_the_running_slug() {
     assert!(ok, "{out}");
     assert!(out.contains("Compiling"), "{out}");
 }
+
+#[test]
+fn nothing_a_build_starts_runs_on_in_its_warm_builder() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hello", "linger", work.path());
+    // A build hook leaves a process behind.
+    std::fs::write(
+        repo.join("elixir_buildpack.config"),
+        "hook_pre_compile=\"(sleep 600 >/dev/null 2>&1 &)\"\n",
+    )
+    .expect("config");
+    p.commit_all(&repo, "a lingering process");
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok, "{out}");
+    let builder = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=gigalixir.app={app}"),
+        "--filter",
+        &format!("label=gigalixir.instance={}", p.instance),
+        "--filter",
+        "label=gigalixir.warm-build",
+    ]);
+    assert!(!builder.is_empty(), "no warm builder kept");
+    let running = docker(&[
+        "exec",
+        &builder,
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done",
+    ]);
+    assert!(
+        !running.contains("sleep 600"),
+        "the build's process runs on in its builder:\n{running}"
+    );
+}

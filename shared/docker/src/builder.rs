@@ -491,12 +491,37 @@ impl DockerBuilder {
             .start_exec(&exec.id, None)
             .await
             .map_err(map_err)?;
+        // The output ends when the driver does, unless something it started keeps it open:
+        // the driver's own end is watched too.
+        let docker = self.docker.clone();
+        let exec_id = exec.id.clone();
+        let driver_ended = async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                match docker.inspect_exec(&exec_id).await {
+                    Ok(e) if e.running == Some(true) => continue,
+                    _ => break,
+                }
+            }
+            // what it wrote last
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        };
         let finished = match started {
             bollard::exec::StartExecResults::Attached { output: out, .. } => {
-                relay(out, &output, spec.limits.timeout).await
+                tokio::select! {
+                    finished = relay(out, &output, spec.limits.timeout) => finished,
+                    () = driver_ended => true,
+                }
             }
             bollard::exec::StartExecResults::Detached => true,
         };
+        // Nothing of the build outlives it (a process left running would hold the app's
+        // CPU and memory share while the builder idles): its output stays for upload.
+        if finished && !over_disk.load(Ordering::SeqCst) {
+            let _ = self
+                .exec_status(name, &["bash", "-c", "kill -9 -1 2>/dev/null; true"])
+                .await;
+        }
         if !finished {
             self.remove_container(name).await?;
             return Ok(BuildExit::Failed {
