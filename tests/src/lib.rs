@@ -415,6 +415,13 @@ impl Platform {
         self.container_ids(app).len()
     }
 
+    /// The running warm builders of `app` of this platform (the builds' containers it keeps
+    /// between builds), one id a line.
+    pub fn warm_builders(&self, app: &str) -> String {
+        self.running_of(app, &["--filter", "label=gigalixir.warm-build"])
+            .join("\n")
+    }
+
     /// The ids of the running replicas of `app` of this platform (not its release phases
     /// or builds).
     pub fn container_ids(&self, app: &str) -> Vec<String> {

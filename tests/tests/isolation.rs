@@ -38,19 +38,7 @@ fn a_replica_sees_only_its_own_apps_slug() {
 
     // Each app keeps a warm builder of its own, on its own cache volume; B's holds nothing
     // of A's. A read-me change of B's reuses B's own running slug.
-    let builder_of = |app: &str| {
-        docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=gigalixir.app={app}"),
-            "--filter",
-            &format!("label=gigalixir.instance={}", p.instance),
-            "--filter",
-            "label=gigalixir.warm-build",
-        ])
-    };
-    let (builder_a, builder_b) = (builder_of(&app_a), builder_of(&app_b));
+    let (builder_a, builder_b) = (p.warm_builders(&app_a), p.warm_builders(&app_b));
     assert!(
         !builder_a.is_empty() && !builder_b.is_empty() && builder_a != builder_b,
         "warm builders: A {builder_a:?}, B {builder_b:?}"

@@ -1014,16 +1014,7 @@ fn nothing_a_build_starts_runs_on_in_its_warm_builder() {
     p.commit_all(&repo, "a lingering process");
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
-    let builder = docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=gigalixir.app={app}"),
-        "--filter",
-        &format!("label=gigalixir.instance={}", p.instance),
-        "--filter",
-        "label=gigalixir.warm-build",
-    ]);
+    let builder = p.warm_builders(&app);
     assert!(!builder.is_empty(), "no warm builder kept");
     let running = docker(&[
         "exec",

@@ -241,16 +241,7 @@ fn what_a_killed_platform_left_running_is_removed_at_start() {
         Some(&format!("gx-build-{}-{app}-idle-0000dead", p.instance)),
         &[("gigalixir.app", &app), warm],
     );
-    let idle_builder = gigalixir_tests::docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=gigalixir.app={app}"),
-        "--filter",
-        &format!("label=gigalixir.instance={}", p.instance),
-        "--filter",
-        "label=gigalixir.warm-build",
-    ]);
+    let idle_builder = p.warm_builders(&app);
     assert!(
         !idle_builder.is_empty(),
         "the app's build left no warm builder"

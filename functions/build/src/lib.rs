@@ -150,6 +150,24 @@ async fn publish_built(
     Ok(())
 }
 
+/// Announces the slug of a build that is `uploaded` (again: what follows is idempotent).
+async fn publish_uploaded(
+    state: &StepState,
+    build: &Build,
+    trace: Option<&str>,
+) -> Result<(), StepError> {
+    let Some(slug) = build.slug.clone() else {
+        return Ok(());
+    };
+    let event = Event::SlugUploaded {
+        app: build.app.clone(),
+        build: build.id.clone(),
+        slug,
+    };
+    emit(&*state.bus, &event, trace).await?;
+    Ok(())
+}
+
 /// Runs one build to its end.
 #[tracing::instrument(skip_all, fields(app = %app, build = %id))]
 pub async fn run_build(
@@ -163,6 +181,8 @@ pub async fn run_build(
     match build.state {
         BuildState::Requested | BuildState::Building => {}
         BuildState::Built => return publish_built(state, app, id, trace).await,
+        // a reused slug's build, should its announcement have been lost
+        BuildState::Uploaded => return publish_uploaded(state, &build, trace).await,
         _ => return Ok(()),
     }
     let current = match state.store.app(app).await {
@@ -193,6 +213,8 @@ pub async fn run_build(
         }
         BuildState::Building => {}
         BuildState::Built => return publish_built(state, app, id, trace).await,
+        // a reused slug's build, should its announcement have been lost
+        BuildState::Uploaded => return publish_uploaded(state, &build, trace).await,
         _ => return Ok(()),
     }
     // The source and a cache seed are streamed to local files, never held whole.
@@ -211,7 +233,7 @@ pub async fn run_build(
         Err(err) => return Err(err.into()),
     };
     if let Some(reused) = reusable_slug(state, &build, &current, source.path()).await? {
-        return reuse_slug(state, app, id, reused, trace).await;
+        return reuse_slug(state, id, reused, trace).await;
     }
     // A builder that keeps the app's cache builds in it; only one without gets the copy.
     let generation = current.created_at.timestamp_millis();
@@ -381,7 +403,6 @@ async fn reusable_slug(
 /// Records the build as done with the live release's slug, without a builder.
 async fn reuse_slug(
     state: &StepState,
-    app: &AppName,
     id: &BuildId,
     reused: Reused,
     trace: Option<&str>,
@@ -408,34 +429,23 @@ async fn reuse_slug(
             )],
         )
         .await?;
-    let stack = slug.stack;
-    for (from, to) in [
-        (BuildState::Building, BuildState::Built),
-        (BuildState::Built, BuildState::Uploaded),
-    ] {
-        let slug = slug.clone();
-        match state
-            .store
-            .transition_build(id, from, to, &move |b| {
-                b.stack = stack.or(b.stack);
-                if to == BuildState::Uploaded {
-                    b.slug = Some(slug.clone());
-                }
-            })
-            .await
-        {
-            Ok(_) | Err(PortError::Precondition) => {}
-            Err(err) => return Err(err.into()),
-        }
+    // One step from building to uploaded: there is no slug in a builder for `upload` to
+    // take, so the build is never left `built`.
+    let stored = slug.clone();
+    match state
+        .store
+        .transition_build(id, BuildState::Building, BuildState::Uploaded, &move |b| {
+            b.stack = stored.stack.or(b.stack);
+            b.slug = Some(stored.clone());
+        })
+        .await
+    {
+        Ok(_) | Err(PortError::Precondition) => {}
+        Err(err) => return Err(err.into()),
     }
     tracing::info!(live = %reused.live.version, "slug reused, nothing built");
-    let event = Event::SlugUploaded {
-        app: app.clone(),
-        build: id.clone(),
-        slug,
-    };
-    emit(&*state.bus, &event, trace).await?;
-    Ok(())
+    let build = required(state.store.build(id).await, "the build")?;
+    publish_uploaded(state, &build, trace).await
 }
 
 /// Ends the app's earlier builds whose `git push` died with its platform, and their
