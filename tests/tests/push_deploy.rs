@@ -1028,3 +1028,56 @@ fn nothing_a_build_starts_runs_on_in_its_warm_builder() {
         "the build's process runs on in its builder:\n{running}"
     );
 }
+
+/// A warm builder keeps a Mix running after a build: a push that changes the app's own code
+/// compiles and assembles its release in it. A change to what that Mix read once (config/,
+/// the environment) or a failed build starts a fresh one, and each push serves its own code.
+#[test]
+fn a_warm_push_compiles_in_the_builders_running_mix() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hello", "kept-mix", work.path());
+    let kept = "Compiling (in the builder's running Mix)";
+    let step = |from: &str, to: &str, expect_kept: bool| {
+        set_marker(&repo, from, to);
+        p.commit_all(&repo, to);
+        let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+        assert!(ok, "{out}");
+        assert_eq!(out.contains(kept), expect_kept, "{to}:\n{out}");
+        assert_eq!(p.get_app(&app, "/"), (200, format!("{to}\n")), "{out}");
+    };
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(ok && !out.contains(kept), "{out}");
+    step("Hello from hello v1", "kept one", true);
+    step("kept one", "kept two", true);
+
+    // config/ is read once by a Mix: a fresh one
+    std::fs::create_dir_all(repo.join("config")).expect("config dir");
+    std::fs::write(
+        repo.join("config/config.exs"),
+        "import Config\nconfig :hello, greeting: \"hi\"\n",
+    )
+    .expect("config");
+    step("kept two", "with config", false);
+    step("with config", "kept three", true);
+
+    // a config var is part of the build's environment
+    p.cli_ok(&repo, &["config:set", "BUILD_FLAVOUR=plain"]);
+    step("kept three", "new environment", false);
+    step("new environment", "kept four", true);
+
+    // a failed build stops its Mix; the next starts a fresh one
+    let page = repo.join("lib/hello/page.ex");
+    let good = std::fs::read_to_string(&page).expect("page");
+    std::fs::write(&page, good.replace("def body", "def body(")).expect("break");
+    p.commit_all(&repo, "broken");
+    let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
+    assert!(!ok && out.contains(kept), "{out}");
+    // the compiler's own error, from the kept Mix's standard error
+    assert!(out.contains("lib/hello/page.ex"), "{out}");
+    std::fs::write(&page, &good).expect("mend");
+    step("kept four", "mended", false);
+    step("mended", "kept five", true);
+}

@@ -158,11 +158,16 @@ impl DockerBuilder {
     }
 
     /// What the build driver is told of this build (its environment).
-    fn driver_env(&self, spec: &BuildSpec) -> Vec<String> {
+    /// The driver's environment; `warm`: its builder stays for the app's next build (the
+    /// buildpack may leave a Mix running for it).
+    fn driver_env(&self, spec: &BuildSpec, warm: bool) -> Vec<String> {
         let mut env = vec![
             format!("GIGALIXIR_CLEAN={}", spec.clean),
             format!("GIGALIXIR_CACHE_LIMIT_BYTES={}", spec.limits.cache_bytes),
         ];
+        if warm {
+            env.push("GIGALIXIR_WARM=true".into());
+        }
         if spec.previous.is_some() {
             env.push(format!("GIGALIXIR_PREVIOUS_SLUG=/build/{PREVIOUS_SLUG}"));
         }
@@ -211,7 +216,7 @@ impl DockerBuilder {
                 pairs.push((LABEL_BUILD, &build));
                 (
                     vec!["/usr/local/bin/gigalixir-build".into()],
-                    self.driver_env(spec),
+                    self.driver_env(spec, false),
                 )
             }
         };
@@ -459,7 +464,9 @@ impl DockerBuilder {
         let (spec, cache) = self.checked(spec, &output).await?;
         let spec = &spec;
         self.claim(spec, &cache, name).await?;
-        let reset = self.exec_status(name, &["bash", "-c", WARM_RESET]).await?;
+        let reset = self
+            .exec_status(name, &["bash", "-c", &format!("{SWEEP} {WARM_RESET}")])
+            .await?;
         if reset != 0 {
             // not clean: a new builder instead
             self.remove_container(name).await?;
@@ -478,7 +485,7 @@ impl DockerBuilder {
                     cmd: Some(vec!["/usr/local/bin/gigalixir-build".into()]),
                     user: Some("build".into()),
                     working_dir: Some("/build".into()),
-                    env: Some(self.driver_env(spec)),
+                    env: Some(self.driver_env(spec, true)),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     ..Default::default()
@@ -519,7 +526,7 @@ impl DockerBuilder {
         // CPU and memory share while the builder idles): its output stays for upload.
         if finished && !over_disk.load(Ordering::SeqCst) {
             let _ = self
-                .exec_status(name, &["bash", "-c", "kill -9 -1 2>/dev/null; true"])
+                .exec_status(name, &["bash", "-c", &format!("{SWEEP} true")])
                 .await;
         }
         if !finished {
@@ -632,10 +639,47 @@ const WARM_IDLE: &str =
     "trap 'exit 0' TERM; while [ \"$SECONDS\" -lt 7200 ]; do sleep 60 & wait $!; done";
 /// A warm builder older than this is not given another build.
 const WARM_CLAIM_BEFORE_SECS: i64 = 3600;
-/// Before each build in a warm builder: every process of the previous one ends (PID 1,
-/// the idle loop, is spared by the kernel) and its files but the cache go.
-const WARM_RESET: &str = "kill -9 -1 2>/dev/null; \
-     find /build /tmp /home/build -mindepth 1 -maxdepth 1 ! -path /build/cache -exec rm -rf {} + && \
+/// After each build in a warm builder, and before the next: every process but PID 1 (the
+/// idle loop), the sweep itself and the Mix the buildpack keeps running for the next build
+/// (`/dev/shm/gigalixir-mix/pid`, spared only when it names a BEAM, and its port helper)
+/// is killed, pass after pass until none is left (a process that forks as it goes is caught
+/// in the next pass); the kept Mix's directory goes when it names no BEAM. (A build could
+/// name a BEAM of its own there: it would outlive the build in its own app's builder, within
+/// that builder's limits and life, as the kept Mix does.)
+const SWEEP: &str = r#"stat() { # PID: comm, state and ppid of the process (its name may hold anything)
+  local line
+  read -r line 2>/dev/null <"/proc/$1/stat" || return 1
+  comm=${line#*(} comm=${comm%)*}
+  read -r state ppid _ <<<"${line##*) }"
+}
+keep=" 1 $$ " server=$(cat /dev/shm/gigalixir-mix/pid 2>/dev/null)
+if [[ "$server" =~ ^[0-9]+$ ]] && stat "$server" && [ "$comm" = beam.smp ]; then
+  keep="$keep$server "
+else
+  server=""
+fi
+for _ in $(seq 100); do
+  victims=()
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [[ "$keep" == *" $p "* ]] && continue
+    stat "$p" || continue
+    [ "$state" = Z ] && continue
+    if [ -n "$server" ] && [ "$ppid" = "$server" ] && [ "$comm" = erl_child_setup ]; then
+      keep="$keep$p "
+      continue
+    fi
+    victims+=("$p")
+  done
+  [ ${#victims[@]} -eq 0 ] && break
+  kill -9 "${victims[@]}" 2>/dev/null
+done
+[ -n "$server" ] || rm -rf /dev/shm/gigalixir-mix
+"#;
+/// Before each build in a warm builder, after [`SWEEP`]: the previous build's files but the
+/// cache (and the kept Mix's directory) go.
+const WARM_RESET: &str = "find /build /tmp /home/build /dev/shm -mindepth 1 -maxdepth 1 \
+     ! -path /build/cache ! -path /dev/shm/gigalixir-mix -exec rm -rf {} + && \
      [ -z \"$(find /build -mindepth 1 -maxdepth 1 ! -path /build/cache)\" ]";
 /// What a warm builder's name holds between builds.
 const IDLE_MARK: &str = "-idle-";

@@ -3,8 +3,10 @@
 # mtimes (git archive stamps every file with the commit time), which would make mix
 # recompile files (and path dependencies) that did not change, or, with an older commit
 # time, miss files that did. So, against the manifest of the previous build:
-#   restore MANIFEST DIR  unchanged files (same path, same sha256) get their previous mtime
-#                         back; new or changed files get "now"
+#   restore MANIFEST DIR [CHANGED]
+#                         unchanged files (same path, same sha256) get their previous mtime
+#                         back; new or changed files get "now" (and are listed in CHANGED,
+#                         one path per line, with files that were removed)
 #   save MANIFEST DIR     records path, sha256 and mtime of every file
 # _build, deps and .git are skipped.
 use strict;
@@ -12,8 +14,8 @@ use warnings;
 use Digest::SHA;
 use File::Find;
 
-my ($cmd, $manifest, $dir) = @ARGV;
-die "usage: mtimes.pl restore|save MANIFEST DIR\n" unless $cmd && $manifest && $dir;
+my ($cmd, $manifest, $dir, $changed_list) = @ARGV;
+die "usage: mtimes.pl restore|save MANIFEST DIR [CHANGED]\n" unless $cmd && $manifest && $dir;
 chdir $dir or die "cd $dir: $!\n";
 
 my %files;
@@ -37,10 +39,16 @@ if ($cmd eq 'restore') {
   }
   my $now = time;
   my ($kept, $changed) = (0, 0);
-  for my $p (keys %files) {
+  my @listed = grep { !exists $files{$_} } sort keys %old;
+  for my $p (sort keys %files) {
     my $o = $old{$p};
     if ($o && $o->[0] eq $files{$p}) { utime($o->[1], $o->[1], $p); $kept++; }
-    else { utime($now, $now, $p); $changed++; }
+    else { utime($now, $now, $p); $changed++; push @listed, $p; }
+  }
+  if ($changed_list) {
+    open(my $out, '>', $changed_list) or die "$changed_list: $!\n";
+    print $out "$_\n" for @listed;
+    close $out;
   }
   print "$kept $changed\n";
 } elsif ($cmd eq 'save') {
