@@ -132,6 +132,7 @@ async fn measure_until(
         .collect();
     let compile_s = seconds_after(&lines, "Compiled in").unwrap_or(0.0);
     let assemble_s = seconds_after(&lines, "Release assembled in").unwrap_or(0.0);
+    let driver_s = seconds_after(&lines, "Build succeeded in").unwrap_or(0.0);
     let boot_ms = lines
         .iter()
         .find_map(|l| {
@@ -153,6 +154,7 @@ async fn measure_until(
         },
         "buildpack_compile_ms": (compile_s * 1000.0) as i64,
         "buildpack_release_ms": (assemble_s * 1000.0) as i64,
+        "build_driver_ms": (driver_s * 1000.0) as i64,
         "deploy_boot_and_switch_ms": boot_ms,
         "overhead_ms": live_ms - buildpack_ms - boot_ms,
     }))

@@ -13,7 +13,9 @@
 # environment becomes the request's exactly, so a request runs as `mix ARGS` would. Whatever
 # the build changes that Mix reads only once (mix.exs files, the lock, config/) is for
 # bin/compile to notice: it starts a new server then. After a request that failed, or when the
-# client goes away before the end, the server stops: the next build starts a new one.
+# client goes away before the end, the server stops: the next build starts a new one. It also
+# stops after ten minutes without a request (it holds about 100 MB that an idle builder
+# would otherwise keep for its two hours).
 [socket] = System.argv()
 
 defmodule GigalixirMixServer.Output do
@@ -91,8 +93,14 @@ defmodule GigalixirMixServer do
     accept(listener)
   end
 
+  @idle_ms 600_000
+
   defp accept(listener) do
-    {:ok, conn} = :gen_tcp.accept(listener)
+    conn =
+      case :gen_tcp.accept(listener, @idle_ms) do
+        {:ok, conn} -> conn
+        {:error, _} -> System.halt(0)
+      end
 
     case :gen_tcp.recv(conn, 0, 10_000) do
       {:ok, request} ->
