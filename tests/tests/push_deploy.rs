@@ -1051,7 +1051,29 @@ fn a_warm_push_compiles_in_the_builders_running_mix() {
     let (ok, out) = push(&p, &repo, &["push", "gigalixir", "master"]);
     assert!(ok && !out.contains(kept), "{out}");
     step("Hello from hello v1", "kept one", true);
+    // Code run at compile time in the kept Mix leaves a process: it does not outlive the
+    // build, and the kept Mix (a BEAM and its port helper) is all that runs on.
+    std::fs::write(
+        repo.join("lib/linger.ex"),
+        "defmodule Linger do\n  System.cmd(\"sh\", [\"-c\", \"sleep 600 >/dev/null 2>&1 &\"])\nend\n",
+    )
+    .expect("linger");
     step("kept one", "kept two", true);
+    let builder = p.warm_builders(&app);
+    let running = docker(&[
+        "exec",
+        &builder,
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do echo \"$(cat $p/comm 2>/dev/null) $(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\"; done",
+    ]);
+    assert!(!running.contains("sleep 600"), "{running}");
+    assert!(
+        running.contains("mix_server.exs"),
+        "no kept Mix:\n{running}"
+    );
+    std::fs::remove_file(repo.join("lib/linger.ex")).expect("rm linger");
+    p.commit_all(&repo, "no linger");
 
     // config/ is read once by a Mix: a fresh one
     std::fs::create_dir_all(repo.join("config")).expect("config dir");

@@ -649,26 +649,26 @@ const WARM_IDLE: &str =
 const WARM_CLAIM_BEFORE_SECS: i64 = 3600;
 /// After each build in a warm builder, and before the next: every process but PID 1 (the
 /// idle loop), the sweep itself and the Mix the buildpack keeps running for the next build
-/// (`/dev/shm/gigalixir-mix/pid`, spared only when it names a BEAM, and its port helper;
-/// one just started gets a second to exec its BEAM)
 /// is killed, pass after pass until none is left (a process that forks as it goes is caught
-/// in the next pass); the kept Mix's directory goes when it names no BEAM. (A build could
-/// name a BEAM of its own there: it would outlive the build in its own app's builder, within
-/// that builder's limits and life, as the kept Mix does.)
-const SWEEP: &str = r#"stat() { # PID: comm, state and ppid of the process (its name may hold anything)
+/// in the next pass). The kept Mix is the session whose leader `/dev/shm/gigalixir-mix/pid`
+/// names (started with `setsid`, so its BEAM and the scripts that start it are all of it,
+/// and no other process can join it), with the sessions its BEAM's children lead (the
+/// BEAM's port helper starts one of its own for the ports); its directory goes when that
+/// names no session leader. (A build could name a session of its own there: it would outlive the
+/// build in its own app's builder, within that builder's limits and life, as the kept Mix
+/// does.)
+const SWEEP: &str = r#"stat() { # PID: state, ppid and session of the process (its name may hold anything)
   local line
   read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-  comm=${line#*(} comm=${comm%)*}
-  read -r state ppid _ <<<"${line##*) }"
+  read -r state ppid _ sid _ <<<"${line##*) }"
 }
-keep=" 1 $$ " server=$(cat /dev/shm/gigalixir-mix/pid 2>/dev/null)
-# one just started may not be a BEAM yet (setsid, nice, the elixir and erl scripts exec it)
-for _ in $(seq 50); do
-  [[ "$server" =~ ^[0-9]+$ ]] && stat "$server" && [ "$comm" != beam.smp ] || break
-  sleep 0.02
-done
-if [[ "$server" =~ ^[0-9]+$ ]] && stat "$server" && [ "$comm" = beam.smp ]; then
-  keep="$keep$server "
+keep=" 1 $$ " server=$(cat /dev/shm/gigalixir-mix/pid 2>/dev/null) sessions=" "
+if [[ "$server" =~ ^[0-9]+$ ]] && stat "$server" && [ "$sid" = "$server" ]; then
+  sessions=" $server "
+  for d in /proc/[0-9]*; do
+    stat "${d#/proc/}" && [ "$ppid" = "$server" ] && [ "$sid" = "${d#/proc/}" ] &&
+      sessions="$sessions$sid "
+  done
 else
   server=""
 fi
@@ -679,10 +679,7 @@ for _ in $(seq 100); do
     [[ "$keep" == *" $p "* ]] && continue
     stat "$p" || continue
     [ "$state" = Z ] && continue
-    if [ -n "$server" ] && [ "$ppid" = "$server" ] && [ "$comm" = erl_child_setup ]; then
-      keep="$keep$p "
-      continue
-    fi
+    [[ "$sessions" == *" $sid "* ]] && continue
     victims+=("$p")
   done
   [ ${#victims[@]} -eq 0 ] && break

@@ -78,6 +78,8 @@ defmodule GigalixirMixServer do
   @moduledoc false
 
   def listen(socket) do
+    :persistent_term.put(__MODULE__, socket)
+    File.cd!(Path.dirname(socket))
     File.rm(socket)
 
     {:ok, listener} =
@@ -194,8 +196,13 @@ defmodule GigalixirMixServer do
         1
     after
       swap(:standard_error, out, previous)
+      # the build's directory goes with it, and a process the VM starts (a port) cannot
+      # start in a directory that is gone
+      File.cd!(Path.dirname(socket()))
     end
   end
+
+  defp socket, do: :persistent_term.get(__MODULE__)
 
   defp swap(name, from, to) do
     if from && Process.whereis(name) == from, do: Process.unregister(name)
