@@ -155,39 +155,12 @@ pub async fn upload(
         _ => return Ok(()),
     }
     let started = std::time::Instant::now();
-    let stream = match state.builder.output(id, BuildOutput::Slug).await {
-        Ok(s) => s,
-        Err(PortError::NotFound) => return fail(state, id, "the build produced no slug").await,
-        Err(err) => return Err(err.into()),
+    // slug.json is read while the slug is stored (one request to the builder each)
+    let (stored, meta) = tokio::join!(store_slug(state, id), slug_meta(state, id));
+    let (key, sha, size) = match stored? {
+        Ok(stored) => stored,
+        Err(reason) => return fail(state, id, reason).await,
     };
-    let spooled = match spool(stream, "slug.tgz".to_owned()).await {
-        Ok(Spool::Slug(spooled)) => spooled,
-        Ok(Spool::Missing) => return fail(state, id, "the build produced no slug").await,
-        Ok(Spool::TooLarge) => {
-            return fail(state, id, "the slug is larger than 1 GB (the limit)").await
-        }
-        Err(err) => return Err(StepError::Transient(format!("reading the slug: {err}"))),
-    };
-    let (sha, size) = (spooled.sha256.clone(), spooled.size);
-    let key = shared::blob_keys::slug(&sha);
-    let file = tokio::fs::File::from_std(spooled.file.reopen().map_err(PortError::unavailable)?);
-    let body = tokio_util::io::ReaderStream::new(file)
-        .map_err(PortError::unavailable)
-        .boxed();
-    state.blobs.put_stream(&key, body).await?;
-    // Read back: what the store holds must be what was built.
-    let mut check = Sha256::new();
-    let mut stored = state.blobs.get_stream(&key).await?;
-    while let Some(chunk) = stored.next().await {
-        check.update(&chunk?);
-    }
-    if hex::encode(check.finalize()) != sha {
-        return Err(StepError::Transient(
-            "the stored slug does not match its sha256".into(),
-        ));
-    }
-    drop(spooled);
-    let meta = slug_meta(state, id).await;
     let slug_ref = SlugRef {
         key,
         sha256: sha,
@@ -257,6 +230,44 @@ pub async fn upload(
     }
     state.builder.discard(id).await?;
     Ok(())
+}
+
+/// Reads the slug out of the build and into the slug store under its sha256, and reads it
+/// back: what the store holds must be what was built. `Ok(Err(reason))`: the build made
+/// no slug that can be stored.
+async fn store_slug(
+    state: &StepState,
+    id: &BuildId,
+) -> Result<Result<(String, String, u64), &'static str>, StepError> {
+    let stream = match state.builder.output(id, BuildOutput::Slug).await {
+        Ok(s) => s,
+        Err(PortError::NotFound) => return Ok(Err("the build produced no slug")),
+        Err(err) => return Err(err.into()),
+    };
+    let spooled = match spool(stream, "slug.tgz".to_owned()).await {
+        Ok(Spool::Slug(spooled)) => spooled,
+        Ok(Spool::Missing) => return Ok(Err("the build produced no slug")),
+        Ok(Spool::TooLarge) => return Ok(Err("the slug is larger than 1 GB (the limit)")),
+        Err(err) => return Err(StepError::Transient(format!("reading the slug: {err}"))),
+    };
+    let (sha, size) = (spooled.sha256.clone(), spooled.size);
+    let key = shared::blob_keys::slug(&sha);
+    let file = tokio::fs::File::from_std(spooled.file.reopen().map_err(PortError::unavailable)?);
+    let body = tokio_util::io::ReaderStream::new(file)
+        .map_err(PortError::unavailable)
+        .boxed();
+    state.blobs.put_stream(&key, body).await?;
+    let mut check = Sha256::new();
+    let mut stored = state.blobs.get_stream(&key).await?;
+    while let Some(chunk) = stored.next().await {
+        check.update(&chunk?);
+    }
+    if hex::encode(check.finalize()) != sha {
+        return Err(StepError::Transient(
+            "the stored slug does not match its sha256".into(),
+        ));
+    }
+    Ok(Ok((key, sha, size)))
 }
 
 async fn fail(state: &StepState, id: &BuildId, reason: &str) -> Result<(), StepError> {
