@@ -157,9 +157,8 @@ impl DockerBuilder {
         Ok((spec.clone(), cache))
     }
 
-    /// What the build driver is told of this build (its environment).
-    /// The driver's environment; `warm`: its builder stays for the app's next build (the
-    /// buildpack may leave a Mix running for it).
+    /// What the build driver is told of this build (its environment); `warm`: its builder
+    /// stays for the app's next build (the buildpack may leave a Mix running for it).
     fn driver_env(&self, spec: &BuildSpec, warm: bool) -> Vec<String> {
         let mut env = vec![
             format!("GIGALIXIR_CLEAN={}", spec.clean),
@@ -654,9 +653,9 @@ const WARM_CLAIM_BEFORE_SECS: i64 = 3600;
 /// names (started with `setsid`, so its BEAM and the scripts that start it are all of it,
 /// and no other process can join it), with the sessions its BEAM's children lead (the
 /// BEAM's port helper starts one of its own for the ports); its directory goes when that
-/// names no session leader. (A build could name a session of its own there: it would outlive the
-/// build in its own app's builder, within that builder's limits and life, as the kept Mix
-/// does.)
+/// names no session leader. (A build could name a session of its own there: it would
+/// outlive the build in its own app's builder, within that builder's limits and life, as
+/// the kept Mix does.)
 const SWEEP: &str = r#"stat() { # PID: state, ppid and session of the process (its name may hold anything)
   local line
   read -r line 2>/dev/null <"/proc/$1/stat" || return 1
