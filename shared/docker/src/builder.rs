@@ -530,11 +530,16 @@ impl DockerBuilder {
             bollard::exec::StartExecResults::Detached => true,
         };
         // Nothing of the build outlives it (a process left running would hold the app's
-        // CPU and memory share while the builder idles): its output stays for upload.
+        // CPU and memory share while the builder idles): its output stays for upload. Off
+        // the push's path: upload reads only the build's files, and the next build in this
+        // builder sweeps again first.
         if finished && !over_disk.load(Ordering::SeqCst) {
-            let _ = self
-                .exec_status(name, &["bash", "-c", &format!("{SWEEP} true")])
-                .await;
+            let (builder, name) = (self.clone(), name.to_owned());
+            tokio::spawn(async move {
+                let _ = builder
+                    .exec_status(&name, &["bash", "-c", &format!("{SWEEP} true")])
+                    .await;
+            });
         }
         if !finished {
             self.remove_container(name).await?;
@@ -984,11 +989,20 @@ impl Builder for DockerBuilder {
         // A warm builder whose build has ended waits for the app's next one; one whose
         // build still runs (a push that died, an app destroyed) goes with it.
         if is_warm(&info) && info.state.as_ref().and_then(|s| s.running) == Some(true) {
-            let mut busy = false;
-            for id in info.exec_ids.unwrap_or_default() {
-                if let Ok(exec) = self.docker.inspect_exec(&id).await {
-                    busy |= exec.running == Some(true);
+            // (the sweep after the build may still be running: a second at most)
+            let execs = info.exec_ids.unwrap_or_default();
+            let mut busy = true;
+            for _ in 0..50 {
+                busy = false;
+                for id in &execs {
+                    if let Ok(exec) = self.docker.inspect_exec(id).await {
+                        busy |= exec.running == Some(true);
+                    }
                 }
+                if !busy {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             let app = info
                 .config

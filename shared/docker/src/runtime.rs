@@ -1225,9 +1225,12 @@ const ALIVE_EVERY: Duration = Duration::from_millis(100);
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn deploy(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
-        self.ensure_slug(&spec.slug).await?;
-        self.ensure_network(&spec.app).await?;
-        let existing = self.containers_of(&spec.app).await?;
+        // independent of each other: at once
+        let ((), (), existing) = tokio::try_join!(
+            self.ensure_slug(&spec.slug),
+            self.ensure_network(&spec.app),
+            self.containers_of(&spec.app)
+        )?;
         let current: Vec<&Existing> = existing
             .iter()
             .filter(|c| c.version == spec.version.0 && c.running)

@@ -15,7 +15,8 @@
 # bin/compile to notice: it starts a new server then. After a request that failed, or when the
 # client goes away before the end, the server stops: the next build starts a new one. It also
 # stops after ten minutes without a request (it holds about 100 MB that an idle builder
-# would otherwise keep for its two hours).
+# would otherwise keep for its two hours), and after 100 requests (what a long-lived VM
+# gathers stays bounded).
 [socket] = System.argv()
 
 defmodule GigalixirMixServer.Output do
@@ -92,12 +93,15 @@ defmodule GigalixirMixServer do
       Code.ensure_loaded(mod)
     end
 
-    accept(listener)
+    accept(listener, 0)
   end
 
   @idle_ms 600_000
+  @max_requests 100
 
-  defp accept(listener) do
+  defp accept(_listener, @max_requests), do: System.halt(0)
+
+  defp accept(listener, served) do
     conn =
       case :gen_tcp.accept(listener, @idle_ms) do
         {:ok, conn} -> conn
@@ -115,7 +119,7 @@ defmodule GigalixirMixServer do
         :gen_tcp.close(conn)
     end
 
-    accept(listener)
+    accept(listener, served + 1)
   end
 
   defp parse(request) do
