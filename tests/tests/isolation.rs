@@ -65,6 +65,22 @@ fn a_replica_sees_only_its_own_apps_slug() {
         seen.is_empty(),
         "A's app is visible from B's builder:\n{seen}"
     );
+    // B's builder keeps a Mix of its own, for B's next build: it runs from B's memory, with
+    // B's environment, and names nothing of A's.
+    let kept_b = docker(&[
+        "exec",
+        &builder_b,
+        "sh",
+        "-c",
+        "ls -A /dev/shm; tr '\\0' '\\n' < /proc/$(cat /dev/shm/gigalixir-mix/pid)/environ",
+    ]);
+    assert!(
+        kept_b.contains("gigalixir-mix")
+            && kept_b.contains("MIX_ENV=prod")
+            && !kept_b.contains(&app_a)
+            && !kept_b.contains("env_probe"),
+        "B's kept Mix:\n{kept_b}"
+    );
     std::fs::write(repo_b.join("README.md"), "B's read-me\n").expect("readme");
     p.commit_all(&repo_b, "B's read-me");
     let (ok, out) = bob.git(&repo_b, &["push", "gigalixir", "master"]);
