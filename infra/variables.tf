@@ -173,3 +173,9 @@ variable "hex_upstream" {
   default     = "https://repo.hex.pm"
   description = "The Hex repository the platform's package cache pulls from (GIGALIXIR_HEX_UPSTREAM); builds reach only the cache."
 }
+
+variable "smtp_url" {
+  description = "SMTP server of account mail (GIGALIXIR_SMTP_URL): smtps://USER:PASSWORD@HOST:465 or smtp://HOST:587?tls=required. Sign-up confirmations and password resets need it."
+  type        = string
+  sensitive   = true
+}

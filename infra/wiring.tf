@@ -258,6 +258,12 @@ locals {
       GIGALIXIR_RUNTIME          = local.runtime_url
       GIGALIXIR_DOMAIN           = var.apps_domain
       GIGALIXIR_RESERVED_DOMAINS = var.platform_host
+      # Account mail (confirmations, password resets) and the links in it.
+      GIGALIXIR_SMTP_URL           = var.smtp_url
+      GIGALIXIR_OUTBOX_DIR         = ""
+      GIGALIXIR_MAIL_FROM          = "noreply@${var.platform_host}"
+      GIGALIXIR_PUBLIC_URL         = "https://${var.platform_host}"
+      GIGALIXIR_EMAIL_CONFIRMATION = "true"
     }
     # DOMAIN: a push ends with the app's URL.
     receive = {

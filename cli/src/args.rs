@@ -50,8 +50,60 @@ pub enum Command {
     /// every key of the account.
     Logout,
 
-    /// Show your account: email, tier and when it was created.
+    /// Show your account: email, tier, when it was created, whether its email is confirmed
+    /// and whether login asks for a second factor.
     Account,
+
+    /// Confirm your email (or a new email set with `account:email:set`) with the token
+    /// from the mail; then `gigalixir login`.
+    #[command(name = "account:confirm")]
+    AccountConfirm(AccountConfirmArgs),
+
+    /// Mail a new confirmation link to an account whose email is not confirmed yet (no login
+    /// needed).
+    #[command(name = "account:confirmation:resend")]
+    ConfirmationResend(EmailArgs),
+
+    /// Forgot your password? `-e EMAIL` mails a reset token; `--token T --password P` then
+    /// sets a new password with it (like `account:password:set`). No login needed.
+    #[command(name = "account:password:reset")]
+    PasswordReset(PasswordResetArgs),
+
+    /// Set a new password with the token from a reset mail (`account:password:reset -e
+    /// EMAIL` sends one). Every API key of the account is revoked: log in again after.
+    #[command(name = "account:password:set")]
+    PasswordSet(PasswordSetArgs),
+
+    /// Change your password; every other API key of the account is revoked (this
+    /// machine's stays).
+    #[command(name = "account:password:change")]
+    PasswordChange(PasswordChangeArgs),
+
+    /// Change your account's email: a confirmation goes to the new one, and the account
+    /// moves there once it is confirmed (`gigalixir account:confirm`).
+    #[command(name = "account:email:set")]
+    EmailSet(EmailSetArgs),
+
+    /// Destroy your account and every app it owns, for good (asks first, unless -y); then
+    /// remove its API key from netrc.
+    #[command(name = "account:destroy")]
+    AccountDestroy(AccountDestroyArgs),
+
+    /// Turn on multi-factor authentication: add the secret to an authenticator app, enter
+    /// the code it shows, and keep the recovery codes; from then on `gigalixir login` asks
+    /// for a code.
+    #[command(name = "account:mfa:activate")]
+    MfaActivate(MfaActivateArgs),
+
+    /// Turn off multi-factor authentication: login needs the password alone again (asks
+    /// first, unless -y).
+    #[command(name = "account:mfa:deactivate")]
+    MfaDeactivate(YesArgs),
+
+    /// Replace your multi-factor recovery codes: the old ones stop working (asks first,
+    /// unless -y).
+    #[command(name = "account:mfa:recovery_codes:regenerate")]
+    MfaRecoveryCodes(YesArgs),
 
     /// Revoke every API key of your account and save a new one in netrc.
     ///
@@ -89,6 +141,28 @@ pub enum Command {
     /// Destroy an app for good (asks you to type its name, unless -y).
     #[command(name = "apps:destroy")]
     AppsDestroy(DestroyArgs),
+
+    /// Show who did what to an app, newest first (WHEN, WHO, ACTION, DETAIL).
+    #[command(name = "apps:activity")]
+    AppsActivity(AppListArgs),
+
+    /// Give an app to another account (asks first, unless -y); you stay on as a
+    /// collaborator.
+    #[command(name = "apps:transfer")]
+    AppsTransfer(TransferArgs),
+
+    /// Show who may use an app (EMAIL, ROLE): its owner, collaborators and viewers.
+    Access(AppListArgs),
+
+    /// Give someone with an account access to an app: a COLLABORATOR deploys, configures
+    /// and reaches into it; a VIEWER only sees it. Again for someone listed: changes their
+    /// role. Owner only.
+    #[command(name = "access:add")]
+    AccessAdd(AccessAddArgs),
+
+    /// Take away someone's access to an app. Owner only.
+    #[command(name = "access:remove")]
+    AccessRemove(AccessRemoveArgs),
 
     /// Set the stack every later build of an app uses (bookworm: Elixir 1.14 / OTP 25,
     /// trixie: Elixir 1.18 / OTP 27, forky: Debian testing); `-s auto` goes back to choosing
@@ -241,7 +315,128 @@ pub struct LoginArgs {
     /// Your password (asked, hidden, when not given).
     #[arg(short = 'p', long, value_name = "PASSWORD")]
     pub password: Option<String>,
+    /// A code from your authenticator app, or a recovery code, when the account has
+    /// multi-factor authentication (asked when the platform wants one and it is not given).
+    #[arg(
+        short = 't',
+        long = "mfa_token",
+        alias = "mfa-token",
+        value_name = "TOKEN"
+    )]
+    pub mfa_token: Option<String>,
     /// Save the key in netrc without asking (needed when there is no terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `account:confirm`.
+#[derive(Debug, Args)]
+pub struct AccountConfirmArgs {
+    /// The token from the mail (`ID.CODE`; asked when not given).
+    #[arg(short = 't', long, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+/// Commands that take one email: `account:confirmation:resend`.
+#[derive(Debug, Args)]
+pub struct EmailArgs {
+    /// The account's email (asked when not given).
+    #[arg(short = 'e', long, value_name = "EMAIL")]
+    pub email: Option<String>,
+}
+
+/// `account:password:reset`.
+#[derive(Debug, Args)]
+pub struct PasswordResetArgs {
+    /// The account's email: a reset token is mailed to it (asked when neither -e nor
+    /// --token is given).
+    #[arg(short = 'e', long, value_name = "EMAIL", conflicts_with_all = ["token", "password"])]
+    pub email: Option<String>,
+    /// The token from the reset mail: sets a new password with it.
+    #[arg(short = 't', long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// The new password, with --token: at least 8 characters (asked, hidden, when not given).
+    #[arg(short = 'p', long, value_name = "PASSWORD", requires = "token")]
+    pub password: Option<String>,
+}
+
+/// `account:password:set`.
+#[derive(Debug, Args)]
+pub struct PasswordSetArgs {
+    /// The token from the reset mail (asked when not given).
+    #[arg(short = 't', long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// The new password: at least 8 characters (asked, hidden, when not given).
+    #[arg(short = 'p', long, value_name = "PASSWORD")]
+    pub password: Option<String>,
+}
+
+/// `account:password:change`.
+#[derive(Debug, Args)]
+pub struct PasswordChangeArgs {
+    /// Your current password (asked, hidden, when not given).
+    #[arg(
+        short = 'p',
+        long = "current_password",
+        alias = "current-password",
+        value_name = "PASSWORD"
+    )]
+    pub current_password: Option<String>,
+    /// The new password: at least 8 characters (asked, hidden, when not given).
+    #[arg(
+        short = 'n',
+        long = "new_password",
+        alias = "new-password",
+        value_name = "PASSWORD"
+    )]
+    pub new_password: Option<String>,
+}
+
+/// `account:email:set`.
+#[derive(Debug, Args)]
+pub struct EmailSetArgs {
+    /// The new email (asked when not given).
+    #[arg(short = 'e', long, value_name = "EMAIL")]
+    pub email: Option<String>,
+    /// Your password (asked, hidden, when not given).
+    #[arg(short = 'p', long, value_name = "PASSWORD")]
+    pub password: Option<String>,
+}
+
+/// `account:destroy`.
+#[derive(Debug, Args)]
+pub struct AccountDestroyArgs {
+    /// The account's email, to be sure which account goes (asked when not given).
+    #[arg(short = 'e', long, value_name = "EMAIL")]
+    pub email: Option<String>,
+    /// Your password (asked, hidden, when not given).
+    #[arg(short = 'p', long, value_name = "PASSWORD")]
+    pub password: Option<String>,
+    /// Destroy the account and its apps without asking (needed when there is no terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `account:mfa:activate`.
+#[derive(Debug, Args)]
+pub struct MfaActivateArgs {
+    /// The code your authenticator app shows once it has the secret (asked when not given).
+    #[arg(
+        short = 't',
+        long = "mfa_token",
+        alias = "mfa-token",
+        value_name = "CODE"
+    )]
+    pub mfa_token: Option<String>,
+    /// Print the recovery codes without asking whether you are ready to save them.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// Commands whose only option is -y.
+#[derive(Debug, Args)]
+pub struct YesArgs {
+    /// Go ahead without asking (needed when there is no terminal).
     #[arg(short = 'y', long)]
     pub yes: bool,
 }
@@ -338,6 +533,62 @@ pub struct DestroyArgs {
     /// Destroy without asking (needed when there is no terminal).
     #[arg(short = 'y', long)]
     pub yes: bool,
+}
+
+/// `access`, `apps:activity`.
+#[derive(Debug, Args)]
+pub struct AppListArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Print the list as a JSON array, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `apps:transfer`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The email of the account that will own the app.
+    #[arg(value_name = "EMAIL")]
+    pub email: String,
+    /// Transfer without asking (needed when there is no terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `access:add`.
+#[derive(Debug, Args)]
+pub struct AccessAddArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The email of the account to give access.
+    #[arg(value_name = "EMAIL")]
+    pub email: String,
+    /// COLLABORATOR (deploys, configures, reaches into the app) or VIEWER (only sees it).
+    #[arg(
+        long,
+        value_name = "ROLE",
+        default_value = "COLLABORATOR",
+        value_parser = clap::builder::PossibleValuesParser::new(["COLLABORATOR", "VIEWER"]),
+        ignore_case = true
+    )]
+    pub role: String,
+}
+
+/// `access:remove`.
+#[derive(Debug, Args)]
+pub struct AccessRemoveArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The email of the account whose access goes.
+    #[arg(value_name = "EMAIL")]
+    pub email: String,
 }
 
 /// `releases`.
@@ -841,6 +1092,154 @@ mod tests {
     }
 
     #[test]
+    fn account_commands_parse_with_gigalixirs_flags() {
+        match parse(&["login", "-e", "a@b.co", "-p", "pw", "-t", "123456", "-y"]) {
+            Command::Login(a) => {
+                assert_eq!(a.mfa_token.as_deref(), Some("123456"));
+                assert!(a.yes);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["login", "--mfa_token=abcd-ef01-2345"]) {
+            Command::Login(a) => assert_eq!(a.mfa_token.as_deref(), Some("abcd-ef01-2345")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:confirm", "--token", "ID.CODE"]) {
+            Command::AccountConfirm(a) => assert_eq!(a.token.as_deref(), Some("ID.CODE")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:confirmation:resend", "-e", "a@b.co"]) {
+            Command::ConfirmationResend(a) => assert_eq!(a.email.as_deref(), Some("a@b.co")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:password:reset", "--email", "a@b.co"]) {
+            Command::PasswordReset(a) => {
+                assert_eq!(a.email.as_deref(), Some("a@b.co"));
+                assert_eq!((a.token, a.password), (None, None));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:password:reset", "--token", "T", "--password", "P"]) {
+            Command::PasswordReset(a) => {
+                assert_eq!(a.email, None);
+                assert_eq!(
+                    (a.token.as_deref(), a.password.as_deref()),
+                    (Some("T"), Some("P"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:password:set", "-t", "T", "-p", "P"]) {
+            Command::PasswordSet(a) => assert_eq!(
+                (a.token.as_deref(), a.password.as_deref()),
+                (Some("T"), Some("P"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:password:change", "-p", "old", "-n", "new"]) {
+            Command::PasswordChange(a) => assert_eq!(
+                (a.current_password.as_deref(), a.new_password.as_deref()),
+                (Some("old"), Some("new"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "account:password:change",
+            "--current_password",
+            "old",
+            "--new_password",
+            "new",
+        ]) {
+            Command::PasswordChange(a) => assert_eq!(
+                (a.current_password.as_deref(), a.new_password.as_deref()),
+                (Some("old"), Some("new"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:email:set", "-e", "new@b.co", "-p", "pw"]) {
+            Command::EmailSet(a) => assert_eq!(
+                (a.email.as_deref(), a.password.as_deref()),
+                (Some("new@b.co"), Some("pw"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:destroy", "-y", "-e", "a@b.co", "-p", "pw"]) {
+            Command::AccountDestroy(a) => {
+                assert!(a.yes);
+                assert_eq!(a.email.as_deref(), Some("a@b.co"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:destroy"]) {
+            Command::AccountDestroy(a) => assert!(!a.yes && a.email.is_none()),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["account:mfa:activate", "-t", "123456", "-y"]) {
+            Command::MfaActivate(a) => {
+                assert_eq!(a.mfa_token.as_deref(), Some("123456"));
+                assert!(a.yes);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["account:mfa:activate"]),
+            Command::MfaActivate(MfaActivateArgs {
+                mfa_token: None,
+                yes: false
+            })
+        ));
+        assert!(matches!(
+            parse(&["account:mfa:deactivate", "-y"]),
+            Command::MfaDeactivate(YesArgs { yes: true })
+        ));
+        assert!(matches!(
+            parse(&["account:mfa:recovery_codes:regenerate"]),
+            Command::MfaRecoveryCodes(YesArgs { yes: false })
+        ));
+    }
+
+    #[test]
+    fn access_commands_parse_with_gigalixirs_flags() {
+        match parse(&["access", "-a", "x-app"]) {
+            Command::Access(a) => {
+                assert_eq!(a.app.app.as_deref(), Some("x-app"));
+                assert!(!a.json);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["access:add", "--app_name", "x-app", "bob@b.co"]) {
+            Command::AccessAdd(a) => {
+                assert_eq!(a.app.app.as_deref(), Some("x-app"));
+                assert_eq!(
+                    (a.email.as_str(), a.role.as_str()),
+                    ("bob@b.co", "COLLABORATOR")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["access:add", "bob@b.co", "--role", "viewer"]) {
+            Command::AccessAdd(a) => assert_eq!(a.role.to_ascii_uppercase(), "VIEWER"),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["access:remove", "-a", "x-app", "bob@b.co"]) {
+            Command::AccessRemove(a) => assert_eq!(a.email, "bob@b.co"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["apps:activity", "--json"]),
+            Command::AppsActivity(AppListArgs { json: true, .. })
+        ));
+        match parse(&["apps:transfer", "-a", "x-app", "bob@b.co", "-y"]) {
+            Command::AppsTransfer(a) => {
+                assert_eq!(a.app.app.as_deref(), Some("x-app"));
+                assert_eq!(a.email, "bob@b.co");
+                assert!(a.yes);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn commands_missing_what_they_need_are_usage_errors() {
         for args in [
             &["config:set"][..],
@@ -852,6 +1251,13 @@ mod tests {
             &["account:ssh_keys:add"],
             &["account:ssh_keys:remove"],
             &["ps:ssh", "-r", "-1"],
+            &["access:add"],
+            &["access:add", "bob@b.co", "--role", "ADMIN"],
+            &["access:remove"],
+            &["apps:transfer", "-y"],
+            &["account:password:reset", "-e", "a@b.co", "--token", "T"],
+            &["account:password:reset", "-p", "P"],
+            &["account:mfa:deactivate", "extra"],
         ] {
             let mut argv = vec!["gigalixir"];
             argv.extend_from_slice(args);

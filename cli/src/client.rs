@@ -16,7 +16,7 @@ use gigalixir_core::wire::{
     SshKeyView, StackChange, UserView,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ureq::http::{Method, StatusCode};
 use url::Url;
 
@@ -104,6 +104,13 @@ pub enum ApiError {
     Timeout(String),
     /// 401: the credentials were refused.
     Unauthorized,
+    /// 303 from login: the account has multi-factor authentication and no code was sent.
+    MfaRequired,
+    /// 403: refused to this caller (an unconfirmed email, a role too small); the
+    /// platform's message.
+    Forbidden(String),
+    /// 429: too many attempts; the platform's message (it says how long to wait).
+    TooMany(String),
     /// 404, with the platform's message.
     NotFound(String),
     /// 422: the request was refused; messages by field.
@@ -146,7 +153,12 @@ impl fmt::Display for ApiError {
                 f,
                 "your API key was not accepted (expired or reset): run `gigalixir login`"
             ),
-            Self::NotFound(message) => f.write_str(message),
+            Self::MfaRequired => write!(
+                f,
+                "this account has multi-factor authentication: pass -t TOKEN (a code from your authenticator app, or a recovery code)"
+            ),
+            Self::NotFound(message) | Self::Forbidden(message) => f.write_str(message),
+            Self::TooMany(message) => f.write_str(message),
             Self::Invalid(errors) => f.write_str(&humane(errors)),
             Self::Conflict(message) => f.write_str(message),
             Self::TooLarge => write!(f, "the request was too large for the platform"),
@@ -172,6 +184,9 @@ fn humane(errors: &Errors) -> String {
                 let field = match field.as_str() {
                     "unique_name" => "app name",
                     "current_password" => "password",
+                    "new_password" => "new password",
+                    "next_email" => "new email",
+                    "mfa_token" => "code",
                     "ssh_key" => "SSH key",
                     other => other,
                 };
@@ -209,6 +224,8 @@ struct RequestBuilder {
     url: String,
     authorization: Option<String>,
     json: Option<Vec<u8>>,
+    /// Whether a redirect is answered to the caller rather than followed (login's 303).
+    no_redirects: bool,
 }
 
 impl RequestBuilder {
@@ -233,6 +250,12 @@ impl RequestBuilder {
         self
     }
 
+    /// Answers a redirect rather than following it.
+    fn no_redirects(mut self) -> Self {
+        self.no_redirects = true;
+        self
+    }
+
     fn send(self) -> Result<Response, ureq::Error> {
         let mut request = ureq::http::Request::builder()
             .method(self.method)
@@ -241,14 +264,29 @@ impl RequestBuilder {
             request = request.header("Authorization", value);
         }
         match self.json {
-            Some(body) => self.agent.run(
+            Some(body) => run(
+                &self.agent,
                 request
                     .header("Content-Type", "application/json")
                     .body(body)?,
+                self.no_redirects,
             ),
-            None => self.agent.run(request.body(())?),
+            None => run(&self.agent, request.body(())?, self.no_redirects),
         }
     }
+}
+
+/// Runs `request` on `agent`; with `no_redirects`, a redirect is the answer.
+fn run(
+    agent: &ureq::Agent,
+    request: ureq::http::Request<impl ureq::AsSendBody>,
+    no_redirects: bool,
+) -> Result<Response, ureq::Error> {
+    if no_redirects {
+        let request = agent.configure_request(request).max_redirects(0).build();
+        return agent.run(request);
+    }
+    agent.run(request)
 }
 
 /// The API client.
@@ -296,6 +334,7 @@ impl Client {
             url: self.api.endpoint(path),
             authorization: None,
             json: None,
+            no_redirects: false,
         }
     }
 
@@ -326,6 +365,14 @@ impl Client {
         };
         Err(match status {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+            StatusCode::SEE_OTHER => ApiError::MfaRequired,
+            StatusCode::FORBIDDEN => ApiError::Forbidden(
+                message(resp).unwrap_or_else(|| "the platform refused this to you".to_owned()),
+            ),
+            StatusCode::TOO_MANY_REQUESTS => ApiError::TooMany(
+                message(resp)
+                    .unwrap_or_else(|| "too many attempts: wait a minute and try again".to_owned()),
+            ),
             StatusCode::NOT_FOUND => ApiError::NotFound(message(resp).unwrap_or_default()),
             StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
                 ApiError::Invalid(read_json::<Errors>(resp).unwrap_or_default())
@@ -385,12 +432,23 @@ impl Client {
         self.call(self.request(Method::POST, "/api/users").json(&body))
     }
 
-    /// `GET /api/login` with Basic `email:password`: a new API key.
-    pub fn log_in(&self, email: &str, password: &str) -> Result<KeyView, ApiError> {
-        self.call(
-            self.request(Method::GET, "/api/login")
-                .basic_auth(email, Some(password)),
-        )
+    /// `GET /api/login[?mfa_token=…]` with Basic `email:password`: a new API key.
+    /// [`ApiError::MfaRequired`] when the account has multi-factor authentication and no
+    /// `mfa_token` was given; [`ApiError::Forbidden`] while the email is unconfirmed.
+    pub fn log_in(
+        &self,
+        email: &str,
+        password: &str,
+        mfa_token: Option<&str>,
+    ) -> Result<KeyView, ApiError> {
+        let mut req = self
+            .request(Method::GET, "/api/login")
+            .basic_auth(email, Some(password))
+            .no_redirects();
+        if let Some(token) = mfa_token {
+            req = req.query(&[("mfa_token", token.to_owned())]);
+        }
+        self.call(req)
     }
 
     /// `GET /api/users`: the caller's account.
@@ -699,6 +757,235 @@ impl Client {
     /// `GET /api/apps/NAME/ssh_ip`: where the app's replicas answer SSH.
     pub fn ssh_access(&self, auth: &Auth, name: &AppName) -> Result<SshAccess, ApiError> {
         self.call(self.authed(Method::GET, &format!("/api/apps/{name}/ssh_ip"), auth))
+    }
+}
+
+/// A reply that is a message for people (`{"data": {"message": …}}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    /// What the platform says.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `POST /api/mfa/start`: a secret not yet active.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MfaStart {
+    /// What to do with it.
+    #[serde(default)]
+    pub message: String,
+    /// Its `otpauth://` URL, for an authenticator app.
+    pub url: String,
+    /// The secret itself, for typing into an authenticator app.
+    pub secret: String,
+}
+
+/// Recovery codes, shown once (`POST /api/mfa/verify`, `POST /api/mfa/recovery_codes`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecoveryCodes {
+    /// What the platform says (verification only).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Each logs in once instead of a code.
+    pub recovery_codes: Vec<String>,
+}
+
+/// Someone with access to an app (`access`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessView {
+    /// Their email.
+    pub email: String,
+    /// `OWNER`, `COLLABORATOR` or `VIEWER`.
+    pub role: String,
+}
+
+/// Something someone did to an app (`apps:activity`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who (an email).
+    pub actor: String,
+    /// What (`deploy`, `access:add`, …).
+    pub action: String,
+    /// About what.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// `PUT /api/apps/NAME/owner`: the app's new owner.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OwnerView {
+    /// Their email.
+    pub owner: String,
+}
+
+/// Accounts beyond login: confirmation, passwords, email, destruction, MFA.
+impl Client {
+    /// `POST /api/users/confirm` `{"token"}`: confirms an email (or a new one).
+    pub fn confirm_email(&self, token: &str) -> Result<Message, ApiError> {
+        self.call(
+            self.request(Method::POST, "/api/users/confirm")
+                .json(&serde_json::json!({ "token": token })),
+        )
+    }
+
+    /// `PUT /api/users/reconfirm_email` `{"email"}`: a new confirmation mail (no login).
+    pub fn resend_confirmation(&self, email: &str) -> Result<Message, ApiError> {
+        self.call(
+            self.request(Method::PUT, "/api/users/reconfirm_email")
+                .json(&serde_json::json!({ "email": email })),
+        )
+    }
+
+    /// `PUT /api/users/reset_password` `{"email"}`: mails a reset token (no login).
+    pub fn request_password_reset(&self, email: &str) -> Result<Message, ApiError> {
+        self.call(
+            self.request(Method::PUT, "/api/users/reset_password")
+                .json(&serde_json::json!({ "email": email })),
+        )
+    }
+
+    /// `POST /api/users/reset_password` `{"token", "password"}`: a new password with a
+    /// reset token; every API key of the account is revoked.
+    pub fn reset_password(&self, token: &str, password: &str) -> Result<Message, ApiError> {
+        self.call(
+            self.request(Method::POST, "/api/users/reset_password")
+                .json(&serde_json::json!({ "token": token, "password": password })),
+        )
+    }
+
+    /// `PATCH /api/users/change_password` `{"current_password", "new_password"}`; 401 for
+    /// a refused key or a wrong current password.
+    pub fn change_password(
+        &self,
+        auth: &Auth,
+        current: &str,
+        new: &str,
+    ) -> Result<Message, ApiError> {
+        self.call(
+            self.authed(Method::PATCH, "/api/users/change_password", auth)
+                .json(&serde_json::json!({
+                    "current_password": current,
+                    "new_password": new,
+                })),
+        )
+    }
+
+    /// `POST /api/users/email` `{"next_email", "current_password"}`: mails a confirmation
+    /// to the new email.
+    pub fn set_email(
+        &self,
+        auth: &Auth,
+        next_email: &str,
+        current_password: &str,
+    ) -> Result<Message, ApiError> {
+        self.call(
+            self.authed(Method::POST, "/api/users/email", auth)
+                .json(&serde_json::json!({
+                    "next_email": next_email,
+                    "current_password": current_password,
+                })),
+        )
+    }
+
+    /// `DELETE /api/users/destroy` `{"email", "current_password", "destroy_apps"}`.
+    pub fn destroy_account(
+        &self,
+        auth: &Auth,
+        email: &str,
+        current_password: &str,
+        destroy_apps: bool,
+    ) -> Result<Message, ApiError> {
+        self.call(
+            self.authed(Method::DELETE, "/api/users/destroy", auth)
+                .json(&serde_json::json!({
+                    "email": email,
+                    "current_password": current_password,
+                    "destroy_apps": destroy_apps,
+                })),
+        )
+    }
+
+    /// `POST /api/mfa/start`: a new secret, active once verified.
+    pub fn mfa_start(&self, auth: &Auth) -> Result<MfaStart, ApiError> {
+        self.call(self.authed(Method::POST, "/api/mfa/start", auth))
+    }
+
+    /// `POST /api/mfa/verify` `{"mfa_token"}`: activates the started secret.
+    pub fn mfa_verify(&self, auth: &Auth, token: &str) -> Result<RecoveryCodes, ApiError> {
+        self.call(
+            self.authed(Method::POST, "/api/mfa/verify", auth)
+                .json(&serde_json::json!({ "mfa_token": token })),
+        )
+    }
+
+    /// `DELETE /api/mfa`.
+    pub fn mfa_deactivate(&self, auth: &Auth) -> Result<Message, ApiError> {
+        self.call(self.authed(Method::DELETE, "/api/mfa", auth))
+    }
+
+    /// `POST /api/mfa/recovery_codes`: new codes; the old ones stop working.
+    pub fn mfa_recovery_codes(&self, auth: &Auth) -> Result<RecoveryCodes, ApiError> {
+        self.call(self.authed(Method::POST, "/api/mfa/recovery_codes", auth))
+    }
+}
+
+/// Who may do what to an app, and what they did.
+impl Client {
+    /// `GET /api/apps/NAME/permissions`: the owner first, then everyone given access.
+    pub fn permissions(&self, auth: &Auth, name: &AppName) -> Result<Vec<AccessView>, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/permissions"), auth))
+    }
+
+    /// `POST /api/apps/NAME/permissions` `{"email", "role"}`.
+    pub fn add_permission(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        email: &str,
+        role: &str,
+    ) -> Result<AccessView, ApiError> {
+        self.call(
+            self.authed(Method::POST, &format!("/api/apps/{name}/permissions"), auth)
+                .json(&serde_json::json!({ "email": email, "role": role })),
+        )
+    }
+
+    /// `DELETE /api/apps/NAME/permissions` `{"email"}`.
+    pub fn remove_permission(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        email: &str,
+    ) -> Result<(), ApiError> {
+        self.call::<serde_json::Value>(
+            self.authed(
+                Method::DELETE,
+                &format!("/api/apps/{name}/permissions"),
+                auth,
+            )
+            .json(&serde_json::json!({ "email": email })),
+        )
+        .map(drop)
+    }
+
+    /// `GET /api/apps/NAME/activity`: newest first.
+    pub fn activity(&self, auth: &Auth, name: &AppName) -> Result<Vec<ActivityView>, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/activity"), auth))
+    }
+
+    /// `PUT /api/apps/NAME/owner` `{"email"}`: gives the app to another account.
+    pub fn transfer_app(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        email: &str,
+    ) -> Result<OwnerView, ApiError> {
+        self.call(
+            self.authed(Method::PUT, &format!("/api/apps/{name}/owner"), auth)
+                .json(&serde_json::json!({ "email": email })),
+        )
     }
 }
 

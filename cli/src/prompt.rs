@@ -69,3 +69,33 @@ pub fn yes_no(question: &str) -> anyhow::Result<bool> {
     let answer = line(&format!("{question} [y/N] "))?;
     Ok(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
 }
+
+/// A yes/no question whose default is yes.
+pub fn yes_no_default_yes(question: &str) -> anyhow::Result<bool> {
+    let answer = line(&format!("{question} [Y/n] "))?;
+    Ok(!matches!(answer.to_ascii_lowercase().as_str(), "n" | "no"))
+}
+
+/// Checks, before anything happens, that something needing confirmation can get one:
+/// `yes` (-y), or a terminal to ask on later; else an error saying to pass -y to `action`.
+pub fn can_confirm(yes: bool, action: &str) -> anyhow::Result<()> {
+    if !yes && !interactive() {
+        bail!("refusing to {action} without confirmation (no terminal to ask on): pass -y to {action}");
+    }
+    Ok(())
+}
+
+/// Goes ahead when `yes` (-y) or when the person at the terminal says yes to `question`
+/// (default no); else an error saying `nothing` (what was left undone).
+pub fn confirm(yes: bool, question: &str, nothing: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !interactive() {
+        bail!("no terminal to ask on: pass -y to go ahead; {nothing}");
+    }
+    if !yes_no(question)? {
+        bail!("{nothing}");
+    }
+    Ok(())
+}

@@ -191,6 +191,23 @@ struct Args {
     /// largest size and room); below it pushes are refused at once, saying so.
     #[arg(long, env = "GIGALIXIR_MIN_FREE_MB", default_value_t = 1536)]
     min_free_mb: u64,
+    /// SMTP server for account mail (sign-up confirmations, password resets):
+    /// `smtp://[USER:PASSWORD@]HOST:PORT` (`?tls=required` for STARTTLS) or
+    /// `smtps://…`. Unset: each mail is an `.eml` file in DATA_DIR/outbox, and the log says
+    /// so.
+    #[arg(long, env = "GIGALIXIR_SMTP_URL", value_name = "URL")]
+    smtp_url: Option<String>,
+    /// Sender of account mail (default `noreply@DOMAIN`).
+    #[arg(long, env = "GIGALIXIR_MAIL_FROM", value_name = "ADDRESS")]
+    mail_from: Option<String>,
+    /// The platform's address as users reach it, for the links in account mail (default
+    /// `http://localhost:PORT`).
+    #[arg(long, env = "GIGALIXIR_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// New accounts are active at once, without confirming their email (a private
+    /// installation: you know who signs up).
+    #[arg(long, env = "GIGALIXIR_NO_EMAIL_CONFIRMATION")]
+    no_email_confirmation: bool,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
     /// as JSON and exit; the infrastructure checks compare it with `infra/`.
     #[arg(long)]
@@ -432,6 +449,19 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             (Some(acme), _) => Some(Arc::new(acme::ForApi(acme.clone()))),
             (None, _) => Some(Arc::new(tls::LocalForApi)),
         };
+    let mailer = gigalixir_api::mail::Mailer::new(
+        args.smtp_url.as_deref(),
+        data_dir.join("outbox"),
+        &args
+            .mail_from
+            .clone()
+            .unwrap_or_else(|| format!("noreply@{}", args.domain)),
+    )?;
+    tracing::info!(
+        mail = %mailer.describe(),
+        email_confirmation = !args.no_email_confirmation,
+        "account mail"
+    );
     let api = gigalixir_api::router(gigalixir_api::ApiState {
         store: ports.store.clone(),
         bus: ports.bus.clone(),
@@ -439,6 +469,14 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         app_domain: args.domain.clone(),
         certificates,
         reserved_domains: reserved_domains.clone(),
+        accounts: gigalixir_api::Accounts {
+            mailer,
+            confirm_email: !args.no_email_confirmation,
+            public_url: args
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://localhost:{port}")),
+        },
     });
     let proxy = router::Proxy::new(
         args.domain.clone(),

@@ -37,7 +37,7 @@ fn table(config: &BTreeMap<String, String>) -> String {
     super::table(["KEY", "VALUE"], &rows)
 }
 
-fn printable(value: &str) -> String {
+pub(super) fn printable(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

@@ -1,11 +1,13 @@
 //! What each command does. Every command returns `Ok` after printing its result to stdout,
 //! or an error whose message is one sentence saying what went wrong and what to do next.
 
+mod access;
 mod account;
 mod apps;
 mod config;
 mod domains;
 mod health;
+mod mfa;
 mod processes;
 mod releases;
 mod ssh;
@@ -35,11 +37,26 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Logout => account::log_out(&ctx),
         Command::Account => account::show(&ctx),
         Command::ApiKeyReset(a) => account::reset_key(&ctx, a),
+        Command::AccountConfirm(a) => account::confirm(&ctx, a.token),
+        Command::ConfirmationResend(a) => account::resend_confirmation(&ctx, a.email),
+        Command::PasswordReset(a) => account::reset_password(&ctx, a),
+        Command::PasswordSet(a) => account::set_password(&ctx, a.token, a.password),
+        Command::PasswordChange(a) => account::change_password(&ctx, a),
+        Command::EmailSet(a) => account::set_email(&ctx, a),
+        Command::AccountDestroy(a) => account::destroy(&ctx, a),
+        Command::MfaActivate(a) => mfa::activate(&ctx, a),
+        Command::MfaDeactivate(a) => mfa::deactivate(&ctx, a.yes),
+        Command::MfaRecoveryCodes(a) => mfa::regenerate(&ctx, a.yes),
         Command::Apps(a) => apps::list(&ctx, a.json),
         Command::AppsCreate(a) => apps::create(&ctx, a.name, a.stack),
         Command::StackSet(a) => apps::set_stack(&ctx, a.app.app, &a.stack),
         Command::AppsInfo(a) => apps::info(&ctx, a.app.app, a.json),
         Command::AppsDestroy(a) => apps::destroy(&ctx, a.app.app, a.yes),
+        Command::AppsActivity(a) => access::activity(&ctx, a.app.app, a.json),
+        Command::AppsTransfer(a) => access::transfer(&ctx, a),
+        Command::Access(a) => access::list(&ctx, a.app.app, a.json),
+        Command::AccessAdd(a) => access::add(&ctx, a),
+        Command::AccessRemove(a) => access::remove(&ctx, a.app.app, &a.email),
         Command::GitRemote(a) => apps::git_remote(&ctx, a.name.or(a.app)),
         Command::Releases(a) => releases::list(&ctx, a.app.app, a.json),
         Command::Rollback(a) => releases::rollback(&ctx, a.app.app, a.version),

@@ -1,7 +1,7 @@
 //! Apps: create, list, show, destroy. Another user's app is answered exactly like a
 //! missing one.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -14,6 +14,7 @@ use shared::wire::StackChange;
 use shared::wire::{AppView, Data, NewApp};
 use shared::PortError;
 
+use crate::access::AppAccess;
 use crate::auth::{random_hex, AuthUser};
 use crate::error::{ApiError, ApiJson};
 use crate::ApiState;
@@ -41,23 +42,20 @@ fn parse_stack(raw: &str) -> Result<Stack, ApiError> {
     Stack::parse(raw).map_err(|e| ApiError::invalid("stack", e.0))
 }
 
-/// Loads an app the caller owns; anything else is 404.
-pub async fn owned_app(state: &ApiState, caller: &AuthUser, name: &str) -> Result<App, ApiError> {
-    let missing = || ApiError::not_found(format!("App `{name}` not found."));
-    let name = AppName::parse(name).map_err(|_| missing())?;
-    match state.store.app(&name).await {
-        Ok(app) if app.owner == caller.0.id => Ok(app),
-        Ok(_) | Err(PortError::NotFound) => Err(missing()),
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// `GET /api/apps`: the caller's apps, by name.
+/// `GET /api/apps`: the apps the caller owns or has access to, by name.
 pub async fn list(
     State(state): State<ApiState>,
     caller: AuthUser,
 ) -> Result<Json<Data<Vec<AppView>>>, ApiError> {
-    let apps = state.store.apps_of(&caller.0.id).await?;
+    let mut apps = state.store.apps_of(&caller.0.id).await?;
+    for member in state.store.memberships_of(&caller.0.id).await? {
+        match state.store.app(&member.app).await {
+            Ok(app) => apps.push(app),
+            Err(PortError::NotFound) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    apps.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(Data {
         data: apps.iter().map(view).collect(),
     }))
@@ -141,12 +139,8 @@ pub async fn create(
 }
 
 /// `GET /api/apps/NAME`.
-pub async fn info(
-    State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
-) -> Result<Json<Data<AppView>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+pub async fn info(access: AppAccess) -> Result<Json<Data<AppView>>, ApiError> {
+    let app = access.app;
     Ok(Json(Data { data: view(&app) }))
 }
 
@@ -156,11 +150,10 @@ pub async fn info(
 /// with the app; 422 for an unknown stack.
 pub async fn set_stack(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
     ApiJson(body): ApiJson<StackChange>,
 ) -> Result<Json<Data<AppView>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let stack = match body.stack.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => Some(parse_stack(raw)?),
@@ -176,13 +169,17 @@ pub async fn set_stack(
     Ok(Json(Data { data: view(&app) }))
 }
 
-/// `DELETE /api/apps/NAME`: deletes the app with its builds and releases.
+/// `DELETE /api/apps/NAME`: deletes the app with its builds and releases. Owner only.
 pub async fn destroy(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
 ) -> Result<Json<Data<Value>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    destroy_app(&state, &access.app).await?;
+    Ok(Json(Data { data: json!({}) }))
+}
+
+/// Deletes an app's records and announces `app-destroyed` (deploy removes what runs).
+pub(crate) async fn destroy_app(state: &ApiState, app: &App) -> Result<(), ApiError> {
     // Held until the cleanup (deploy, on app-destroyed) has removed everything of the app.
     state
         .store
@@ -192,7 +189,10 @@ pub async fn destroy(
             shared::cleanup::DESTROYING_TTL,
         )
         .await?;
-    state.store.delete_app(&app.name).await?;
+    match state.store.delete_app(&app.name).await {
+        Ok(()) | Err(PortError::NotFound) => {}
+        Err(err) => return Err(err.into()),
+    }
     let event = Event::AppDestroyed {
         app: app.name.clone(),
     };
@@ -205,7 +205,7 @@ pub async fn destroy(
         tracing::error!(app = %app.name, error = %err, "app-destroyed not published");
     }
     tracing::info!(app = %app.name, "app destroyed");
-    Ok(Json(Data { data: json!({}) }))
+    Ok(())
 }
 
 /// How long a change to an app's record waits for another one to finish.

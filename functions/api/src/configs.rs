@@ -6,7 +6,7 @@
 //! Keys are shell-style names; values may hold anything but NUL. The whole config is capped
 //! at [`MAX_CONFIG_BYTES`]. Values are secrets: shown to the app's owner, never logged.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use shared::domain::{AppName, Secret};
@@ -15,8 +15,8 @@ use shared::model::{ConfigVars, ReleaseStatus};
 use shared::wire::{ConfigCopy, ConfigSet, ConfigUnset, Data};
 use std::collections::BTreeMap;
 
-use crate::apps::{owned_app, reload, with_record_lock};
-use crate::auth::AuthUser;
+use crate::access::AppAccess;
+use crate::apps::{reload, with_record_lock};
 use crate::error::{ApiError, ApiJson};
 use crate::releases::{made_release, request_release};
 use crate::ApiState;
@@ -104,10 +104,12 @@ fn summary(verb: &str, keys: &[&str]) -> String {
 async fn change(
     state: &ApiState,
     name: &AppName,
+    (actor, action): (&str, &str),
     summary: String,
     avoid_restart: bool,
     edit: impl FnOnce(&mut ConfigVars) -> Result<(), ApiError>,
 ) -> Result<ConfigVars, ApiError> {
+    let detail = summary.clone();
     let requested = with_record_lock(state, name, || async move {
         let mut app = reload(state, name).await?;
         let mut config = app.config.clone();
@@ -143,20 +145,19 @@ async fn change(
     })
     .await?;
     let (config, key) = requested;
+    let mut detail = detail;
     if let Some(key) = key {
         let release = made_release(state, name, &key).await?;
         tracing::info!(app = %name, version = %release.version, "config released");
+        detail = format!("{detail} ({})", release.version);
     }
+    crate::access::record(state, name, actor, action, detail).await;
     Ok(config)
 }
 
 /// `GET /api/apps/NAME/configs`: `{"data": {"KEY": "value", …}}`.
-pub async fn get(
-    State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
-) -> Result<Json<Data<BTreeMap<String, String>>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+pub async fn get(access: AppAccess) -> Result<Json<Data<BTreeMap<String, String>>>, ApiError> {
+    let app = access.app;
     Ok(Json(Data {
         data: view(&app.config),
     }))
@@ -166,11 +167,10 @@ pub async fn get(
 /// pair in one change. 201 (as GIGALIXIR's CLI expects) with the whole config.
 pub async fn set(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
     ApiJson(body): ApiJson<ConfigSet>,
 ) -> Result<(StatusCode, Json<Data<BTreeMap<String, String>>>), ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     if body.configs.is_empty() {
         return Err(ApiError::invalid(
             "configs",
@@ -188,12 +188,19 @@ pub async fn set(
     }
     let keys: Vec<&str> = body.configs.keys().map(String::as_str).collect();
     let summary = summary("Set", &keys);
-    let config = change(&state, &app.name, summary, body.avoid_restart, |config| {
-        for (key, value) in &body.configs {
-            config.insert(key.clone(), Secret::new(value.clone()));
-        }
-        Ok(())
-    })
+    let config = change(
+        &state,
+        &app.name,
+        (access.user.email.as_str(), "config:set"),
+        summary,
+        body.avoid_restart,
+        |config| {
+            for (key, value) in &body.configs {
+                config.insert(key.clone(), Secret::new(value.clone()));
+            }
+            Ok(())
+        },
+    )
     .await?;
     Ok((
         StatusCode::CREATED,
@@ -207,11 +214,10 @@ pub async fn set(
 /// keys in one change. A key that is not set is refused (422) and nothing changes.
 pub async fn unset(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
     ApiJson(body): ApiJson<ConfigUnset>,
 ) -> Result<Json<Data<BTreeMap<String, String>>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let mut keys: Vec<String> = body.key.into_iter().chain(body.keys).collect();
     let mut seen = std::collections::BTreeSet::new();
     keys.retain(|k| seen.insert(k.clone()));
@@ -223,22 +229,29 @@ pub async fn unset(
     }
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let summary = summary("Unset", &refs);
-    let config = change(&state, &app.name, summary, body.avoid_restart, |config| {
-        if let Some(missing) = keys.iter().find(|k| !config.contains_key(k.as_str())) {
-            return Err(ApiError::invalid(
-                "key",
-                format!(
-                    "key `{}` is not set on {}; nothing was changed",
-                    missing.escape_debug(),
-                    app.name
-                ),
-            ));
-        }
-        for key in &keys {
-            config.remove(key);
-        }
-        Ok(())
-    })
+    let config = change(
+        &state,
+        &app.name,
+        (access.user.email.as_str(), "config:unset"),
+        summary,
+        body.avoid_restart,
+        |config| {
+            if let Some(missing) = keys.iter().find(|k| !config.contains_key(k.as_str())) {
+                return Err(ApiError::invalid(
+                    "key",
+                    format!(
+                        "key `{}` is not set on {}; nothing was changed",
+                        missing.escape_debug(),
+                        app.name
+                    ),
+                ));
+            }
+            for key in &keys {
+                config.remove(key);
+            }
+            Ok(())
+        },
+    )
     .await?;
     Ok(Json(Data {
         data: view(&config),
@@ -249,12 +262,18 @@ pub async fn unset(
 /// (SRC's values win) in one change. Both apps must be the caller's (404 otherwise).
 pub async fn copy(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
     ApiJson(body): ApiJson<ConfigCopy>,
 ) -> Result<Json<Data<BTreeMap<String, String>>>, ApiError> {
-    let dst = owned_app(&state, &caller, &name).await?;
-    let src = owned_app(&state, &caller, &body.from).await?;
+    let dst = access.app;
+    let src = crate::access::app_for(
+        &state,
+        &access.user,
+        &body.from,
+        crate::access::Need::Change,
+    )
+    .await?
+    .0;
     if src.name == dst.name {
         return Err(ApiError::invalid(
             "from",
@@ -268,7 +287,8 @@ pub async fn copy(
         ));
     }
     let summary = format!("Copy config from {}", src.name);
-    let config = change(&state, &dst.name, summary, false, |config| {
+    let actor = (access.user.email.as_str(), "config:copy");
+    let config = change(&state, &dst.name, actor, summary, false, |config| {
         config.extend(src.config.clone());
         Ok(())
     })

@@ -15,8 +15,7 @@ use shared::model::CustomDomain;
 use shared::wire::{Data, DomainView};
 use shared::PortError;
 
-use crate::apps::owned_app;
-use crate::auth::AuthUser;
+use crate::access::AppAccess;
 use crate::error::{ApiError, ApiJson};
 use crate::ApiState;
 
@@ -66,10 +65,9 @@ fn fqdn_of(body: DomainBody) -> Result<Fqdn, ApiError> {
 /// `GET /api/apps/NAME/domains`: the app's custom domains, by name.
 pub async fn list(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
 ) -> Result<Json<Data<Vec<DomainView>>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let domains = state.store.domains_of(&app.name).await?;
     Ok(Json(Data {
         data: domains.iter().map(|d| view(&state, d)).collect(),
@@ -81,11 +79,11 @@ pub async fn list(
 /// one, one another app has, or past [`MAX_DOMAINS_PER_APP`].
 pub async fn add(
     State(state): State<ApiState>,
-    caller: AuthUser,
+    access: AppAccess,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<DomainBody>,
 ) -> Result<(StatusCode, Json<Data<DomainView>>), ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let fqdn = fqdn_of(body)?;
     if fqdn.is_within(&state.app_domain) {
         return Err(ApiError::invalid(
@@ -144,6 +142,14 @@ pub async fn add(
         Err(err) => return Err(err.into()),
     }
     tracing::info!(app = %app.name, fqdn = %domain.fqdn, "custom domain added");
+    crate::access::record(
+        &state,
+        &app.name,
+        access.user.email.as_str(),
+        "domain:add",
+        domain.fqdn.to_string(),
+    )
+    .await;
     announce(&state, &app.name).await;
     if let Some(certificates) = &state.certificates {
         certificates.requested(domain.fqdn.as_str());
@@ -160,11 +166,10 @@ pub async fn add(
 /// on it. 404 when the app does not have it.
 pub async fn remove(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
     ApiJson(body): ApiJson<DomainBody>,
 ) -> Result<Json<Data<serde_json::Value>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let fqdn = fqdn_of(body)?;
     match state.store.remove_domain(&app.name, &fqdn).await {
         Ok(()) => {}
@@ -177,6 +182,14 @@ pub async fn remove(
         Err(err) => return Err(err.into()),
     }
     tracing::info!(app = %app.name, %fqdn, "custom domain removed");
+    crate::access::record(
+        &state,
+        &app.name,
+        access.user.email.as_str(),
+        "domain:remove",
+        fqdn.to_string(),
+    )
+    .await;
     announce(&state, &app.name).await;
     Ok(Json(Data {
         data: serde_json::json!({}),

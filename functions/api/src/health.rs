@@ -1,14 +1,14 @@
 //! The app's health check: when a new replica counts as ready, how long it may take, and
 //! how long a leaving replica drains. Applies from the next deploy, scale or restart.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use shared::model::HealthCheck;
 use shared::wire::Data;
 
-use crate::apps::{owned_app, reload, with_record_lock};
-use crate::auth::AuthUser;
+use crate::access::AppAccess;
+use crate::apps::{reload, with_record_lock};
 use crate::error::ApiError;
 use crate::ApiState;
 
@@ -31,23 +31,18 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
 }
 
 /// `GET /api/apps/NAME/health`.
-pub async fn get(
-    State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
-) -> Result<Json<Data<HealthCheck>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+pub async fn get(access: AppAccess) -> Result<Json<Data<HealthCheck>>, ApiError> {
+    let app = access.app;
     Ok(Json(Data { data: app.health }))
 }
 
 /// `PUT /api/apps/NAME/health`.
 pub async fn set(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
     crate::error::ApiJson(update): crate::error::ApiJson<HealthUpdate>,
 ) -> Result<Json<Data<HealthCheck>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     if let Some(Some(path)) = &update.path {
         if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ApiError::invalid(

@@ -8,6 +8,8 @@
 //! creations, 401 for bad credentials, HTTP Basic `email:api_key` on every route but
 //! sign-up (`POST /api/users`) and login (`GET /api/login`, Basic `email:password`).
 
+pub mod access;
+pub mod accounts;
 pub mod apps;
 pub mod auth;
 pub mod configs;
@@ -15,6 +17,8 @@ pub mod domains;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod mail;
+pub mod mfa;
 pub mod processes;
 pub mod releases;
 pub mod ssh_keys;
@@ -25,7 +29,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use shared::ports::{Bus, Runtime, Store};
 
@@ -54,6 +58,32 @@ pub struct ApiState {
     /// Names no app may take as a custom domain, nor any name under them: the
     /// platform's own hosts (`--reserved-domains`).
     pub reserved_domains: Arc<[shared::domain::Fqdn]>,
+    /// How accounts are confirmed and mailed.
+    pub accounts: Accounts,
+}
+
+/// How accounts are confirmed and mailed.
+#[derive(Clone)]
+pub struct Accounts {
+    /// Where mail goes.
+    pub mailer: mail::Mailer,
+    /// Whether a new account must confirm its email before it logs in (off:
+    /// `--no-email-confirmation`, a private installation's choice).
+    pub confirm_email: bool,
+    /// The API's address as users reach it, for links in mail.
+    pub public_url: String,
+}
+
+impl Accounts {
+    /// Accounts confirmed at once, mail in `outbox` (tests, private installations).
+    pub fn unconfirmed_in(outbox: std::path::PathBuf) -> Self {
+        Self {
+            mailer: mail::Mailer::new(None, outbox, "noreply@localhost")
+                .expect("a fixed sender address parses"),
+            confirm_email: false,
+            public_url: "http://localhost".into(),
+        }
+    }
 }
 
 /// The HTTPS certificates of custom domains, as the API sees them.
@@ -71,6 +101,26 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/free_users", post(users::create))
         .route("/api/login", get(users::login))
         .route("/api/api_keys/regenerate", post(users::regenerate))
+        .route("/api/signup", post(accounts::signup))
+        .route(
+            "/api/users/confirm",
+            get(accounts::confirm_link).post(accounts::confirm),
+        )
+        .route("/api/users/reconfirm_email", put(accounts::resend))
+        .route(
+            "/api/users/reset_password",
+            put(accounts::reset_request).post(accounts::reset),
+        )
+        .route(
+            "/api/users/change_password",
+            patch(accounts::change_password),
+        )
+        .route("/api/users/email", post(accounts::set_email))
+        .route("/api/users/destroy", delete(accounts::destroy))
+        .route("/api/mfa", delete(mfa::deactivate))
+        .route("/api/mfa/start", post(mfa::start))
+        .route("/api/mfa/verify", post(mfa::verify))
+        .route("/api/mfa/recovery_codes", post(mfa::regenerate))
         .route(
             "/api/ssh_keys",
             get(ssh_keys::list)
@@ -102,6 +152,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps/{name}/restart", put(processes::restart))
         .route("/api/apps/{name}/logs", get(processes::logs))
         .route("/api/apps/{name}/ssh_ip", get(processes::ssh_ip))
+        .route("/api/apps/{name}/activity", get(access::activity))
+        .route(
+            "/api/apps/{name}/permissions",
+            get(access::list).post(access::add).delete(access::remove),
+        )
+        .route("/api/apps/{name}/owner", put(access::transfer))
         .route(
             "/api/apps/{name}/webhook",
             post(webhooks::create).delete(webhooks::remove),

@@ -217,6 +217,23 @@ pub fn succeeded(email: &str, address: Option<IpAddr>) {
     }
 }
 
+/// Mails (confirmations, resets) sent to one address within [`WINDOW`] before the next
+/// waits.
+pub const MAILS_PER_RECIPIENT: usize = 5;
+
+/// A mail to `recipient`, counted: `Some(seconds)` when it must wait instead. Counted per
+/// recipient whoever asks, so nobody can fill someone's mailbox from many addresses.
+pub fn mail_attempt(recipient: &str) -> Option<u64> {
+    let now = Instant::now();
+    let mut failures = FAILURES.lock().ok()?;
+    let key = format!("mail:{}", recipient.to_ascii_lowercase());
+    if let Some(wait) = failures.wait(&key, MAILS_PER_RECIPIENT, now) {
+        return Some(wait);
+    }
+    failures.add(key, now);
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

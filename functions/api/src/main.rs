@@ -1,10 +1,12 @@
 //! `gigalixir-api`: the API as a service — HTTP on `$PORT` (Cloud Run), or Lambda events
 //! (API Gateway, Function URL) when `AWS_LAMBDA_RUNTIME_API` is set. Its environment:
 //! `PORT`, `GIGALIXIR_STORE`, `GIGALIXIR_BUS`, `GIGALIXIR_BLOBS`, `GIGALIXIR_RUNTIME`,
-//! `GIGALIXIR_DOMAIN`, `GIGALIXIR_RESERVED_DOMAINS` (`shared::deployment::env`).
+//! `GIGALIXIR_DOMAIN`, `GIGALIXIR_RESERVED_DOMAINS`, and for account mail
+//! `GIGALIXIR_SMTP_URL`, `GIGALIXIR_OUTBOX_DIR`, `GIGALIXIR_MAIL_FROM`,
+//! `GIGALIXIR_PUBLIC_URL`, `GIGALIXIR_EMAIL_CONFIRMATION` (`shared::deployment::env`).
 
 use anyhow::Context;
-use gigalixir_api::{router, ApiState};
+use gigalixir_api::{mail::Mailer, router, Accounts, ApiState};
 use shared::backends::{RuntimeContext, RuntimeRole};
 use shared::deployment::{self, Function};
 use shared::service::Service;
@@ -28,6 +30,29 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("opening {}", deployment::RUNTIME.name))?;
+    let get = |var| env.get(var).filter(|v: &&str| !v.is_empty());
+    let from = get(&deployment::MAIL_FROM)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("noreply@{}", env.domain()));
+    let mailer = Mailer::new(
+        get(&deployment::SMTP_URL),
+        get(&deployment::OUTBOX_DIR)
+            .unwrap_or("/tmp/gigalixir-outbox")
+            .into(),
+        &from,
+    )?;
+    let confirm_email = match get(&deployment::EMAIL_CONFIRMATION) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => anyhow::bail!(
+            "{} is true or false, not {other:?}",
+            deployment::EMAIL_CONFIRMATION.name
+        ),
+    };
+    let public_url = get(&deployment::PUBLIC_URL)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("http://localhost:{}", env.port().unwrap_or(8080)));
+    tracing::info!(mail = %mailer.describe(), confirm_email, "account mail");
     let app = router(ApiState {
         store: env.store()?,
         bus: env.bus()?,
@@ -35,6 +60,11 @@ async fn main() -> anyhow::Result<()> {
         app_domain: env.domain().to_owned(),
         certificates: None,
         reserved_domains: env.reserved_domains()?.into(),
+        accounts: Accounts {
+            mailer,
+            confirm_email,
+            public_url,
+        },
     });
     Service::new(FUNCTION, app).run(&env).await?;
     Ok(())

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,8 +23,8 @@ use shared::ports::runtime::{Replica, ReplicaState};
 use shared::ports::Runtime;
 use shared::wire::{AppStatus, Data, PodView, ScaleRequest, ScaleView, SshAccess, SshReplica};
 
-use crate::apps::{owned_app, reload, with_account_lock, with_record_lock, CLOUD, REGION};
-use crate::auth::AuthUser;
+use crate::access::AppAccess;
+use crate::apps::{reload, with_account_lock, with_record_lock, CLOUD, REGION};
 use crate::error::{ApiError, ApiJson};
 use crate::ApiState;
 
@@ -52,10 +52,9 @@ fn runtime(state: &ApiState) -> Result<Arc<dyn Runtime>, ApiError> {
 /// `GET /api/apps/NAME/status`: the app and its replicas (`gigalixir ps`).
 pub async fn status(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
 ) -> Result<Json<Data<AppStatus>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let runtime = runtime(&state)?;
     let replicas = runtime.replicas(&app.name).await?;
     let releases = state.store.releases(&app.name).await?;
@@ -104,11 +103,12 @@ pub async fn status(
 /// replicas, 0.2–8 GB each. Announces `app-scaled`; 200 with what the app is scaled to.
 pub async fn scale(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
     ApiJson(body): ApiJson<ScaleRequest>,
 ) -> Result<Json<Data<ScaleView>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
+    // Capacity is the owner's, whoever scales.
+    let owner = app.owner.clone();
     if body.replicas.is_none() && body.size.is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -148,10 +148,10 @@ pub async fn scale(
         }
         // The account's capacity: replicas × size over all its apps, read and changed under
         // the account's lock. Scaling down is always allowed, even over the capacity.
-        with_account_lock(&state, &caller.0.id, || async {
+        with_account_lock(&state, &owner, || async {
             let others: f64 = state
                 .store
-                .apps_of(&caller.0.id)
+                .apps_of(&owner)
                 .await?
                 .iter()
                 .filter(|a| a.name != app.name)
@@ -181,6 +181,14 @@ pub async fn scale(
         .publish(&event.topic(), &Envelope::event(&event, None))
         .await?;
     tracing::info!(app = %app.name, replicas = app.replicas, size = app.size, "app scaled");
+    crate::access::record(
+        &state,
+        &app.name,
+        access.user.email.as_str(),
+        "scale",
+        format!("{} replica(s) of size {}", app.replicas, app.size),
+    )
+    .await;
     Ok(Json(Data {
         data: ScaleView {
             unique_name: app.name.to_string(),
@@ -194,10 +202,9 @@ pub async fn scale(
 /// live release). 422 when no release is live.
 pub async fn restart(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
 ) -> Result<Json<Data<Value>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let live = state
         .store
         .releases(&app.name)
@@ -221,6 +228,14 @@ pub async fn restart(
         .publish(&event.topic(), &Envelope::event(&event, None))
         .await?;
     tracing::info!(app = %app.name, "restart requested");
+    crate::access::record(
+        &state,
+        &app.name,
+        access.user.email.as_str(),
+        "restart",
+        String::new(),
+    )
+    .await;
     Ok(Json(Data { data: json!({}) }))
 }
 
@@ -261,11 +276,10 @@ fn parse_follow(raw: Option<&str>) -> Result<bool, ApiError> {
 /// client goes away.
 pub async fn logs(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
     Query(query): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let lines = parse_lines(query.num_lines.as_deref())?;
     let follow = parse_follow(query.follow.as_deref())?;
     let runtime = runtime(&state)?;
@@ -331,10 +345,9 @@ pub fn ssh_access(app: &AppName, replicas: &[Replica]) -> Result<SshAccess, ApiE
 /// without the runtime; 404 when no replica runs.
 pub async fn ssh_ip(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
 ) -> Result<Json<Data<SshAccess>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let runtime = runtime(&state)?;
     let replicas = runtime.replicas(&app.name).await?;
     Ok(Json(Data {

@@ -13,8 +13,8 @@ use shared::model::{Release, ReleaseStatus};
 use shared::wire::{Data, ReleaseView};
 use shared::PortError;
 
-use crate::apps::{owned_app, reload, with_record_lock};
-use crate::auth::AuthUser;
+use crate::access::AppAccess;
+use crate::apps::{reload, with_record_lock};
 use crate::error::ApiError;
 use crate::ApiState;
 
@@ -97,10 +97,9 @@ fn view(release: &Release) -> ReleaseView {
 /// `GET /api/apps/NAME/releases`: the app's releases, newest first.
 pub async fn list(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
 ) -> Result<Json<Data<Vec<ReleaseView>>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let mut releases = state.store.releases(&app.name).await?;
     // The store promises newest first; the order is part of this route's contract too
     // (GIGALIXIR's CLI rolls back to the second entry), so it is not left to chance.
@@ -115,10 +114,10 @@ pub async fn list(
 /// config becomes that config again. 422 for a failed or the running release.
 pub async fn rollback(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path((name, version)): Path<(String, String)>,
+    access: AppAccess,
+    Path((_, version)): Path<(String, String)>,
 ) -> Result<Json<Data<ReleaseView>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let wanted = version
         .trim_start_matches('v')
         .parse::<u32>()
@@ -168,6 +167,14 @@ pub async fn rollback(
     .await?;
     let release = made_release(&state, &name, &key).await?;
     tracing::info!(app = %name, to = wanted, version = %release.version, "rollback released");
+    crate::access::record(
+        &state,
+        &name,
+        access.user.email.as_str(),
+        "rollback",
+        format!("to v{wanted} ({})", release.version),
+    )
+    .await;
     Ok(Json(Data {
         data: view(&release),
     }))

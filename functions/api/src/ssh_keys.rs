@@ -375,7 +375,10 @@ fn view(key: &SshKey) -> SshKeyView {
 
 /// Announces that the account's keys changed, so that its apps' replicas get them.
 async fn announce(state: &ApiState, user: &UserId) -> Result<(), ApiError> {
-    let event = Event::SshKeysChanged { user: user.clone() };
+    let event = Event::SshKeysChanged {
+        user: user.clone(),
+        app: None,
+    };
     state
         .bus
         .publish(&event.topic(), &Envelope::event(&event, None))

@@ -5,12 +5,10 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
 use serde::Deserialize;
-use shared::domain::{Email, Password, UserId};
+use shared::domain::{Email, Password};
 use shared::model::User;
 use shared::wire::{Data, KeyView, NewUser, UserView};
-use shared::PortError;
 
 use crate::auth::{
     hash_password, new_api_key, password_user, verify_password, AuthUser, BasicAuth,
@@ -25,6 +23,8 @@ fn view(user: &User) -> UserView {
         tier: "FREE".into(),
         credit_cents: 0,
         created_at: user.created_at,
+        email_confirmed: user.confirmed,
+        mfa_active: user.mfa.as_ref().is_some_and(|m| m.active),
     }
 }
 
@@ -42,31 +42,59 @@ pub async fn create(
     if let Some(wait) = crate::limits::attempt(None, address) {
         return Err(ApiError::too_many(wait));
     }
-    let user = User {
-        id: UserId::random(),
-        email,
-        password_hash: hash_password(password).await?,
-        created_at: Utc::now(),
-    };
-    match state.store.create_user(&user).await {
-        Ok(()) => {
-            tracing::info!(user = %user.id, "account created");
-            Ok((StatusCode::CREATED, Json(Data { data: view(&user) })))
-        }
-        Err(PortError::AlreadyExists) => Err(ApiError::invalid("email", "has already been taken")),
-        Err(err) => Err(err.into()),
-    }
+    let user = User::new(email, hash_password(password).await?);
+    let user = crate::accounts::created(&state, user).await?;
+    tracing::info!(user = %user.id, confirmed = user.confirmed, "account created");
+    Ok((StatusCode::CREATED, Json(Data { data: view(&user) })))
+}
+
+/// The second factor of a login, as GIGALIXIR's CLI sends it.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    mfa_token: Option<String>,
 }
 
 /// `GET /api/login` with Basic `email:password`: issues a new API key; the account's other
-/// keys stay valid, so other machines stay logged in.
+/// keys stay valid, so other machines stay logged in. 403 while the email is unconfirmed
+/// (where the platform confirms emails); with MFA active, 303 without `mfa_token` (the
+/// official CLI then asks for it) and 401 for a wrong one.
 pub async fn login(
     State(state): State<ApiState>,
     ClientAddress(address): ClientAddress,
+    Query(query): Query<LoginQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Data<KeyView>>, ApiError> {
     let basic = BasicAuth::from_headers(&headers).ok_or_else(ApiError::unauthorized)?;
     let user = password_user(&state, &basic, address).await?;
+    if state.accounts.confirm_email && !user.confirmed {
+        return Err(crate::accounts::unconfirmed());
+    }
+    if user.mfa.as_ref().is_some_and(|m| m.active) {
+        let Some(token) = query.mfa_token.filter(|t| !t.trim().is_empty()) else {
+            return Err(ApiError::new(
+                StatusCode::SEE_OTHER,
+                "Multi-factor authentication token required: log in with `-t TOKEN`.",
+            ));
+        };
+        // A wrong code counts as a failed login: 6 digits are not many to guess.
+        if let Some(wait) = crate::limits::attempt(Some(user.email.as_str()), address) {
+            return Err(ApiError::too_many(wait));
+        }
+        let id = user.id.clone();
+        let ok = crate::apps::with_account_lock(&state, &id, || async {
+            let mut user = state.store.user(&id).await?;
+            let ok = crate::mfa::spend(&mut user, &token)?;
+            if ok {
+                state.store.update_user(&user).await?;
+            }
+            Ok(ok)
+        })
+        .await?;
+        if !ok {
+            return Err(ApiError::unauthorized());
+        }
+        crate::limits::succeeded(user.email.as_str(), address);
+    }
     let (key, record) = new_api_key(&user);
     state.store.add_api_key(&record).await?;
     tracing::info!(user = %user.id, "logged in");

@@ -3,15 +3,16 @@
 //! `DELETE` turns the webhook off. The `receive` function checks each delivery's
 //! `X-Hub-Signature-256` against it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 use shared::domain::Secret;
 use shared::wire::Data;
 
-use crate::apps::{owned_app, reload, with_record_lock};
-use crate::auth::{random_hex, AuthUser};
+use crate::access::AppAccess;
+use crate::apps::{reload, with_record_lock};
+use crate::auth::random_hex;
 use crate::error::ApiError;
 use crate::ApiState;
 
@@ -19,10 +20,9 @@ use crate::ApiState;
 /// with `{"data": {"secret", "path", "content_type", "events"}}`.
 pub async fn create(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
 ) -> Result<(StatusCode, Json<Data<Value>>), ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     let secret = random_hex(32);
     let stored = secret.clone();
     with_record_lock(&state, &app.name, || async {
@@ -49,10 +49,9 @@ pub async fn create(
 /// `DELETE /api/apps/NAME/webhook`: forgets the key; deliveries are refused from now on.
 pub async fn remove(
     State(state): State<ApiState>,
-    caller: AuthUser,
-    Path(name): Path<String>,
+    access: AppAccess,
 ) -> Result<Json<Data<Value>>, ApiError> {
-    let app = owned_app(&state, &caller, &name).await?;
+    let app = access.app;
     with_record_lock(&state, &app.name, || async {
         let mut record = reload(&state, &app.name).await?;
         record.webhook_secret = None;

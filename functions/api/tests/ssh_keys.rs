@@ -92,7 +92,8 @@ async fn a_key_is_added_listed_and_announced() {
     assert_eq!(
         events[0],
         Event::SshKeysChanged {
-            user: user_id(&api, ADA).await
+            user: user_id(&api, ADA).await,
+            app: None,
         }
     );
 }
@@ -254,7 +255,8 @@ async fn keys_are_removed_by_their_owner_only() {
     assert_eq!(
         api.events(&watch, 1).await[0],
         Event::SshKeysChanged {
-            user: user_id(&api, ADA).await
+            user: user_id(&api, ADA).await,
+            app: None,
         }
     );
     let r = api

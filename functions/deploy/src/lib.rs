@@ -51,7 +51,7 @@ pub fn router(state: StepState) -> Router {
             Event::RestartRequested { app } => {
                 on_live_release(&state, &app, trace.as_deref(), Change::Restart).await
             }
-            Event::SshKeysChanged { user } => sync_ssh_keys(&state, &user).await,
+            Event::SshKeysChanged { user, app } => sync_ssh_keys(&state, &user, app).await,
             Event::DomainsChanged { app } => domains_changed(&state, &app).await,
             Event::AppDestroyed { app } => destroyed(&state, &app).await,
             other => Err(unexpected("deploy", &other)),
@@ -218,14 +218,8 @@ async fn deploy_locked(
         vec![format!("-----> Deploying {version}")],
     )
     .await;
-    // The replicas admit the owner's SSH keys from the first one on.
-    let keys: Vec<String> = state
-        .store
-        .ssh_keys(&current.owner)
-        .await?
-        .into_iter()
-        .map(|k| k.key)
-        .collect();
+    // The replicas admit the SSH keys of the owner and collaborators from the first one on.
+    let keys = app_ssh_keys(state, &current).await?;
     state.runtime.set_ssh_keys(app, &keys).await?;
     // The domains' ingress is not the release: a refusal there (a host another app's
     // ingress still holds) holds back no deploy; `domains-changed` tries again.
@@ -454,19 +448,62 @@ async fn on_live_release(
     result
 }
 
-/// Gives every app of the account the account's current SSH keys.
-async fn sync_ssh_keys(state: &StepState, user: &shared::domain::UserId) -> Result<(), StepError> {
-    let keys: Vec<String> = state
-        .store
-        .ssh_keys(user)
-        .await?
-        .into_iter()
-        .map(|k| k.key)
-        .collect();
-    for app in state.store.apps_of(user).await? {
+/// The SSH keys an app's replicas admit: its owner's and its collaborators' (not its
+/// viewers').
+async fn app_ssh_keys(
+    state: &StepState,
+    app: &shared::model::App,
+) -> Result<Vec<String>, StepError> {
+    let mut people = vec![app.owner.clone()];
+    for member in state.store.members_of(&app.name).await? {
+        if member.role == shared::model::Role::Collaborator {
+            people.push(member.user);
+        }
+    }
+    let mut keys = Vec::new();
+    for person in &people {
+        keys.extend(
+            state
+                .store
+                .ssh_keys(person)
+                .await?
+                .into_iter()
+                .map(|k| k.key),
+        );
+    }
+    Ok(keys)
+}
+
+/// Gives the replicas of every app the account owns or collaborates on (or of the one
+/// app named) their people's current SSH keys.
+async fn sync_ssh_keys(
+    state: &StepState,
+    user: &shared::domain::UserId,
+    only: Option<AppName>,
+) -> Result<(), StepError> {
+    let apps = match only {
+        Some(name) => match state.store.app(&name).await {
+            Ok(app) => vec![app],
+            Err(shared::PortError::NotFound) => Vec::new(),
+            Err(err) => return Err(err.into()),
+        },
+        None => {
+            let mut apps = state.store.apps_of(user).await?;
+            for member in state.store.memberships_of(user).await? {
+                match state.store.app(&member.app).await {
+                    Ok(app) => apps.push(app),
+                    Err(shared::PortError::NotFound) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            apps
+        }
+    };
+    for app in &apps {
+        let keys = app_ssh_keys(state, app).await?;
         state.runtime.set_ssh_keys(&app.name, &keys).await?;
     }
-    tracing::info!(user = %user, keys = keys.len(), "ssh keys synced");
+    tracing::info!(user = %user, apps = apps.len(), "ssh keys synced");
     Ok(())
 }
 

@@ -39,7 +39,7 @@ use futures::StreamExt;
 use shared::auth::{user_from_api_key, AuthError};
 use shared::domain::AppName;
 use shared::error::DISK_FULL;
-use shared::model::{App, BuildFlags, User};
+use shared::model::{App, BuildFlags, Role, User};
 use shared::ports::{Blobs, Bus, Store};
 use shared::PortError;
 use tokio::io::AsyncWriteExt;
@@ -195,9 +195,24 @@ async fn authorize(
     };
     let name = repo.strip_suffix(".git").ok_or_else(not_found)?;
     let name = AppName::parse(name).map_err(|_| not_found())?;
-    match state.store.app(&name).await {
-        Ok(app) if app.owner == user.id => Ok((user, app)),
-        Ok(_) | Err(PortError::NotFound) => Err(not_found()),
+    let app = match state.store.app(&name).await {
+        Ok(app) => app,
+        Err(PortError::NotFound) => return Err(not_found()),
+        Err(err) => return Err(internal(&err.into())),
+    };
+    if app.owner == user.id {
+        return Ok((user, app));
+    }
+    // Collaborators push and fetch like the owner; viewers only look, through the API.
+    match state.store.members_of(&name).await {
+        Ok(members) => match members.iter().find(|m| m.user == user.id).map(|m| m.role) {
+            Some(Role::Collaborator) => Ok((user, app)),
+            Some(Role::Viewer) => Err(text(
+                StatusCode::FORBIDDEN,
+                &format!("as a viewer of `{name}` you may not push to it or fetch its code"),
+            )),
+            None => Err(not_found()),
+        },
         Err(err) => Err(internal(&err.into())),
     }
 }
@@ -497,6 +512,7 @@ async fn receive_with_hook(
         git_dir: checkout.git_dir.clone(),
         trace: push.trace.clone(),
         pusher: holder,
+        actor: push.user.email.to_string(),
         rebased,
     };
     let hooks = tokio::spawn(async move {

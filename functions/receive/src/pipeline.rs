@@ -41,6 +41,8 @@ pub struct Push {
     /// The holder of the app's push lock: recorded on the build, whose steps stop when it
     /// no longer holds the lock (the receiver died).
     pub pusher: String,
+    /// Who pushed: their email, for the app's activity.
+    pub actor: String,
     /// Refs that moved while the push waited, with the old id the pusher had seen.
     pub rebased: BTreeMap<String, String>,
 }
@@ -171,6 +173,16 @@ async fn build_and_follow(
     };
     source.record(state, &archive).await?;
     source.announce(state, &push.trace).await?;
+    let activity = shared::model::Activity {
+        app: push.app.clone(),
+        at: Utc::now(),
+        actor: push.actor.clone(),
+        action: "push".into(),
+        detail: format!("{short} to {}", source.branch),
+    };
+    if let Err(err) = state.store.add_activity(&activity).await {
+        tracing::warn!(error = %err, "push not recorded in the app's activity");
+    }
     let mut flags = Vec::new();
     if push.flags.clean {
         flags.push("clean, without the cache");

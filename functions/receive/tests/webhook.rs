@@ -19,7 +19,7 @@ use gigalixir_receive::webhook::{sign, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_
 use gigalixir_receive::{cgi, router, ReceiveState};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use shared::domain::{AppName, Email, Secret, UserId};
+use shared::domain::{AppName, Email, Secret};
 use shared::embedded::{FsBlobs, SqliteBus, SqliteStore};
 use shared::messages::{Event, Topic};
 use shared::model::{App, BuildState, User};
@@ -186,10 +186,11 @@ async fn world() -> World {
         .await
         .expect("watch");
     let owner = User {
-        id: UserId::random(),
-        email: Email::parse("ada@example.com").expect("email"),
-        password_hash: Secret::new("x"),
-        created_at: Utc::now(),
+        confirmed: true,
+        ..User::new(
+            Email::parse("ada@example.com").expect("email"),
+            Secret::new("x"),
+        )
     };
     store.create_user(&owner).await.expect("user");
     let app = AppName::parse("my-app").expect("name");

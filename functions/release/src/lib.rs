@@ -101,8 +101,21 @@ pub async fn release_build(
         .transition_build(build, BuildState::Uploaded, BuildState::Released, &|_| {})
         .await
     {
+        // Recorded once: a redelivery finds the build moved on.
+        Ok(_) => {
+            let activity = shared::model::Activity {
+                app: app.clone(),
+                at: chrono::Utc::now(),
+                actor: "platform".into(),
+                action: "release".into(),
+                detail: format!("{}: {}", release.version, release.spec.summary),
+            };
+            if let Err(err) = state.store.add_activity(&activity).await {
+                tracing::warn!(error = %err, "release not recorded in the app's activity");
+            }
+        }
         // Precondition: a previous delivery already moved it on.
-        Ok(_) | Err(PortError::Precondition) => {}
+        Err(PortError::Precondition) => {}
         Err(err) => return Err(err.into()),
     }
     let event = Event::ReleaseCreated {

@@ -22,12 +22,13 @@ use crate::ports::{Builder, Runtime};
 /// An account (`ada@example.com`) and its app `name` (one replica of 0.5 GB, FOO=bar), in
 /// `store`.
 pub async fn seed_app(store: &dyn crate::ports::Store, name: &str) -> crate::model::App {
-    use crate::domain::{Email, Secret, UserId};
+    use crate::domain::{Email, Secret};
     let owner = crate::model::User {
-        id: UserId::random(),
-        email: Email::parse("ada@example.com").expect("email"),
-        password_hash: Secret::new("x"),
-        created_at: chrono::Utc::now(),
+        confirmed: true,
+        ..crate::model::User::new(
+            Email::parse("ada@example.com").expect("email"),
+            Secret::new("x"),
+        )
     };
     store.create_user(&owner).await.expect("user");
     let app = crate::model::App {

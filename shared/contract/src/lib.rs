@@ -28,7 +28,8 @@ macro_rules! store_contract {
             users_are_unique_by_email, api_keys_live_revoke_and_expire,
             apps_are_unique_and_owned, builds_move_forward_only, build_logs_append_in_order,
             releases_number_themselves_idempotently, locks_exclude_other_holders,
-            ssh_keys_are_per_account, domains_belong_to_one_app);
+            ssh_keys_are_per_account, domains_belong_to_one_app,
+            users_change_and_leave_with_their_keys, members_and_activity_belong_to_an_app);
     };
 }
 

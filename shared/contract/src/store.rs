@@ -10,17 +10,18 @@ use super::unique;
 use crate::domain::{ApiKey, AppName, BuildId, Email, ReleaseVersion, Secret, UserId};
 use crate::error::PortError;
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildFlags, BuildState, DeployedBy, NewRelease, ReleaseStatus,
-    SlugRef, User,
+    Activity, ApiKeyRecord, App, Build, BuildFlags, BuildState, DeployedBy, Member, NewRelease,
+    ReleaseStatus, Role, SlugRef, SshKey, TokenPurpose, User, UserToken,
 };
 use crate::ports::Store;
 
 fn user() -> User {
     User {
-        id: UserId::random(),
-        email: Email::parse(&format!("{}@example.com", unique("u"))).expect("email"),
-        password_hash: Secret::new("$argon2id$fake"),
-        created_at: Utc::now(),
+        confirmed: true,
+        ..User::new(
+            Email::parse(&format!("{}@example.com", unique("u"))).expect("email"),
+            Secret::new("$argon2id$fake"),
+        )
     }
 }
 
@@ -594,4 +595,237 @@ pub async fn ssh_keys_are_per_account(store: Arc<dyn Store>) {
         .expect("remove");
     assert_eq!(store.ssh_keys(&ada.id).await.expect("list").len(), 1);
     assert_eq!(store.ssh_keys(&bob.id).await.expect("bob's").len(), 1);
+}
+
+/// An account's record changes as a whole; a taken email is refused; deleting it takes its
+/// keys and memberships along and leaves others alone.
+pub async fn users_change_and_leave_with_their_keys(store: Arc<dyn Store>) {
+    let ada = user();
+    let bob = user();
+    store.create_user(&ada).await.expect("ada");
+    store.create_user(&bob).await.expect("bob");
+    let mut changed = ada.clone();
+    changed.confirmed = false;
+    changed.tokens.push(UserToken {
+        purpose: TokenPurpose::Reset,
+        hash: "ab".repeat(32),
+        expires_at: Utc::now(),
+        failures: 2,
+    });
+    changed.email = Email::parse(&format!("{}@example.com", unique("moved"))).expect("email");
+    store.update_user(&changed).await.expect("update");
+    let read = store.user(&ada.id).await.expect("read");
+    assert!(!read.confirmed);
+    assert_eq!(read.tokens.len(), 1);
+    assert_eq!(read.tokens[0].failures, 2);
+    assert_eq!(
+        store
+            .user_by_email(&changed.email)
+            .await
+            .expect("new email")
+            .id,
+        ada.id
+    );
+    assert!(matches!(
+        store.user_by_email(&ada.email).await,
+        Err(PortError::NotFound)
+    ));
+    // Bob's email is taken: nothing changes.
+    let mut clash = read.clone();
+    clash.email = bob.email.clone();
+    clash.confirmed = true;
+    assert!(matches!(
+        store.update_user(&clash).await,
+        Err(PortError::AlreadyExists)
+    ));
+    assert!(!store.user(&ada.id).await.expect("read").confirmed);
+    assert_eq!(
+        store.user_by_email(&bob.email).await.expect("bob").id,
+        bob.id
+    );
+
+    let (ada_key, ada_record) = key(&ada.id, Days::days(1));
+    let (bob_key, bob_record) = key(&bob.id, Days::days(1));
+    store.add_api_key(&ada_record).await.expect("key");
+    store.add_api_key(&bob_record).await.expect("key");
+    store
+        .add_ssh_key(&SshKey {
+            id: unique("ssh"),
+            user: ada.id.clone(),
+            fingerprint: unique("fp"),
+            key: "ssh-ed25519 AAAA ada".into(),
+            created_at: Utc::now(),
+        })
+        .await
+        .expect("ssh key");
+    let app = app(&bob.id);
+    store.create_app(&app).await.expect("app");
+    store
+        .put_member(&Member {
+            app: app.name.clone(),
+            user: ada.id.clone(),
+            role: Role::Collaborator,
+            added_at: Utc::now(),
+        })
+        .await
+        .expect("member");
+    store.delete_user(&ada.id).await.expect("delete");
+    assert!(matches!(
+        store.user(&ada.id).await,
+        Err(PortError::NotFound)
+    ));
+    assert!(matches!(
+        store.user_by_email(&changed.email).await,
+        Err(PortError::NotFound)
+    ));
+    assert!(matches!(
+        store.user_by_api_key(&ada_key.hash(), Utc::now()).await,
+        Err(PortError::NotFound)
+    ));
+    assert!(store.ssh_keys(&ada.id).await.expect("keys").is_empty());
+    assert!(store
+        .members_of(&app.name)
+        .await
+        .expect("members")
+        .is_empty());
+    assert_eq!(
+        store
+            .user_by_api_key(&bob_key.hash(), Utc::now())
+            .await
+            .expect("bob's key")
+            .id,
+        bob.id
+    );
+    assert!(matches!(
+        store.delete_user(&ada.id).await,
+        Err(PortError::NotFound)
+    ));
+    assert!(matches!(
+        store.update_user(&changed).await,
+        Err(PortError::NotFound)
+    ));
+    // The email is free again.
+    let mut again = user();
+    again.email = changed.email.clone();
+    store.create_user(&again).await.expect("email free again");
+}
+
+/// Members are per app, one role each; activity comes newest first and goes with the app.
+pub async fn members_and_activity_belong_to_an_app(store: Arc<dyn Store>) {
+    let owner = user();
+    let ada = user();
+    store.create_user(&owner).await.expect("owner");
+    store.create_user(&ada).await.expect("ada");
+    let first = app(&owner.id);
+    let second = app(&owner.id);
+    store.create_app(&first).await.expect("app");
+    store.create_app(&second).await.expect("app");
+    let member = |app: &App, role| Member {
+        app: app.name.clone(),
+        user: ada.id.clone(),
+        role,
+        added_at: Utc::now(),
+    };
+    store
+        .put_member(&member(&first, Role::Viewer))
+        .await
+        .expect("viewer");
+    store
+        .put_member(&member(&first, Role::Collaborator))
+        .await
+        .expect("now collaborator");
+    store
+        .put_member(&member(&second, Role::Viewer))
+        .await
+        .expect("viewer");
+    let members = store.members_of(&first.name).await.expect("members");
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].role, Role::Collaborator);
+    let mut names: Vec<_> = store
+        .memberships_of(&ada.id)
+        .await
+        .expect("memberships")
+        .into_iter()
+        .map(|m| m.app)
+        .collect();
+    names.sort();
+    let mut expected = vec![first.name.clone(), second.name.clone()];
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(store
+        .memberships_of(&owner.id)
+        .await
+        .expect("none")
+        .is_empty());
+    let gone = app(&owner.id);
+    assert!(matches!(
+        store.put_member(&member(&gone, Role::Viewer)).await,
+        Err(PortError::NotFound)
+    ));
+    store
+        .remove_member(&second.name, &ada.id)
+        .await
+        .expect("remove");
+    assert!(matches!(
+        store.remove_member(&second.name, &ada.id).await,
+        Err(PortError::NotFound)
+    ));
+    assert!(store
+        .members_of(&second.name)
+        .await
+        .expect("none")
+        .is_empty());
+
+    let entry = |app: &App, action: &str, days_ago: i64| Activity {
+        app: app.name.clone(),
+        at: Utc::now() - Days::days(days_ago),
+        actor: owner.email.to_string(),
+        action: action.into(),
+        detail: String::new(),
+    };
+    store
+        .add_activity(&entry(&first, "ancient", 400))
+        .await
+        .expect("old");
+    for (action, days) in [("push", 3), ("release", 2), ("scale", 1)] {
+        store
+            .add_activity(&entry(&first, action, days))
+            .await
+            .expect("activity");
+    }
+    store
+        .add_activity(&entry(&second, "other", 0))
+        .await
+        .expect("activity");
+    let actions: Vec<String> = store
+        .activity_of(&first.name, 10)
+        .await
+        .expect("activity")
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["scale", "release", "push"]);
+    assert_eq!(
+        store.activity_of(&first.name, 2).await.expect("two").len(),
+        2
+    );
+    store.delete_app(&first.name).await.expect("delete");
+    assert!(store
+        .activity_of(&first.name, 10)
+        .await
+        .expect("gone")
+        .is_empty());
+    assert!(store
+        .memberships_of(&ada.id)
+        .await
+        .expect("gone")
+        .is_empty());
+    assert_eq!(
+        store
+            .activity_of(&second.name, 10)
+            .await
+            .expect("kept")
+            .len(),
+        1
+    );
 }

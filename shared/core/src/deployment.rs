@@ -291,6 +291,37 @@ pub const RESERVED_DOMAINS: EnvVar = var(
     "comma-separated names no app may add as a custom domain, nor any name under them: the platform's own hosts (API, git, website)",
 );
 
+/// Where account mail goes.
+pub const SMTP_URL: EnvVar = var(
+    "GIGALIXIR_SMTP_URL",
+    false,
+    "SMTP server for account mail (confirmations, password resets): smtp://[USER:PASSWORD@]HOST:PORT or smtps://…; unset: each mail is an .eml file in GIGALIXIR_OUTBOX_DIR",
+);
+/// Where account mail is written without an SMTP server.
+pub const OUTBOX_DIR: EnvVar = var(
+    "GIGALIXIR_OUTBOX_DIR",
+    false,
+    "directory account mail is written to when GIGALIXIR_SMTP_URL is unset (default /tmp/gigalixir-outbox)",
+);
+/// Who account mail is from.
+pub const MAIL_FROM: EnvVar = var(
+    "GIGALIXIR_MAIL_FROM",
+    false,
+    "sender of account mail (default noreply@DOMAIN)",
+);
+/// The API's address as users reach it, for links in mail.
+pub const PUBLIC_URL: EnvVar = var(
+    "GIGALIXIR_PUBLIC_URL",
+    false,
+    "the API's address as users reach it, for the links in account mail (default http://localhost:PORT)",
+);
+/// Whether new accounts confirm their email.
+pub const EMAIL_CONFIRMATION: EnvVar = var(
+    "GIGALIXIR_EMAIL_CONFIRMATION",
+    false,
+    "true (default): a new account confirms its email before it logs in; false: accounts are active at once (a private installation)",
+);
+
 /// The Hex repository the package cache pulls from.
 pub const HEX_UPSTREAM: EnvVar = var(
     "GIGALIXIR_HEX_UPSTREAM",
@@ -334,7 +365,21 @@ pub fn env(function: Function) -> Vec<EnvVar> {
     match function {
         // DOMAIN: a custom domain's CNAME target is APP.DOMAIN. RUNTIME (and BLOBS, which
         // it reads slugs from): `ps`, `logs`, `ps:ssh` look at the apps where they run.
-        Function::Api => vec![PORT, STORE, BUS, BLOBS, RUNTIME, DOMAIN, RESERVED_DOMAINS],
+        // SMTP_URL …: account mail and its links.
+        Function::Api => vec![
+            PORT,
+            STORE,
+            BUS,
+            BLOBS,
+            RUNTIME,
+            DOMAIN,
+            RESERVED_DOMAINS,
+            SMTP_URL,
+            OUTBOX_DIR,
+            MAIL_FROM,
+            PUBLIC_URL,
+            EMAIL_CONFIRMATION,
+        ],
         // DOMAIN: a push ends with the app's URL.
         Function::Receive => vec![PORT, STORE, BUS, BLOBS, DOMAIN],
         // The worker serves the package cache to its builds over the shared blobs.
@@ -378,6 +423,11 @@ pub fn example(var: &EnvVar) -> &'static str {
         "GIGALIXIR_HEX_UPSTREAM" => "https://repo.hex.pm",
         "GIGALIXIR_HEX_UPSTREAM_KEY" => "/etc/gigalixir/hex/public_key.pem",
         "GIGALIXIR_PACKAGES_DIR" => "/run/gigalixir/packages",
+        "GIGALIXIR_SMTP_URL" => "smtps://mailer:PASSWORD@smtp.example.com:465",
+        "GIGALIXIR_OUTBOX_DIR" => "/var/lib/gigalixir/outbox",
+        "GIGALIXIR_MAIL_FROM" => "noreply@paas.example.com",
+        "GIGALIXIR_PUBLIC_URL" => "https://paas.example.com",
+        "GIGALIXIR_EMAIL_CONFIRMATION" => "true",
         "GIGALIXIR_PUSH_AUDIENCE" => "https://gigalixir-deploy-123456789.us-central1.run.app",
         "GIGALIXIR_PUSH_INVOKER" => "pubsub-invoker@PROJECT.iam.gserviceaccount.com",
         "GIGALIXIR_PUSH_JWKS" => "https://www.googleapis.com/oauth2/v3/certs",

@@ -250,10 +250,15 @@ pub enum Event {
         /// The app.
         app: AppName,
     },
-    /// The account's SSH keys changed: every replica of its apps must admit the new set.
+    /// The account's SSH keys changed: every replica of its apps (owned or shared) must
+    /// admit the new set. With `app`, only that app's people changed (access given, taken
+    /// away, an owner changed): only its replicas are synced.
     SshKeysChanged {
         /// The account.
         user: crate::domain::UserId,
+        /// The one app whose people changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app: Option<AppName>,
     },
     /// The app's custom domains changed: the runtime's ingress must answer on the new set.
     DomainsChanged {

@@ -33,6 +33,146 @@ pub struct User {
     pub password_hash: Secret,
     /// When the account was made.
     pub created_at: DateTime<Utc>,
+    /// Whether its email is confirmed. Accounts from before confirmation existed were all
+    /// active, so a record without the field is confirmed.
+    #[serde(default = "confirmed_by_default")]
+    pub confirmed: bool,
+    /// Its outstanding one-time tokens (confirmation, password reset, email change), by
+    /// hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<UserToken>,
+    /// Its second factor, once started (`mfa/start`); active once verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<Mfa>,
+}
+
+fn confirmed_by_default() -> bool {
+    true
+}
+
+impl User {
+    /// A new, unconfirmed account with no tokens and no second factor.
+    pub fn new(email: Email, password_hash: Secret) -> Self {
+        Self {
+            id: UserId::random(),
+            email,
+            password_hash,
+            created_at: Utc::now(),
+            confirmed: false,
+            tokens: Vec::new(),
+            mfa: None,
+        }
+    }
+}
+
+/// What a one-time token of an account is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TokenPurpose {
+    /// Confirms the account's email (sign-up).
+    Confirm,
+    /// Sets a new password (password reset).
+    Reset,
+    /// Moves the account to a new email, once that address confirms.
+    Email {
+        /// The address it moves to.
+        next: Email,
+    },
+    /// A sign-up whose password is set and whose first API key is not yet issued (a
+    /// marker of the sign-up's state, not something mailed).
+    Signup,
+}
+
+/// A one-time token, known by its SHA-256 only; spent when used, void after `expires_at`
+/// or after too many wrong guesses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserToken {
+    /// What it is for.
+    pub purpose: TokenPurpose,
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Wrong guesses against it so far.
+    #[serde(default)]
+    pub failures: u32,
+}
+
+/// An account's TOTP second factor (RFC 6238).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mfa {
+    /// The shared secret, base32.
+    pub secret: Secret,
+    /// Whether a code was verified against it: only then does login ask for one.
+    pub active: bool,
+    /// Hex SHA-256 of each unused recovery code.
+    #[serde(default)]
+    pub recovery_codes: Vec<String>,
+    /// The last time step a code was accepted for, so that a code works once.
+    #[serde(default)]
+    pub last_step: u64,
+}
+
+/// What a person other than the owner may do with an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Role {
+    /// Everything but destroying the app and managing who has access.
+    Collaborator,
+    /// Reading: the app, its releases, status and logs; not its config values.
+    Viewer,
+}
+
+impl Role {
+    /// The role named `raw` (any case).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_uppercase().as_str() {
+            "COLLABORATOR" => Some(Self::Collaborator),
+            "VIEWER" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+
+    /// Its name as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Collaborator => "COLLABORATOR",
+            Self::Viewer => "VIEWER",
+        }
+    }
+}
+
+/// Someone given access to an app by its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The app.
+    pub app: AppName,
+    /// The account.
+    pub user: UserId,
+    /// What they may do.
+    pub role: Role,
+    /// Since when.
+    pub added_at: DateTime<Utc>,
+}
+
+/// How long an app's activity is kept.
+pub const ACTIVITY_RETENTION_DAYS: i64 = 365;
+
+/// One thing someone did to an app (`apps:activity`). Never holds a config value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    /// The app.
+    pub app: AppName,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: an account's email, or `platform` for what the platform did by itself.
+    pub actor: String,
+    /// What, in a word: `push`, `release`, `rollback`, `config:set`, `config:unset`,
+    /// `scale`, `restart`, `access:add`, `access:remove`, `domain:add`, `domain:remove`,
+    /// `transfer`.
+    pub action: String,
+    /// The details, in words (a commit, a version, config keys, a replica count).
+    pub detail: String,
 }
 
 /// An issued API key, known only by its hash.

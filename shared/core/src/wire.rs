@@ -73,6 +73,16 @@ pub struct UserView {
     pub credit_cents: i64,
     /// When the account was made.
     pub created_at: DateTime<Utc>,
+    /// Whether its email is confirmed.
+    #[serde(default = "yes")]
+    pub email_confirmed: bool,
+    /// Whether login asks for a second factor.
+    #[serde(default)]
+    pub mfa_active: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A freshly issued API key (`GET /api/login`, `POST /api/api_keys/regenerate`).

@@ -11,8 +11,8 @@ use super::sqlite::{from_json, map_err, now_ms, to_json, Db};
 use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::{PortError, PortResult};
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, NewRelease, Release,
-    ReleaseStatus, SshKey, User,
+    Activity, ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, Member, NewRelease,
+    Release, ReleaseStatus, SshKey, User, ACTIVITY_RETENTION_DAYS,
 };
 use crate::ports::Store;
 
@@ -70,6 +70,21 @@ CREATE TABLE IF NOT EXISTS domains (
     json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS domains_by_app ON domains (app);
+CREATE TABLE IF NOT EXISTS members (
+    app TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    added_at INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (app, user_id)
+);
+CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id, app);
+CREATE TABLE IF NOT EXISTS activity (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS activity_by_app ON activity (app, at);
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -202,6 +217,41 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn update_user(&self, user: &User) -> PortResult<()> {
+        let (id, email, json) = (user.id.0.clone(), user.email.to_string(), to_json(user)?);
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE users SET email = ?2, json = ?3 WHERE id = ?1",
+                        params![id, email, json],
+                    )
+                    .map_err(map_err)?;
+                found(n)
+            })
+            .await
+    }
+
+    async fn delete_user(&self, id: &UserId) -> PortResult<()> {
+        let id = id.0.clone();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                let n = tx
+                    .execute("DELETE FROM users WHERE id = ?1", [&id])
+                    .map_err(map_err)?;
+                if n == 0 {
+                    return Err(PortError::NotFound);
+                }
+                for table in ["api_keys", "ssh_keys", "members"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [&id])
+                        .map_err(map_err)?;
+                }
+                tx.commit().map_err(map_err)
+            })
+            .await
+    }
+
     async fn add_api_key(&self, key: &ApiKeyRecord) -> PortResult<()> {
         let key = key.clone();
         self.db.call(move |c| insert_key(c, &key)).await
@@ -304,9 +354,123 @@ impl Store for SqliteStore {
                     .map_err(map_err)?;
                 tx.execute("DELETE FROM releases WHERE app = ?1", [&name])
                     .map_err(map_err)?;
-                tx.execute("DELETE FROM domains WHERE app = ?1", [&name])
-                    .map_err(map_err)?;
+                for table in ["domains", "members", "activity"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [&name])
+                        .map_err(map_err)?;
+                }
                 tx.commit().map_err(map_err)
+            })
+            .await
+    }
+
+    async fn put_member(&self, member: &Member) -> PortResult<()> {
+        let (app, user, at, json) = (
+            member.app.to_string(),
+            member.user.0.clone(),
+            member.added_at.timestamp_millis(),
+            to_json(member)?,
+        );
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                let exists: Option<i64> = tx
+                    .query_row("SELECT 1 FROM apps WHERE name = ?1", [&app], |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)?;
+                if exists.is_none() {
+                    return Err(PortError::NotFound);
+                }
+                tx.execute(
+                    "INSERT INTO members (app, user_id, added_at, json) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (app, user_id) DO UPDATE SET json = excluded.json",
+                    params![app, user, at, json],
+                )
+                .map_err(map_err)?;
+                tx.commit().map_err(map_err)
+            })
+            .await
+    }
+
+    async fn remove_member(&self, app: &AppName, user: &UserId) -> PortResult<()> {
+        let (app, user) = (app.to_string(), user.0.clone());
+        self.db
+            .call(move |c| {
+                let n = c
+                    .execute(
+                        "DELETE FROM members WHERE app = ?1 AND user_id = ?2",
+                        params![app, user],
+                    )
+                    .map_err(map_err)?;
+                found(n)
+            })
+            .await
+    }
+
+    async fn members_of(&self, app: &AppName) -> PortResult<Vec<Member>> {
+        let app = app.to_string();
+        self.db
+            .call(move |c| {
+                many(
+                    c,
+                    "SELECT json FROM members WHERE app = ?1 ORDER BY added_at, user_id",
+                    [app],
+                )
+            })
+            .await
+    }
+
+    async fn memberships_of(&self, user: &UserId) -> PortResult<Vec<Member>> {
+        let user = user.0.clone();
+        self.db
+            .call(move |c| {
+                many(
+                    c,
+                    "SELECT json FROM members WHERE user_id = ?1 ORDER BY app",
+                    [user],
+                )
+            })
+            .await
+    }
+
+    async fn add_activity(&self, activity: &Activity) -> PortResult<()> {
+        let (app, at, json) = (
+            activity.app.to_string(),
+            activity.at.timestamp_millis(),
+            to_json(activity)?,
+        );
+        let horizon =
+            (Utc::now() - chrono::Duration::days(ACTIVITY_RETENTION_DAYS)).timestamp_millis();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                tx.execute(
+                    "INSERT INTO activity (app, at, json) VALUES (?1, ?2, ?3)",
+                    params![app, at, json],
+                )
+                .map_err(map_err)?;
+                tx.execute(
+                    "DELETE FROM activity WHERE app = ?1 AND at < ?2",
+                    params![app, horizon],
+                )
+                .map_err(map_err)?;
+                tx.commit().map_err(map_err)
+            })
+            .await
+    }
+
+    async fn activity_of(&self, app: &AppName, limit: usize) -> PortResult<Vec<Activity>> {
+        let app = app.to_string();
+        let horizon =
+            (Utc::now() - chrono::Duration::days(ACTIVITY_RETENTION_DAYS)).timestamp_millis();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .call(move |c| {
+                many(
+                    c,
+                    "SELECT json FROM activity WHERE app = ?1 AND at >= ?2
+                     ORDER BY at DESC, seq DESC LIMIT ?3",
+                    params![app, horizon, limit],
+                )
             })
             .await
     }

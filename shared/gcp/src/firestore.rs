@@ -23,12 +23,16 @@
 //! | `build_logs/{build}/chunks/{first line, 20 digits}` | `first`, `last`, `lines` | one append's lines |
 //! | `locks/{name}` | `holder`, `expires_at` (ms), `fence` | per-app locks |
 //! | `domains/{fqdn}` | `app`, `json` | custom domains: one app each; listed by `app` |
+//! | `members/{app}/{user}` (one escaped id) | `app`, `user`, `json` | who may use an app; listed by `app` and by `user` |
+//! | `apps/{name}/activity/{at, µs, 20 digits}-{random}` | `at` (µs), `json` | what was done to the app, newest by `at` |
 //!
 //! # Transactions
 //!
 //! Every write goes through one read-write transaction (retried when Firestore aborts it for
-//! contention), so what SQLite does in one transaction happens here in one: user + email,
-//! key replacement, an app's deletion with its builds, logs and releases, release numbering,
+//! contention), so what SQLite does in one transaction happens here in one: user + email (on
+//! creation and on a change of email), an account's deletion with its email, keys and
+//! memberships, key replacement, an app's deletion with its builds, logs, releases, domains,
+//! members and activity, an activity entry with the purge of the expired ones, release numbering,
 //! build transitions (read, check the state, write), log appends (read the counter, write it
 //! with the chunks), lock takeover. Creations carry an `exists = false` precondition, updates
 //! of records that must be there `exists = true`, so a duplicate is `AlreadyExists` and a
@@ -38,9 +42,10 @@
 //! # Indexes
 //!
 //! No composite index is needed. Every query is one equality filter (`apps.owner`,
-//! `builds.app`, `api_keys.user`, `ssh_keys.id`) or a range and order on one field
-//! (`chunks.last`, `releases.version`), which Firestore's automatic single-field indexes
-//! serve; lists without an index order (`apps_of`, `builds_of`, `ssh_keys`) are sorted here,
+//! `builds.app`, `api_keys.user`, `ssh_keys.id`, `members.app`, `members.user`) or a range and
+//! order on one field (`chunks.last`, `releases.version`, `activity.at`), which Firestore's
+//! automatic single-field indexes serve; lists without an index order (`apps_of`,
+//! `builds_of`, `ssh_keys`, `members_of`, `memberships_of`) are sorted here,
 //! since they are read whole anyway. Recommended single-field index exemptions, since these
 //! fields are never queried and only cost write throughput: `json` in every collection, and
 //! `lines` in `chunks`.
@@ -50,7 +55,9 @@
 //! A document holds at most 1 MiB: a record's JSON must fit (an app's config included), and
 //! a log append is split into chunks of at most [`CHUNK_LINES`] lines and [`CHUNK_BYTES`]
 //! bytes. Deleting an app deletes its builds, their logs and its releases in one commit,
-//! which Firestore bounds at 10 MiB of writes: some tens of thousands of documents.
+//! which Firestore bounds at 10 MiB of writes: some tens of thousands of documents. Expired
+//! activity goes at most [`ACTIVITY_PURGE_BATCH`] entries per new entry (older ones are
+//! never shown, and go with later entries).
 
 use std::future::Future;
 use std::time::Duration;
@@ -69,8 +76,8 @@ use tokio::sync::OnceCell;
 use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::{PortError, PortResult};
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, NewRelease, Release,
-    ReleaseStatus, SshKey, User,
+    Activity, ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, Member, NewRelease,
+    Release, ReleaseStatus, SshKey, User, ACTIVITY_RETENTION_DAYS,
 };
 use crate::ports::Store;
 
@@ -85,6 +92,8 @@ pub const CHUNK_LINES: usize = 500;
 /// At most about this many bytes of lines go in one log chunk document (a single longer line
 /// gets a chunk of its own).
 pub const CHUNK_BYTES: usize = 512 * 1024;
+/// At most this many expired activity entries of an app are deleted with each new entry.
+pub const ACTIVITY_PURGE_BATCH: u32 = 500;
 
 /// How long one request to Firestore may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,6 +112,8 @@ const LOGS: &str = "build_logs";
 const CHUNKS: &str = "chunks";
 const LOCKS: &str = "locks";
 const DOMAINS: &str = "domains";
+const MEMBERS: &str = "members";
+const ACTIVITY: &str = "activity";
 
 /// The production store: a Firestore database, `firestore://PROJECT[/DATABASE]`.
 ///
@@ -339,6 +350,22 @@ fn chunk_id(first: u64) -> String {
     format!("{first:020}")
 }
 
+/// The document of `user`'s access to `app`: app names hold no `/`, so the pair is one to one.
+fn member_id(app: &AppName, user: &UserId) -> String {
+    doc_id(&format!("{}/{}", app.as_str(), user.0))
+}
+
+/// A new activity entry's document: its time, then a random part, so that entries of the
+/// same instant stay apart.
+fn activity_id(at_us: i64) -> String {
+    format!("{at_us:020}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The oldest activity kept, in µs since the epoch.
+fn activity_horizon() -> i64 {
+    (Utc::now() - chrono::Duration::days(ACTIVITY_RETENTION_DAYS)).timestamp_micros()
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct UserDoc {
     email: String,
@@ -403,6 +430,20 @@ struct ChunkDoc {
 #[derive(Debug, Serialize, Deserialize)]
 struct SshKeyDoc {
     id: String,
+    json: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberDoc {
+    app: String,
+    user: String,
+    json: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ActivityDoc {
+    /// µs since the epoch.
+    at: i64,
     json: String,
 }
 
@@ -595,6 +636,76 @@ impl Store for FirestoreStore {
         from_json(&doc.json)
     }
 
+    async fn update_user(&self, user: &User) -> PortResult<()> {
+        let (id, email) = (doc_id(&user.id.0), user.email.to_string());
+        let doc = UserDoc {
+            email: email.clone(),
+            json: to_json(user)?,
+        };
+        let link = EmailDoc {
+            user: user.id.0.clone(),
+        };
+        self.transaction(|db, mut tx| {
+            let (id, email, doc, link) = (&id, &email, &doc, &link);
+            async move {
+                let current: UserDoc = get(&db, None, USERS, id)
+                    .await?
+                    .ok_or(PortError::NotFound)?;
+                if &current.email != email {
+                    let new_id = doc_id(email);
+                    match get::<EmailDoc>(&db, None, EMAILS, &new_id).await? {
+                        Some(taken) if taken.user != link.user => {
+                            return Err(PortError::AlreadyExists.into());
+                        }
+                        _ => put(&db, &mut tx, None, EMAILS, &new_id, link, None)?,
+                    }
+                    let old_id = doc_id(&current.email);
+                    let old = get::<EmailDoc>(&db, None, EMAILS, &old_id).await?;
+                    if old.is_some_and(|old| old.user == link.user) {
+                        remove(&db, &mut tx, None, EMAILS, &old_id, false)?;
+                    }
+                }
+                put(&db, &mut tx, None, USERS, id, doc, Some(true))?;
+                Ok(((), tx))
+            }
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &UserId) -> PortResult<()> {
+        let (doc, user) = (doc_id(&id.0), id.0.clone());
+        self.transaction(|db, mut tx| {
+            let (doc, user) = (&doc, &user);
+            async move {
+                let current: UserDoc = get(&db, None, USERS, doc)
+                    .await?
+                    .ok_or(PortError::NotFound)?;
+                let parent = parent_of(&db, USERS, doc)?;
+                let email = doc_id(&current.email);
+                let link = get::<EmailDoc>(&db, None, EMAILS, &email).await?;
+                let keys: Vec<(String, KeyDoc)> = find(&db, None, API_KEYS, "user", user).await?;
+                let ssh: Vec<(String, SshKeyDoc)> = all(&db, &parent, SSH_KEYS).await?;
+                let members: Vec<(String, MemberDoc)> =
+                    find(&db, None, MEMBERS, "user", user).await?;
+                if link.is_some_and(|link| &link.user == user) {
+                    remove(&db, &mut tx, None, EMAILS, &email, false)?;
+                }
+                for (key, _) in &keys {
+                    remove(&db, &mut tx, None, API_KEYS, key, false)?;
+                }
+                for (key, _) in &ssh {
+                    remove(&db, &mut tx, Some(&parent), SSH_KEYS, key, false)?;
+                }
+                for (member, _) in &members {
+                    remove(&db, &mut tx, None, MEMBERS, member, false)?;
+                }
+                remove(&db, &mut tx, None, USERS, doc, true)?;
+                Ok(((), tx))
+            }
+        })
+        .await
+    }
+
     async fn add_api_key(&self, key: &ApiKeyRecord) -> PortResult<()> {
         let id = doc_id(&key.hash.0);
         let doc = KeyDoc {
@@ -754,11 +865,141 @@ impl Store for FirestoreStore {
                 for (domain, _) in &domains {
                     remove(&db, &mut tx, None, DOMAINS, domain, false)?;
                 }
+                let members: Vec<(String, MemberDoc)> =
+                    find(&db, None, MEMBERS, "app", app).await?;
+                for (member, _) in &members {
+                    remove(&db, &mut tx, None, MEMBERS, member, false)?;
+                }
+                let activity: Vec<(String, ActivityDoc)> = all(&db, &parent, ACTIVITY).await?;
+                for (entry, _) in &activity {
+                    remove(&db, &mut tx, Some(&parent), ACTIVITY, entry, false)?;
+                }
                 remove(&db, &mut tx, None, APPS, id, true)?;
                 Ok(((), tx))
             }
         })
         .await
+    }
+
+    async fn put_member(&self, member: &Member) -> PortResult<()> {
+        let (app, id) = (
+            doc_id(member.app.as_str()),
+            member_id(&member.app, &member.user),
+        );
+        let doc = MemberDoc {
+            app: member.app.to_string(),
+            user: member.user.0.clone(),
+            json: to_json(member)?,
+        };
+        self.transaction(|db, mut tx| {
+            let (app, id, doc) = (&app, &id, &doc);
+            async move {
+                if get::<AppDoc>(&db, None, APPS, app).await?.is_none() {
+                    return Err(PortError::NotFound.into());
+                }
+                put(&db, &mut tx, None, MEMBERS, id, doc, None)?;
+                Ok(((), tx))
+            }
+        })
+        .await
+    }
+
+    async fn remove_member(&self, app: &AppName, user: &UserId) -> PortResult<()> {
+        let id = member_id(app, user);
+        self.transaction(|db, mut tx| {
+            let id = &id;
+            async move {
+                remove(&db, &mut tx, None, MEMBERS, id, true)?;
+                Ok(((), tx))
+            }
+        })
+        .await
+    }
+
+    async fn members_of(&self, app: &AppName) -> PortResult<Vec<Member>> {
+        let db = self.db().await?;
+        let mut members = find::<MemberDoc>(db, None, MEMBERS, "app", app.as_str())
+            .await
+            .map_err(port_err)?
+            .into_iter()
+            .map(|(_, doc)| from_json::<Member>(&doc.json))
+            .collect::<PortResult<Vec<_>>>()?;
+        members.sort_by(|a, b| (a.added_at, &a.user).cmp(&(b.added_at, &b.user)));
+        Ok(members)
+    }
+
+    async fn memberships_of(&self, user: &UserId) -> PortResult<Vec<Member>> {
+        let db = self.db().await?;
+        let mut members = find::<MemberDoc>(db, None, MEMBERS, "user", &user.0)
+            .await
+            .map_err(port_err)?
+            .into_iter()
+            .map(|(_, doc)| from_json::<Member>(&doc.json))
+            .collect::<PortResult<Vec<_>>>()?;
+        members.sort_by(|a, b| a.app.cmp(&b.app));
+        Ok(members)
+    }
+
+    async fn add_activity(&self, activity: &Activity) -> PortResult<()> {
+        let app = doc_id(activity.app.as_str());
+        let at = activity.at.timestamp_micros();
+        let horizon = activity_horizon();
+        let doc = ActivityDoc {
+            at,
+            json: to_json(activity)?,
+        };
+        // One id for every attempt of the transaction.
+        let id = activity_id(at);
+        self.transaction(|db, mut tx| {
+            let (app, doc, id) = (&app, &doc, &id);
+            async move {
+                let parent = parent_of(&db, APPS, app)?;
+                let expired = db
+                    .fluent()
+                    .select()
+                    .from(ACTIVITY)
+                    .parent(&parent)
+                    .filter(|q| q.field("at").less_than(horizon))
+                    .limit(ACTIVITY_PURGE_BATCH)
+                    .query()
+                    .await?;
+                for (entry, _) in with_ids::<ActivityDoc>(expired)? {
+                    remove(&db, &mut tx, Some(&parent), ACTIVITY, &entry, false)?;
+                }
+                // An entry older than the retention is forgotten at once.
+                if doc.at >= horizon {
+                    put(&db, &mut tx, Some(&parent), ACTIVITY, id, doc, Some(false))?;
+                }
+                Ok(((), tx))
+            }
+        })
+        .await
+    }
+
+    async fn activity_of(&self, app: &AppName, limit: usize) -> PortResult<Vec<Activity>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.db().await?;
+        let parent = parent_of(db, APPS, &doc_id(app.as_str())).map_err(port_err)?;
+        let horizon = activity_horizon();
+        let docs = db
+            .fluent()
+            .select()
+            .from(ACTIVITY)
+            .parent(&parent)
+            .filter(|q| q.field("at").greater_than_or_equal(horizon))
+            .order(|o| o.fields([o.field("at").descending()]))
+            // The client sends the limit as an `i32`.
+            .limit(u32::try_from(limit.min(i32::MAX as usize)).unwrap_or(u32::MAX))
+            .query()
+            .await
+            .map_err(port_err)?;
+        with_ids::<ActivityDoc>(docs)
+            .map_err(port_err)?
+            .iter()
+            .map(|(_, doc)| from_json(&doc.json))
+            .collect()
     }
 
     async fn create_build(&self, build: &Build) -> PortResult<()> {

@@ -73,6 +73,7 @@ impl Api {
                 app_domain: "localhost".into(),
                 certificates: None,
                 reserved_domains: Vec::new().into(),
+                accounts: gigalixir_api::Accounts::unconfirmed_in(dir.path().join("outbox")),
             },
             bus,
             release_step: tokio::sync::OnceCell::new(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use gigalixir_release::StepState;
-use shared::domain::{AppName, BuildId, Email, Secret, UserId};
+use shared::domain::{AppName, BuildId, Email, Secret};
 use shared::embedded::{SqliteBus, SqliteStore};
 use shared::messages::Topic;
 use shared::model::{App, Build, BuildFlags, BuildState, User};
@@ -32,10 +32,11 @@ pub async fn world(build: BuildId) -> World {
         .await
         .expect("watch");
     let owner = User {
-        id: UserId::random(),
-        email: Email::parse("ada@example.com").expect("email"),
-        password_hash: Secret::new("x"),
-        created_at: Utc::now(),
+        confirmed: true,
+        ..User::new(
+            Email::parse("ada@example.com").expect("email"),
+            Secret::new("x"),
+        )
     };
     store.create_user(&owner).await.expect("user");
     let app = AppName::parse("my-app").expect("name");

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::{AppName, BuildId, Email, Fqdn, KeyHash, ReleaseVersion, UserId};
 use crate::error::PortResult;
 use crate::model::{
-    ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, NewRelease, Release,
-    ReleaseStatus, SshKey, User,
+    Activity, ApiKeyRecord, App, Build, BuildState, CustomDomain, DeployedBy, Member, NewRelease,
+    Release, ReleaseStatus, SshKey, User,
 };
 
 /// Users, API keys, apps, builds, releases and per-app locks.
@@ -30,6 +30,15 @@ pub trait Store: Send + Sync + 'static {
     /// The account with this id.
     async fn user(&self, id: &UserId) -> PortResult<User>;
 
+    /// Replaces an account's record (tokens, second factor, password, email, confirmation).
+    /// A new email must be free: else `AlreadyExists` and nothing changes. `NotFound` for
+    /// an account that is gone.
+    async fn update_user(&self, user: &User) -> PortResult<()>;
+    /// Removes an account with its API keys, SSH keys and its access to others' apps, in
+    /// one step. Its own apps must be gone first (the caller destroys them). `NotFound` for
+    /// an account that is gone.
+    async fn delete_user(&self, id: &UserId) -> PortResult<()>;
+
     /// Adds a key to an account, leaving its other keys valid.
     async fn add_api_key(&self, key: &ApiKeyRecord) -> PortResult<()>;
     /// Revokes every key of `key.user` and adds `key`, in one step.
@@ -45,8 +54,26 @@ pub trait Store: Send + Sync + 'static {
     async fn update_app(&self, app: &App) -> PortResult<()>;
     /// Apps owned by `owner`, by name.
     async fn apps_of(&self, owner: &UserId) -> PortResult<Vec<App>>;
-    /// Deletes the app with its builds and releases. `NotFound` if it is gone.
+    /// Deletes the app with its builds, releases, domains, members and activity. `NotFound`
+    /// if it is gone.
     async fn delete_app(&self, name: &AppName) -> PortResult<()>;
+
+    /// Gives `member.user` access to `member.app`, or changes their role. `NotFound` if
+    /// the app is gone.
+    async fn put_member(&self, member: &Member) -> PortResult<()>;
+    /// Takes someone's access to an app away. `NotFound` if they had none.
+    async fn remove_member(&self, app: &AppName, user: &UserId) -> PortResult<()>;
+    /// Who has access to an app besides its owner, oldest first.
+    async fn members_of(&self, app: &AppName) -> PortResult<Vec<Member>>;
+    /// The apps someone has access to as a member (not as owner), by name.
+    async fn memberships_of(&self, user: &UserId) -> PortResult<Vec<Member>>;
+
+    /// Records something done to an app, and forgets what is older than
+    /// [`ACTIVITY_RETENTION_DAYS`](crate::model::ACTIVITY_RETENTION_DAYS).
+    async fn add_activity(&self, activity: &Activity) -> PortResult<()>;
+    /// What was done to an app, newest first, at most `limit` entries, none older than
+    /// the retention.
+    async fn activity_of(&self, app: &AppName, limit: usize) -> PortResult<Vec<Activity>>;
 
     /// Records a new build. `AlreadyExists` for a known id.
     async fn create_build(&self, build: &Build) -> PortResult<()>;
