@@ -62,6 +62,16 @@ impl Reply {
 
 impl Api {
     pub fn new() -> Self {
+        Self::with_confirmation(false)
+    }
+
+    /// An API whose new accounts confirm their email (the platform's default); mail goes
+    /// to the outbox ([`Api::mails`]).
+    pub fn confirming() -> Self {
+        Self::with_confirmation(true)
+    }
+
+    fn with_confirmation(confirm_email: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("store.db")).expect("store");
         let bus = Arc::new(SqliteBus::open(&dir.path().join("bus.db")).expect("bus"));
@@ -73,7 +83,11 @@ impl Api {
                 app_domain: "localhost".into(),
                 certificates: None,
                 reserved_domains: Vec::new().into(),
-                accounts: gigalixir_api::Accounts::unconfirmed_in(dir.path().join("outbox")),
+                accounts: gigalixir_api::Accounts {
+                    confirm_email,
+                    public_url: "http://paas.test".into(),
+                    ..gigalixir_api::Accounts::unconfirmed_in(dir.path().join("outbox"))
+                },
             },
             bus,
             release_step: tokio::sync::OnceCell::new(),
@@ -105,6 +119,23 @@ impl Api {
                 delivering.abort_handle()
             })
             .await;
+    }
+
+    /// The mails in the outbox to `to`, oldest first, each as its whole text (headers and
+    /// a decoded body).
+    pub fn mails(&self, to: &str) -> Vec<String> {
+        let dir = self._dir.path().join("outbox");
+        let mut files: Vec<_> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.map(|e| e.expect("entry").path()).collect(),
+            Err(_) => return Vec::new(),
+        };
+        files.sort_by_key(|f| std::fs::metadata(f).and_then(|m| m.modified()).expect("mtime"));
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).expect("mail"))
+            .map(|text| text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "="))
+            .filter(|text| text.contains(&format!("To: {to}")))
+            .collect()
     }
 
     pub fn store(&self) -> &dyn Store {
