@@ -145,9 +145,10 @@ class User:
         )
         return Result(argv, proc)
 
-    def official(self, *args, cwd=None, env=None, stdin_text=None):
-        """Runs GIGALIXIR's official CLI, unchanged, against this platform. Its error
-        reports (to Rollbar, over HTTPS) meet a dead proxy and fail at once."""
+    def official_env(self, env=None):
+        """The environment GIGALIXIR's official CLI runs in: this user's HOME, the
+        platform as its host, and its error reports (to Rollbar, over HTTPS) sent to a dead
+        proxy, where they fail at once."""
         extra = {
             "GIGALIXIR_CLI__HOST": self.platform.url,
             "HTTPS_PROXY": "http://127.0.0.1:9",
@@ -155,8 +156,12 @@ class User:
             "NO_PROXY": "localhost,127.0.0.1",
         }
         extra.update(env or {})
+        return self._env(extra)
+
+    def official(self, *args, cwd=None, env=None, stdin_text=None):
+        """Runs GIGALIXIR's official CLI, unchanged, against this platform."""
         argv = [self.platform.official_cli, *args]
-        return self._run(argv, cwd, self._env(extra), stdin_text)
+        return self._run(argv, cwd, self.official_env(env), stdin_text)
 
     def ours(self, *args, cwd=None):
         """Runs our `gigalixir` CLI."""
@@ -197,7 +202,11 @@ class Platform:
     """A running `gigalixir-platform`; `stop()` ends it and removes its containers and
     networks and build-cache volumes."""
 
-    def __init__(self):
+    def __init__(self, args=(), env=None, data="data"):
+        """`args` and `env` are added to the platform's; `data` names its data directory
+        in the work directory (a test module with a platform of its own takes its own)."""
+        self.args = list(args)
+        self.env = dict(env or {})
         self.bin_dir = os.environ.get("COMPAT_BIN_DIR") or os.path.join(ROOT, "target", "debug")
         self.official_cli = os.environ.get("COMPAT_OFFICIAL") or os.path.join(
             os.path.dirname(sys.executable), "gigalixir"
@@ -208,6 +217,7 @@ class Platform:
         os.makedirs(self.work, exist_ok=True)
         self.port = free_port()
         self.url = f"http://localhost:{self.port}"
+        self.data_dir = os.path.join(self.work, data)
         self.log_path = os.path.join(self.work, "platform.log")
         self.proc = None
 
@@ -250,9 +260,17 @@ class Platform:
                 "--https-port",
                 "0",
                 "--data-dir",
-                os.path.join(self.work, "data"),
+                self.data_dir,
+                *self.args,
             ],
-            env={**without_proxies(os.environ), "RUST_LOG": "info"},
+            # Accounts are active at once unless a test starts a platform that confirms
+            # emails (env={"GIGALIXIR_NO_EMAIL_CONFIRMATION": "false", ...}).
+            env={
+                **without_proxies(os.environ),
+                "RUST_LOG": "info",
+                "GIGALIXIR_NO_EMAIL_CONFIRMATION": "true",
+                **self.env,
+            },
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,

@@ -191,6 +191,9 @@ impl Platform {
             .arg("--data-dir")
             .arg(self.data.path().join("data"))
             .args(&self.extra)
+            // Accounts are active at once unless a test asks for confirmation
+            // (`GIGALIXIR_NO_EMAIL_CONFIRMATION=false` in its envs).
+            .env("GIGALIXIR_NO_EMAIL_CONFIRMATION", "true")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

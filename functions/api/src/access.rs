@@ -100,6 +100,23 @@ pub const APP_ROUTES: &[(&str, &str, Need)] = &[
     ("PUT", "/api/apps/{name}/owner", Need::Own),
 ];
 
+/// [`APP_ROUTES`] as the README's Markdown table: route, owner, collaborator, viewer.
+pub fn readme_table() -> String {
+    let mut out = String::from(
+        "| route | owner | collaborator | viewer |\n|---|---|---|---|\n",
+    );
+    for (method, path, need) in APP_ROUTES {
+        let mark = |standing: Standing| if standing.allows(*need) { "yes" } else { "403" };
+        out.push_str(&format!(
+            "| `{method} {path}` | {} | {} | {} |\n",
+            mark(Standing::Owner),
+            mark(Standing::Member(Role::Collaborator)),
+            mark(Standing::Member(Role::Viewer)),
+        ));
+    }
+    out
+}
+
 /// What `method path` needs, from [`APP_ROUTES`].
 pub fn need_of(method: &Method, path: &str) -> Option<Need> {
     APP_ROUTES

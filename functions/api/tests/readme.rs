@@ -9,3 +9,13 @@ fn the_readme_lists_the_environment_of_deployment_rs() {
         "README.md's environment table is out of date; it should read:\n{table}"
     );
 }
+
+#[test]
+fn the_readme_has_the_access_table_of_the_app_routes() {
+    let readme = include_str!("../../../README.md");
+    let table = gigalixir_api::access::readme_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's access table is out of date; it should read:\n{table}"
+    );
+}
