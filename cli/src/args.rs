@@ -92,6 +92,9 @@ pub enum Command {
     /// Turn on multi-factor authentication: add the secret to an authenticator app, enter
     /// the code it shows, and keep the recovery codes; from then on `gigalixir login` asks
     /// for a code.
+    ///
+    /// Without a terminal, the command prints the secret and stops; `account:mfa:activate
+    /// -t CODE` then finishes with a code from it.
     #[command(name = "account:mfa:activate")]
     MfaActivate(MfaActivateArgs),
 
@@ -420,7 +423,9 @@ pub struct AccountDestroyArgs {
 /// `account:mfa:activate`.
 #[derive(Debug, Args)]
 pub struct MfaActivateArgs {
-    /// The code your authenticator app shows once it has the secret (asked when not given).
+    /// Finish an activation begun earlier: the code your authenticator app shows for the
+    /// secret printed then (no new secret is made). Without it, a new secret is made and
+    /// the code is asked for at the terminal.
     #[arg(
         short = 't',
         long = "mfa_token",

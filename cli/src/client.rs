@@ -186,7 +186,7 @@ fn humane(errors: &Errors) -> String {
                     "current_password" => "password",
                     "new_password" => "new password",
                     "next_email" => "new email",
-                    "mfa_token" => "code",
+                    "mfa_token" => "multi-factor token",
                     "ssh_key" => "SSH key",
                     other => other,
                 };

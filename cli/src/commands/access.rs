@@ -20,7 +20,7 @@ fn parse_email(raw: &str) -> anyhow::Result<Email> {
 fn refused<'a>(name: &'a AppName, nothing: &'a str) -> impl FnOnce(ApiError) -> anyhow::Error + 'a {
     move |e| match e {
         ApiError::Invalid(errors) => anyhow!("{}: {nothing}", ApiError::Invalid(errors)),
-        ApiError::Forbidden(message) => anyhow!("{message}: {nothing}"),
+        ApiError::Forbidden(message) => anyhow!("{message}; {nothing}"),
         e => not_found(name)(e),
     }
 }
@@ -56,7 +56,12 @@ pub fn add(ctx: &Ctx, args: AccessAddArgs) -> anyhow::Result<()> {
     let added = ctx
         .client
         .add_permission(&auth, &name, email.as_str(), &role)
-        .map_err(refused(&name, "nobody was given access"))?;
+        .map_err(|e| match e {
+            e if e.is_invalid("email", "owner") => {
+                anyhow!("{email} owns {name}: owners have every right already")
+            }
+            e => refused(&name, "nobody was given access")(e),
+        })?;
     let what = if added.role == "VIEWER" {
         "they may see it, not change it"
     } else {
@@ -137,7 +142,12 @@ pub fn transfer(ctx: &Ctx, args: TransferArgs) -> anyhow::Result<()> {
     let owner = ctx
         .client
         .transfer_app(&auth, &name, email.as_str())
-        .map_err(refused(&name, NOTHING))?;
+        .map_err(|e| match e {
+            e if e.is_invalid("email", "already owns") => {
+                anyhow!("{email} already owns {name}: {NOTHING}")
+            }
+            e => refused(&name, NOTHING)(e),
+        })?;
     say(format!(
         "{name} now belongs to {}; you stay on as a collaborator (its new owner can take that away with `gigalixir access:remove`).",
         owner.owner

@@ -264,6 +264,11 @@ pub fn reset_password(ctx: &Ctx, args: PasswordResetArgs) -> anyhow::Result<()> 
     if args.token.is_some() {
         return set_password(ctx, args.token, args.password);
     }
+    if args.email.is_none() && !prompt::interactive() {
+        bail!(
+            "-e EMAIL (to be mailed a reset token) or --token TOKEN (to use one) is missing and there is no terminal to ask on: pass one"
+        );
+    }
     let email = email(args.email)?;
     let reply = ctx.client.request_password_reset(email.as_str())?;
     say(format!(

@@ -23,8 +23,9 @@ pub fn activate(ctx: &Ctx, args: MfaActivateArgs) -> anyhow::Result<()> {
                 ),
                 e => anyhow!(e),
             })?;
+            // No QR code here: the secret is typed (or the URL pasted) into the app.
             say(format!(
-                "{}\n\nURL:    {}\nSecret: {}",
+                "{}\nThis CLI shows no QR code: add the account to your app with the secret, or with the URL.\n\nURL:    {}\nSecret: {}",
                 started.message, started.url, started.secret
             ))?;
             if !prompt::interactive() {
@@ -43,7 +44,7 @@ pub fn activate(ctx: &Ctx, args: MfaActivateArgs) -> anyhow::Result<()> {
                 "there is no secret waiting for a code: run `gigalixir account:mfa:activate` without -t to make one"
             ),
             e if e.is_invalid("mfa_token", "") => anyhow!(
-                "{e}: multi-factor authentication is not active yet; try again with the code your app shows now (`gigalixir account:mfa:activate -t CODE`)"
+                "that is not the code your authenticator app shows now: multi-factor authentication is not active yet; try again with a fresh code (`gigalixir account:mfa:activate -t CODE`)"
             ),
             e => anyhow!(e),
         })?;

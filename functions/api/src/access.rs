@@ -102,9 +102,7 @@ pub const APP_ROUTES: &[(&str, &str, Need)] = &[
 
 /// [`APP_ROUTES`] as the README's Markdown table: route, owner, collaborator, viewer.
 pub fn readme_table() -> String {
-    let mut out = String::from(
-        "| route | owner | collaborator | viewer |\n|---|---|---|---|\n",
-    );
+    let mut out = String::from("| route | owner | collaborator | viewer |\n|---|---|---|---|\n");
     for (method, path, need) in APP_ROUTES {
         let mark = |standing: Standing| if standing.allows(*need) { "yes" } else { "403" };
         out.push_str(&format!(

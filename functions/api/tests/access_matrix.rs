@@ -132,7 +132,9 @@ async fn apps_shared_with_someone_are_listed_for_them_and_access_shows_everyone(
     let names = |key: String, email: &'static str| {
         let api = &api;
         async move {
-            let r = api.call(Method::GET, "/api/apps", Some((email, &key)), None).await;
+            let r = api
+                .call(Method::GET, "/api/apps", Some((email, &key)), None)
+                .await;
             r.body["data"]
                 .as_array()
                 .expect("apps")
@@ -153,7 +155,12 @@ async fn apps_shared_with_someone_are_listed_for_them_and_access_shows_everyone(
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(names(bob.clone(), BOB).await, ["bobs-own", "shared-app"]);
     let r = api
-        .call(Method::GET, "/api/apps/shared-app/permissions", Some((BOB, &bob)), None)
+        .call(
+            Method::GET,
+            "/api/apps/shared-app/permissions",
+            Some((BOB, &bob)),
+            None,
+        )
         .await;
     assert_eq!(
         r.body["data"],
@@ -206,19 +213,67 @@ async fn a_transferred_app_is_the_new_owners_and_the_old_owner_stays_a_collabora
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = api
-        .call(Method::GET, "/api/apps/moving-app/permissions", Some((BOB, &bob)), None)
+        .call(
+            Method::GET,
+            "/api/apps/moving-app/permissions",
+            Some((BOB, &bob)),
+            None,
+        )
         .await;
     assert_eq!(
         r.body["data"],
         json!([{"email": BOB, "role": "OWNER"}, {"email": ADA, "role": "COLLABORATOR"}])
     );
-    // Ada may no longer destroy it; Bob may.
     let r = api
-        .call(Method::DELETE, "/api/apps/moving-app", Some((ADA, &ada)), None)
+        .call(Method::GET, "/api/apps", Some((BOB, &bob)), None)
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(
+        r.body["data"][0]["unique_name"],
+        json!("moving-app"),
+        "{}",
+        r.text
+    );
+    // Destroying Ada's account with her apps leaves what is now Bob's.
     let r = api
-        .call(Method::DELETE, "/api/apps/moving-app", Some((BOB, &bob)), None)
+        .call(
+            Method::POST,
+            "/api/apps",
+            Some((ADA, &ada)),
+            Some(json!({"unique_name": "adas-other"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = api
+        .call(
+            Method::DELETE,
+            "/api/users/destroy",
+            Some((ADA, &ada)),
+            Some(json!({"email": ADA, "current_password": "password123", "destroy_apps": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = api
+        .call(Method::GET, "/api/apps/moving-app", Some((BOB, &bob)), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let ada = api.user(ADA).await;
+    // Ada (a new account of the same email) may no longer destroy it; Bob may.
+    let r = api
+        .call(
+            Method::DELETE,
+            "/api/apps/moving-app",
+            Some((ADA, &ada)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = api
+        .call(
+            Method::DELETE,
+            "/api/apps/moving-app",
+            Some((BOB, &bob)),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }

@@ -17,7 +17,9 @@ use shared::model::ReleaseStatus;
 
 /// The token a mail gives for `--token` (`ID.TOKEN`).
 fn token_in(mail: &str) -> String {
-    let at = mail.find("--token ").unwrap_or_else(|| panic!("no token in:\n{mail}"));
+    let at = mail
+        .find("--token ")
+        .unwrap_or_else(|| panic!("no token in:\n{mail}"));
     mail[at + 8..]
         .split_whitespace()
         .next()
@@ -80,33 +82,58 @@ async fn a_new_account_logs_in_once_its_email_is_confirmed_by_the_mailed_link() 
 
     let wrong = format!("{}.WRONGTOKEN", user.id);
     let r = api
-        .call(Method::GET, &format!("/api/users/confirm?token={wrong}"), None, None)
+        .call(
+            Method::GET,
+            &format!("/api/users/confirm?token={wrong}"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     let r = api
-        .call(Method::GET, &format!("/api/users/confirm?token={token}"), None, None)
+        .call(
+            Method::GET,
+            &format!("/api/users/confirm?token={token}"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(r.text.contains("confirmed"), "{}", r.text);
     // Used once: the link does not work again.
     let r = api
-        .call(Method::GET, &format!("/api/users/confirm?token={token}"), None, None)
+        .call(
+            Method::GET,
+            &format!("/api/users/confirm?token={token}"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     let r = login(&api, ADA, "password123").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let key = r.body["data"]["key"].as_str().expect("key").to_owned();
-    let r = api.call(Method::GET, "/api/users", Some((ADA, &key)), None).await;
+    let r = api
+        .call(Method::GET, "/api/users", Some((ADA, &key)), None)
+        .await;
     assert_eq!(r.body["data"]["email_confirmed"], json!(true), "{}", r.text);
 }
 
 #[tokio::test]
 async fn resending_a_confirmation_voids_the_old_one_and_tells_nothing_of_other_emails() {
     let api = Api::confirming();
-    assert_eq!(sign_up(&api, ROSE, "password123").await, StatusCode::CREATED);
+    assert_eq!(
+        sign_up(&api, ROSE, "password123").await,
+        StatusCode::CREATED
+    );
     let first = token_in(&api.mails(ROSE)[0]);
     let known = api
-        .call(Method::PUT, "/api/users/reconfirm_email", None, Some(json!({"email": ROSE})))
+        .call(
+            Method::PUT,
+            "/api/users/reconfirm_email",
+            None,
+            Some(json!({"email": ROSE})),
+        )
         .await;
     let unknown = api
         .call(
@@ -123,11 +150,21 @@ async fn resending_a_confirmation_voids_the_old_one_and_tells_nothing_of_other_e
     assert_eq!(mails.len(), 2);
     let second = token_in(&mails[1]);
     let r = api
-        .call(Method::POST, "/api/users/confirm", None, Some(json!({"token": first})))
+        .call(
+            Method::POST,
+            "/api/users/confirm",
+            None,
+            Some(json!({"token": first})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     let r = api
-        .call(Method::POST, "/api/users/confirm", None, Some(json!({"token": second})))
+        .call(
+            Method::POST,
+            "/api/users/confirm",
+            None,
+            Some(json!({"token": second})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
@@ -161,7 +198,9 @@ async fn gigalixirs_sign_up_steps_confirm_by_code_and_end_with_a_key() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["data"]["email"], json!(ADA));
     let key = r.body["data"]["key"].as_str().expect("key").to_owned();
-    let r = api.call(Method::GET, "/api/users", Some((ADA, &key)), None).await;
+    let r = api
+        .call(Method::GET, "/api/users", Some((ADA, &key)), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // The last step gives one key, once.
     let r = step(json!({"uuid": uuid, "tier": "FREE"})).await;
@@ -177,7 +216,12 @@ async fn a_reset_by_mail_sets_a_new_password_once_and_revokes_every_key() {
     let api = Api::new();
     let old_key = api.user(RITA).await;
     let known = api
-        .call(Method::PUT, "/api/users/reset_password", None, Some(json!({"email": RITA})))
+        .call(
+            Method::PUT,
+            "/api/users/reset_password",
+            None,
+            Some(json!({"email": RITA})),
+        )
         .await;
     let unknown = api
         .call(
@@ -202,18 +246,38 @@ async fn a_reset_by_mail_sets_a_new_password_once_and_revokes_every_key() {
     };
     let r = set(token.clone(), "new-password-1").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(login(&api, RITA, "password123").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(login(&api, RITA, "new-password-1").await.status, StatusCode::OK);
-    let r = api.call(Method::GET, "/api/users", Some((RITA, &old_key)), None).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the old key still works");
+    assert_eq!(
+        login(&api, RITA, "password123").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&api, RITA, "new-password-1").await.status,
+        StatusCode::OK
+    );
+    let r = api
+        .call(Method::GET, "/api/users", Some((RITA, &old_key)), None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the old key still works"
+    );
     // Used: refused, and the password stays.
     let r = set(token, "new-password-2").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    assert_eq!(login(&api, RITA, "new-password-1").await.status, StatusCode::OK);
+    assert_eq!(
+        login(&api, RITA, "new-password-1").await.status,
+        StatusCode::OK
+    );
 
     // Expired: refused.
-    api.call(Method::PUT, "/api/users/reset_password", None, Some(json!({"email": RITA})))
-        .await;
+    api.call(
+        Method::PUT,
+        "/api/users/reset_password",
+        None,
+        Some(json!({"email": RITA})),
+    )
+    .await;
     let token = token_in(api.mails(RITA).last().expect("mail"));
     let email = Email::parse(RITA).expect("email");
     let mut user = api.store().user_by_email(&email).await.expect("user");
@@ -223,7 +287,10 @@ async fn a_reset_by_mail_sets_a_new_password_once_and_revokes_every_key() {
     api.store().update_user(&user).await.expect("update");
     let r = set(token, "new-password-3").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    assert_eq!(login(&api, RITA, "new-password-1").await.status, StatusCode::OK);
+    assert_eq!(
+        login(&api, RITA, "new-password-1").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -242,14 +309,28 @@ async fn a_password_change_needs_the_current_one_and_keeps_only_the_callers_key(
             Some(json!({"current_password": current, "new_password": "changed-password"})),
         )
     };
-    assert_eq!(change("wrong-password").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        change("wrong-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let r = change("password123").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let me = api.call(Method::GET, "/api/users", Some((ADA, &mine)), None).await;
+    let me = api
+        .call(Method::GET, "/api/users", Some((ADA, &mine)), None)
+        .await;
     assert_eq!(me.status, StatusCode::OK, "the caller's key was revoked");
-    let them = api.call(Method::GET, "/api/users", Some((ADA, &other)), None).await;
-    assert_eq!(them.status, StatusCode::UNAUTHORIZED, "another key survived");
-    assert_eq!(login(&api, ADA, "changed-password").await.status, StatusCode::OK);
+    let them = api
+        .call(Method::GET, "/api/users", Some((ADA, &other)), None)
+        .await;
+    assert_eq!(
+        them.status,
+        StatusCode::UNAUTHORIZED,
+        "another key survived"
+    );
+    assert_eq!(
+        login(&api, ADA, "changed-password").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -272,12 +353,22 @@ async fn a_new_email_takes_over_once_its_mail_is_confirmed() {
     assert_eq!(login(&api, ADA, "password123").await.status, StatusCode::OK);
     let token = token_in(&api.mails("ada.new@example.com")[0]);
     let r = api
-        .call(Method::POST, "/api/users/confirm", None, Some(json!({"token": token})))
+        .call(
+            Method::POST,
+            "/api/users/confirm",
+            None,
+            Some(json!({"token": token})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(login(&api, ADA, "password123").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        login(&api, "ada.new@example.com", "password123").await.status,
+        login(&api, ADA, "password123").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&api, "ada.new@example.com", "password123")
+            .await
+            .status,
         StatusCode::OK
     );
 }
@@ -295,13 +386,19 @@ async fn destroying_an_account_refuses_while_it_owns_apps_unless_told_to_destroy
             Some(json!({"email": ADA, "current_password": password, "destroy_apps": apps})),
         )
     };
-    assert_eq!(destroy("wrong-password", true).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        destroy("wrong-password", true).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let r = destroy("password123", false).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert!(r.text.contains("ada-app"), "{}", r.text);
     let r = destroy("password123", true).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(login(&api, ADA, "password123").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(&api, ADA, "password123").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(api
         .store()
         .app(&AppName::parse("ada-app").expect("name"))
@@ -315,7 +412,14 @@ async fn destroying_an_account_refuses_while_it_owns_apps_unless_told_to_destroy
 async fn with_mfa_a_login_needs_a_fresh_code_or_a_recovery_code() {
     let api = Api::new();
     let key = api.user(ADA).await;
-    let r = api.call(Method::POST, "/api/mfa/start", Some((ADA, &key)), Some(json!({}))).await;
+    let r = api
+        .call(
+            Method::POST,
+            "/api/mfa/start",
+            Some((ADA, &key)),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let url = r.body["data"]["url"].as_str().expect("url").to_owned();
     assert!(url.starts_with("otpauth://totp/"), "{url}");
@@ -325,7 +429,12 @@ async fn with_mfa_a_login_needs_a_fresh_code_or_a_recovery_code() {
     // Not active until verified: login needs no code yet.
     assert_eq!(login(&api, ADA, "password123").await.status, StatusCode::OK);
     let r = api
-        .call(Method::POST, "/api/mfa/verify", Some((ADA, &key)), Some(json!({"mfa_token": "123"})))
+        .call(
+            Method::POST,
+            "/api/mfa/verify",
+            Some((ADA, &key)),
+            Some(json!({"mfa_token": "123"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     let r = api
@@ -360,16 +469,35 @@ async fn with_mfa_a_login_needs_a_fresh_code_or_a_recovery_code() {
     let r = login(&api, ADA, "password123").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert!(r.headers.get("location").is_none());
-    assert_eq!(with_token("000000".into()).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_token("000000".into()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // The code the verification used does not log in again.
-    assert_eq!(with_token(code_at(step - 1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_token(code_at(step - 1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let r = with_token(code_at(step)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(with_token(code_at(step)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_token(code_at(step)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(with_token(recovery[0].clone()).await.status, StatusCode::OK);
-    assert_eq!(with_token(recovery[0].clone()).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_token(recovery[0].clone()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
-    let r = api.call(Method::DELETE, "/api/mfa", Some((ADA, &key)), Some(json!({}))).await;
+    let r = api
+        .call(
+            Method::DELETE,
+            "/api/mfa",
+            Some((ADA, &key)),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(login(&api, ADA, "password123").await.status, StatusCode::OK);
 }
@@ -380,8 +508,10 @@ async fn an_apps_activity_says_who_changed_what_newest_first_without_values() {
     let key = api.user(ADA).await;
     let bob = api.user(BOB).await;
     api.app(ADA, &key, "busy-app").await;
-    api.pushed_release("busy-app", 1, SHA1, ReleaseStatus::Deployed).await;
-    api.pushed_release("busy-app", 2, SHA2, ReleaseStatus::Deployed).await;
+    api.pushed_release("busy-app", 1, SHA1, ReleaseStatus::Deployed)
+        .await;
+    api.pushed_release("busy-app", 2, SHA2, ReleaseStatus::Deployed)
+        .await;
     let r = api
         .call(
             Method::POST,
@@ -410,7 +540,12 @@ async fn an_apps_activity_says_who_changed_what_newest_first_without_values() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = api
-        .call(Method::GET, "/api/apps/busy-app/activity", Some((BOB, &bob)), None)
+        .call(
+            Method::GET,
+            "/api/apps/busy-app/activity",
+            Some((BOB, &bob)),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(!r.text.contains("hunter2-value"), "{}", r.text);
@@ -434,8 +569,14 @@ async fn an_apps_activity_says_who_changed_what_newest_first_without_values() {
         "{}",
         r.text
     );
-    assert!(rows[1]["detail"].as_str().expect("detail").contains("SECRET_TOKEN"));
-    assert!(rows[0]["detail"].as_str().expect("detail").contains("to v1"));
+    assert!(rows[1]["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("SECRET_TOKEN"));
+    assert!(rows[0]["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("to v1"));
 }
 
 #[tokio::test]
@@ -446,11 +587,19 @@ async fn mail_to_one_address_is_limited_and_the_answer_does_not_change() {
     let mut answers = Vec::new();
     for _ in 0..gigalixir_api::limits::MAILS_PER_RECIPIENT + 3 {
         let r = api
-            .call(Method::PUT, "/api/users/reset_password", None, Some(json!({"email": RUTH})))
+            .call(
+                Method::PUT,
+                "/api/users/reset_password",
+                None,
+                Some(json!({"email": RUTH})),
+            )
             .await;
         answers.push((r.status, r.text));
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
     assert_eq!(answers[0].0, StatusCode::OK);
-    assert_eq!(api.mails(RUTH).len(), gigalixir_api::limits::MAILS_PER_RECIPIENT);
+    assert_eq!(
+        api.mails(RUTH).len(),
+        gigalixir_api::limits::MAILS_PER_RECIPIENT
+    );
 }

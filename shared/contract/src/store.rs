@@ -757,6 +757,25 @@ pub async fn members_and_activity_belong_to_an_app(store: Arc<dyn Store>) {
         .await
         .expect("none")
         .is_empty());
+    // An app given to another owner is theirs in every listing.
+    let mut given = app(&owner.id);
+    store.create_app(&given).await.expect("app");
+    given.owner = ada.id.clone();
+    store.update_app(&given).await.expect("transfer");
+    let owned: Vec<AppName> = store
+        .apps_of(&ada.id)
+        .await
+        .expect("apps")
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(owned, [given.name.clone()]);
+    assert!(!store
+        .apps_of(&owner.id)
+        .await
+        .expect("apps")
+        .iter()
+        .any(|a| a.name == given.name));
     let gone = app(&owner.id);
     assert!(matches!(
         store.put_member(&member(&gone, Role::Viewer)).await,

@@ -307,13 +307,13 @@ impl Store for SqliteStore {
     }
 
     async fn update_app(&self, app: &App) -> PortResult<()> {
-        let (name, json) = (app.name.to_string(), to_json(app)?);
+        let (name, owner, json) = (app.name.to_string(), app.owner.0.clone(), to_json(app)?);
         self.db
             .call(move |c| {
                 let n = c
                     .execute(
-                        "UPDATE apps SET json = ?2 WHERE name = ?1",
-                        params![name, json],
+                        "UPDATE apps SET owner = ?2, json = ?3 WHERE name = ?1",
+                        params![name, owner, json],
                     )
                     .map_err(map_err)?;
                 found(n)

@@ -129,11 +129,19 @@ impl Api {
             Ok(entries) => entries.map(|e| e.expect("entry").path()).collect(),
             Err(_) => return Vec::new(),
         };
-        files.sort_by_key(|f| std::fs::metadata(f).and_then(|m| m.modified()).expect("mtime"));
+        files.sort_by_key(|f| {
+            std::fs::metadata(f)
+                .and_then(|m| m.modified())
+                .expect("mtime")
+        });
         files
             .iter()
             .map(|f| std::fs::read_to_string(f).expect("mail"))
-            .map(|text| text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "="))
+            .map(|text| {
+                text.replace("=\r\n", "")
+                    .replace("=\n", "")
+                    .replace("=3D", "=")
+            })
             .filter(|text| text.contains(&format!("To: {to}")))
             .collect()
     }
