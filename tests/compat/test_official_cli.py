@@ -520,6 +520,24 @@ class DeployedApp(Case):
             '{"errors":{"":["`%s` has no release v99."]}}' % APP,
         )
 
+    def test_06b_activity(self):
+        # (Sorted after test_06_rollback: `_` comes before `b`.) Newest first: what Ada did,
+        # and the release the platform made of her push.
+        activity = self.ok(ADA.official("apps:activity", "-a", APP)).json()
+        short = self.sha[:7]
+        self.assertEqual(
+            [(a["actor"], a["action"], a["detail"]) for a in activity],
+            [
+                (ADA.email, "rollback", "to v2 (v4)"),
+                (ADA.email, "rollback", "to v1 (v3)"),
+                (ADA.email, "config:set", "Set GREETING (v2)"),
+                ("platform", "release", f"v1: Deploy {short}"),
+                (ADA.email, "push", f"{short} to master"),
+            ],
+        )
+        times = [a["at"] for a in activity]
+        self.assertEqual(times, sorted(times, reverse=True), activity)
+
     def test_07_scale(self):
         r = self.ok(ADA.official("ps:scale", "-a", APP, "-r", "2"))
         self.assertEqual(r.json(), {"replicas": 2, "size": 0.5, "unique_name": APP})

@@ -593,6 +593,20 @@ impl<'a> Account<'a> {
     }
 }
 
+/// A new passwordless ed25519 key pair `dir/name`: its private key's path and its public
+/// key line.
+pub fn ssh_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen (openssh-client; scripts/test installs it)");
+    assert!(out.status.success(), "{:?}", texts(&out));
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+    (path, public.trim().to_owned())
+}
+
 /// Copies a directory tree (files and directories; for fixtures).
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).expect("mkdir");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gigalixir_tests::upstream::{publish_git, HexUpstream, StaticServer};
-use gigalixir_tests::{docker, require_images, wait_for, Account, Platform};
+use gigalixir_tests::{docker, require_images, ssh_keygen, wait_for, Account, Platform};
 
 /// Runs `script` in the running replica of `app`, as the app's user; its stdout.
 fn in_replica(p: &Platform, app: &str, script: &str) -> String {
@@ -441,17 +441,6 @@ fn create_when_free(home: &Path, p: &Platform, repo: &Path, name: &str) {
     }
 }
 
-fn ssh_key(dir: &Path, name: &str) -> String {
-    let path = dir.join(name);
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .output()
-        .expect("ssh-keygen (scripts/test installs openssh-client)");
-    assert!(out.status.success());
-    format!("{}.pub", path.display())
-}
-
 #[test]
 fn a_destroyed_apps_data_goes_and_a_new_owner_of_its_name_starts_empty() {
     require_images();
@@ -463,11 +452,11 @@ fn a_destroyed_apps_data_goes_and_a_new_owner_of_its_name_starts_empty() {
     std::fs::create_dir_all(&keys).expect("mkdir");
     p.cli_ok(
         work.path(),
-        &["account:ssh_keys:add", &ssh_key(&keys, "ada")],
+        &["account:ssh_keys:add", &ssh_keygen(&keys, "ada").1],
     );
     bob.cli_ok(
         work.path(),
-        &["account:ssh_keys:add", &ssh_key(&keys, "bob")],
+        &["account:ssh_keys:add", &ssh_keygen(&keys, "bob").1],
     );
     let bob_key = std::fs::read_to_string(keys.join("bob.pub")).expect("key");
     let name = format!("gone-{}", &p.instance[1..7]);

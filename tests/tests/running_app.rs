@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gigalixir_tests::{require_images, texts, wait_for, Platform};
+use gigalixir_tests::{require_images, ssh_keygen, texts, wait_for, Platform};
 use serde_json::Value;
 
 fn env_of(p: &Platform, app: &str) -> Value {
@@ -247,18 +247,6 @@ fn a_running_app_gets_its_environment_config_cluster_restart_and_logs() {
     assert!(logs.contains("env_probe: GET"), "{logs}");
 }
 
-fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
-    let path = dir.join(name);
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .output()
-        .expect("ssh-keygen (openssh-client) is needed");
-    assert!(out.status.success(), "{:?}", texts(&out));
-    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
-    (path, public.trim().to_owned())
-}
-
 #[test]
 fn ssh_into_replicas_with_the_accounts_keys() {
     require_images();
@@ -278,8 +266,8 @@ fn ssh_into_replicas_with_the_accounts_keys() {
         "not valid base64",
     );
 
-    let (first, first_pub) = keygen(work.path(), "first");
-    let (second, second_pub) = keygen(work.path(), "second");
+    let (first, first_pub) = ssh_keygen(work.path(), "first");
+    let (second, second_pub) = ssh_keygen(work.path(), "second");
     p.cli_ok(&repo, &["account:ssh_keys:add", &first_pub]);
     let listed = p.cli_ok(&repo, &["account:ssh_keys"]);
     assert!(listed.contains("SHA256:"), "{listed}");

@@ -3,7 +3,10 @@
 //! viewer may look but not push nor read the config; the activity says who did what; once
 //! access is taken away, the app is as unknown to them as any other.
 
-use gigalixir_tests::{require_images, texts, Account, Platform};
+use std::path::Path;
+use std::time::Duration;
+
+use gigalixir_tests::{require_images, ssh_keygen, texts, wait_for, Account, Platform};
 
 #[test]
 fn a_collaborator_pushes_and_a_viewer_only_looks() {
@@ -15,11 +18,21 @@ fn a_collaborator_pushes_and_a_viewer_only_looks() {
     let work = tempfile::tempdir().expect("work");
     let app = format!("team-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let repo = ada.new_app("hello", &app, work.path());
-    ada.cli_ok(&repo, &["config:set", "-a", &app, "TEAM_SECRET=only-for-the-team"]);
+    ada.cli_ok(
+        &repo,
+        &["config:set", "-a", &app, "TEAM_SECRET=only-for-the-team"],
+    );
     ada.cli_ok(&repo, &["access:add", "-a", &app, "bob@example.com"]);
     ada.cli_ok(
         &repo,
-        &["access:add", "-a", &app, "carol@example.com", "--role", "VIEWER"],
+        &[
+            "access:add",
+            "-a",
+            &app,
+            "carol@example.com",
+            "--role",
+            "VIEWER",
+        ],
     );
     let people = carol.cli_ok(&repo, &["access", "-a", &app]);
     for (email, role) in [
@@ -28,7 +41,9 @@ fn a_collaborator_pushes_and_a_viewer_only_looks() {
         ("carol@example.com", "VIEWER"),
     ] {
         assert!(
-            people.lines().any(|l| l.contains(email) && l.contains(role)),
+            people
+                .lines()
+                .any(|l| l.contains(email) && l.contains(role)),
             "{people}"
         );
     }
@@ -43,9 +58,43 @@ fn a_collaborator_pushes_and_a_viewer_only_looks() {
         .cli_ok(&repo, &["config", "-a", &app])
         .contains("only-for-the-team"));
 
+    // Bob's SSH key reaches the replicas of Ada's app; Carol's does not.
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    let (bob_key, bob_pub) = ssh_keygen(&keys, "bob");
+    let (carol_key, carol_pub) = ssh_keygen(&keys, "carol");
+    let (ada_key, ada_pub) = ssh_keygen(&keys, "ada");
+    ada.cli_ok(&repo, &["account:ssh_keys:add", &ada_pub]);
+    bob.cli_ok(&repo, &["account:ssh_keys:add", &bob_pub]);
+    carol.cli_ok(&repo, &["account:ssh_keys:add", &carol_pub]);
+    let ssh = |who: &Account, key: &Path| {
+        p.cli_command_as(
+            who.home.path(),
+            &repo,
+            &["ps:ssh", "-a", &app, "echo", "in"],
+        )
+        .env("GIGALIXIR_IDENTITY_FILE", key)
+        .output()
+        .expect("ps:ssh")
+    };
+    wait_for(
+        "bob's key to reach the replica",
+        Duration::from_secs(60),
+        || String::from_utf8_lossy(&ssh(&bob, &bob_key).stdout).trim() == "in",
+    );
+    let out = ssh(&carol, &carol_key);
+    assert!(!out.status.success(), "{:?}", texts(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("viewer"),
+        "{:?}",
+        texts(&out)
+    );
+
     // Carol sees the app, not its config, and cannot push.
     assert!(carol.cli_ok(&repo, &["apps"]).contains(&app));
-    assert!(carol.cli_ok(&repo, &["releases", "-a", &app]).contains("v1"));
+    assert!(carol
+        .cli_ok(&repo, &["releases", "-a", &app])
+        .contains("v1"));
     let out = p
         .cli_command_as(carol.home.path(), &repo, &["config", "-a", &app])
         .output()
@@ -73,7 +122,10 @@ fn a_collaborator_pushes_and_a_viewer_only_looks() {
     assert!(line_of("push").contains("bob@example.com"), "{activity}");
     assert!(line_of("config:set").contains("TEAM_SECRET"), "{activity}");
     assert!(!activity.contains("only-for-the-team"), "{activity}");
-    assert!(line_of("access:add").contains("ada@example.com"), "{activity}");
+    assert!(
+        line_of("access:add").contains("ada@example.com"),
+        "{activity}"
+    );
 
     // Access taken away: the app is unknown to Bob again.
     ada.cli_ok(&repo, &["access:remove", "-a", &app, "bob@example.com"]);
@@ -81,4 +133,14 @@ fn a_collaborator_pushes_and_a_viewer_only_looks() {
     assert!(!ok, "{out}");
     assert!(out.contains("not found"), "{out}");
     assert!(!bob.cli_ok(&repo, &["apps"]).contains(&app));
+    // And the replicas stop admitting his key (tried through Ada's access to the app).
+    wait_for(
+        "bob's key to leave the replica",
+        Duration::from_secs(60),
+        || !ssh(&ada, &bob_key).status.success(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ssh(&ada, &ada_key).stdout).trim(),
+        "in"
+    );
 }
