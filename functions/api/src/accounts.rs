@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::{Email, Password, Secret, UserId};
+use shared::messages::{Envelope, Event};
 use shared::model::{ApiKeyRecord, TokenPurpose, User, UserToken};
 use shared::PortError;
 
@@ -607,9 +608,21 @@ pub async fn destroy(
     for app in &apps {
         crate::apps::destroy_app(&state, app).await?;
     }
+    let memberships = state.store.memberships_of(&user.id).await?;
     match state.store.delete_user(&user.id).await {
         Ok(()) | Err(PortError::NotFound) => {}
         Err(err) => return Err(err.into()),
+    }
+    // The apps they collaborated on stop admitting their SSH keys.
+    for member in memberships {
+        let event = Event::SshKeysChanged {
+            user: user.id.clone(),
+            app: Some(member.app),
+        };
+        state
+            .bus
+            .publish(&event.topic(), &Envelope::event(&event, None))
+            .await?;
     }
     tracing::info!(user = %user.id, apps = apps.len(), "account destroyed");
     Ok(Json(json!({"data": {"message": "Account destroyed."}})))
@@ -750,7 +763,15 @@ async fn signup_start(
         Err(err) => return Err(err.into()),
     };
     let mut user = match existing {
-        Some(user) => user,
+        // Nobody has proved this address yet: whatever password was chosen for it goes,
+        // so that someone who registered another's email cannot keep a way in once its
+        // owner confirms it here.
+        Some(mut user) => {
+            user.password_hash = Secret::new(NO_PASSWORD);
+            user.tokens.clear();
+            user.mfa = None;
+            user
+        }
         None => {
             let user = User::new(email, Secret::new(NO_PASSWORD));
             state.store.create_user(&user).await.map_err(taken)?;

@@ -603,3 +603,36 @@ async fn mail_to_one_address_is_limited_and_the_answer_does_not_change() {
         gigalixir_api::limits::MAILS_PER_RECIPIENT
     );
 }
+
+#[tokio::test]
+async fn a_sign_up_by_code_voids_the_password_someone_else_chose_for_the_address() {
+    let api = Api::confirming();
+    const OWEN: &str = "owen@example.com";
+    // Someone registers Owen's address with a password of their own, unconfirmed.
+    assert_eq!(
+        sign_up(&api, OWEN, "squatter-password").await,
+        StatusCode::CREATED
+    );
+    // Owen signs up with GIGALIXIR's CLI: the code reaches him, and his password counts.
+    let step = |body: serde_json::Value| api.call(Method::POST, "/api/signup", None, Some(body));
+    let r = step(json!({"email": OWEN})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let uuid = r.body["data"]["uuid"].as_str().expect("uuid").to_owned();
+    let code = code_in(api.mails(OWEN).last().expect("mail"));
+    for body in [
+        json!({"uuid": uuid, "confirmation_code": code}),
+        json!({"uuid": uuid, "password": "owens-own-password"}),
+        json!({"uuid": uuid, "tier": "FREE"}),
+    ] {
+        let r = step(body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    assert_eq!(
+        login(&api, OWEN, "squatter-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&api, OWEN, "owens-own-password").await.status,
+        StatusCode::OK
+    );
+}
