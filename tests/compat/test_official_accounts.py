@@ -863,8 +863,8 @@ class Mfa(Case):
         self.assertEqual(
             r.message.splitlines(),
             [
-                "Scan this QR code with your authenticator app (or enter the secret), then "
-                "enter the code it shows.",
+                "Add this account to your authenticator app (the QR code, or the otpauth:// "
+                "URL or its secret), then enter the code it shows.",
                 "Multi-factor Authentication Token: ",
             ],
         )

@@ -15,7 +15,7 @@ use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use shared::domain::{AppName, Email};
+use shared::domain::{AppName, Email, UserId};
 use shared::messages::{Envelope, Event};
 use shared::model::{Activity, App, Member, Role, User};
 use shared::PortError;
@@ -286,11 +286,16 @@ async fn account_of(state: &ApiState, raw: &str) -> Result<User, ApiError> {
     }
 }
 
-/// Tells the deploy step to give the app's replicas its people's current SSH keys.
-async fn keys_changed(state: &ApiState, app: &App) -> Result<(), ApiError> {
+/// Tells the deploy step to give the replicas of `app` its people's current SSH keys
+/// (`user` changed among them).
+pub(crate) async fn keys_changed(
+    state: &ApiState,
+    user: &UserId,
+    app: &AppName,
+) -> Result<(), ApiError> {
     let event = Event::SshKeysChanged {
-        user: app.owner.clone(),
-        app: Some(app.name.clone()),
+        user: user.clone(),
+        app: Some(app.clone()),
     };
     state
         .bus
@@ -337,7 +342,7 @@ pub async fn add(
             added_at,
         })
         .await?;
-    keys_changed(&state, &access.app).await?;
+    keys_changed(&state, &user.id, &access.app.name).await?;
     record(
         &state,
         &access.app.name,
@@ -371,7 +376,7 @@ pub async fn remove(
         Err(PortError::NotFound) => return Err(not_member()),
         Err(err) => return Err(err.into()),
     }
-    keys_changed(&state, &access.app).await?;
+    keys_changed(&state, &user.id, &access.app.name).await?;
     record(
         &state,
         &access.app.name,
@@ -424,7 +429,7 @@ pub async fn transfer(
                 added_at: Utc::now(),
             })
             .await?;
-        keys_changed(&state, &app).await?;
+        keys_changed(&state, &to.id, &app.name).await?;
         Ok(())
     })
     .await?;

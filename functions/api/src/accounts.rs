@@ -18,7 +18,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::domain::{Email, Password, Secret, UserId};
-use shared::messages::{Envelope, Event};
 use shared::model::{ApiKeyRecord, TokenPurpose, User, UserToken};
 use shared::PortError;
 
@@ -599,7 +598,7 @@ pub async fn destroy(
         return Err(ApiError::invalid(
             "email",
             format!(
-                "the account owns {} app(s): {}. Destroy them first (`gigalixir apps:destroy -a APP`), or destroy them with the account (`gigalixir account:destroy -y`)",
+                "the account owns {} app(s): {}. Destroy them first (`gigalixir apps:destroy -a APP`); this platform's own CLI destroys them with the account (`gigalixir account:destroy -y`)",
                 names.len(),
                 names.join(", ")
             ),
@@ -615,14 +614,7 @@ pub async fn destroy(
     }
     // The apps they collaborated on stop admitting their SSH keys.
     for member in memberships {
-        let event = Event::SshKeysChanged {
-            user: user.id.clone(),
-            app: Some(member.app),
-        };
-        state
-            .bus
-            .publish(&event.topic(), &Envelope::event(&event, None))
-            .await?;
+        crate::access::keys_changed(&state, &user.id, &member.app).await?;
     }
     tracing::info!(user = %user.id, apps = apps.len(), "account destroyed");
     Ok(Json(json!({"data": {"message": "Account destroyed."}})))

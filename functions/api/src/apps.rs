@@ -47,15 +47,7 @@ pub async fn list(
     State(state): State<ApiState>,
     caller: AuthUser,
 ) -> Result<Json<Data<Vec<AppView>>>, ApiError> {
-    let mut apps = state.store.apps_of(&caller.0.id).await?;
-    for member in state.store.memberships_of(&caller.0.id).await? {
-        match state.store.app(&member.app).await {
-            Ok(app) => apps.push(app),
-            Err(PortError::NotFound) => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    apps.sort_by(|a, b| a.name.cmp(&b.name));
+    let apps = state.store.apps_with_access(&caller.0.id).await?;
     Ok(Json(Data {
         data: apps.iter().map(view).collect(),
     }))

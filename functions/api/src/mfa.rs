@@ -129,7 +129,7 @@ pub async fn start(
     })
     .await?;
     Ok(Json(json!({"data": {
-        "message": "Scan this QR code with your authenticator app (or enter the secret), then enter the code it shows.",
+        "message": "Add this account to your authenticator app (the QR code, or the otpauth:// URL or its secret), then enter the code it shows.",
         "url": url,
         "secret": secret.expose(),
     }})))

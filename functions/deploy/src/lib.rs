@@ -487,17 +487,7 @@ async fn sync_ssh_keys(
             Err(shared::PortError::NotFound) => Vec::new(),
             Err(err) => return Err(err.into()),
         },
-        None => {
-            let mut apps = state.store.apps_of(user).await?;
-            for member in state.store.memberships_of(user).await? {
-                match state.store.app(&member.app).await {
-                    Ok(app) => apps.push(app),
-                    Err(shared::PortError::NotFound) => {}
-                    Err(err) => return Err(err.into()),
-                }
-            }
-            apps
-        }
+        None => state.store.apps_with_access(user).await?,
     };
     for app in &apps {
         let keys = app_ssh_keys(state, app).await?;

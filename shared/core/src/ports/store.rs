@@ -67,6 +67,20 @@ pub trait Store: Send + Sync + 'static {
     async fn members_of(&self, app: &AppName) -> PortResult<Vec<Member>>;
     /// The apps someone has access to as a member (not as owner), by name.
     async fn memberships_of(&self, user: &UserId) -> PortResult<Vec<Member>>;
+    /// The apps someone owns or has access to, by name.
+    async fn apps_with_access(&self, user: &UserId) -> PortResult<Vec<App>> {
+        let mut apps = self.apps_of(user).await?;
+        for member in self.memberships_of(user).await? {
+            match self.app(&member.app).await {
+                Ok(app) => apps.push(app),
+                // Destroyed meanwhile.
+                Err(crate::error::PortError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(apps)
+    }
 
     /// Records something done to an app, and forgets what is older than
     /// [`ACTIVITY_RETENTION_DAYS`](crate::model::ACTIVITY_RETENTION_DAYS).
