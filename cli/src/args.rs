@@ -239,6 +239,21 @@ pub enum Command {
     #[command(alias = "ps:restart")]
     Restart(RestartArgs),
 
+    /// Kill one replica (as `ps` names it) the way a crash would; the platform starts it
+    /// again within seconds, as it does crashed replicas.
+    #[command(name = "ps:kill")]
+    PsKill(PsKillArgs),
+
+    /// Put an app in maintenance: it keeps running (SSH, `ps:run` and deploys work), but
+    /// every request gets 503 with `Retry-After` and a maintenance page: the app's own
+    /// `/maintenance.html` (e.g. Phoenix's `priv/static/maintenance.html`), else a plain one.
+    #[command(name = "maintenance:on")]
+    MaintenanceOn(MaintenanceArgs),
+
+    /// Take an app out of maintenance: the router sends it requests again.
+    #[command(name = "maintenance:off")]
+    MaintenanceOff(MaintenanceArgs),
+
     /// Print an app's log: the last lines, then new ones as they come until Ctrl-C.
     Logs(LogsArgs),
 
@@ -750,6 +765,31 @@ pub struct RestartArgs {
     pub app: AppArg,
 }
 
+/// `ps:kill`.
+#[derive(Debug, Args)]
+pub struct PsKillArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The replica, as `gigalixir ps` names it.
+    #[arg(short = 'p', long)]
+    pub pod: String,
+    /// Don't ask first.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `maintenance:on` and `maintenance:off`.
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Don't ask first.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
 /// `logs`.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -1003,6 +1043,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(parse(&["ps:restart"]), Command::Restart(_)));
+        assert!(matches!(
+            parse(&["maintenance:on", "-a", "x-app", "-y"]),
+            Command::MaintenanceOn(MaintenanceArgs { yes: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["ps:kill", "-p", "gx-x-v1-0", "-y"]),
+            Command::PsKill(PsKillArgs { yes: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["maintenance:off"]),
+            Command::MaintenanceOff(MaintenanceArgs { yes: false, .. })
+        ));
         assert!(matches!(
             parse(&["restart", "-a", "x-app"]),
             Command::Restart(_)

@@ -679,6 +679,30 @@ impl Client {
         )
     }
 
+    /// `PUT /api/apps/NAME/maintenance` `{"enable"}`.
+    pub fn set_maintenance(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        enable: bool,
+    ) -> Result<AppView, ApiError> {
+        self.call(
+            self.authed(Method::PUT, &format!("/api/apps/{name}/maintenance"), auth)
+                .json(&serde_json::json!({ "enable": enable })),
+        )
+    }
+
+    /// `DELETE /api/apps/NAME/pods/POD` (`ps:kill`).
+    pub fn kill(&self, auth: &Auth, name: &AppName, pod: &str) -> Result<(), ApiError> {
+        let pod: String = url::form_urlencoded::byte_serialize(pod.as_bytes()).collect();
+        self.call::<serde_json::Value>(self.authed(
+            Method::DELETE,
+            &format!("/api/apps/{name}/pods/{pod}"),
+            auth,
+        ))
+        .map(drop)
+    }
+
     /// `PUT /api/apps/NAME/restart`.
     pub fn restart(&self, auth: &Auth, name: &AppName) -> Result<(), ApiError> {
         self.call::<serde_json::Value>(self.authed(

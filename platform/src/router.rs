@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
@@ -87,6 +87,8 @@ type DomainCache = HashMap<Fqdn, (Option<AppName>, Instant)>;
 struct Route {
     /// `None`: there is no such app.
     endpoints: Option<Arc<[SocketAddr]>>,
+    /// The app is in maintenance (`maintenance:on`).
+    maintenance: bool,
     fetched: Instant,
     /// The runtime's change counter when it was fetched.
     generation: u64,
@@ -227,17 +229,21 @@ impl Proxy {
         self
     }
 
-    /// The app's live replicas (`None`: no such app), from the table while it is current.
-    async fn route(&self, app: &AppName) -> Result<Option<Arc<[SocketAddr]>>, PortError> {
+    /// The app's live replicas and whether it is in maintenance (`None`: no such app), from
+    /// the table while it is current.
+    async fn route(&self, app: &AppName) -> Result<Option<(Arc<[SocketAddr]>, bool)>, PortError> {
         let generation = self.changes.load(Ordering::Acquire);
         if let Some(route) = self.table.read().ok().and_then(|t| t.get(app).cloned()) {
             if route.generation == generation && route.fetched.elapsed() < ROUTE_TTL {
-                return Ok(route.endpoints);
+                return Ok(route.endpoints.map(|e| (e, route.maintenance)));
             }
         }
-        let endpoints = match self.store.app(app).await {
-            Ok(_) => Some(Arc::from(self.runtime.endpoints(app).await?)),
-            Err(PortError::NotFound) => None,
+        let (endpoints, maintenance) = match self.store.app(app).await {
+            Ok(record) => (
+                Some(Arc::from(self.runtime.endpoints(app).await?)),
+                record.maintenance,
+            ),
+            Err(PortError::NotFound) => (None, false),
             Err(err) => return Err(err),
         };
         if let Ok(mut table) = self.table.write() {
@@ -249,12 +255,13 @@ impl Proxy {
                 app.clone(),
                 Route {
                     endpoints: endpoints.clone(),
+                    maintenance,
                     fetched: Instant::now(),
                     generation,
                 },
             );
         }
-        Ok(endpoints)
+        Ok(endpoints.map(|e| (e, maintenance)))
     }
 
     /// The app a custom domain belongs to, if any (looked up at most once a second per
@@ -578,7 +585,8 @@ async fn proxy_to(
     mut req: Request,
 ) -> Response {
     let endpoints = match proxy.route(app).await {
-        Ok(Some(e)) => e,
+        Ok(Some((e, true))) => return maintenance_page(proxy, app, &e).await,
+        Ok(Some((e, false))) => e,
         Ok(None) => {
             return page(
                 StatusCode::NOT_FOUND,
@@ -767,6 +775,68 @@ async fn proxy_to(
     }
     strip_hop_by_hop(&mut parts.headers, false);
     Response::from_parts(parts, Body::new(body))
+}
+
+/// How long a client is asked to wait before trying an app in maintenance again.
+const MAINTENANCE_RETRY_AFTER: &str = "120";
+/// Largest maintenance page taken from an app.
+const MAX_MAINTENANCE_PAGE: usize = 256 * 1024;
+
+/// The answer to every request of an app in maintenance: 503 with `Retry-After`, and the
+/// app's own `/maintenance.html` (an HTML answer of at most 256 kB within 2 s from one of
+/// its replicas, e.g. Phoenix's `priv/static/maintenance.html`), else a plain page.
+async fn maintenance_page(proxy: &Proxy, app: &AppName, endpoints: &[SocketAddr]) -> Response {
+    let own = match endpoints.first() {
+        Some(replica) => own_maintenance_page(proxy, *replica).await,
+        None => None,
+    };
+    let (content_type, body) = own.unwrap_or_else(|| {
+        (
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+            Bytes::from(format!(
+                "{app} is down for maintenance; it will be back shortly.\n"
+            )),
+        )
+    });
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(MAINTENANCE_RETRY_AFTER),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `GET /maintenance.html` from `replica`: its content type and body when it is an HTML
+/// page that fits.
+async fn own_maintenance_page(proxy: &Proxy, replica: SocketAddr) -> Option<(HeaderValue, Bytes)> {
+    let uri: Uri = format!("http://{replica}/maintenance.html").parse().ok()?;
+    let mut req = axum::http::Request::new(Body::empty());
+    *req.uri_mut() = uri;
+    let resp = tokio::time::timeout(Duration::from_secs(2), proxy.client.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let content_type = resp.headers().get(header::CONTENT_TYPE)?.clone();
+    if resp.status() != StatusCode::OK
+        || !content_type
+            .to_str()
+            .is_ok_and(|t| t.to_ascii_lowercase().starts_with("text/html"))
+    {
+        return None;
+    }
+    let body = axum::body::Body::new(resp.into_body());
+    let body = tokio::time::timeout(
+        Duration::from_secs(2),
+        axum::body::to_bytes(body, MAX_MAINTENANCE_PAGE),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    Some((content_type, body))
 }
 
 /// Copies both ways between an upgraded client connection and the app until either side

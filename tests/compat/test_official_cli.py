@@ -256,7 +256,8 @@ class Apps(Case):
         self.assertEqual(info["unique_name"], "compat-info")
         self.assertEqual(info["replicas"], 1)
         self.assertEqual(
-            sorted(info), ["cloud", "region", "replicas", "size", "stack", "unique_name"]
+            sorted(info),
+            ["cloud", "maintenance", "region", "replicas", "size", "stack", "unique_name"],
         )
         info = self.ok(
             ADA.official("apps:info", env={"GIGALIXIR_APP": "compat-info"})
@@ -538,6 +539,19 @@ class DeployedApp(Case):
         times = [a["at"] for a in activity]
         self.assertEqual(times, sorted(times, reverse=True), activity)
 
+    def test_06c_maintenance(self):
+        # The app keeps running: 503 with Retry-After through the router, then back.
+        r = self.ok(ADA.official("maintenance:on", "-a", APP, "-y"))
+        self.assertEqual(r.json()["maintenance"], True)
+        wait_for("503 from the router", lambda: PLATFORM.get_app(APP)[0] == 503)
+        status, body = PLATFORM.get_app(APP)
+        self.assertIn("down for maintenance", body)
+        # Still running, the same release.
+        self.assertEqual([version for _, version in self.running_pods()], [4])
+        r = self.ok(ADA.official("maintenance:off", "-a", APP, "-y"))
+        self.assertEqual(r.json()["maintenance"], False)
+        wait_for("the app again", lambda: PLATFORM.get_app(APP) == (200, "Hello from hello v1\n"))
+
     def test_07_scale(self):
         r = self.ok(ADA.official("ps:scale", "-a", APP, "-r", "2"))
         self.assertEqual(r.json(), {"replicas": 2, "size": 0.5, "unique_name": APP})
@@ -564,6 +578,21 @@ class DeployedApp(Case):
         after = wait_for("both replicas to be replaced", replaced)
         self.assertEqual({v for _, v in after}, {4})
         self.assertEqual(PLATFORM.get_app(APP), (200, "Hello from hello v1\n"))
+
+    def test_08b_kill(self):
+        # (After test_08_restart.) One replica dies as in a crash and comes back by itself.
+        pods = self.running_pods()
+        self.assertEqual(len(pods), 2, pods)
+        victim = pods[0][0]
+        r = self.ok(ADA.official("ps:kill", "-a", APP, "-p", victim, "-y"))
+        self.assertEqual(r.json(), {"name": victim, "status": "killed"})
+        wait_for(
+            "the killed replica to run again",
+            lambda: len(self.running_pods()) == 2 and PLATFORM.get_app(APP)[0] == 200,
+        )
+        r = ADA.official("ps:kill", "-a", APP, "-p", "gx-no-such-replica", "-y")
+        self.assertNotEqual(r.code, 0, str(r))
+        self.assertIn("no running replica", r.out + r.err)
 
     def test_09_destroy(self):
         r = self.ok(ADA.official("apps:destroy", "-a", APP, "-y"))

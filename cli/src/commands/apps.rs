@@ -149,13 +149,14 @@ pub fn info(ctx: &Ctx, app: Option<String>, json: bool) -> anyhow::Result<()> {
         return say(serde_json::to_string_pretty(&app)?);
     }
     say(format!(
-        "name:        {}\nreplicas:    {}\nsize:        {} GB\nstack:       {}\ncloud:       {}\nregion:      {}\ngit remote:  {}",
+        "name:        {}\nreplicas:    {}\nsize:        {} GB\nstack:       {}\ncloud:       {}\nregion:      {}\nmaintenance: {}\ngit remote:  {}",
         app.unique_name,
         app.replicas,
         app.size,
         app.stack.as_deref().unwrap_or(AUTO_LONG),
         app.cloud,
         app.region,
+        if app.maintenance { "on" } else { "off" },
         ctx.api().git_remote(&name)
     ))
 }
@@ -221,6 +222,7 @@ mod tests {
             cloud: "local".into(),
             region: "local".into(),
             stack: None,
+            maintenance: false,
         }
     }
 

@@ -8,7 +8,7 @@ use gigalixir_core::wire::{AppStatus, ScaleView};
 
 use super::apps::not_found;
 use super::{say, Ctx};
-use crate::args::{LogsArgs, ScaleArgs};
+use crate::args::{LogsArgs, MaintenanceArgs, PsKillArgs, ScaleArgs};
 use crate::client::ApiError;
 
 /// `ps`.
@@ -125,6 +125,54 @@ pub fn restart(ctx: &Ctx, app: Option<String>) -> anyhow::Result<()> {
     say(format!(
         "Restarting {name} one replica at a time, each new one healthy before the old one stops: `gigalixir ps` shows the progress."
     ))
+}
+
+/// `ps:kill`: asks first at a terminal, as GIGALIXIR's CLI does.
+pub fn kill(ctx: &Ctx, args: PsKillArgs) -> anyhow::Result<()> {
+    let name = ctx.app(args.app.app)?;
+    crate::prompt::confirm(
+        args.yes,
+        &format!("Kill {} of {name}?", args.pod),
+        "nothing was killed",
+    )?;
+    let auth = ctx.auth()?;
+    ctx.client
+        .kill(&auth, &name, &args.pod)
+        .map_err(|e| match e {
+            // The app is there; the replica is not.
+            crate::client::ApiError::NotFound(why) if why.contains("replica") => {
+                anyhow::anyhow!(why)
+            }
+            e => not_found(&name)(e),
+        })?;
+    say(format!(
+        "Killed {}: the platform starts it again within seconds (`gigalixir ps`).",
+        args.pod
+    ))
+}
+
+/// `maintenance:on` / `maintenance:off`: asks first at a terminal, as GIGALIXIR's CLI does.
+pub fn maintenance(ctx: &Ctx, args: MaintenanceArgs, enable: bool) -> anyhow::Result<()> {
+    let name = ctx.app(args.app.app)?;
+    let question = if enable {
+        format!("Put {name} in maintenance (every request answered 503)?")
+    } else {
+        format!("Take {name} out of maintenance?")
+    };
+    crate::prompt::confirm(args.yes, &question, "nothing changed")?;
+    let auth = ctx.auth()?;
+    ctx.client
+        .set_maintenance(&auth, &name, enable)
+        .map_err(not_found(&name))?;
+    if enable {
+        say(format!(
+            "{name} is in maintenance: requests get 503 and its /maintenance.html (or a plain page) within a second; SSH and `ps:run` still work. `gigalixir maintenance:off` ends it."
+        ))
+    } else {
+        say(format!(
+            "{name} is out of maintenance: it serves requests again."
+        ))
+    }
 }
 
 /// `logs`: prints the log as it streams, until the platform ends it (`--no_tail`) or

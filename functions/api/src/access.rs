@@ -98,6 +98,8 @@ pub const APP_ROUTES: &[(&str, &str, Need)] = &[
     ("POST", "/api/apps/{name}/permissions", Need::Own),
     ("DELETE", "/api/apps/{name}/permissions", Need::Own),
     ("PUT", "/api/apps/{name}/owner", Need::Own),
+    ("PUT", "/api/apps/{name}/maintenance", Need::Change),
+    ("DELETE", "/api/apps/{name}/pods/{pod}", Need::Change),
 ];
 
 /// [`APP_ROUTES`] as the README's Markdown table: route, owner, collaborator, viewer.

@@ -34,6 +34,7 @@ fn view(app: &App) -> AppView {
         cloud: CLOUD.into(),
         region: REGION.into(),
         stack: app.stack.map(|s| s.as_str().to_owned()),
+        maintenance: app.maintenance,
     }
 }
 
@@ -100,6 +101,7 @@ pub async fn create(
         created_at: Utc::now(),
         health: Default::default(),
         webhook_secret: None,
+        maintenance: false,
         erlang_cookie: Secret::new(random_hex(32)),
         secret_key_base: Secret::new(random_hex(48)),
         replicas: 1,
@@ -158,6 +160,45 @@ pub async fn set_stack(
     })
     .await?;
     tracing::info!(app = %app.name, stack = ?app.stack, "stack set");
+    Ok(Json(Data { data: view(&app) }))
+}
+
+/// `PUT /api/apps/NAME/maintenance` `{"enable": true|false}` (`maintenance:on|off`).
+#[derive(Debug, serde::Deserialize)]
+pub struct Maintenance {
+    enable: bool,
+}
+
+/// Turns maintenance on or off: the app keeps running (SSH, `ps:run`, deploys work), but
+/// the router answers its requests with 503, `Retry-After` and a maintenance page (the
+/// app's own `/maintenance.html`, else a plain one) within a second. 200 with the app.
+pub async fn set_maintenance(
+    State(state): State<ApiState>,
+    access: AppAccess,
+    ApiJson(body): ApiJson<Maintenance>,
+) -> Result<Json<Data<AppView>>, ApiError> {
+    let name = access.app.name.clone();
+    let app = with_record_lock(&state, &name, || async {
+        let mut app = reload(&state, &name).await?;
+        app.maintenance = body.enable;
+        state.store.update_app(&app).await?;
+        Ok(app)
+    })
+    .await?;
+    let action = if body.enable {
+        "maintenance:on"
+    } else {
+        "maintenance:off"
+    };
+    crate::access::record(
+        &state,
+        &name,
+        access.user.email.as_str(),
+        action,
+        String::new(),
+    )
+    .await;
+    tracing::info!(app = %name, maintenance = body.enable, "maintenance set");
     Ok(Json(Data { data: view(&app) }))
 }
 

@@ -158,6 +158,8 @@ pub fn router(state: ApiState) -> Router {
             get(access::list).post(access::add).delete(access::remove),
         )
         .route("/api/apps/{name}/owner", put(access::transfer))
+        .route("/api/apps/{name}/maintenance", put(apps::set_maintenance))
+        .route("/api/apps/{name}/pods/{pod}", delete(processes::kill))
         .route(
             "/api/apps/{name}/webhook",
             post(webhooks::create).delete(webhooks::remove),

@@ -22,6 +22,7 @@ use shared::model::ReleaseStatus;
 use shared::ports::runtime::{Replica, ReplicaState};
 use shared::ports::Runtime;
 use shared::wire::{AppStatus, Data, PodView, ScaleRequest, ScaleView, SshAccess, SshReplica};
+use shared::PortError;
 
 use crate::access::AppAccess;
 use crate::apps::{reload, with_account_lock, with_record_lock, CLOUD, REGION};
@@ -339,6 +340,46 @@ pub fn ssh_access(app: &AppName, replicas: &[Replica]) -> Result<SshAccess, ApiE
             })
             .collect(),
     })
+}
+
+/// `DELETE /api/apps/NAME/pods/POD` (`ps:kill`): kills one replica as a crash would; the
+/// runtime brings it back as it brings back crashed ones. 202; 404 for a replica the app
+/// does not have.
+pub async fn kill(
+    State(state): State<ApiState>,
+    access: AppAccess,
+    axum::extract::Path((_, pod)): axum::extract::Path<(String, String)>,
+) -> Result<(StatusCode, Json<Data<serde_json::Value>>), ApiError> {
+    let runtime = runtime(&state)?;
+    let app = access.app;
+    match runtime.kill(&app.name, &pod).await {
+        Ok(()) => {}
+        Err(PortError::NotFound) => {
+            return Err(ApiError::not_found(format!(
+                "`{}` has no running replica `{pod}`: `gigalixir ps` lists them.",
+                app.name
+            )))
+        }
+        Err(PortError::Invalid(why)) => {
+            return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, why));
+        }
+        Err(err) => return Err(err.into()),
+    }
+    crate::access::record(
+        &state,
+        &app.name,
+        access.user.email.as_str(),
+        "ps:kill",
+        pod.clone(),
+    )
+    .await;
+    tracing::info!(app = %app.name, replica = %pod, "replica killed");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Data {
+            data: serde_json::json!({"name": pod, "status": "killed"}),
+        }),
+    ))
 }
 
 /// `GET /api/apps/NAME/ssh_ip`: where the app's replicas answer SSH (login `app`). 503

@@ -435,7 +435,7 @@ async fn apps_are_created_listed_shown_and_destroyed() {
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(
         r.body["data"],
-        json!({"unique_name": "zeta-app", "size": 0.5, "replicas": 1, "cloud": "local", "region": "local", "stack": null})
+        json!({"unique_name": "zeta-app", "size": 0.5, "replicas": 1, "cloud": "local", "region": "local", "stack": null, "maintenance": false})
     );
     assert_eq!(
         api.create_app(ADA, &key, "alpha-app").await.status,

@@ -201,6 +201,7 @@ async fn world() -> World {
             created_at: Utc::now(),
             health: Default::default(),
             webhook_secret: Some(Secret::new(SECRET)),
+            maintenance: false,
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

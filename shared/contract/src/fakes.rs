@@ -37,6 +37,7 @@ pub async fn seed_app(store: &dyn crate::ports::Store, name: &str) -> crate::mod
         created_at: chrono::Utc::now(),
         health: Default::default(),
         webhook_secret: None,
+        maintenance: false,
         erlang_cookie: Secret::new("c"),
         secret_key_base: Secret::new("s"),
         replicas: 1,

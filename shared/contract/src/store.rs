@@ -32,6 +32,7 @@ fn app(owner: &UserId) -> App {
         created_at: Utc::now(),
         health: Default::default(),
         webhook_secret: None,
+        maintenance: false,
         erlang_cookie: Secret::new("cookie"),
         secret_key_base: Secret::new("skb"),
         replicas: 1,

@@ -223,6 +223,10 @@ pub struct App {
     /// one (`POST /api/apps/APP/webhook`); asking again replaces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<Secret>,
+    /// In maintenance (`maintenance:on`): the app keeps running, but the router answers
+    /// its requests with 503 and a maintenance page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
 }
 
 /// When a replica counts as healthy, and how replicas leave. Set with `health:set`; applies

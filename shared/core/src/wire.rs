@@ -130,6 +130,9 @@ pub struct AppView {
     pub region: String,
     /// The stack its owner set; `null`: chosen per build from the versions the app asks for.
     pub stack: Option<String>,
+    /// Whether it is in maintenance: its requests answered 503 by the router.
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 /// A custom domain of an app (`GET|POST /api/apps/NAME/domains`).

@@ -1399,6 +1399,27 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
+    async fn kill(&self, app: &AppName, replica: &str) -> PortResult<()> {
+        // Only a container of this app, by the name the app's own listing gives.
+        if !self
+            .containers_of(app)
+            .await?
+            .iter()
+            .any(|c| c.name == replica && c.running)
+        {
+            return Err(PortError::NotFound);
+        }
+        self.docker
+            .kill_container(
+                replica,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .map_err(PortError::unavailable)?;
+        tracing::info!(app = %app, replica, "replica killed (ps:kill)");
+        Ok(())
+    }
+
     async fn replicas(&self, app: &AppName) -> PortResult<Vec<Replica>> {
         let live: Vec<String> = self
             .live_of(app)

@@ -47,6 +47,7 @@ pub async fn world(build: BuildId) -> World {
             created_at: Utc::now(),
             health: Default::default(),
             webhook_secret: None,
+            maintenance: false,
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

@@ -231,4 +231,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// Replaces the live release's replicas one at a time, each new one healthy before its
     /// predecessor stops.
     async fn restart(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
+    /// Kills one of the app's replicas (`replica`: its name, as [`Runtime::replicas`]
+    /// gives it) the way a crash would; the runtime brings it back as it brings back
+    /// crashed ones (`ps:kill`). `NotFound` when the app has no replica of that name.
+    async fn kill(&self, app: &AppName, replica: &str) -> PortResult<()> {
+        let _ = (app, replica);
+        Err(crate::error::PortError::Invalid(
+            "this runtime cannot kill a single replica".into(),
+        ))
+    }
 }

@@ -1,0 +1,137 @@
+//! Maintenance mode on a real platform: the app keeps running, the router answers every
+//! request with 503, `Retry-After` and a page (the app's own `/maintenance.html` when it
+//! serves HTML there, else a plain one), SSH still reaches the replicas; off, the app
+//! answers again.
+
+use std::time::Duration;
+
+use gigalixir_tests::{docker, require_images, ssh_keygen, texts, wait_for, Platform};
+
+/// GET `/` of `app` through the router: status, `Retry-After`, content type, body.
+fn get(p: &Platform, app: &str) -> (u16, Option<String>, String, String) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let port = p.url().rsplit(':').next().expect("port").to_owned();
+    let resp = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .header("host", format!("{app}.localhost:{port}"))
+        .send()
+        .expect("the router answers");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let retry = header("retry-after");
+    let kind = header("content-type").unwrap_or_default();
+    (
+        resp.status().as_u16(),
+        retry,
+        kind,
+        resp.text().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn an_app_in_maintenance_answers_503_and_keeps_running() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (repo, app) = p.new_app("hello", "maint", work.path());
+    let out = p.git_ok(&repo, &["push", "gigalixir", "master"]);
+    assert!(out.contains("Deployed v1"), "{out}");
+    assert_eq!(get(&p, &app).0, 200);
+    let (key, public) = ssh_keygen(work.path(), "key");
+    p.cli_ok(&repo, &["account:ssh_keys:add", &public]);
+
+    let said = p.cli_ok(&repo, &["maintenance:on", "-y"]);
+    assert!(said.contains("maintenance"), "{said}");
+    wait_for("the router to answer 503", Duration::from_secs(5), || {
+        get(&p, &app).0 == 503
+    });
+    let (status, retry, kind, body) = get(&p, &app);
+    assert_eq!(status, 503);
+    assert_eq!(retry.as_deref(), Some("120"));
+    assert!(kind.starts_with("text/plain"), "{kind}");
+    assert!(body.contains("down for maintenance"), "{body}");
+    assert!(p
+        .cli_ok(&repo, &["apps:info", "--json"])
+        .contains("\"maintenance\": true"));
+    // The app runs on: SSH reaches it.
+    let ran = wait_for("ps:run in the replica", Duration::from_secs(60), || {
+        let out = p
+            .cli_command(&repo, &["ps:run", "printenv", "APP_NAME"])
+            .env("GIGALIXIR_IDENTITY_FILE", &key)
+            .output()
+            .expect("ps:run");
+        String::from_utf8_lossy(&out.stdout).trim() == app
+    });
+    eprintln!("figure: ps:run in maintenance after {} ms", ran.as_millis());
+
+    // An app that serves HTML at /maintenance.html: that page, with 503.
+    let server = repo.join("lib/hello/server.ex");
+    let code = std::fs::read_to_string(&server).expect("server.ex");
+    std::fs::write(
+        &server,
+        code.replace("content-type: text/plain", "content-type: text/html"),
+    )
+    .expect("write");
+    p.commit_all(&repo, "html");
+    let out = p.git_ok(&repo, &["push", "gigalixir", "master"]);
+    assert!(out.contains("Deployed v2"), "{out}");
+    wait_for("the app's own page", Duration::from_secs(10), || {
+        get(&p, &app).2.starts_with("text/html")
+    });
+    let (status, retry, _, body) = get(&p, &app);
+    assert_eq!((status, retry.as_deref()), (503, Some("120")));
+    assert!(body.contains("Hello from hello"), "{body}");
+
+    p.cli_ok(&repo, &["maintenance:off", "-y"]);
+    wait_for("the app to answer again", Duration::from_secs(5), || {
+        get(&p, &app).0 == 200
+    });
+
+    // ps:kill: the replica dies as in a crash and comes back by itself.
+    let status = p.cli_ok(&repo, &["ps", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("ps --json");
+    // The running replica of v2 (v1's may still be draining).
+    let pod = status["pods"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .find(|p| p["version"] == 2 && p["status"] == "running")
+        .and_then(|p| p["name"].as_str())
+        .unwrap_or_else(|| panic!("no running replica of v2: {status}"))
+        .to_owned();
+    let started = || docker(&["inspect", "-f", "{{.State.StartedAt}}", &pod]);
+    let started_before = started();
+    let out = p.cli(&repo, &["ps:kill", "-p", "gx-no-such-replica", "-y"]);
+    let (_, stderr) = texts(&out);
+    assert!(
+        !out.status.success() && stderr.contains("no running replica"),
+        "{stderr}"
+    );
+    let said = p.cli_ok(&repo, &["ps:kill", "-p", &pod, "-y"]);
+    assert!(said.contains("Killed"), "{said}");
+    let back = wait_for(
+        "the killed replica to answer again",
+        Duration::from_secs(30),
+        || get(&p, &app).0 == 200 && started() != started_before,
+    );
+    eprintln!(
+        "figure: ps:kill to answering again: {} ms",
+        back.as_millis()
+    );
+    let out = p.cli(&repo, &["maintenance:on"]);
+    let (_, stderr) = texts(&out);
+    assert!(!out.status.success() && stderr.contains("-y"), "{stderr}");
+    assert_eq!(
+        get(&p, &app).0,
+        200,
+        "maintenance:on without -y and no terminal changed it"
+    );
+}
