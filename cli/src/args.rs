@@ -239,6 +239,18 @@ pub enum Command {
     #[command(alias = "ps:restart")]
     Restart(RestartArgs),
 
+    /// Show the app's canary: the app that gets a share of its requests, and the share.
+    Canary(CanaryArgs),
+
+    /// Send WEIGHT percent of the app's new visitors to CANARY (another app of the same
+    /// owner), each browser kept on one side by a cookie; 0 or 100 switches all at once.
+    #[command(name = "canary:set")]
+    CanarySet(CanarySetArgs),
+
+    /// Send every request to the app again.
+    #[command(name = "canary:unset")]
+    CanaryUnset(CanaryUnsetArgs),
+
     /// Kill one replica (as `ps` names it) the way a crash would; the platform starts it
     /// again within seconds, as it does crashed replicas.
     #[command(name = "ps:kill")]
@@ -765,6 +777,39 @@ pub struct RestartArgs {
     pub app: AppArg,
 }
 
+/// `canary`.
+#[derive(Debug, Args)]
+pub struct CanaryArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// `canary:set`.
+#[derive(Debug, Args)]
+pub struct CanarySetArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The canary app (default: the one set).
+    #[arg(short = 'c', long = "canary_name")]
+    pub canary: Option<String>,
+    /// Percent of new visitors sent to the canary, 0–100 (default: 10, or the one set).
+    #[arg(short = 'w', long)]
+    pub weight: Option<i64>,
+}
+
+/// `canary:unset`.
+#[derive(Debug, Args)]
+pub struct CanaryUnsetArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The canary app.
+    #[arg(short = 'c', long = "canary_name")]
+    pub canary: String,
+}
+
 /// `ps:kill`.
 #[derive(Debug, Args)]
 pub struct PsKillArgs {
@@ -1046,6 +1091,17 @@ mod tests {
         assert!(matches!(
             parse(&["maintenance:on", "-a", "x-app", "-y"]),
             Command::MaintenanceOn(MaintenanceArgs { yes: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["canary:set", "-c", "x-green", "-w", "10"]),
+            Command::CanarySet(CanarySetArgs {
+                weight: Some(10),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["canary:unset", "--canary_name", "x-green"]),
+            Command::CanaryUnset(_)
         ));
         assert!(matches!(
             parse(&["ps:kill", "-p", "gx-x-v1-0", "-y"]),

@@ -692,6 +692,40 @@ impl Client {
         )
     }
 
+    /// `GET /api/apps/NAME/canaries`.
+    pub fn canary(&self, auth: &Auth, name: &AppName) -> Result<serde_json::Value, ApiError> {
+        self.call(self.authed(Method::GET, &format!("/api/apps/{name}/canaries"), auth))
+    }
+
+    /// `PUT /api/apps/NAME/canaries` `{"canary", "weight"}`.
+    pub fn set_canary(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        canary: Option<&str>,
+        weight: Option<i64>,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.call(
+            self.authed(Method::PUT, &format!("/api/apps/{name}/canaries"), auth)
+                .json(&serde_json::json!({ "canary": canary, "weight": weight })),
+        )
+    }
+
+    /// `DELETE /api/apps/NAME/canaries/CANARY`.
+    pub fn unset_canary(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        canary: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let canary: String = url::form_urlencoded::byte_serialize(canary.as_bytes()).collect();
+        self.call(self.authed(
+            Method::DELETE,
+            &format!("/api/apps/{name}/canaries/{canary}"),
+            auth,
+        ))
+    }
+
     /// `DELETE /api/apps/NAME/pods/POD` (`ps:kill`).
     pub fn kill(&self, auth: &Auth, name: &AppName, pod: &str) -> Result<(), ApiError> {
         let pod: String = url::form_urlencoded::byte_serialize(pod.as_bytes()).collect();

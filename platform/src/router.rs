@@ -30,6 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use shared::domain::{AppName, Fqdn};
+use shared::model::Canary;
 use shared::ports::{Runtime, Store};
 use shared::PortError;
 
@@ -89,6 +90,8 @@ struct Route {
     endpoints: Option<Arc<[SocketAddr]>>,
     /// The app is in maintenance (`maintenance:on`).
     maintenance: bool,
+    /// Where a share of its requests goes (`canary:set`).
+    canary: Option<Canary>,
     fetched: Instant,
     /// The runtime's change counter when it was fetched.
     generation: u64,
@@ -232,36 +235,91 @@ impl Proxy {
     /// The app's live replicas and whether it is in maintenance (`None`: no such app), from
     /// the table while it is current.
     async fn route(&self, app: &AppName) -> Result<Option<(Arc<[SocketAddr]>, bool)>, PortError> {
+        let route = self.route_of(app).await?;
+        Ok(route.endpoints.map(|e| (e, route.maintenance)))
+    }
+
+    /// What the router knows of the app, from the table while it is current.
+    async fn route_of(&self, app: &AppName) -> Result<Route, PortError> {
         let generation = self.changes.load(Ordering::Acquire);
         if let Some(route) = self.table.read().ok().and_then(|t| t.get(app).cloned()) {
             if route.generation == generation && route.fetched.elapsed() < ROUTE_TTL {
-                return Ok(route.endpoints.map(|e| (e, route.maintenance)));
+                return Ok(route);
             }
         }
-        let (endpoints, maintenance) = match self.store.app(app).await {
+        let (endpoints, maintenance, canary) = match self.store.app(app).await {
             Ok(record) => (
                 Some(Arc::from(self.runtime.endpoints(app).await?)),
                 record.maintenance,
+                record.canary,
             ),
-            Err(PortError::NotFound) => (None, false),
+            Err(PortError::NotFound) => (None, false, None),
             Err(err) => return Err(err),
+        };
+        let route = Route {
+            endpoints,
+            maintenance,
+            canary,
+            fetched: Instant::now(),
+            generation,
         };
         if let Ok(mut table) = self.table.write() {
             // any `Host` a client sends under the domain lands here once
             if table.len() >= MAX_CACHED_DOMAINS {
                 table.clear();
             }
-            table.insert(
-                app.clone(),
-                Route {
-                    endpoints: endpoints.clone(),
-                    maintenance,
-                    fetched: Instant::now(),
-                    generation,
-                },
-            );
+            table.insert(app.clone(), route.clone());
         }
-        Ok(endpoints.map(|e| (e, maintenance)))
+        Ok(route)
+    }
+
+    /// The app that serves this request: the app itself, or its canary for the share of
+    /// visitors its weight says (kept on one side by a cookie while the weight is neither
+    /// 0 nor 100); with the cookie to set when a visitor was newly assigned.
+    async fn canary_or(&self, app: AppName, headers: &HeaderMap) -> (AppName, Option<HeaderValue>) {
+        let Ok(Route {
+            canary: Some(canary),
+            ..
+        }) = self.route_of(&app).await
+        else {
+            return (app, None);
+        };
+        // A canary that is gone serves nothing: the app serves all.
+        if !matches!(
+            self.route_of(&canary.app).await,
+            Ok(Route {
+                endpoints: Some(_),
+                ..
+            })
+        ) {
+            return (app, None);
+        }
+        let cookie = format!("gx_canary_{app}");
+        let sticky = (1..100).contains(&canary.weight);
+        let kept = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == cookie).then_some(v == "canary")
+            });
+        let to_canary = match kept {
+            Some(side) if sticky => side,
+            _ => rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8) < canary.weight,
+        };
+        let set = if sticky && kept.is_none() {
+            let side = if to_canary { "canary" } else { "app" };
+            HeaderValue::from_str(&format!(
+                "{cookie}={side}; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax"
+            ))
+            .ok()
+        } else {
+            None
+        };
+        let target = if to_canary { canary.app } else { app };
+        (target, set)
     }
 
     /// The app a custom domain belongs to, if any (looked up at most once a second per
@@ -564,7 +622,11 @@ pub async fn route_by_host(State(proxy): State<Proxy>, req: Request, next: Next)
         started: Instant::now(),
         id: id.clone(),
     };
+    let (app, canary_cookie) = proxy.canary_or(app, req.headers()).await;
     let mut resp = proxy_to(&proxy, &app, &host, &id, req).await;
+    if let Some(cookie) = canary_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // no body to count: the connection is the app's now
         let mut log = log;

@@ -331,6 +331,24 @@ class Apps(Case):
         self.assertEqual(self.config("compat-dst"), merged)
         self.assertEqual(self.config("compat-src"), {"A": "1", "B": "2"})
 
+    def test_canary(self):
+        self.create("compat-blue")
+        self.create("compat-green")
+        r = self.ok(ADA.official("canary:set", "-a", "compat-blue", "-c", "compat-green", "-w", "10"))
+        self.assertEqual(r.json(), {"canary": "compat-green", "weight": 10})
+        r = self.ok(ADA.official("canary:set", "-a", "compat-blue", "-w", "25"))
+        self.assertEqual(r.json(), {"canary": "compat-green", "weight": 25})
+        self.assertEqual(
+            self.ok(ADA.official("canary", "-a", "compat-blue")).json(),
+            {"canary": "compat-green", "weight": 25},
+        )
+        self.fails_with(
+            ADA.official("canary:set", "-a", "compat-blue", "-w", "101"),
+            '{"errors":{"weight":["is a percentage, 0 to 100"]}}',
+        )
+        r = self.ok(ADA.official("canary:unset", "-a", "compat-blue", "-c", "compat-green"))
+        self.assertEqual(r.json(), {"canary": None, "weight": 0})
+
     def test_domains(self):
         self.create("compat-domains")
         r = self.ok(ADA.official("domains:add", "-a", "compat-domains", "www.compat-shop.example"))

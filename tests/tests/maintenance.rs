@@ -135,3 +135,93 @@ fn an_app_in_maintenance_answers_503_and_keeps_running() {
         "maintenance:on without -y and no terminal changed it"
     );
 }
+
+#[test]
+fn a_canary_gets_its_weight_of_new_visitors_and_each_browser_stays_on_its_side() {
+    require_images();
+    let p = Platform::start();
+    p.sign_up_and_log_in();
+    let work = tempfile::tempdir().expect("work");
+    let (blue_repo, blue) = p.new_app("hello", "blue", work.path());
+    let green_dir = work.path().join("green");
+    std::fs::create_dir_all(&green_dir).expect("mkdir");
+    let (green_repo, green) = p.new_app("hello", "green", &green_dir);
+    // Green says so.
+    let page = green_repo.join("lib/hello/page.ex");
+    let code = std::fs::read_to_string(&page).expect("page.ex");
+    std::fs::write(&page, code.replace("Hello from", "Green hello from")).expect("write");
+    p.commit_all(&green_repo, "green");
+    for repo in [&blue_repo, &green_repo] {
+        let out = p.git_ok(repo, &["push", "gigalixir", "master"]);
+        assert!(out.contains("Deployed v1"), "{out}");
+    }
+    let said = p.cli_ok(&blue_repo, &["canary:set", "-c", &green, "-w", "10"]);
+    assert!(said.contains(&green) && said.contains("10%"), "{said}");
+    assert!(p.cli_ok(&blue_repo, &["canary"]).contains(&green));
+
+    let port = p.url().rsplit(':').next().expect("port").to_owned();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let visit = |cookie: Option<&str>| {
+        let mut req = client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .header("host", format!("{blue}.localhost:{port}"));
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        let resp = req.send().expect("the router answers");
+        let set = resp
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned());
+        let body = resp.text().unwrap_or_default();
+        (body.starts_with("Green"), set)
+    };
+    // Wait out the router's one-second table.
+    wait_for(
+        "the canary to get requests",
+        Duration::from_secs(10),
+        || (0..50).any(|_| visit(None).0),
+    );
+    let n = 1000;
+    let (mut to_green, mut cookies) = (0, Vec::new());
+    for _ in 0..n {
+        let (green, cookie) = visit(None);
+        to_green += usize::from(green);
+        cookies.push((green, cookie.expect("a new visitor gets a cookie")));
+    }
+    eprintln!("figure: {to_green} of {n} new visitors on the canary at weight 10");
+    assert!(
+        (70..=130).contains(&to_green),
+        "{to_green} of {n} on the canary"
+    );
+    // A browser keeps its side.
+    for (green, cookie) in cookies
+        .iter()
+        .filter(|(g, _)| *g)
+        .take(3)
+        .chain(cookies.iter().filter(|(g, _)| !*g).take(3))
+    {
+        for _ in 0..5 {
+            let (again, set) = visit(Some(cookie));
+            assert_eq!(again, *green, "{cookie}");
+            assert!(set.is_none());
+        }
+    }
+    // 100: everyone, cookie or not, is on green (blue-green).
+    p.cli_ok(&blue_repo, &["canary:set", "-w", "100"]);
+    let blue_cookie = &cookies.iter().find(|(g, _)| !*g).expect("a blue visitor").1;
+    wait_for("all on green", Duration::from_secs(10), || {
+        visit(Some(blue_cookie)).0 && visit(None).0
+    });
+    p.cli_ok(&blue_repo, &["canary:unset", "-c", &green]);
+    wait_for("all back on blue", Duration::from_secs(10), || {
+        !visit(Some(blue_cookie)).0 && (0..20).all(|_| !visit(None).0)
+    });
+    // Only an app of the same owner may be a canary.
+    let out = p.cli(&blue_repo, &["canary:set", "-c", "no-such-app", "-w", "5"]);
+    assert!(!out.status.success(), "{:?}", texts(&out));
+}

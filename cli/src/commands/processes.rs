@@ -8,7 +8,9 @@ use gigalixir_core::wire::{AppStatus, ScaleView};
 
 use super::apps::not_found;
 use super::{say, Ctx};
-use crate::args::{LogsArgs, MaintenanceArgs, PsKillArgs, ScaleArgs};
+use crate::args::{
+    CanarySetArgs, CanaryUnsetArgs, LogsArgs, MaintenanceArgs, PsKillArgs, ScaleArgs,
+};
 use crate::client::ApiError;
 
 /// `ps`.
@@ -125,6 +127,50 @@ pub fn restart(ctx: &Ctx, app: Option<String>) -> anyhow::Result<()> {
     say(format!(
         "Restarting {name} one replica at a time, each new one healthy before the old one stops: `gigalixir ps` shows the progress."
     ))
+}
+
+/// `canary`, `canary:set` and `canary:unset` print what the app's canary is then.
+fn say_canary(
+    name: &gigalixir_core::domain::AppName,
+    data: &serde_json::Value,
+) -> anyhow::Result<()> {
+    match data["canary"].as_str() {
+        Some(canary) => say(format!(
+            "{}% of {name}'s new visitors go to {canary} (each browser stays on its side).",
+            data["weight"]
+        )),
+        None => say(format!("{name} has no canary: it serves every request.")),
+    }
+}
+
+/// `canary`.
+pub fn canary(ctx: &Ctx, app: Option<String>) -> anyhow::Result<()> {
+    let name = ctx.app(app)?;
+    let auth = ctx.auth()?;
+    let data = ctx.client.canary(&auth, &name).map_err(not_found(&name))?;
+    say_canary(&name, &data)
+}
+
+/// `canary:set`.
+pub fn set_canary(ctx: &Ctx, args: CanarySetArgs) -> anyhow::Result<()> {
+    let name = ctx.app(args.app.app)?;
+    let auth = ctx.auth()?;
+    let data = ctx
+        .client
+        .set_canary(&auth, &name, args.canary.as_deref(), args.weight)
+        .map_err(not_found(&name))?;
+    say_canary(&name, &data)
+}
+
+/// `canary:unset`.
+pub fn unset_canary(ctx: &Ctx, args: CanaryUnsetArgs) -> anyhow::Result<()> {
+    let name = ctx.app(args.app.app)?;
+    let auth = ctx.auth()?;
+    let data = ctx
+        .client
+        .unset_canary(&auth, &name, &args.canary)
+        .map_err(not_found(&name))?;
+    say_canary(&name, &data)
 }
 
 /// `ps:kill`: asks first at a terminal, as GIGALIXIR's CLI does.

@@ -102,6 +102,7 @@ pub async fn create(
         health: Default::default(),
         webhook_secret: None,
         maintenance: false,
+        canary: None,
         erlang_cookie: Secret::new(random_hex(32)),
         secret_key_base: Secret::new(random_hex(48)),
         replicas: 1,
@@ -200,6 +201,136 @@ pub async fn set_maintenance(
     .await;
     tracing::info!(app = %name, maintenance = body.enable, "maintenance set");
     Ok(Json(Data { data: view(&app) }))
+}
+
+/// An app's canary as the API shows it.
+fn canary_view(app: &App) -> Value {
+    match &app.canary {
+        Some(c) => json!({"canary": c.app.to_string(), "weight": c.weight}),
+        None => json!({"canary": null, "weight": 0}),
+    }
+}
+
+/// `GET /api/apps/NAME/canaries` (`canary`): `{"canary": NAME|null, "weight": N}`.
+pub async fn canary(access: AppAccess) -> Json<Data<Value>> {
+    Json(Data {
+        data: canary_view(&access.app),
+    })
+}
+
+/// `PUT /api/apps/NAME/canaries` `{"canary", "weight"}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct CanaryChange {
+    canary: Option<String>,
+    weight: Option<i64>,
+}
+
+/// `canary:set`: WEIGHT percent of the app's new visitors (its own host and its custom
+/// domains) go to the canary app, each browser kept on one side by a cookie. The canary
+/// must be another app of the same owner that the caller may change too. Without
+/// `canary`, changes the weight of the one set.
+pub async fn set_canary(
+    State(state): State<ApiState>,
+    access: AppAccess,
+    ApiJson(body): ApiJson<CanaryChange>,
+) -> Result<Json<Data<Value>>, ApiError> {
+    let weight = match body.weight {
+        Some(w) if (0..=100).contains(&w) => Some(w as u8),
+        Some(_) => return Err(ApiError::invalid("weight", "is a percentage, 0 to 100")),
+        None => None,
+    };
+    let target = match &body.canary {
+        Some(raw) => {
+            let (canary, _) =
+                crate::access::app_for(&state, &access.user, raw, crate::access::Need::Change)
+                    .await
+                    .map_err(|_| {
+                        ApiError::invalid("canary", format!("`{raw}` is not an app you may change"))
+                    })?;
+            if canary.name == access.app.name {
+                return Err(ApiError::invalid("canary", "is the app itself"));
+            }
+            if canary.owner != access.app.owner {
+                return Err(ApiError::invalid(
+                    "canary",
+                    "belongs to another owner: an app's canary is an app of the same owner",
+                ));
+            }
+            Some(canary.name)
+        }
+        None => None,
+    };
+    let name = access.app.name.clone();
+    let app = with_record_lock(&state, &name, || async {
+        let mut app = reload(&state, &name).await?;
+        let canary = match (target, &app.canary) {
+            (Some(target), current) => shared::model::Canary {
+                app: target,
+                weight: weight.or(current.as_ref().map(|c| c.weight)).unwrap_or(10),
+            },
+            (None, Some(current)) => shared::model::Canary {
+                app: current.app.clone(),
+                weight: weight.unwrap_or(current.weight),
+            },
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "canary",
+                    "the app has no canary: name one (`canary:set -c APP -w WEIGHT`)",
+                ))
+            }
+        };
+        app.canary = Some(canary);
+        state.store.update_app(&app).await?;
+        Ok(app)
+    })
+    .await?;
+    let detail = canary_view(&app).to_string();
+    crate::access::record(
+        &state,
+        &name,
+        access.user.email.as_str(),
+        "canary:set",
+        detail,
+    )
+    .await;
+    tracing::info!(app = %name, canary = ?app.canary, "canary set");
+    Ok(Json(Data {
+        data: canary_view(&app),
+    }))
+}
+
+/// `DELETE /api/apps/NAME/canaries/CANARY` (`canary:unset`): all requests go to the app
+/// again. 422 when CANARY is not its canary.
+pub async fn unset_canary(
+    State(state): State<ApiState>,
+    access: AppAccess,
+    axum::extract::Path((_, canary)): axum::extract::Path<(String, String)>,
+) -> Result<Json<Data<Value>>, ApiError> {
+    let name = access.app.name.clone();
+    let app = with_record_lock(&state, &name, || async {
+        let mut app = reload(&state, &name).await?;
+        if app.canary.as_ref().map(|c| c.app.as_str()) != Some(canary.as_str()) {
+            return Err(ApiError::invalid(
+                "canary",
+                format!("`{canary}` is not the canary of `{name}`"),
+            ));
+        }
+        app.canary = None;
+        state.store.update_app(&app).await?;
+        Ok(app)
+    })
+    .await?;
+    crate::access::record(
+        &state,
+        &name,
+        access.user.email.as_str(),
+        "canary:unset",
+        canary,
+    )
+    .await;
+    Ok(Json(Data {
+        data: canary_view(&app),
+    }))
 }
 
 /// `DELETE /api/apps/NAME`: deletes the app with its builds and releases. Owner only.

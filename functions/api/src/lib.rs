@@ -161,6 +161,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps/{name}/maintenance", put(apps::set_maintenance))
         .route("/api/apps/{name}/pods/{pod}", delete(processes::kill))
         .route(
+            "/api/apps/{name}/canaries",
+            get(apps::canary).put(apps::set_canary),
+        )
+        .route(
+            "/api/apps/{name}/canaries/{canary}",
+            delete(apps::unset_canary),
+        )
+        .route(
             "/api/apps/{name}/webhook",
             post(webhooks::create).delete(webhooks::remove),
         )

@@ -202,6 +202,7 @@ async fn world() -> World {
             health: Default::default(),
             webhook_secret: Some(Secret::new(SECRET)),
             maintenance: false,
+            canary: None,
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

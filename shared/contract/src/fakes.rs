@@ -38,6 +38,7 @@ pub async fn seed_app(store: &dyn crate::ports::Store, name: &str) -> crate::mod
         health: Default::default(),
         webhook_secret: None,
         maintenance: false,
+        canary: None,
         erlang_cookie: Secret::new("c"),
         secret_key_base: Secret::new("s"),
         replicas: 1,

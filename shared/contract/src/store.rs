@@ -33,6 +33,7 @@ fn app(owner: &UserId) -> App {
         health: Default::default(),
         webhook_secret: None,
         maintenance: false,
+        canary: None,
         erlang_cookie: Secret::new("cookie"),
         secret_key_base: Secret::new("skb"),
         replicas: 1,

@@ -227,6 +227,19 @@ pub struct App {
     /// its requests with 503 and a maintenance page.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub maintenance: bool,
+    /// Another app of the same owner that gets a share of this one's requests
+    /// (`canary:set`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+/// Where a share of an app's requests goes (`canary:set`): sticky per browser by a cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    /// The app that gets them.
+    pub app: AppName,
+    /// Percent of new visitors sent there, 0–100 (0 and 100 make a blue-green switch).
+    pub weight: u8,
 }
 
 /// When a replica counts as healthy, and how replicas leave. Set with `health:set`; applies

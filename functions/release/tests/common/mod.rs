@@ -48,6 +48,7 @@ pub async fn world(build: BuildId) -> World {
             health: Default::default(),
             webhook_secret: None,
             maintenance: false,
+            canary: None,
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,
