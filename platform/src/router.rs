@@ -29,7 +29,7 @@ use futures::StreamExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use shared::domain::{AppName, Fqdn};
+use shared::domain::{AppName, Fqdn, UserId};
 use shared::model::Canary;
 use shared::ports::{Runtime, Store};
 use shared::PortError;
@@ -92,6 +92,8 @@ struct Route {
     maintenance: bool,
     /// Where a share of its requests goes (`canary:set`).
     canary: Option<Canary>,
+    /// Its owner (a canary must have the same).
+    owner: Option<UserId>,
     fetched: Instant,
     /// The runtime's change counter when it was fetched.
     generation: u64,
@@ -247,19 +249,21 @@ impl Proxy {
                 return Ok(route);
             }
         }
-        let (endpoints, maintenance, canary) = match self.store.app(app).await {
+        let (endpoints, maintenance, canary, owner) = match self.store.app(app).await {
             Ok(record) => (
                 Some(Arc::from(self.runtime.endpoints(app).await?)),
                 record.maintenance,
                 record.canary,
+                Some(record.owner),
             ),
-            Err(PortError::NotFound) => (None, false, None),
+            Err(PortError::NotFound) => (None, false, None, None),
             Err(err) => return Err(err),
         };
         let route = Route {
             endpoints,
             maintenance,
             canary,
+            owner,
             fetched: Instant::now(),
             generation,
         };
@@ -279,20 +283,21 @@ impl Proxy {
     async fn canary_or(&self, app: AppName, headers: &HeaderMap) -> (AppName, Option<HeaderValue>) {
         let Ok(Route {
             canary: Some(canary),
+            owner,
             ..
         }) = self.route_of(&app).await
         else {
             return (app, None);
         };
-        // A canary that is gone serves nothing: the app serves all.
-        if !matches!(
-            self.route_of(&canary.app).await,
+        // A canary that is gone, or no longer the same owner's (given away), serves
+        // nothing: the app serves all.
+        match self.route_of(&canary.app).await {
             Ok(Route {
                 endpoints: Some(_),
+                owner: canary_owner,
                 ..
-            })
-        ) {
-            return (app, None);
+            }) if canary_owner == owner => {}
+            _ => return (app, None),
         }
         let cookie = format!("gx_canary_{app}");
         let sticky = (1..100).contains(&canary.weight);

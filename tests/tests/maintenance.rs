@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gigalixir_tests::{docker, require_images, ssh_keygen, texts, wait_for, Platform};
+use gigalixir_tests::{docker, require_images, ssh_keygen, texts, wait_for, Account, Platform};
 
 /// GET `/` of `app` through the router: status, `Retry-After`, content type, body.
 fn get(p: &Platform, app: &str) -> (u16, Option<String>, String, String) {
@@ -224,4 +224,17 @@ fn a_canary_gets_its_weight_of_new_visitors_and_each_browser_stays_on_its_side()
     // Only an app of the same owner may be a canary.
     let out = p.cli(&blue_repo, &["canary:set", "-c", "no-such-app", "-w", "5"]);
     assert!(!out.status.success(), "{:?}", texts(&out));
+    // A canary given away to someone else gets none of the app's requests.
+    p.cli_ok(&blue_repo, &["canary:set", "-c", &green, "-w", "100"]);
+    wait_for("all on green again", Duration::from_secs(10), || {
+        visit(None).0
+    });
+    let _other = Account::sign_up(&p, "other@example.com");
+    p.cli_ok(
+        &blue_repo,
+        &["apps:transfer", "-a", &green, "other@example.com", "-y"],
+    );
+    wait_for("blue to serve all", Duration::from_secs(10), || {
+        (0..20).all(|_| !visit(None).0)
+    });
 }
