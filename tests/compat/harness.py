@@ -377,3 +377,16 @@ class Platform:
             if r.code != 0:
                 raise AssertionError(str(r))
         return repo
+
+
+class Checks:
+    """What the test cases of both modules check of a CLI run (mixed into a TestCase)."""
+
+    def ok(self, result):
+        self.assertEqual(result.code, 0, str(result))
+        return result
+
+    def fails_with(self, result, message):
+        """The command failed (exit 1) and told the user exactly `message`."""
+        self.assertEqual(result.code, 1, str(result))
+        self.assertEqual(result.message, message, str(result))

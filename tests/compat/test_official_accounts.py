@@ -35,7 +35,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from harness import Platform, Result, User, free_port, wait_for
+from harness import Checks, Platform, Result, User, free_port, wait_for
 
 SMTP = None
 
@@ -611,7 +611,7 @@ class Authenticator:
 # --- the tests ----------------------------------------------------------------------------
 
 
-class Case(unittest.TestCase):
+class Case(Checks, unittest.TestCase):
     """Each class has a platform of its own, which confirms emails and mails them to the
     module's SMTP server: its own data, and its own counts of failed attempts and mails
     (the platform holds back an address after 30 failures in 5 minutes)."""
@@ -627,15 +627,6 @@ class Case(unittest.TestCase):
         )
         cls.addClassCleanup(cls.platform.stop)
         cls.platform.start()
-
-    def ok(self, result):
-        self.assertEqual(result.code, 0, str(result))
-        return result
-
-    def fails_with(self, result, message):
-        """The command failed (exit 1) and told the user exactly `message`."""
-        self.assertEqual(result.code, 1, str(result))
-        self.assertEqual(result.message, message, str(result))
 
     def account(self, user):
         return self.ok(user.official("account")).json()

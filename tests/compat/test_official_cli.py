@@ -10,7 +10,7 @@ import os
 import subprocess
 import unittest
 
-from harness import Platform, User, wait_for
+from harness import Checks, Platform, User, wait_for
 
 PLATFORM = None
 ADA = None
@@ -44,17 +44,8 @@ def sign_up(email, password):
     return user
 
 
-class Case(unittest.TestCase):
+class Case(Checks, unittest.TestCase):
     maxDiff = None
-
-    def ok(self, result):
-        self.assertEqual(result.code, 0, str(result))
-        return result
-
-    def fails_with(self, result, message):
-        """The command failed (exit 1) and told the user exactly `message`."""
-        self.assertEqual(result.code, 1, str(result))
-        self.assertEqual(result.message, message, str(result))
 
     def release_deployed(self, user, app, version):
         def deployed():
