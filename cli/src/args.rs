@@ -284,6 +284,13 @@ pub enum Command {
     #[command(name = "ps:run")]
     PsRun(PsRunArgs),
 
+    /// Run a command once as a job in a container of its own, with the app's running
+    /// release and config (not in a web replica): prints its output as it comes and
+    /// exits with its code. It shows in `ps` while it runs and is killed at `--timeout`
+    /// (default 300 s, at most 3600; exit code 137). One CMD argument is a shell command
+    /// line; several are quoted one by one.
+    Run(RunArgs),
+
     /// Open an IEx shell on the app's running node; with input piped in, evaluate it on the
     /// node and print the results.
     ///
@@ -919,6 +926,25 @@ pub struct PsSshArgs {
     pub command: Vec<String>,
 }
 
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Seconds it may run before it is killed (1–3600).
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// The command to run.
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
 /// `ps:run`.
 #[derive(Debug, Args)]
 pub struct PsRunArgs {
@@ -1092,6 +1118,22 @@ mod tests {
             parse(&["maintenance:on", "-a", "x-app", "-y"]),
             Command::MaintenanceOn(MaintenanceArgs { yes: true, .. })
         ));
+        match parse(&[
+            "run",
+            "-a",
+            "x-app",
+            "--timeout",
+            "5",
+            "mix",
+            "ecto.migrate",
+            "-v",
+        ]) {
+            Command::Run(a) => {
+                assert_eq!(a.timeout, 5);
+                assert_eq!(a.command, ["mix", "ecto.migrate", "-v"]);
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             parse(&["canary:set", "-c", "x-green", "-w", "10"]),
             Command::CanarySet(CanarySetArgs {

@@ -726,6 +726,58 @@ impl Client {
         ))
     }
 
+    /// `POST /api/apps/NAME/run` with `follow`: hands the job's output to `out` line by
+    /// line as it comes; its exit code.
+    pub fn run_job(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        command: &[String],
+        timeout: u64,
+        mut out: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> anyhow::Result<i64> {
+        const EXIT: &[u8] = b"\0gigalixir-exit:";
+        let req = self
+            .request_on(
+                &self.streaming,
+                Method::POST,
+                &format!("/api/apps/{name}/run"),
+            )
+            .basic_auth(&auth.email, Some(&auth.key))
+            .json(&serde_json::json!({"command": command, "timeout": timeout, "follow": true}));
+        let mut resp = self.send(req)?.into_body().into_reader();
+        let (mut buf, mut pending) = (vec![0u8; 16 * 1024], Vec::new());
+        loop {
+            let n = match resp.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                    "the job's output from {} broke off ({e}); it goes on: `gigalixir ps` shows it",
+                    self.api
+                ))
+                }
+            };
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Some(code) = line.strip_prefix(EXIT) {
+                    let code = String::from_utf8_lossy(code);
+                    return code
+                        .trim()
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("the platform sent a bad exit code: {code}"));
+                }
+                out(&line)?;
+            }
+        }
+        out(&pending)?;
+        Err(anyhow::anyhow!(
+            "the job's output ended without its exit code; `gigalixir ps` shows whether it still runs"
+        ))
+    }
+
     /// `DELETE /api/apps/NAME/pods/POD` (`ps:kill`).
     pub fn kill(&self, auth: &Auth, name: &AppName, pod: &str) -> Result<(), ApiError> {
         let pod: String = url::form_urlencoded::byte_serialize(pod.as_bytes()).collect();

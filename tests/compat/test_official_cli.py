@@ -603,6 +603,21 @@ class DeployedApp(Case):
         self.assertNotEqual(r.code, 0, str(r))
         self.assertIn("no running replica", r.out + r.err)
 
+    def test_08c_run(self):
+        # GIGALIXIR's `run` starts the job and returns; it shows in `ps` while it runs.
+        r = self.ok(ADA.official("run", "-a", APP, "sleep", "20"))
+        self.assertIn("Starting new container to run: `sleep 20`.", r.out)
+
+        def listed():
+            status, body = ADA.api("GET", f"/api/apps/{APP}/status")
+            self.assertEqual(status, 200, body)
+            return [j["version"] for j in body["data"]["jobs"]] == [4]
+
+        wait_for("the job in ps", listed)
+        activity = ADA.api("GET", f"/api/apps/{APP}/activity")[1]["data"]
+        self.assertEqual(activity[0]["action"], "run", activity)
+        self.assertNotIn("sleep", activity[0]["detail"])
+
     def test_09_destroy(self):
         r = self.ok(ADA.official("apps:destroy", "-a", APP, "-y"))
         self.assertEqual(r.json(), {})

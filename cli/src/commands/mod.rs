@@ -84,6 +84,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::SshKeysRemove(a) => ssh::remove(&ctx, &a.id),
         Command::PsSsh(a) => ssh::ssh(&ctx, a),
         Command::PsRun(a) => ssh::run(&ctx, a),
+        Command::Run(a) => processes::run_job(&ctx, a),
         Command::PsRemoteConsole(a) => ssh::remote_console(&ctx, a),
         Command::PsMigrate(a) => ssh::migrate(&ctx, a),
     }

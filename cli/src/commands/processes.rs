@@ -9,7 +9,7 @@ use gigalixir_core::wire::{AppStatus, ScaleView};
 use super::apps::not_found;
 use super::{say, Ctx};
 use crate::args::{
-    CanarySetArgs, CanaryUnsetArgs, LogsArgs, MaintenanceArgs, PsKillArgs, ScaleArgs,
+    CanarySetArgs, CanaryUnsetArgs, LogsArgs, MaintenanceArgs, PsKillArgs, RunArgs, ScaleArgs,
 };
 use crate::client::ApiError;
 
@@ -84,7 +84,22 @@ fn render(status: &AppStatus) -> String {
         })
         .collect();
     let table = super::table(["REPLICA", "STATUS", "VERSION", "SINCE"], &rows);
-    format!("{head}\n{table}")
+    if status.jobs.is_empty() {
+        return format!("{head}\n{table}");
+    }
+    let jobs: Vec<[String; 3]> = status
+        .jobs
+        .iter()
+        .map(|j| {
+            [
+                j.name.clone(),
+                format!("v{}", j.version),
+                j.since.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            ]
+        })
+        .collect();
+    let jobs = super::table(["JOB", "VERSION", "SINCE"], &jobs);
+    format!("{head}\n{table}\n{jobs}")
 }
 
 /// `ps:scale`.
@@ -127,6 +142,32 @@ pub fn restart(ctx: &Ctx, app: Option<String>) -> anyhow::Result<()> {
     say(format!(
         "Restarting {name} one replica at a time, each new one healthy before the old one stops: `gigalixir ps` shows the progress."
     ))
+}
+
+/// `run`: the job's output, then its exit code as this command's.
+pub fn run_job(ctx: &Ctx, args: RunArgs) -> anyhow::Result<()> {
+    let name = ctx.app(args.app.app)?;
+    let auth = ctx.auth()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = ctx
+        .client
+        .run_job(&auth, &name, &args.command, args.timeout, |chunk| {
+            out.write_all(chunk)?;
+            out.flush()
+        })
+        .map_err(|e| match e.downcast::<ApiError>() {
+            Ok(api) => not_found(&name)(api),
+            Err(e) => e,
+        })?;
+    match code {
+        0 => Ok(()),
+        137 => {
+            eprintln!("The job was killed: it ran longer than {} s.", args.timeout);
+            Err(super::Exit(137).into())
+        }
+        code => Err(super::Exit(u8::try_from(code).unwrap_or(1)).into()),
+    }
 }
 
 /// `canary`, `canary:set` and `canary:unset` print what the app's canary is then.
@@ -274,6 +315,7 @@ mod tests {
             region: "local".into(),
             stack: None,
             pods,
+            jobs: Vec::new(),
         }
     }
 

@@ -100,6 +100,7 @@ pub const APP_ROUTES: &[(&str, &str, Need)] = &[
     ("PUT", "/api/apps/{name}/owner", Need::Own),
     ("PUT", "/api/apps/{name}/maintenance", Need::Change),
     ("DELETE", "/api/apps/{name}/pods/{pod}", Need::Change),
+    ("POST", "/api/apps/{name}/run", Need::Change),
     ("GET", "/api/apps/{name}/canaries", Need::Read),
     ("PUT", "/api/apps/{name}/canaries", Need::Change),
     ("DELETE", "/api/apps/{name}/canaries/{canary}", Need::Change),

@@ -160,6 +160,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/apps/{name}/owner", put(access::transfer))
         .route("/api/apps/{name}/maintenance", put(apps::set_maintenance))
         .route("/api/apps/{name}/pods/{pod}", delete(processes::kill))
+        .route("/api/apps/{name}/run", post(processes::run))
         .route(
             "/api/apps/{name}/canaries",
             get(apps::canary).put(apps::set_canary),

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use shared::domain::AppName;
 use shared::messages::{Envelope, Event};
 use shared::model::ReleaseStatus;
-use shared::ports::runtime::{Replica, ReplicaState};
+use shared::ports::runtime::{JobEvent, Replica, ReplicaState};
 use shared::ports::Runtime;
 use shared::wire::{AppStatus, Data, PodView, ScaleRequest, ScaleView, SshAccess, SshReplica};
 use shared::PortError;
@@ -96,6 +96,7 @@ pub async fn status(
             region: REGION.into(),
             stack: stack.map(|s| s.as_str().to_owned()),
             pods,
+            jobs: runtime.jobs(&app.name).await?,
         },
     }))
 }
@@ -298,6 +299,148 @@ pub async fn logs(
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,
+    )
+        .into_response())
+}
+
+/// How long a one-off job may run unless the request says otherwise (`run`).
+pub const JOB_DEFAULT_SECS: u64 = 300;
+/// The longest a one-off job may run.
+pub const JOB_MAX_SECS: u64 = 3600;
+/// What ends the output of a followed job, then its exit code (a NUL byte first: no line
+/// of output is taken for it).
+pub const JOB_EXIT_MARKER: &str = "\0gigalixir-exit:";
+
+/// `POST /api/apps/NAME/run` `{"command": [..] | "…", "timeout": SECONDS, "follow": bool}`.
+#[derive(Debug, Deserialize)]
+pub struct RunRequest {
+    command: CommandLine,
+    timeout: Option<u64>,
+    #[serde(default)]
+    follow: bool,
+}
+
+/// A command as GIGALIXIR's CLI sends it (its words) or as one shell command line.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CommandLine {
+    /// Words, each quoted for the shell (one word is taken as a command line).
+    Words(Vec<String>),
+    /// A shell command line.
+    Line(String),
+}
+
+impl CommandLine {
+    fn to_shell(&self) -> String {
+        match self {
+            CommandLine::Line(line) => line.clone(),
+            CommandLine::Words(words) if words.len() == 1 => words[0].clone(),
+            CommandLine::Words(words) => words
+                .iter()
+                .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// `run`: the command once, in a container of its own with the app's live release and
+/// config (not a web replica), killed after `timeout` seconds (default 300, at most 3600).
+/// It shows in `ps` while it runs. GIGALIXIR's CLI (no `follow`) gets 200 with the job's
+/// name at once (its output is in `logs` while it runs); with `follow`, the answer is its
+/// output as it comes, then [`JOB_EXIT_MARKER`] and its exit code (137: killed at the
+/// limit).
+pub async fn run(
+    State(state): State<ApiState>,
+    access: AppAccess,
+    ApiJson(body): ApiJson<RunRequest>,
+) -> Result<Response, ApiError> {
+    let command = body.command.to_shell();
+    if command.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "command",
+            "is empty: give the command to run",
+        ));
+    }
+    if command.contains('\0') {
+        return Err(ApiError::invalid("command", "has a NUL character"));
+    }
+    let secs = body.timeout.unwrap_or(JOB_DEFAULT_SECS);
+    if !(1..=JOB_MAX_SECS).contains(&secs) {
+        return Err(ApiError::invalid(
+            "timeout",
+            format!("is 1 to {JOB_MAX_SECS} seconds"),
+        ));
+    }
+    let runtime = runtime(&state)?;
+    let app = access.app;
+    let release = state
+        .store
+        .releases(&app.name)
+        .await?
+        .into_iter()
+        .filter(|r| r.status == ReleaseStatus::Deployed)
+        .max_by_key(|r| r.version)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "command",
+                "the app has no running release to run it with: `git push gigalixir main` first",
+            )
+        })?;
+    let spec = shared::ports::runtime::ReleaseSpec {
+        app: app.name.clone(),
+        version: release.version,
+        slug: release.spec.slug.clone(),
+        env: shared::ports::runtime::release_env(&app, &release, &state.app_domain),
+        replicas: 1,
+        memory_bytes: (app.size * f64::from(1u32 << 30)) as i64,
+        boot_timeout: std::time::Duration::from_secs(secs),
+        health_path: None,
+        health_status: 200,
+        drain: std::time::Duration::ZERO,
+    };
+    let job = match runtime
+        .run_job(&spec, &command, std::time::Duration::from_secs(secs))
+        .await
+    {
+        Ok(job) => job,
+        Err(PortError::Invalid(why)) => {
+            return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, why))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    // The command may hold secrets: the log and the activity name the job only.
+    tracing::info!(app = %app.name, job = %job.name, timeout = secs, "job started");
+    crate::access::record(
+        &state,
+        &app.name,
+        access.user.email.as_str(),
+        "run",
+        format!("{} ({}, at most {secs} s)", job.name, release.version),
+    )
+    .await;
+    if !body.follow {
+        return Ok(Json(Data {
+            data: json!({"name": job.name, "version": release.version.0, "timeout": secs}),
+        })
+        .into_response());
+    }
+    let stream = job.events.map(|event| {
+        Ok::<_, Infallible>(match event {
+            JobEvent::Line(mut line) => {
+                line.push('\n');
+                line
+            }
+            JobEvent::Exited(code) => format!("{JOB_EXIT_MARKER}{code}\n"),
+        })
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Body::from_stream(stream),
     )
         .into_response())
 }

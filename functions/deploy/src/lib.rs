@@ -8,15 +8,14 @@
 //! Idempotent: a release that is no longer pending has been deployed (or failed) already;
 //! the runtime's deploy is itself idempotent per release. One deploy per app at a time.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use shared::domain::{AppName, BuildId, ReleaseVersion, Secret};
+use shared::domain::{AppName, BuildId, ReleaseVersion};
 use shared::messages::Event;
 use shared::model::{App, BuildState, DeployedBy, Release, ReleaseStatus};
-use shared::ports::runtime::{DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, APP_PORT};
+use shared::ports::runtime::{DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec};
 use shared::ports::{Blobs, Bus, Runtime, Store};
 use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
@@ -59,41 +58,7 @@ pub fn router(state: StepState) -> Router {
     })
 }
 
-/// The environment a release runs with: the platform's variables, then the config vars
-/// (which may not override the platform's own). What a generated Phoenix release reads —
-/// `PHX_SERVER`, `PHX_HOST` (the host users reach the app on) — comes as a default the
-/// app's own config vars override.
-pub fn release_env(app: &App, release: &Release, domain: &str) -> BTreeMap<String, Secret> {
-    let mut env = release.spec.config.clone();
-    for (k, v) in [
-        ("PHX_SERVER", "true".to_owned()),
-        ("PHX_HOST", format!("{}.{domain}", app.name)),
-    ] {
-        env.entry(k.to_owned()).or_insert_with(|| Secret::new(v));
-    }
-    let mut set = |k: &str, v: &str| {
-        env.insert(k.to_owned(), Secret::new(v));
-    };
-    set("PORT", &APP_PORT.to_string());
-    set("APP_NAME", app.name.as_str());
-    set(
-        "SOURCE_VERSION",
-        release.spec.commit.as_deref().unwrap_or_default(),
-    );
-    set("RELEASE_COOKIE", app.erlang_cookie.expose());
-    set("ERLANG_COOKIE", app.erlang_cookie.expose());
-    set("SECRET_KEY_BASE", app.secret_key_base.expose());
-    set("MIX_ENV", "prod");
-    // Clustering: the Kubernetes strategy's variables, and a DNS name that resolves to
-    // every replica (the app's network alias on Docker, its headless service on Kubernetes).
-    set(
-        "LIBCLUSTER_KUBERNETES_SELECTOR",
-        &format!("gigalixir.app={}", app.name),
-    );
-    set("LIBCLUSTER_KUBERNETES_NODE_BASENAME", app.name.as_str());
-    set("GIGALIXIR_CLUSTER_DNS", app.name.as_str());
-    env
-}
+pub use shared::ports::runtime::release_env;
 
 /// Removes everything a destroyed app leaves: its containers (replicas, release phases,
 /// builds), network, build cache volume and SSH keys, then — once no push of it holds its

@@ -267,6 +267,9 @@ pub struct AppStatus {
     pub stack: Option<String>,
     /// Every replica the runtime has for the app, by slot.
     pub pods: Vec<PodView>,
+    /// The one-off jobs (`run`) that run now, oldest first.
+    #[serde(default)]
+    pub jobs: Vec<crate::ports::runtime::JobInfo>,
 }
 
 /// `POST /api/ssh_keys`: an SSH public key to add to the caller's account, as GIGALIXIR's

@@ -28,8 +28,8 @@ use super::{labels, map_err, LineSplitter, LABEL_APP, LABEL_INSTANCE, LABEL_RELE
 use crate::domain::{AppName, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::runtime::{
-    DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
-    HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
+    DeployOutcome, HotOutcome, JobEvent, JobInfo, JobRun, PhaseOutcome, ReleaseSpec, Replica,
+    ReplicaState, Runtime, APP_PORT, HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
 };
 
 /// Label naming a replica's slot.
@@ -38,6 +38,8 @@ pub const LABEL_INDEX: &str = "gigalixir.index";
 pub const SSH_PORT: u16 = 2222;
 /// Label of a release-phase container (its value: the release).
 pub const LABEL_PHASE: &str = "gigalixir.release-phase";
+/// On a one-off job's container (`run`): the release it runs.
+pub const LABEL_JOB: &str = "gigalixir.job";
 /// Where a replica sees its directory of [`DockerRuntime::hot_dir`].
 pub const HOT_MOUNT: &str = "/etc/gigalixir/hot";
 /// Processes a replica may have (a fork bomb stops there).
@@ -904,6 +906,96 @@ impl DockerRuntime {
         Ok(PhaseOutcome::Done { output })
     }
 
+    /// Starts a one-off job of `spec`: `command` under `sh -c`, killed by `timeout` inside
+    /// its container at `limit` (so even if this process dies), and here a little after.
+    async fn start_job(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        limit: Duration,
+    ) -> PortResult<JobRun> {
+        self.ensure_slug(&spec.slug).await?;
+        self.ensure_network(&spec.app).await?;
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        let name = format!(
+            "gx-{}-{}-v{}-run-{suffix}",
+            self.instance, spec.app, spec.version.0
+        );
+        let mut body = self.container_body(spec, None);
+        if let Some(labels) = body.labels.as_mut() {
+            labels.remove(LABEL_PHASE);
+            labels.insert(LABEL_JOB.to_owned(), spec.version.0.to_string());
+        }
+        body.cmd = Some(vec![
+            "timeout".into(),
+            "-s".into(),
+            "KILL".into(),
+            limit.as_secs().max(1).to_string(),
+            "sh".into(),
+            "-c".into(),
+            command.to_owned(),
+        ]);
+        self.create_and_start(&name, body).await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<JobEvent>();
+        let me = self.clone();
+        let job = name.clone();
+        tokio::spawn(async move {
+            let options = LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .follow(true)
+                .build();
+            let mut logs = me.docker.logs(&job, Some(options));
+            let mut split = LineSplitter::default();
+            // Its output until it ends (its own timeout kills it at the limit; this one
+            // is the backstop).
+            let _ = tokio::time::timeout(limit + Duration::from_secs(10), async {
+                while let Some(Ok(chunk)) = logs.next().await {
+                    for line in split.push(&chunk.into_bytes()) {
+                        let _ = tx.send(JobEvent::Line(line));
+                    }
+                }
+            })
+            .await;
+            if let Some(line) = split.finish() {
+                let _ = tx.send(JobEvent::Line(line));
+            }
+            let _ = me
+                .docker
+                .kill_container(
+                    &job,
+                    None::<bollard::query_parameters::KillContainerOptions>,
+                )
+                .await;
+            let mut waits = me.docker.wait_container(
+                &job,
+                None::<bollard::query_parameters::WaitContainerOptions>,
+            );
+            while let Some(w) = waits.next().await {
+                if w.is_err() {
+                    break;
+                }
+            }
+            let code = me
+                .docker
+                .inspect_container(&job, None::<InspectContainerOptions>)
+                .await
+                .ok()
+                .and_then(|i| i.state)
+                .and_then(|s| s.exit_code)
+                .unwrap_or(-1);
+            let _ = tx.send(JobEvent::Exited(code));
+            if let Err(err) = me.remove(&job).await {
+                tracing::warn!(job, error = %err, "a finished job's container was not removed");
+            }
+        });
+        let events = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|event| (event, rx))
+        })
+        .boxed();
+        Ok(JobRun { name, events })
+    }
+
     /// Starts one replica of `spec` in slot `index`.
     async fn start(&self, spec: &ReleaseSpec, index: u32) -> PortResult<Started> {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
@@ -1399,6 +1491,42 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
+    async fn run_job(
+        &self,
+        release: &ReleaseSpec,
+        command: &str,
+        limit: Duration,
+    ) -> PortResult<JobRun> {
+        self.start_job(release, command, limit).await
+    }
+
+    async fn jobs(&self, app: &AppName) -> PortResult<Vec<JobInfo>> {
+        let mut jobs: Vec<JobInfo> = self
+            .all_containers_of(app)
+            .await?
+            .into_iter()
+            .filter(|c| c.state.as_ref().is_some_and(|s| s.to_string() == "running"))
+            .filter_map(|c| {
+                let version = c.labels.as_ref()?.get(LABEL_JOB)?.parse().ok()?;
+                Some(JobInfo {
+                    name: c
+                        .names
+                        .as_ref()?
+                        .first()?
+                        .trim_start_matches('/')
+                        .to_owned(),
+                    version,
+                    since: Utc
+                        .timestamp_opt(c.created.unwrap_or_default(), 0)
+                        .single()
+                        .unwrap_or_else(Utc::now),
+                })
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.since.cmp(&b.since).then(a.name.cmp(&b.name)));
+        Ok(jobs)
+    }
+
     async fn kill(&self, app: &AppName, replica: &str) -> PortResult<()> {
         // Only a container of this app, by the name the app's own listing gives.
         if !self
@@ -1458,25 +1586,31 @@ impl Runtime for DockerRuntime {
         tail: usize,
         follow: bool,
     ) -> PortResult<BoxStream<'static, String>> {
-        let running: Vec<Existing> = self
+        // The web replicas, then the one-off jobs that run now.
+        let mut sources: Vec<(String, String)> = self
             .containers_of(app)
             .await?
             .into_iter()
             .filter(|c| c.running)
+            .map(|c| (c.name, format!("web.{}", c.index + 1)))
             .collect();
+        sources.extend(self.jobs(app).await?.into_iter().map(|j| {
+            let short = j.name.rsplit('-').next().unwrap_or_default().to_owned();
+            (j.name, format!("run.{short}"))
+        }));
         let mut streams = Vec::new();
-        for c in running {
+        for (name, process) in sources {
             let options = LogsOptionsBuilder::new()
                 .stdout(true)
                 .stderr(true)
                 .follow(follow)
                 .tail(&tail.to_string())
                 .build();
-            let prefix = format!("{app}[web.{}]: ", c.index + 1);
+            let prefix = format!("{app}[{process}]: ");
             let mut split = LineSplitter::default();
             let lines = self
                 .docker
-                .logs(&c.name, Some(options))
+                .logs(&name, Some(options))
                 .take_while(|r| futures::future::ready(r.is_ok()))
                 .flat_map(move |chunk| {
                     let lines = chunk

@@ -231,6 +231,25 @@ pub trait Runtime: Send + Sync + 'static {
     /// Replaces the live release's replicas one at a time, each new one healthy before its
     /// predecessor stops.
     async fn restart(&self, release: &ReleaseSpec) -> PortResult<DeployOutcome>;
+    /// Runs `command` (a shell command line) once, in a container of its own with the
+    /// release's slug and environment (not in a web replica), killed after `limit` even
+    /// if nobody reads its output.
+    async fn run_job(
+        &self,
+        release: &ReleaseSpec,
+        command: &str,
+        limit: Duration,
+    ) -> PortResult<JobRun> {
+        let _ = (release, command, limit);
+        Err(crate::error::PortError::Invalid(
+            "this runtime cannot run one-off jobs".into(),
+        ))
+    }
+    /// The app's one-off jobs that run now.
+    async fn jobs(&self, app: &AppName) -> PortResult<Vec<JobInfo>> {
+        let _ = app;
+        Ok(Vec::new())
+    }
     /// Kills one of the app's replicas (`replica`: its name, as [`Runtime::replicas`]
     /// gives it) the way a crash would; the runtime brings it back as it brings back
     /// crashed ones (`ps:kill`). `NotFound` when the app has no replica of that name.
@@ -240,4 +259,72 @@ pub trait Runtime: Send + Sync + 'static {
             "this runtime cannot kill a single replica".into(),
         ))
     }
+}
+
+/// The environment a release runs with: the platform's variables, then the config vars
+/// (which may not override the platform's own). What a generated Phoenix release reads —
+/// `PHX_SERVER`, `PHX_HOST` (the host users reach the app on) — comes as a default the
+/// app's own config vars override.
+pub fn release_env(
+    app: &crate::model::App,
+    release: &crate::model::Release,
+    domain: &str,
+) -> BTreeMap<String, Secret> {
+    let mut env = release.spec.config.clone();
+    for (k, v) in [
+        ("PHX_SERVER", "true".to_owned()),
+        ("PHX_HOST", format!("{}.{domain}", app.name)),
+    ] {
+        env.entry(k.to_owned()).or_insert_with(|| Secret::new(v));
+    }
+    let mut set = |k: &str, v: &str| {
+        env.insert(k.to_owned(), Secret::new(v));
+    };
+    set("PORT", &APP_PORT.to_string());
+    set("APP_NAME", app.name.as_str());
+    set(
+        "SOURCE_VERSION",
+        release.spec.commit.as_deref().unwrap_or_default(),
+    );
+    set("RELEASE_COOKIE", app.erlang_cookie.expose());
+    set("ERLANG_COOKIE", app.erlang_cookie.expose());
+    set("SECRET_KEY_BASE", app.secret_key_base.expose());
+    set("MIX_ENV", "prod");
+    // Clustering: the Kubernetes strategy's variables, and a DNS name that resolves to
+    // every replica (the app's network alias on Docker, its headless service on Kubernetes).
+    set(
+        "LIBCLUSTER_KUBERNETES_SELECTOR",
+        &format!("gigalixir.app={}", app.name),
+    );
+    set("LIBCLUSTER_KUBERNETES_NODE_BASENAME", app.name.as_str());
+    set("GIGALIXIR_CLUSTER_DNS", app.name.as_str());
+    env
+}
+
+/// A one-off job's output as it comes, then how it ended (`run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEvent {
+    /// A line it printed (standard output or error).
+    Line(String),
+    /// It ended with this exit code (137 when killed at its time limit).
+    Exited(i64),
+}
+
+/// A one-off job started by [`Runtime::run_job`].
+pub struct JobRun {
+    /// The runtime's name for it (its container), as `ps` lists it while it runs.
+    pub name: String,
+    /// Its output, then one [`JobEvent::Exited`]; the job goes on if this is dropped.
+    pub events: BoxStream<'static, JobEvent>,
+}
+
+/// A one-off job that runs now (`ps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Its name.
+    pub name: String,
+    /// The release it runs.
+    pub version: u32,
+    /// Since when.
+    pub since: DateTime<Utc>,
 }

@@ -1,7 +1,11 @@
-//! Maintenance mode on a real platform: the app keeps running, the router answers every
-//! request with 503, `Retry-After` and a page (the app's own `/maintenance.html` when it
-//! serves HTML there, else a plain one), SSH still reaches the replicas; off, the app
-//! answers again.
+//! Operating a running app on a real platform:
+//! - maintenance: the app keeps running, the router answers every request with 503,
+//!   `Retry-After` and a page (the app's own `/maintenance.html` when it serves HTML there,
+//!   else a plain one), SSH still reaches the replicas; off, the app answers again;
+//! - `ps:kill`: a replica dies as in a crash and comes back;
+//! - `run`: one-off jobs in containers of their own, with the release's environment,
+//!   their exit codes and their time limit;
+//! - canaries: a share of an app's new visitors, sticky per browser.
 
 use std::time::Duration;
 
@@ -125,6 +129,51 @@ fn an_app_in_maintenance_answers_503_and_keeps_running() {
     eprintln!(
         "figure: ps:kill to answering again: {} ms",
         back.as_millis()
+    );
+
+    // run: a job of its own, with the app's environment, its output and exit code.
+    let out = p.cli(&repo, &["run", "printenv", "APP_NAME"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // (After the runner's own lines: the slug unpacked, the command it runs.)
+    assert_eq!(stdout.trim().lines().last(), Some(app.as_str()), "{stdout}");
+    let replicas = p.container_ids(&app);
+    let out = p.cli(&repo, &["run", "hostname"]);
+    let host = texts(&out)
+        .0
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !host.is_empty() && replicas.iter().all(|id| !id.starts_with(&host)),
+        "the job ran in a web replica: {host} in {replicas:?}"
+    );
+    let out = p.cli(&repo, &["run", "echo to stderr >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{:?}", texts(&out));
+    assert!(texts(&out).0.contains("to stderr"), "{:?}", texts(&out));
+    // While it runs, ps lists it; at its limit it is killed.
+    let long = p
+        .cli_command(&repo, &["run", "--timeout", "3", "echo started; sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    wait_for("ps to list the job", Duration::from_secs(20), || {
+        p.cli_ok(&repo, &["ps"]).contains("JOB")
+    });
+    let long = long.wait_with_output().expect("run");
+    assert_eq!(long.status.code(), Some(137), "{:?}", texts(&long));
+    assert!(texts(&long).1.contains("killed"), "{:?}", texts(&long));
+    wait_for("the job's container to go", Duration::from_secs(20), || {
+        !p.cli_ok(&repo, &["ps"]).contains("JOB")
+    });
+    let out = p.cli(&repo, &["run", "--timeout", "7200", "true"]);
+    assert!(
+        !out.status.success() && texts(&out).1.contains("3600"),
+        "{:?}",
+        texts(&out)
     );
     let out = p.cli(&repo, &["maintenance:on"]);
     let (_, stderr) = texts(&out);
