@@ -163,6 +163,28 @@ fn an_app_in_maintenance_answers_503_and_keeps_running() {
     wait_for("ps to list the job", Duration::from_secs(20), || {
         p.cli_ok(&repo, &["ps"]).contains("JOB")
     });
+    // Three at once at most: a fourth is refused while they run.
+    let more: Vec<_> = (0..2)
+        .map(|_| {
+            p.cli_command(&repo, &["run", "--timeout", "3", "sleep 60"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("run")
+        })
+        .collect();
+    wait_for("three jobs", Duration::from_secs(20), || {
+        p.cli_ok(&repo, &["ps"]).matches("-run-").count() == 3
+    });
+    let out = p.cli(&repo, &["run", "true"]);
+    assert!(
+        !out.status.success() && texts(&out).1.contains("3 jobs"),
+        "{:?}",
+        texts(&out)
+    );
+    for mut job in more {
+        let _ = job.wait();
+    }
     let long = long.wait_with_output().expect("run");
     assert_eq!(long.status.code(), Some(137), "{:?}", texts(&long));
     assert!(texts(&long).1.contains("killed"), "{:?}", texts(&long));

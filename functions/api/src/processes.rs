@@ -307,6 +307,8 @@ pub async fn logs(
 pub const JOB_DEFAULT_SECS: u64 = 300;
 /// The longest a one-off job may run.
 pub const JOB_MAX_SECS: u64 = 3600;
+/// One-off jobs an app may run at once (each takes a replica's memory).
+pub const MAX_JOBS_PER_APP: usize = 3;
 /// What ends the output of a followed job, then its exit code (a NUL byte first: no line
 /// of output is taken for it).
 pub const JOB_EXIT_MARKER: &str = "\0gigalixir-exit:";
@@ -374,6 +376,15 @@ pub async fn run(
     }
     let runtime = runtime(&state)?;
     let app = access.app;
+    if runtime.jobs(&app.name).await?.len() >= MAX_JOBS_PER_APP {
+        return Err(ApiError::invalid(
+            "command",
+            format!(
+                "{} runs {MAX_JOBS_PER_APP} jobs already, as many as an app may at once: wait for one to end (`gigalixir ps`)",
+                app.name
+            ),
+        ));
+    }
     let release = state
         .store
         .releases(&app.name)
