@@ -40,6 +40,9 @@ pub const SSH_PORT: u16 = 2222;
 pub const LABEL_PHASE: &str = "gigalixir.release-phase";
 /// On a one-off job's container (`run`): the release it runs.
 pub const LABEL_JOB: &str = "gigalixir.job";
+/// How old an ended job's container must be to be taken for one whose watcher died: the
+/// longest a job may run, and then some.
+const JOB_LEFT_AFTER_SECS: i64 = 3600 + 300;
 /// Where a replica sees its directory of [`DockerRuntime::hot_dir`].
 pub const HOT_MOUNT: &str = "/etc/gigalixir/hot";
 /// Processes a replica may have (a fork bomb stops there).
@@ -265,6 +268,11 @@ impl DockerRuntime {
             });
             let orphan = if warm && name.contains("-idle-") {
                 true // its idle time is over
+            } else if labels.contains_key(LABEL_JOB) {
+                // A job's watcher removes it when it ends; one that ended long ago lost its
+                // watcher (a killed platform). A running one ends at its own time limit.
+                let created = c.created.unwrap_or_default();
+                !running && Utc::now().timestamp() - created > JOB_LEFT_AFTER_SECS
             } else if let Some(build) = build {
                 match store.build(&crate::domain::BuildId(build.clone())).await {
                     Ok(b) => matches!(
