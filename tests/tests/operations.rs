@@ -300,7 +300,7 @@ fn a_canary_gets_its_weight_of_new_visitors_and_each_browser_stays_on_its_side()
     wait_for("all on green again", Duration::from_secs(10), || {
         visit(None).0
     });
-    let _other = Account::sign_up(&p, "other@example.com");
+    let other = Account::sign_up(&p, "other@example.com");
     p.cli_ok(
         &blue_repo,
         &["apps:transfer", "-a", &green, "other@example.com", "-y"],
@@ -308,4 +308,44 @@ fn a_canary_gets_its_weight_of_new_visitors_and_each_browser_stays_on_its_side()
     wait_for("blue to serve all", Duration::from_secs(10), || {
         (0..20).all(|_| !visit(None).0)
     });
+
+    // The other account reaches nothing of blue: not its replicas through its own app
+    // (ps:kill by blue's replica's name), not a job with blue's release.
+    let status = p.cli_ok(&blue_repo, &["ps", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("ps --json");
+    let blue_pod = status["pods"][0]["name"]
+        .as_str()
+        .expect("a pod")
+        .to_owned();
+    let blue_started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &blue_pod]);
+    let out = p
+        .cli_command_as(
+            other.home.path(),
+            &green_repo,
+            &["ps:kill", "-a", &green, "-p", &blue_pod, "-y"],
+        )
+        .output()
+        .expect("ps:kill");
+    assert!(!out.status.success(), "{:?}", texts(&out));
+    assert!(
+        texts(&out).1.contains("no running replica"),
+        "{:?}",
+        texts(&out)
+    );
+    let out = p
+        .cli_command_as(
+            other.home.path(),
+            &green_repo,
+            &["run", "-a", &blue, "true"],
+        )
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "{:?}", texts(&out));
+    assert!(texts(&out).1.contains("no app named"), "{:?}", texts(&out));
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", &blue_pod]),
+        blue_started,
+        "blue's replica was touched"
+    );
+    assert!(!visit(None).0);
 }

@@ -398,18 +398,13 @@ pub async fn run(
                 "the app has no running release to run it with: `git push gigalixir main` first",
             )
         })?;
-    let spec = shared::ports::runtime::ReleaseSpec {
-        app: app.name.clone(),
-        version: release.version,
-        slug: release.spec.slug.clone(),
-        env: shared::ports::runtime::release_env(&app, &release, &state.app_domain),
-        replicas: 1,
-        memory_bytes: (app.size * f64::from(1u32 << 30)) as i64,
-        boot_timeout: std::time::Duration::from_secs(secs),
-        health_path: None,
-        health_status: 200,
-        drain: std::time::Duration::ZERO,
-    };
+    let spec = shared::ports::runtime::ReleaseSpec::of(
+        &app,
+        &release,
+        &state.app_domain,
+        1,
+        std::time::Duration::from_secs(secs),
+    );
     let job = match runtime
         .run_job(&spec, &command, std::time::Duration::from_secs(secs))
         .await

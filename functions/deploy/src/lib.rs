@@ -58,8 +58,6 @@ pub fn router(state: StepState) -> Router {
     })
 }
 
-pub use shared::ports::runtime::release_env;
-
 /// Removes everything a destroyed app leaves: its containers (replicas, release phases,
 /// builds), network, build cache volume and SSH keys, then — once no push of it holds its
 /// lock — its repository, source archives, cache copy and the slugs no other app uses.
@@ -501,18 +499,13 @@ async fn sync_domains(state: &StepState, app: &AppName) -> Result<(), StepError>
 
 /// What the runtime needs to run `release` of the app `current` with `replicas`.
 fn spec_of(state: &StepState, current: &App, release: &Release, replicas: u32) -> ReleaseSpec {
-    ReleaseSpec {
-        app: current.name.clone(),
-        version: release.version,
-        slug: release.spec.slug.clone(),
-        env: release_env(current, release, &state.app_domain),
+    ReleaseSpec::of(
+        current,
+        release,
+        &state.app_domain,
         replicas,
-        memory_bytes: (current.size * f64::from(1u32 << 30)) as i64,
-        boot_timeout: boot_timeout(state, current),
-        health_path: current.health.path.clone(),
-        health_status: current.health.status,
-        drain: Duration::from_secs(current.health.drain_secs.into()),
-    }
+        boot_timeout(state, current),
+    )
 }
 
 /// A release whose `git push` died with its platform is not deployed: it is marked failed

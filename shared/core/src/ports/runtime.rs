@@ -261,6 +261,31 @@ pub trait Runtime: Send + Sync + 'static {
     }
 }
 
+impl ReleaseSpec {
+    /// `release` of `app` as its replicas run it: its slug, [`release_env`], the app's
+    /// size and health check, `replicas` of them, `boot_timeout` to become healthy.
+    pub fn of(
+        app: &crate::model::App,
+        release: &crate::model::Release,
+        domain: &str,
+        replicas: u32,
+        boot_timeout: Duration,
+    ) -> Self {
+        Self {
+            app: app.name.clone(),
+            version: release.version,
+            slug: release.spec.slug.clone(),
+            env: release_env(app, release, domain),
+            replicas,
+            memory_bytes: (app.size * f64::from(1u32 << 30)) as i64,
+            boot_timeout,
+            health_path: app.health.path.clone(),
+            health_status: app.health.status,
+            drain: Duration::from_secs(app.health.drain_secs.into()),
+        }
+    }
+}
+
 /// The environment a release runs with: the platform's variables, then the config vars
 /// (which may not override the platform's own). What a generated Phoenix release reads —
 /// `PHX_SERVER`, `PHX_HOST` (the host users reach the app on) — comes as a default the
