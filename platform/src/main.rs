@@ -208,6 +208,21 @@ struct Args {
     /// installation: you know who signs up).
     #[arg(long, env = "GIGALIXIR_NO_EMAIL_CONFIRMATION")]
     no_email_confirmation: bool,
+    /// Managed databases (`pg:create`) on this PostgreSQL server instead of the platform's
+    /// own cluster: an admin URL, `postgresql://USER:PASSWORD@HOST:PORT/DB`, of a role that
+    /// may create roles and databases.
+    #[arg(long, env = "GIGALIXIR_POSTGRES_URL", value_name = "URL")]
+    postgres_url: Option<String>,
+    /// The host apps put in their `DATABASE_URL` [default: with --postgres-url, its host;
+    /// else the host's address on Docker's default bridge, which app containers reach].
+    #[arg(long, env = "GIGALIXIR_POSTGRES_HOST", value_name = "HOST")]
+    postgres_host: Option<String>,
+    /// The port the platform's own PostgreSQL cluster (DATA_DIR/postgres, made on the first
+    /// `pg:create`, from Debian's `postgresql`) takes at its first start, or the next free
+    /// one; 54320–54419, the ports app containers may reach on this host.
+    #[arg(long, env = "GIGALIXIR_POSTGRES_PORT", default_value_t = 54320,
+          value_parser = clap::value_parser!(u16).range(54320..=54419))]
+    postgres_port: u16,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
     /// as JSON and exit; the infrastructure checks compare it with `infra/`.
     #[arg(long)]
@@ -255,7 +270,14 @@ fn prepare_data_dir(args: &Args) -> anyhow::Result<PathBuf> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+    // With the platform's database cluster inside, its server's user passes through (and
+    // reads nothing here): see `gigalixir_postgres::cluster`.
+    let mode = if gigalixir_postgres::cluster::cluster_dir(&data_dir).exists() {
+        0o710
+    } else {
+        0o700
+    };
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("making {} private", data_dir.display()))?;
     let tmp = data_dir.join("tmp");
     if tmp.exists() {
@@ -462,7 +484,8 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         email_confirmation = !args.no_email_confirmation,
         "account mail"
     );
-    let api = gigalixir_api::router(gigalixir_api::ApiState {
+    let databases = databases(&args, &data_dir).await?;
+    let api_state = gigalixir_api::ApiState {
         store: ports.store.clone(),
         bus: ports.bus.clone(),
         runtime: Some(ports.runtime.clone()),
@@ -477,7 +500,21 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| format!("http://localhost:{port}")),
         },
-    });
+        databases,
+        blobs: Some(ports.blobs.clone()),
+    };
+    // Daily backups of every managed database, checked each hour.
+    {
+        let state = api_state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            loop {
+                gigalixir_api::databases::daily_backups(&state).await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        });
+    }
+    let api = gigalixir_api::router(api_state);
     let proxy = router::Proxy::new(
         args.domain.clone(),
         port,
@@ -562,6 +599,63 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// The store's and the bus's files (SQLite's database, journal and shared memory) are the
 /// platform's user's alone.
+/// Where managed databases are made: the server of `--postgres-url`, or the platform's own
+/// cluster, made on the first `pg:create` (started at once when it exists, so that apps
+/// find it after a reboot).
+async fn databases(
+    args: &Args,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<Arc<dyn shared::ports::Databases>>> {
+    if let Some(url) = &args.postgres_url {
+        let server = gigalixir_postgres::Server::from_url(url, args.postgres_host.as_deref())
+            .context("--postgres-url")?;
+        return Ok(Some(Arc::new(server)));
+    }
+    let gateway = match shared::docker::guard::bridge_gateway().await {
+        Ok(ip) => ip,
+        Err(err) => {
+            tracing::warn!(error = %err, "no managed databases: app containers could not reach a server here");
+            return Ok(None);
+        }
+    };
+    if args.app_firewall {
+        shared::docker::guard::admit_databases(gateway)
+            .await
+            .context("letting app containers reach the platform's PostgreSQL")?;
+    }
+    let options = gigalixir_postgres::cluster::Options {
+        data_dir: data_dir.to_owned(),
+        port: args.postgres_port,
+        listen: vec![gateway],
+        app_host: args
+            .postgres_host
+            .clone()
+            .unwrap_or_else(|| gateway.to_string()),
+        // Docker's address pools, where app networks are.
+        app_networks: vec![
+            "172.16.0.0/12".into(),
+            "192.168.0.0/16".into(),
+            "10.0.0.0/8".into(),
+        ],
+        bin_dir: None,
+    };
+    let exists = gigalixir_postgres::cluster::cluster_dir(data_dir)
+        .join("data/PG_VERSION")
+        .exists();
+    let lazy: Arc<dyn shared::ports::Databases> = Arc::new(gigalixir_postgres::Lazy::new(
+        move || gigalixir_postgres::cluster::start(options.clone()),
+    ));
+    if exists {
+        let lazy = lazy.clone();
+        tokio::spawn(async move {
+            if let Err(err) = lazy.version().await {
+                tracing::error!(error = %err, "the platform's PostgreSQL cluster did not start");
+            }
+        });
+    }
+    Ok(Some(lazy))
+}
+
 fn private_files(data_dir: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     for name in ["store.db", "bus.db"] {

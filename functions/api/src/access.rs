@@ -104,6 +104,25 @@ pub const APP_ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/api/apps/{name}/canaries", Need::Read),
     ("PUT", "/api/apps/{name}/canaries", Need::Change),
     ("DELETE", "/api/apps/{name}/canaries/{canary}", Need::Change),
+    // Database URLs hold passwords: listing them is a change-level right, as config is.
+    ("GET", "/api/apps/{name}/databases", Need::Change),
+    ("POST", "/api/apps/{name}/databases", Need::Change),
+    ("POST", "/api/apps/{name}/free_databases", Need::Change),
+    ("PUT", "/api/apps/{name}/databases/{id}", Need::Change),
+    ("DELETE", "/api/apps/{name}/databases/{id}", Need::Own),
+    ("PUT", "/api/apps/{name}/databases/{id}/restart", Need::Change),
+    ("PUT", "/api/apps/{name}/databases/{id}/stop", Need::Change),
+    ("PUT", "/api/apps/{name}/databases/{id}/start", Need::Change),
+    ("POST", "/api/apps/{name}/databases/{id}/upgrade", Need::Change),
+    ("GET", "/api/apps/{name}/databases/{id}/read_replicas", Need::Change),
+    ("POST", "/api/apps/{name}/databases/{id}/read_replicas", Need::Change),
+    ("GET", "/api/apps/{name}/databases/{id}/backups", Need::Change),
+    ("POST", "/api/apps/{name}/databases/{id}/backups", Need::Change),
+    (
+        "POST",
+        "/api/apps/{name}/databases/{id}/backups/{backup}/restore",
+        Need::Own,
+    ),
 ];
 
 /// [`APP_ROUTES`] as the README's Markdown table: route, owner, collaborator, viewer.

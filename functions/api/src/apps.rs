@@ -103,6 +103,7 @@ pub async fn create(
         webhook_secret: None,
         maintenance: false,
         canary: None,
+        databases: Vec::new(),
         erlang_cookie: Secret::new(random_hex(32)),
         secret_key_base: Secret::new(random_hex(48)),
         replicas: 1,
@@ -344,6 +345,10 @@ pub async fn destroy(
 
 /// Deletes an app's records and announces `app-destroyed` (deploy removes what runs).
 pub(crate) async fn destroy_app(state: &ApiState, app: &App) -> Result<(), ApiError> {
+    // Its databases first: a server that fails leaves the app to destroy again.
+    for db in &app.databases {
+        crate::databases::drop_database(state, &app.name, db).await?;
+    }
     // Held until the cleanup (deploy, on app-destroyed) has removed everything of the app.
     state
         .store

@@ -101,7 +101,7 @@ fn summary(verb: &str, keys: &[&str]) -> String {
 
 /// Applies `edit` to the app's config, stores it and, unless `avoid_restart`, releases it.
 /// Returns the new config.
-async fn change(
+pub(crate) async fn change(
     state: &ApiState,
     name: &AppName,
     (actor, action): (&str, &str),

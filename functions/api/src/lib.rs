@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod apps;
 pub mod auth;
 pub mod configs;
+pub mod databases;
 pub mod domains;
 pub mod error;
 pub mod health;
@@ -31,7 +32,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
-use shared::ports::{Bus, Runtime, Store};
+use shared::ports::{Blobs, Bus, Databases, Runtime, Store};
 
 use error::ApiError;
 
@@ -60,6 +61,11 @@ pub struct ApiState {
     pub reserved_domains: Arc<[shared::domain::Fqdn]>,
     /// How accounts are confirmed and mailed.
     pub accounts: Accounts,
+    /// Where managed databases are made (`pg:create`); `None`: not offered here (those
+    /// routes answer 503).
+    pub databases: Option<Arc<dyn Databases>>,
+    /// Where database backups are kept (`backups/…`); needed with `databases`.
+    pub blobs: Option<Arc<dyn Blobs>>,
 }
 
 /// How accounts are confirmed and mailed.
@@ -168,6 +174,43 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/apps/{name}/canaries/{canary}",
             delete(apps::unset_canary),
+        )
+        .route(
+            "/api/apps/{name}/databases",
+            get(databases::list).post(databases::create),
+        )
+        .route(
+            "/api/apps/{name}/free_databases",
+            post(databases::create_free),
+        )
+        .route(
+            "/api/apps/{name}/databases/{id}",
+            put(databases::scale).delete(databases::destroy),
+        )
+        .route(
+            "/api/apps/{name}/databases/{id}/restart",
+            put(databases::restart),
+        )
+        .route("/api/apps/{name}/databases/{id}/stop", put(databases::stop))
+        .route(
+            "/api/apps/{name}/databases/{id}/start",
+            put(databases::start),
+        )
+        .route(
+            "/api/apps/{name}/databases/{id}/upgrade",
+            post(databases::upgrade),
+        )
+        .route(
+            "/api/apps/{name}/databases/{id}/read_replicas",
+            get(databases::read_replicas).post(databases::create_read_replica),
+        )
+        .route(
+            "/api/apps/{name}/databases/{id}/backups",
+            get(databases::backups).post(databases::create_backup),
+        )
+        .route(
+            "/api/apps/{name}/databases/{id}/backups/{backup}/restore",
+            post(databases::restore),
         )
         .route(
             "/api/apps/{name}/webhook",

@@ -3,7 +3,8 @@
 //! `PORT`, `GIGALIXIR_STORE`, `GIGALIXIR_BUS`, `GIGALIXIR_BLOBS`, `GIGALIXIR_RUNTIME`,
 //! `GIGALIXIR_DOMAIN`, `GIGALIXIR_RESERVED_DOMAINS`, and for account mail
 //! `GIGALIXIR_SMTP_URL`, `GIGALIXIR_OUTBOX_DIR`, `GIGALIXIR_MAIL_FROM`,
-//! `GIGALIXIR_PUBLIC_URL`, `GIGALIXIR_EMAIL_CONFIRMATION` (`shared::deployment::env`).
+//! `GIGALIXIR_PUBLIC_URL`, `GIGALIXIR_EMAIL_CONFIRMATION`, and for managed databases
+//! `GIGALIXIR_POSTGRES_URL`, `GIGALIXIR_POSTGRES_HOST` (`shared::deployment::env`).
 
 use anyhow::Context;
 use gigalixir_api::{mail::Mailer, router, Accounts, ApiState};
@@ -53,6 +54,14 @@ async fn main() -> anyhow::Result<()> {
         .map(str::to_owned)
         .unwrap_or_else(|| format!("http://localhost:{}", env.port().unwrap_or(8080)));
     tracing::info!(mail = %mailer.describe(), confirm_email, "account mail");
+    // Managed databases: on the server the operator gives (Cloud SQL), or none.
+    let databases = match get(&deployment::POSTGRES_URL) {
+        Some(url) => Some(std::sync::Arc::new(
+            gigalixir_postgres::Server::from_url(url, get(&deployment::POSTGRES_HOST))
+                .with_context(|| format!("reading {}", deployment::POSTGRES_URL.name))?,
+        ) as std::sync::Arc<dyn shared::ports::Databases>),
+        None => None,
+    };
     let app = router(ApiState {
         store: env.store()?,
         bus: env.bus()?,
@@ -65,6 +74,8 @@ async fn main() -> anyhow::Result<()> {
             confirm_email,
             public_url,
         },
+        databases,
+        blobs: Some(env.blobs()?),
     });
     Service::new(FUNCTION, app).run(&env).await?;
     Ok(())

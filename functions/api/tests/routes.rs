@@ -50,6 +50,8 @@ impl Api {
                 certificates: None,
                 reserved_domains: Vec::new().into(),
                 accounts: gigalixir_api::Accounts::unconfirmed_in(dir.path().join("outbox")),
+                databases: None,
+                blobs: None,
             },
             bus,
             _dir: dir,

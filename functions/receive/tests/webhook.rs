@@ -203,6 +203,7 @@ async fn world() -> World {
             webhook_secret: Some(Secret::new(SECRET)),
             maintenance: false,
             canary: None,
+            databases: Vec::new(),
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

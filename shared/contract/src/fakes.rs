@@ -39,6 +39,7 @@ pub async fn seed_app(store: &dyn crate::ports::Store, name: &str) -> crate::mod
         webhook_secret: None,
         maintenance: false,
         canary: None,
+        databases: Vec::new(),
         erlang_cookie: Secret::new("c"),
         secret_key_base: Secret::new("s"),
         replicas: 1,

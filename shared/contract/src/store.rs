@@ -34,6 +34,7 @@ fn app(owner: &UserId) -> App {
         webhook_secret: None,
         maintenance: false,
         canary: None,
+        databases: Vec::new(),
         erlang_cookie: Secret::new("cookie"),
         secret_key_base: Secret::new("skb"),
         replicas: 1,

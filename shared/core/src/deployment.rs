@@ -224,7 +224,9 @@ pub const TOPICS: [Topic; 13] = [
 
 /// The first part of every blob key. On Cloud Storage each is its own bucket,
 /// `<prefix>-<part>` for `gs://<prefix>`, so each can have its own lifecycle and access.
-pub const BLOB_SPACES: [&str; 5] = ["repos", "sources", "slugs", "caches", "packages"];
+pub const BLOB_SPACES: [&str; 6] = [
+    "repos", "sources", "slugs", "caches", "packages", "backups",
+];
 
 /// An environment variable a standalone function reads.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -322,6 +324,19 @@ pub const EMAIL_CONFIRMATION: EnvVar = var(
     "true (default): a new account confirms its email before it logs in; false: accounts are active at once (a private installation)",
 );
 
+/// The PostgreSQL server managed databases are made on.
+pub const POSTGRES_URL: EnvVar = var(
+    "GIGALIXIR_POSTGRES_URL",
+    false,
+    "admin URL of the PostgreSQL server that managed databases (pg:create) are made on, postgresql://USER:PASSWORD@HOST:PORT/DB (Cloud SQL's private address); unset: no managed databases",
+);
+/// Where apps reach that server.
+pub const POSTGRES_HOST: EnvVar = var(
+    "GIGALIXIR_POSTGRES_HOST",
+    false,
+    "the host apps put in their DATABASE_URL (default: the admin URL's host)",
+);
+
 /// The Hex repository the package cache pulls from.
 pub const HEX_UPSTREAM: EnvVar = var(
     "GIGALIXIR_HEX_UPSTREAM",
@@ -379,6 +394,8 @@ pub fn env(function: Function) -> Vec<EnvVar> {
             MAIL_FROM,
             PUBLIC_URL,
             EMAIL_CONFIRMATION,
+            POSTGRES_URL,
+            POSTGRES_HOST,
         ],
         // DOMAIN: a push ends with the app's URL.
         Function::Receive => vec![PORT, STORE, BUS, BLOBS, DOMAIN],
@@ -428,6 +445,8 @@ pub fn example(var: &EnvVar) -> &'static str {
         "GIGALIXIR_MAIL_FROM" => "noreply@paas.example.com",
         "GIGALIXIR_PUBLIC_URL" => "https://paas.example.com",
         "GIGALIXIR_EMAIL_CONFIRMATION" => "true",
+        "GIGALIXIR_POSTGRES_URL" => "postgresql://gigalixir:PASSWORD@10.20.0.3:5432/postgres",
+        "GIGALIXIR_POSTGRES_HOST" => "10.20.0.3",
         "GIGALIXIR_PUSH_AUDIENCE" => "https://gigalixir-deploy-123456789.us-central1.run.app",
         "GIGALIXIR_PUSH_INVOKER" => "pubsub-invoker@PROJECT.iam.gserviceaccount.com",
         "GIGALIXIR_PUSH_JWKS" => "https://www.googleapis.com/oauth2/v3/certs",

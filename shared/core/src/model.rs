@@ -231,6 +231,84 @@ pub struct App {
     /// (`canary:set`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// Its managed PostgreSQL databases (`pg:create`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<Database>,
+}
+
+/// A managed PostgreSQL database of an app: a database and a role of the same name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Database {
+    /// Its id, as users name it (`pg:destroy -d ID`): a UUID.
+    pub id: String,
+    /// The database's and its role's name on the server (random: nothing of the app).
+    pub name: String,
+    /// The role's password.
+    pub password: Secret,
+    /// Where apps reach it.
+    pub host: String,
+    /// Where apps reach it.
+    pub port: u16,
+    /// Size as GIGALIXIR counts it (GB of memory), which sets the connection limit.
+    pub size: f64,
+    /// Free (a few connections) or standard.
+    pub tier: DatabaseTier,
+    /// PostgreSQL major version.
+    pub version: u32,
+    /// Whether it takes connections.
+    pub state: DatabaseState,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// Its backups, oldest first.
+    #[serde(default)]
+    pub backups: Vec<Backup>,
+}
+
+impl Database {
+    /// The URL apps get as `DATABASE_URL`.
+    pub fn url(&self) -> Secret {
+        Secret::new(format!(
+            "postgresql://{}:{}@{}:{}/{}",
+            self.name,
+            self.password.expose(),
+            self.host,
+            self.port,
+            self.name
+        ))
+    }
+}
+
+/// What a database is sold as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DatabaseTier {
+    /// `pg:create --free`: a handful of connections, for trying things.
+    Free,
+    /// Sized by `-s SIZE`.
+    Standard,
+}
+
+/// Whether a database takes connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DatabaseState {
+    /// Takes connections.
+    Available,
+    /// Stopped by its owner (`pg:stop`): its role cannot log in.
+    Stopped,
+}
+
+/// One backup of a database: a `pg_dump -Fc` in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// Its id (sortable by time).
+    pub id: String,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+    /// Bytes.
+    pub size: u64,
+    /// Taken by the daily schedule (kept: the newest 7), else on request.
+    pub automatic: bool,
 }
 
 /// Where a share of an app's requests goes (`canary:set`): sticky per browser by a cookie.

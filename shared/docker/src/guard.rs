@@ -125,6 +125,67 @@ pub async fn install() -> PortResult<()> {
     Ok(())
 }
 
+/// The ports the platform's own PostgreSQL servers may listen on, which app containers
+/// may reach at the host's bridge gateway (`--postgres-port` is one of them).
+pub const DATABASE_PORTS: std::ops::RangeInclusive<u16> = 54320..=54419;
+
+/// The rule letting app containers reach a database server on this host: TCP to the
+/// gateway address of Docker's default bridge, on [`DATABASE_PORTS`] only.
+pub fn database_rule(gateway: std::net::IpAddr) -> Vec<String> {
+    format!(
+        "-d {gateway}/32 -p tcp --dport {}:{} -j ACCEPT",
+        DATABASE_PORTS.start(),
+        DATABASE_PORTS.end()
+    )
+    .split(' ')
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Lets app containers reach the platform's database server (first in
+/// [`HOST_CHAIN`], before its final drop); once per engine, kept like the other rules.
+pub async fn admit_databases(gateway: std::net::IpAddr) -> PortResult<()> {
+    install().await?;
+    let rule = database_rule(gateway);
+    let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
+    if iptables(&[&["-C", HOST_CHAIN][..], &rule].concat())
+        .await?
+        .status
+        .success()
+    {
+        return Ok(());
+    }
+    let add = [&["-I", HOST_CHAIN, "1"][..], &rule].concat();
+    let out = iptables(&add).await?;
+    if !out.status.success() {
+        return Err(refused(&add.join(" "), &out));
+    }
+    Ok(())
+}
+
+/// The host's address on Docker's default bridge (`docker0`), which containers on any
+/// network reach through the host.
+pub async fn bridge_gateway() -> PortResult<std::net::IpAddr> {
+    let docker = crate::connect()?;
+    let net = docker
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .map_err(PortError::unavailable)?;
+    net.ipam
+        .and_then(|ipam| ipam.config)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.gateway)
+        .find_map(|g| g.parse::<std::net::Ipv4Addr>().ok())
+        .map(std::net::IpAddr::V4)
+        .ok_or_else(|| {
+            PortError::unavailable("Docker's default bridge has no IPv4 gateway".to_string())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,8 @@ impl Api {
                     public_url: "http://paas.test".into(),
                     ..gigalixir_api::Accounts::unconfirmed_in(dir.path().join("outbox"))
                 },
+                databases: None,
+                blobs: None,
             },
             bus,
             release_step: tokio::sync::OnceCell::new(),

@@ -49,6 +49,7 @@ pub async fn world(build: BuildId) -> World {
             webhook_secret: None,
             maintenance: false,
             canary: None,
+            databases: Vec::new(),
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

@@ -5,11 +5,13 @@
 pub mod blobs;
 pub mod builder;
 pub mod bus;
+pub mod databases;
 pub mod runtime;
 pub mod store;
 
 pub use blobs::Blobs;
 pub use builder::Builder;
 pub use bus::{Ack, Bus, PushEndpoint, SubscriptionSpec};
+pub use databases::Databases;
 pub use runtime::Runtime;
 pub use store::{LockState, Store};

@@ -1,0 +1,541 @@
+//! Managed PostgreSQL ([`Databases`]): databases and roles made over an admin connection
+//! ([`Server`]), on a server given by URL (`--postgres-url`, Cloud SQL) or on the
+//! platform's own cluster ([`cluster`]), started on first use ([`Lazy`]).
+//!
+//! Passwords reach the server as SCRAM-SHA-256 verifiers only, so no statement (nor the
+//! server's log of a failed one) holds one in clear. Dumps and restores run Debian's
+//! `pg_dump` and `pg_restore`, the admin's password in their environment (never their
+//! arguments).
+
+pub mod cluster;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use gigalixir_core::error::{PortError, PortResult};
+use gigalixir_core::ports::blobs::ByteStream;
+use gigalixir_core::ports::databases::{valid_name, DatabaseSpec, Databases, Endpoint};
+pub use gigalixir_core::ports::databases::{new_name, new_password};
+use tokio::io::AsyncWriteExt;
+use tokio_postgres::{Client, Config, NoTls};
+
+fn check(name: &str) -> PortResult<()> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(PortError::Invalid(format!(
+            "`{name}` is not a database name the platform gives"
+        )))
+    }
+}
+
+fn db_err(what: &str) -> impl Fn(tokio_postgres::Error) -> PortError + '_ {
+    move |e| {
+        // The server's own message (never holds a password: only verifiers are sent).
+        let detail = e
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_else(|| e.to_string());
+        PortError::unavailable(format!("PostgreSQL: {what}: {detail}"))
+    }
+}
+
+/// The directory with the newest installed PostgreSQL's programs (Debian keeps each major
+/// version in `/usr/lib/postgresql/N/bin`).
+pub fn debian_bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+/// A PostgreSQL server the platform administers: an admin connection's settings, and
+/// where apps reach the server.
+#[derive(Clone)]
+pub struct Server {
+    admin: Config,
+    endpoint: Endpoint,
+    /// Where `pg_dump` and `pg_restore` are; `None`: on the `PATH`.
+    bin_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server whose admin (a role that may create roles and databases) connects with
+    /// `admin_url` (`postgresql://USER:PASSWORD@HOST:PORT/DB`); apps reach it at
+    /// `app_host` (default: the URL's host) on the URL's port.
+    pub fn from_url(admin_url: &str, app_host: Option<&str>) -> PortResult<Self> {
+        let admin = Config::from_str(admin_url).map_err(|_| {
+            PortError::Invalid(
+                "the PostgreSQL URL does not parse (postgresql://USER:PASSWORD@HOST:PORT/DB)"
+                    .into(),
+            )
+        })?;
+        let host = match admin.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => {
+                return Err(PortError::Invalid(
+                    "the PostgreSQL URL names no TCP host".into(),
+                ))
+            }
+        };
+        let port = admin.get_ports().first().copied().unwrap_or(5432);
+        let endpoint = Endpoint {
+            host: app_host.map(str::to_owned).unwrap_or(host),
+            port,
+        };
+        Ok(Self {
+            admin,
+            endpoint,
+            bin_dir: debian_bin_dir(),
+        })
+    }
+
+    fn new(admin: Config, endpoint: Endpoint, bin_dir: Option<PathBuf>) -> Self {
+        Self {
+            admin,
+            endpoint,
+            bin_dir,
+        }
+    }
+
+    async fn connect(&self) -> PortResult<Client> {
+        self.connect_to(None).await
+    }
+
+    async fn connect_to(&self, database: Option<&str>) -> PortResult<Client> {
+        let mut config = self.admin.clone();
+        if let Some(db) = database {
+            config.dbname(db);
+        }
+        config.connect_timeout(std::time::Duration::from_secs(10));
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(db_err("connecting as the admin"))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL admin connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    fn program(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
+    /// `pg_dump`/`pg_restore` as the admin: host, port, user as arguments, the password
+    /// in the environment.
+    fn tool(&self, name: &str, database: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(self.program(name));
+        if let Some(tokio_postgres::config::Host::Tcp(host)) = self.admin.get_hosts().first() {
+            cmd.arg("--host").arg(host);
+        }
+        if let Some(port) = self.admin.get_ports().first() {
+            cmd.arg("--port").arg(port.to_string());
+        }
+        if let Some(user) = self.admin.get_user() {
+            cmd.arg("--username").arg(user);
+        }
+        cmd.arg("--no-password").arg("--dbname").arg(database);
+        if let Some(password) = self.admin.get_password() {
+            cmd.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref());
+        }
+        cmd.env("PGCONNECT_TIMEOUT", "10")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn end_sessions(&self, client: &Client, name: &str) -> PortResult<()> {
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE (usename = $1 OR datname = $1) AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .await
+            .map_err(db_err("ending sessions"))?;
+        Ok(())
+    }
+
+    /// Makes `database` owned by `name`, closed to everyone else.
+    async fn make_database(&self, client: &Client, database: &str, owner: &str) -> PortResult<()> {
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+            .await
+            .map_err(db_err("looking for the database"))?
+            .is_some();
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "CREATE DATABASE \"{database}\" OWNER \"{owner}\" ENCODING 'UTF8' TEMPLATE template0"
+                ))
+                .await
+                .map_err(db_err("creating the database"))?;
+        }
+        client
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE \"{database}\" FROM PUBLIC; \
+                 GRANT ALL ON DATABASE \"{database}\" TO \"{owner}\""
+            ))
+            .await
+            .map_err(db_err("closing the database to other roles"))?;
+        Ok(())
+    }
+
+    /// Hardening of a whole cluster the platform runs: no role but the admin connects to
+    /// the built-in databases.
+    async fn harden(&self) -> PortResult<()> {
+        let client = self.connect().await?;
+        client
+            .batch_execute(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC; \
+                 REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC",
+            )
+            .await
+            .map_err(db_err("closing the built-in databases"))
+    }
+}
+
+#[async_trait]
+impl Databases for Server {
+    async fn version(&self) -> PortResult<u32> {
+        let client = self.connect().await?;
+        let row = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(db_err("asking the version"))?;
+        let num: i32 = row.get(0);
+        Ok((num / 10_000) as u32)
+    }
+
+    async fn endpoint(&self) -> PortResult<Endpoint> {
+        Ok(self.endpoint.clone())
+    }
+
+    async fn create(&self, spec: &DatabaseSpec) -> PortResult<()> {
+        check(&spec.name)?;
+        let name = &spec.name;
+        let verifier =
+            postgres_protocol::password::scram_sha_256(spec.password.expose().as_bytes());
+        let client = self.connect().await?;
+        let role_exists = client
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[name])
+            .await
+            .map_err(db_err("looking for the role"))?
+            .is_some();
+        let verb = if role_exists { "ALTER" } else { "CREATE" };
+        client
+            .batch_execute(&format!(
+                "{verb} ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 CONNECTION LIMIT {} PASSWORD '{verifier}'",
+                spec.connections
+            ))
+            .await
+            .map_err(db_err("making the role"))?;
+        // An admin that is not a superuser (Cloud SQL) must be a member of a role to give
+        // it a database.
+        let superuser: bool = client
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(db_err("asking the admin's rights"))?
+            .get(0);
+        if !superuser {
+            client
+                .batch_execute(&format!("GRANT \"{name}\" TO CURRENT_USER"))
+                .await
+                .map_err(db_err("joining the role"))?;
+        }
+        self.make_database(&client, name, name).await
+    }
+
+    async fn destroy(&self, name: &str) -> PortResult<()> {
+        check(name)?;
+        let client = self.connect().await?;
+        let _ = client
+            .batch_execute(&format!("ALTER ROLE \"{name}\" NOLOGIN"))
+            .await;
+        self.end_sessions(&client, name).await?;
+        // One statement each: DROP DATABASE runs outside any transaction.
+        for statement in [
+            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            format!("DROP DATABASE IF EXISTS \"{name}_restore\" WITH (FORCE)"),
+            format!("DROP ROLE IF EXISTS \"{name}\""),
+        ] {
+            client
+                .batch_execute(&statement)
+                .await
+                .map_err(db_err("dropping the database and its role"))?;
+        }
+        Ok(())
+    }
+
+    async fn set_connections(&self, name: &str, connections: u32) -> PortResult<()> {
+        check(name)?;
+        self.connect()
+            .await?
+            .batch_execute(&format!(
+                "ALTER ROLE \"{name}\" CONNECTION LIMIT {connections}"
+            ))
+            .await
+            .map_err(db_err("changing the connection limit"))
+    }
+
+    async fn set_login(&self, name: &str, allowed: bool) -> PortResult<()> {
+        check(name)?;
+        let client = self.connect().await?;
+        let login = if allowed { "LOGIN" } else { "NOLOGIN" };
+        client
+            .batch_execute(&format!("ALTER ROLE \"{name}\" {login}"))
+            .await
+            .map_err(db_err("changing whether the role logs in"))?;
+        if !allowed {
+            self.end_sessions(&client, name).await?;
+        }
+        Ok(())
+    }
+
+    async fn disconnect(&self, name: &str) -> PortResult<()> {
+        check(name)?;
+        let client = self.connect().await?;
+        self.end_sessions(&client, name).await
+    }
+
+    async fn dump(&self, name: &str) -> PortResult<ByteStream> {
+        check(name)?;
+        let mut child = self
+            .tool("pg_dump", name)
+            .arg("--format=custom")
+            .spawn()
+            .map_err(|e| {
+                PortError::unavailable(format!(
+                    "starting {}: {e}",
+                    self.program("pg_dump").display()
+                ))
+            })?;
+        let stdout = child.stdout.take().ok_or_else(|| {
+            PortError::unavailable("pg_dump has no output pipe".to_string())
+        })?;
+        let stderr = child.stderr.take();
+        let body = tokio_util::io::ReaderStream::new(stdout).map_err(PortError::from_io);
+        // After the last byte: the exit status decides whether the dump is whole.
+        let end = futures::stream::once(async move {
+            let mut err = String::new();
+            if let Some(mut stderr) = stderr {
+                use tokio::io::AsyncReadExt;
+                let _ = stderr.read_to_string(&mut err).await;
+            }
+            let status = child.wait().await.map_err(PortError::from_io)?;
+            if status.success() {
+                Ok(None)
+            } else {
+                Err(PortError::unavailable(format!(
+                    "pg_dump failed ({status}): {}",
+                    err.trim()
+                )))
+            }
+        })
+        .filter_map(|r: PortResult<Option<Bytes>>| async move { r.transpose() });
+        Ok(body.chain(end).boxed())
+    }
+
+    async fn restore(&self, name: &str, mut dump: ByteStream) -> PortResult<()> {
+        check(name)?;
+        let staging = format!("{name}_restore");
+        let client = self.connect().await?;
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"))
+            .await
+            .map_err(db_err("clearing an earlier restore"))?;
+        self.make_database(&client, &staging, name).await?;
+        // Into a database of its own first: a dump that does not load leaves the current
+        // one as it was.
+        let mut child = self
+            .tool("pg_restore", &staging)
+            .arg("--no-owner")
+            .arg(format!("--role={name}"))
+            .arg("--exit-on-error")
+            .arg("--single-transaction")
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                PortError::unavailable(format!(
+                    "starting {}: {e}",
+                    self.program("pg_restore").display()
+                ))
+            })?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| PortError::unavailable("pg_restore has no input pipe".to_string()))?;
+        let feed = async {
+            while let Some(chunk) = dump.next().await {
+                let chunk = chunk?;
+                if stdin.write_all(&chunk).await.is_err() {
+                    // pg_restore stopped reading: its exit status says why.
+                    break;
+                }
+            }
+            drop(stdin);
+            PortResult::Ok(())
+        };
+        let (fed, output) = tokio::join!(feed, child.wait_with_output());
+        let output = output.map_err(PortError::from_io)?;
+        if let Err(e) = fed {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"))
+                .await;
+            return Err(e);
+        }
+        if !output.status.success() {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"))
+                .await;
+            return Err(PortError::Invalid(format!(
+                "the backup does not load: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        self.end_sessions(&client, name).await?;
+        for statement in [
+            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            format!("ALTER DATABASE \"{staging}\" RENAME TO \"{name}\""),
+        ] {
+            client
+                .batch_execute(&statement)
+                .await
+                .map_err(db_err("putting the restored database in place"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A [`Databases`] whose server is made on first use (the platform's own cluster starts
+/// only once someone asks for a database).
+pub struct Lazy<F> {
+    make: F,
+    server: tokio::sync::OnceCell<Server>,
+}
+
+impl<F, Fut> Lazy<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = PortResult<Server>> + Send,
+{
+    /// A server that `make` brings up when first needed (again after a failure).
+    pub fn new(make: F) -> Self {
+        Self {
+            make,
+            server: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn server(&self) -> PortResult<&Server> {
+        self.server.get_or_try_init(|| (self.make)()).await
+    }
+}
+
+#[async_trait]
+impl<F, Fut> Databases for Lazy<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = PortResult<Server>> + Send,
+{
+    async fn version(&self) -> PortResult<u32> {
+        self.server().await?.version().await
+    }
+    async fn endpoint(&self) -> PortResult<Endpoint> {
+        self.server().await?.endpoint().await
+    }
+    async fn create(&self, spec: &DatabaseSpec) -> PortResult<()> {
+        self.server().await?.create(spec).await
+    }
+    async fn destroy(&self, name: &str) -> PortResult<()> {
+        self.server().await?.destroy(name).await
+    }
+    async fn set_connections(&self, name: &str, connections: u32) -> PortResult<()> {
+        self.server()
+            .await?
+            .set_connections(name, connections)
+            .await
+    }
+    async fn set_login(&self, name: &str, allowed: bool) -> PortResult<()> {
+        self.server().await?.set_login(name, allowed).await
+    }
+    async fn disconnect(&self, name: &str) -> PortResult<()> {
+        self.server().await?.disconnect(name).await
+    }
+    async fn dump(&self, name: &str) -> PortResult<ByteStream> {
+        self.server().await?.dump(name).await
+    }
+    async fn restore(&self, name: &str, dump: ByteStream) -> PortResult<()> {
+        self.server().await?.restore(name, dump).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_passwords_need_no_quoting() {
+        for _ in 0..100 {
+            let name = new_name();
+            assert!(valid_name(&name), "{name}");
+            assert!(new_password()
+                .expose()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric()));
+        }
+        for bad in ["", "Gx", "gx-1", "1gx", "gx\"; drop", &"a".repeat(64)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_url_gives_the_admin_and_where_apps_connect() {
+        let server = Server::from_url("postgresql://admin:pw@10.1.2.3:6432/postgres", None)
+            .expect("parses");
+        assert_eq!(
+            server.endpoint,
+            Endpoint {
+                host: "10.1.2.3".into(),
+                port: 6432
+            }
+        );
+        let other = Server::from_url("postgresql://admin:pw@10.1.2.3/postgres", Some("db.internal"))
+            .expect("parses");
+        assert_eq!(other.endpoint.host, "db.internal");
+        assert_eq!(other.endpoint.port, 5432);
+        assert!(format!("{other:?}").find("pw").is_none());
+        assert!(Server::from_url("not a url at all", None).is_err());
+    }
+}

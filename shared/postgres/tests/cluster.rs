@@ -1,0 +1,155 @@
+//! The platform's own cluster on Debian's real PostgreSQL server: made, taken over,
+//! databases isolated from each other, limits enforced by the server, dumps restored.
+//! Needs the `postgresql` package (`scripts/test` installs it).
+
+use futures::StreamExt;
+use gigalixir_core::domain::Secret;
+use gigalixir_core::ports::databases::{DatabaseSpec, Databases};
+use gigalixir_postgres::cluster::{self, Options};
+use gigalixir_postgres::{debian_bin_dir, new_name, new_password};
+use tokio_postgres::NoTls;
+
+/// Stops the cluster when the test ends, whatever happens.
+struct Stopper(std::path::PathBuf);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let dir = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(cluster::stop(&dir))
+        })
+        .join();
+    }
+}
+
+fn options(dir: &std::path::Path) -> Options {
+    Options {
+        data_dir: dir.to_owned(),
+        port: 54380,
+        listen: Vec::new(),
+        app_host: "127.0.0.1".into(),
+        app_networks: Vec::new(),
+        bin_dir: None,
+    }
+}
+
+async fn connect(port: u16, user: &str, password: &Secret, db: &str) -> Result<tokio_postgres::Client, String> {
+    let url = format!(
+        "postgresql://{user}:{}@127.0.0.1:{port}/{db}",
+        password.expose()
+    );
+    let (client, conn) = tokio_postgres::connect(&url, NoTls)
+        .await
+        .map_err(|e| e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string()))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn spec(connections: u32) -> DatabaseSpec {
+    DatabaseSpec {
+        name: new_name(),
+        password: new_password(),
+        connections,
+    }
+}
+
+#[tokio::test]
+async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
+    assert!(
+        debian_bin_dir().is_some(),
+        "PostgreSQL's server is not installed: run scripts/test (it installs `postgresql`)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _stop = Stopper(dir.path().to_owned());
+    let server = cluster::start(options(dir.path())).await.expect("cluster starts");
+    let endpoint = server.endpoint().await.expect("endpoint");
+    let port = endpoint.port;
+    assert!((54380..54480).contains(&port), "{port}");
+    assert_eq!(server.version().await.expect("version"), 15.max(server.version().await.unwrap_or(0)));
+
+    let (a, b) = (spec(5), spec(2));
+    server.create(&a).await.expect("a");
+    server.create(&b).await.expect("b");
+    // Again: a retry finds its work done.
+    server.create(&a).await.expect("a again");
+
+    let client_a = connect(port, &a.name, &a.password, &a.name).await.expect("a reaches its database");
+    client_a
+        .batch_execute("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept')")
+        .await
+        .expect("a owns its database");
+    // Nobody reaches another's database, or the built-in ones.
+    let err = connect(port, &b.name, &b.password, &a.name).await.err().expect("b is refused a's database");
+    assert!(err.contains("no pg_hba.conf entry") || err.contains("rejects"), "{err}");
+    let err = connect(port, &a.name, &a.password, "postgres").await.err().expect("refused");
+    assert!(err.contains("pg_hba.conf"), "{err}");
+    let err = connect(port, &a.name, &b.password, &a.name).await.err().expect("wrong password");
+    assert!(err.contains("password authentication failed"), "{err}");
+    // The catalog shows names (random), never content; and no role may make roles.
+    let client_b = connect(port, &b.name, &b.password, &b.name).await.expect("b");
+    let err = client_b.batch_execute("CREATE ROLE sneaky LOGIN").await.err().expect("refused");
+    assert!(err.to_string().contains("permission denied") || err.as_db_error().is_some(), "{err}");
+    let err = client_b.batch_execute("CREATE DATABASE sneaky").await.err().expect("refused");
+    assert!(err.as_db_error().map(|d| d.message().contains("permission denied")).unwrap_or(false), "{err}");
+
+    // b's connection limit is the server's: 2 at once.
+    let _second = connect(port, &b.name, &b.password, &b.name).await.expect("second");
+    let err = connect(port, &b.name, &b.password, &b.name).await.err().expect("third refused");
+    assert!(err.contains("too many connections"), "{err}");
+
+    // A dump, a write after it, a restore: the write is gone.
+    let dump: Vec<u8> = server
+        .dump(&a.name)
+        .await
+        .expect("dump")
+        .map(|c| c.expect("chunk").to_vec())
+        .concat()
+        .await;
+    assert!(dump.starts_with(b"PGDMP"), "custom format");
+    client_a.batch_execute("INSERT INTO notes VALUES ('after the backup')").await.expect("write");
+    drop(client_a);
+    let chunks = futures::stream::iter(
+        dump.chunks(1000)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    )
+    .boxed();
+    server.restore(&a.name, chunks).await.expect("restore");
+    let client_a = connect(port, &a.name, &a.password, &a.name).await.expect("a after restore");
+    let rows: Vec<String> = client_a
+        .query("SELECT body FROM notes ORDER BY body", &[])
+        .await
+        .expect("owned by a after the restore")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, vec!["kept".to_owned()]);
+    // A dump that does not load leaves the database as it was.
+    let garbage = futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"PGDMP not really"))]).boxed();
+    assert!(server.restore(&a.name, garbage).await.is_err());
+    let still: i64 = client_a
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .expect("still there")
+        .get(0);
+    assert_eq!(still, 1);
+
+    // Stopped: no login, sessions ended; started again.
+    server.set_login(&a.name, false).await.expect("stop");
+    assert!(client_a.query_one("SELECT 1", &[]).await.is_err(), "session ended");
+    assert!(connect(port, &a.name, &a.password, &a.name).await.is_err());
+    server.set_login(&a.name, true).await.expect("start");
+    connect(port, &a.name, &a.password, &a.name).await.expect("back");
+
+    // A platform that starts again takes the running cluster over: same port, same admin.
+    let again = cluster::start(options(dir.path())).await.expect("taken over");
+    assert_eq!(again.endpoint().await.expect("endpoint").port, port);
+    again.destroy(&a.name).await.expect("destroy");
+    again.destroy(&a.name).await.expect("destroy again is fine");
+    let err = connect(port, &a.name, &a.password, &a.name).await.err().expect("gone");
+    assert!(err.contains("does not exist") || err.contains("authentication failed"), "{err}");
+}
