@@ -256,6 +256,52 @@ pub enum Command {
     #[command(name = "ps:kill")]
     PsKill(PsKillArgs),
 
+    /// List the app's managed PostgreSQL databases: id, state, size, URL.
+    Pg(PgArgs),
+
+    /// Create a PostgreSQL database for the app: its URL becomes the app's `DATABASE_URL`
+    /// (and `POOL_SIZE`) in a new release. `-s SIZE` sets its connection limit; `--free`
+    /// gives a small one (4 connections).
+    #[command(name = "pg:create")]
+    PgCreate(PgCreateArgs),
+
+    /// Destroy a database, its data and its backups; `DATABASE_URL` goes from the config.
+    #[command(name = "pg:destroy")]
+    PgDestroy(PgDbYesArgs),
+
+    /// Open `psql` on the app's database.
+    #[command(name = "pg:psql")]
+    PgPsql(PgArgs),
+
+    /// Change a database's size (its connection limit).
+    #[command(name = "pg:scale")]
+    PgScale(PgScaleArgs),
+
+    /// End every session of a database (apps' pools reconnect).
+    #[command(name = "pg:restart")]
+    PgRestart(PgDbYesArgs),
+
+    /// Stop a database: nobody may connect until `pg:start`.
+    #[command(name = "pg:stop")]
+    PgStop(PgDbYesArgs),
+
+    /// Start a stopped database.
+    #[command(name = "pg:start")]
+    PgStart(PgDbArgs),
+
+    /// List a database's backups, newest first: the daily ones (the newest 7 kept) and
+    /// those taken on request.
+    #[command(name = "pg:backups")]
+    PgBackups(PgDbArgs),
+
+    /// Take a backup of a database now (`pg_dump`, kept by the platform).
+    #[command(name = "pg:backups:create")]
+    PgBackupsCreate(PgDbArgs),
+
+    /// Replace a database's content with a backup's (its sessions end). Asks first.
+    #[command(name = "pg:backups:restore")]
+    PgBackupsRestore(PgRestoreArgs),
+
     /// Put an app in maintenance: it keeps running (SSH, `ps:run` and deploys work), but
     /// every request gets 503 with `Retry-After` and a maintenance page: the app's own
     /// `/maintenance.html` (e.g. Phoenix's `priv/static/maintenance.html`), else a plain one.
@@ -815,6 +861,82 @@ pub struct CanaryUnsetArgs {
     /// The canary app.
     #[arg(short = 'c', long = "canary_name")]
     pub canary: String,
+}
+
+/// `pg`, `pg:psql`.
+#[derive(Debug, Args)]
+pub struct PgArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// `pg:create`.
+#[derive(Debug, Args)]
+pub struct PgCreateArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Size in GB as GIGALIXIR sells them (0.6, 1.7, 4, 8, 16, 32, 48, 64, 96): sets the
+    /// connection limit (25 to 250).
+    #[arg(short = 's', long, default_value_t = 0.6)]
+    pub size: f64,
+    /// A free database: 4 connections, one per app.
+    #[arg(short = 'f', long)]
+    pub free: bool,
+    /// Major version, e.g. POSTGRES_15 (the platform runs one).
+    #[arg(short = 'v', long)]
+    pub version: Option<String>,
+    /// Don't ask first (free databases).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// Commands on one database.
+#[derive(Debug, Args)]
+pub struct PgDbArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The database, as `gigalixir pg` shows it.
+    #[arg(short = 'd', long = "database_id")]
+    pub database: String,
+}
+
+/// Commands on one database that ask first.
+#[derive(Debug, Args)]
+pub struct PgDbYesArgs {
+    /// The app and database.
+    #[command(flatten)]
+    pub db: PgDbArgs,
+    /// Don't ask first.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `pg:scale`.
+#[derive(Debug, Args)]
+pub struct PgScaleArgs {
+    /// The app and database.
+    #[command(flatten)]
+    pub db: PgDbArgs,
+    /// The new size (0.6, 1.7, 4, 8, 16, 32, 48, 64, 96).
+    #[arg(short = 's', long)]
+    pub size: f64,
+}
+
+/// `pg:backups:restore`.
+#[derive(Debug, Args)]
+pub struct PgRestoreArgs {
+    /// The app and database.
+    #[command(flatten)]
+    pub db: PgDbArgs,
+    /// The backup, as `gigalixir pg:backups` shows it.
+    #[arg(short = 'b', long = "backup_id")]
+    pub backup: String,
+    /// Don't ask first.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 /// `ps:kill`.

@@ -692,6 +692,31 @@ impl Client {
         )
     }
 
+    /// A managed-database route of the app: `METHOD /api/apps/NAME/databases…` (or
+    /// `…/free_databases`), `rest` after the app's path, with an optional JSON body.
+    /// Backups and restores may take long: `long` waits without a time limit.
+    pub fn databases(
+        &self,
+        auth: &Auth,
+        name: &AppName,
+        method: Method,
+        rest: &str,
+        body: Option<serde_json::Value>,
+        long: bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        let path = format!("/api/apps/{name}/{rest}");
+        let mut req = if long {
+            self.request_on(&self.streaming, method, &path)
+                .basic_auth(&auth.email, Some(&auth.key))
+        } else {
+            self.authed(method, &path, auth)
+        };
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        self.call(req)
+    }
+
     /// `GET /api/apps/NAME/canaries`.
     pub fn canary(&self, auth: &Auth, name: &AppName) -> Result<serde_json::Value, ApiError> {
         self.call(self.authed(Method::GET, &format!("/api/apps/{name}/canaries"), auth))

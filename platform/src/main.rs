@@ -614,7 +614,8 @@ async fn databases(
     let gateway = match shared::docker::guard::bridge_gateway().await {
         Ok(ip) => ip,
         Err(err) => {
-            tracing::warn!(error = %err, "no managed databases: app containers could not reach a server here");
+            let why = std::error::Error::source(&err).map_or_else(|| err.to_string(), |s| s.to_string());
+            tracing::warn!(error = %why, "no managed databases: app containers could not reach a server here");
             return Ok(None);
         }
     };

@@ -150,6 +150,13 @@ impl Platform {
     /// answers.
     pub fn start_with_env<S: AsRef<str>>(flags: &[S], envs: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("data dir");
+        // PostgreSQL's `postgres` user passes through on its way to the platform's cluster
+        // (DATA_DIR/postgres, when a test makes databases); it reads nothing here.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o711))
+                .expect("chmod data dir");
+        }
         let home = tempfile::tempdir().expect("home dir");
         let port = free_port();
         let https_port = free_port();
@@ -624,6 +631,16 @@ pub fn copy_dir(src: &Path, dst: &Path) {
 impl Drop for Platform {
     fn drop(&mut self) {
         self.stop();
+        // The platform's PostgreSQL cluster outlives it (as its containers do): a fast
+        // shutdown (SIGINT to the postmaster).
+        let pid_file = self.data_dir().join("postgres/data/postmaster.pid");
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+        {
+            let _ = Command::new("kill").args(["-INT", pid.trim()]).status();
+            wait_for_quiet(&pid_file);
+        }
         // Containers, networks, build caches: whatever this platform left on the engine.
         let label = format!("label=gigalixir.instance={}", self.instance);
         let kinds: [(&[&str], &[&str]); 3] = [
@@ -646,6 +663,13 @@ impl Drop for Platform {
         if std::thread::panicking() {
             eprintln!("--- platform log ---\n{}", self.log());
         }
+    }
+}
+
+fn wait_for_quiet(pid_file: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pid_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -150,6 +150,14 @@ fn an_app_in_maintenance_answers_503_and_keeps_running() {
         !host.is_empty() && replicas.iter().all(|id| !id.starts_with(&host)),
         "the job ran in a web replica: {host} in {replicas:?}"
     );
+    // A last line without a newline arrives too.
+    let out = p.cli(&repo, &["run", "echo first; sleep 0.3; printf last"]);
+    assert_eq!(
+        texts(&out).0.trim_end().lines().last(),
+        Some("last"),
+        "{:?}",
+        texts(&out)
+    );
     let out = p.cli(&repo, &["run", "echo to stderr >&2; exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{:?}", texts(&out));
     assert!(texts(&out).0.contains("to stderr"), "{:?}", texts(&out));

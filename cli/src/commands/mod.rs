@@ -5,6 +5,7 @@ mod access;
 mod account;
 mod apps;
 mod config;
+mod databases;
 mod domains;
 mod health;
 mod mfa;
@@ -73,6 +74,17 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::HealthSet(a) => health::set(&ctx, a),
         Command::Restart(a) => processes::restart(&ctx, a.app.app),
         Command::PsKill(a) => processes::kill(&ctx, a),
+        Command::Pg(a) => databases::list(&ctx, a.app.app),
+        Command::PgCreate(a) => databases::create(&ctx, a),
+        Command::PgDestroy(a) => databases::destroy(&ctx, a),
+        Command::PgPsql(a) => databases::psql(&ctx, a.app.app),
+        Command::PgScale(a) => databases::scale(&ctx, a),
+        Command::PgRestart(a) => databases::restart(&ctx, a),
+        Command::PgStop(a) => databases::stop(&ctx, a),
+        Command::PgStart(a) => databases::start(&ctx, a),
+        Command::PgBackups(a) => databases::backups(&ctx, a),
+        Command::PgBackupsCreate(a) => databases::create_backup(&ctx, a),
+        Command::PgBackupsRestore(a) => databases::restore(&ctx, a),
         Command::Canary(a) => processes::canary(&ctx, a.app.app),
         Command::CanarySet(a) => processes::set_canary(&ctx, a),
         Command::CanaryUnset(a) => processes::unset_canary(&ctx, a),

@@ -174,12 +174,20 @@ pub async fn bridge_gateway() -> PortResult<std::net::IpAddr> {
         )
         .await
         .map_err(PortError::unavailable)?;
+    // The gateway as configured, else the subnet's first address (the engine's choice
+    // when none is configured).
     net.ipam
         .and_then(|ipam| ipam.config)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|c| c.gateway)
-        .find_map(|g| g.parse::<std::net::Ipv4Addr>().ok())
+        .find_map(|c| {
+            if let Some(g) = c.gateway.and_then(|g| g.parse::<std::net::Ipv4Addr>().ok()) {
+                return Some(g);
+            }
+            let (net, _) = c.subnet.as_deref()?.split_once('/')?;
+            let net: std::net::Ipv4Addr = net.parse().ok()?;
+            Some(std::net::Ipv4Addr::from(u32::from(net) + 1))
+        })
         .map(std::net::IpAddr::V4)
         .ok_or_else(|| {
             PortError::unavailable("Docker's default bridge has no IPv4 gateway".to_string())

@@ -955,19 +955,19 @@ impl DockerRuntime {
                 .build();
             let mut logs = me.docker.logs(&job, Some(options));
             let mut split = LineSplitter::default();
+            let mut received = 0usize;
             // Its output until it ends (its own timeout kills it at the limit; this one
             // is the backstop).
             let _ = tokio::time::timeout(limit + Duration::from_secs(10), async {
                 while let Some(Ok(chunk)) = logs.next().await {
-                    for line in split.push(&chunk.into_bytes()) {
+                    let bytes = chunk.into_bytes();
+                    received += bytes.len();
+                    for line in split.push(&bytes) {
                         let _ = tx.send(JobEvent::Line(line));
                     }
                 }
             })
             .await;
-            if let Some(line) = split.finish() {
-                let _ = tx.send(JobEvent::Line(line));
-            }
             let _ = me
                 .docker
                 .kill_container(
@@ -983,6 +983,25 @@ impl DockerRuntime {
                 if w.is_err() {
                     break;
                 }
+            }
+            // A following read misses the engine's last output when it ends without a
+            // newline (the engine's race): what it has past the bytes received comes now.
+            let options = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+            let mut rest = me.docker.logs(&job, Some(options));
+            let mut skip = received;
+            while let Some(Ok(chunk)) = rest.next().await {
+                let bytes = chunk.into_bytes();
+                if skip >= bytes.len() {
+                    skip -= bytes.len();
+                    continue;
+                }
+                for line in split.push(&bytes[skip..]) {
+                    let _ = tx.send(JobEvent::Line(line));
+                }
+                skip = 0;
+            }
+            if let Some(line) = split.finish() {
+                let _ = tx.send(JobEvent::Line(line));
             }
             let code = me
                 .docker

@@ -7,8 +7,8 @@
 //! - It listens on loopback and on the addresses given (the Docker bridge's gateway, which
 //!   app containers reach), on one port chosen at the first start.
 //! - `pg_hba.conf`: the admin from loopback only; every other role only to the database of
-//!   its own name (`sameuser`), from loopback and the app networks given, by SCRAM
-//!   password; everything else is refused. No Unix socket.
+//!   its own name (`sameuser`), from this machine's own addresses and the app networks
+//!   given, by SCRAM password; everything else is refused. No Unix socket.
 //! - As root, the server runs as Debian's `postgres` user (PostgreSQL refuses root): the
 //!   data directory's group becomes `postgres` with `0710`, so that user may pass through
 //!   it and nobody else may read it.
@@ -258,18 +258,14 @@ pub async fn start(opts: Options) -> PortResult<Server> {
         owner,
         0o600,
     )?;
+    // `samehost`: any of this machine's own addresses (a developer's psql on the host).
     let mut hba = format!(
         "# Written by the platform at each start.\n\
          host all {ADMIN} 127.0.0.1/32 scram-sha-256\n\
          host all {ADMIN} all reject\n\
-         host sameuser all 127.0.0.1/32 scram-sha-256\n"
+         host sameuser all samehost scram-sha-256\n"
     );
-    for net in opts
-        .listen
-        .iter()
-        .map(|ip| format!("{ip}/32"))
-        .chain(opts.app_networks.iter().cloned())
-    {
+    for net in &opts.app_networks {
         hba.push_str(&format!("host sameuser all {net} scram-sha-256\n"));
     }
     hba.push_str("host all all all reject\n");
