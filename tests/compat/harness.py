@@ -215,6 +215,8 @@ class Platform:
         self.own_work = not os.environ.get("COMPAT_WORK")
         self.work = os.environ.get("COMPAT_WORK") or tempfile.mkdtemp(prefix="gigalixir-compat-")
         os.makedirs(self.work, exist_ok=True)
+        # PostgreSQL's user passes through to the platform's database cluster.
+        os.chmod(self.work, 0o711)
         self.port = free_port()
         self.url = f"http://localhost:{self.port}"
         self.data_dir = os.path.join(self.work, data)
@@ -306,6 +308,14 @@ class Platform:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # Its database cluster outlives it: a fast shutdown (SIGINT to the postmaster).
+        pidfile = os.path.join(self.data_dir, "postgres", "data", "postmaster.pid")
+        try:
+            with open(pidfile) as f:
+                os.kill(int(f.readline().strip()), signal.SIGINT)
+            wait_for("the database cluster to stop", lambda: not os.path.exists(pidfile), deadline=30)
+        except (OSError, ValueError, AssertionError):
+            pass
         # Gone: scripts/test-compat must not signal this pid again.
         try:
             os.remove(os.path.join(self.work, "platform.pid"))

@@ -618,6 +618,68 @@ class DeployedApp(Case):
         self.assertEqual(activity[0]["action"], "run", activity)
         self.assertNotIn("sleep", activity[0]["detail"])
 
+    def test_08d_pg(self):
+        # GIGALIXIR's pg:* on the platform's own PostgreSQL cluster: the URL reaches the
+        # app's config, psql opens it, a backup restores, the database goes.
+        r = self.ok(ADA.official("pg:create", "-a", APP))
+        self.assertIn("Creating new database.", r.err)
+        dbs = self.ok(ADA.official("pg", "-a", APP)).json()
+        self.assertEqual(len(dbs), 1, dbs)
+        db = dbs[0]
+        self.assertEqual((db["state"], db["tier"], db["size"]), ("AVAILABLE", "STANDARD", 0.6))
+        config = ADA.api("GET", f"/api/apps/{APP}/configs")[1]["data"]
+        self.assertEqual(config["DATABASE_URL"], db["url"])
+        self.assertEqual(config["POOL_SIZE"], "10")
+        # pg:psql runs psql on the URL; it reads the statements from stdin.
+        r = self.ok(ADA.official(
+            "pg:psql", "-a", APP,
+            stdin_text="create table notes (body text);\n"
+            "insert into notes values ('kept');\nselect 40 + 2 as answer;\n",
+        ))
+        self.assertIn("42", r.out)
+        # A backup (ours: the official CLI has no backups:create), a write, a restore.
+        self.assertEqual(self.ok(ADA.official("pg:backups", "-a", APP, "-d", db["id"])).json(), [])
+        r = ADA.ours("pg:backups:create", "-a", APP, "-d", db["id"])
+        self.assertEqual(r.code, 0, str(r))
+        backups = self.ok(ADA.official("pg:backups", "-a", APP, "-d", db["id"])).json()
+        self.assertEqual([b["type"] for b in backups], ["ON_DEMAND"], backups)
+        self.ok(ADA.official(
+            "pg:psql", "-a", APP, stdin_text="insert into notes values ('lost');\n"
+        ))
+        r = self.ok(ADA.official(
+            "pg:backups:restore", "-a", APP, "-d", db["id"], "-b", backups[0]["id"]
+        ))
+        self.assertEqual(r.json()["id"], backups[0]["id"])
+        r = self.ok(ADA.official(
+            "pg:psql", "-a", APP, stdin_text="select string_agg(body, ',') from notes;\n"
+        ))
+        self.assertIn("kept", r.out)
+        self.assertNotIn("lost", r.out)
+        # Size, restart, stop/start, what is not offered.
+        self.ok(ADA.official("pg:scale", "-a", APP, "-d", db["id"], "-s", "1.7"))
+        self.assertEqual(self.ok(ADA.official("pg", "-a", APP)).json()[0]["size"], 1.7)
+        self.ok(ADA.official("pg:restart", "-a", APP, "-d", db["id"], "-y"))
+        self.ok(ADA.official("pg:stop", "-a", APP, "-d", db["id"], "-y"))
+        self.assertEqual(self.ok(ADA.official("pg", "-a", APP)).json()[0]["state"], "STOPPED")
+        r = ADA.official("pg:psql", "-a", APP, stdin_text="select 1;\n")
+        self.assertIn("Sorry, no databases found.", r.out + r.err)
+        self.ok(ADA.official("pg:start", "-a", APP, "-d", db["id"]))
+        self.assertEqual(
+            self.ok(ADA.official("pg:read_replicas", "-a", APP, "-d", db["id"])).json(), []
+        )
+        r = ADA.official("pg:upgrade", "-a", APP, "-d", db["id"], "POSTGRES_99")
+        self.assertNotEqual(r.code, 0, str(r))
+        self.assertIn("only version here", r.out + r.err)
+        # A free one beside it; then both go, and DATABASE_URL with the first.
+        r = self.ok(ADA.official("pg:create", "-a", APP, "--free", "-y"))
+        free = r.json()
+        self.assertEqual(free["tier"], "FREE")
+        for d in (db, free):
+            self.ok(ADA.official("pg:destroy", "-a", APP, "-d", d["id"], "-y"))
+        self.assertEqual(self.ok(ADA.official("pg", "-a", APP)).json(), [])
+        config = ADA.api("GET", f"/api/apps/{APP}/configs")[1]["data"]
+        self.assertNotIn("DATABASE_URL", config)
+
     def test_09_destroy(self):
         r = self.ok(ADA.official("apps:destroy", "-a", APP, "-y"))
         self.assertEqual(r.json(), {})
