@@ -38,11 +38,33 @@ resource "google_cloud_run_v2_service" "functions" {
         }
       }
 
+      # Plain values; null ones are left unset (wiring.tf, function_env).
       dynamic "env" {
-        for_each = merge(local.function_env[each.key], local.common_env, try(local.extra_env[each.key], {}))
+        for_each = {
+          for name, value in merge(local.function_env[each.key], local.common_env, try(local.extra_env[each.key], {})) :
+          name => value if value != null && can(tostring(value))
+        }
         content {
           name  = env.key
           value = env.value
+        }
+      }
+
+      # { secret, version } values: read from Secret Manager when an instance starts, so
+      # the value never shows in the service's configuration (api's GIGALIXIR_POSTGRES_URL).
+      dynamic "env" {
+        for_each = {
+          for name, value in merge(local.function_env[each.key], local.common_env, try(local.extra_env[each.key], {})) :
+          name => value if value != null && !can(tostring(value))
+        }
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value.secret
+              version = env.value.version
+            }
+          }
         }
       }
 
@@ -70,9 +92,10 @@ resource "google_cloud_run_v2_service" "functions" {
       }
     }
 
-    # deploy and api reach the cluster's private endpoint through the VPC.
+    # deploy and api reach the cluster's private endpoint through the VPC, api also the
+    # managed databases' server (Cloud SQL's private address, network.tf).
     dynamic "vpc_access" {
-      for_each = contains(local.cluster_clients, each.key) ? [1] : []
+      for_each = contains(concat(local.cluster_clients, local.database_clients), each.key) ? [1] : []
       content {
         egress = "PRIVATE_RANGES_ONLY"
         network_interfaces {
@@ -87,6 +110,7 @@ resource "google_cloud_run_v2_service" "functions" {
     google_artifact_registry_repository_iam_member.readers,
     google_secret_manager_secret_iam_member.deploy_kubeconfig,
     google_secret_manager_secret_version.deploy_kubeconfig,
+    google_secret_manager_secret_iam_member.postgres_admin_url,
   ]
 }
 

@@ -1,6 +1,6 @@
-# One VPC for the cluster and for deploy's egress (Direct VPC egress reaches the control
-# plane's private endpoint). Nodes have no public IP: Cloud NAT lets them pull images and
-# lets apps call out.
+# One VPC for the cluster and for the egress of deploy and api (Direct VPC egress reaches the
+# control plane's private endpoint and Cloud SQL's private address). Nodes have no public IP:
+# Cloud NAT lets them pull images and lets apps call out.
 
 resource "google_compute_network" "platform" {
   name                    = "gigalixir"
@@ -81,6 +81,36 @@ resource "google_compute_address" "apps_ingress" {
 # The API and git host (the HTTPS load balancer): platform_host points here.
 resource "google_compute_global_address" "platform" {
   name = "gigalixir-platform"
+
+  depends_on = [google_project_service.apis]
+}
+
+# Private services access: Cloud SQL (database.tf) gets its private address from this range,
+# in Google's network peered with ours; apps (pods) and api reach it there. Kept whether or
+# not var.managed_databases is on (it costs nothing), so turning databases off and on again
+# leaves the peering alone. 10.20.0.0/16 is clear of the subnet, pods, services and the
+# control plane (gke.tf).
+resource "google_compute_global_address" "private_services" {
+  name          = "gigalixir-private-services"
+  purpose       = "VPC_PEERING"
+  address_type  = "INTERNAL"
+  address       = "10.20.0.0"
+  prefix_length = 16
+  network       = google_compute_network.platform.id
+
+  depends_on = [google_project_service.apis]
+}
+
+# Cloud SQL holds on to the peering for a while after its instance is deleted, and deleting
+# the connection fails until then: `terraform destroy` leaves it (ABANDON) and README.md,
+# Tear down, says how to remove it. Recreated later, the connection updates the one Google
+# kept instead of failing.
+resource "google_service_networking_connection" "private_services" {
+  network                 = google_compute_network.platform.id
+  service                 = "servicenetworking.googleapis.com"
+  reserved_peering_ranges = [google_compute_global_address.private_services.name]
+  deletion_policy         = "ABANDON"
+  update_on_creation_fail = true
 
   depends_on = [google_project_service.apis]
 }

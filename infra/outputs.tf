@@ -52,3 +52,8 @@ output "cluster_location" {
   description = "For `gcloud container clusters get-credentials --location`."
   value       = google_container_cluster.apps.location
 }
+
+output "database_private_ip" {
+  description = "Where apps reach their managed databases (GIGALIXIR_POSTGRES_HOST); null when managed_databases is off."
+  value       = one(google_sql_database_instance.postgres[*].private_ip_address)
+}

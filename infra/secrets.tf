@@ -1,5 +1,6 @@
-# Secrets the functions read from Secret Manager: deploy's kubeconfig. (Webhook secrets are
-# per app, kept on the app record in the store: none here.)
+# Secrets the functions read from Secret Manager: deploy's kubeconfig (api's PostgreSQL admin
+# URL is in database.tf, with the instance). (Webhook secrets are per app, kept on the app
+# record in the store: none here.)
 
 # deploy's kubeconfig: the cluster's private endpoint and CA (no credential: deploy
 # authenticates with its own identity through the `gcp` auth provider). Mounted as a file.

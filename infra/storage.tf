@@ -1,9 +1,10 @@
 # The blob store: one bucket per key space (gs://PREFIX -> PREFIX-repos, -sources, -slugs,
-# -caches, -packages), so that each has its own lifecycle and its own readers and writers.
+# -caches, -packages, -backups), so that each has its own lifecycle and its own readers and
+# writers.
 
 resource "google_storage_bucket" "blobs" {
   #checkov:skip=CKV_GCP_62:Access is recorded by the project's Data Access audit logs for storage (apis.tf), not by legacy usage logs.
-  #checkov:skip=CKV_GCP_78:Versioning is on for repos and slugs (wiring.tf, blob_spaces); sources, caches and packages are disposable and expire.
+  #checkov:skip=CKV_GCP_78:Versioning is on for repos and slugs (wiring.tf, blob_spaces); sources, caches and packages are disposable and expire; backups are written once under new names and pruned on purpose (soft delete keeps a deleted one 7 days).
   for_each = local.blob_spaces
 
   name                        = "${local.bucket_prefix}-${each.key}"
@@ -19,11 +20,12 @@ resource "google_storage_bucket" "blobs" {
 
   # Disposable spaces keep no soft-deleted copies (they would only cost).
   soft_delete_policy {
-    retention_duration_seconds = each.value.versioned ? 604800 : 0
+    retention_duration_seconds = each.value.soft_delete_days * 86400
   }
 
   # Live objects: sources and caches expire after a month, packages after three (fetched
-  # again when needed), slugs after var.slug_retention_days; repositories stay.
+  # again when needed), slugs after var.slug_retention_days; repositories stay, and so do
+  # backups (the platform prunes those itself).
   dynamic "lifecycle_rule" {
     for_each = each.value.expire_days > 0 ? [each.value.expire_days] : []
     content {
@@ -82,7 +84,8 @@ resource "google_storage_bucket" "blobs" {
 #   upload:  slugs (read, write: it verifies what it stored), caches (read, write)
 #   deploy:  slugs (read: it signs the URLs the replicas download the slug from), and on
 #            app-destroyed removes the app's objects from repos, sources, caches and slugs
-#   api, release: none
+#   api:     backups (read, write: database dumps, pruned and deleted by api itself)
+#   release: none
 # Granted to the identity each function runs as (local.runs_as): build and upload share the
 # build worker pods' account, which therefore holds both rows. One binding per
 # (identity, space, role).
@@ -99,6 +102,7 @@ locals {
     { function = "deploy", space = "repos", role = "roles/storage.objectUser" },
     { function = "deploy", space = "sources", role = "roles/storage.objectUser" },
     { function = "deploy", space = "caches", role = "roles/storage.objectUser" },
+    { function = "api", space = "backups", role = "roles/storage.objectUser" },
   ]
   bucket_grants = {
     for g in local.bucket_needs :

@@ -45,7 +45,7 @@ variable "letsencrypt_server" {
 }
 
 variable "bucket_prefix" {
-  description = "Blob store prefix: GIGALIXIR_BLOBS is gs://<prefix>, buckets are <prefix>-repos, -sources, -slugs, -caches. Bucket names are global: include something unique. Empty: <project_id>-gigalixir."
+  description = "Blob store prefix: GIGALIXIR_BLOBS is gs://<prefix>, buckets are <prefix>-repos, -sources, -slugs, -caches, -packages, -backups. Bucket names are global: include something unique. Empty: <project_id>-gigalixir."
   type        = string
   default     = ""
 }
@@ -151,7 +151,7 @@ variable "slug_retention_days" {
 }
 
 variable "deletion_protection" {
-  description = "Protects the cluster, Firestore and the Cloud Run services from `terraform destroy`. Set false, apply, then destroy (README, Tear down)."
+  description = "Protects the cluster, Firestore, the Cloud SQL instance and the Cloud Run services from `terraform destroy`. Set false, apply, then destroy (README, Tear down)."
   type        = bool
   default     = true
 }
@@ -178,4 +178,45 @@ variable "smtp_url" {
   description = "SMTP server of account mail (GIGALIXIR_SMTP_URL): smtps://USER:PASSWORD@HOST:465 or smtp://HOST:587?tls=required. Sign-up confirmations and password resets need it."
   type        = string
   sensitive   = true
+}
+
+variable "managed_databases" {
+  description = "Managed PostgreSQL (pg:create): a Cloud SQL instance, and api's GIGALIXIR_POSTGRES_URL and GIGALIXIR_POSTGRES_HOST. false: no instance, and the API offers no databases."
+  type        = bool
+  default     = true
+}
+
+variable "database_admin_password" {
+  description = "Password of the Cloud SQL user `gigalixir` that api makes the databases and roles as. Needed when managed_databases is on. Letters, digits, - . _ ~ only (it goes into the admin URL as is), at least 20: e.g. `openssl rand -hex 24`."
+  type        = string
+  sensitive   = true
+  default     = ""
+
+  validation {
+    condition     = var.database_admin_password == "" || can(regex("^[A-Za-z0-9._~-]{20,}$", var.database_admin_password))
+    error_message = "database_admin_password: letters, digits, - . _ ~ only, at least 20 of them."
+  }
+}
+
+variable "database_tier" {
+  description = "Machine type of the Cloud SQL instance that holds every app's databases (db-custom-CPUS-MEMORY_MB). Raise it with database_max_connections."
+  type        = string
+  default     = "db-custom-1-3840"
+}
+
+variable "database_max_connections" {
+  description = "Most connections the Cloud SQL instance accepts (flag max_connections). Each database has its own limit (4 free, 25 to 250 by size); together they may exceed this, as they seldom all fill. At least 260: the largest limit plus the admin's sessions. Each connection takes some of the tier's memory."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.database_max_connections >= 260
+    error_message = "database_max_connections must be at least 260: a database of the largest sizes may hold 250 connections."
+  }
+}
+
+variable "database_high_availability" {
+  description = "A standby in a second zone of the region, with automatic failover (Cloud SQL REGIONAL; twice the price)."
+  type        = bool
+  default     = false
 }

@@ -201,29 +201,44 @@ locals {
     }
   }
 
-  # Key spaces of the blob store: bucket <bucket_prefix>-<space> each.
+  # Key spaces of the blob store: bucket <bucket_prefix>-<space> each. soft_delete_days: how
+  # long a deleted object can still be restored (0 for the disposable spaces).
   blob_spaces = {
     repos = {
-      versioned   = true
-      expire_days = 0
+      versioned        = true
+      expire_days      = 0
+      soft_delete_days = 7
     }
     sources = {
-      versioned   = false
-      expire_days = 30
+      versioned        = false
+      expire_days      = 30
+      soft_delete_days = 0
     }
     slugs = {
-      versioned   = true
-      expire_days = var.slug_retention_days
+      versioned        = true
+      expire_days      = var.slug_retention_days
+      soft_delete_days = 7
     }
     caches = {
-      versioned   = false
-      expire_days = 30
+      versioned        = false
+      expire_days      = 30
+      soft_delete_days = 0
     }
     # What the platform fetches for builds: Hex registry records and tarballs (shared by
     # every app, by checksum), git dependencies, tool binaries. Refetched when missing.
     packages = {
-      versioned   = false
-      expire_days = 90
+      versioned        = false
+      expire_days      = 90
+      soft_delete_days = 0
+    }
+    # The managed databases' dumps (pg_dump -Fc, backups/DATABASE/BACKUP.dump), written and
+    # read by api. No expiry: the platform prunes them itself (the newest 7 daily and 7 on
+    # request per database) and deletes them with their database. Each dump is written once
+    # under a new name, so no versioning; a deleted one stays restorable for 7 days.
+    backups = {
+      versioned        = false
+      expire_days      = 0
+      soft_delete_days = 7
     }
   }
 
@@ -247,7 +262,8 @@ locals {
   ])}"
 
   # Each function's environment: exactly the variables deployment.rs lists for it, except
-  # PORT, which Cloud Run sets itself (container port 8080).
+  # PORT, which Cloud Run sets itself (container port 8080). A null value leaves the variable
+  # unset; a { secret, version } value is read from Secret Manager (cloudrun.tf).
   function_env = {
     # DOMAIN: a custom domain's CNAME target is APP.DOMAIN; the platform's own host is no
     # app's custom domain. RUNTIME: ps, logs and ps:ssh look at the cluster (read-only RBAC).
@@ -264,6 +280,10 @@ locals {
       GIGALIXIR_MAIL_FROM          = "noreply@${var.platform_host}"
       GIGALIXIR_PUBLIC_URL         = "https://${var.platform_host}"
       GIGALIXIR_EMAIL_CONFIRMATION = "true"
+      # Managed databases (database.tf): the admin URL, from Secret Manager, and the address
+      # apps connect to. Both null, hence not set, when var.managed_databases is off.
+      GIGALIXIR_POSTGRES_URL  = local.postgres_url_secret
+      GIGALIXIR_POSTGRES_HOST = local.postgres_host
     }
     # DOMAIN: a push ends with the app's URL.
     receive = {
@@ -345,7 +365,10 @@ locals {
   # The functions that reach the cluster: its kubeconfig mounted, the VPC for its private
   # endpoint.
   cluster_clients = ["deploy", "api"]
-  docker_host     = "unix:///var/run/docker.sock"
+  # The functions that reach the managed databases' server (its private address, through
+  # the VPC).
+  database_clients = ["api"]
+  docker_host      = "unix:///var/run/docker.sock"
 
   # The Cloud Run services. `public`: reached from the internet through the load balancer
   # (the function authenticates its callers); otherwise only Pub/Sub pushes reach it.

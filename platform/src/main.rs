@@ -614,7 +614,8 @@ async fn databases(
     let gateway = match shared::docker::guard::bridge_gateway().await {
         Ok(ip) => ip,
         Err(err) => {
-            let why = std::error::Error::source(&err).map_or_else(|| err.to_string(), |s| s.to_string());
+            let why =
+                std::error::Error::source(&err).map_or_else(|| err.to_string(), |s| s.to_string());
             tracing::warn!(error = %why, "no managed databases: app containers could not reach a server here");
             return Ok(None);
         }
@@ -643,9 +644,10 @@ async fn databases(
     let exists = gigalixir_postgres::cluster::cluster_dir(data_dir)
         .join("data/PG_VERSION")
         .exists();
-    let lazy: Arc<dyn shared::ports::Databases> = Arc::new(gigalixir_postgres::Lazy::new(
-        move || gigalixir_postgres::cluster::start(options.clone()),
-    ));
+    let lazy: Arc<dyn shared::ports::Databases> =
+        Arc::new(gigalixir_postgres::Lazy::new(move || {
+            gigalixir_postgres::cluster::start(options.clone())
+        }));
     if exists {
         let lazy = lazy.clone();
         tokio::spawn(async move {

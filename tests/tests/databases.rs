@@ -15,7 +15,17 @@ use gigalixir_tests::{require_images, texts, wait_for, Account, Platform};
 /// `psql URL -c SQL`: whether it succeeded, and what it printed.
 fn psql(url: &str, sql: &str) -> (bool, String) {
     let out = Command::new("psql")
-        .args([url, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .env("PGCONNECT_TIMEOUT", "5")
         .output()
         .expect("psql is installed (scripts/test installs postgresql)");
@@ -41,24 +51,40 @@ fn a_managed_database_reaches_its_app_alone_and_comes_back_from_a_backup() {
     let said = p.cli_ok(&repo, &["pg:create"]);
     assert!(said.contains("DATABASE_URL"), "{said}");
     let list = json(&p.cli_ok(&repo, &["config", "--json"]));
-    let url = list["DATABASE_URL"].as_str().expect("DATABASE_URL").to_owned();
+    let url = list["DATABASE_URL"]
+        .as_str()
+        .expect("DATABASE_URL")
+        .to_owned();
     assert!(url.starts_with("postgresql://gx_"), "{url}");
     assert_eq!(list["POOL_SIZE"], "10");
     let listed = p.cli_ok(&repo, &["pg"]);
-    assert!(listed.contains("AVAILABLE") && listed.contains(&url), "{listed}");
+    assert!(
+        listed.contains("AVAILABLE") && listed.contains(&url),
+        "{listed}"
+    );
     let id = listed
         .lines()
         .nth(1)
         .and_then(|l| l.split_whitespace().next())
         .expect("an id")
         .to_owned();
-    wait_for("the release with DATABASE_URL", Duration::from_secs(90), || {
-        let out = p.cli(&repo, &["run", "printenv", "DATABASE_URL"]);
-        texts(&out).0.trim().lines().last() == Some(url.as_str())
-    });
+    wait_for(
+        "the release with DATABASE_URL",
+        Duration::from_secs(90),
+        || {
+            let out = p.cli(&repo, &["run", "printenv", "DATABASE_URL"]);
+            texts(&out).0.trim().lines().last() == Some(url.as_str())
+        },
+    );
 
     // The app's container reaches the server: PostgreSQL answers its SSL request ('N').
-    let host_port = url.rsplit('@').next().expect("host").split('/').next().expect("host:port");
+    let host_port = url
+        .rsplit('@')
+        .next()
+        .expect("host")
+        .split('/')
+        .next()
+        .expect("host:port");
     let (host, port) = host_port.split_once(':').expect("host:port");
     let probe = format!(
         "exec 3<>/dev/tcp/{host}/{port} && printf '\\000\\000\\000\\010\\004\\322\\026\\057' >&3 && head -c1 <&3"
@@ -86,7 +112,10 @@ fn a_managed_database_reaches_its_app_alone_and_comes_back_from_a_backup() {
     let bob_repo = bob.new_app("hello", &bob_app, &work.path().join("bob"));
     bob.cli_ok(&bob_repo, &["pg:create", "-a", &bob_app]);
     let bob_config = json(&bob.cli_ok(&bob_repo, &["config", "--json", "-a", &bob_app]));
-    let bob_url = bob_config["DATABASE_URL"].as_str().expect("Bob's URL").to_owned();
+    let bob_url = bob_config["DATABASE_URL"]
+        .as_str()
+        .expect("Bob's URL")
+        .to_owned();
     assert_ne!(bob_url, url);
     let ada_db = url.rsplit('/').next().expect("db");
     let (bob_base, _) = bob_url.rsplit_once('/').expect("db");
@@ -101,7 +130,10 @@ fn a_managed_database_reaches_its_app_alone_and_comes_back_from_a_backup() {
         !said.contains(&app) && !said.contains("before the backup"),
         "{said}"
     );
-    let (ok, said) = psql(&bob_url, &format!("select count(*) from {ada_db}.public.notes"));
+    let (ok, said) = psql(
+        &bob_url,
+        &format!("select count(*) from {ada_db}.public.notes"),
+    );
     assert!(!ok, "a cross-database reference worked: {said}");
     let out = p
         .cli_command_as(bob.home.path(), &bob_repo, &["pg", "-a", &app])
@@ -120,14 +152,19 @@ fn a_managed_database_reaches_its_app_alone_and_comes_back_from_a_backup() {
         .nth(1)
         .expect("the backup's id")
         .to_owned();
-    assert!(p.cli_ok(&repo, &["pg:backups", "-d", &id]).contains(&backup));
+    assert!(p
+        .cli_ok(&repo, &["pg:backups", "-d", &id])
+        .contains(&backup));
     let (ok, said) = psql(&url, "insert into notes values ('after the backup')");
     assert!(ok, "{said}");
     // Without -y and no terminal to ask at: refused, nothing restored.
     let out = p.cli(&repo, &["pg:backups:restore", "-d", &id, "-b", &backup]);
     assert!(!out.status.success(), "{:?}", texts(&out));
     assert_eq!(psql(&url, "select count(*) from notes").1.trim(), "2");
-    p.cli_ok(&repo, &["pg:backups:restore", "-d", &id, "-b", &backup, "-y"]);
+    p.cli_ok(
+        &repo,
+        &["pg:backups:restore", "-d", &id, "-b", &backup, "-y"],
+    );
     let (ok, said) = psql(&url, "select body from notes");
     assert!(ok && said.trim() == "before the backup", "{said}");
 
@@ -146,7 +183,10 @@ fn a_managed_database_reaches_its_app_alone_and_comes_back_from_a_backup() {
 
     // The server outlives a killed platform; the platform taken up again finds it.
     p.kill();
-    assert!(psql(&url, "select 1").0, "the database went with the platform");
+    assert!(
+        psql(&url, "select 1").0,
+        "the database went with the platform"
+    );
     p.start_again();
     assert!(p.cli_ok(&repo, &["pg"]).contains(&id));
 

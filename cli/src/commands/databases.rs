@@ -84,7 +84,14 @@ pub fn create(ctx: &Ctx, args: PgCreateArgs) -> anyhow::Result<()> {
             "A free database has 4 connections and is meant for trying things. Create one?",
             "nothing was created",
         )?;
-        call(ctx, &name, Method::POST, "free_databases", Some(json!({})), false)?
+        call(
+            ctx,
+            &name,
+            Method::POST,
+            "free_databases",
+            Some(json!({})),
+            false,
+        )?
     } else {
         let mut body = json!({ "size": args.size });
         if let Some(v) = &args.version {
@@ -227,7 +234,10 @@ pub fn stop(ctx: &Ctx, args: PgDbYesArgs) -> anyhow::Result<()> {
     lifecycle(
         ctx,
         args.db,
-        Some((args.yes, "Stop the database (nobody may connect until pg:start)?")),
+        Some((
+            args.yes,
+            "Stop the database (nobody may connect until pg:start)?",
+        )),
         "stop",
         "stopped: nobody may connect until `gigalixir pg:start`.",
     )
@@ -307,7 +317,10 @@ pub fn restore(ctx: &Ctx, args: PgRestoreArgs) -> anyhow::Result<()> {
         ),
         "nothing was restored",
     )?;
-    eprintln!("Restoring database {} from backup {}...", args.db.database, args.backup);
+    eprintln!(
+        "Restoring database {} from backup {}...",
+        args.db.database, args.backup
+    );
     let backup: String = url::form_urlencoded::byte_serialize(args.backup.as_bytes()).collect();
     call(
         ctx,

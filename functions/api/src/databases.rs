@@ -70,53 +70,33 @@ fn sizes_text() -> String {
         .join(", ")
 }
 
-/// The blob naming a database's app, by which the daily backups find every database.
-pub fn owner_key(database: &str) -> String {
-    format!("backups/{database}/app.json")
-}
-
 /// One round of daily backups: each database whose newest daily backup is a day old (or
 /// that has none) gets one. Errors are logged; the next round tries again.
 pub async fn daily_backups(state: &ApiState) {
-    let Ok((_, blobs)) = ports(state) else {
+    if ports(state).is_err() {
         return;
-    };
-    let keys = match blobs.list("backups/").await {
-        Ok(keys) => keys,
+    }
+    let apps = match state.store.all_apps().await {
+        Ok(apps) => apps,
         Err(err) => {
-            tracing::warn!(error = %err, "daily backups: listing databases");
+            tracing::warn!(error = %err, "daily backups: listing apps");
             return;
         }
     };
-    for key in keys.iter().filter(|k| k.ends_with("/app.json")) {
-        let Some(id) = key
-            .strip_prefix("backups/")
-            .and_then(|k| k.strip_suffix("/app.json"))
-        else {
-            continue;
-        };
-        let app = match blobs.get(key).await.ok().and_then(|b| {
-            serde_json::from_slice::<Value>(&b)
-                .ok()?
-                .get("app")?
-                .as_str()
-                .and_then(|a| AppName::parse(a).ok())
-        }) {
-            Some(app) => app,
-            None => continue,
-        };
-        let Ok(record) = state.store.app(&app).await else {
-            continue;
-        };
-        let Some(db) = record.databases.iter().find(|d| d.id == id) else {
-            continue;
-        };
-        let newest = db.backups.iter().filter(|b| b.automatic).map(|b| b.created_at).max();
-        if newest.is_some_and(|at| Utc::now() - at < chrono::Duration::hours(24)) {
-            continue;
-        }
-        if let Err(err) = take_backup(state, &app, db, true).await {
-            tracing::warn!(app = %app, database = %db.id, error = %err.message(), "daily backup failed");
+    for app in apps {
+        for db in &app.databases {
+            let newest = db
+                .backups
+                .iter()
+                .filter(|b| b.automatic)
+                .map(|b| b.created_at)
+                .max();
+            if newest.is_some_and(|at| Utc::now() - at < chrono::Duration::hours(24)) {
+                continue;
+            }
+            if let Err(err) = take_backup(state, &app.name, db, true).await {
+                tracing::warn!(app = %app.name, database = %db.id, error = %err.message(), "daily backup failed");
+            }
         }
     }
 }
@@ -288,11 +268,7 @@ async fn make(
     }
     let server_version = databases.version().await.map_err(db_error)?;
     if let Some(v) = version {
-        let asked = v
-            .trim()
-            .trim_start_matches("POSTGRES_")
-            .parse::<u32>()
-            .ok();
+        let asked = v.trim().trim_start_matches("POSTGRES_").parse::<u32>().ok();
         if asked != Some(server_version) {
             return Err(ApiError::invalid(
                 "version",
@@ -342,23 +318,15 @@ async fn make(
         let _ = databases.destroy(&db.name).await;
         return Err(err);
     }
-    // Found by the daily backups (the store lists apps per owner only).
-    let (_, blobs) = ports(state)?;
-    let owner = json!({"app": name.as_str()}).to_string();
-    if let Err(err) = blobs.put(&owner_key(&db.id), owner.into()).await {
-        tracing::warn!(app = %name, database = %db.id, error = %err, "database not indexed for daily backups");
-    }
     tracing::info!(app = %name, database = %db.id, tier = ?tier, "database made");
     let pool = match tier {
         DatabaseTier::Free => FREE_POOL_SIZE,
         DatabaseTier::Standard => STANDARD_POOL_SIZE,
     };
     // The first database of the app becomes its DATABASE_URL (a new release).
-    let first = !access
-        .app
-        .databases
-        .iter()
-        .any(|d| access.app.config.get("DATABASE_URL").map(Secret::expose) == Some(d.url().expose()));
+    let first = !access.app.databases.iter().any(|d| {
+        access.app.config.get("DATABASE_URL").map(Secret::expose) == Some(d.url().expose())
+    });
     if first {
         let url = db.url();
         crate::configs::change(
@@ -647,7 +615,12 @@ pub async fn backups(
 ) -> Result<Json<Data<Vec<Value>>>, ApiError> {
     let db = find(&access.app, &id)?;
     Ok(Json(Data {
-        data: db.backups.iter().rev().map(|b| backup_view(db, b)).collect(),
+        data: db
+            .backups
+            .iter()
+            .rev()
+            .map(|b| backup_view(db, b))
+            .collect(),
     }))
 }
 

@@ -75,7 +75,10 @@ async fn databases_are_sized_backed_up_daily_and_go_with_their_app() {
     // What is not sold is refused, saying what is.
     for (body, says) in [
         (json!({"size": 3}), "0.6, 1.7, 4"),
-        (json!({"size": 0.6, "version": "POSTGRES_9"}), "is not offered"),
+        (
+            json!({"size": 0.6, "version": "POSTGRES_9"}),
+            "is not offered",
+        ),
         (json!({"size": 0.6, "region": "mars-1"}), "is not offered"),
     ] {
         let r = api
@@ -103,12 +106,22 @@ async fn databases_are_sized_backed_up_daily_and_go_with_their_app() {
     );
     // One free database per app.
     let r = api
-        .call(Method::POST, "/api/apps/shop/free_databases", auth, Some(json!({})))
+        .call(
+            Method::POST,
+            "/api/apps/shop/free_databases",
+            auth,
+            Some(json!({})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["data"]["tier"], "FREE");
     let r = api
-        .call(Method::POST, "/api/apps/shop/free_databases", auth, Some(json!({})))
+        .call(
+            Method::POST,
+            "/api/apps/shop/free_databases",
+            auth,
+            Some(json!({})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     // The first database stays the app's DATABASE_URL.

@@ -192,6 +192,27 @@ pub async fn apps_are_unique_and_owned(store: Arc<dyn Store>) {
     assert_eq!(names, sorted);
     assert_eq!(names.len(), 2);
     assert!(store.apps_of(&bob.id).await.expect("bob's").is_empty());
+    // Every owner's apps, by name (the platform's own rounds).
+    let mut theirs = app(&bob.id);
+    theirs.name = AppName::parse(&format!("b{}", mine.name.as_str())).expect("name");
+    store.create_app(&theirs).await.expect("bob's app");
+    let every: Vec<AppName> = store
+        .all_apps()
+        .await
+        .expect("all apps")
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    for name in [&mine.name, &second.name, &theirs.name] {
+        assert!(every.contains(name), "{name} missing from {every:?}");
+    }
+    let mut sorted = every.clone();
+    sorted.sort();
+    assert_eq!(every, sorted);
+    store
+        .delete_app(&theirs.name)
+        .await
+        .expect("delete bob's app");
 
     let mut changed = mine.clone();
     changed.replicas = 3;

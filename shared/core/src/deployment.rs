@@ -224,9 +224,7 @@ pub const TOPICS: [Topic; 13] = [
 
 /// The first part of every blob key. On Cloud Storage each is its own bucket,
 /// `<prefix>-<part>` for `gs://<prefix>`, so each can have its own lifecycle and access.
-pub const BLOB_SPACES: [&str; 6] = [
-    "repos", "sources", "slugs", "caches", "packages", "backups",
-];
+pub const BLOB_SPACES: [&str; 6] = ["repos", "sources", "slugs", "caches", "packages", "backups"];
 
 /// An environment variable a standalone function reads.
 #[derive(Debug, Clone, Copy, Serialize)]

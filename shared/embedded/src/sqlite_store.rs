@@ -334,6 +334,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn all_apps(&self) -> PortResult<Vec<App>> {
+        self.db
+            .call(move |c| many(c, "SELECT json FROM apps ORDER BY name", []))
+            .await
+    }
+
     async fn delete_app(&self, name: &AppName) -> PortResult<()> {
         let name = name.to_string();
         self.db

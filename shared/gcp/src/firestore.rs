@@ -828,6 +828,19 @@ impl Store for FirestoreStore {
         Ok(apps)
     }
 
+    async fn all_apps(&self) -> PortResult<Vec<App>> {
+        let db = self.db().await?;
+        let docs: Vec<(String, AppDoc)> = all(db, db.get_documents_path(), APPS)
+            .await
+            .map_err(port_err)?;
+        let mut apps = docs
+            .iter()
+            .map(|(_, doc)| from_json::<App>(&doc.json))
+            .collect::<PortResult<Vec<_>>>()?;
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(apps)
+    }
+
     async fn delete_app(&self, name: &AppName) -> PortResult<()> {
         let id = doc_id(name.as_str());
         let app = name.to_string();

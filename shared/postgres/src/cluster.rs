@@ -61,7 +61,9 @@ fn unavailable(msg: String) -> PortError {
 }
 
 fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// The `postgres` user's uid and gid.
@@ -147,13 +149,17 @@ fn free_port(first: u16, listen: &[IpAddr]) -> PortResult<u16> {
 /// Starts the cluster (making it at the first start), or takes over the one running, and
 /// returns it as a [`Server`].
 pub async fn start(opts: Options) -> PortResult<Server> {
-    let bin = opts.bin_dir.clone().or_else(debian_bin_dir).ok_or_else(|| {
-        unavailable(
-            "managed databases need PostgreSQL's server programs (apt install postgresql), \
+    let bin = opts
+        .bin_dir
+        .clone()
+        .or_else(debian_bin_dir)
+        .ok_or_else(|| {
+            unavailable(
+                "managed databases need PostgreSQL's server programs (apt install postgresql), \
              or a server given with --postgres-url"
-                .into(),
-        )
-    })?;
+                    .into(),
+            )
+        })?;
     let owner = if running_as_root() {
         Some(postgres_user().await?)
     } else {
@@ -173,9 +179,13 @@ pub async fn start(opts: Options) -> PortResult<Server> {
         std::os::unix::fs::chown(&root, Some(uid), Some(gid)).map_err(PortError::from_io)?;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
             .map_err(PortError::from_io)?;
-        if run(owner, Path::new("/usr/bin/test"), &["-w", &root.display().to_string()])
-            .await
-            .is_err()
+        if run(
+            owner,
+            Path::new("/usr/bin/test"),
+            &["-w", &root.display().to_string()],
+        )
+        .await
+        .is_err()
         {
             return Err(unavailable(format!(
                 "the `postgres` user cannot reach {}: a folder above it is closed to other \
@@ -273,7 +283,10 @@ pub async fn start(opts: Options) -> PortResult<Server> {
 
     let data_arg = data.display().to_string();
     let pg_ctl = bin.join("pg_ctl");
-    if run(owner, &pg_ctl, &["status", "-D", &data_arg]).await.is_ok() {
+    if run(owner, &pg_ctl, &["status", "-D", &data_arg])
+        .await
+        .is_ok()
+    {
         run(owner, &pg_ctl, &["reload", "-D", &data_arg, "-s"]).await?;
         tracing::info!(port = state.port, "PostgreSQL cluster running: taken over");
     } else {
@@ -284,7 +297,11 @@ pub async fn start(opts: Options) -> PortResult<Server> {
             &["start", "-D", &data_arg, "-l", &log, "-w", "-t", "60", "-s"],
         )
         .await
-        .map_err(|e| unavailable(format!("{e} (the server's log: {log})")))?;
+        .map_err(|e| {
+            let why =
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+            unavailable(format!("{why} (the server's log: {log})"))
+        })?;
         tracing::info!(port = state.port, "PostgreSQL cluster started");
     }
 
@@ -304,6 +321,7 @@ pub async fn start(opts: Options) -> PortResult<Server> {
         Some(bin),
     );
     server.harden().await?;
+    let _ = server.hardened.set(());
     Ok(server)
 }
 
@@ -324,7 +342,14 @@ pub async fn stop(data_dir: &Path) -> PortResult<()> {
     run(
         owner,
         &bin.join("pg_ctl"),
-        &["stop", "-D", &data.display().to_string(), "-m", "fast", "-s"],
+        &[
+            "stop",
+            "-D",
+            &data.display().to_string(),
+            "-m",
+            "fast",
+            "-s",
+        ],
     )
     .await
     .map(drop)

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use gigalixir_core::error::{PortError, PortResult};
 use gigalixir_core::ports::blobs::ByteStream;
-use gigalixir_core::ports::databases::{valid_name, DatabaseSpec, Databases, Endpoint};
 pub use gigalixir_core::ports::databases::{new_name, new_password};
+use gigalixir_core::ports::databases::{valid_name, DatabaseSpec, Databases, Endpoint};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -64,6 +64,8 @@ pub fn debian_bin_dir() -> Option<PathBuf> {
 /// where apps reach the server.
 #[derive(Clone)]
 pub struct Server {
+    /// Whether the built-in databases were closed to app roles (tried once per process).
+    hardened: std::sync::Arc<tokio::sync::OnceCell<()>>,
     admin: Config,
     endpoint: Endpoint,
     /// Where `pg_dump` and `pg_restore` are; `None`: on the `PATH`.
@@ -103,6 +105,7 @@ impl Server {
             port,
         };
         Ok(Self {
+            hardened: Default::default(),
             admin,
             endpoint,
             bin_dir: debian_bin_dir(),
@@ -111,6 +114,7 @@ impl Server {
 
     fn new(admin: Config, endpoint: Endpoint, bin_dir: Option<PathBuf>) -> Self {
         Self {
+            hardened: Default::default(),
             admin,
             endpoint,
             bin_dir,
@@ -240,6 +244,15 @@ impl Databases for Server {
 
     async fn create(&self, spec: &DatabaseSpec) -> PortResult<()> {
         check(&spec.name)?;
+        // A server given by URL: its built-in databases closed to app roles too, where the
+        // admin may (it must own them); else said once.
+        self.hardened
+            .get_or_init(|| async {
+                if let Err(err) = self.harden().await {
+                    tracing::warn!(error = %err, "the server's built-in databases stay open to app roles (pg_hba.conf still decides who connects)");
+                }
+            })
+            .await;
         let name = &spec.name;
         let verifier =
             postgres_protocol::password::scram_sha_256(spec.password.expose().as_bytes());
@@ -249,13 +262,22 @@ impl Databases for Server {
             .await
             .map_err(db_err("looking for the role"))?
             .is_some();
-        let verb = if role_exists { "ALTER" } else { "CREATE" };
-        client
-            .batch_execute(&format!(
-                "{verb} ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+        // A retry alters what the first try made; an admin that is not a superuser (Cloud
+        // SQL) may not name the superuser attributes in an ALTER, only in a CREATE.
+        let statement = if role_exists {
+            format!(
+                "ALTER ROLE \"{name}\" LOGIN CONNECTION LIMIT {} PASSWORD '{verifier}'",
+                spec.connections
+            )
+        } else {
+            format!(
+                "CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
                  CONNECTION LIMIT {} PASSWORD '{verifier}'",
                 spec.connections
-            ))
+            )
+        };
+        client
+            .batch_execute(&statement)
             .await
             .map_err(db_err("making the role"))?;
         // An admin that is not a superuser (Cloud SQL) must be a member of a role to give
@@ -341,9 +363,10 @@ impl Databases for Server {
                     self.program("pg_dump").display()
                 ))
             })?;
-        let stdout = child.stdout.take().ok_or_else(|| {
-            PortError::unavailable("pg_dump has no output pipe".to_string())
-        })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| PortError::unavailable("pg_dump has no output pipe".to_string()))?;
         let stderr = child.stderr.take();
         let body = tokio_util::io::ReaderStream::new(stdout).map_err(PortError::from_io);
         // After the last byte: the exit status decides whether the dump is whole.
@@ -372,7 +395,9 @@ impl Databases for Server {
         let staging = format!("{name}_restore");
         let client = self.connect().await?;
         client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"
+            ))
             .await
             .map_err(db_err("clearing an earlier restore"))?;
         self.make_database(&client, &staging, name).await?;
@@ -411,13 +436,17 @@ impl Databases for Server {
         let output = output.map_err(PortError::from_io)?;
         if let Err(e) = fed {
             let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"))
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"
+                ))
                 .await;
             return Err(e);
         }
         if !output.status.success() {
             let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"))
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"
+                ))
                 .await;
             return Err(PortError::Invalid(format!(
                 "the backup does not load: {}",
@@ -522,8 +551,8 @@ mod tests {
 
     #[test]
     fn a_url_gives_the_admin_and_where_apps_connect() {
-        let server = Server::from_url("postgresql://admin:pw@10.1.2.3:6432/postgres", None)
-            .expect("parses");
+        let server =
+            Server::from_url("postgresql://admin:pw@10.1.2.3:6432/postgres", None).expect("parses");
         assert_eq!(
             server.endpoint,
             Endpoint {
@@ -531,8 +560,11 @@ mod tests {
                 port: 6432
             }
         );
-        let other = Server::from_url("postgresql://admin:pw@10.1.2.3/postgres", Some("db.internal"))
-            .expect("parses");
+        let other = Server::from_url(
+            "postgresql://admin:pw@10.1.2.3/postgres",
+            Some("db.internal"),
+        )
+        .expect("parses");
         assert_eq!(other.endpoint.host, "db.internal");
         assert_eq!(other.endpoint.port, 5432);
         assert!(format!("{other:?}").find("pw").is_none());

@@ -26,10 +26,10 @@ impl Drop for Stopper {
     }
 }
 
-fn options(dir: &std::path::Path) -> Options {
+fn options(dir: &std::path::Path, port: u16) -> Options {
     Options {
         data_dir: dir.to_owned(),
-        port: 54380,
+        port,
         listen: Vec::new(),
         app_host: "127.0.0.1".into(),
         app_networks: Vec::new(),
@@ -37,14 +37,21 @@ fn options(dir: &std::path::Path) -> Options {
     }
 }
 
-async fn connect(port: u16, user: &str, password: &Secret, db: &str) -> Result<tokio_postgres::Client, String> {
+async fn connect(
+    port: u16,
+    user: &str,
+    password: &Secret,
+    db: &str,
+) -> Result<tokio_postgres::Client, String> {
     let url = format!(
         "postgresql://{user}:{}@127.0.0.1:{port}/{db}",
         password.expose()
     );
-    let (client, conn) = tokio_postgres::connect(&url, NoTls)
-        .await
-        .map_err(|e| e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string()))?;
+    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.map_err(|e| {
+        e.as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_else(|| e.to_string())
+    })?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -65,11 +72,16 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let _stop = Stopper(dir.path().to_owned());
-    let server = cluster::start(options(dir.path())).await.expect("cluster starts");
+    let server = cluster::start(options(dir.path(), 54370))
+        .await
+        .expect("cluster starts");
     let endpoint = server.endpoint().await.expect("endpoint");
     let port = endpoint.port;
-    assert!((54380..54480).contains(&port), "{port}");
-    assert_eq!(server.version().await.expect("version"), 15.max(server.version().await.unwrap_or(0)));
+    assert!((54370..54470).contains(&port), "{port}");
+    assert!(
+        server.version().await.expect("version") >= 13,
+        "DROP DATABASE … WITH (FORCE)"
+    );
 
     let (a, b) = (spec(5), spec(2));
     server.create(&a).await.expect("a");
@@ -77,28 +89,65 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     // Again: a retry finds its work done.
     server.create(&a).await.expect("a again");
 
-    let client_a = connect(port, &a.name, &a.password, &a.name).await.expect("a reaches its database");
+    let client_a = connect(port, &a.name, &a.password, &a.name)
+        .await
+        .expect("a reaches its database");
     client_a
         .batch_execute("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept')")
         .await
         .expect("a owns its database");
     // Nobody reaches another's database, or the built-in ones.
-    let err = connect(port, &b.name, &b.password, &a.name).await.err().expect("b is refused a's database");
-    assert!(err.contains("no pg_hba.conf entry") || err.contains("rejects"), "{err}");
-    let err = connect(port, &a.name, &a.password, "postgres").await.err().expect("refused");
+    let err = connect(port, &b.name, &b.password, &a.name)
+        .await
+        .err()
+        .expect("b is refused a's database");
+    assert!(
+        err.contains("no pg_hba.conf entry") || err.contains("rejects"),
+        "{err}"
+    );
+    let err = connect(port, &a.name, &a.password, "postgres")
+        .await
+        .err()
+        .expect("refused");
     assert!(err.contains("pg_hba.conf"), "{err}");
-    let err = connect(port, &a.name, &b.password, &a.name).await.err().expect("wrong password");
+    let err = connect(port, &a.name, &b.password, &a.name)
+        .await
+        .err()
+        .expect("wrong password");
     assert!(err.contains("password authentication failed"), "{err}");
     // The catalog shows names (random), never content; and no role may make roles.
-    let client_b = connect(port, &b.name, &b.password, &b.name).await.expect("b");
-    let err = client_b.batch_execute("CREATE ROLE sneaky LOGIN").await.err().expect("refused");
-    assert!(err.to_string().contains("permission denied") || err.as_db_error().is_some(), "{err}");
-    let err = client_b.batch_execute("CREATE DATABASE sneaky").await.err().expect("refused");
-    assert!(err.as_db_error().map(|d| d.message().contains("permission denied")).unwrap_or(false), "{err}");
+    let client_b = connect(port, &b.name, &b.password, &b.name)
+        .await
+        .expect("b");
+    let err = client_b
+        .batch_execute("CREATE ROLE sneaky LOGIN")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("permission denied") || err.as_db_error().is_some(),
+        "{err}"
+    );
+    let err = client_b
+        .batch_execute("CREATE DATABASE sneaky")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.as_db_error()
+            .map(|d| d.message().contains("permission denied"))
+            .unwrap_or(false),
+        "{err}"
+    );
 
     // b's connection limit is the server's: 2 at once.
-    let _second = connect(port, &b.name, &b.password, &b.name).await.expect("second");
-    let err = connect(port, &b.name, &b.password, &b.name).await.err().expect("third refused");
+    let _second = connect(port, &b.name, &b.password, &b.name)
+        .await
+        .expect("second");
+    let err = connect(port, &b.name, &b.password, &b.name)
+        .await
+        .err()
+        .expect("third refused");
     assert!(err.contains("too many connections"), "{err}");
 
     // A dump, a write after it, a restore: the write is gone.
@@ -110,7 +159,10 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
         .concat()
         .await;
     assert!(dump.starts_with(b"PGDMP"), "custom format");
-    client_a.batch_execute("INSERT INTO notes VALUES ('after the backup')").await.expect("write");
+    client_a
+        .batch_execute("INSERT INTO notes VALUES ('after the backup')")
+        .await
+        .expect("write");
     drop(client_a);
     let chunks = futures::stream::iter(
         dump.chunks(1000)
@@ -119,7 +171,9 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     )
     .boxed();
     server.restore(&a.name, chunks).await.expect("restore");
-    let client_a = connect(port, &a.name, &a.password, &a.name).await.expect("a after restore");
+    let client_a = connect(port, &a.name, &a.password, &a.name)
+        .await
+        .expect("a after restore");
     let rows: Vec<String> = client_a
         .query("SELECT body FROM notes ORDER BY body", &[])
         .await
@@ -129,7 +183,8 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
         .collect();
     assert_eq!(rows, vec!["kept".to_owned()]);
     // A dump that does not load leaves the database as it was.
-    let garbage = futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"PGDMP not really"))]).boxed();
+    let garbage =
+        futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"PGDMP not really"))]).boxed();
     assert!(server.restore(&a.name, garbage).await.is_err());
     let still: i64 = client_a
         .query_one("SELECT count(*) FROM notes", &[])
@@ -140,16 +195,126 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
 
     // Stopped: no login, sessions ended; started again.
     server.set_login(&a.name, false).await.expect("stop");
-    assert!(client_a.query_one("SELECT 1", &[]).await.is_err(), "session ended");
+    assert!(
+        client_a.query_one("SELECT 1", &[]).await.is_err(),
+        "session ended"
+    );
     assert!(connect(port, &a.name, &a.password, &a.name).await.is_err());
     server.set_login(&a.name, true).await.expect("start");
-    connect(port, &a.name, &a.password, &a.name).await.expect("back");
+    connect(port, &a.name, &a.password, &a.name)
+        .await
+        .expect("back");
 
     // A platform that starts again takes the running cluster over: same port, same admin.
-    let again = cluster::start(options(dir.path())).await.expect("taken over");
+    let again = cluster::start(options(dir.path(), 54370))
+        .await
+        .expect("taken over");
     assert_eq!(again.endpoint().await.expect("endpoint").port, port);
     again.destroy(&a.name).await.expect("destroy");
     again.destroy(&a.name).await.expect("destroy again is fine");
-    let err = connect(port, &a.name, &a.password, &a.name).await.err().expect("gone");
-    assert!(err.contains("does not exist") || err.contains("authentication failed"), "{err}");
+    let err = connect(port, &a.name, &a.password, &a.name)
+        .await
+        .err()
+        .expect("gone");
+    assert!(
+        err.contains("does not exist") || err.contains("authentication failed"),
+        "{err}"
+    );
+}
+
+/// A server given by URL whose admin is no superuser (as on Cloud SQL): databases made,
+/// made again (a retry), dumped, restored and dropped all the same.
+#[tokio::test]
+async fn an_admin_without_superuser_rights_manages_databases_through_a_url() {
+    assert!(
+        debian_bin_dir().is_some(),
+        "PostgreSQL's server is not installed: run scripts/test (it installs `postgresql`)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _stop = Stopper(dir.path().to_owned());
+    let cluster = cluster::start(options(dir.path(), 54400))
+        .await
+        .expect("cluster starts");
+    let port = cluster.endpoint().await.expect("endpoint").port;
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("postgres.json")).expect("state"),
+    )
+    .expect("json");
+    let root = Secret::new(state["password"].as_str().expect("password"));
+    let superuser = connect(port, cluster::ADMIN, &root, "postgres")
+        .await
+        .expect("admin");
+    let admin_password = new_password();
+    superuser
+        .batch_execute(&format!(
+            "CREATE ROLE platform_admin LOGIN CREATEROLE CREATEDB PASSWORD '{}'",
+            admin_password.expose()
+        ))
+        .await
+        .expect("a non-superuser admin");
+    superuser
+        .batch_execute("CREATE DATABASE platform_admin OWNER platform_admin")
+        .await
+        .expect("its database");
+    // As a hosted server lets its admin in everywhere.
+    let hba = dir.path().join("postgres/data/pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        format!("host all platform_admin 127.0.0.1/32 scram-sha-256\n{rules}"),
+    )
+    .expect("write pg_hba.conf");
+    superuser
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .expect("reload");
+    let server = gigalixir_postgres::Server::from_url(
+        &format!(
+            "postgresql://platform_admin:{}@127.0.0.1:{port}/platform_admin",
+            admin_password.expose()
+        ),
+        None,
+    )
+    .expect("url");
+    let a = spec(3);
+    server.create(&a).await.expect("made by a non-superuser");
+    server.create(&a).await.expect("and made again (a retry)");
+    let client = connect(port, &a.name, &a.password, &a.name)
+        .await
+        .expect("a");
+    client
+        .batch_execute("CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+        .await
+        .expect("write");
+    let dump = server
+        .dump(&a.name)
+        .await
+        .expect("dump")
+        .map(|c| c.expect("chunk").to_vec())
+        .concat()
+        .await;
+    client
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .expect("write");
+    drop(client);
+    server
+        .restore(
+            &a.name,
+            futures::stream::iter(vec![Ok(bytes::Bytes::from(dump))]).boxed(),
+        )
+        .await
+        .expect("restore");
+    let client = connect(port, &a.name, &a.password, &a.name)
+        .await
+        .expect("a");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+    drop(client);
+    server.destroy(&a.name).await.expect("dropped");
+    assert!(connect(port, &a.name, &a.password, &a.name).await.is_err());
 }

@@ -54,6 +54,9 @@ pub trait Store: Send + Sync + 'static {
     async fn update_app(&self, app: &App) -> PortResult<()>;
     /// Apps owned by `owner`, by name.
     async fn apps_of(&self, owner: &UserId) -> PortResult<Vec<App>>;
+    /// Every app of every owner, by name (the platform's own rounds over all apps: daily
+    /// database backups, log drains).
+    async fn all_apps(&self) -> PortResult<Vec<App>>;
     /// Deletes the app with its builds, releases, domains, members and activity. `NotFound`
     /// if it is gone.
     async fn delete_app(&self, name: &AppName) -> PortResult<()>;
