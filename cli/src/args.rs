@@ -256,6 +256,19 @@ pub enum Command {
     #[command(name = "ps:kill")]
     PsKill(PsKillArgs),
 
+    /// List the app's log drains: where its lines (replicas, jobs, builds, deploys, the
+    /// router) are shipped.
+    Drains(PgArgs),
+
+    /// Ship the app's logs to URL: `https://…` (batched POSTs, Heroku's logplex framing)
+    /// or `syslog+tls://HOST:PORT` (RFC 5424 over TLS). At most 5 per app.
+    #[command(name = "drains:add")]
+    DrainsAdd(DrainsAddArgs),
+
+    /// Stop shipping to a drain (its id as `gigalixir drains` shows it).
+    #[command(name = "drains:remove")]
+    DrainsRemove(DrainsRemoveArgs),
+
     /// List the app's managed PostgreSQL databases: id, state, size, URL.
     Pg(PgArgs),
 
@@ -863,7 +876,27 @@ pub struct CanaryUnsetArgs {
     pub canary: String,
 }
 
-/// `pg`, `pg:psql`.
+/// `drains:add`.
+#[derive(Debug, Args)]
+pub struct DrainsAddArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// `https://…` or `syslog+tls://HOST:PORT`.
+    pub url: String,
+}
+
+/// `drains:remove`.
+#[derive(Debug, Args)]
+pub struct DrainsRemoveArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The drain's id.
+    pub drain_id: String,
+}
+
+/// `pg`, `pg:psql`, `drains`: the app alone.
 #[derive(Debug, Args)]
 pub struct PgArgs {
     /// The app.

@@ -692,10 +692,10 @@ impl Client {
         )
     }
 
-    /// A managed-database route of the app: `METHOD /api/apps/NAME/databases…` (or
-    /// `…/free_databases`), `rest` after the app's path, with an optional JSON body.
-    /// Backups and restores may take long: `long` waits without a time limit.
-    pub fn databases(
+    /// A route of the app, `METHOD /api/apps/NAME/REST` (databases, drains), with an
+    /// optional JSON body. Backups and restores may take long: `long` waits without a time
+    /// limit.
+    pub fn app_call(
         &self,
         auth: &Auth,
         name: &AppName,

@@ -223,6 +223,14 @@ struct Args {
     #[arg(long, env = "GIGALIXIR_POSTGRES_PORT", default_value_t = 54320,
           value_parser = clap::value_parser!(u16).range(54320..=54419))]
     postgres_port: u16,
+    /// Log drains may point at loopback addresses (tests with a local receiver); other
+    /// private, link-local and reserved addresses stay refused.
+    #[arg(long, env = "GIGALIXIR_DRAINS_ALLOW_LOOPBACK")]
+    drains_allow_loopback: bool,
+    /// A PEM file of CA certificates log drains' receivers are trusted by, besides
+    /// Mozilla's roots (a private receiver's CA).
+    #[arg(long, env = "GIGALIXIR_DRAIN_CA_FILE", value_name = "PEM")]
+    drain_ca_file: Option<PathBuf>,
     /// Print the wiring (topics, subscriptions, blob spaces, each function's environment)
     /// as JSON and exit; the infrastructure checks compare it with `infra/`.
     #[arg(long)]
@@ -485,6 +493,17 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         "account mail"
     );
     let databases = databases(&args, &data_dir).await?;
+    // Log drains: the replicas' output, build and deploy lines, the router's lines.
+    let drains = gigalixir_drains::Shipper::new(
+        ports.store.clone(),
+        Some(ports.runtime.clone()),
+        gigalixir_drains::Settings {
+            allow_loopback: args.drains_allow_loopback,
+            ca_file: args.drain_ca_file.clone(),
+        },
+    )
+    .map_err(|why| anyhow::anyhow!("log drains: {why}"))?;
+    let _drains = drains.spawn();
     let api_state = gigalixir_api::ApiState {
         store: ports.store.clone(),
         bus: ports.bus.clone(),
@@ -502,6 +521,7 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         },
         databases,
         blobs: Some(ports.blobs.clone()),
+        drains_allow_loopback: args.drains_allow_loopback,
     };
     // Daily backups of every managed database, checked each hour.
     {
@@ -529,7 +549,8 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             max_upgraded: args.max_websockets as usize,
         },
     )
-    .with_reserved(reserved_domains);
+    .with_reserved(reserved_domains)
+    .with_drains(drains);
     let proxy = match &acme {
         Some(acme) => {
             let proxy = proxy.with_acme(acme.clone());

@@ -127,6 +127,8 @@ pub struct Proxy {
     upgraded: Arc<Mutex<OpenUpgrades>>,
     /// Names no app answers on, whatever the store says (`--reserved-domains`).
     reserved: Arc<[Fqdn]>,
+    /// Where each request's line also goes: the app's log drains.
+    drains: Option<gigalixir_drains::Shipper>,
 }
 
 /// Open upgraded connections, per app and in all.
@@ -218,7 +220,14 @@ impl Proxy {
             next: Arc::new(AtomicUsize::new(0)),
             upgraded: Arc::default(),
             reserved: Arc::from(Vec::new()),
+            drains: None,
         }
+    }
+
+    /// The same router, its request lines also shipped to the apps' log drains.
+    pub fn with_drains(mut self, drains: gigalixir_drains::Shipper) -> Self {
+        self.drains = Some(drains);
+        self
     }
 
     /// The same router, answering on none of `reserved` (nor names under them), even
@@ -517,10 +526,28 @@ struct AccessLog {
     bytes: u64,
     started: Instant,
     id: String,
+    /// The app's drains, which get the line too (as Heroku's router lines).
+    drain: Option<(gigalixir_drains::Shipper, AppName)>,
 }
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
+        if let Some((drains, app)) = &self.drain {
+            drains.emit(
+                app,
+                "router",
+                &format!(
+                    "at=info method={} path=\"{}\" host={} request_id={} status={} bytes={} service={:.0}ms",
+                    self.method,
+                    self.path,
+                    self.host,
+                    self.id,
+                    self.status,
+                    self.bytes,
+                    self.started.elapsed().as_secs_f64() * 1000.0
+                ),
+            );
+        }
         tracing::info!(
             target: "access",
             method = %self.method,
@@ -626,6 +653,7 @@ pub async fn route_by_host(State(proxy): State<Proxy>, req: Request, next: Next)
         bytes: 0,
         started: Instant::now(),
         id: id.clone(),
+        drain: proxy.drains.clone().map(|d| (d, app.clone())),
     };
     let (app, canary_cookie) = proxy.canary_or(app, req.headers()).await;
     let mut resp = proxy_to(&proxy, &app, &host, &id, req).await;

@@ -12,16 +12,18 @@ use crate::args::{PgCreateArgs, PgDbArgs, PgDbYesArgs, PgRestoreArgs, PgScaleArg
 use crate::client::ApiError;
 
 /// A 404 in the user's terms: the platform says whether the app or the database is missing.
-fn missing(name: &AppName) -> impl FnOnce(ApiError) -> anyhow::Error + '_ {
+pub(super) fn missing(name: &AppName) -> impl FnOnce(ApiError) -> anyhow::Error + '_ {
     move |e| match e {
-        ApiError::NotFound(why) if why.contains("database") || why.contains("backup") => {
+        ApiError::NotFound(why)
+            if why.contains("database") || why.contains("backup") || why.contains("drain") =>
+        {
             anyhow!("{why}")
         }
         e => super::apps::not_found(name)(e),
     }
 }
 
-fn call(
+pub(super) fn call(
     ctx: &Ctx,
     name: &AppName,
     method: Method,
@@ -31,7 +33,7 @@ fn call(
 ) -> anyhow::Result<Value> {
     let auth = ctx.auth()?;
     ctx.client
-        .databases(&auth, name, method, rest, body, long)
+        .app_call(&auth, name, method, rest, body, long)
         .map_err(missing(name))
 }
 

@@ -7,6 +7,7 @@ mod apps;
 mod config;
 mod databases;
 mod domains;
+mod drains;
 mod health;
 mod mfa;
 mod processes;
@@ -74,6 +75,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::HealthSet(a) => health::set(&ctx, a),
         Command::Restart(a) => processes::restart(&ctx, a.app.app),
         Command::PsKill(a) => processes::kill(&ctx, a),
+        Command::Drains(a) => drains::list(&ctx, a.app.app),
+        Command::DrainsAdd(a) => drains::add(&ctx, a),
+        Command::DrainsRemove(a) => drains::remove(&ctx, a),
         Command::Pg(a) => databases::list(&ctx, a.app.app),
         Command::PgCreate(a) => databases::create(&ctx, a),
         Command::PgDestroy(a) => databases::destroy(&ctx, a),

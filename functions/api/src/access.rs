@@ -104,7 +104,11 @@ pub const APP_ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/api/apps/{name}/canaries", Need::Read),
     ("PUT", "/api/apps/{name}/canaries", Need::Change),
     ("DELETE", "/api/apps/{name}/canaries/{canary}", Need::Change),
-    // Database URLs hold passwords: listing them is a change-level right, as config is.
+    // Drain and database URLs hold tokens and passwords: listing them is a change-level
+    // right, as config is.
+    ("GET", "/api/apps/{name}/drains", Need::Change),
+    ("POST", "/api/apps/{name}/drains", Need::Change),
+    ("DELETE", "/api/apps/{name}/drains", Need::Change),
     ("GET", "/api/apps/{name}/databases", Need::Change),
     ("POST", "/api/apps/{name}/databases", Need::Change),
     ("POST", "/api/apps/{name}/free_databases", Need::Change),

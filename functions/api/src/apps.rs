@@ -104,6 +104,7 @@ pub async fn create(
         maintenance: false,
         canary: None,
         databases: Vec::new(),
+        drains: Vec::new(),
         erlang_cookie: Secret::new(random_hex(32)),
         secret_key_base: Secret::new(random_hex(48)),
         replicas: 1,

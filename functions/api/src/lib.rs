@@ -15,6 +15,7 @@ pub mod auth;
 pub mod configs;
 pub mod databases;
 pub mod domains;
+pub mod drains;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -66,6 +67,8 @@ pub struct ApiState {
     pub databases: Option<Arc<dyn Databases>>,
     /// Where database backups are kept (`backups/…`); needed with `databases`.
     pub blobs: Option<Arc<dyn Blobs>>,
+    /// Log drains may point at loopback addresses (tests with a local receiver).
+    pub drains_allow_loopback: bool,
 }
 
 /// How accounts are confirmed and mailed.
@@ -174,6 +177,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/apps/{name}/canaries/{canary}",
             delete(apps::unset_canary),
+        )
+        .route(
+            "/api/apps/{name}/drains",
+            get(drains::list).post(drains::add).delete(drains::remove),
         )
         .route(
             "/api/apps/{name}/databases",

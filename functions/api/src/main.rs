@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         },
         databases,
         blobs: Some(env.blobs()?),
+        drains_allow_loopback: false,
     });
     Service::new(FUNCTION, app).run(&env).await?;
     Ok(())

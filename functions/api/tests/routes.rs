@@ -52,6 +52,7 @@ impl Api {
                 accounts: gigalixir_api::Accounts::unconfirmed_in(dir.path().join("outbox")),
                 databases: None,
                 blobs: None,
+                drains_allow_loopback: false,
             },
             bus,
             _dir: dir,

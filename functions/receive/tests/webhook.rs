@@ -204,6 +204,7 @@ async fn world() -> World {
             maintenance: false,
             canary: None,
             databases: Vec::new(),
+            drains: Vec::new(),
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

@@ -40,6 +40,7 @@ pub async fn seed_app(store: &dyn crate::ports::Store, name: &str) -> crate::mod
         maintenance: false,
         canary: None,
         databases: Vec::new(),
+        drains: Vec::new(),
         erlang_cookie: Secret::new("c"),
         secret_key_base: Secret::new("s"),
         replicas: 1,

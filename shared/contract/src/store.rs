@@ -35,6 +35,7 @@ fn app(owner: &UserId) -> App {
         maintenance: false,
         canary: None,
         databases: Vec::new(),
+        drains: Vec::new(),
         erlang_cookie: Secret::new("cookie"),
         secret_key_base: Secret::new("skb"),
         replicas: 1,

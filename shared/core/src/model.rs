@@ -234,6 +234,20 @@ pub struct App {
     /// Its managed PostgreSQL databases (`pg:create`), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub databases: Vec<Database>,
+    /// Where its logs are shipped (`drains:add`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drains: Vec<Drain>,
+}
+
+/// A log drain of an app: a receiver its lines are shipped to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Its id, as users name it (`drains:remove ID`): a UUID.
+    pub id: String,
+    /// `https://…` (logplex) or `syslog+tls://HOST:PORT`; may hold a token.
+    pub url: Secret,
+    /// When it was added: lines from then on are shipped.
+    pub created_at: DateTime<Utc>,
 }
 
 /// A managed PostgreSQL database of an app: a database and a role of the same name.

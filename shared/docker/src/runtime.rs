@@ -20,7 +20,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
@@ -1552,6 +1552,42 @@ impl Runtime for DockerRuntime {
             .collect();
         jobs.sort_by(|a, b| a.since.cmp(&b.since).then(a.name.cmp(&b.name)));
         Ok(jobs)
+    }
+
+    async fn replica_logs(
+        &self,
+        app: &AppName,
+        name: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> PortResult<BoxStream<'static, String>> {
+        // Only a container of this app (a replica or a job), by its labels.
+        if !self.all_containers_of(app).await?.iter().any(|c| {
+            c.names
+                .iter()
+                .flatten()
+                .any(|n| n.trim_start_matches('/') == name)
+        }) {
+            return Err(PortError::NotFound);
+        }
+        let mut options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(true);
+        if let Some(since) = since {
+            options = options.since(i32::try_from(since.timestamp()).unwrap_or(i32::MAX));
+        }
+        let mut split = LineSplitter::default();
+        let lines = self
+            .docker
+            .logs(name, Some(options.build()))
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .flat_map(move |chunk| {
+                let lines = chunk
+                    .map(|c| split.push(&c.into_bytes()))
+                    .unwrap_or_default();
+                futures::stream::iter(lines)
+            });
+        Ok(lines.boxed())
     }
 
     async fn kill(&self, app: &AppName, replica: &str) -> PortResult<()> {

@@ -110,7 +110,7 @@ impl Remote {
             return Err(refuse(&format!("the host name {host} does not resolve")));
         };
         for addr in &addrs {
-            if let Some(kind) = forbidden(*addr, policy) {
+            if let Some(kind) = forbidden_address(*addr, policy.allow_loopback) {
                 let allow = if kind == "a loopback address" {
                     " (an operator can allow loopback with --git-allow-loopback, for tests)"
                 } else {
@@ -324,7 +324,10 @@ fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, d)
 }
 
-fn forbidden(addr: IpAddr, policy: &GitPolicy) -> Option<&'static str> {
+/// Why the platform must not connect to `addr` on a user's behalf (loopback, private,
+/// link-local — the cloud metadata server —, reserved…), or `None` for a public address.
+/// Loopback is allowed only with `allow_loopback` (tests with a local server).
+pub fn forbidden_address(addr: IpAddr, allow_loopback: bool) -> Option<&'static str> {
     let addr = match addr {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -336,7 +339,7 @@ fn forbidden(addr: IpAddr, policy: &GitPolicy) -> Option<&'static str> {
         IpAddr::V4(ip) => {
             let o = ip.octets();
             if ip.is_loopback() {
-                (!policy.allow_loopback).then_some("a loopback address")
+                (!allow_loopback).then_some("a loopback address")
             } else if ip.is_link_local() {
                 Some("a link-local address (the cloud metadata server lives there)")
             } else if ip.is_private() {
@@ -358,7 +361,7 @@ fn forbidden(addr: IpAddr, policy: &GitPolicy) -> Option<&'static str> {
         IpAddr::V6(ip) => {
             let seg = ip.segments();
             if ip == Ipv6Addr::LOCALHOST {
-                (!policy.allow_loopback).then_some("a loopback address")
+                (!allow_loopback).then_some("a loopback address")
             } else if ip.is_unspecified() {
                 Some("an unspecified address")
             } else if seg[0] & 0xffc0 == 0xfe80 {
@@ -372,10 +375,10 @@ fn forbidden(addr: IpAddr, policy: &GitPolicy) -> Option<&'static str> {
             } else if (seg[0] == 0x64 && seg[1] == 0xff9b) || seg[..6] == [0; 6] {
                 // NAT64 and the deprecated IPv4-compatible form (::a.b.c.d) embed an IPv4
                 // address in their last 32 bits: judge that one.
-                forbidden(IpAddr::V4(embedded_v4(seg[6], seg[7])), policy)
+                forbidden_address(IpAddr::V4(embedded_v4(seg[6], seg[7])), allow_loopback)
             } else if seg[0] == 0x2002 {
                 // 6to4 routes to the IPv4 address in bits 16–48.
-                forbidden(IpAddr::V4(embedded_v4(seg[1], seg[2])), policy)
+                forbidden_address(IpAddr::V4(embedded_v4(seg[1], seg[2])), allow_loopback)
             } else if seg[0] == 0x2001 && seg[1] == 0 {
                 Some("a Teredo tunnel address")
             } else {
@@ -545,15 +548,21 @@ mod tests {
             ("64:ff9b::a9fe:a9fe", "link-local"),
             ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
         ] {
-            let found = forbidden(addr.parse().expect("address"), &policy);
+            let found = forbidden_address(addr.parse().expect("address"), policy.allow_loopback);
             assert!(found.is_some_and(|f| f.contains(why)), "{addr}: {found:?}");
         }
         assert_eq!(
-            forbidden("2002:0808:0808::1".parse().expect("ip"), &policy),
+            forbidden_address(
+                "2002:0808:0808::1".parse().expect("ip"),
+                policy.allow_loopback
+            ),
             None
         );
         assert_eq!(
-            forbidden("2606:4700::1111".parse().expect("ip"), &policy),
+            forbidden_address(
+                "2606:4700::1111".parse().expect("ip"),
+                policy.allow_loopback
+            ),
             None
         );
     }

@@ -90,6 +90,7 @@ impl Api {
                 },
                 databases: None,
                 blobs: None,
+                drains_allow_loopback: false,
             },
             bus,
             release_step: tokio::sync::OnceCell::new(),

@@ -50,6 +50,7 @@ pub async fn world(build: BuildId) -> World {
             maintenance: false,
             canary: None,
             databases: Vec::new(),
+            drains: Vec::new(),
             erlang_cookie: Secret::new("c"),
             secret_key_base: Secret::new("s"),
             replicas: 1,

@@ -250,6 +250,21 @@ pub trait Runtime: Send + Sync + 'static {
         let _ = app;
         Ok(Vec::new())
     }
+    /// What one of the app's replicas or jobs (`name`, as [`Runtime::replicas`] or
+    /// [`Runtime::jobs`] give it) prints, line by line, from `since` (`None`: from its
+    /// start), until it stops (log drains follow each one). `NotFound` for a name that is
+    /// not the app's.
+    async fn replica_logs(
+        &self,
+        app: &AppName,
+        name: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> PortResult<BoxStream<'static, String>> {
+        let _ = (app, name, since);
+        Err(crate::error::PortError::Invalid(
+            "this runtime cannot follow one replica's output".into(),
+        ))
+    }
     /// Kills one of the app's replicas (`replica`: its name, as [`Runtime::replicas`]
     /// gives it) the way a crash would; the runtime brings it back as it brings back
     /// crashed ones (`ps:kill`). `NotFound` when the app has no replica of that name.

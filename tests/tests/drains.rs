@@ -1,0 +1,384 @@
+//! Log drains on a real platform, to real receivers: an HTTPS server taking logplex POSTs
+//! and a syslog-over-TLS server (Python, with a certificate of a CA made here that the
+//! platform is told to trust). An app prints numbered lines; both receivers go down for 10
+//! seconds; every line arrives once, in order, after they come back. Build, deploy and
+//! router lines arrive too; URLs to private places are refused; another account reaches
+//! none of it.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use gigalixir_tests::{free_port, require_images, texts, wait_for, Account, Platform};
+
+/// The receivers: `https PORT CERT KEY OUT` or `syslog PORT CERT KEY OUT`. Each message
+/// (its syslog line) is appended to OUT; an HTTPS batch seen before (its
+/// Logplex-Frame-Id) is taken but not written again. Exits by itself after 5 minutes.
+const RECEIVER: &str = r#"
+import http.server, os, socketserver, ssl, sys, threading
+mode, port, cert, key, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+threading.Timer(300, lambda: os._exit(0)).start()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+lock = threading.Lock()
+seen = set()
+def write(messages):
+    with lock, open(out, "a") as f:
+        for m in messages:
+            f.write(m.rstrip("\n") + "\n")
+def frames(data):
+    found, i = [], 0
+    while i < len(data):
+        sp = data.index(b" ", i)
+        n = int(data[i:sp])
+        found.append(data[sp + 1:sp + 1 + n].decode())
+        i = sp + 1 + n
+    return found, data[i:]
+class Logplex(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        assert self.headers["Content-Type"] == "application/logplex-1"
+        messages, _ = frames(body)
+        assert len(messages) == int(self.headers["Logplex-Msg-Count"])
+        frame = self.headers["Logplex-Frame-Id"]
+        with lock:
+            new = frame not in seen
+            seen.add(frame)
+        if new:
+            write(messages)
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+class Syslog(socketserver.BaseRequestHandler):
+    def handle(self):
+        rest = b""
+        while True:
+            chunk = self.request.recv(65536)
+            if not chunk:
+                return
+            rest += chunk
+            while b" " in rest:
+                sp = rest.index(b" ")
+                n = int(rest[:sp])
+                if len(rest) < sp + 1 + n:
+                    break
+                write([rest[sp + 1:sp + 1 + n].decode()])
+                rest = rest[sp + 1 + n:]
+if mode == "https":
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Logplex)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+else:
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Syslog)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print("ready", flush=True)
+server.serve_forever()
+"#;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {:?}", texts(&out));
+}
+
+/// A CA (`ca.pem`) and a certificate it signed for 127.0.0.1 and localhost.
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=drains test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+struct Receiver {
+    mode: &'static str,
+    port: u16,
+    out: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl Receiver {
+    fn start(dir: &Path, mode: &'static str, port: u16) -> Self {
+        let mut r = Self {
+            mode,
+            port,
+            out: dir.join(format!("{mode}.log")),
+            child: None,
+        };
+        r.up(dir);
+        r
+    }
+
+    fn up(&mut self, dir: &Path) {
+        let mut child = Command::new("python3")
+            .arg(dir.join("receiver.py"))
+            .args([self.mode, &self.port.to_string()])
+            .arg(dir.join("server.pem"))
+            .arg(dir.join("server.key"))
+            .arg(&self.out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("ready");
+        assert_eq!(line.trim(), "ready");
+        self.child = Some(child);
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The tick numbers printed by `proc`, in arrival order.
+    fn ticks(&self, proc: &str) -> Vec<u64> {
+        self.messages()
+            .iter()
+            .filter(|m| m.contains(&format!(" app {proc} - - tick ")))
+            .filter_map(|m| m.rsplit("tick ").next()?.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// Each number once, one after the other.
+fn consecutive(ticks: &[u64]) -> bool {
+    ticks.windows(2).all(|w| w[1] == w[0] + 1)
+}
+
+#[test]
+fn drains_get_every_line_once_in_order_across_a_receiver_outage() {
+    require_images();
+    let work = tempfile::tempdir().expect("work");
+    let dir = work.path();
+    certificates(dir);
+    std::fs::write(dir.join("receiver.py"), RECEIVER).expect("receiver");
+    let mut https = Receiver::start(dir, "https", free_port());
+    let mut syslog = Receiver::start(dir, "syslog", free_port());
+    let ca = dir.join("ca.pem");
+    let p = Platform::start_with(&[
+        "--drains-allow-loopback",
+        "--drain-ca-file",
+        ca.to_str().expect("path"),
+    ]);
+    p.sign_up_and_log_in();
+    // The app prints a numbered line every 50 ms.
+    let (repo, app) = p.new_app("hello", "drain", dir);
+    let application = repo.join("lib/hello/application.ex");
+    let code = std::fs::read_to_string(&application).expect("application.ex");
+    let code = code.replacen(
+        "def start(_type, _args) do",
+        "def start(_type, _args) do\n    spawn(fn -> Enum.each(1..1_000_000, fn i -> IO.puts(\"tick #{i}\"); Process.sleep(50) end) end)",
+        1,
+    );
+    assert!(
+        code.contains("tick"),
+        "application.ex changed shape:\n{code}"
+    );
+    std::fs::write(&application, code).expect("write");
+    p.commit_all(&repo, "ticks");
+    let out = p.git_ok(&repo, &["push", "gigalixir", "master"]);
+    assert!(out.contains("Deployed v1"), "{out}");
+
+    // Private places are refused, with a reason.
+    for (url, says) in [
+        ("http://127.0.0.1:9/", "https://"),
+        ("https://169.254.169.254/latest", "link-local"),
+        ("https://10.1.2.3/", "private"),
+        ("syslog+tls://127.0.0.1", "needs a port"),
+    ] {
+        let out = p.cli(&repo, &["drains:add", url]);
+        assert!(
+            !out.status.success() && texts(&out).1.contains(says),
+            "{url}: {:?}",
+            texts(&out)
+        );
+    }
+    p.cli_ok(
+        &repo,
+        &[
+            "drains:add",
+            &format!("https://127.0.0.1:{}/logs", https.port),
+        ],
+    );
+    p.cli_ok(
+        &repo,
+        &[
+            "drains:add",
+            &format!("syslog+tls://localhost:{}", syslog.port),
+        ],
+    );
+    let listed = p.cli_ok(&repo, &["drains"]);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+
+    let started = wait_for("ticks at both receivers", Duration::from_secs(30), || {
+        https.ticks("web.1").len() >= 10 && syslog.ticks("web.1").len() >= 10
+    });
+    eprintln!(
+        "figure: drain added to first lines at both receivers: {} ms",
+        started.as_millis()
+    );
+    // The router's line of a request.
+    let (status, _) = p.get_app(&app, "/?from=drains-test");
+    assert_eq!(status, 200);
+    wait_for("the router's line", Duration::from_secs(15), || {
+        https.messages().iter().any(|m| {
+            m.contains(" gigalixir router - - at=info method=GET path=\"/\"")
+                && m.contains("status=200")
+        })
+    });
+
+    // Both receivers down for 10 s, then back on the same ports.
+    let before = (https.ticks("web.1").len(), syslog.ticks("web.1").len());
+    https.down();
+    syslog.down();
+    std::thread::sleep(Duration::from_secs(10));
+    https.up(dir);
+    syslog.up(dir);
+    let last_before_outage = *https.ticks("web.1").last().expect("ticks");
+    // At 20 a second, 10 s of ticks and more: caught up once well past the outage.
+    let caught_up = wait_for("the receivers to catch up", Duration::from_secs(60), || {
+        let target = last_before_outage + 300;
+        https.ticks("web.1").last().is_some_and(|t| *t > target)
+            && syslog.ticks("web.1").last().is_some_and(|t| *t > target)
+    });
+    eprintln!(
+        "figure: caught up {} ms after the receivers came back (lines before the outage: {before:?})",
+        caught_up.as_millis()
+    );
+    for r in [&https, &syslog] {
+        let ticks = r.ticks("web.1");
+        assert!(
+            consecutive(&ticks),
+            "{}: lines lost, repeated or out of order: {:?}",
+            r.mode,
+            ticks
+                .windows(2)
+                .filter(|w| w[1] != w[0] + 1)
+                .collect::<Vec<_>>()
+        );
+        eprintln!(
+            "figure: {} received ticks {}..={} ({} lines, none lost)",
+            r.mode,
+            ticks[0],
+            ticks[ticks.len() - 1],
+            ticks.len()
+        );
+    }
+
+    // A push: its build and deploy lines go to the drains too.
+    std::fs::write(repo.join("README.md"), "changed\n").expect("write");
+    p.commit_all(&repo, "again");
+    let out = p.git_ok(&repo, &["push", "gigalixir", "master"]);
+    assert!(out.contains("Deployed v2"), "{out}");
+    wait_for("the build's lines", Duration::from_secs(30), || {
+        let all = syslog.messages();
+        all.iter().any(|m| m.contains(" gigalixir build - - "))
+            && all.iter().any(|m| m.contains("v2"))
+    });
+
+    // Another account sees none of it.
+    let bob = Account::sign_up(&p, "bob@example.com");
+    let out = p
+        .cli_command_as(bob.home.path(), dir, &["drains", "-a", &app])
+        .output()
+        .expect("gigalixir");
+    assert!(!out.status.success(), "{:?}", texts(&out));
+    assert!(!texts(&out).0.contains("127.0.0.1"), "{:?}", texts(&out));
+
+    // Removed: nothing more arrives there.
+    let id = listed
+        .lines()
+        .find(|l| l.contains("syslog+tls"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the syslog drain's id")
+        .to_owned();
+    p.cli_ok(&repo, &["drains:remove", &id]);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = syslog.messages().len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        syslog.messages().len(),
+        after,
+        "lines still arrive at a removed drain"
+    );
+    assert!(!p.cli_ok(&repo, &["drains"]).contains(&id));
+}
