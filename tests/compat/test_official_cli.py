@@ -25,7 +25,8 @@ NO_ACCESS = (
 
 def setUpModule():
     global PLATFORM, ADA
-    PLATFORM = Platform()
+    # Drains to 127.0.0.1 (refused connections, nothing leaves this machine).
+    PLATFORM = Platform(args=["--drains-allow-loopback"])
     unittest.addModuleCleanup(PLATFORM.stop)
     PLATFORM.start()
     ADA = sign_up("ada@example.com", "correct-horse-battery")
@@ -362,6 +363,22 @@ class Apps(Case):
             ADA.official("domains:remove", "-a", "compat-domains", "www.compat-shop.example")
         )
         self.assertEqual(self.ok(ADA.official("domains", "-a", "compat-domains")).json(), [])
+
+    def test_drains(self):
+        self.create("compat-drains")
+        self.assertEqual(self.ok(ADA.official("drains", "-a", "compat-drains")).json(), [])
+        for url in ("https://127.0.0.1:9/logs", "syslog+tls://127.0.0.1:9"):
+            self.ok(ADA.official("drains:add", "-a", "compat-drains", url))
+        listed = self.ok(ADA.official("drains", "-a", "compat-drains")).json()
+        self.assertEqual(
+            [d["url"] for d in listed], ["https://127.0.0.1:9/logs", "syslog+tls://127.0.0.1:9"]
+        )
+        r = ADA.official("drains:add", "-a", "compat-drains", "https://169.254.169.254/")
+        self.assertEqual(r.code, 1, str(r))
+        self.assertIn("link-local", r.out + r.err)
+        self.ok(ADA.official("drains:remove", "-a", "compat-drains", listed[0]["id"]))
+        listed = self.ok(ADA.official("drains", "-a", "compat-drains")).json()
+        self.assertEqual([d["url"] for d in listed], ["syslog+tls://127.0.0.1:9"])
 
     def test_apps_destroy(self):
         self.create("compat-doomed")

@@ -3,78 +3,13 @@
 //! platform is told to trust). An app prints numbered lines; both receivers go down for 10
 //! seconds; every line arrives once, in order, after they come back. Build, deploy and
 //! router lines arrive too; URLs to private places are refused; another account reaches
-//! none of it.
+//! none of it. The receivers are `scripts/drain-receiver.py` (also the benchmark's).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use gigalixir_tests::{free_port, require_images, texts, wait_for, Account, Platform};
-
-/// The receivers: `https PORT CERT KEY OUT` or `syslog PORT CERT KEY OUT`. Each message
-/// (its syslog line) is appended to OUT; an HTTPS batch seen before (its
-/// Logplex-Frame-Id) is taken but not written again. Exits by itself after 5 minutes.
-const RECEIVER: &str = r#"
-import http.server, os, socketserver, ssl, sys, threading
-mode, port, cert, key, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-threading.Timer(300, lambda: os._exit(0)).start()
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-lock = threading.Lock()
-seen = set()
-def write(messages):
-    with lock, open(out, "a") as f:
-        for m in messages:
-            f.write(m.rstrip("\n") + "\n")
-def frames(data):
-    found, i = [], 0
-    while i < len(data):
-        sp = data.index(b" ", i)
-        n = int(data[i:sp])
-        found.append(data[sp + 1:sp + 1 + n].decode())
-        i = sp + 1 + n
-    return found, data[i:]
-class Logplex(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        assert self.headers["Content-Type"] == "application/logplex-1"
-        messages, _ = frames(body)
-        assert len(messages) == int(self.headers["Logplex-Msg-Count"])
-        frame = self.headers["Logplex-Frame-Id"]
-        with lock:
-            new = frame not in seen
-            seen.add(frame)
-        if new:
-            write(messages)
-        self.send_response(204)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-class Syslog(socketserver.BaseRequestHandler):
-    def handle(self):
-        rest = b""
-        while True:
-            chunk = self.request.recv(65536)
-            if not chunk:
-                return
-            rest += chunk
-            while b" " in rest:
-                sp = rest.index(b" ")
-                n = int(rest[:sp])
-                if len(rest) < sp + 1 + n:
-                    break
-                write([rest[sp + 1:sp + 1 + n].decode()])
-                rest = rest[sp + 1 + n:]
-if mode == "https":
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Logplex)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-else:
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Syslog)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-print("ready", flush=True)
-server.serve_forever()
-"#;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -168,7 +103,7 @@ impl Receiver {
 
     fn up(&mut self, dir: &Path) {
         let mut child = Command::new("python3")
-            .arg(dir.join("receiver.py"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/drain-receiver.py"))
             .args([self.mode, &self.port.to_string()])
             .arg(dir.join("server.pem"))
             .arg(dir.join("server.key"))
@@ -195,11 +130,12 @@ impl Receiver {
         }
     }
 
+    /// The messages received, without the receiver's time before each.
     fn messages(&self) -> Vec<String> {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
             .lines()
-            .map(str::to_owned)
+            .filter_map(|l| l.split_once(' ').map(|(_, m)| m.to_owned()))
             .collect()
     }
 
@@ -230,7 +166,6 @@ fn drains_get_every_line_once_in_order_across_a_receiver_outage() {
     let work = tempfile::tempdir().expect("work");
     let dir = work.path();
     certificates(dir);
-    std::fs::write(dir.join("receiver.py"), RECEIVER).expect("receiver");
     let mut https = Receiver::start(dir, "https", free_port());
     let mut syslog = Receiver::start(dir, "syslog", free_port());
     let ca = dir.join("ca.pem");

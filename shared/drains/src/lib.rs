@@ -38,7 +38,7 @@ pub const QUEUE_LIMIT: usize = 20_000;
 /// Lines per POST or write at most.
 pub const BATCH: usize = 500;
 /// The longest pause between two tries.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Drains an app may have.
 pub const MAX_PER_APP: usize = 5;
 /// The longest line shipped (longer ones are cut, at a character boundary).
