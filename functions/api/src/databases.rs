@@ -106,7 +106,10 @@ pub fn backup_key(database: &str, backup: &str) -> String {
     format!("backups/{database}/{backup}.dump")
 }
 
-fn ports(state: &ApiState) -> Result<(Arc<dyn Databases>, Arc<dyn Blobs>), ApiError> {
+/// The database server and the blob store of backups.
+type Ports = (Arc<dyn Databases>, Arc<dyn Blobs>);
+
+fn ports(state: &ApiState) -> Result<Ports, ApiError> {
     match (&state.databases, &state.blobs) {
         (Some(db), Some(blobs)) => Ok((db.clone(), blobs.clone())),
         _ => Err(ApiError::new(

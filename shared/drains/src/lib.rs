@@ -173,7 +173,7 @@ impl Queue {
             if frames.len() >= QUEUE_LIMIT {
                 frames.pop_front();
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n % 1000 == 0 {
+                if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!(app = %app, drain = %self.drain.id, dropped = n, "a drain's receiver is behind: its oldest lines are dropped");
                 }
             }
@@ -566,7 +566,7 @@ impl Shipper {
             .unwrap_or_else(Utc::now)
             .max(self.inner.started);
         let mut recent: Vec<_> = builds.into_iter().collect();
-        recent.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        recent.sort_by_key(|b| std::cmp::Reverse(b.created_at));
         for build in recent.into_iter().take(3) {
             let after = {
                 let Ok(mut state) = self.inner.state.lock() else {

@@ -56,6 +56,14 @@ async fn connect(
     Ok(client)
 }
 
+/// The server's refusal of a connection that should not be made.
+fn refused(r: Result<tokio_postgres::Client, String>, what: &str) -> String {
+    match r {
+        Ok(_) => panic!("{what}: the connection was made"),
+        Err(e) => e,
+    }
+}
+
 fn spec(connections: u32) -> DatabaseSpec {
     DatabaseSpec {
         name: new_name(),
@@ -97,23 +105,23 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
         .await
         .expect("a owns its database");
     // Nobody reaches another's database, or the built-in ones.
-    let err = connect(port, &b.name, &b.password, &a.name)
-        .await
-        .err()
-        .expect("b is refused a's database");
+    let err = refused(
+        connect(port, &b.name, &b.password, &a.name).await,
+        "b is refused a's database",
+    );
     assert!(
         err.contains("no pg_hba.conf entry") || err.contains("rejects"),
         "{err}"
     );
-    let err = connect(port, &a.name, &a.password, "postgres")
-        .await
-        .err()
-        .expect("refused");
+    let err = refused(
+        connect(port, &a.name, &a.password, "postgres").await,
+        "refused",
+    );
     assert!(err.contains("pg_hba.conf"), "{err}");
-    let err = connect(port, &a.name, &b.password, &a.name)
-        .await
-        .err()
-        .expect("wrong password");
+    let err = refused(
+        connect(port, &a.name, &b.password, &a.name).await,
+        "wrong password",
+    );
     assert!(err.contains("password authentication failed"), "{err}");
     // The catalog shows names (random), never content; and no role may make roles.
     let client_b = connect(port, &b.name, &b.password, &b.name)
@@ -122,8 +130,7 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     let err = client_b
         .batch_execute("CREATE ROLE sneaky LOGIN")
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         err.to_string().contains("permission denied") || err.as_db_error().is_some(),
         "{err}"
@@ -131,8 +138,7 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     let err = client_b
         .batch_execute("CREATE DATABASE sneaky")
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         err.as_db_error()
             .map(|d| d.message().contains("permission denied"))
@@ -144,10 +150,10 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     let _second = connect(port, &b.name, &b.password, &b.name)
         .await
         .expect("second");
-    let err = connect(port, &b.name, &b.password, &b.name)
-        .await
-        .err()
-        .expect("third refused");
+    let err = refused(
+        connect(port, &b.name, &b.password, &b.name).await,
+        "third refused",
+    );
     assert!(err.contains("too many connections"), "{err}");
 
     // A dump, a write after it, a restore: the write is gone.
@@ -212,10 +218,7 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     assert_eq!(again.endpoint().await.expect("endpoint").port, port);
     again.destroy(&a.name).await.expect("destroy");
     again.destroy(&a.name).await.expect("destroy again is fine");
-    let err = connect(port, &a.name, &a.password, &a.name)
-        .await
-        .err()
-        .expect("gone");
+    let err = refused(connect(port, &a.name, &a.password, &a.name).await, "gone");
     assert!(
         err.contains("does not exist") || err.contains("authentication failed"),
         "{err}"
