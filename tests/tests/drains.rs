@@ -11,77 +11,6 @@ use std::time::Duration;
 
 use gigalixir_tests::{free_port, require_images, texts, wait_for, Account, Platform};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {:?}", texts(&out));
-}
-
-/// A CA (`ca.pem`) and a certificate it signed for 127.0.0.1 and localhost.
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=drains test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-}
-
 struct Receiver {
     mode: &'static str,
     port: u16,
@@ -105,8 +34,8 @@ impl Receiver {
         let mut child = Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/drain-receiver.py"))
             .args([self.mode, &self.port.to_string()])
-            .arg(dir.join("server.pem"))
-            .arg(dir.join("server.key"))
+            .arg(dir.join("cert.pem"))
+            .arg(dir.join("key.pem"))
             .arg(&self.out)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -165,7 +94,7 @@ fn drains_get_every_line_once_in_order_across_a_receiver_outage() {
     require_images();
     let work = tempfile::tempdir().expect("work");
     let dir = work.path();
-    certificates(dir);
+    gigalixir_tests::local_certificate(dir, "drains test CA");
     let mut https = Receiver::start(dir, "https", free_port());
     let mut syslog = Receiver::start(dir, "syslog", free_port());
     let ca = dir.join("ca.pem");

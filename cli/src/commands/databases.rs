@@ -101,9 +101,15 @@ pub fn create(ctx: &Ctx, args: PgCreateArgs) -> anyhow::Result<()> {
         }
         call(ctx, &name, Method::POST, "databases", Some(body), false)?
     };
+    let config = if db["config_var"] == "DATABASE_URL" {
+        format!("DATABASE_URL is set in {name}'s config: its replicas get it with the new release.")
+    } else {
+        format!(
+            "{name} has a DATABASE_URL already, which stays: its URL is in `gigalixir pg -a {name}`."
+        )
+    };
     say(format!(
-        "Created database {} ({}, {}) for {name}.\n\
-         DATABASE_URL is set in {name}'s config: its replicas get it with the new release.\n\
+        "Created database {} ({}, {}) for {name}.\n{config}\n\
          `gigalixir pg:psql -a {name}` opens psql on it.",
         db["id"].as_str().unwrap_or(""),
         db["tier"].as_str().unwrap_or(""),

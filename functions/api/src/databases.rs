@@ -326,11 +326,10 @@ async fn make(
         DatabaseTier::Free => FREE_POOL_SIZE,
         DatabaseTier::Standard => STANDARD_POOL_SIZE,
     };
-    // The first database of the app becomes its DATABASE_URL (a new release).
-    let first = !access.app.databases.iter().any(|d| {
-        access.app.config.get("DATABASE_URL").map(Secret::expose) == Some(d.url().expose())
-    });
-    if first {
+    // The database becomes the app's DATABASE_URL (a new release) unless the app has one:
+    // its first database, or a server of the user's own, which stays.
+    let takes_url = !access.app.config.contains_key("DATABASE_URL");
+    if takes_url {
         let url = db.url();
         crate::configs::change(
             state,
@@ -339,8 +338,10 @@ async fn make(
             "Set DATABASE_URL, POOL_SIZE (pg:create)".into(),
             false,
             |config| {
-                config.insert("DATABASE_URL".into(), url);
-                config.insert("POOL_SIZE".into(), Secret::new(pool.to_string()));
+                if !config.contains_key("DATABASE_URL") {
+                    config.insert("DATABASE_URL".into(), url);
+                    config.insert("POOL_SIZE".into(), Secret::new(pool.to_string()));
+                }
                 Ok(())
             },
         )
@@ -355,7 +356,13 @@ async fn make(
         )
         .await;
     }
-    Ok(view(&name, &db))
+    let mut shown = view(&name, &db);
+    shown["config_var"] = if takes_url {
+        json!("DATABASE_URL")
+    } else {
+        Value::Null
+    };
+    Ok(shown)
 }
 
 /// `DELETE /api/apps/NAME/databases/ID`: drops the database, its role and its backups,

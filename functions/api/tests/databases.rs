@@ -186,6 +186,37 @@ async fn databases_are_sized_backed_up_daily_and_go_with_their_app() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
 
+    // An app with a DATABASE_URL of its own keeps it.
+    api.app(ADA, &key, "own-db").await;
+    let r = api
+        .call(
+            Method::POST,
+            "/api/apps/own-db/configs",
+            auth,
+            Some(json!({"configs": {"DATABASE_URL": "ecto://me@db.example.com/mine"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = api
+        .call(
+            Method::POST,
+            "/api/apps/own-db/databases",
+            auth,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(r.body["data"]["config_var"].is_null(), "{}", r.text);
+    let own = api.record("own-db").await;
+    assert_eq!(
+        own.config.get("DATABASE_URL").map(|s| s.expose()),
+        Some("ecto://me@db.example.com/mine")
+    );
+    let r = api
+        .call(Method::DELETE, "/api/apps/own-db", auth, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
     // The app destroyed: its databases and their backups go.
     let r = api.call(Method::DELETE, "/api/apps/shop", auth, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

@@ -493,6 +493,24 @@ impl DockerRuntime {
             .map_err(PortError::unavailable)
     }
 
+    /// A container's output as lines, until it ends or the engine fails.
+    fn log_lines(
+        &self,
+        name: &str,
+        options: bollard::query_parameters::LogsOptions,
+    ) -> impl futures::Stream<Item = String> + Send + 'static {
+        let mut split = LineSplitter::default();
+        self.docker
+            .logs(name, Some(options))
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .flat_map(move |chunk| {
+                let lines = chunk
+                    .map(|c| split.push(&c.into_bytes()))
+                    .unwrap_or_default();
+                futures::stream::iter(lines)
+            })
+    }
+
     fn network(&self, app: &AppName) -> String {
         format!("gx-{}-{app}", self.instance)
     }
@@ -1576,18 +1594,7 @@ impl Runtime for DockerRuntime {
         if let Some(since) = since {
             options = options.since(i32::try_from(since.timestamp()).unwrap_or(i32::MAX));
         }
-        let mut split = LineSplitter::default();
-        let lines = self
-            .docker
-            .logs(name, Some(options.build()))
-            .take_while(|r| futures::future::ready(r.is_ok()))
-            .flat_map(move |chunk| {
-                let lines = chunk
-                    .map(|c| split.push(&c.into_bytes()))
-                    .unwrap_or_default();
-                futures::stream::iter(lines)
-            });
-        Ok(lines.boxed())
+        Ok(self.log_lines(name, options.build()).boxed())
     }
 
     async fn kill(&self, app: &AppName, replica: &str) -> PortResult<()> {
@@ -1670,17 +1677,8 @@ impl Runtime for DockerRuntime {
                 .tail(&tail.to_string())
                 .build();
             let prefix = format!("{app}[{process}]: ");
-            let mut split = LineSplitter::default();
             let lines = self
-                .docker
-                .logs(&name, Some(options))
-                .take_while(|r| futures::future::ready(r.is_ok()))
-                .flat_map(move |chunk| {
-                    let lines = chunk
-                        .map(|c| split.push(&c.into_bytes()))
-                        .unwrap_or_default();
-                    futures::stream::iter(lines)
-                })
+                .log_lines(&name, options)
                 .map(move |line| format!("{prefix}{line}"));
             streams.push(lines.boxed());
         }

@@ -495,14 +495,7 @@ impl Shipper {
                     (j.name, format!("run.{short}"), j.since)
                 }),
         );
-        // Lines from the drains' creation (or this shipper's start) on.
-        let cutoff = app
-            .drains
-            .iter()
-            .map(|d| d.created_at)
-            .min()
-            .unwrap_or_else(Utc::now)
-            .max(self.inner.started);
+        let cutoff = self.cutoff(app);
         for (name, proc, since) in targets {
             let from = {
                 let Ok(mut state) = self.inner.state.lock() else {
@@ -551,6 +544,17 @@ impl Shipper {
         Ok(())
     }
 
+    /// What is older is not shipped: lines from the drains' creation (or this shipper's
+    /// start) on.
+    fn cutoff(&self, app: &App) -> DateTime<Utc> {
+        app.drains
+            .iter()
+            .map(|d| d.created_at)
+            .min()
+            .unwrap_or_else(Utc::now)
+            .max(self.inner.started)
+    }
+
     /// Ships the new lines of the app's latest builds (their deploy lines included).
     async fn ship_builds(&self, app: &App) -> Result<(), String> {
         let store = &self.inner.store;
@@ -558,13 +562,7 @@ impl Shipper {
             .builds_of(&app.name)
             .await
             .map_err(|e| e.to_string())?;
-        let cutoff = app
-            .drains
-            .iter()
-            .map(|d| d.created_at)
-            .min()
-            .unwrap_or_else(Utc::now)
-            .max(self.inner.started);
+        let cutoff = self.cutoff(app);
         let mut recent: Vec<_> = builds.into_iter().collect();
         recent.sort_by_key(|b| std::cmp::Reverse(b.created_at));
         for build in recent.into_iter().take(3) {

@@ -513,6 +513,16 @@ where
     with_ids(docs)
 }
 
+/// The apps of app documents, by name.
+fn apps_by_name(docs: &[(String, AppDoc)]) -> PortResult<Vec<App>> {
+    let mut apps = docs
+        .iter()
+        .map(|(_, doc)| from_json::<App>(&doc.json))
+        .collect::<PortResult<Vec<_>>>()?;
+    apps.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(apps)
+}
+
 /// Documents with their ids (the last segment of their names), decoded.
 fn with_ids<T: DeserializeOwned>(
     docs: Vec<firestore::FirestoreDocument>,
@@ -820,12 +830,7 @@ impl Store for FirestoreStore {
         let docs: Vec<(String, AppDoc)> = find(db, None, APPS, "owner", &owner.0)
             .await
             .map_err(port_err)?;
-        let mut apps = docs
-            .iter()
-            .map(|(_, doc)| from_json::<App>(&doc.json))
-            .collect::<PortResult<Vec<_>>>()?;
-        apps.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(apps)
+        apps_by_name(&docs)
     }
 
     async fn all_apps(&self) -> PortResult<Vec<App>> {
@@ -833,12 +838,7 @@ impl Store for FirestoreStore {
         let docs: Vec<(String, AppDoc)> = all(db, db.get_documents_path(), APPS)
             .await
             .map_err(port_err)?;
-        let mut apps = docs
-            .iter()
-            .map(|(_, doc)| from_json::<App>(&doc.json))
-            .collect::<PortResult<Vec<_>>>()?;
-        apps.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(apps)
+        apps_by_name(&docs)
     }
 
     async fn delete_app(&self, name: &AppName) -> PortResult<()> {
