@@ -539,7 +539,8 @@ impl Drop for AccessLog {
                 &format!(
                     "at=info method={} path=\"{}\" host={} request_id={} status={} bytes={} service={:.0}ms",
                     self.method,
-                    self.path,
+                    // Quoted: a quote or backslash in it cannot end the field.
+                    self.path.replace('\\', "\\\\").replace('"', "\\\""),
                     self.host,
                     self.id,
                     self.status,

@@ -165,9 +165,14 @@ pub fn psql(ctx: &Ctx, app: Option<String>) -> anyhow::Result<()> {
             db["id"].as_str().unwrap_or("")
         );
     }
-    let url = db["url"].as_str().unwrap_or("");
+    // The password through the environment, not the arguments (which `ps` shows).
+    let mut url = url::Url::parse(db["url"].as_str().unwrap_or(""))
+        .map_err(|_| anyhow!("the platform gave a database URL that does not parse"))?;
+    let password = url.password().unwrap_or("").to_owned();
+    let _ = url.set_password(None);
     let status = std::process::Command::new("psql")
-        .arg(url)
+        .arg(url.as_str())
+        .env("PGPASSWORD", password)
         .status()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => anyhow!(

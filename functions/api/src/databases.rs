@@ -31,6 +31,12 @@ use crate::ApiState;
 
 /// Databases an app may have at once.
 pub const MAX_PER_APP: usize = 3;
+/// Databases an account's apps may have at once, all together.
+pub const MAX_PER_ACCOUNT: usize = 5;
+/// The longest a backup or a restore may take.
+pub const BACKUP_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The largest backup kept: a dump past it is refused while it streams.
+pub const MAX_BACKUP_BYTES: u64 = 10 << 30;
 /// Daily backups kept per database (the newest).
 pub const KEEP_DAILY: usize = 7;
 /// Backups on request kept per database (the newest).
@@ -269,6 +275,22 @@ async fn make(
             ),
         ));
     }
+    let owned: usize = state
+        .store
+        .apps_of(&access.app.owner)
+        .await?
+        .iter()
+        .map(|a| a.databases.len())
+        .sum();
+    if owned >= MAX_PER_ACCOUNT {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "The account owning `{}` has {MAX_PER_ACCOUNT} databases, the most an account may have; destroy one first (pg:destroy).",
+                access.app.name
+            ),
+        ));
+    }
     let server_version = databases.version().await.map_err(db_error)?;
     if let Some(v) = version {
         let asked = v.trim().trim_start_matches("POSTGRES_").parse::<u32>().ok();
@@ -305,7 +327,9 @@ async fn make(
     let record = db.clone();
     let kept = with_record_lock(state, &name, || async {
         let mut app = reload(state, &name).await?;
-        if app.databases.len() >= MAX_PER_APP {
+        let free_taken = tier == DatabaseTier::Free
+            && app.databases.iter().any(|d| d.tier == DatabaseTier::Free);
+        if app.databases.len() >= MAX_PER_APP || free_taken {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "Another database was made meanwhile; try again.",
@@ -417,7 +441,11 @@ pub(crate) async fn drop_database(
     app: &AppName,
     db: &Database,
 ) -> Result<(), ApiError> {
-    let (databases, blobs) = ports(state)?;
+    let (Some(databases), Some(blobs)) = (&state.databases, &state.blobs) else {
+        // The operator gave up the server these were made on: nothing to drop here.
+        tracing::warn!(app = %app, database = %db.id, "no database server: the database is forgotten, not dropped");
+        return Ok(());
+    };
     databases.destroy(&db.name).await.map_err(db_error)?;
     for key in blobs
         .list(&format!("backups/{}/", db.id))
@@ -658,6 +686,75 @@ pub async fn create_backup(
     ))
 }
 
+/// A database's lock for a backup or a restore.
+struct Busy {
+    name: String,
+    holder: String,
+}
+
+impl Busy {
+    async fn release(self, state: &ApiState) {
+        let _ = state.store.unlock(&self.name, &self.holder).await;
+    }
+}
+
+async fn busy_lock(state: &ApiState, id: &str) -> Result<Busy, ApiError> {
+    let busy = Busy {
+        name: format!("database-busy:{id}"),
+        holder: uuid::Uuid::new_v4().to_string(),
+    };
+    match state
+        .store
+        .try_lock(&busy.name, &busy.holder, BACKUP_TIME_LIMIT * 2)
+        .await
+    {
+        Ok(_) => Ok(busy),
+        Err(PortError::Precondition) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "A backup or a restore of this database is in progress; wait for it to finish.",
+        )),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Stores `dump` at `key` within [`BACKUP_TIME_LIMIT`]; its size. Nothing stays of a
+/// dump that failed.
+async fn put_counted(
+    blobs: &dyn Blobs,
+    key: &str,
+    dump: shared::ports::blobs::ByteStream,
+) -> Result<u64, ApiError> {
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = counted.clone();
+    let dump = futures::StreamExt::boxed(futures::StreamExt::inspect(dump, move |chunk| {
+        if let Ok(bytes) = chunk {
+            counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }));
+    let stored = tokio::time::timeout(BACKUP_TIME_LIMIT, blobs.put_stream(key, dump))
+        .await
+        .unwrap_or_else(|_| {
+            Err(PortError::Invalid(format!(
+                "took longer than {} s",
+                BACKUP_TIME_LIMIT.as_secs()
+            )))
+        });
+    if let Err(err) = stored {
+        let _ = blobs.delete(key).await;
+        return Err(match err {
+            PortError::Invalid(why) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "The backup was stopped: its dump {}; nothing was kept.",
+                    why.replace("larger than", "grew larger than")
+                ),
+            ),
+            other => db_error(other),
+        });
+    }
+    Ok(counted.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// Dumps `db` into the blob store and lists the backup on it, dropping the oldest of its
 /// kind beyond what is kept.
 pub async fn take_backup(
@@ -669,28 +766,35 @@ pub async fn take_backup(
     let (databases, blobs) = ports(state)?;
     let now = Utc::now();
     let id = format!(
-        "{}-{}",
+        "{}-{}-{}",
         now.format("%Y%m%dT%H%M%S%3fZ"),
-        if automatic { "daily" } else { "manual" }
+        if automatic { "daily" } else { "manual" },
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
     let key = backup_key(&db.id, &id);
-    let dump = databases.dump(&db.name).await.map_err(db_error)?;
-    // Counted on the way through.
-    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = counted.clone();
-    let dump = futures::StreamExt::boxed(futures::StreamExt::inspect(dump, move |chunk| {
-        if let Ok(bytes) = chunk {
-            counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    // One backup or restore of a database at a time.
+    let lock = busy_lock(state, &db.id).await?;
+    // Its own task: a client that goes away does not leave half a dump behind.
+    let (name, password, task_key) = (db.name.clone(), db.password.clone(), key.clone());
+    let (task_state, task_blobs) = (state.clone(), blobs.clone());
+    let size = tokio::spawn(async move {
+        let dumped = async {
+            let dump = shared::ports::blobs::capped(
+                databases.dump(&name, &password).await.map_err(db_error)?,
+                MAX_BACKUP_BYTES,
+            );
+            put_counted(&*task_blobs, &task_key, dump).await
         }
-    }));
-    if let Err(err) = blobs.put_stream(&key, dump).await {
-        let _ = blobs.delete(&key).await;
-        return Err(db_error(err));
-    }
+        .await;
+        lock.release(&task_state).await;
+        dumped
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
     let backup = Backup {
         id,
         created_at: now,
-        size: counted.load(std::sync::atomic::Ordering::Relaxed),
+        size,
         automatic,
     };
     let record = backup.clone();
@@ -738,31 +842,33 @@ pub async fn restore(
             "No backup `{backup}` of database `{id}` (pg:backups -d {id} lists them)."
         )));
     };
-    let lock = format!("database-restore:{}", db.id);
-    let holder = uuid::Uuid::new_v4().to_string();
-    match state
-        .store
-        .try_lock(&lock, &holder, std::time::Duration::from_secs(3600))
-        .await
-    {
-        Ok(_) => {}
-        Err(PortError::Precondition) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "A restore of this database is in progress; wait for it to finish.",
-            ))
-        }
-        Err(err) => return Err(err.into()),
+    if db.state == DatabaseState::Stopped {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Database `{id}` is stopped: start it first (pg:start)."),
+        ));
     }
-    let restored = async {
-        let dump = blobs
-            .get_stream(&backup_key(&db.id, &b.id))
-            .await
-            .map_err(db_error)?;
-        databases.restore(&db.name, dump).await.map_err(db_error)
-    }
-    .await;
-    let _ = state.store.unlock(&lock, &holder).await;
+    let lock = busy_lock(&state, &db.id).await?;
+    // Its own task: a client that goes away does not cut a restore in the middle.
+    let (name, password, key) = (
+        db.name.clone(),
+        db.password.clone(),
+        backup_key(&db.id, &b.id),
+    );
+    let task_state = state.clone();
+    let restored = tokio::spawn(async move {
+        let done = match blobs.get_stream(&key).await {
+            Ok(dump) => databases
+                .restore(&name, &password, dump)
+                .await
+                .map_err(db_error),
+            Err(err) => Err(db_error(err)),
+        };
+        lock.release(&task_state).await;
+        done
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
     restored?;
     crate::access::record(
         &state,

@@ -7,8 +7,8 @@
 //! - `syslog+tls://HOST:PORT`: RFC 5424 over TLS, octet-counted (RFC 5425), one connection
 //!   kept open.
 //!
-//! Each drain has a queue of its own ([`QUEUE_LIMIT`] lines; past it the oldest go, and
-//! are counted): the app never waits for a receiver. A batch stays at the head of its queue
+//! Each drain has a queue of its own ([`QUEUE_LIMIT`] lines, [`QUEUE_BYTES`]; all of them
+//! together [`ALL_QUEUES_BYTES`]; past that the oldest go, and are counted): the app never waits for a receiver. A batch stays at the head of its queue
 //! until the receiver took it (2xx, or written to a connection that was open), retried
 //! with a backoff of 0.5 s doubling to [`MAX_BACKOFF`], so lines arrive in order, per
 //! replica and across a receiver's outage.
@@ -35,6 +35,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Lines a drain keeps while its receiver does not take them.
 pub const QUEUE_LIMIT: usize = 20_000;
+/// Bytes a drain keeps while its receiver does not take them.
+pub const QUEUE_BYTES: u64 = 4 << 20;
+/// Bytes all drains of the platform keep together (past it, the oldest lines of the
+/// drain that gets a line go).
+pub const ALL_QUEUES_BYTES: u64 = 256 << 20;
+/// How often the apps and their drains are read again (lines are shipped every second).
+pub const SCAN_EVERY: Duration = Duration::from_secs(5);
 /// Lines per POST or write at most.
 pub const BATCH: usize = 500;
 /// The longest pause between two tries.
@@ -136,6 +143,13 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// What it holds in memory, about.
+    fn weight(&self) -> u64 {
+        (self.line.len() + self.proc.len() + 64) as u64
+    }
+}
+
 fn cut(line: &str) -> String {
     let clean = line.trim_end_matches(['\r', '\n']);
     if clean.len() <= MAX_LINE {
@@ -158,6 +172,9 @@ struct Queue {
     dropped: AtomicU64,
     delivered: AtomicU64,
     sender: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Bytes queued here, and in all queues.
+    bytes: AtomicU64,
+    all: Arc<AtomicU64>,
 }
 
 impl Queue {
@@ -169,17 +186,46 @@ impl Queue {
             proc: proc.to_owned(),
             line: cut(line),
         };
+        let weight = frame.weight();
         if let Ok(mut frames) = self.frames.lock() {
-            if frames.len() >= QUEUE_LIMIT {
-                frames.pop_front();
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n.is_multiple_of(1000) {
-                    tracing::warn!(app = %app, drain = %self.drain.id, dropped = n, "a drain's receiver is behind: its oldest lines are dropped");
+            let mut dropped = 0u64;
+            loop {
+                let here = self.bytes.load(Ordering::Relaxed);
+                let all = self.all.load(Ordering::Relaxed);
+                let full = frames.len() >= QUEUE_LIMIT
+                    || here + weight > QUEUE_BYTES
+                    || all + weight > ALL_QUEUES_BYTES;
+                if !full {
+                    break;
+                }
+                match frames.pop_front() {
+                    Some(old) => {
+                        self.bytes.fetch_sub(old.weight(), Ordering::Relaxed);
+                        self.all.fetch_sub(old.weight(), Ordering::Relaxed);
+                        dropped += 1;
+                    }
+                    None => {
+                        // Nothing of this drain's left to drop: the new line goes.
+                        self.count_dropped(app, 1);
+                        return;
+                    }
                 }
             }
+            if dropped > 0 {
+                self.count_dropped(app, dropped);
+            }
+            self.bytes.fetch_add(weight, Ordering::Relaxed);
+            self.all.fetch_add(weight, Ordering::Relaxed);
             frames.push_back(frame);
         }
         self.wake.notify_one();
+    }
+
+    fn count_dropped(&self, app: &AppName, n: u64) {
+        let before = self.dropped.fetch_add(n, Ordering::Relaxed);
+        if before == 0 || (before + n) / 1000 > before / 1000 {
+            tracing::warn!(app = %app, drain = %self.drain.id, dropped = before + n, "a drain's receiver is behind: its oldest lines are dropped");
+        }
     }
 
     fn batch(&self) -> Vec<Frame> {
@@ -193,7 +239,10 @@ impl Queue {
     fn taken(&self, last: u64, count: usize) {
         if let Ok(mut frames) = self.frames.lock() {
             while frames.front().is_some_and(|f| f.seq <= last) {
-                frames.pop_front();
+                if let Some(f) = frames.pop_front() {
+                    self.bytes.fetch_sub(f.weight(), Ordering::Relaxed);
+                    self.all.fetch_sub(f.weight(), Ordering::Relaxed);
+                }
             }
         }
         self.delivered.fetch_add(count as u64, Ordering::Relaxed);
@@ -202,6 +251,8 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        self.all
+            .fetch_sub(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
         if let Ok(Some(task)) = self.sender.lock().map(|mut s| s.take()) {
             task.abort();
         }
@@ -218,8 +269,9 @@ struct State {
     following: HashSet<String>,
     /// When a container's output last ended (it may start again: a revived replica).
     ended: HashMap<String, DateTime<Utc>>,
-    /// Per build: the last line shipped (`u64::MAX`: a build older than its drains).
-    builds: HashMap<BuildId, u64>,
+    /// Per app, per recent build: the last line shipped (`u64::MAX`: a build older than
+    /// the app's drains).
+    builds: HashMap<AppName, HashMap<BuildId, u64>>,
 }
 
 /// Ships the lines of every app with drains. Cheap to clone.
@@ -235,6 +287,10 @@ struct Inner {
     http: reqwest::Client,
     tls: Arc<rustls::ClientConfig>,
     started: DateTime<Utc>,
+    /// Told apart from an earlier run's in frame ids (sequence numbers start again).
+    nonce: String,
+    /// Bytes queued in all drains.
+    queued: Arc<AtomicU64>,
     state: Mutex<State>,
 }
 
@@ -348,20 +404,30 @@ impl Shipper {
                 http,
                 tls: Arc::new(tls),
                 started: Utc::now(),
+                nonce: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+                queued: Arc::default(),
                 state: Mutex::default(),
             }),
         })
     }
 
-    /// Rounds every second: drains added or removed, replicas and jobs to follow, build
-    /// lines to ship. Runs until the task is aborted.
+    /// Rounds: every [`SCAN_EVERY`] the apps with drains (drains added or removed), every
+    /// second their replicas and jobs to follow and build lines to ship. Runs until the
+    /// task is aborted.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
+            let mut apps: Vec<App> = Vec::new();
+            let mut scanned: Option<std::time::Instant> = None;
             loop {
-                if let Err(err) = me.round().await {
-                    tracing::warn!(error = %err, "log drains: a round failed");
+                if scanned.is_none_or(|at| at.elapsed() >= SCAN_EVERY) {
+                    match me.scan().await {
+                        Ok(found) => apps = found,
+                        Err(err) => tracing::warn!(error = %err, "log drains: reading the apps"),
+                    }
+                    scanned = Some(std::time::Instant::now());
                 }
+                me.round(&apps).await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
@@ -402,7 +468,8 @@ impl Shipper {
             .unwrap_or_default()
     }
 
-    async fn round(&self) -> Result<(), String> {
+    /// The apps with drains, their queues made or dropped to match.
+    async fn scan(&self) -> Result<Vec<App>, String> {
         let apps: Vec<App> = self
             .inner
             .store
@@ -413,7 +480,11 @@ impl Shipper {
             .filter(|a| !a.drains.is_empty())
             .collect();
         self.sync_queues(&apps);
-        for app in &apps {
+        Ok(apps)
+    }
+
+    async fn round(&self, apps: &[App]) {
+        for app in apps {
             if let Err(err) = self.follow(app).await {
                 tracing::debug!(app = %app.name, error = %err, "log drains: following replicas");
             }
@@ -421,7 +492,6 @@ impl Shipper {
                 tracing::debug!(app = %app.name, error = %err, "log drains: build lines");
             }
         }
-        Ok(())
     }
 
     /// A queue and a sender per drain; those of removed drains go.
@@ -454,6 +524,8 @@ impl Shipper {
                             dropped: AtomicU64::new(0),
                             delivered: AtomicU64::new(0),
                             sender: Mutex::new(None),
+                            bytes: AtomicU64::new(0),
+                            all: self.inner.queued.clone(),
                         });
                         let task = tokio::spawn(send_loop(self.inner.clone(), Arc::downgrade(&q)));
                         if let Ok(mut s) = q.sender.lock() {
@@ -466,6 +538,7 @@ impl Shipper {
                 by_app.entry(app.name.clone()).or_default().push(queue);
             }
         }
+        state.builds.retain(|app, _| by_app.contains_key(app));
         state.by_app = by_app;
         let hour_ago = Utc::now() - chrono::Duration::hours(1);
         state.ended.retain(|_, at| *at > hour_ago);
@@ -565,13 +638,17 @@ impl Shipper {
         let cutoff = self.cutoff(app);
         let mut recent: Vec<_> = builds.into_iter().collect();
         recent.sort_by_key(|b| std::cmp::Reverse(b.created_at));
-        for build in recent.into_iter().take(3) {
+        recent.truncate(3);
+        let kept: HashSet<BuildId> = recent.iter().map(|b| b.id.clone()).collect();
+        for build in recent {
             let after = {
                 let Ok(mut state) = self.inner.state.lock() else {
                     return Ok(());
                 };
                 *state
                     .builds
+                    .entry(app.name.clone())
+                    .or_default()
                     .entry(build.id.clone())
                     .or_insert(if build.created_at < cutoff {
                         u64::MAX
@@ -604,7 +681,17 @@ impl Shipper {
                 }
             }
             if let Ok(mut state) = self.inner.state.lock() {
-                state.builds.insert(build.id.clone(), last);
+                state
+                    .builds
+                    .entry(app.name.clone())
+                    .or_default()
+                    .insert(build.id.clone(), last);
+            }
+        }
+        // Only the recent builds are remembered.
+        if let Ok(mut state) = self.inner.state.lock() {
+            if let Some(seen) = state.builds.get_mut(&app.name) {
+                seen.retain(|id, _| kept.contains(id));
             }
         }
         Ok(())
@@ -618,6 +705,8 @@ async fn send_loop(inner: Arc<Inner>, queue: std::sync::Weak<Queue>) {
     // A batch that failed is sent again as it was (same lines, same frame id), so a
     // receiver that took it but could not answer can drop the repeat.
     let mut pending: Option<Vec<Frame>> = None;
+    // Syslog: the last batch written, and when (sent again if its connection was reset).
+    let mut last_written: Option<(Vec<Frame>, std::time::Instant)> = None;
     loop {
         let Some(q) = queue.upgrade() else {
             return;
@@ -639,7 +728,31 @@ async fn send_loop(inner: Arc<Inner>, queue: std::sync::Weak<Queue>) {
         let sent = match &q.target {
             Target::Https(url) => post(&inner, &q, url, &batch).await,
             Target::SyslogTls { host, port } => {
-                write_syslog(&inner, &mut conn, host, *port, &batch).await
+                match write_syslog(&inner, &mut conn, host, *port, &batch).await {
+                    Ok(()) => {
+                        last_written = Some((batch.clone(), std::time::Instant::now()));
+                        Ok(())
+                    }
+                    Err(Broken::Reset(why)) => {
+                        // What the reset connection took last goes again, before this.
+                        let mut again = match last_written.take() {
+                            Some((frames, at)) if at.elapsed() < Duration::from_secs(5) => frames,
+                            _ => Vec::new(),
+                        };
+                        let first = batch.first().map(|f| f.seq).unwrap_or(u64::MAX);
+                        again.retain(|f| f.seq < first);
+                        if !again.is_empty() {
+                            again.extend(batch.iter().cloned());
+                            let count = again.len();
+                            pending = Some(again);
+                            tracing::warn!(drain = %q.drain.id, error = %why, lines = count, "log drain: connection reset; the last lines written go again");
+                            drop(q);
+                            continue;
+                        }
+                        Err(why)
+                    }
+                    Err(Broken::Other(why)) => Err(why),
+                }
             }
         };
         match sent {
@@ -678,7 +791,8 @@ async fn post(inner: &Inner, q: &Queue, url: &url::Url, batch: &[Frame]) -> Resu
     }
     // The same frame id for the same first line: a receiver may drop a repeat.
     let frame_id = format!(
-        "{}-{}",
+        "{}-{}-{}",
+        inner.nonce,
         q.drain.id,
         batch.first().map(|f| f.seq).unwrap_or_default()
     );
@@ -693,6 +807,8 @@ async fn post(inner: &Inner, q: &Queue, url: &url::Url, batch: &[Frame]) -> Resu
         .send()
         .await
         .map_err(|e| {
+            // Not the URL: it may hold the drain's token.
+            let e = e.without_url();
             let mut why = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
@@ -708,19 +824,49 @@ async fn post(inner: &Inner, q: &Queue, url: &url::Url, batch: &[Frame]) -> Resu
     }
 }
 
+/// Why a syslog write failed.
+enum Broken {
+    /// The connection was reset: what was last written on it may be lost.
+    Reset(String),
+    /// Nothing written was lost (no connection, a timeout…).
+    Other(String),
+}
+
+impl From<String> for Broken {
+    fn from(why: String) -> Self {
+        Broken::Other(why)
+    }
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Broken::Reset(why) | Broken::Other(why) => f.write_str(why),
+        }
+    }
+}
+
 async fn write_syslog(
     inner: &Inner,
     conn: &mut Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
     host: &str,
     port: u16,
     batch: &[Frame],
-) -> Result<(), String> {
+) -> Result<(), Broken> {
     // A connection the receiver closed (it went away) is not written to: what would be
-    // written there is lost.
+    // written there is lost. A moment's wait lets a close that has arrived be seen. A
+    // reset (the receiver left bytes unread, or got some after it closed) means the last
+    // batch written may be lost: it is sent again.
     if let Some(stream) = conn.as_mut() {
-        let mut probe = [0u8; 64];
-        match futures::FutureExt::now_or_never(stream.read(&mut probe)) {
-            Some(Ok(0)) | Some(Err(_)) => *conn = None,
+        let mut probe = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(2), stream.read(&mut probe)).await {
+            Ok(Ok(0)) => *conn = None,
+            Ok(Err(e)) => {
+                *conn = None;
+                if e.kind() == std::io::ErrorKind::ConnectionReset {
+                    return Err(Broken::Reset(format!("{host}:{port} reset the connection")));
+                }
+            }
             _ => {}
         }
     }
@@ -745,7 +891,7 @@ async fn write_syslog(
         *conn = Some(tls);
     }
     let Some(stream) = conn.as_mut() else {
-        return Err("no connection".into());
+        return Err(Broken::Other("no connection".into()));
     };
     let mut bytes = Vec::new();
     for f in batch {
@@ -761,11 +907,17 @@ async fn write_syslog(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             *conn = None;
-            Err(format!("writing to {host}:{port}: {e}"))
+            let why = format!("writing to {host}:{port}: {e}");
+            Err(match e.kind() {
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                    Broken::Reset(why)
+                }
+                _ => Broken::Other(why),
+            })
         }
         Err(_) => {
             *conn = None;
-            Err(format!("writing to {host}:{port} timed out"))
+            Err(Broken::Other(format!("writing to {host}:{port} timed out")))
         }
     }
 }

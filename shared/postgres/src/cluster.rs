@@ -259,7 +259,7 @@ pub async fn start(opts: Options) -> PortResult<Server> {
              listen_addresses = '{}'\n\
              port = {}\n\
              unix_socket_directories = ''\n\
-             max_connections = 300\n\
+             max_connections = 600\n\
              password_encryption = 'scram-sha-256'\n\
              log_min_messages = warning\n",
             listen.join(","),

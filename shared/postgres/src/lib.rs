@@ -16,6 +16,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use gigalixir_core::domain::Secret;
 use gigalixir_core::error::{PortError, PortResult};
 use gigalixir_core::ports::blobs::ByteStream;
 pub use gigalixir_core::ports::databases::{new_name, new_password};
@@ -43,6 +44,16 @@ fn db_err(what: &str) -> impl Fn(tokio_postgres::Error) -> PortError + '_ {
         PortError::unavailable(format!("PostgreSQL: {what}: {detail}"))
     }
 }
+
+/// The longest a restore may load (then the content it replaced comes back).
+pub const RESTORE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Connections kept for the platform's own admin sessions beside the server's reserve.
+const ADMIN_CONNECTIONS: i64 = 10;
+
+/// The largest temporary files a database's role may write at once (its sorts and hashes
+/// spilled to disk), where the admin may set it (a superuser).
+const TEMP_FILE_LIMIT: &str = "2GB";
 
 /// The directory with the newest installed PostgreSQL's programs (Debian keeps each major
 /// version in `/usr/lib/postgresql/N/bin`).
@@ -150,24 +161,25 @@ impl Server {
         }
     }
 
-    /// `pg_dump`/`pg_restore` as the admin: host, port, user as arguments, the password
-    /// in the environment.
-    fn tool(&self, name: &str, database: &str) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(self.program(name));
+    /// `pg_dump`/`pg_restore` as the database's own role, never as the admin: a dump and
+    /// a restore run code the database's owner wrote (functions in constraints, indexes,
+    /// defaults), which must not run with the admin's rights. The admin connection's host
+    /// and port, the role's password in the environment (not the arguments).
+    fn tool(&self, program: &str, role: &str, password: &Secret) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(self.program(program));
         if let Some(tokio_postgres::config::Host::Tcp(host)) = self.admin.get_hosts().first() {
             cmd.arg("--host").arg(host);
         }
         if let Some(port) = self.admin.get_ports().first() {
             cmd.arg("--port").arg(port.to_string());
         }
-        if let Some(user) = self.admin.get_user() {
-            cmd.arg("--username").arg(user);
-        }
-        cmd.arg("--no-password").arg("--dbname").arg(database);
-        if let Some(password) = self.admin.get_password() {
-            cmd.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref());
-        }
-        cmd.env("PGCONNECT_TIMEOUT", "10")
+        cmd.arg("--username")
+            .arg(role)
+            .arg("--no-password")
+            .arg("--dbname")
+            .arg(role)
+            .env("PGPASSWORD", password.expose())
+            .env("PGCONNECT_TIMEOUT", "10")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -212,6 +224,31 @@ impl Server {
         Ok(())
     }
 
+    /// Whether the server can promise `connections` to `name` beside what it promised the
+    /// other databases' roles (`gx_…`), keeping room for the admin.
+    async fn room_for(&self, client: &Client, name: &str, connections: u32) -> PortResult<()> {
+        let row = client
+            .query_one(
+                "SELECT current_setting('max_connections')::int8, \
+                 current_setting('superuser_reserved_connections')::int8, \
+                 coalesce(sum(rolconnlimit) FILTER (WHERE rolconnlimit > 0 \
+                   AND rolname LIKE 'gx\\_%' AND rolname <> $1), 0)::int8 \
+                 FROM pg_roles",
+                &[&name],
+            )
+            .await
+            .map_err(db_err("counting the connections promised"))?;
+        let (max, reserved, promised): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let free = max - reserved - ADMIN_CONNECTIONS - promised;
+        if i64::from(connections) > free {
+            return Err(PortError::Invalid(format!(
+                "the database server has room for {} more connections, not {connections}: try a smaller size",
+                free.max(0)
+            )));
+        }
+        Ok(())
+    }
+
     /// Hardening of a whole cluster the platform runs: no role but the admin connects to
     /// the built-in databases.
     async fn harden(&self) -> PortResult<()> {
@@ -224,6 +261,27 @@ impl Server {
             .await
             .map_err(db_err("closing the built-in databases"))
     }
+}
+
+/// What a program says on its error output, read as it comes (so that it never blocks on
+/// a full pipe), the first 64 kB kept.
+fn errors_of(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let Some(mut stderr) = stderr else {
+            return String::new();
+        };
+        let (mut kept, mut buf) = (Vec::new(), vec![0u8; 8192]);
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if kept.len() < 64 * 1024 {
+                kept.extend_from_slice(&buf[..n.min(64 * 1024 - kept.len())]);
+            }
+        }
+        String::from_utf8_lossy(&kept).trim().to_owned()
+    })
 }
 
 #[async_trait]
@@ -257,6 +315,7 @@ impl Databases for Server {
         let verifier =
             postgres_protocol::password::scram_sha_256(spec.password.expose().as_bytes());
         let client = self.connect().await?;
+        self.room_for(&client, name, spec.connections).await?;
         let role_exists = client
             .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[name])
             .await
@@ -296,6 +355,15 @@ impl Databases for Server {
                 .await
                 .map_err(db_err("joining the role"))?;
         }
+        // Only a superuser may set it, and then the role cannot undo it.
+        if superuser {
+            client
+                .batch_execute(&format!(
+                    "ALTER ROLE \"{name}\" SET temp_file_limit = '{TEMP_FILE_LIMIT}'"
+                ))
+                .await
+                .map_err(db_err("limiting the role's temporary files"))?;
+        }
         self.make_database(&client, name, name).await
     }
 
@@ -309,21 +377,46 @@ impl Databases for Server {
         // One statement each: DROP DATABASE runs outside any transaction.
         for statement in [
             format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-            format!("DROP DATABASE IF EXISTS \"{name}_restore\" WITH (FORCE)"),
-            format!("DROP ROLE IF EXISTS \"{name}\""),
+            format!("DROP DATABASE IF EXISTS \"{name}_previous\" WITH (FORCE)"),
         ] {
             client
                 .batch_execute(&statement)
                 .await
-                .map_err(db_err("dropping the database and its role"))?;
+                .map_err(db_err("dropping the database"))?;
         }
-        Ok(())
+        // What other roles granted this one in their own databases would keep it: it goes
+        // first (a tenant cannot keep another's role, and with it its database, alive).
+        let others: Vec<String> = client
+            .query(
+                "SELECT DISTINCT d.datname FROM pg_shdepend s \
+                 JOIN pg_database d ON d.oid = s.dbid \
+                 JOIN pg_roles r ON r.oid = s.refobjid \
+                 WHERE r.rolname = $1 AND d.datname <> $1",
+                &[&name],
+            )
+            .await
+            .map_err(db_err("looking for the role's grants"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for db in others {
+            let there = self.connect_to(Some(&db)).await?;
+            there
+                .batch_execute(&format!("DROP OWNED BY \"{name}\""))
+                .await
+                .map_err(db_err("revoking what was granted to the role"))?;
+        }
+        client
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+            .await
+            .map_err(db_err("dropping the role"))
     }
 
     async fn set_connections(&self, name: &str, connections: u32) -> PortResult<()> {
         check(name)?;
-        self.connect()
-            .await?
+        let client = self.connect().await?;
+        self.room_for(&client, name, connections).await?;
+        client
             .batch_execute(&format!(
                 "ALTER ROLE \"{name}\" CONNECTION LIMIT {connections}"
             ))
@@ -351,10 +444,10 @@ impl Databases for Server {
         self.end_sessions(&client, name).await
     }
 
-    async fn dump(&self, name: &str) -> PortResult<ByteStream> {
+    async fn dump(&self, name: &str, password: &Secret) -> PortResult<ByteStream> {
         check(name)?;
         let mut child = self
-            .tool("pg_dump", name)
+            .tool("pg_dump", name, password)
             .arg("--format=custom")
             .spawn()
             .map_err(|e| {
@@ -367,22 +460,17 @@ impl Databases for Server {
             .stdout
             .take()
             .ok_or_else(|| PortError::unavailable("pg_dump has no output pipe".to_string()))?;
-        let stderr = child.stderr.take();
+        let errors = errors_of(child.stderr.take());
         let body = tokio_util::io::ReaderStream::new(stdout).map_err(PortError::from_io);
         // After the last byte: the exit status decides whether the dump is whole.
         let end = futures::stream::once(async move {
-            let mut err = String::new();
-            if let Some(mut stderr) = stderr {
-                use tokio::io::AsyncReadExt;
-                let _ = stderr.read_to_string(&mut err).await;
-            }
             let status = child.wait().await.map_err(PortError::from_io)?;
+            let err = errors.await.unwrap_or_default();
             if status.success() {
                 Ok(None)
             } else {
                 Err(PortError::unavailable(format!(
-                    "pg_dump failed ({status}): {}",
-                    err.trim()
+                    "pg_dump failed ({status}): {err}"
                 )))
             }
         })
@@ -390,80 +478,124 @@ impl Databases for Server {
         Ok(body.chain(end).boxed())
     }
 
-    async fn restore(&self, name: &str, mut dump: ByteStream) -> PortResult<()> {
+    async fn restore(&self, name: &str, password: &Secret, mut dump: ByteStream) -> PortResult<()> {
         check(name)?;
-        let staging = format!("{name}_restore");
+        let previous = format!("{name}_previous");
         let client = self.connect().await?;
+        // A restore cut off (a killed platform) left the content it replaced aside: that
+        // comes back first, so that nothing is ever lost between two restores.
+        let interrupted = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&previous])
+            .await
+            .map_err(db_err("looking for an earlier restore"))?
+            .is_some();
+        if interrupted {
+            self.end_sessions(&client, name).await?;
+            for statement in [
+                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                format!("ALTER DATABASE \"{previous}\" RENAME TO \"{name}\""),
+            ] {
+                client
+                    .batch_execute(&statement)
+                    .await
+                    .map_err(db_err("putting an interrupted restore's content back"))?;
+            }
+        }
+        // The current content steps aside (kept until the backup has loaded), a new empty
+        // database takes its name, and the role loads the backup into it as itself.
         client
+            .batch_execute(&format!("ALTER ROLE \"{name}\" NOLOGIN"))
+            .await
+            .map_err(db_err("closing the database"))?;
+        self.end_sessions(&client, name).await?;
+        let moved = client
             .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"
+                "ALTER DATABASE \"{name}\" RENAME TO \"{previous}\""
             ))
             .await
-            .map_err(db_err("clearing an earlier restore"))?;
-        self.make_database(&client, &staging, name).await?;
-        // Into a database of its own first: a dump that does not load leaves the current
-        // one as it was.
-        let mut child = self
-            .tool("pg_restore", &staging)
-            .arg("--no-owner")
-            .arg(format!("--role={name}"))
-            .arg("--exit-on-error")
-            .arg("--single-transaction")
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                PortError::unavailable(format!(
-                    "starting {}: {e}",
-                    self.program("pg_restore").display()
-                ))
-            })?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| PortError::unavailable("pg_restore has no input pipe".to_string()))?;
-        let feed = async {
-            while let Some(chunk) = dump.next().await {
-                let chunk = chunk?;
-                if stdin.write_all(&chunk).await.is_err() {
-                    // pg_restore stopped reading: its exit status says why.
-                    break;
-                }
-            }
-            drop(stdin);
-            PortResult::Ok(())
+            .map_err(db_err("setting the current content aside"));
+        let made = match moved {
+            Ok(()) => self.make_database(&client, name, name).await,
+            Err(e) => Err(e),
         };
-        let (fed, output) = tokio::join!(feed, child.wait_with_output());
-        let output = output.map_err(PortError::from_io)?;
-        if let Err(e) = fed {
-            let _ = client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"
-                ))
-                .await;
-            return Err(e);
+        let opened = client
+            .batch_execute(&format!("ALTER ROLE \"{name}\" LOGIN"))
+            .await
+            .map_err(db_err("opening the database"));
+        made?;
+        opened?;
+        let loaded = async {
+            let mut child = self
+                .tool("pg_restore", name, password)
+                .arg("--no-owner")
+                .arg("--exit-on-error")
+                .arg("--single-transaction")
+                .stdin(Stdio::piped())
+                .spawn()
+                .map_err(|e| {
+                    PortError::unavailable(format!(
+                        "starting {}: {e}",
+                        self.program("pg_restore").display()
+                    ))
+                })?;
+            let mut stdin = child.stdin.take().ok_or_else(|| {
+                PortError::unavailable("pg_restore has no input pipe".to_string())
+            })?;
+            let errors = errors_of(child.stderr.take());
+            let feed = async {
+                while let Some(chunk) = dump.next().await {
+                    let chunk = chunk?;
+                    if stdin.write_all(&chunk).await.is_err() {
+                        // pg_restore stopped reading: its exit status says why.
+                        break;
+                    }
+                }
+                drop(stdin);
+                PortResult::Ok(())
+            };
+            let Ok((fed, status)) = tokio::time::timeout(RESTORE_TIME_LIMIT, async {
+                tokio::join!(feed, child.wait())
+            })
+            .await
+            else {
+                let _ = child.kill().await;
+                return Err(PortError::Invalid(format!(
+                    "the backup took longer than {} s to load",
+                    RESTORE_TIME_LIMIT.as_secs()
+                )));
+            };
+            let status = status.map_err(PortError::from_io)?;
+            fed?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(PortError::Invalid(format!(
+                    "the backup does not load: {}",
+                    errors.await.unwrap_or_default()
+                )))
+            }
         }
-        if !output.status.success() {
-            let _ = client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{staging}\" WITH (FORCE)"
-                ))
-                .await;
-            return Err(PortError::Invalid(format!(
-                "the backup does not load: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
+        .await;
+        if let Err(err) = loaded {
+            // The content as it was comes back.
+            self.end_sessions(&client, name).await?;
+            for statement in [
+                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                format!("ALTER DATABASE \"{previous}\" RENAME TO \"{name}\""),
+            ] {
+                client
+                    .batch_execute(&statement)
+                    .await
+                    .map_err(db_err("putting the content back"))?;
+            }
+            return Err(err);
         }
-        self.end_sessions(&client, name).await?;
-        for statement in [
-            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-            format!("ALTER DATABASE \"{staging}\" RENAME TO \"{name}\""),
-        ] {
-            client
-                .batch_execute(&statement)
-                .await
-                .map_err(db_err("putting the restored database in place"))?;
-        }
-        Ok(())
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{previous}\" WITH (FORCE)"
+            ))
+            .await
+            .map_err(db_err("dropping the content replaced"))
     }
 }
 
@@ -522,11 +654,11 @@ where
     async fn disconnect(&self, name: &str) -> PortResult<()> {
         self.server().await?.disconnect(name).await
     }
-    async fn dump(&self, name: &str) -> PortResult<ByteStream> {
-        self.server().await?.dump(name).await
+    async fn dump(&self, name: &str, password: &Secret) -> PortResult<ByteStream> {
+        self.server().await?.dump(name, password).await
     }
-    async fn restore(&self, name: &str, dump: ByteStream) -> PortResult<()> {
-        self.server().await?.restore(name, dump).await
+    async fn restore(&self, name: &str, password: &Secret, dump: ByteStream) -> PortResult<()> {
+        self.server().await?.restore(name, password, dump).await
     }
 }
 

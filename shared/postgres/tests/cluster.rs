@@ -158,7 +158,7 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
 
     // A dump, a write after it, a restore: the write is gone.
     let dump: Vec<u8> = server
-        .dump(&a.name)
+        .dump(&a.name, &a.password)
         .await
         .expect("dump")
         .map(|c| c.expect("chunk").to_vec())
@@ -176,7 +176,10 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
             .collect::<Vec<_>>(),
     )
     .boxed();
-    server.restore(&a.name, chunks).await.expect("restore");
+    server
+        .restore(&a.name, &a.password, chunks)
+        .await
+        .expect("restore");
     let client_a = connect(port, &a.name, &a.password, &a.name)
         .await
         .expect("a after restore");
@@ -191,7 +194,11 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     // A dump that does not load leaves the database as it was.
     let garbage =
         futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"PGDMP not really"))]).boxed();
-    assert!(server.restore(&a.name, garbage).await.is_err());
+    assert!(server.restore(&a.name, &a.password, garbage).await.is_err());
+    // (The attempt ended the sessions.)
+    let client_a = connect(port, &a.name, &a.password, &a.name)
+        .await
+        .expect("a after a failed restore");
     let still: i64 = client_a
         .query_one("SELECT count(*) FROM notes", &[])
         .await
@@ -290,7 +297,7 @@ async fn an_admin_without_superuser_rights_manages_databases_through_a_url() {
         .await
         .expect("write");
     let dump = server
-        .dump(&a.name)
+        .dump(&a.name, &a.password)
         .await
         .expect("dump")
         .map(|c| c.expect("chunk").to_vec())
@@ -304,6 +311,7 @@ async fn an_admin_without_superuser_rights_manages_databases_through_a_url() {
     server
         .restore(
             &a.name,
+            &a.password,
             futures::stream::iter(vec![Ok(bytes::Bytes::from(dump))]).boxed(),
         )
         .await
@@ -320,4 +328,95 @@ async fn an_admin_without_superuser_rights_manages_databases_through_a_url() {
     drop(client);
     server.destroy(&a.name).await.expect("dropped");
     assert!(connect(port, &a.name, &a.password, &a.name).await.is_err());
+}
+
+/// A backup runs code its owner wrote (here a CHECK constraint's function, evaluated as
+/// the rows load): the restore loads it as the owner's own role, so the code gets no more
+/// rights than the owner has. Another tenant's grants do not keep a role from going, and
+/// the server promises no more connections than it has.
+#[tokio::test]
+async fn a_restore_runs_its_owners_code_with_the_owners_rights_only() {
+    assert!(
+        debian_bin_dir().is_some(),
+        "PostgreSQL's server is not installed: run scripts/test (it installs `postgresql`)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _stop = Stopper(dir.path().to_owned());
+    let server = cluster::start(options(dir.path(), 54430))
+        .await
+        .expect("cluster starts");
+    let port = server.endpoint().await.expect("endpoint").port;
+    let (a, b) = (spec(5), spec(5));
+    server.create(&a).await.expect("a");
+    server.create(&b).await.expect("b");
+    let client = connect(port, &a.name, &a.password, &a.name)
+        .await
+        .expect("a");
+    client
+        .batch_execute(
+            "CREATE FUNCTION climb(n int) RETURNS bool LANGUAGE plpgsql AS $$ \
+             DECLARE me text := current_user; BEGIN \
+               BEGIN RESET ROLE; EXECUTE format('ALTER ROLE %I SUPERUSER', me); \
+               EXCEPTION WHEN others THEN NULL; END; \
+               RETURN true; END $$; \
+             CREATE TABLE t (n int CHECK (climb(n))); INSERT INTO t VALUES (1);",
+        )
+        .await
+        .expect("a's table");
+    // a lets b read it: b's role gets a dependency in a's database.
+    client
+        .batch_execute(&format!("GRANT SELECT ON t TO \"{}\"", b.name))
+        .await
+        .expect("grant");
+    let dump = server
+        .dump(&a.name, &a.password)
+        .await
+        .expect("dump")
+        .map(|c| c.expect("chunk").to_vec())
+        .concat()
+        .await;
+    drop(client);
+    server
+        .restore(
+            &a.name,
+            &a.password,
+            futures::stream::iter(vec![Ok(bytes::Bytes::from(dump))]).boxed(),
+        )
+        .await
+        .expect("restore");
+    let client = connect(port, &a.name, &a.password, &a.name)
+        .await
+        .expect("a");
+    let superuser: bool = client
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .expect("rolsuper")
+        .get(0);
+    assert!(!superuser, "the restore made the owner a superuser");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("restored")
+        .get(0);
+    assert_eq!(n, 1);
+    drop(client);
+    // b goes, whatever a granted it.
+    server.destroy(&b.name).await.expect("b destroyed");
+    assert!(connect(port, &b.name, &b.password, &b.name).await.is_err());
+    // More connections than the server has are not promised.
+    let greedy = DatabaseSpec {
+        connections: 10_000,
+        ..spec(1)
+    };
+    let err = server
+        .create(&greedy)
+        .await
+        .expect_err("too many connections");
+    assert!(
+        err.to_string().contains("room for") || format!("{err:?}").contains("room for"),
+        "{err:?}"
+    );
 }

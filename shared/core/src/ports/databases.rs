@@ -7,7 +7,10 @@
 //! - a database's connection limit is enforced by the server (`CONNECTION LIMIT`);
 //! - `create` and `destroy` may be repeated (a retry after a crash finds its work done);
 //! - a dump is PostgreSQL's custom format (`pg_dump -Fc`), streamed, and a restore of it
-//!   replaces the database's whole content.
+//!   replaces the database's whole content; both run as the database's own role, never
+//!   with the admin's rights (a dump and a restore run code the owner wrote);
+//! - a database's connection limit is promised: the server refuses a new database (or a
+//!   larger one) when the limits together would pass its own maximum.
 
 use async_trait::async_trait;
 
@@ -84,9 +87,10 @@ pub trait Databases: Send + Sync {
     async fn set_login(&self, name: &str, allowed: bool) -> PortResult<()>;
     /// Ends every session of the role (`pg:restart`).
     async fn disconnect(&self, name: &str) -> PortResult<()>;
-    /// A dump of the database, as it is now.
-    async fn dump(&self, name: &str) -> PortResult<ByteStream>;
-    /// Replaces the database's content with a dump's: the database is dropped and made
-    /// again (sessions end), then the dump is loaded as its role.
-    async fn restore(&self, name: &str, dump: ByteStream) -> PortResult<()>;
+    /// A dump of the database, as it is now, taken as its own role (`password` is the
+    /// role's): never with the admin's rights, since a dump runs the owner's code.
+    async fn dump(&self, name: &str, password: &Secret) -> PortResult<ByteStream>;
+    /// Replaces the database's content with a dump's, loaded by the role itself (its
+    /// sessions end); a dump that does not load leaves the content as it was.
+    async fn restore(&self, name: &str, password: &Secret, dump: ByteStream) -> PortResult<()>;
 }
