@@ -187,6 +187,31 @@ impl Server {
         cmd
     }
 
+    /// Statements one at a time (DROP and ALTER DATABASE run outside any transaction).
+    async fn each(client: &Client, statements: &[String], what: &str) -> PortResult<()> {
+        for statement in statements {
+            client
+                .batch_execute(statement)
+                .await
+                .map_err(db_err(what))?;
+        }
+        Ok(())
+    }
+
+    /// The content set aside by a restore takes the database's name again.
+    async fn put_back(&self, client: &Client, name: &str, what: &str) -> PortResult<()> {
+        self.end_sessions(client, name).await?;
+        Self::each(
+            client,
+            &[
+                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                format!("ALTER DATABASE \"{name}_previous\" RENAME TO \"{name}\""),
+            ],
+            what,
+        )
+        .await
+    }
+
     async fn end_sessions(&self, client: &Client, name: &str) -> PortResult<()> {
         client
             .execute(
@@ -374,16 +399,15 @@ impl Databases for Server {
             .batch_execute(&format!("ALTER ROLE \"{name}\" NOLOGIN"))
             .await;
         self.end_sessions(&client, name).await?;
-        // One statement each: DROP DATABASE runs outside any transaction.
-        for statement in [
-            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-            format!("DROP DATABASE IF EXISTS \"{name}_previous\" WITH (FORCE)"),
-        ] {
-            client
-                .batch_execute(&statement)
-                .await
-                .map_err(db_err("dropping the database"))?;
-        }
+        Self::each(
+            &client,
+            &[
+                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                format!("DROP DATABASE IF EXISTS \"{name}_previous\" WITH (FORCE)"),
+            ],
+            "dropping the database",
+        )
+        .await?;
         // What other roles granted this one in their own databases would keep it: it goes
         // first (a tenant cannot keep another's role, and with it its database, alive).
         let others: Vec<String> = client
@@ -490,16 +514,12 @@ impl Databases for Server {
             .map_err(db_err("looking for an earlier restore"))?
             .is_some();
         if interrupted {
-            self.end_sessions(&client, name).await?;
-            for statement in [
-                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                format!("ALTER DATABASE \"{previous}\" RENAME TO \"{name}\""),
-            ] {
-                client
-                    .batch_execute(&statement)
-                    .await
-                    .map_err(db_err("putting an interrupted restore's content back"))?;
-            }
+            self.put_back(
+                &client,
+                name,
+                "putting an interrupted restore's content back",
+            )
+            .await?;
         }
         // The current content steps aside (kept until the backup has loaded), a new empty
         // database takes its name, and the role loads the backup into it as itself.
@@ -578,16 +598,8 @@ impl Databases for Server {
         .await;
         if let Err(err) = loaded {
             // The content as it was comes back.
-            self.end_sessions(&client, name).await?;
-            for statement in [
-                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                format!("ALTER DATABASE \"{previous}\" RENAME TO \"{name}\""),
-            ] {
-                client
-                    .batch_execute(&statement)
-                    .await
-                    .map_err(db_err("putting the content back"))?;
-            }
+            self.put_back(&client, name, "putting the content back")
+                .await?;
             return Err(err);
         }
         client

@@ -56,6 +56,32 @@ async fn connect(
     Ok(client)
 }
 
+/// A dump of `db`, whole, in memory.
+async fn dump_of(server: &impl Databases, db: &DatabaseSpec) -> Vec<u8> {
+    server
+        .dump(&db.name, &db.password)
+        .await
+        .expect("dump")
+        .map(|c| c.expect("chunk").to_vec())
+        .concat()
+        .await
+}
+
+/// Restores `dump` into `db`.
+async fn restore_from(
+    server: &impl Databases,
+    db: &DatabaseSpec,
+    dump: Vec<u8>,
+) -> gigalixir_core::error::PortResult<()> {
+    server
+        .restore(
+            &db.name,
+            &db.password,
+            futures::stream::iter(vec![Ok(bytes::Bytes::from(dump))]).boxed(),
+        )
+        .await
+}
+
 /// The server's refusal of a connection that should not be made.
 fn refused(r: Result<tokio_postgres::Client, String>, what: &str) -> String {
     match r {
@@ -157,13 +183,7 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     assert!(err.contains("too many connections"), "{err}");
 
     // A dump, a write after it, a restore: the write is gone.
-    let dump: Vec<u8> = server
-        .dump(&a.name, &a.password)
-        .await
-        .expect("dump")
-        .map(|c| c.expect("chunk").to_vec())
-        .concat()
-        .await;
+    let dump = dump_of(&server, &a).await;
     assert!(dump.starts_with(b"PGDMP"), "custom format");
     client_a
         .batch_execute("INSERT INTO notes VALUES ('after the backup')")
@@ -296,26 +316,13 @@ async fn an_admin_without_superuser_rights_manages_databases_through_a_url() {
         .batch_execute("CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
         .await
         .expect("write");
-    let dump = server
-        .dump(&a.name, &a.password)
-        .await
-        .expect("dump")
-        .map(|c| c.expect("chunk").to_vec())
-        .concat()
-        .await;
+    let dump = dump_of(&server, &a).await;
     client
         .batch_execute("INSERT INTO t VALUES (2)")
         .await
         .expect("write");
     drop(client);
-    server
-        .restore(
-            &a.name,
-            &a.password,
-            futures::stream::iter(vec![Ok(bytes::Bytes::from(dump))]).boxed(),
-        )
-        .await
-        .expect("restore");
+    restore_from(&server, &a, dump).await.expect("restore");
     let client = connect(port, &a.name, &a.password, &a.name)
         .await
         .expect("a");
@@ -368,22 +375,9 @@ async fn a_restore_runs_its_owners_code_with_the_owners_rights_only() {
         .batch_execute(&format!("GRANT SELECT ON t TO \"{}\"", b.name))
         .await
         .expect("grant");
-    let dump = server
-        .dump(&a.name, &a.password)
-        .await
-        .expect("dump")
-        .map(|c| c.expect("chunk").to_vec())
-        .concat()
-        .await;
+    let dump = dump_of(&server, &a).await;
     drop(client);
-    server
-        .restore(
-            &a.name,
-            &a.password,
-            futures::stream::iter(vec![Ok(bytes::Bytes::from(dump))]).boxed(),
-        )
-        .await
-        .expect("restore");
+    restore_from(&server, &a, dump).await.expect("restore");
     let client = connect(port, &a.name, &a.password, &a.name)
         .await
         .expect("a");
