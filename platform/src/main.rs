@@ -618,8 +618,6 @@ async fn run(args: Args, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store's and the bus's files (SQLite's database, journal and shared memory) are the
-/// platform's user's alone.
 /// Where managed databases are made: the server of `--postgres-url`, or the platform's own
 /// cluster, made on the first `pg:create` (started at once when it exists, so that apps
 /// find it after a reboot).
@@ -680,6 +678,8 @@ async fn databases(
     Ok(Some(lazy))
 }
 
+/// The store's and the bus's files (SQLite's database, journal and shared memory) are the
+/// platform's user's alone.
 fn private_files(data_dir: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     for name in ["store.db", "bus.db"] {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gigalixir_tests::{require_images, texts, Platform};
+use gigalixir_tests::{require_images, texts, wait_for, Platform};
 
 /// A tmpfs mounted over a directory for the length of a test (mounting needs root: CI and
 /// `scripts/test` run as root).
@@ -194,6 +194,11 @@ fn what_a_killed_platform_left_running_is_removed_at_start() {
     let (repo, app) = p.new_app("hello", "kept", work.path());
     let (ok, out) = p.push(&repo, &["push", "gigalixir", "master"]);
     assert!(ok, "{out}");
+    // The build's container becomes the app's idle builder once its cache is copied out,
+    // which may end after the deploy.
+    wait_for("the app's idle builder", Duration::from_secs(60), || {
+        !p.warm_builders(&app).is_empty()
+    });
     let live = p.container_ids(&app);
     p.stop();
     // A build whose record is gone, a replica and a release phase of apps that are gone, a

@@ -53,7 +53,7 @@ pub const SIZES: [(f64, u32); 9] = [
     (64.0, 250),
     (96.0, 250),
 ];
-/// A free database's connection limit, and the `POOL_SIZE` it gets.
+/// A free database's connection limit.
 pub const FREE_CONNECTIONS: u32 = 4;
 /// `POOL_SIZE` of a free database (GIGALIXIR's: 2).
 pub const FREE_POOL_SIZE: u32 = 2;
@@ -90,7 +90,12 @@ pub async fn daily_backups(state: &ApiState) {
         }
     };
     for app in apps {
-        for db in &app.databases {
+        // A stopped database's role may not log in: nothing to dump.
+        for db in app
+            .databases
+            .iter()
+            .filter(|d| d.state == DatabaseState::Available)
+        {
             let newest = db
                 .backups
                 .iter()
@@ -669,6 +674,12 @@ pub async fn create_backup(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Data<Value>>), ApiError> {
     let db = find(&access.app, &id)?.clone();
+    if db.state == DatabaseState::Stopped {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Database `{id}` is stopped: start it first (pg:start)."),
+        ));
+    }
     let backup = take_backup(&state, &access.app.name, &db, false).await?;
     crate::access::record(
         &state,
