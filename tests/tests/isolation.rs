@@ -37,7 +37,11 @@ fn a_replica_sees_only_its_own_apps_slug() {
     let app_b = format!("bob-{}", &p.instance[1..7]);
 
     // Each app keeps a warm builder of its own, on its own cache volume; B's holds nothing
-    // of A's. A read-me change of B's reuses B's own running slug.
+    // of A's. A read-me change of B's reuses B's own running slug. (A build's container
+    // becomes idle once its cache is copied out, which may end after the deploy.)
+    wait_for("both apps' idle builders", Duration::from_secs(60), || {
+        !p.warm_builders(&app_a).is_empty() && !p.warm_builders(&app_b).is_empty()
+    });
     let (builder_a, builder_b) = (p.warm_builders(&app_a), p.warm_builders(&app_b));
     assert!(
         !builder_a.is_empty() && !builder_b.is_empty() && builder_a != builder_b,
