@@ -191,3 +191,95 @@ fn sha256_of(file: &Path) -> String {
 }
 
 shared::runtime_contract!(make);
+
+/// A warm builder named after its build, running, whose build has ended: the push's own
+/// steps make it idle (a second at most after the slug is stored), so the reconciler
+/// leaves it to them while the push runs or the build ended just now, and removes it
+/// when its build ended long ago with no push left (a killed platform's).
+#[test]
+fn a_warm_builder_whose_build_just_ended_is_left_to_its_push() {
+    use shared::model::{Build, BuildFlags, BuildState};
+    use shared::ports::Store;
+    require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("ro")[..11].to_owned();
+    let guard = Instance {
+        name: name.clone(),
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    rt.block_on(async {
+        let store =
+            shared::embedded::SqliteStore::open(&dir.path().join("store.db")).expect("store");
+        let runtime = DockerRuntime::new(
+            shared::docker::connect().expect("the Docker engine"),
+            name.clone(),
+            dir.path().join("slugs"),
+            dir.path().join("ssh"),
+        );
+        let app = AppName::parse(&unique("wb")[..14]).expect("app name");
+        let holder = format!("platform-{name}/push-1");
+        store
+            .try_lock(
+                &shared::lock_keys::push_lock(&app),
+                &holder,
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .expect("push lock");
+        let long_ago = chrono::Utc::now() - chrono::Duration::minutes(10);
+        // (ended when, pushed by whom, kept?)
+        let cases = [
+            (chrono::Utc::now(), None, true),
+            (long_ago, Some(holder.clone()), true),
+            (long_ago, None, false),
+            (long_ago, Some(format!("platform-{name}/push-0")), false),
+        ];
+        let mut containers = Vec::new();
+        for (ended, pusher, kept) in cases {
+            let build = Build {
+                id: shared::domain::BuildId::random(),
+                app: app.clone(),
+                commit: "a".repeat(40),
+                branch: "master".into(),
+                flags: BuildFlags::default(),
+                state: BuildState::Uploaded,
+                failure: None,
+                slug: None,
+                created_at: ended,
+                updated_at: ended,
+                stack: None,
+                history: Vec::new(),
+                pusher,
+            };
+            store.create_build(&build).await.expect("build");
+            let container = format!("gx-build-{}", build.id.0);
+            docker(&[
+                "run",
+                "-d",
+                "--name",
+                &container,
+                "--label",
+                &format!("{LABEL_INSTANCE}={name}"),
+                "--label",
+                &format!("gigalixir.app={app}"),
+                "--label",
+                "gigalixir.warm-build=0123456789abcdef",
+                "--entrypoint",
+                "sleep",
+                "gigalixir-runner:trixie",
+                "600",
+            ]);
+            containers.push((container, kept));
+        }
+        let removed = runtime.remove_orphans(&store).await.expect("sweep");
+        for (container, kept) in &containers {
+            assert_eq!(
+                !removed.contains(container),
+                *kept,
+                "{container}: removed {removed:?}"
+            );
+        }
+    });
+    drop(guard);
+}

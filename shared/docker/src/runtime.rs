@@ -43,6 +43,10 @@ pub const LABEL_JOB: &str = "gigalixir.job";
 /// How old an ended job's container must be to be taken for one whose watcher died: the
 /// longest a job may run, and then some.
 const JOB_LEFT_AFTER_SECS: i64 = 3600 + 300;
+
+/// How long after its build ended a warm builder still named after that build is left to
+/// the push's steps, which make it idle (at most a second after the slug is stored).
+const WARM_SETTLE_SECS: i64 = 30;
 /// Where a replica sees its directory of [`DockerRuntime::hot_dir`].
 pub const HOT_MOUNT: &str = "/etc/gigalixir/hot";
 /// Processes a replica may have (a fork bomb stops there).
@@ -275,13 +279,31 @@ impl DockerRuntime {
                 !running && Utc::now().timestamp() - created > JOB_LEFT_AFTER_SECS
             } else if let Some(build) = build {
                 match store.build(&crate::domain::BuildId(build.clone())).await {
-                    Ok(b) => matches!(
-                        b.state,
-                        BuildState::Uploaded
-                            | BuildState::Released
-                            | BuildState::Deployed
-                            | BuildState::Failed
-                    ),
+                    Ok(b) => {
+                        let done = matches!(
+                            b.state,
+                            BuildState::Uploaded
+                                | BuildState::Released
+                                | BuildState::Deployed
+                                | BuildState::Failed
+                        );
+                        // A running warm builder whose build has ended is made idle by
+                        // the push's own steps: left to them while the push runs (its
+                        // receiver still holds the app's push lock) or ended just now.
+                        let settling = warm && running && done && {
+                            let recent =
+                                (Utc::now() - b.updated_at).num_seconds() < WARM_SETTLE_SECS;
+                            let pushing = match &b.pusher {
+                                Some(pusher) => store
+                                    .lock_state(&crate::lock_keys::push_lock(&app))
+                                    .await?
+                                    .is_some_and(|s| &s.holder == pusher),
+                                None => false,
+                            };
+                            recent || pushing
+                        };
+                        done && !settling
+                    }
                     Err(PortError::NotFound) => true,
                     Err(err) => return Err(err),
                 }
