@@ -167,14 +167,14 @@ fn a_cache_entry_that_does_not_match_its_seal_is_discarded() {
     let second = build(&src, &cache, 1 << 30);
     assert!(
         second.contains(&format!(
-            "Cache entry {entry} discarded: 1 file(s) do not match their sha256"
+            "Cache entry {entry} discarded: 1 file(s) changed since it was sealed"
         )),
         "{second}"
     );
     assert!(second.contains("==> greeter"), "{second}");
 
     // An entry whose build never finished (no seal) is not used either.
-    cache.sh(&format!("rm /c/elixir/{entry}/.sha256"));
+    cache.sh(&format!("rm /c/elixir/{entry}/.seal"));
     let third = build(&src, &cache, 1 << 30);
     assert!(
         third.contains(&format!(

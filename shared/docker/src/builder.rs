@@ -180,8 +180,10 @@ impl DockerBuilder {
     fn fingerprint(&self, spec: &BuildSpec, cache: &str) -> String {
         use sha2::Digest;
         let l = &spec.limits;
+        // (`emptied-when-idle`: builders left idle by a platform that emptied them only
+        // when it claimed them do not fit)
         let what = format!(
-            "{}|{cache}|{}|{}|{}|{}|{:?}",
+            "emptied-when-idle|{}|{cache}|{}|{}|{}|{}|{:?}",
             spec.stack.builder_image(),
             l.memory_bytes,
             l.nano_cpus,
@@ -299,11 +301,8 @@ impl DockerBuilder {
             })
     }
 
-    /// Streams the build's inputs into `/build` of the container `name`. Written to a local
-    /// file first: the inputs (a source of up to 1 GB, a cache seed of up to 2 GB) never sit
-    /// whole in memory.
-    async fn upload_inputs(&self, name: &str, spec: &BuildSpec) -> PortResult<()> {
-        let inputs = build_inputs(spec).await?;
+    /// Streams the build's inputs ([`build_inputs`]) into `/build` of the container `name`.
+    async fn upload_inputs(&self, name: &str, inputs: &tempfile::NamedTempFile) -> PortResult<()> {
         let file = tokio::fs::File::open(inputs.path())
             .await
             .map_err(PortError::unavailable)?;
@@ -340,7 +339,7 @@ impl DockerBuilder {
         let (spec, cache) = self.checked(spec, output).await?;
         let body = self.body(&spec, &cache, None);
         self.create_container(name, &spec, body).await?;
-        self.upload_inputs(name, &spec).await?;
+        self.upload_inputs(name, &build_inputs(&spec).await?).await?;
         self.start_container(name).await
     }
 
@@ -470,16 +469,11 @@ impl DockerBuilder {
     ) -> PortResult<BuildExit> {
         let (spec, cache) = self.checked(spec, &output).await?;
         let spec = &spec;
-        self.claim(spec, &cache, name).await?;
-        let reset = self
-            .exec_status(name, &["bash", "-c", &format!("{SWEEP} {WARM_RESET}")])
-            .await?;
-        if reset != 0 {
-            // not clean: a new builder instead
-            self.remove_container(name).await?;
-            self.claim(spec, &cache, name).await?;
-        }
-        self.upload_inputs(name, spec).await?;
+        // (an idle builder was swept and emptied when it became idle, a new one is empty;
+        // the inputs' archive is made meanwhile)
+        let (inputs, claimed) = tokio::join!(build_inputs(spec), self.claim(spec, &cache, name));
+        claimed?;
+        self.upload_inputs(name, &inputs?).await?;
         let over_disk = Arc::new(AtomicBool::new(false));
         let _watch = self
             .watch_disk(name, spec.limits.disk_bytes, over_disk.clone())
@@ -691,8 +685,9 @@ for _ in $(seq 100); do
 done
 [ -n "$server" ] || rm -rf /dev/shm/gigalixir-mix
 "#;
-/// Before each build in a warm builder, after [`SWEEP`]: the previous build's files but the
-/// cache (and the kept Mix's directory) go.
+/// When a warm builder's build is over and its outputs were read (`discard`), after
+/// [`SWEEP`] and before it idles: the build's files but the cache (and the kept Mix's
+/// directory) go, so the next build starts in an empty `/build` without waiting for it.
 const WARM_RESET: &str = "find /build /tmp /home/build /dev/shm /build/release -mindepth 1 \
      -maxdepth 1 ! -path /build/cache ! -path /build/release ! -path /dev/shm/gigalixir-mix \
      -exec rm -rf {} + && \
@@ -801,6 +796,8 @@ const PREVIOUS_SLUG: &str = "previous/slug.tgz";
 /// One tar for `/build`: `src/` from the source archive, `cache/` from a seed (a cache kept
 /// elsewhere, when this engine has none for the app; never for a clean build), `env/NAME`
 /// per config var, the running slug for a hot push; everything owned by the build user.
+/// Written to a local file: the inputs (a source of up to 1 GB, a cache seed of up to 2 GB)
+/// never sit whole in memory.
 async fn build_inputs(spec: &BuildSpec) -> PortResult<tempfile::NamedTempFile> {
     let source = spec.source.clone();
     let cache = if spec.clean { None } else { spec.cache.clone() };
@@ -989,10 +986,10 @@ impl Builder for DockerBuilder {
         // A warm builder whose build has ended waits for the app's next one; one whose
         // build still runs (a push that died, an app destroyed) goes with it.
         if is_warm(&info) && info.state.as_ref().and_then(|s| s.running) == Some(true) {
-            // (the sweep after the build may still be running: a second at most)
+            // (the sweep after the build may still be running: five seconds at most)
             let execs = info.exec_ids.unwrap_or_default();
             let mut busy = true;
-            for _ in 0..50 {
+            for _ in 0..250 {
                 busy = false;
                 for id in &execs {
                     if let Ok(exec) = self.docker.inspect_exec(id).await {
@@ -1009,7 +1006,16 @@ impl Builder for DockerBuilder {
                 .and_then(|c| c.labels)
                 .and_then(|l| l.get(LABEL_APP).cloned())
                 .unwrap_or_default();
-            if !busy {
+            // swept again and emptied: what an idle builder is (not kept when that fails)
+            let reset = format!("{SWEEP} {WARM_RESET}");
+            if !busy
+                && tokio::time::timeout(
+                    std::time::Duration::from_secs(60),
+                    self.exec_status(&name, &["bash", "-c", &reset]),
+                )
+                .await
+                .is_ok_and(|code| matches!(code, Ok(0)))
+            {
                 let idle = format!(
                     "gx-build-{}-{app}{IDLE_MARK}{}",
                     self.instance,
