@@ -122,7 +122,7 @@ impl Drop for Instance {
                 .unwrap_or_default()
         };
         for (list, remove) in [
-            (&["ps", "-aq"][..], &["rm", "-f"][..]),
+            (&["ps", "-aq"][..], &["rm", "-f", "-v"][..]),
             (&["network", "ls", "-q"][..], &["network", "rm"][..]),
         ] {
             let found = ids(list);
@@ -281,5 +281,95 @@ fn a_warm_builder_whose_build_just_ended_is_left_to_its_push() {
             );
         }
     });
+    drop(guard);
+}
+
+/// A finished build's slug is read straight from its volume, and what a build planted
+/// there is never followed out of it: a link in place of `out` or of the slug, or a FIFO,
+/// yields what the engine says of the build's own file (no host file's bytes), at once.
+#[test]
+fn a_builds_outputs_are_read_without_following_what_it_planted() {
+    use futures::StreamExt;
+    use shared::ports::builder::{BuildOutput, Builder};
+    require_images();
+    let name = unique("ro")[..11].to_owned();
+    let guard = Instance {
+        name: name.clone(),
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+    // host files a hostile build would like to read
+    let host = tempfile::tempdir().expect("tempdir");
+    let secret = format!("host-secret-{}", unique("m"));
+    std::fs::write(host.path().join("slug.tgz"), &secret).expect("secret");
+    let host_dir = host.path().display().to_string();
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let builder = shared::docker::DockerBuilder::new(
+        shared::docker::connect().expect("the Docker engine"),
+        name.clone(),
+    );
+    // (what the build's /build/out holds, what the slug read must be)
+    // (the image's /build holds an empty out/)
+    let cases = [
+        ("printf slug-bytes > out/slug.tgz", Some("slug-bytes")),
+        (&*format!("rmdir out && ln -s {host_dir} out"), None),
+        (&*format!("ln -s {host_dir}/slug.tgz out/slug.tgz"), None),
+        ("mkfifo out/slug.tgz", None),
+    ];
+    for (planted, expected) in cases {
+        let id = shared::domain::BuildId::random();
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("gx-build-{}", id.0),
+            "--label",
+            &format!("{LABEL_INSTANCE}={name}"),
+            "--mount",
+            "type=volume,target=/build",
+            "--user",
+            "build",
+            "--workdir",
+            "/build",
+            "--entrypoint",
+            "bash",
+            "gigalixir-builder:trixie",
+            "-c",
+            &format!("{planted} && sleep 600"),
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let read = rt.block_on(async {
+            let stream = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                builder.output(&id, BuildOutput::Slug),
+            )
+            .await
+            .expect("the read does not hang");
+            let Ok(mut stream) = stream else {
+                return Vec::new();
+            };
+            let mut all = Vec::new();
+            while let Ok(Some(Ok(chunk))) =
+                tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await
+            {
+                all.extend_from_slice(&chunk);
+            }
+            all
+        });
+        let text = String::from_utf8_lossy(&read);
+        assert!(!text.contains(&secret), "{planted}: a host file was read");
+        if let Some(expected) = expected {
+            let mut archive = tar::Archive::new(&read[..]);
+            let mut entry = archive
+                .entries()
+                .expect("a tar")
+                .next()
+                .expect("an entry")
+                .expect("readable");
+            assert_eq!(entry.path().expect("path").to_string_lossy(), "slug.tgz");
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut body).expect("body");
+            assert_eq!(body, expected);
+        }
+    }
     drop(guard);
 }
