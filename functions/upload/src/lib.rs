@@ -253,7 +253,7 @@ async fn store_slug(
     let (sha, size) = (spooled.sha256.clone(), spooled.size);
     let key = shared::blob_keys::slug(&sha);
     let file = tokio::fs::File::from_std(spooled.file.reopen().map_err(PortError::unavailable)?);
-    let body = tokio_util::io::ReaderStream::new(file)
+    let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
         .map_err(PortError::unavailable)
         .boxed();
     state.blobs.put_stream(&key, body).await?;

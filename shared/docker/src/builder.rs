@@ -402,7 +402,10 @@ impl DockerBuilder {
         // the file's bytes as the header says (a file that shrank meanwhile is an error),
         // padded to a block, then the two end blocks
         use tokio::io::AsyncReadExt;
-        let body = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file).take(size));
+        let body = tokio_util::io::ReaderStream::with_capacity(
+            tokio::fs::File::from_std(file).take(size),
+            1 << 20,
+        );
         let padding = (512 - size % 512) % 512;
         let body = body.map(|chunk| chunk.map_err(PortError::unavailable));
         let end = futures::stream::once(async move {
