@@ -45,7 +45,7 @@ pub const LABEL_JOB: &str = "gigalixir.job";
 const JOB_LEFT_AFTER_SECS: i64 = 3600 + 300;
 
 /// How long after its build ended a warm builder still named after that build is left to
-/// the push's steps, which make it idle (at most a second after the slug is stored).
+/// the push's steps, which sweep, empty and rename it once the slug is stored (seconds).
 const WARM_SETTLE_SECS: i64 = 30;
 /// Where a replica sees its directory of [`DockerRuntime::hot_dir`].
 pub const HOT_MOUNT: &str = "/etc/gigalixir/hot";
