@@ -187,6 +187,17 @@ impl Server {
         cmd
     }
 
+    /// Starts a command of [`Self::tool`] (`program` names it in the error).
+    fn spawn(
+        &self,
+        cmd: &mut tokio::process::Command,
+        program: &str,
+    ) -> PortResult<tokio::process::Child> {
+        cmd.spawn().map_err(|e| {
+            PortError::unavailable(format!("starting {}: {e}", self.program(program).display()))
+        })
+    }
+
     /// Statements one at a time (DROP and ALTER DATABASE run outside any transaction).
     async fn each(client: &Client, statements: &[String], what: &str) -> PortResult<()> {
         for statement in statements {
@@ -470,16 +481,10 @@ impl Databases for Server {
 
     async fn dump(&self, name: &str, password: &Secret) -> PortResult<ByteStream> {
         check(name)?;
-        let mut child = self
-            .tool("pg_dump", name, password)
-            .arg("--format=custom")
-            .spawn()
-            .map_err(|e| {
-                PortError::unavailable(format!(
-                    "starting {}: {e}",
-                    self.program("pg_dump").display()
-                ))
-            })?;
+        let mut child = self.spawn(
+            self.tool("pg_dump", name, password).arg("--format=custom"),
+            "pg_dump",
+        )?;
         let stdout = child
             .stdout
             .take()
@@ -545,19 +550,14 @@ impl Databases for Server {
         made?;
         opened?;
         let loaded = async {
-            let mut child = self
-                .tool("pg_restore", name, password)
-                .arg("--no-owner")
-                .arg("--exit-on-error")
-                .arg("--single-transaction")
-                .stdin(Stdio::piped())
-                .spawn()
-                .map_err(|e| {
-                    PortError::unavailable(format!(
-                        "starting {}: {e}",
-                        self.program("pg_restore").display()
-                    ))
-                })?;
+            let mut child = self.spawn(
+                self.tool("pg_restore", name, password)
+                    .arg("--no-owner")
+                    .arg("--exit-on-error")
+                    .arg("--single-transaction")
+                    .stdin(Stdio::piped()),
+                "pg_restore",
+            )?;
             let mut stdin = child.stdin.take().ok_or_else(|| {
                 PortError::unavailable("pg_restore has no input pipe".to_string())
             })?;
