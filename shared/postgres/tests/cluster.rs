@@ -26,6 +26,21 @@ impl Drop for Stopper {
     }
 }
 
+/// A cluster of its own in a new directory, from `port` on: bind the three in this order,
+/// so the cluster stops before its directory goes.
+async fn started(port: u16) -> (tempfile::TempDir, Stopper, gigalixir_postgres::Server) {
+    assert!(
+        debian_bin_dir().is_some(),
+        "PostgreSQL's server is not installed: run scripts/test (it installs `postgresql`)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = Stopper(dir.path().to_owned());
+    let server = cluster::start(options(dir.path(), port))
+        .await
+        .expect("cluster starts");
+    (dir, stop, server)
+}
+
 fn options(dir: &std::path::Path, port: u16) -> Options {
     Options {
         data_dir: dir.to_owned(),
@@ -100,15 +115,7 @@ fn spec(connections: u32) -> DatabaseSpec {
 
 #[tokio::test]
 async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
-    assert!(
-        debian_bin_dir().is_some(),
-        "PostgreSQL's server is not installed: run scripts/test (it installs `postgresql`)"
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let _stop = Stopper(dir.path().to_owned());
-    let server = cluster::start(options(dir.path(), 54370))
-        .await
-        .expect("cluster starts");
+    let (dir, _stop, server) = started(54370).await;
     let endpoint = server.endpoint().await.expect("endpoint");
     let port = endpoint.port;
     assert!((54370..54470).contains(&port), "{port}");
@@ -256,15 +263,7 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
 /// made again (a retry), dumped, restored and dropped all the same.
 #[tokio::test]
 async fn an_admin_without_superuser_rights_manages_databases_through_a_url() {
-    assert!(
-        debian_bin_dir().is_some(),
-        "PostgreSQL's server is not installed: run scripts/test (it installs `postgresql`)"
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let _stop = Stopper(dir.path().to_owned());
-    let cluster = cluster::start(options(dir.path(), 54400))
-        .await
-        .expect("cluster starts");
+    let (dir, _stop, cluster) = started(54400).await;
     let port = cluster.endpoint().await.expect("endpoint").port;
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("postgres.json")).expect("state"),
@@ -343,15 +342,7 @@ async fn an_admin_without_superuser_rights_manages_databases_through_a_url() {
 /// the server promises no more connections than it has.
 #[tokio::test]
 async fn a_restore_runs_its_owners_code_with_the_owners_rights_only() {
-    assert!(
-        debian_bin_dir().is_some(),
-        "PostgreSQL's server is not installed: run scripts/test (it installs `postgresql`)"
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let _stop = Stopper(dir.path().to_owned());
-    let server = cluster::start(options(dir.path(), 54430))
-        .await
-        .expect("cluster starts");
+    let (_dir, _stop, server) = started(54430).await;
     let port = server.endpoint().await.expect("endpoint").port;
     let (a, b) = (spec(5), spec(5));
     server.create(&a).await.expect("a");
