@@ -52,6 +52,15 @@ fn options(dir: &std::path::Path, port: u16) -> Options {
     }
 }
 
+/// How many rows `table` holds.
+async fn count(client: &tokio_postgres::Client, table: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("counting {table}: {e}"))
+        .get(0)
+}
+
 async fn connect(
     port: u16,
     user: &str,
@@ -226,12 +235,7 @@ async fn databases_are_isolated_limited_dumped_and_restored_on_a_real_server() {
     let client_a = connect(port, &a.name, &a.password, &a.name)
         .await
         .expect("a after a failed restore");
-    let still: i64 = client_a
-        .query_one("SELECT count(*) FROM notes", &[])
-        .await
-        .expect("still there")
-        .get(0);
-    assert_eq!(still, 1);
+    assert_eq!(count(&client_a, "notes").await, 1);
 
     // Stopped: no login, sessions ended; started again.
     server.set_login(&a.name, false).await.expect("stop");
@@ -325,12 +329,7 @@ async fn an_admin_without_superuser_rights_manages_databases_through_a_url() {
     let client = connect(port, &a.name, &a.password, &a.name)
         .await
         .expect("a");
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(count(&client, "t").await, 1);
     drop(client);
     server.destroy(&a.name).await.expect("dropped");
     assert!(connect(port, &a.name, &a.password, &a.name).await.is_err());
@@ -381,12 +380,7 @@ async fn a_restore_runs_its_owners_code_with_the_owners_rights_only() {
         .expect("rolsuper")
         .get(0);
     assert!(!superuser, "the restore made the owner a superuser");
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .expect("restored")
-        .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(count(&client, "t").await, 1);
     drop(client);
     // b goes, whatever a granted it.
     server.destroy(&b.name).await.expect("b destroyed");
