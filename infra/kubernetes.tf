@@ -157,23 +157,41 @@ resource "kubernetes_cluster_role_binding_v1" "deploy" {
   }
 }
 
-# --- api: looks at the apps (ps, logs, ps:ssh), changes nothing ---------------------------
+# --- api: looks at the apps (ps, logs, ps:ssh), kills a pod (ps:kill), runs jobs (run) ---
 
 resource "kubernetes_cluster_role_v1" "api" {
   metadata {
     name = "gigalixir-api"
   }
 
-  # What KubeRuntime's replicas, logs and SSH address read, nothing more.
+  # What KubeRuntime's replicas, logs and SSH address read; ps:kill deletes one web pod
+  # (its Deployment starts another); nothing else of an app's objects changes.
   rule {
     api_groups = [""]
-    resources  = ["pods", "services"]
+    resources  = ["pods"]
+    verbs      = ["get", "list", "delete"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["services"]
     verbs      = ["get", "list"]
   }
   rule {
     api_groups = [""]
     resources  = ["pods/log"]
     verbs      = ["get"]
+  }
+  # The web Deployment: which release its pods run, and the pod template a job copies.
+  rule {
+    api_groups = ["apps"]
+    resources  = ["deployments"]
+    verbs      = ["get"]
+  }
+  # run: a one-off Job of that template; listed while it runs (ps); gone at its deadline.
+  rule {
+    api_groups = ["batch"]
+    resources  = ["jobs"]
+    verbs      = ["get", "list", "create", "delete"]
   }
 }
 

@@ -266,7 +266,8 @@ locals {
   # unset; a { secret, version } value is read from Secret Manager (cloudrun.tf).
   function_env = {
     # DOMAIN: a custom domain's CNAME target is APP.DOMAIN; the platform's own host is no
-    # app's custom domain. RUNTIME: ps, logs and ps:ssh look at the cluster (read-only RBAC).
+    # app's custom domain. RUNTIME: ps, logs and ps:ssh look at the cluster; ps:kill and run
+    # delete a pod and create a Job (kubernetes.tf's api ClusterRole).
     api = {
       GIGALIXIR_STORE            = "firestore://${var.project_id}"
       GIGALIXIR_BUS              = "pubsub://${var.project_id}"

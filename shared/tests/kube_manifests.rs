@@ -564,3 +564,36 @@ fn custom_domains_match_their_snapshot() {
         "{secret}"
     );
 }
+
+#[test]
+fn a_one_off_job_matches_its_snapshot() {
+    use shared::kube_runtime::render::one_off_job;
+    let objects = rendered(http_three_replicas());
+    let ns = objects.namespace.metadata.name.clone().expect("namespace");
+    let (spec, _) = http_three_replicas();
+    let job = one_off_job(
+        &spec,
+        &ns,
+        &objects.deployment,
+        "run-v7-0a1b2c",
+        "mix run priv/repo/seeds.exs",
+        std::time::Duration::from_secs(300),
+    );
+    let yaml = serde_saphyr::to_string(&job).expect("yaml");
+    let path = snapshot_path("one-off-job");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &yaml).expect("write snapshot");
+    }
+    let stored = std::fs::read_to_string(&path).expect("tests/data/kube/one-off-job.yaml");
+    assert_eq!(stored, yaml, "re-render with UPDATE_SNAPSHOTS=1");
+    let pod = job.spec.expect("spec").template;
+    let labels = pod.metadata.expect("meta").labels.expect("labels");
+    assert!(!labels.contains_key("gigalixir.app"), "{labels:?}");
+    let container = &pod.spec.expect("pod").containers[0];
+    assert!(container.ports.is_none() && container.readiness_probe.is_none());
+    assert!(!container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.name == "ssh-keys"));
+}

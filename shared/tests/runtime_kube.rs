@@ -33,6 +33,9 @@ struct Cluster {
     /// The annotation keys each field manager last applied, per object: an apply without a
     /// key its manager applied before removes it, as server-side apply does.
     annotations_of: BTreeMap<(String, String, String), Vec<String>>,
+    /// How many times each web pod (by its first name) was deleted: its Deployment's
+    /// replacement gets a new name.
+    killed: BTreeMap<String, u32>,
 }
 
 /// A parsed request path.
@@ -84,10 +87,13 @@ fn labels_match(object: &Value, selector: Option<&String>) -> bool {
     let Some(selector) = selector else {
         return true;
     };
-    selector.split(',').filter(|s| !s.is_empty()).all(|pair| {
-        let (k, v) = pair.split_once('=').expect("k=v selector");
-        object["metadata"]["labels"][k].as_str() == Some(v)
-    })
+    selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .all(|pair| match pair.split_once('=') {
+            Some((k, v)) => object["metadata"]["labels"][k].as_str() == Some(v),
+            None => object["metadata"]["labels"][pair].is_string(),
+        })
 }
 
 fn status(code: u16, reason: &str) -> (u16, Value) {
@@ -144,9 +150,14 @@ impl Cluster {
                     json!({"name": "web", "image": "runner", "imageID": "", "ready": true, "restartCount": 0,
                            "state": {"running": {"startedAt": "2026-12-01T10:00:02Z"}}})
                 };
+                let first = format!("web-v{release}-{i}");
+                let name = match self.killed.get(&format!("{ns}/{first}")) {
+                    Some(n) => format!("{first}-r{n}"),
+                    None => first,
+                };
                 pods.push(json!({
                     "apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": format!("web-v{release}-{i}"), "namespace": ns,
+                    "metadata": {"name": name, "namespace": ns,
                                  "labels": template["metadata"]["labels"].clone(),
                                  "creationTimestamp": format!("2026-12-01T10:00:0{i}Z")},
                     "status": {"phase": "Running", "podIP": format!("10.8.0.{}", i + 1),
@@ -158,6 +169,10 @@ impl Cluster {
         }
         for job in self.collection(&format!("/apis/batch/v1/namespaces/{ns}/jobs")) {
             let template = &job["spec"]["template"];
+            if let Some(command) = one_off_command(job) {
+                pods.push(one_off_pod(ns, job, &command));
+                continue;
+            }
             let (slug, _) = env_of(self, ns, template);
             let code = if slug.contains("failing-phase") { 3 } else { 0 };
             pods.push(json!({
@@ -180,6 +195,12 @@ impl Cluster {
         let Some(found) = pods.iter().find(|p| p["metadata"]["name"] == pod) else {
             return String::new();
         };
+        if let Some(job) = found["metadata"]["labels"]["job-name"].as_str() {
+            let job = &self.objects[&format!("/apis/batch/v1/namespaces/{ns}/jobs")][job];
+            let command = one_off_command(job).unwrap_or_default();
+            let (_, greeting) = env_of(self, ns, &job["spec"]["template"]);
+            return format!("gigalixir-run: running sh -c {command}\nsaid {greeting}\n");
+        }
         if found["metadata"]["labels"]["gigalixir.release-phase"].is_string() {
             let job = pod.trim_end_matches("-x");
             let template = &self.objects[&format!("/apis/batch/v1/namespaces/{ns}/jobs")][job]
@@ -214,6 +235,13 @@ impl Cluster {
     }
 
     fn job_status(&self, ns: &str, job: &Value) -> Value {
+        if let Some(command) = one_off_command(job) {
+            return match one_off_pod(ns, job, &command)["status"]["phase"].as_str() {
+                Some("Running") => json!({"active": 1}),
+                Some("Succeeded") => json!({"succeeded": 1}),
+                _ => json!({"failed": 1}),
+            };
+        }
         let (slug, _) = env_of(self, ns, &job["spec"]["template"]);
         if slug.contains("failing-phase") {
             json!({"failed": 1, "conditions": [
@@ -251,6 +279,12 @@ impl Cluster {
                 let items: Vec<Value> = items
                     .into_iter()
                     .filter(|o| labels_match(o, query.get("labelSelector")))
+                    .map(|mut o| {
+                        if t.collection.ends_with("/jobs") {
+                            o["status"] = self.job_status(&ns, &o);
+                        }
+                        o
+                    })
                     .collect();
                 (
                     200,
@@ -313,6 +347,33 @@ impl Cluster {
                 }
                 (200, stored.clone())
             }
+            ("POST", None, None) => {
+                let name = body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let collection = self.objects.entry(t.collection.clone()).or_default();
+                if collection.contains_key(&name) {
+                    return status(409, "AlreadyExists");
+                }
+                let mut stored = body.clone();
+                stored["metadata"]["creationTimestamp"] = json!("2026-12-01T10:00:05Z");
+                collection.insert(name, stored.clone());
+                (201, stored)
+            }
+            ("DELETE", Some(name), None) if is_pods => {
+                // A web pod goes; its Deployment starts another under a new name.
+                if !self
+                    .pods(&ns)
+                    .iter()
+                    .any(|p| p["metadata"]["name"] == **name)
+                {
+                    return status(404, "NotFound");
+                }
+                let first = name.split("-r").next().unwrap_or(name).to_owned();
+                *self.killed.entry(format!("{ns}/{first}")).or_default() += 1;
+                status(200, "Deleted")
+            }
             ("DELETE", Some(name), None) => {
                 if t.collection == "/api/v1/namespaces" {
                     let inside = format!("/namespaces/{name}/");
@@ -338,6 +399,47 @@ impl Cluster {
             _ => status(405, "MethodNotAllowed"),
         }
     }
+}
+
+/// The shell command line of a one-off Job (`run`), `None` for a release phase.
+fn one_off_command(job: &Value) -> Option<String> {
+    job["spec"]["template"]["metadata"]["labels"]["gigalixir.job"].as_str()?;
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array()?;
+    Some(args.last()?.as_str()?.to_owned())
+}
+
+/// The pod of a one-off Job, as its command would end: `exit N` with N, `serve` runs
+/// on, `sleep` outlives its deadline (the Job kills it); the rest succeed.
+fn one_off_pod(ns: &str, job: &Value, command: &str) -> Value {
+    let name = job["metadata"]["name"].as_str().unwrap_or("job");
+    let mut labels = job["spec"]["template"]["metadata"]["labels"].clone();
+    labels["job-name"] = json!(name);
+    let (phase, state) = if command.contains("serve") {
+        (
+            "Running",
+            json!({"running": {"startedAt": "2026-12-01T10:00:06Z"}}),
+        )
+    } else if command.contains("sleep") {
+        ("Failed", json!({}))
+    } else {
+        let code = command
+            .split("exit ")
+            .nth(1)
+            .and_then(|c| c.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        (
+            if code == 0 { "Succeeded" } else { "Failed" },
+            json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}),
+        )
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{name}-x"), "namespace": ns, "labels": labels,
+                     "creationTimestamp": "2026-12-01T10:00:05Z"},
+        "status": {"phase": phase, "reason": if command.contains("sleep") { "DeadlineExceeded" } else { "" },
+                   "containerStatuses": [{"name": "web", "image": "runner", "imageID": "",
+                       "ready": false, "restartCount": 0, "state": state}]}
+    })
 }
 
 fn fake_cluster() -> Client {
@@ -697,4 +799,149 @@ async fn a_release_of_the_same_slug_and_config_is_adopted_by_the_running_pods() 
         .runs(app, shared::domain::ReleaseVersion(2))
         .await
         .expect("runs"));
+}
+
+/// The events of a one-off job to its end: its lines, its exit code.
+async fn ended(job: shared::ports::runtime::JobRun) -> (Vec<String>, i64) {
+    use futures::StreamExt;
+    use shared::ports::runtime::JobEvent;
+    let events: Vec<JobEvent> = tokio::time::timeout(Duration::from_secs(30), job.events.collect())
+        .await
+        .expect("the job's events end");
+    let mut lines = Vec::new();
+    let mut code = None;
+    for event in events {
+        match event {
+            JobEvent::Line(line) => lines.push(line),
+            JobEvent::Exited(c) => code = Some(c),
+        }
+    }
+    (lines, code.expect("an exit code"))
+}
+
+#[tokio::test]
+async fn one_off_jobs_run_as_jobs_of_the_web_template_and_ps_kill_deletes_one_pod() {
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    let client = fake_api({
+        let cluster = cluster.clone();
+        move |call| {
+            (cluster.lock().expect("cluster")).answer(
+                &call.method,
+                &call.path,
+                &call.query,
+                &call.body,
+            )
+        }
+    });
+    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
+    let s = Subject {
+        runtime: Arc::new(runtime),
+        app: AppName::parse(&unique("jobs")[..14]).expect("app name"),
+        slugs: Slugs {
+            serving: slug("serving", &["web"]),
+            failing_phase: slug("failing-phase", &["web"]),
+            crashing: slug("crashing", &["web"]),
+        },
+    };
+    let (rt, app) = (&s.runtime, &s.app);
+    let ns = format!("app-{app}");
+    let serving = slug("serving", &["web"]);
+    let v1 = spec(&s, 1, &serving, 2);
+    let limit = Duration::from_secs(300);
+
+    // Nothing runs yet: nothing to run a job with.
+    assert!(matches!(
+        rt.run_job(&v1, "true", limit).await.map(|j| j.name),
+        Err(shared::PortError::NotFound)
+    ));
+    assert_eq!(
+        rt.deploy(&v1).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+
+    // Its output and code, in a Job of the web pod's template.
+    let job = rt.run_job(&v1, "echo hi", limit).await.expect("run");
+    let name = job.name.clone();
+    let (lines, code) = ended(job).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        lines.contains(&format!("said {}", shared::contract::runtime::GREETING)),
+        "{lines:?}"
+    );
+    let stored = cluster.lock().expect("cluster").objects
+        [&format!("/apis/batch/v1/namespaces/{ns}/jobs")][&name]
+        .clone();
+    let pod = &stored["spec"]["template"];
+    assert_eq!(
+        pod["spec"]["containers"][0]["args"],
+        json!(["timeout", "-s", "KILL", "300", "sh", "-c", "echo hi"])
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"],
+        "env-v1"
+    );
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    assert!(pod["spec"]["containers"][0]["readinessProbe"].is_null());
+    assert!(
+        pod["metadata"]["labels"]["gigalixir.app"].is_null(),
+        "no traffic, no node"
+    );
+    assert!(stored["metadata"]["labels"]["app.kubernetes.io/managed-by"].is_null());
+    assert_eq!(stored["spec"]["backoffLimit"], 0);
+    assert_eq!(stored["spec"]["activeDeadlineSeconds"], 420);
+
+    let (_, code) = ended(rt.run_job(&v1, "exit 3", limit).await.expect("run")).await;
+    assert_eq!(code, 3);
+    let (_, code) = ended(rt.run_job(&v1, "sleep 999", limit).await.expect("run")).await;
+    assert_eq!(code, 137, "killed at its deadline");
+
+    // One that runs is listed, and a deploy leaves it running.
+    let running = rt.run_job(&v1, "serve", limit).await.expect("run").name;
+    let listed = |jobs: Vec<shared::ports::runtime::JobInfo>| {
+        jobs.into_iter()
+            .map(|j| (j.name, j.version))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(rt.jobs(app).await.expect("jobs")),
+        [(running.clone(), 1)]
+    );
+    let v2 = spec(&s, 2, &serving, 2);
+    assert_eq!(
+        rt.deploy(&v2).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+    assert_eq!(
+        listed(rt.jobs(app).await.expect("jobs")),
+        [(running.clone(), 1)]
+    );
+
+    // ps:kill: one web pod goes and another takes its place; nothing else is reachable.
+    let names = || async {
+        let mut n: Vec<String> = rt
+            .replicas(app)
+            .await
+            .expect("replicas")
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names().await, ["web-v2-0", "web-v2-1"]);
+    rt.kill(app, "web-v2-0").await.expect("kill");
+    assert_eq!(names().await, ["web-v2-0-r1", "web-v2-1"]);
+    let other = AppName::parse(&unique("other")[..14]).expect("app name");
+    for (whose, pod) in [
+        (app, "web-v2-0"),
+        (app, &format!("{running}-x")),
+        (app, "nope"),
+        (&other, "web-v2-1"),
+    ] {
+        assert!(
+            matches!(rt.kill(whose, pod).await, Err(shared::PortError::NotFound)),
+            "{whose} {pod}"
+        );
+    }
+    assert_eq!(names().await, ["web-v2-0-r1", "web-v2-1"]);
 }

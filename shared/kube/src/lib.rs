@@ -76,6 +76,8 @@ pub const LABEL_APP: &str = "gigalixir.app";
 pub const LABEL_RELEASE: &str = "gigalixir.release";
 /// Label of the pod of a release phase (its value: the release).
 pub const LABEL_RELEASE_PHASE: &str = "gigalixir.release-phase";
+/// Label of a one-off job (`run`), on its Job and its pod (its value: the release it runs).
+pub const LABEL_JOB: &str = "gigalixir.job";
 /// How long a release phase may run.
 pub const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Label marking what the platform manages (and may prune).

@@ -32,8 +32,8 @@ use serde::Serialize;
 
 use super::{
     namespace_of, KubeSettings, SshExposure, ANNOTATION_CLUSTER_ISSUER, DOMAINS, EPMD_PORT,
-    LABEL_APP, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_RELEASE_PHASE, LIBCLUSTER, MANAGED_BY,
-    RELEASE_PHASE_TIMEOUT, RUNNER_SSH_PORT, SSH_KEYS, SSH_SERVICE, WEB,
+    LABEL_APP, LABEL_JOB, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_RELEASE_PHASE, LIBCLUSTER,
+    MANAGED_BY, RELEASE_PHASE_TIMEOUT, RUNNER_SSH_PORT, SSH_KEYS, SSH_SERVICE, WEB,
 };
 use crate::domain::{AppName, Fqdn};
 use crate::ports::runtime::{ReleaseSpec, APP_PORT};
@@ -542,10 +542,9 @@ pub fn release_phase_selector(version: u32) -> String {
     format!("{LABEL_RELEASE_PHASE}={version}")
 }
 
-/// The release phase: the web pod's environment and image, the runner's `release-phase`
-/// command, one attempt. Its pod has no app label, so no Service sends it traffic and
-/// libcluster does not take it for a node.
-pub fn release_phase_job(spec: &ReleaseSpec, ns: &str, web: &Deployment) -> Job {
+/// The web pod's template as a one-off pod runs it: the same image, environment,
+/// confinement and slug, with `args`, no probes, ports or SSH keys, never restarted.
+fn one_off_pod(web: &Deployment, args: Vec<String>) -> PodSpec {
     let mut pod = web
         .spec
         .as_ref()
@@ -556,7 +555,7 @@ pub fn release_phase_job(spec: &ReleaseSpec, ns: &str, web: &Deployment) -> Job 
         .volumes
         .map(|v| v.into_iter().filter(|v| v.name != SSH_KEYS).collect());
     for c in &mut pod.containers {
-        c.args = Some(vec!["release-phase".into()]);
+        c.args = Some(args.clone());
         c.readiness_probe = None;
         c.lifecycle = None;
         c.ports = None;
@@ -565,6 +564,13 @@ pub fn release_phase_job(spec: &ReleaseSpec, ns: &str, web: &Deployment) -> Job 
             .take()
             .map(|m| m.into_iter().filter(|m| m.name != SSH_KEYS).collect());
     }
+    pod
+}
+
+/// The release phase: the web pod's environment and image, the runner's `release-phase`
+/// command, one attempt. Its pod has no app label, so no Service sends it traffic and
+/// libcluster does not take it for a node.
+pub fn release_phase_job(spec: &ReleaseSpec, ns: &str, web: &Deployment) -> Job {
     let version = spec.version.0;
     Job {
         metadata: meta(&release_phase_name(version), ns, &spec.app),
@@ -577,7 +583,67 @@ pub fn release_phase_job(spec: &ReleaseSpec, ns: &str, web: &Deployment) -> Job 
                     labels: Some([(LABEL_RELEASE_PHASE.to_owned(), version.to_string())].into()),
                     ..Default::default()
                 }),
-                spec: Some(pod),
+                spec: Some(one_off_pod(web, vec!["release-phase".into()])),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// How long past its own time limit a one-off job's pod may live: its start (the image,
+/// the slug's download) counts against the Job's deadline, not against the command's.
+pub const JOB_START_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A one-off job (`run`) named `name`: the running web pod's template with `command` as a
+/// shell command line, killed at `limit` by `timeout` inside the pod and by the Job's
+/// deadline outside it, one attempt, gone an hour after it ends. Neither the Job nor its
+/// pod carries the managed-by label, so a deploy's pruning leaves a running job alone;
+/// its pod has no app label, so no Service sends it traffic and libcluster does not take
+/// it for a node.
+pub fn one_off_job(
+    spec: &ReleaseSpec,
+    ns: &str,
+    web: &Deployment,
+    name: &str,
+    command: &str,
+    limit: std::time::Duration,
+) -> Job {
+    let version = spec.version.0.to_string();
+    let args = [
+        "timeout",
+        "-s",
+        "KILL",
+        &limit.as_secs().max(1).to_string(),
+        "sh",
+        "-c",
+        command,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(ns.to_owned()),
+            labels: Some(
+                [
+                    (LABEL_APP.to_owned(), spec.app.to_string()),
+                    (LABEL_JOB.to_owned(), version.clone()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(seconds(limit + JOB_START_ALLOWANCE)),
+            ttl_seconds_after_finished: Some(3600),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some([(LABEL_JOB.to_owned(), version)].into()),
+                    ..Default::default()
+                }),
+                spec: Some(one_off_pod(web, args)),
             },
             ..Default::default()
         }),

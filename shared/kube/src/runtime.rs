@@ -24,12 +24,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::render::{
-    app_selector, namespace_object, release_phase_job, release_phase_selector, release_selector,
-    render, render_domains, restart_patch, ssh_keys_object, upgrading_patch, AppObjects,
+    app_selector, namespace_object, one_off_job, release_phase_job, release_phase_selector,
+    release_selector, render, render_domains, restart_patch, ssh_keys_object, upgrading_patch,
+    AppObjects, JOB_START_ALLOWANCE,
 };
 use super::{
     namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, ANNOTATION_TEMPLATE,
-    ANNOTATION_UPGRADING, DOMAINS, DOMAINS_MANAGER, FIELD_MANAGER, HOT_UPGRADE_MANAGER,
+    ANNOTATION_UPGRADING, DOMAINS, DOMAINS_MANAGER, FIELD_MANAGER, HOT_UPGRADE_MANAGER, LABEL_JOB,
     LABEL_RELEASE, LIBCLUSTER, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER,
     SSH_SERVICE, WEB,
 };
@@ -37,8 +38,8 @@ use crate::domain::{AppName, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::lines::LineSplitter;
 use crate::ports::runtime::{
-    DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, ReplicaState, Runtime, APP_PORT,
-    HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
+    DeployOutcome, HotOutcome, JobEvent, JobInfo, JobRun, PhaseOutcome, ReleaseSpec, Replica,
+    ReplicaState, Runtime, APP_PORT, HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
 };
 
 /// How many log lines a failed deploy reports.
@@ -495,7 +496,7 @@ impl KubeRuntime {
 
     /// Runs the release phase's Job to its end: its output, or its failure with its last
     /// lines.
-    async fn run_job(&self, ns: &str, job: &Job) -> PortResult<PhaseOutcome> {
+    async fn run_phase_job(&self, ns: &str, job: &Job) -> PortResult<PhaseOutcome> {
         let jobs: Api<Job> = self.api(ns);
         self.apply(&jobs, job, FIELD_MANAGER).await?;
         let name = job.metadata.name.clone().unwrap_or_default();
@@ -742,6 +743,120 @@ fn not_ready(spec: &ReleaseSpec) -> String {
     }
 }
 
+/// The label selector of a one-off Job's pod (the Job controller's own label).
+fn job_pod_selector(job: &str) -> String {
+    format!("job-name={job}")
+}
+
+/// How a one-off job's pod ended: its container's exit code; 137 when it was killed (its
+/// time limit, inside or by the Job's deadline).
+fn job_exit(pod: &Pod) -> Option<i64> {
+    let status = pod.status.as_ref()?;
+    let terminated = status
+        .container_statuses
+        .as_ref()
+        .and_then(|c| c.iter().find(|c| c.name == WEB))
+        .and_then(|c| c.state.as_ref()?.terminated.clone());
+    match (terminated, status.phase.as_deref()) {
+        (Some(t), _) => Some(t.exit_code.into()),
+        // Failed with no container state: the deadline took it before or while it ran.
+        (None, Some("Failed")) => Some(137),
+        (None, Some("Succeeded")) => Some(0),
+        _ => None,
+    }
+}
+
+/// Whether a one-off job's pod has started its container (or already ended).
+fn job_started(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Running" | "Succeeded" | "Failed")
+    )
+}
+
+impl KubeRuntime {
+    /// Follows one-off job `job` in `ns`: its pod's output as it comes, then its exit code;
+    /// at `deadline` (the command's limit and the start allowance, a backstop for a
+    /// cluster that never runs it) the Job goes and the code is 137.
+    async fn follow_job(
+        &self,
+        ns: &str,
+        job: &str,
+        deadline: tokio::time::Instant,
+        tx: tokio::sync::mpsc::UnboundedSender<JobEvent>,
+    ) {
+        let pods: Api<Pod> = self.api(ns);
+        let selector = job_pod_selector(job);
+        let find = || async {
+            pods.list(&ListParams::default().labels(&selector))
+                .await
+                .ok()
+                .and_then(|l| l.items.into_iter().next())
+        };
+        // Its pod, once it runs.
+        let mut said_waiting = false;
+        let pod = loop {
+            match find().await {
+                Some(p) if job_started(&p) => break Some(p),
+                Some(p) => {
+                    if let (Some(why), false) = (unschedulable(&p), said_waiting) {
+                        let _ = tx.send(JobEvent::Line(format!(
+                            "gigalixir: the job waits for room in the cluster: {why}"
+                        )));
+                        said_waiting = true;
+                    }
+                }
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break None;
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        };
+        let code = match pod {
+            None => {
+                let _ = tx.send(JobEvent::Line(
+                    "gigalixir: the job did not start before its time limit".into(),
+                ));
+                137
+            }
+            Some(pod) => {
+                let name = pod.name_any();
+                let params = LogParams {
+                    container: Some(WEB.into()),
+                    follow: true,
+                    ..Default::default()
+                };
+                if let Ok(reader) = pods.log_stream(&name, &params).await {
+                    let mut lines = reader.lines();
+                    let _ = tokio::time::timeout_at(deadline, async {
+                        while let Some(Ok(line)) = lines.next().await {
+                            let _ = tx.send(JobEvent::Line(line));
+                        }
+                    })
+                    .await;
+                }
+                // Its end, as the pod's status says it.
+                loop {
+                    let now = pods.get_opt(&name).await.ok().flatten();
+                    match now.as_ref().map(job_exit) {
+                        Some(Some(code)) => break code,
+                        // The pod is gone (the Job's deadline, or someone removed it).
+                        None => break 137,
+                        Some(None) if tokio::time::Instant::now() >= deadline => break 137,
+                        Some(None) => tokio::time::sleep(self.settings.poll_interval).await,
+                    }
+                }
+            }
+        };
+        if tokio::time::Instant::now() >= deadline {
+            let jobs: Api<Job> = self.api(ns);
+            let _ = jobs.delete(job, &DeleteParams::background()).await;
+        }
+        let _ = tx.send(JobEvent::Exited(code));
+    }
+}
+
 impl KubeRuntime {
     /// Makes `spec` the release the pods of `current` run, as they are: their template
     /// stays (no pod restarts); the Secret it names gets `spec`'s environment and slug, so
@@ -782,7 +897,7 @@ impl Runtime for KubeRuntime {
         let objects = render(spec, &self.settings, &url);
         self.apply_all(&ns, &objects).await?;
         let job = release_phase_job(spec, &ns, &objects.deployment);
-        self.run_job(&ns, &job).await
+        self.run_phase_job(&ns, &job).await
     }
 
     async fn runs(&self, app: &AppName, version: ReleaseVersion) -> PortResult<bool> {
@@ -1016,6 +1131,114 @@ impl Runtime for KubeRuntime {
                 Err(err) => Err(err),
             },
         }
+    }
+
+    /// A Job of the web pod's template running `command` (see [`one_off_job`]); its
+    /// output and exit code are followed from its pod.
+    #[tracing::instrument(skip_all, fields(app = %spec.app, version = %spec.version))]
+    async fn run_job(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        limit: std::time::Duration,
+    ) -> PortResult<JobRun> {
+        let ns = namespace_of(&self.settings, &spec.app);
+        let Some(web) = self.web_deployment(&ns).await? else {
+            return Err(PortError::NotFound);
+        };
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        let name = format!("run-v{}-{suffix}", spec.version.0);
+        let job = one_off_job(spec, &ns, &web, &name, command, limit);
+        self.api::<Job>(&ns)
+            .create(&kube::api::PostParams::default(), &job)
+            .await
+            .map_err(map_err)?;
+        let deadline = tokio::time::Instant::now()
+            + limit
+            + JOB_START_ALLOWANCE
+            + std::time::Duration::from_secs(10);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let me = self.clone();
+        let job_name = name.clone();
+        tokio::spawn(async move { me.follow_job(&ns, &job_name, deadline, tx).await });
+        Ok(JobRun {
+            name,
+            events: futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|event| (event, rx))
+            })
+            .boxed(),
+        })
+    }
+
+    async fn jobs(&self, app: &AppName) -> PortResult<Vec<JobInfo>> {
+        let ns = namespace_of(&self.settings, app);
+        let listed = match self
+            .api::<Job>(&ns)
+            .list(&ListParams::default().labels(&format!("{}={app},{LABEL_JOB}", super::LABEL_APP)))
+            .await
+            .map_err(map_err)
+        {
+            Ok(list) => list.items,
+            Err(PortError::NotFound) => Vec::new(),
+            Err(err) => return Err(err),
+        };
+        let mut jobs: Vec<JobInfo> = listed
+            .iter()
+            .filter(|j| {
+                let status = j.status.as_ref();
+                status.and_then(|s| s.completion_time.as_ref()).is_none()
+                    && status.and_then(|s| s.succeeded).unwrap_or(0) == 0
+                    && status.and_then(|s| s.failed).unwrap_or(0) == 0
+                    && j.metadata.deletion_timestamp.is_none()
+            })
+            .map(|j| JobInfo {
+                name: j.name_any(),
+                version: j
+                    .labels()
+                    .get(LABEL_JOB)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                since: j
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(|t| Utc.timestamp_opt(t.0.as_second(), 0).single())
+                    .unwrap_or_else(Utc::now),
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.since.cmp(&b.since).then(a.name.cmp(&b.name)));
+        Ok(jobs)
+    }
+
+    /// Deletes the pod at once (no grace period), as a crash would end it; its
+    /// Deployment starts another in its place.
+    async fn kill(&self, app: &AppName, replica: &str) -> PortResult<()> {
+        // Only a pod of this app's web Deployment, by the name `ps` gives it.
+        if !self
+            .pods_of(app)
+            .await?
+            .iter()
+            .any(|p| p.name_any() == replica && p.metadata.deletion_timestamp.is_none())
+        {
+            return Err(PortError::NotFound);
+        }
+        let ns = namespace_of(&self.settings, app);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        match self
+            .api::<Pod>(&ns)
+            .delete(replica, &params)
+            .await
+            .map_err(map_err)
+        {
+            Ok(_) => {}
+            Err(PortError::NotFound) => return Err(PortError::NotFound),
+            Err(err) => return Err(err),
+        }
+        tracing::info!(app = %app, replica, "replica killed (ps:kill)");
+        Ok(())
     }
 
     async fn restart(&self, spec: &ReleaseSpec) -> PortResult<DeployOutcome> {
