@@ -25,6 +25,9 @@ resource "helm_release" "ingress_nginx" {
         "proxy-read-timeout" = "3600"
         "proxy-send-timeout" = "3600"
         "proxy-body-size"    = "32m"
+        # maintenance:on answers 503 with Retry-After (the custom-headers annotation;
+        # ingress-nginx adds only the response headers named here).
+        "global-allowed-response-headers" = "Retry-After"
       }
       service = {
         loadBalancerIP = google_compute_address.apps_ingress.address

@@ -89,6 +89,7 @@ fn spec(version: u32, replicas: u32) -> ReleaseSpec {
         health_path: None,
         health_status: 200,
         drain: Duration::from_secs(30),
+        traffic: Default::default(),
     }
 }
 
@@ -229,6 +230,8 @@ fn applies() -> Vec<String> {
         format!("PATCH {NS}/services/web"),
         format!("PATCH {NS}/services/my-app"),
         format!("PATCH {NS}/services/ssh"),
+        format!("PATCH {NS}/services/maintenance"),
+        format!("PATCH {NS}/configmaps/maintenance-headers"),
         "PATCH /apis/networking.k8s.io/v1/namespaces/app-my-app/ingresses/web".into(),
         format!("PATCH {APPS}/deployments/web"),
     ]
@@ -275,6 +278,8 @@ async fn a_first_deploy_applies_everything_server_side_then_follows_the_rollout(
         "Service",
         "Service",
         "Service",
+        "Service",
+        "ConfigMap",
         "Ingress",
         "Deployment",
     ];
@@ -477,8 +482,14 @@ async fn a_first_release_that_crash_loops_leaves_no_deployment_behind() {
 
 #[tokio::test]
 async fn remove_app_deletes_the_namespace_and_is_idempotent() {
-    let (client, calls) = fake_cluster(Box::new(|_, n| {
-        if n == 0 {
+    let (client, calls) = fake_cluster(Box::new(|call, n| {
+        if call.method == "GET" {
+            // the canary objects of the app, anywhere: none
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
+            )
+        } else if n == 0 {
             (
                 200,
                 json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
@@ -491,8 +502,18 @@ async fn remove_app_deletes_the_namespace_and_is_idempotent() {
     let app = AppName::parse("my-app").expect("name");
     rt.remove_app(&app).await.expect("first");
     rt.remove_app(&app).await.expect("second: already gone");
-    let lines: Vec<String> = calls_of(&calls).iter().map(Call::line).collect();
-    assert_eq!(lines, vec!["DELETE /api/v1/namespaces/app-my-app"; 2]);
+    let calls = calls_of(&calls);
+    let lines: Vec<String> = calls.iter().map(Call::line).collect();
+    let canaries = [
+        "GET /apis/networking.k8s.io/v1/ingresses",
+        "GET /api/v1/services",
+        "DELETE /api/v1/namespaces/app-my-app",
+    ];
+    assert_eq!(lines, [canaries, canaries].concat());
+    assert_eq!(
+        calls[0].query.get("labelSelector").map(String::as_str),
+        Some("gigalixir.canary-of=my-app")
+    );
 }
 
 #[tokio::test]
@@ -532,17 +553,27 @@ async fn custom_domains_become_their_own_ingress_and_go_with_the_last_one() {
             json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
         ),
         "DELETE" => not_found("ingresses.networking.k8s.io \"domains\""),
+        // no canary objects anywhere; the app is not deployed yet
+        "GET" if call.path.ends_with("/web") => not_found("deployments.apps \"web\""),
+        "GET" => (
+            200,
+            json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
+        ),
         _ => (200, call.body.clone()),
     }));
     let rt = runtime(client);
     let app = AppName::parse("my-app").expect("name");
     let domains = ["shop.example.com", "www.example.com"]
         .map(|d| shared::domain::Fqdn::parse(d).expect("fqdn"));
-    rt.set_domains(&app, &domains).await.expect("domains");
+    let none = Default::default();
+    rt.set_routes(&app, &domains, &none).await.expect("domains");
     // none left: the Ingress is deleted; already gone is fine too
-    rt.set_domains(&app, &[]).await.expect("no domains");
-    rt.set_domains(&app, &[]).await.expect("still none");
-    let calls = calls_of(&calls);
+    rt.set_routes(&app, &[], &none).await.expect("no domains");
+    rt.set_routes(&app, &[], &none).await.expect("still none");
+    let calls: Vec<Call> = calls_of(&calls)
+        .into_iter()
+        .filter(|c| c.method != "GET")
+        .collect();
     let lines: Vec<String> = calls.iter().map(Call::line).collect();
     let ingress = "/apis/networking.k8s.io/v1/namespaces/app-my-app/ingresses/domains";
     assert_eq!(

@@ -64,6 +64,7 @@ fn default_tcp() -> (ReleaseSpec, KubeSettings) {
         health_path: None,
         health_status: 200,
         drain: Duration::from_secs(30),
+        traffic: Default::default(),
     };
     (spec, KubeSettings::default())
 }
@@ -92,6 +93,7 @@ fn http_three_replicas() -> (ReleaseSpec, KubeSettings) {
         health_path: Some("/health".into()),
         health_status: 200,
         drain: Duration::from_secs(20),
+        traffic: Default::default(),
     };
     let settings = KubeSettings {
         image: "registry.example.invalid/gigalixir/runner:2026.11".into(),
@@ -161,6 +163,8 @@ fn check_snapshot(name: &str, objects: &AppObjects) {
         serde_json::to_value(&objects.cluster_service),
         serde_json::to_value(&objects.ssh_service),
         serde_json::to_value(&objects.ingress),
+        serde_json::to_value(&objects.maintenance_service),
+        serde_json::to_value(&objects.maintenance_headers),
     ];
     if let Some(job) = &objects.release_phase {
         typed.push(serde_json::to_value(job));
@@ -539,7 +543,8 @@ fn custom_domains_match_their_snapshot() {
     let (spec, settings) = http_three_replicas();
     let domains =
         ["shop.example.com", "www.shop.example.com"].map(|d| Fqdn::parse(d).expect("fqdn"));
-    let ingress = render_domains(&settings, &spec.app, &domains).expect("an ingress");
+    let ingress =
+        render_domains(&settings, &spec.app, &domains, &Default::default()).expect("an ingress");
     let yaml = serde_saphyr::to_string(&ingress).expect("yaml");
     let path = snapshot_path("custom-domains");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
@@ -547,7 +552,7 @@ fn custom_domains_match_their_snapshot() {
     }
     let stored = std::fs::read_to_string(&path).expect("tests/data/kube/custom-domains.yaml");
     assert_eq!(stored, yaml, "re-render with UPDATE_SNAPSHOTS=1");
-    assert!(render_domains(&settings, &spec.app, &[]).is_none());
+    assert!(render_domains(&settings, &spec.app, &[], &Default::default()).is_none());
     // a name as long as names go still makes a Secret name Kubernetes takes
     let long = format!(
         "{}.{}.example.com",
@@ -556,7 +561,8 @@ fn custom_domains_match_their_snapshot() {
     );
     assert_eq!(long.len(), 252);
     let long = Fqdn::parse(&long).expect("a long name");
-    let ingress = render_domains(&settings, &spec.app, &[long]).expect("an ingress");
+    let ingress =
+        render_domains(&settings, &spec.app, &[long], &Default::default()).expect("an ingress");
     let tls = ingress.spec.expect("spec").tls.expect("tls");
     let secret = tls[0].secret_name.clone().expect("secret");
     assert!(
@@ -596,4 +602,113 @@ fn a_one_off_job_matches_its_snapshot() {
         .iter()
         .flatten()
         .any(|m| m.name == "ssh-keys"));
+}
+
+#[test]
+fn maintenance_and_a_canary_as_ingress_nginx_does_them_match_their_snapshot() {
+    use shared::domain::{AppName, Fqdn};
+    use shared::kube_runtime::{render_canary, web_ingress};
+    use shared::model::Canary;
+    use shared::ports::runtime::Traffic;
+    let (spec, settings) = http_three_replicas();
+    let green = AppName::parse("shop-green").expect("name");
+    let domains = [Fqdn::parse("shop.example.com").expect("fqdn")];
+    let canary = |weight| Traffic {
+        maintenance: false,
+        canary: Some(Canary {
+            app: green.clone(),
+            weight,
+        }),
+    };
+    let maintenance = Traffic {
+        maintenance: true,
+        canary: None,
+    };
+    let down = web_ingress(&settings, &spec.app, &maintenance);
+    let sticky = web_ingress(&settings, &spec.app, &canary(10));
+    let (service, split) =
+        render_canary(&settings, &spec.app, &domains, &canary(10)).expect("a canary");
+    let objects = rendered(http_three_replicas());
+    let docs = [
+        serde_saphyr::to_string(&down),
+        serde_saphyr::to_string(&objects.maintenance_service),
+        serde_saphyr::to_string(&objects.maintenance_headers),
+        serde_saphyr::to_string(&sticky),
+        serde_saphyr::to_string(&service),
+        serde_saphyr::to_string(&split),
+    ]
+    .map(|d| d.expect("yaml"));
+    let yaml = docs.join("---\n");
+    let path = snapshot_path("traffic");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &yaml).expect("write snapshot");
+    }
+    let stored = std::fs::read_to_string(&path).expect("tests/data/kube/traffic.yaml");
+    assert_eq!(stored, yaml, "re-render with UPDATE_SNAPSHOTS=1");
+
+    let backend = |v: serde_json::Value| {
+        v["spec"]["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| {
+                (
+                    r["host"].as_str().unwrap_or_default().to_owned(),
+                    r["http"]["paths"][0]["backend"]["service"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let annotations = |v: serde_json::Value| -> BTreeMap<String, String> {
+        serde_json::from_value(v["metadata"]["annotations"].clone()).unwrap_or_default()
+    };
+    let json = |v: Result<serde_json::Value, serde_json::Error>| v.expect("json");
+    // Maintenance: a Service with no endpoints (the controller answers 503), Retry-After.
+    assert_eq!(
+        backend(json(serde_json::to_value(&down))),
+        [("shop.apps.example.com".to_owned(), "maintenance".to_owned())]
+    );
+    assert_eq!(
+        annotations(json(serde_json::to_value(&down)))
+            ["nginx.ingress.kubernetes.io/custom-headers"],
+        "app-shop/maintenance-headers"
+    );
+    assert!(json(serde_json::to_value(&objects.maintenance_service))["spec"]["selector"].is_null());
+    // A canary: the app's hosts, its own and its custom domains, in the canary's
+    // namespace, weighed; the main Ingress keeps each browser on its side.
+    assert_eq!(split.metadata.namespace.as_deref(), Some("app-shop-green"));
+    let name = service.metadata.name.clone().expect("name");
+    assert_eq!(
+        backend(json(serde_json::to_value(&split))),
+        [
+            ("shop.apps.example.com".to_owned(), name.clone()),
+            ("shop.example.com".to_owned(), name)
+        ]
+    );
+    assert_eq!(
+        annotations(json(serde_json::to_value(&split)))
+            ["nginx.ingress.kubernetes.io/canary-weight"],
+        "10"
+    );
+    assert_eq!(
+        json(serde_json::to_value(&service))["spec"]["selector"]["gigalixir.app"],
+        "shop-green"
+    );
+    assert_eq!(
+        annotations(json(serde_json::to_value(&sticky)))
+            ["nginx.ingress.kubernetes.io/session-cookie-name"],
+        "gx_canary_shop"
+    );
+    assert_eq!(backend(json(serde_json::to_value(&sticky)))[0].1, "web");
+    // 100: everyone moves, no cookie holds anyone back; 0: no canary at all.
+    assert!(!annotations(json(serde_json::to_value(web_ingress(
+        &settings,
+        &spec.app,
+        &canary(100)
+    ))))
+    .contains_key("nginx.ingress.kubernetes.io/affinity"));
+    assert!(render_canary(&settings, &spec.app, &domains, &canary(0)).is_none());
 }

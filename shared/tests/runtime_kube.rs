@@ -258,6 +258,22 @@ impl Cluster {
         query: &BTreeMap<String, String>,
         body: &Value,
     ) -> (u16, Value) {
+        if method == "GET" && !path.contains("/namespaces") {
+            // A list across namespaces (`/api/v1/services`).
+            let resource = path.rsplit('/').next().unwrap_or_default();
+            let items: Vec<Value> = self
+                .objects
+                .iter()
+                .filter(|(k, _)| k.contains("/namespaces/") && k.ends_with(&format!("/{resource}")))
+                .flat_map(|(_, c)| c.values())
+                .filter(|o| labels_match(o, query.get("labelSelector")))
+                .cloned()
+                .collect();
+            return (
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+            );
+        }
         let t = target(path);
         let ns = t.namespace.clone().unwrap_or_default();
         let is_pods = t.collection.ends_with("/pods");
@@ -313,6 +329,15 @@ impl Cluster {
                         (200, object)
                     }
                 }
+            }
+            ("PATCH", Some(_), None)
+                if t.collection != "/api/v1/namespaces"
+                    && !self
+                        .objects
+                        .get("/api/v1/namespaces")
+                        .is_some_and(|n| n.contains_key(&ns)) =>
+            {
+                status(404, "NotFound")
             }
             ("PATCH", Some(name), None) => {
                 let manager = query.get("fieldManager").cloned().unwrap_or_default();
@@ -944,4 +969,173 @@ async fn one_off_jobs_run_as_jobs_of_the_web_template_and_ps_kill_deletes_one_po
         );
     }
     assert_eq!(names().await, ["web-v2-0-r1", "web-v2-1"]);
+}
+
+#[tokio::test]
+async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app() {
+    use shared::kube_runtime::render::canary_name;
+    use shared::model::Canary;
+    use shared::ports::runtime::Traffic;
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    let client = fake_api({
+        let cluster = cluster.clone();
+        move |call| {
+            (cluster.lock().expect("cluster")).answer(
+                &call.method,
+                &call.path,
+                &call.query,
+                &call.body,
+            )
+        }
+    });
+    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
+    let s = Subject {
+        runtime: Arc::new(runtime),
+        app: AppName::parse(&unique("shop")[..14]).expect("app name"),
+        slugs: Slugs {
+            serving: slug("serving", &["web"]),
+            failing_phase: slug("failing-phase", &["web"]),
+            crashing: slug("crashing", &["web"]),
+        },
+    };
+    let (rt, shop) = (&s.runtime, &s.app);
+    let green = AppName::parse(&unique("green")[..14]).expect("app name");
+    let serving = slug("serving", &["web"]);
+    let shop_v1 = spec(&s, 1, &serving, 1);
+    let green_v1 = shared::ports::runtime::ReleaseSpec {
+        app: green.clone(),
+        ..shop_v1.clone()
+    };
+    for v1 in [&shop_v1, &green_v1] {
+        assert_eq!(rt.deploy(v1).await.expect("deploy"), DeployOutcome::Healthy);
+    }
+    let object = |ns: &AppName, kind: &str, name: &str| {
+        let path = if kind == "services" {
+            format!("/api/v1/namespaces/app-{ns}/services")
+        } else {
+            format!("/apis/networking.k8s.io/v1/namespaces/app-{ns}/{kind}")
+        };
+        cluster
+            .lock()
+            .expect("cluster")
+            .objects
+            .get(&path)
+            .and_then(|c| c.get(name))
+            .cloned()
+    };
+    let backend = |ingress: &Value| {
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"].clone()
+    };
+    let split = canary_name(shop);
+    let shop_domain = shared::domain::Fqdn::parse("shop.example.com").expect("fqdn");
+    let to_green = |weight| Traffic {
+        maintenance: false,
+        canary: Some(Canary {
+            app: green.clone(),
+            weight,
+        }),
+    };
+
+    // A canary: its Service and canary Ingress in green's namespace, for shop's hosts.
+    rt.set_routes(shop, std::slice::from_ref(&shop_domain), &to_green(10))
+        .await
+        .expect("canary");
+    let ingress = object(&green, "ingresses", &split).expect("the canary's Ingress");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"],
+        "10"
+    );
+    let hosts: Vec<&str> = ingress["spec"]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["host"].as_str().expect("host"))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            format!("{shop}.apps.example.com").as_str(),
+            "shop.example.com"
+        ]
+    );
+    let service = object(&green, "services", &split).expect("the canary's Service");
+    assert_eq!(service["spec"]["selector"]["gigalixir.app"], green.as_str());
+    let web = object(shop, "ingresses", "web").expect("shop's Ingress");
+    assert_eq!(
+        web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"],
+        "cookie"
+    );
+    let domains = object(shop, "ingresses", "domains").expect("shop's domains");
+    assert_eq!(
+        domains["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"],
+        "cookie"
+    );
+    // Green's own deploys leave it alone.
+    let green_v2 = shared::ports::runtime::ReleaseSpec {
+        version: shared::domain::ReleaseVersion(2),
+        ..green_v1.clone()
+    };
+    assert_eq!(
+        rt.deploy(&green_v2).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+    assert!(object(&green, "ingresses", &split).is_some());
+
+    // Maintenance, no canary: shop's hosts go to the Service with no endpoints.
+    let down = Traffic {
+        maintenance: true,
+        canary: None,
+    };
+    rt.set_routes(shop, &[], &down).await.expect("maintenance");
+    assert!(object(&green, "ingresses", &split).is_none());
+    assert!(object(&green, "services", &split).is_none());
+    let web = object(shop, "ingresses", "web").expect("shop's Ingress");
+    assert_eq!(backend(&web), "maintenance");
+    assert_eq!(
+        web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/custom-headers"],
+        format!("app-{shop}/maintenance-headers")
+    );
+    assert!(web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"].is_null());
+    let maintenance = object(shop, "services", "maintenance").expect("the maintenance Service");
+    assert!(maintenance["spec"]["selector"].is_null(), "no endpoints");
+    // A deploy in maintenance keeps it.
+    let mut shop_v2 = spec(&s, 2, &serving, 1);
+    shop_v2.traffic = down;
+    assert_eq!(
+        rt.deploy(&shop_v2).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+    assert_eq!(
+        backend(&object(shop, "ingresses", "web").expect("web")),
+        "maintenance"
+    );
+    rt.set_routes(shop, &[], &Traffic::default())
+        .await
+        .expect("on");
+    let web = object(shop, "ingresses", "web").expect("shop's Ingress");
+    assert_eq!(backend(&web), "web");
+    assert!(web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/custom-headers"].is_null());
+
+    // A canary not deployed yet: nothing to route to, no error.
+    let ghost = AppName::parse(&unique("ghost")[..14]).expect("app name");
+    let to_ghost = Traffic {
+        maintenance: false,
+        canary: Some(Canary {
+            app: ghost.clone(),
+            weight: 10,
+        }),
+    };
+    rt.set_routes(shop, &[], &to_ghost).await.expect("ghost");
+    assert!(object(&ghost, "ingresses", &split).is_none());
+
+    // The app gone, its share of green's traffic goes too; green keeps its own.
+    rt.set_routes(shop, &[], &to_green(50))
+        .await
+        .expect("canary");
+    assert!(object(&green, "ingresses", &split).is_some());
+    rt.remove_app(shop).await.expect("remove");
+    assert!(object(&green, "ingresses", &split).is_none());
+    assert!(object(&green, "services", &split).is_none());
+    assert!(object(&green, "ingresses", "web").is_some());
+    assert!(object(&green, "services", "web").is_some());
 }

@@ -494,6 +494,16 @@ pub async fn transfer(
         format!("to {}", to.email),
     )
     .await;
+    // Its canary, and any of the old owner's apps whose canary it was, are another
+    // owner's now: their routes change (no share of requests crosses accounts).
+    crate::domains::announce(&state, &name).await;
+    if let Ok(apps) = state.store.apps_of(&access.user.id).await {
+        for other in apps {
+            if other.canary.as_ref().is_some_and(|c| c.app == name) {
+                crate::domains::announce(&state, &other.name).await;
+            }
+        }
+    }
     tracing::info!(app = %name, to = %to.id, "app transferred");
     Ok(Json(json!({"data": {"owner": to.email.to_string()}})))
 }

@@ -201,6 +201,7 @@ pub async fn set_maintenance(
         String::new(),
     )
     .await;
+    crate::domains::announce(&state, &name).await;
     tracing::info!(app = %name, maintenance = body.enable, "maintenance set");
     Ok(Json(Data { data: view(&app) }))
 }
@@ -295,6 +296,7 @@ pub async fn set_canary(
         detail,
     )
     .await;
+    crate::domains::announce(&state, &name).await;
     tracing::info!(app = %name, canary = ?app.canary, "canary set");
     Ok(Json(Data {
         data: canary_view(&app),
@@ -330,6 +332,7 @@ pub async fn unset_canary(
         canary,
     )
     .await;
+    crate::domains::announce(&state, &name).await;
     Ok(Json(Data {
         data: canary_view(&app),
     }))

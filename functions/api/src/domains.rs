@@ -41,17 +41,18 @@ fn view(state: &ApiState, domain: &CustomDomain) -> DomainView {
     }
 }
 
-/// Announces that the app's domains changed. The change is stored already: if the bus
-/// cannot take the announcement, the runtime gets the domains at the app's next deploy
-/// (which syncs them), and the caller is not told to retry a change that was made.
-async fn announce(state: &ApiState, app: &AppName) {
+/// Announces that the app's routes (custom domains, maintenance mode, canary) changed.
+/// The change is stored already: if the bus cannot take the announcement, the runtime gets
+/// the routes at the app's next deploy (which syncs them), and the caller is not told to
+/// retry a change that was made.
+pub(crate) async fn announce(state: &ApiState, app: &AppName) {
     let event = Event::DomainsChanged { app: app.clone() };
     if let Err(err) = state
         .bus
         .publish(&event.topic(), &Envelope::event(&event, None))
         .await
     {
-        tracing::warn!(app = %app, error = %err, "domains-changed not announced; the next deploy applies the domains");
+        tracing::warn!(app = %app, error = %err, "domains-changed not announced; the next deploy applies the routes");
     }
 }
 

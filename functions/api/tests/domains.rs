@@ -176,3 +176,74 @@ async fn the_platforms_own_names_are_refused() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
+
+#[tokio::test]
+async fn maintenance_canary_and_a_transfer_announce_the_routes_they_change() {
+    let api = Api::new();
+    let key = api.user(ADA).await;
+    let bob = api.user(BOB).await;
+    let auth = Some((ADA, key.as_str()));
+    api.app(ADA, &key, "shop").await;
+    api.app(ADA, &key, "green").await;
+    let watch = api.watch(Topic::DOMAINS_CHANGED).await;
+    let shop = AppName::parse("shop").expect("name");
+    let green = AppName::parse("green").expect("name");
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/api/apps/shop/maintenance",
+            Some(json!({"enable": true})),
+        ),
+        (
+            Method::PUT,
+            "/api/apps/shop/maintenance",
+            Some(json!({"enable": false})),
+        ),
+        (
+            Method::PUT,
+            "/api/apps/shop/canaries",
+            Some(json!({"canary": "green", "weight": 10})),
+        ),
+        (Method::DELETE, "/api/apps/shop/canaries/green", None),
+        (
+            Method::PUT,
+            "/api/apps/shop/canaries",
+            Some(json!({"canary": "green", "weight": 20})),
+        ),
+    ] {
+        let r = api.call(method, path, auth, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+    }
+    assert_eq!(
+        api.events(&watch, 5).await,
+        vec![Event::DomainsChanged { app: shop.clone() }; 5]
+    );
+    // A refused change announces nothing.
+    let r = api
+        .call(
+            Method::PUT,
+            "/api/apps/shop/canaries",
+            Some((BOB, bob.as_str())),
+            Some(json!({"canary": "green", "weight": 50})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(api.pending(&watch).await, 0);
+    // Green given to Bob: its routes and those of shop, whose canary it was, change.
+    let r = api
+        .call(
+            Method::PUT,
+            "/api/apps/green/owner",
+            auth,
+            Some(json!({"email": BOB})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        api.events(&watch, 2).await,
+        vec![
+            Event::DomainsChanged { app: green },
+            Event::DomainsChanged { app: shop },
+        ]
+    );
+}

@@ -15,7 +15,7 @@ use axum::Router;
 use shared::domain::{AppName, BuildId, ReleaseVersion};
 use shared::messages::Event;
 use shared::model::{App, BuildState, DeployedBy, Release, ReleaseStatus};
-use shared::ports::runtime::{DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec};
+use shared::ports::runtime::{DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Traffic};
 use shared::ports::{Blobs, Bus, Runtime, Store};
 use shared::push::{emit, required, step_router, unexpected, StepError};
 use shared::PortError;
@@ -186,10 +186,10 @@ async fn deploy_locked(
     state.runtime.set_ssh_keys(app, &keys).await?;
     // The domains' ingress is not the release: a refusal there (a host another app's
     // ingress still holds) holds back no deploy; `domains-changed` tries again.
-    if let Err(err) = sync_domains(state, app).await {
-        tracing::warn!(error = %err, "custom domains not synced; the release deploys without them");
+    if let Err(err) = sync_routes(state, app, true).await {
+        tracing::warn!(error = %err, "routes not synced; the release deploys without them");
     }
-    let spec = spec_of(state, &current, &release, current.replicas.max(1));
+    let spec = spec_of(state, &current, &release, current.replicas.max(1)).await?;
     let started = std::time::Instant::now();
     let (outcome, by) = match in_place(state, &release, &spec, build.as_ref()).await? {
         Some(done) => done,
@@ -390,7 +390,7 @@ async fn on_live_release(
         let Some(release) = live_release(state, app).await? else {
             return Ok(());
         };
-        let spec = spec_of(state, &current, &release, current.replicas);
+        let spec = spec_of(state, &current, &release, current.replicas).await?;
         let outcome = match change {
             Change::Scale => state.runtime.scale(&spec).await?,
             Change::Restart => state.runtime.restart(&spec).await?,
@@ -462,7 +462,8 @@ async fn sync_ssh_keys(
 
 /// `domains-changed`: under the app's deploy lock (so that two syncs, or a sync and a
 /// deploy or a destroy, do not interleave and an older set never lands last), the runtime
-/// gets the app's current domains; nothing for an app that is gone. A runtime that
+/// gets the app's current routes (domains, maintenance, canary); nothing for an app that
+/// is gone. A runtime that
 /// refuses them (an ingress still holding a host another app gave up) is tried again.
 async fn domains_changed(state: &StepState, app: &AppName) -> Result<(), StepError> {
     let held = take_deploy_lock(state, app).await?;
@@ -472,18 +473,42 @@ async fn domains_changed(state: &StepState, app: &AppName) -> Result<(), StepErr
             Err(PortError::NotFound) => return Ok(()),
             Err(err) => return Err(err.into()),
         }
-        sync_domains(state, app).await.map_err(|err| match err {
-            StepError::Permanent(why) => StepError::Transient(why),
-            transient => transient,
-        })
+        sync_routes(state, app, false)
+            .await
+            .map_err(|err| match err {
+                StepError::Permanent(why) => StepError::Transient(why),
+                transient => transient,
+            })
     }
     .await;
     held.release().await;
     result
 }
 
-/// Gives the runtime the app's current custom domains (a destroyed app has none).
-async fn sync_domains(state: &StepState, app: &AppName) -> Result<(), StepError> {
+/// Where `app`'s requests go besides its replicas: its maintenance mode, and its canary
+/// while that is another app of the same owner (one that was destroyed or given away
+/// gets nothing, as the router does it).
+async fn traffic_of(state: &StepState, app: &App) -> Result<Traffic, StepError> {
+    let canary = match &app.canary {
+        Some(c) => match state.store.app(&c.app).await {
+            Ok(canary) if canary.owner == app.owner && canary.name != app.name => Some(c.clone()),
+            Ok(_) | Err(PortError::NotFound) => None,
+            Err(err) => return Err(err.into()),
+        },
+        None => None,
+    };
+    Ok(Traffic {
+        maintenance: app.maintenance,
+        canary,
+    })
+}
+
+/// Gives the runtime the app's current routes: its custom domains and its traffic (a
+/// destroyed app has none). At a deploy (`dependents`), then announces the routes of the
+/// owner's apps that have this one as their canary: a canary deployed for the first time
+/// has only now the namespace their share of requests goes to. (Only at a deploy: two
+/// apps each other's canary would otherwise announce each other without end.)
+async fn sync_routes(state: &StepState, app: &AppName, dependents: bool) -> Result<(), StepError> {
     let mut domains: Vec<_> = state
         .store
         .domains_of(app)
@@ -492,20 +517,50 @@ async fn sync_domains(state: &StepState, app: &AppName) -> Result<(), StepError>
         .map(|d| d.fqdn)
         .collect();
     domains.sort();
-    state.runtime.set_domains(app, &domains).await?;
-    tracing::info!(app = %app, domains = domains.len(), "custom domains synced");
+    let record = match state.store.app(app).await {
+        Ok(record) => Some(record),
+        Err(PortError::NotFound) => None,
+        Err(err) => return Err(err.into()),
+    };
+    let traffic = match &record {
+        Some(record) => traffic_of(state, record).await?,
+        None => Traffic::default(),
+    };
+    state.runtime.set_routes(app, &domains, &traffic).await?;
+    tracing::info!(
+        app = %app,
+        domains = domains.len(),
+        maintenance = traffic.maintenance,
+        canary = traffic.canary.is_some(),
+        "routes synced"
+    );
+    if let Some(record) = record.filter(|_| dependents) {
+        for other in state.store.apps_of(&record.owner).await? {
+            if other.canary.as_ref().is_some_and(|c| c.app == *app) {
+                let event = Event::DomainsChanged { app: other.name };
+                emit(&*state.bus, &event, None).await?;
+            }
+        }
+    }
     Ok(())
 }
 
 /// What the runtime needs to run `release` of the app `current` with `replicas`.
-fn spec_of(state: &StepState, current: &App, release: &Release, replicas: u32) -> ReleaseSpec {
-    ReleaseSpec::of(
+async fn spec_of(
+    state: &StepState,
+    current: &App,
+    release: &Release,
+    replicas: u32,
+) -> Result<ReleaseSpec, StepError> {
+    let mut spec = ReleaseSpec::of(
         current,
         release,
         &state.app_domain,
         replicas,
         boot_timeout(state, current),
-    )
+    );
+    spec.traffic = traffic_of(state, current).await?;
+    Ok(spec)
 }
 
 /// A release whose `git push` died with its platform is not deployed: it is marked failed
@@ -537,7 +592,7 @@ async fn stop_if_push_gone(
     if let Some(live) = live_release(state, &current.name).await? {
         // Its replicas still run (then this only points traffic at them again), unless
         // the interrupted deploy had already replaced them.
-        let spec = spec_of(state, current, &live, current.replicas.max(1));
+        let spec = spec_of(state, current, &live, current.replicas.max(1)).await?;
         if let DeployOutcome::Failed { reason, .. } = state.runtime.deploy(&spec).await? {
             tracing::warn!(app = %current.name, %reason, "the live release could not be brought back");
         }
@@ -741,7 +796,7 @@ async fn hot_upgrade(
             // Replicas the upgrade changed before it failed go back to the running
             // release (new replicas of it); the others are left as they are.
             let app = required(state.store.app(&release.app).await, "the app")?;
-            let live = spec_of(state, &app, &running, spec.replicas);
+            let live = spec_of(state, &app, &running, spec.replicas).await?;
             if let DeployOutcome::Failed { reason, .. } = state.runtime.deploy(&live).await? {
                 tracing::warn!(%reason, "the replicas a failed hot upgrade changed could not be replaced");
             }

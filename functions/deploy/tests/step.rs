@@ -305,3 +305,103 @@ async fn a_failed_release_phase_starts_no_replica_and_the_previous_release_stays
     assert!(matches!(err, StepError::Transient(_)), "{err}");
     assert_eq!(w.status(v3).await, ReleaseStatus::Pending);
 }
+
+#[tokio::test]
+async fn a_release_carries_maintenance_and_only_a_canary_of_the_same_owner() {
+    let w = World::new().await;
+    w.bus
+        .ensure_subscription(&SubscriptionSpec::new(
+            "test.domains-changed",
+            Topic::DOMAINS_CHANGED,
+        ))
+        .await
+        .expect("watch");
+    let mut app = w.store.app(&w.app).await.expect("app");
+    // Another app of Ada's, and one of Bob's.
+    let green = shared::model::App {
+        name: AppName::parse("green").expect("name"),
+        canary: None,
+        ..app.clone()
+    };
+    w.store.create_app(&green).await.expect("green");
+    let bob = shared::model::User {
+        confirmed: true,
+        ..shared::model::User::new(
+            shared::domain::Email::parse("bob@example.com").expect("email"),
+            Secret::new("y"),
+        )
+    };
+    w.store.create_user(&bob).await.expect("bob");
+    let bobs = shared::model::App {
+        name: AppName::parse("bobs").expect("name"),
+        owner: bob.id.clone(),
+        ..green.clone()
+    };
+    w.store.create_app(&bobs).await.expect("bob's app");
+
+    app.maintenance = true;
+    app.canary = Some(shared::model::Canary {
+        app: green.name.clone(),
+        weight: 10,
+    });
+    w.store.update_app(&app).await.expect("update");
+    let v1 = w.release("k1").await;
+    deploy(&w.state(), &w.app, v1, None).await.expect("deploy");
+    let want = shared::ports::runtime::Traffic {
+        maintenance: true,
+        canary: app.canary.clone(),
+    };
+    assert_eq!(w.runtime.deploys()[0].traffic, want);
+    assert_eq!(w.runtime.traffic(&w.app), want);
+
+    // A canary that is another owner's (a stale record) gets nothing.
+    app.maintenance = false;
+    app.canary = Some(shared::model::Canary {
+        app: bobs.name.clone(),
+        weight: 50,
+    });
+    w.store.update_app(&app).await.expect("update");
+    let v2 = w.release("k2").await;
+    deploy(&w.state(), &w.app, v2, None).await.expect("deploy");
+    assert_eq!(
+        w.runtime.deploys()[1].traffic,
+        shared::ports::runtime::Traffic::default()
+    );
+    assert_eq!(
+        w.runtime.traffic(&w.app),
+        shared::ports::runtime::Traffic::default()
+    );
+
+    // A deploy of the canary announces the routes of the apps it is the canary of.
+    app.canary = Some(shared::model::Canary {
+        app: green.name.clone(),
+        weight: 10,
+    });
+    w.store.update_app(&app).await.expect("update");
+    assert_eq!(w.pending("test.domains-changed").await, 0);
+    let spec = NewRelease {
+        idempotency_key: "g1".into(),
+        slug: SlugRef {
+            key: shared::blob_keys::slug(&"ab".repeat(32)),
+            sha256: "ab".repeat(32),
+            size: 10,
+            process_types: Some(vec!["web".into()]),
+            stack: None,
+        },
+        config: Default::default(),
+        commit: None,
+        build: None,
+        summary: "green".into(),
+        rollback_to: None,
+    };
+    let g1 = w
+        .store
+        .create_next_release(&green.name, &spec)
+        .await
+        .expect("release")
+        .version;
+    deploy(&w.state(), &green.name, g1, None)
+        .await
+        .expect("deploy green");
+    assert_eq!(w.pending("test.domains-changed").await, 1);
+}

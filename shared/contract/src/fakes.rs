@@ -16,7 +16,9 @@ use crate::domain::{AppName, BuildId, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::ports::blobs::ByteStream;
 use crate::ports::builder::{BuildExit, BuildOutput, BuildSpec};
-use crate::ports::runtime::{DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica};
+use crate::ports::runtime::{
+    DeployOutcome, HotOutcome, PhaseOutcome, ReleaseSpec, Replica, Traffic,
+};
 use crate::ports::{Builder, Runtime};
 
 /// An account (`ada@example.com`) and its app `name` (one replica of 0.5 GB, FOO=bar), in
@@ -202,6 +204,7 @@ pub struct FakeRuntime {
     phase_outcome: Mutex<PhaseOutcome>,
     live: Mutex<HashMap<AppName, ReleaseVersion>>,
     domains: Mutex<HashMap<AppName, Vec<Fqdn>>>,
+    traffic: Mutex<HashMap<AppName, Traffic>>,
     removed: Mutex<Vec<AppName>>,
 }
 
@@ -217,6 +220,7 @@ impl Default for FakeRuntime {
             }),
             live: Mutex::default(),
             domains: Mutex::default(),
+            traffic: Mutex::default(),
             removed: Mutex::default(),
         }
     }
@@ -246,6 +250,16 @@ impl FakeRuntime {
     /// Every release adopted by the replicas of the one before it, in order.
     pub fn adopted(&self) -> Vec<ReleaseSpec> {
         self.adopted.lock().expect("lock").clone()
+    }
+
+    /// The traffic (maintenance, canary) last routed for `app`.
+    pub fn traffic(&self, app: &AppName) -> Traffic {
+        self.traffic
+            .lock()
+            .expect("lock")
+            .get(app)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The custom domains last set for `app`.
@@ -345,11 +359,20 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn set_domains(&self, app: &AppName, domains: &[Fqdn]) -> PortResult<()> {
+    async fn set_routes(
+        &self,
+        app: &AppName,
+        domains: &[Fqdn],
+        traffic: &Traffic,
+    ) -> PortResult<()> {
         self.domains
             .lock()
             .expect("lock")
             .insert(app.clone(), domains.to_vec());
+        self.traffic
+            .lock()
+            .expect("lock")
+            .insert(app.clone(), traffic.clone());
         Ok(())
     }
 

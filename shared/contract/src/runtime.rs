@@ -64,6 +64,7 @@ pub fn spec(s: &Subject, version: u32, slug: &SlugRef, replicas: u32) -> Release
         health_path: None,
         health_status: 200,
         drain: Duration::from_secs(1),
+        traffic: Default::default(),
     }
 }
 

@@ -260,7 +260,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         app: Option<AppName>,
     },
-    /// The app's custom domains changed: the runtime's ingress must answer on the new set.
+    /// The app's routes changed (its custom domains, maintenance mode or canary; or a
+    /// canary of it deployed for the first time): the runtime's ingress must follow.
     DomainsChanged {
         /// The app.
         app: AppName,

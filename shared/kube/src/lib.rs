@@ -3,7 +3,7 @@
 //! app's pods and endpoints (libcluster), one Secret per release with the config vars and
 //! the generated secrets, a rolling Deployment of the runner image, a Service and an Ingress
 //! (TLS by cert-manager) for HTTP, a second Ingress for the app's custom domains
-//! ([`render_domains()`], written by [`Runtime::set_domains`](crate::ports::Runtime::set_domains)),
+//! ([`render_domains()`], written by [`Runtime::set_routes`](crate::ports::Runtime::set_routes)),
 //! a headless Service named after the app for clustering DNS, and an SSH Service.
 //!
 //! Objects are rendered by pure functions ([`render()`]) and written with server-side apply
@@ -60,7 +60,7 @@ use crate::error::{PortError, PortResult};
 /// The Kubernetes client this runtime speaks through (for a client made elsewhere, e.g.
 /// over a test's fake API server).
 pub use kube;
-pub use render::{render, render_domains, AppObjects};
+pub use render::{render, render_canary, render_domains, web_ingress, AppObjects};
 pub use runtime::KubeRuntime;
 
 /// The field manager of every object the deploy applies.
@@ -103,8 +103,20 @@ pub const ANNOTATION_CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
 pub const WEB: &str = "web";
 /// The Ingress of the app's custom domains.
 pub const DOMAINS: &str = "domains";
-/// The field manager of the custom domains' Ingress.
+/// The field manager of the custom domains' Ingress and of a canary's objects.
 pub const DOMAINS_MANAGER: &str = "gigalixir-domains";
+/// The Service with no endpoints an app's Ingresses send requests to in maintenance mode
+/// (the ingress controller answers 503), and the ConfigMap of the headers it adds then.
+pub const MAINTENANCE: &str = "maintenance";
+/// The ConfigMap of the response headers in maintenance mode (`Retry-After`).
+pub const MAINTENANCE_HEADERS: &str = "maintenance-headers";
+/// How long a client is told to wait in maintenance mode, seconds (as the router says).
+pub const MAINTENANCE_RETRY_AFTER: u32 = 120;
+/// Label of a canary's Service and Ingress (in the canary app's namespace): the app whose
+/// requests they take a share of.
+pub const LABEL_CANARY_OF: &str = "gigalixir.canary-of";
+/// ingress-nginx's annotations, by their names after the prefix.
+pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
 /// The Service exposing the replicas' SSH servers.
 pub const SSH_SERVICE: &str = "ssh";
 /// The ConfigMap holding `authorized_keys`.

@@ -32,11 +32,12 @@ use serde::Serialize;
 
 use super::{
     namespace_of, KubeSettings, SshExposure, ANNOTATION_CLUSTER_ISSUER, DOMAINS, EPMD_PORT,
-    LABEL_APP, LABEL_JOB, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_RELEASE_PHASE, LIBCLUSTER,
-    MANAGED_BY, RELEASE_PHASE_TIMEOUT, RUNNER_SSH_PORT, SSH_KEYS, SSH_SERVICE, WEB,
+    LABEL_APP, LABEL_CANARY_OF, LABEL_JOB, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_RELEASE_PHASE,
+    LIBCLUSTER, MAINTENANCE, MAINTENANCE_HEADERS, MAINTENANCE_RETRY_AFTER, MANAGED_BY, NGINX,
+    RELEASE_PHASE_TIMEOUT, RUNNER_SSH_PORT, SSH_KEYS, SSH_SERVICE, WEB,
 };
 use crate::domain::{AppName, Fqdn};
-use crate::ports::runtime::{ReleaseSpec, APP_PORT};
+use crate::ports::runtime::{ReleaseSpec, Traffic, APP_PORT};
 
 /// Variables the Deployment sets itself (plain values, or computed by the kubelet); every
 /// other variable of the release goes into its Secret, with `SLUG_URL` and `SLUG_SHA256`:
@@ -83,6 +84,10 @@ pub struct AppObjects {
     pub ssh_service: Service,
     /// `https://<app>.<domain>`.
     pub ingress: Ingress,
+    /// The Service with no endpoints the Ingresses point at in maintenance mode.
+    pub maintenance_service: Service,
+    /// The response headers the ingress controller adds in maintenance mode.
+    pub maintenance_headers: ConfigMap,
     /// The Procfile's `release:` command, run once before the rollout; `None` when the
     /// slug's process types are known and have no `release`.
     pub release_phase: Option<Job>,
@@ -114,6 +119,8 @@ impl AppObjects {
         doc(&mut docs, &self.cluster_service)?;
         doc(&mut docs, &self.ssh_service)?;
         doc(&mut docs, &self.ingress)?;
+        doc(&mut docs, &self.maintenance_service)?;
+        doc(&mut docs, &self.maintenance_headers)?;
         if let Some(job) = &self.release_phase {
             doc(&mut docs, job)?;
         }
@@ -353,13 +360,8 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         ..Default::default()
     };
 
-    let ingress = ingress(
-        settings,
-        &ns,
-        app,
-        WEB,
-        &[(format!("{app}.{}", settings.domain), format!("{WEB}-tls"))],
-    );
+    let ingress = web_ingress(settings, app, &spec.traffic);
+    let (maintenance_service, maintenance_headers) = maintenance_objects(&ns, app);
 
     let deployment = deployment(spec, settings, &ns, selector);
     let release_phase = spec
@@ -381,6 +383,8 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         cluster_service,
         ssh_service,
         ingress,
+        maintenance_service,
+        maintenance_headers,
         release_phase,
         deployment,
     }
@@ -866,33 +870,79 @@ fn deployment(
     }
 }
 
-/// An Ingress named `name` sending each of `hosts` (name, TLS Secret) to the web Service,
-/// with cert-manager's annotation: one certificate per host, so a host whose DNS is not
-/// set up yet does not hold back the others' certificates.
-fn ingress(
-    settings: &KubeSettings,
-    ns: &str,
-    app: &AppName,
-    name: &str,
-    hosts: &[(String, String)],
-) -> Ingress {
-    let mut metadata = meta(name, ns, app);
-    metadata.annotations = Some(
-        [(
-            ANNOTATION_CLUSTER_ISSUER.to_owned(),
-            settings.cluster_issuer.clone(),
-        )]
-        .into(),
-    );
+/// The Ingress rules sending each of `hosts` (every path) to `service`'s `http` port.
+fn rules_to(hosts: &[String], service: &str) -> Vec<IngressRule> {
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
-            name: WEB.into(),
+            name: service.into(),
             port: Some(ServiceBackendPort {
                 name: Some("http".into()),
                 ..Default::default()
             }),
         }),
         ..Default::default()
+    };
+    hosts
+        .iter()
+        .map(|host| IngressRule {
+            host: Some(host.clone()),
+            http: Some(HTTPIngressRuleValue {
+                paths: vec![HTTPIngressPath {
+                    path: Some("/".into()),
+                    path_type: "Prefix".into(),
+                    backend: backend.clone(),
+                }],
+            }),
+        })
+        .collect()
+}
+
+/// An Ingress named `name` sending each of `hosts` (name, TLS Secret) to the web Service,
+/// with cert-manager's annotation: one certificate per host, so a host whose DNS is not
+/// set up yet does not hold back the others' certificates. `traffic` as ingress-nginx
+/// does it: in maintenance mode the Service with no endpoints (the controller answers 503)
+/// and a `Retry-After` header; with a canary of weight 1–99, a cookie that keeps each
+/// browser on the side it was first sent to (the canary's Ingress copies it).
+fn ingress(
+    settings: &KubeSettings,
+    ns: &str,
+    app: &AppName,
+    name: &str,
+    hosts: &[(String, String)],
+    traffic: &Traffic,
+) -> Ingress {
+    let mut metadata = meta(name, ns, app);
+    let mut annotations: BTreeMap<String, String> = [(
+        ANNOTATION_CLUSTER_ISSUER.to_owned(),
+        settings.cluster_issuer.clone(),
+    )]
+    .into();
+    if traffic.maintenance {
+        annotations.insert(
+            format!("{NGINX}custom-headers"),
+            format!("{ns}/{MAINTENANCE_HEADERS}"),
+        );
+    }
+    if traffic
+        .canary
+        .as_ref()
+        .is_some_and(|c| (1..100).contains(&c.weight))
+    {
+        for (key, value) in [
+            ("affinity", "cookie".to_owned()),
+            ("session-cookie-name", format!("gx_canary_{app}")),
+            ("session-cookie-max-age", "86400".to_owned()),
+            ("session-cookie-samesite", "Lax".to_owned()),
+        ] {
+            annotations.insert(format!("{NGINX}{key}"), value);
+        }
+    }
+    metadata.annotations = Some(annotations);
+    let names: Vec<String> = hosts.iter().map(|(host, _)| host.clone()).collect();
+    let service = if traffic.maintenance {
+        MAINTENANCE
+    } else {
+        WEB
     };
     Ingress {
         metadata,
@@ -907,25 +957,131 @@ fn ingress(
                     })
                     .collect(),
             ),
-            rules: Some(
-                hosts
-                    .iter()
-                    .map(|(host, _)| IngressRule {
-                        host: Some(host.clone()),
-                        http: Some(HTTPIngressRuleValue {
-                            paths: vec![HTTPIngressPath {
-                                path: Some("/".into()),
-                                path_type: "Prefix".into(),
-                                backend: backend.clone(),
-                            }],
-                        }),
-                    })
-                    .collect(),
-            ),
+            rules: Some(rules_to(&names, service)),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// The app's host under the platform's domain.
+fn app_host(settings: &KubeSettings, app: &AppName) -> String {
+    format!("{app}.{}", settings.domain)
+}
+
+/// The Ingress of `APP.<domain>` ([`WEB`]) as `traffic` wants it.
+pub fn web_ingress(settings: &KubeSettings, app: &AppName, traffic: &Traffic) -> Ingress {
+    ingress(
+        settings,
+        &namespace_of(settings, app),
+        app,
+        WEB,
+        &[(app_host(settings, app), format!("{WEB}-tls"))],
+        traffic,
+    )
+}
+
+/// The Service with no selector, so no endpoints, that maintenance mode points the
+/// Ingresses at, and the headers the ingress controller adds then.
+fn maintenance_objects(ns: &str, app: &AppName) -> (Service, ConfigMap) {
+    let service = Service {
+        metadata: meta(MAINTENANCE, ns, app),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::Int(APP_PORT.into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let headers = ConfigMap {
+        metadata: meta(MAINTENANCE_HEADERS, ns, app),
+        data: Some(
+            [(
+                "Retry-After".to_owned(),
+                MAINTENANCE_RETRY_AFTER.to_string(),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    (service, headers)
+}
+
+/// The name of the Service and Ingress, in the canary app's namespace, that take a share
+/// of `app`'s requests: `canary-` and 16 hex digits of its name's SHA-256 (an app's name
+/// may be as long as a Service's may).
+pub fn canary_name(app: &AppName) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(app.as_str().as_bytes()));
+    format!("canary-{}", &hash[..16])
+}
+
+/// What sends `canary.weight` % of `app`'s new visitors, on its host and its custom
+/// `domains`, to the canary app: a Service selecting the canary's web pods and an
+/// ingress-nginx canary Ingress for the same hosts, both in the canary's namespace and
+/// labelled [`LABEL_CANARY_OF`] (without the managed-by label, so the canary's own deploys
+/// do not prune them). `None` without a canary or at weight 0 (everyone stays).
+pub fn render_canary(
+    settings: &KubeSettings,
+    app: &AppName,
+    domains: &[Fqdn],
+    traffic: &Traffic,
+) -> Option<(Service, Ingress)> {
+    let canary = traffic.canary.as_ref().filter(|c| c.weight > 0)?;
+    let ns = namespace_of(settings, &canary.app);
+    let name = canary_name(app);
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(ns),
+        labels: Some(
+            [
+                (LABEL_APP.to_owned(), canary.app.to_string()),
+                (LABEL_CANARY_OF.to_owned(), app.to_string()),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let service = Service {
+        metadata: metadata.clone(),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some([(LABEL_APP.to_owned(), canary.app.to_string())].into()),
+            ports: Some(vec![service_port("http", 80, "http")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut hosts = vec![app_host(settings, app)];
+    hosts.extend(domains.iter().map(ToString::to_string));
+    let annotations: BTreeMap<String, String> = [
+        ("canary", "true".to_owned()),
+        ("canary-weight", canary.weight.min(100).to_string()),
+        ("canary-weight-total", "100".to_owned()),
+        ("affinity-canary-behavior", "sticky".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{NGINX}{k}"), v))
+    .collect();
+    let ingress = Ingress {
+        metadata: ObjectMeta {
+            annotations: Some(annotations),
+            ..metadata
+        },
+        spec: Some(IngressSpec {
+            ingress_class_name: settings.ingress_class.clone(),
+            rules: Some(rules_to(&hosts, &name)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Some((service, ingress))
 }
 
 /// The Secret of a custom domain's certificate: `tls-<domain>`, or for a name too long
@@ -944,7 +1100,12 @@ fn tls_secret(domain: &Fqdn) -> String {
 /// certificate in the Secret [`tls_secret`]; `None` when the app has none (the Ingress is
 /// then deleted). Kept apart from the release's objects: adding a domain touches no
 /// release, and a deploy does not reset the domains.
-pub fn render_domains(settings: &KubeSettings, app: &AppName, domains: &[Fqdn]) -> Option<Ingress> {
+pub fn render_domains(
+    settings: &KubeSettings,
+    app: &AppName,
+    domains: &[Fqdn],
+    traffic: &Traffic,
+) -> Option<Ingress> {
     if domains.is_empty() {
         return None;
     }
@@ -953,5 +1114,5 @@ pub fn render_domains(settings: &KubeSettings, app: &AppName, domains: &[Fqdn]) 
         .iter()
         .map(|d| (d.to_string(), tls_secret(d)))
         .collect();
-    Some(ingress(settings, &ns, app, DOMAINS, &hosts))
+    Some(ingress(settings, &ns, app, DOMAINS, &hosts, traffic))
 }

@@ -24,22 +24,22 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::render::{
-    app_selector, namespace_object, one_off_job, release_phase_job, release_phase_selector,
-    release_selector, render, render_domains, restart_patch, ssh_keys_object, upgrading_patch,
-    AppObjects, JOB_START_ALLOWANCE,
+    app_selector, canary_name, namespace_object, one_off_job, release_phase_job,
+    release_phase_selector, release_selector, render, render_canary, render_domains, restart_patch,
+    ssh_keys_object, upgrading_patch, web_ingress, AppObjects, JOB_START_ALLOWANCE,
 };
 use super::{
     namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, ANNOTATION_TEMPLATE,
-    ANNOTATION_UPGRADING, DOMAINS, DOMAINS_MANAGER, FIELD_MANAGER, HOT_UPGRADE_MANAGER, LABEL_JOB,
-    LABEL_RELEASE, LIBCLUSTER, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER,
-    SSH_SERVICE, WEB,
+    ANNOTATION_UPGRADING, DOMAINS, DOMAINS_MANAGER, FIELD_MANAGER, HOT_UPGRADE_MANAGER,
+    LABEL_CANARY_OF, LABEL_JOB, LABEL_RELEASE, LIBCLUSTER, MAINTENANCE, MAINTENANCE_HEADERS,
+    RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER, SSH_SERVICE, WEB,
 };
 use crate::domain::{AppName, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
 use crate::lines::LineSplitter;
 use crate::ports::runtime::{
     DeployOutcome, HotOutcome, JobEvent, JobInfo, JobRun, PhaseOutcome, ReleaseSpec, Replica,
-    ReplicaState, Runtime, APP_PORT, HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
+    ReplicaState, Runtime, Traffic, APP_PORT, HOT_UPGRADE_LINES, HOT_UPGRADE_TIMEOUT,
 };
 
 /// How many log lines a failed deploy reports.
@@ -375,9 +375,15 @@ impl KubeRuntime {
         self.apply(&self.api(ns), &o.ssh_keys, m).await?;
         self.apply(&self.api(ns), &o.secret, m).await?;
         let services: Api<Service> = self.api(ns);
-        for svc in [&o.web_service, &o.cluster_service, &o.ssh_service] {
+        for svc in [
+            &o.web_service,
+            &o.cluster_service,
+            &o.ssh_service,
+            &o.maintenance_service,
+        ] {
             self.apply(&services, svc, m).await?;
         }
+        self.apply(&self.api(ns), &o.maintenance_headers, m).await?;
         self.apply(&self.api(ns), &o.ingress, m).await
     }
 
@@ -418,12 +424,13 @@ impl KubeRuntime {
         self.prune_kind::<Role>(ns, app, &[LIBCLUSTER]).await?;
         self.prune_kind::<RoleBinding>(ns, app, &[LIBCLUSTER])
             .await?;
-        self.prune_kind::<ConfigMap>(ns, app, &[SSH_KEYS]).await?;
+        self.prune_kind::<ConfigMap>(ns, app, &[SSH_KEYS, MAINTENANCE_HEADERS])
+            .await?;
         self.prune_kind::<Secret>(ns, app, &[secret.as_str()])
             .await?;
-        self.prune_kind::<Service>(ns, app, &[WEB, app.as_str(), SSH_SERVICE])
+        self.prune_kind::<Service>(ns, app, &[WEB, app.as_str(), SSH_SERVICE, MAINTENANCE])
             .await?;
-        // the custom domains' Ingress belongs to set_domains
+        // the custom domains' Ingress belongs to set_routes
         self.prune_kind::<Ingress>(ns, app, &[WEB, DOMAINS]).await?;
         // Finished release phases: their output was read when they ran.
         self.prune_kind::<Job>(ns, app, &[]).await?;
@@ -775,6 +782,61 @@ fn job_started(pod: &Pod) -> bool {
 }
 
 impl KubeRuntime {
+    /// Deletes the canary Service and Ingress that take a share of `app`'s requests, in
+    /// whatever namespace they are, but the one named by `keep` (namespace).
+    async fn remove_canaries_of(&self, app: &AppName, keep: Option<&str>) -> PortResult<()> {
+        let selector = format!("{LABEL_CANARY_OF}={app}");
+        let params = ListParams::default().labels(&selector);
+        let ingresses: Api<Ingress> = Api::all(self.client.clone());
+        let services: Api<Service> = Api::all(self.client.clone());
+        let mut found: Vec<(bool, String, String)> = Vec::new();
+        let located = |meta: &ObjectMeta| {
+            let ns = meta.namespace.clone().unwrap_or_default();
+            (keep != Some(ns.as_str())).then(|| (ns, meta.name.clone().unwrap_or_default()))
+        };
+        for obj in ingresses
+            .list_metadata(&params)
+            .await
+            .map_err(map_err)?
+            .items
+        {
+            if let Some((ns, name)) = located(&obj.metadata) {
+                found.push((true, ns, name));
+            }
+        }
+        for obj in services
+            .list_metadata(&params)
+            .await
+            .map_err(map_err)?
+            .items
+        {
+            if let Some((ns, name)) = located(&obj.metadata) {
+                found.push((false, ns, name));
+            }
+        }
+        for (is_ingress, ns, name) in found {
+            let deleted = if is_ingress {
+                self.api::<Ingress>(&ns)
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .map(|_| ())
+            } else {
+                self.api::<Service>(&ns)
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .map(|_| ())
+            };
+            match deleted.map_err(map_err) {
+                Ok(()) | Err(PortError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
+            tracing::info!(app = %app, namespace = %ns, name = %name, "canary route removed");
+        }
+        Ok(())
+    }
+}
+
+impl KubeRuntime {
     /// Follows one-off job `job` in `ns`: its pod's output as it comes, then its exit code;
     /// at `deadline` (the command's limit and the start allowance, a backstop for a
     /// cluster that never runs it) the Job goes and the code is 137.
@@ -922,6 +984,9 @@ impl Runtime for KubeRuntime {
     }
 
     async fn remove_app(&self, app: &AppName) -> PortResult<()> {
+        // Its canary's share of its hosts goes first: an app of that name made later, by
+        // anyone, must not send visitors to the canary.
+        self.remove_canaries_of(app, None).await?;
         let ns = namespace_of(&self.settings, app);
         match Api::<Namespace>::all(self.client.clone())
             .delete(&ns, &DeleteParams::background())
@@ -1109,10 +1174,47 @@ impl Runtime for KubeRuntime {
         .await
     }
 
-    async fn set_domains(&self, app: &AppName, domains: &[Fqdn]) -> PortResult<()> {
+    async fn set_routes(
+        &self,
+        app: &AppName,
+        domains: &[Fqdn],
+        traffic: &Traffic,
+    ) -> PortResult<()> {
         let ns = namespace_of(&self.settings, app);
+        // The canary's share: its objects where they belong now, none left elsewhere
+        // (another canary before, or none now). A canary not deployed yet has no
+        // namespace: its own first deploy announces this app's routes again.
+        let canary = render_canary(&self.settings, app, domains, traffic);
+        let keep = canary
+            .as_ref()
+            .and_then(|(svc, _)| svc.metadata.namespace.clone());
+        self.remove_canaries_of(app, keep.as_deref()).await?;
+        if let Some((service, ingress)) = &canary {
+            let ns = keep.as_deref().unwrap_or_default();
+            let applied = match self.apply(&self.api(ns), service, DOMAINS_MANAGER).await {
+                Ok(()) => self.apply(&self.api(ns), ingress, DOMAINS_MANAGER).await,
+                Err(err) => Err(err),
+            };
+            match applied {
+                Ok(()) => {}
+                Err(PortError::NotFound) => {
+                    tracing::info!(app = %app, canary = %canary_name(app), "the canary app has no namespace yet; its first deploy routes it");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        // The app's own host follows maintenance and the canary's cookie at once; an app
+        // not deployed yet gets its Ingress with its first release.
+        if self.web_deployment(&ns).await?.is_some() {
+            self.apply(
+                &self.api(&ns),
+                &web_ingress(&self.settings, app, traffic),
+                FIELD_MANAGER,
+            )
+            .await?;
+        }
         let api: Api<Ingress> = self.api(&ns);
-        match render_domains(&self.settings, app, domains) {
+        match render_domains(&self.settings, app, domains, traffic) {
             Some(ingress) => {
                 self.apply(
                     &Api::all(self.client.clone()),

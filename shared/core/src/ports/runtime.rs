@@ -41,6 +41,19 @@ pub struct ReleaseSpec {
     pub health_status: u16,
     /// How long a replica leaving the rotation gets to finish its requests.
     pub drain: Duration,
+    /// Where its requests go besides its replicas, as the deploy found it (a runtime with
+    /// an ingress of its own renders it with the release; see [`Runtime::set_routes`]).
+    pub traffic: Traffic,
+}
+
+/// Where an app's requests go besides its replicas: maintenance mode, a canary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Every request is answered 503 (`maintenance:on`); the replicas keep running.
+    pub maintenance: bool,
+    /// Another app of the same owner that gets a share of the app's new visitors, each
+    /// browser kept on its side while the weight is 1–99 (`canary:set`).
+    pub canary: Option<crate::model::Canary>,
 }
 
 /// How a deploy ended.
@@ -213,12 +226,19 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// Sets the SSH public keys the app's replicas admit (read at each login).
     async fn set_ssh_keys(&self, app: &AppName, keys: &[String]) -> PortResult<()>;
-    /// Sets the custom domains the app answers on, besides `APP.<domain>` (all of them,
-    /// sorted; empty: none). A runtime whose traffic comes through the platform's own
-    /// router needs nothing here (the router reads the domains from the store); on
-    /// Kubernetes they become Ingress hosts with their certificates.
-    async fn set_domains(&self, app: &AppName, domains: &[Fqdn]) -> PortResult<()> {
-        let _ = (app, domains);
+    /// Sets how the app's requests are routed: the custom domains it answers on besides
+    /// `APP.<domain>` (all of them, sorted; empty: none), and its [`Traffic`] (the canary
+    /// already checked to be another app of the same owner). A runtime whose traffic comes
+    /// through the platform's own router needs nothing here (the router reads them from
+    /// the store); on Kubernetes they become Ingresses (hosts with their certificates, the
+    /// maintenance backend, a canary Ingress in the canary app's namespace).
+    async fn set_routes(
+        &self,
+        app: &AppName,
+        domains: &[Fqdn],
+        traffic: &Traffic,
+    ) -> PortResult<()> {
+        let _ = (app, domains, traffic);
         Ok(())
     }
     /// Removes what a killed process left running or stopped (finished builds' containers,
@@ -297,6 +317,10 @@ impl ReleaseSpec {
             health_path: app.health.path.clone(),
             health_status: app.health.status,
             drain: Duration::from_secs(app.health.drain_secs.into()),
+            traffic: Traffic {
+                maintenance: app.maintenance,
+                canary: app.canary.clone(),
+            },
         }
     }
 }
