@@ -1139,3 +1139,68 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
     assert!(object(&green, "ingresses", "web").is_some());
     assert!(object(&green, "services", "web").is_some());
 }
+
+#[tokio::test]
+async fn one_replica_or_job_is_followed_by_name_and_nothing_of_another_app() {
+    use futures::StreamExt;
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    let client = fake_api({
+        let cluster = cluster.clone();
+        move |call| {
+            (cluster.lock().expect("cluster")).answer(
+                &call.method,
+                &call.path,
+                &call.query,
+                &call.body,
+            )
+        }
+    });
+    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
+    let s = Subject {
+        runtime: Arc::new(runtime),
+        app: AppName::parse(&unique("drained")[..14]).expect("app name"),
+        slugs: Slugs {
+            serving: slug("serving", &["web"]),
+            failing_phase: slug("failing-phase", &["web"]),
+            crashing: slug("crashing", &["web"]),
+        },
+    };
+    let (rt, app) = (&s.runtime, &s.app);
+    let v1 = spec(&s, 1, &slug("serving", &["web"]), 1);
+    assert_eq!(
+        rt.deploy(&v1).await.expect("deploy"),
+        DeployOutcome::Healthy
+    );
+    let lines = |stream: futures::stream::BoxStream<'static, String>| async move {
+        tokio::time::timeout(Duration::from_secs(10), stream.collect::<Vec<String>>())
+            .await
+            .expect("the fake's log ends")
+    };
+    let web = rt.replica_logs(app, "web-v1-0", None).await.expect("web");
+    assert!(lines(web)
+        .await
+        .contains(&"Running on port 4000".to_owned()));
+    let job = rt
+        .run_job(&v1, "serve", Duration::from_secs(60))
+        .await
+        .expect("run")
+        .name;
+    let followed = rt.replica_logs(app, &job, None).await.expect("job");
+    assert!(lines(followed)
+        .await
+        .contains(&format!("said {}", shared::contract::runtime::GREETING)));
+    let other = AppName::parse(&unique("other")[..14]).expect("app name");
+    for (whose, name) in [
+        (app, "web-v9-0"),
+        (&other, "web-v1-0"),
+        (&other, job.as_str()),
+    ] {
+        assert!(
+            matches!(
+                rt.replica_logs(whose, name, None).await.map(|_| ()),
+                Err(shared::PortError::NotFound)
+            ),
+            "{whose} {name}"
+        );
+    }
+}

@@ -1312,6 +1312,49 @@ impl Runtime for KubeRuntime {
         Ok(jobs)
     }
 
+    /// A web pod of the app by its name, or a one-off Job of it by the Job's name (as
+    /// [`Runtime::jobs`] gives it): its web container's lines from `since`.
+    async fn replica_logs(
+        &self,
+        app: &AppName,
+        name: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> PortResult<BoxStream<'static, String>> {
+        let ns = namespace_of(&self.settings, app);
+        let pods: Api<Pod> = self.api(&ns);
+        let pod = if self
+            .pods_of(app)
+            .await?
+            .iter()
+            .any(|p| p.name_any() == name)
+        {
+            name.to_owned()
+        } else if self.jobs(app).await?.iter().any(|j| j.name == name) {
+            pods.list(&ListParams::default().labels(&job_pod_selector(name)))
+                .await
+                .map_err(map_err)?
+                .items
+                .first()
+                .map(ResourceExt::name_any)
+                .ok_or(PortError::NotFound)?
+        } else {
+            return Err(PortError::NotFound);
+        };
+        let params = LogParams {
+            container: Some(WEB.into()),
+            follow: true,
+            since_seconds: since.map(|t| (Utc::now() - t).num_seconds().max(1)),
+            ..Default::default()
+        };
+        let reader = pods.log_stream(&pod, &params).await.map_err(map_err)?;
+        Ok(reader
+            .lines()
+            .into_stream()
+            .take_while(|l| futures::future::ready(l.is_ok()))
+            .filter_map(|l| futures::future::ready(l.ok()))
+            .boxed())
+    }
+
     /// Deletes the pod at once (no grace period), as a crash would end it; its
     /// Deployment starts another in its place.
     async fn kill(&self, app: &AppName, replica: &str) -> PortResult<()> {
