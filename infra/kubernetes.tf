@@ -112,6 +112,11 @@ resource "kubernetes_cluster_role_v1" "deploy" {
   }
   rule {
     api_groups = [""]
+    resources  = ["resourcequotas", "limitranges"]
+    verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
+  }
+  rule {
+    api_groups = [""]
     resources  = ["pods", "endpoints"]
     verbs      = ["get", "list", "watch", "delete"]
   }
@@ -130,15 +135,28 @@ resource "kubernetes_cluster_role_v1" "deploy" {
     resources  = ["deployments", "replicasets"]
     verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
   }
+  # The release phases' Jobs; one-off jobs are the api's.
+  rule {
+    api_groups = ["batch"]
+    resources  = ["jobs"]
+    verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
+  }
   rule {
     api_groups = ["networking.k8s.io"]
-    resources  = ["ingresses"]
+    resources  = ["ingresses", "networkpolicies"]
     verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
   }
   rule {
     api_groups = ["rbac.authorization.k8s.io"]
     resources  = ["roles", "rolebindings"]
     verbs      = ["get", "list", "watch", "create", "patch", "update", "delete"]
+  }
+  # Each app namespace's RoleBinding that gives the api its rights there.
+  rule {
+    api_groups     = ["rbac.authorization.k8s.io"]
+    resources      = ["clusterroles"]
+    verbs          = ["bind"]
+    resource_names = [kubernetes_cluster_role_v1.api_app.metadata[0].name]
   }
 }
 
@@ -160,23 +178,18 @@ resource "kubernetes_cluster_role_binding_v1" "deploy" {
   }
 }
 
-# --- api: looks at the apps (ps, logs, ps:ssh), kills a pod (ps:kill), runs jobs (run) ---
+# --- api: looks at the apps (ps, logs, ps:ssh) everywhere; kills a pod (ps:kill) and runs
+# jobs (run) only in the apps' namespaces ----------------------------------------------------
 
 resource "kubernetes_cluster_role_v1" "api" {
   metadata {
     name = "gigalixir-api"
   }
 
-  # What KubeRuntime's replicas, logs and SSH address read; ps:kill deletes one web pod
-  # (its Deployment starts another); nothing else of an app's objects changes.
+  # What KubeRuntime's replicas, logs, jobs and SSH address read, nothing more.
   rule {
     api_groups = [""]
-    resources  = ["pods"]
-    verbs      = ["get", "list", "delete"]
-  }
-  rule {
-    api_groups = [""]
-    resources  = ["services"]
+    resources  = ["pods", "services"]
     verbs      = ["get", "list"]
   }
   rule {
@@ -190,11 +203,31 @@ resource "kubernetes_cluster_role_v1" "api" {
     resources  = ["deployments"]
     verbs      = ["get"]
   }
-  # run: a one-off Job of that template; listed while it runs (ps); gone at its deadline.
   rule {
     api_groups = ["batch"]
     resources  = ["jobs"]
-    verbs      = ["get", "list", "create", "delete"]
+    verbs      = ["get", "list"]
+  }
+}
+
+# Bound in each app namespace only (the RoleBinding `gigalixir-api-app` deploy renders there,
+# runtime URL `api_user`): never in the cluster's own namespaces.
+resource "kubernetes_cluster_role_v1" "api_app" {
+  metadata {
+    name = "gigalixir-api-app"
+  }
+
+  # ps:kill: one web pod goes (its Deployment starts another).
+  rule {
+    api_groups = [""]
+    resources  = ["pods"]
+    verbs      = ["delete"]
+  }
+  # run: a one-off Job of the web pod's template; gone at its deadline.
+  rule {
+    api_groups = ["batch"]
+    resources  = ["jobs"]
+    verbs      = ["create", "delete"]
   }
 }
 

@@ -259,6 +259,8 @@ locals {
     "ingress_class=nginx",
     "namespace_prefix=app-",
     "ssh=loadbalancer",
+    # GKE's Kubernetes user of the api's Google identity (kubernetes.tf's api_app role)
+    "api_user=${urlencode(google_service_account.functions["api"].email)}",
   ])}"
 
   # Each function's environment: exactly the variables deployment.rs lists for it, except
@@ -267,7 +269,7 @@ locals {
   function_env = {
     # DOMAIN: a custom domain's CNAME target is APP.DOMAIN; the platform's own host is no
     # app's custom domain. RUNTIME: ps, logs and ps:ssh look at the cluster; ps:kill and run
-    # delete a pod and create a Job (kubernetes.tf's api ClusterRole).
+    # delete a pod and create a Job in the apps' namespaces (kubernetes.tf's api_app role).
     api = {
       GIGALIXIR_STORE            = "firestore://${var.project_id}"
       GIGALIXIR_BUS              = "pubsub://${var.project_id}"

@@ -123,6 +123,9 @@ pub struct Proxy {
     suspects: Arc<RwLock<HashMap<SocketAddr, Instant>>>,
     client: Client<HttpConnector, Body>,
     next: Arc<AtomicUsize>,
+    /// New visitors of each app with a canary so far (from a random start): which of them
+    /// go to the canary is spread evenly, so its share is its weight at any count.
+    visitors: Arc<Mutex<HashMap<AppName, u64>>>,
     /// Open upgraded connections, per app and in all.
     upgraded: Arc<Mutex<OpenUpgrades>>,
     /// Names no app answers on, whatever the store says (`--reserved-domains`).
@@ -218,6 +221,7 @@ impl Proxy {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),
             next: Arc::new(AtomicUsize::new(0)),
+            visitors: Arc::default(),
             upgraded: Arc::default(),
             reserved: Arc::from(Vec::new()),
             drains: None,
@@ -321,7 +325,7 @@ impl Proxy {
             });
         let to_canary = match kept {
             Some(side) if sticky => side,
-            _ => rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8) < canary.weight,
+            _ => self.new_visitor_to_canary(&app, canary.weight),
         };
         let set = if sticky && kept.is_none() {
             let side = if to_canary { "canary" } else { "app" };
@@ -334,6 +338,23 @@ impl Proxy {
         };
         let target = if to_canary { canary.app } else { app };
         (target, set)
+    }
+
+    /// Whether the app's next new visitor goes to its canary of `weight` percent: the
+    /// n-th does when `n × weight / 100` reaches a new whole number, so every run of 100
+    /// visitors sends exactly `weight` there (a random draw each time strays by ±3 % over
+    /// a thousand), evenly spread; the count starts at random, per app.
+    fn new_visitor_to_canary(&self, app: &AppName, weight: u8) -> bool {
+        let weight = u64::from(weight.min(100));
+        let Ok(mut visitors) = self.visitors.lock() else {
+            return false;
+        };
+        let n = visitors
+            .entry(app.clone())
+            .or_insert_with(|| rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u64));
+        let to_canary = (*n + 1) * weight / 100 > *n * weight / 100;
+        *n = (*n + 1) % 100;
+        to_canary
     }
 
     /// The app a custom domain belongs to, if any (looked up at most once a second per
@@ -1027,6 +1048,31 @@ mod tests {
             proxy.serves("www.example.com").await,
             "other names still route"
         );
+    }
+
+    #[tokio::test]
+    async fn every_hundred_new_visitors_send_exactly_the_weight_to_the_canary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = shared::embedded::SqliteStore::open(&dir.path().join("s.db")).expect("store");
+        let proxy = Proxy::new(
+            "localhost".into(),
+            5080,
+            Arc::new(store),
+            Arc::new(shared::fakes::FakeRuntime::default()),
+            Arc::default(),
+            EdgeLimits::default(),
+        );
+        for weight in [0u8, 1, 10, 33, 50, 99, 100] {
+            let app = AppName::parse(&format!("shop-{weight}")).expect("name");
+            // any hundred in a row, from wherever the count starts
+            let sides: Vec<bool> = (0..300)
+                .map(|_| proxy.new_visitor_to_canary(&app, weight))
+                .collect();
+            for start in [0, 17, 200] {
+                let sent = sides[start..start + 100].iter().filter(|s| **s).count();
+                assert_eq!(sent, usize::from(weight), "weight {weight} from {start}");
+            }
+        }
     }
 
     #[test]

@@ -99,6 +99,7 @@ fn http_three_replicas() -> (ReleaseSpec, KubeSettings) {
         image: "registry.example.invalid/gigalixir/runner:2026.11".into(),
         domain: "apps.example.com".into(),
         cluster_issuer: "letsencrypt-prod".into(),
+        api_user: Some("api@project.iam.gserviceaccount.com".into()),
         ..KubeSettings::default()
     };
     (spec, settings)
@@ -157,15 +158,21 @@ fn check_snapshot(name: &str, objects: &AppObjects) {
         serde_json::to_value(&objects.service_account),
         serde_json::to_value(&objects.role),
         serde_json::to_value(&objects.role_binding),
+    ];
+    if let Some(binding) = &objects.api_binding {
+        typed.push(serde_json::to_value(binding));
+    }
+    typed.extend([
         serde_json::to_value(&objects.ssh_keys),
         serde_json::to_value(&objects.secret),
         serde_json::to_value(&objects.web_service),
         serde_json::to_value(&objects.cluster_service),
         serde_json::to_value(&objects.ssh_service),
+        serde_json::to_value(&objects.canary_service),
         serde_json::to_value(&objects.ingress),
         serde_json::to_value(&objects.maintenance_service),
         serde_json::to_value(&objects.maintenance_headers),
-    ];
+    ]);
     if let Some(job) = &objects.release_phase {
         typed.push(serde_json::to_value(job));
     }
@@ -607,6 +614,7 @@ fn a_one_off_job_matches_its_snapshot() {
 #[test]
 fn maintenance_and_a_canary_as_ingress_nginx_does_them_match_their_snapshot() {
     use shared::domain::{AppName, Fqdn};
+    use shared::kube_runtime::render::canary_service;
     use shared::kube_runtime::{render_canary, web_ingress};
     use shared::model::Canary;
     use shared::ports::runtime::Traffic;
@@ -614,20 +622,20 @@ fn maintenance_and_a_canary_as_ingress_nginx_does_them_match_their_snapshot() {
     let green = AppName::parse("shop-green").expect("name");
     let domains = [Fqdn::parse("shop.example.com").expect("fqdn")];
     let canary = |weight| Traffic {
-        maintenance: false,
         canary: Some(Canary {
             app: green.clone(),
             weight,
         }),
+        ..Traffic::default()
     };
     let maintenance = Traffic {
         maintenance: true,
-        canary: None,
+        ..canary(10)
     };
     let down = web_ingress(&settings, &spec.app, &maintenance);
     let sticky = web_ingress(&settings, &spec.app, &canary(10));
-    let (service, split) =
-        render_canary(&settings, &spec.app, &domains, &canary(10)).expect("a canary");
+    let split = render_canary(&settings, &spec.app, &domains, &canary(10)).expect("a canary");
+    let service = canary_service(&settings, &green);
     let objects = rendered(http_three_replicas());
     let docs = [
         serde_saphyr::to_string(&down),
@@ -680,12 +688,15 @@ fn maintenance_and_a_canary_as_ingress_nginx_does_them_match_their_snapshot() {
     // A canary: the app's hosts, its own and its custom domains, in the canary's
     // namespace, weighed; the main Ingress keeps each browser on its side.
     assert_eq!(split.metadata.namespace.as_deref(), Some("app-shop-green"));
-    let name = service.metadata.name.clone().expect("name");
+    assert_eq!(
+        service.metadata.namespace.as_deref(),
+        Some("app-shop-green")
+    );
     assert_eq!(
         backend(json(serde_json::to_value(&split))),
         [
-            ("shop.apps.example.com".to_owned(), name.clone()),
-            ("shop.example.com".to_owned(), name)
+            ("shop.apps.example.com".to_owned(), "canary".to_owned()),
+            ("shop.example.com".to_owned(), "canary".to_owned())
         ]
     );
     assert_eq!(
@@ -711,4 +722,8 @@ fn maintenance_and_a_canary_as_ingress_nginx_does_them_match_their_snapshot() {
     ))))
     .contains_key("nginx.ingress.kubernetes.io/affinity"));
     assert!(render_canary(&settings, &spec.app, &domains, &canary(0)).is_none());
+    // In maintenance everyone gets the 503: no share, no cookie.
+    assert!(render_canary(&settings, &spec.app, &domains, &maintenance).is_none());
+    assert!(!annotations(json(serde_json::to_value(&down)))
+        .contains_key("nginx.ingress.kubernetes.io/affinity"));
 }

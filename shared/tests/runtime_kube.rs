@@ -918,7 +918,10 @@ async fn one_off_jobs_run_as_jobs_of_the_web_template_and_ps_kill_deletes_one_po
     let (_, code) = ended(rt.run_job(&v1, "exit 3", limit).await.expect("run")).await;
     assert_eq!(code, 3);
     let (_, code) = ended(rt.run_job(&v1, "sleep 999", limit).await.expect("run")).await;
-    assert_eq!(code, 137, "killed at its deadline");
+    assert_eq!(
+        code, 137,
+        "a pod the Job's deadline ended (no exit code of its own)"
+    );
 
     // One that runs is listed, and a deploy leaves it running.
     let running = rt.run_job(&v1, "serve", limit).await.expect("run").name;
@@ -1029,11 +1032,11 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
     let split = canary_name(shop);
     let shop_domain = shared::domain::Fqdn::parse("shop.example.com").expect("fqdn");
     let to_green = |weight| Traffic {
-        maintenance: false,
         canary: Some(Canary {
             app: green.clone(),
             weight,
         }),
+        ..Traffic::default()
     };
 
     // A canary: its Service and canary Ingress in green's namespace, for shop's hosts.
@@ -1045,6 +1048,7 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
         ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"],
         "10"
     );
+    assert_eq!(backend(&ingress), "canary");
     let hosts: Vec<&str> = ingress["spec"]["rules"]
         .as_array()
         .expect("rules")
@@ -1058,7 +1062,7 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
             "shop.example.com"
         ]
     );
-    let service = object(&green, "services", &split).expect("the canary's Service");
+    let service = object(&green, "services", "canary").expect("green's canary Service");
     assert_eq!(service["spec"]["selector"]["gigalixir.app"], green.as_str());
     let web = object(shop, "ingresses", "web").expect("shop's Ingress");
     assert_eq!(
@@ -1070,32 +1074,45 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
         domains["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"],
         "cookie"
     );
-    // Green's own deploys leave it alone.
-    let green_v2 = shared::ports::runtime::ReleaseSpec {
+    // Green's own deploys leave it alone, and so do its routes while it serves shop.
+    let mut green_v2 = shared::ports::runtime::ReleaseSpec {
         version: shared::domain::ReleaseVersion(2),
         ..green_v1.clone()
     };
+    green_v2.traffic.serves = vec![shop.clone()];
     assert_eq!(
         rt.deploy(&green_v2).await.expect("deploy"),
         DeployOutcome::Healthy
     );
+    rt.set_routes(&green, &[], &green_v2.traffic)
+        .await
+        .expect("green's routes");
+    assert!(object(&green, "ingresses", &split).is_some());
+    // Green given away (it serves shop no more): its routes drop shop's share, even if
+    // shop's own routes were never synced again.
+    rt.set_routes(&green, &[], &Traffic::default())
+        .await
+        .expect("green's routes");
+    assert!(object(&green, "ingresses", &split).is_none());
+    rt.set_routes(shop, std::slice::from_ref(&shop_domain), &to_green(10))
+        .await
+        .expect("canary again");
     assert!(object(&green, "ingresses", &split).is_some());
 
-    // Maintenance, no canary: shop's hosts go to the Service with no endpoints.
+    // Maintenance, the canary still set: shop's hosts go to the Service with no
+    // endpoints, and no share goes to green.
     let down = Traffic {
         maintenance: true,
-        canary: None,
+        ..to_green(10)
     };
     rt.set_routes(shop, &[], &down).await.expect("maintenance");
     assert!(object(&green, "ingresses", &split).is_none());
-    assert!(object(&green, "services", &split).is_none());
     let web = object(shop, "ingresses", "web").expect("shop's Ingress");
     assert_eq!(backend(&web), "maintenance");
     assert_eq!(
         web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/custom-headers"],
         format!("app-{shop}/maintenance-headers")
     );
-    assert!(web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"].is_null());
     let maintenance = object(shop, "services", "maintenance").expect("the maintenance Service");
     assert!(maintenance["spec"]["selector"].is_null(), "no endpoints");
     // A deploy in maintenance keeps it.
@@ -1115,15 +1132,16 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
     let web = object(shop, "ingresses", "web").expect("shop's Ingress");
     assert_eq!(backend(&web), "web");
     assert!(web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/custom-headers"].is_null());
+    assert!(web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"].is_null());
 
     // A canary not deployed yet: nothing to route to, no error.
     let ghost = AppName::parse(&unique("ghost")[..14]).expect("app name");
     let to_ghost = Traffic {
-        maintenance: false,
         canary: Some(Canary {
             app: ghost.clone(),
             weight: 10,
         }),
+        ..Traffic::default()
     };
     rt.set_routes(shop, &[], &to_ghost).await.expect("ghost");
     assert!(object(&ghost, "ingresses", &split).is_none());
@@ -1135,9 +1153,8 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
     assert!(object(&green, "ingresses", &split).is_some());
     rt.remove_app(shop).await.expect("remove");
     assert!(object(&green, "ingresses", &split).is_none());
-    assert!(object(&green, "services", &split).is_none());
     assert!(object(&green, "ingresses", "web").is_some());
-    assert!(object(&green, "services", "web").is_some());
+    assert!(object(&green, "services", "canary").is_some());
 }
 
 #[tokio::test]

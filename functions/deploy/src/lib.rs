@@ -65,7 +65,12 @@ pub fn router(state: StepState) -> Router {
 /// upload still running at that moment wrote goes too; the pass that finds nothing frees
 /// the app's name.
 async fn destroyed(state: &StepState, app: &AppName) -> Result<(), StepError> {
-    state.runtime.remove_app(app).await?;
+    // Under the deploy lock: a routes sync that read the app just before it went cannot
+    // put its canary's share of its hosts back after this.
+    let held = take_deploy_lock(state, app).await?;
+    let removed = state.runtime.remove_app(app).await;
+    held.release().await;
+    removed?;
     let push_lock = shared::locks::push_lock(app);
     let holder = shared::locks::holder(&format!("destroy-{}", uuid::Uuid::new_v4()));
     let waited = tokio::time::Instant::now();
@@ -485,9 +490,9 @@ async fn domains_changed(state: &StepState, app: &AppName) -> Result<(), StepErr
     result
 }
 
-/// Where `app`'s requests go besides its replicas: its maintenance mode, and its canary
-/// while that is another app of the same owner (one that was destroyed or given away
-/// gets nothing, as the router does it).
+/// Where `app`'s requests go besides its replicas: its maintenance mode, its canary while
+/// that is another app of the same owner (one that was destroyed or given away gets
+/// nothing, as the router does it), and the owner's apps it is the canary of.
 async fn traffic_of(state: &StepState, app: &App) -> Result<Traffic, StepError> {
     let canary = match &app.canary {
         Some(c) => match state.store.app(&c.app).await {
@@ -497,9 +502,21 @@ async fn traffic_of(state: &StepState, app: &App) -> Result<Traffic, StepError> 
         },
         None => None,
     };
+    let mut serves: Vec<AppName> = state
+        .store
+        .apps_of(&app.owner)
+        .await?
+        .into_iter()
+        .filter(|other| {
+            other.name != app.name && other.canary.as_ref().is_some_and(|c| c.app == app.name)
+        })
+        .map(|other| other.name)
+        .collect();
+    serves.sort();
     Ok(Traffic {
         maintenance: app.maintenance,
         canary,
+        serves,
     })
 }
 
@@ -534,12 +551,10 @@ async fn sync_routes(state: &StepState, app: &AppName, dependents: bool) -> Resu
         canary = traffic.canary.is_some(),
         "routes synced"
     );
-    if let Some(record) = record.filter(|_| dependents) {
-        for other in state.store.apps_of(&record.owner).await? {
-            if other.canary.as_ref().is_some_and(|c| c.app == *app) {
-                let event = Event::DomainsChanged { app: other.name };
-                emit(&*state.bus, &event, None).await?;
-            }
+    if dependents {
+        for other in &traffic.serves {
+            let event = Event::DomainsChanged { app: other.clone() };
+            emit(&*state.bus, &event, None).await?;
         }
     }
     Ok(())

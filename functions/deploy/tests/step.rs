@@ -350,6 +350,7 @@ async fn a_release_carries_maintenance_and_only_a_canary_of_the_same_owner() {
     let want = shared::ports::runtime::Traffic {
         maintenance: true,
         canary: app.canary.clone(),
+        serves: Vec::new(),
     };
     assert_eq!(w.runtime.deploys()[0].traffic, want);
     assert_eq!(w.runtime.traffic(&w.app), want);
@@ -404,4 +405,8 @@ async fn a_release_carries_maintenance_and_only_a_canary_of_the_same_owner() {
         .await
         .expect("deploy green");
     assert_eq!(w.pending("test.domains-changed").await, 1);
+    assert_eq!(
+        w.runtime.traffic(&green.name).serves,
+        std::slice::from_ref(&w.app)
+    );
 }

@@ -11,13 +11,15 @@ use sha2::{Digest, Sha256};
 #[error("{0}")]
 pub struct Invalid(pub String);
 
-/// Names that would collide with the platform's own host names or routes.
+/// Names that would collide with the platform's own host names or routes, or with the
+/// objects of an app's own Kubernetes namespace (its headless Service is named after it).
 pub const RESERVED_APP_NAMES: &[&str] = &[
     "admin",
     "api",
     "app",
     "apps",
     "assets",
+    "canary",
     "dashboard",
     "docs",
     "git",
@@ -25,12 +27,14 @@ pub const RESERVED_APP_NAMES: &[&str] = &[
     "help",
     "localhost",
     "mail",
+    "maintenance",
     "platform",
     "root",
     "ssh",
     "static",
     "status",
     "support",
+    "web",
     "www",
 ];
 

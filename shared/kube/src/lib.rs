@@ -117,6 +117,12 @@ pub const MAINTENANCE_RETRY_AFTER: u32 = 120;
 pub const LABEL_CANARY_OF: &str = "gigalixir.canary-of";
 /// ingress-nginx's annotations, by their names after the prefix.
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
+/// The ClusterRole (made by the Terraform) that the api's user gets in each app namespace,
+/// and the RoleBinding there that grants it.
+pub const API_APP_ROLE: &str = "gigalixir-api-app";
+/// The Service of an app's own pods that canary Ingresses of other apps send their share
+/// to (ingress-nginx takes no Service that is another Ingress's main backend).
+pub const CANARY: &str = "canary";
 /// The Service exposing the replicas' SSH servers.
 pub const SSH_SERVICE: &str = "ssh";
 /// The ConfigMap holding `authorized_keys`.
@@ -157,6 +163,10 @@ pub struct KubeSettings {
     pub poll_interval: Duration,
     /// The namespace of the ingress controller, the one way into an app's HTTP port.
     pub ingress_namespace: String,
+    /// The Kubernetes user the api function acts as: each app's namespace binds it to
+    /// the ClusterRole [`API_APP_ROLE`] (`ps:kill`, `run`), so those rights hold in the
+    /// apps' namespaces only. `None`: no such binding.
+    pub api_user: Option<String>,
 }
 
 impl Default for KubeSettings {
@@ -170,6 +180,7 @@ impl Default for KubeSettings {
             ssh: SshExposure::LoadBalancer,
             poll_interval: Duration::from_secs(2),
             ingress_namespace: "ingress-nginx".into(),
+            api_user: None,
         }
     }
 }
@@ -178,7 +189,7 @@ impl KubeSettings {
     /// Settings from a runtime URL, `kube://` with optional query parameters over the
     /// defaults: `image`, `domain`, `issuer`, `ingress_class` (empty: the cluster's
     /// default), `namespace_prefix`, `ssh` (`loadbalancer` or `nodeport`), `poll_ms`,
-    /// `ingress_namespace`.
+    /// `ingress_namespace`, `api_user`.
     pub fn from_url(url: &str) -> PortResult<Self> {
         let parsed = url::Url::parse(url)
             .map_err(|e| PortError::Invalid(format!("`{url}` is not a runtime URL: {e}")))?;
@@ -210,6 +221,7 @@ impl KubeSettings {
                     }
                 }
                 "ingress_namespace" => settings.ingress_namespace = value,
+                "api_user" => settings.api_user = Some(value).filter(|v| !v.is_empty()),
                 "poll_ms" => {
                     let ms: u64 = value.parse().map_err(|_| {
                         PortError::Invalid(format!("poll_ms={value} in `{url}` is not a number"))

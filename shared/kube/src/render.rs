@@ -31,10 +31,10 @@ use k8s_openapi::ByteString;
 use serde::Serialize;
 
 use super::{
-    namespace_of, KubeSettings, SshExposure, ANNOTATION_CLUSTER_ISSUER, DOMAINS, EPMD_PORT,
-    LABEL_APP, LABEL_CANARY_OF, LABEL_JOB, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_RELEASE_PHASE,
-    LIBCLUSTER, MAINTENANCE, MAINTENANCE_HEADERS, MAINTENANCE_RETRY_AFTER, MANAGED_BY, NGINX,
-    RELEASE_PHASE_TIMEOUT, RUNNER_SSH_PORT, SSH_KEYS, SSH_SERVICE, WEB,
+    namespace_of, KubeSettings, SshExposure, ANNOTATION_CLUSTER_ISSUER, API_APP_ROLE, CANARY,
+    DOMAINS, EPMD_PORT, LABEL_APP, LABEL_CANARY_OF, LABEL_JOB, LABEL_MANAGED_BY, LABEL_RELEASE,
+    LABEL_RELEASE_PHASE, LIBCLUSTER, MAINTENANCE, MAINTENANCE_HEADERS, MAINTENANCE_RETRY_AFTER,
+    MANAGED_BY, NGINX, RELEASE_PHASE_TIMEOUT, RUNNER_SSH_PORT, SSH_KEYS, SSH_SERVICE, WEB,
 };
 use crate::domain::{AppName, Fqdn};
 use crate::ports::runtime::{ReleaseSpec, Traffic, APP_PORT};
@@ -72,6 +72,8 @@ pub struct AppObjects {
     pub role: Role,
     /// Grants [`AppObjects::role`] to [`AppObjects::service_account`].
     pub role_binding: RoleBinding,
+    /// The api's rights in this namespace (`ps:kill`, `run`), when it has a user.
+    pub api_binding: Option<RoleBinding>,
     /// The SSH keys' ConfigMap, without data: its keys belong to another field manager.
     pub ssh_keys: ConfigMap,
     /// The release's environment and slug URL.
@@ -84,6 +86,8 @@ pub struct AppObjects {
     pub ssh_service: Service,
     /// `https://<app>.<domain>`.
     pub ingress: Ingress,
+    /// The Service of the app's pods that other apps' canary Ingresses send their share to.
+    pub canary_service: Service,
     /// The Service with no endpoints the Ingresses point at in maintenance mode.
     pub maintenance_service: Service,
     /// The response headers the ingress controller adds in maintenance mode.
@@ -113,11 +117,15 @@ impl AppObjects {
         doc(&mut docs, &self.service_account)?;
         doc(&mut docs, &self.role)?;
         doc(&mut docs, &self.role_binding)?;
+        if let Some(binding) = &self.api_binding {
+            doc(&mut docs, binding)?;
+        }
         doc(&mut docs, &self.ssh_keys)?;
         doc(&mut docs, &self.secret)?;
         doc(&mut docs, &self.web_service)?;
         doc(&mut docs, &self.cluster_service)?;
         doc(&mut docs, &self.ssh_service)?;
+        doc(&mut docs, &self.canary_service)?;
         doc(&mut docs, &self.ingress)?;
         doc(&mut docs, &self.maintenance_service)?;
         doc(&mut docs, &self.maintenance_headers)?;
@@ -300,6 +308,20 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         }]),
     };
     let ssh_keys = ssh_keys_object(settings, app, None);
+    let api_binding = settings.api_user.as_ref().map(|user| RoleBinding {
+        metadata: meta(API_APP_ROLE, &ns, app),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: API_APP_ROLE.into(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "User".into(),
+            name: user.clone(),
+            ..Default::default()
+        }]),
+    });
 
     let mut data: BTreeMap<String, ByteString> = spec
         .env
@@ -360,6 +382,7 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         ..Default::default()
     };
 
+    let canary_service = canary_service(settings, app);
     let ingress = web_ingress(settings, app, &spec.traffic);
     let (maintenance_service, maintenance_headers) = maintenance_objects(&ns, app);
 
@@ -377,11 +400,13 @@ pub fn render(spec: &ReleaseSpec, settings: &KubeSettings, slug_url: &str) -> Ap
         service_account,
         role,
         role_binding,
+        api_binding,
         ssh_keys,
         secret,
         web_service,
         cluster_service,
         ssh_service,
+        canary_service,
         ingress,
         maintenance_service,
         maintenance_headers,
@@ -923,10 +948,11 @@ fn ingress(
             format!("{ns}/{MAINTENANCE_HEADERS}"),
         );
     }
-    if traffic
-        .canary
-        .as_ref()
-        .is_some_and(|c| (1..100).contains(&c.weight))
+    if !traffic.maintenance
+        && traffic
+            .canary
+            .as_ref()
+            .is_some_and(|c| (1..100).contains(&c.weight))
     {
         for (key, value) in [
             ("affinity", "cookie".to_owned()),
@@ -1013,51 +1039,42 @@ fn maintenance_objects(ns: &str, app: &AppName) -> (Service, ConfigMap) {
     (service, headers)
 }
 
-/// The name of the Service and Ingress, in the canary app's namespace, that take a share
-/// of `app`'s requests: `canary-` and 16 hex digits of its name's SHA-256 (an app's name
-/// may be as long as a Service's may).
+/// The name of the Ingress, in the canary app's namespace, that takes a share of `app`'s
+/// requests.
 pub fn canary_name(app: &AppName) -> String {
-    use sha2::Digest;
-    let hash = hex::encode(sha2::Sha256::digest(app.as_str().as_bytes()));
-    format!("canary-{}", &hash[..16])
+    format!("canary-of-{app}")
+}
+
+/// The Service [`CANARY`] of `app`'s web pods, which canary Ingresses of other apps send
+/// their share to: one for all of them (a namespace holds few Services).
+pub fn canary_service(settings: &KubeSettings, app: &AppName) -> Service {
+    Service {
+        metadata: meta(CANARY, &namespace_of(settings, app), app),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some([(LABEL_APP.to_owned(), app.to_string())].into()),
+            ports: Some(vec![service_port("http", 80, "http")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// What sends `canary.weight` % of `app`'s new visitors, on its host and its custom
-/// `domains`, to the canary app: a Service selecting the canary's web pods and an
-/// ingress-nginx canary Ingress for the same hosts, both in the canary's namespace and
-/// labelled [`LABEL_CANARY_OF`] (without the managed-by label, so the canary's own deploys
-/// do not prune them). `None` without a canary or at weight 0 (everyone stays).
+/// `domains`, to the canary app: an ingress-nginx canary Ingress for the same hosts in the
+/// canary's namespace, to its [`CANARY`] Service, labelled [`LABEL_CANARY_OF`] (without
+/// the managed-by label, so the canary's own deploys do not prune it). `None` without a
+/// canary, at weight 0 (everyone stays), or in maintenance (everyone gets the 503).
 pub fn render_canary(
     settings: &KubeSettings,
     app: &AppName,
     domains: &[Fqdn],
     traffic: &Traffic,
-) -> Option<(Service, Ingress)> {
+) -> Option<Ingress> {
+    if traffic.maintenance {
+        return None;
+    }
     let canary = traffic.canary.as_ref().filter(|c| c.weight > 0)?;
-    let ns = namespace_of(settings, &canary.app);
-    let name = canary_name(app);
-    let metadata = ObjectMeta {
-        name: Some(name.clone()),
-        namespace: Some(ns),
-        labels: Some(
-            [
-                (LABEL_APP.to_owned(), canary.app.to_string()),
-                (LABEL_CANARY_OF.to_owned(), app.to_string()),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    let service = Service {
-        metadata: metadata.clone(),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some([(LABEL_APP.to_owned(), canary.app.to_string())].into()),
-            ports: Some(vec![service_port("http", 80, "http")]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     let mut hosts = vec![app_host(settings, app)];
     hosts.extend(domains.iter().map(ToString::to_string));
     let annotations: BTreeMap<String, String> = [
@@ -1069,19 +1086,27 @@ pub fn render_canary(
     .into_iter()
     .map(|(k, v)| (format!("{NGINX}{k}"), v))
     .collect();
-    let ingress = Ingress {
+    Some(Ingress {
         metadata: ObjectMeta {
+            name: Some(canary_name(app)),
+            namespace: Some(namespace_of(settings, &canary.app)),
+            labels: Some(
+                [
+                    (LABEL_APP.to_owned(), canary.app.to_string()),
+                    (LABEL_CANARY_OF.to_owned(), app.to_string()),
+                ]
+                .into(),
+            ),
             annotations: Some(annotations),
-            ..metadata
+            ..Default::default()
         },
         spec: Some(IngressSpec {
             ingress_class_name: settings.ingress_class.clone(),
-            rules: Some(rules_to(&hosts, &name)),
+            rules: Some(rules_to(&hosts, CANARY)),
             ..Default::default()
         }),
         ..Default::default()
-    };
-    Some((service, ingress))
+    })
 }
 
 /// The Secret of a custom domain's certificate: `tls-<domain>`, or for a name too long

@@ -24,15 +24,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::render::{
-    app_selector, canary_name, namespace_object, one_off_job, release_phase_job,
+    app_selector, canary_name, canary_service, namespace_object, one_off_job, release_phase_job,
     release_phase_selector, release_selector, render, render_canary, render_domains, restart_patch,
     ssh_keys_object, upgrading_patch, web_ingress, AppObjects, JOB_START_ALLOWANCE,
 };
 use super::{
     namespace_of, KubeSettings, SlugUrls, ANNOTATION_RESTARTED_AT, ANNOTATION_TEMPLATE,
-    ANNOTATION_UPGRADING, DOMAINS, DOMAINS_MANAGER, FIELD_MANAGER, HOT_UPGRADE_MANAGER,
-    LABEL_CANARY_OF, LABEL_JOB, LABEL_RELEASE, LIBCLUSTER, MAINTENANCE, MAINTENANCE_HEADERS,
-    RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER, SSH_SERVICE, WEB,
+    ANNOTATION_UPGRADING, API_APP_ROLE, CANARY, DOMAINS, DOMAINS_MANAGER, FIELD_MANAGER,
+    HOT_UPGRADE_MANAGER, LABEL_CANARY_OF, LABEL_JOB, LABEL_RELEASE, LIBCLUSTER, MAINTENANCE,
+    MAINTENANCE_HEADERS, RELEASE_PHASE_TIMEOUT, RESTART_MANAGER, SSH_KEYS, SSH_KEYS_MANAGER,
+    SSH_SERVICE, WEB,
 };
 use crate::domain::{AppName, Fqdn, ReleaseVersion};
 use crate::error::{PortError, PortResult};
@@ -372,6 +373,9 @@ impl KubeRuntime {
         self.apply(&self.api(ns), &o.service_account, m).await?;
         self.apply(&self.api(ns), &o.role, m).await?;
         self.apply(&self.api(ns), &o.role_binding, m).await?;
+        if let Some(binding) = &o.api_binding {
+            self.apply(&self.api(ns), binding, m).await?;
+        }
         self.apply(&self.api(ns), &o.ssh_keys, m).await?;
         self.apply(&self.api(ns), &o.secret, m).await?;
         let services: Api<Service> = self.api(ns);
@@ -379,6 +383,7 @@ impl KubeRuntime {
             &o.web_service,
             &o.cluster_service,
             &o.ssh_service,
+            &o.canary_service,
             &o.maintenance_service,
         ] {
             self.apply(&services, svc, m).await?;
@@ -422,14 +427,18 @@ impl KubeRuntime {
         let secret = o.secret.metadata.name.clone().unwrap_or_default();
         self.prune_kind::<ServiceAccount>(ns, app, &[WEB]).await?;
         self.prune_kind::<Role>(ns, app, &[LIBCLUSTER]).await?;
-        self.prune_kind::<RoleBinding>(ns, app, &[LIBCLUSTER])
+        self.prune_kind::<RoleBinding>(ns, app, &[LIBCLUSTER, API_APP_ROLE])
             .await?;
         self.prune_kind::<ConfigMap>(ns, app, &[SSH_KEYS, MAINTENANCE_HEADERS])
             .await?;
         self.prune_kind::<Secret>(ns, app, &[secret.as_str()])
             .await?;
-        self.prune_kind::<Service>(ns, app, &[WEB, app.as_str(), SSH_SERVICE, MAINTENANCE])
-            .await?;
+        self.prune_kind::<Service>(
+            ns,
+            app,
+            &[WEB, app.as_str(), SSH_SERVICE, CANARY, MAINTENANCE],
+        )
+        .await?;
         // the custom domains' Ingress belongs to set_routes
         self.prune_kind::<Ingress>(ns, app, &[WEB, DOMAINS]).await?;
         // Finished release phases: their output was read when they ran.
@@ -782,55 +791,42 @@ fn job_started(pod: &Pod) -> bool {
 }
 
 impl KubeRuntime {
-    /// Deletes the canary Service and Ingress that take a share of `app`'s requests, in
-    /// whatever namespace they are, but the one named by `keep` (namespace).
-    async fn remove_canaries_of(&self, app: &AppName, keep: Option<&str>) -> PortResult<()> {
-        let selector = format!("{LABEL_CANARY_OF}={app}");
-        let params = ListParams::default().labels(&selector);
-        let ingresses: Api<Ingress> = Api::all(self.client.clone());
-        let services: Api<Service> = Api::all(self.client.clone());
-        let mut found: Vec<(bool, String, String)> = Vec::new();
-        let located = |meta: &ObjectMeta| {
-            let ns = meta.namespace.clone().unwrap_or_default();
-            (keep != Some(ns.as_str())).then(|| (ns, meta.name.clone().unwrap_or_default()))
-        };
-        for obj in ingresses
+    /// Deletes the canary Ingresses labelled with `selector` (in every namespace) for
+    /// which `stale` (namespace, the app whose share it takes) holds.
+    async fn remove_canaries(
+        &self,
+        selector: &str,
+        stale: impl Fn(&str, &str) -> bool,
+    ) -> PortResult<()> {
+        let params = ListParams::default().labels(selector);
+        let found = Api::<Ingress>::all(self.client.clone())
             .list_metadata(&params)
             .await
             .map_err(map_err)?
-            .items
-        {
-            if let Some((ns, name)) = located(&obj.metadata) {
-                found.push((true, ns, name));
+            .items;
+        for obj in found {
+            let ns = obj.metadata.namespace.clone().unwrap_or_default();
+            let of = obj
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_CANARY_OF))
+                .cloned()
+                .unwrap_or_default();
+            if !stale(&ns, &of) {
+                continue;
             }
-        }
-        for obj in services
-            .list_metadata(&params)
-            .await
-            .map_err(map_err)?
-            .items
-        {
-            if let Some((ns, name)) = located(&obj.metadata) {
-                found.push((false, ns, name));
-            }
-        }
-        for (is_ingress, ns, name) in found {
-            let deleted = if is_ingress {
-                self.api::<Ingress>(&ns)
-                    .delete(&name, &DeleteParams::background())
-                    .await
-                    .map(|_| ())
-            } else {
-                self.api::<Service>(&ns)
-                    .delete(&name, &DeleteParams::background())
-                    .await
-                    .map(|_| ())
-            };
-            match deleted.map_err(map_err) {
-                Ok(()) | Err(PortError::NotFound) => {}
+            let name = obj.name_any();
+            match self
+                .api::<Ingress>(&ns)
+                .delete(&name, &DeleteParams::background())
+                .await
+                .map_err(map_err)
+            {
+                Ok(_) | Err(PortError::NotFound) => {}
                 Err(err) => return Err(err),
             }
-            tracing::info!(app = %app, namespace = %ns, name = %name, "canary route removed");
+            tracing::info!(app = %of, namespace = %ns, name = %name, "canary route removed");
         }
         Ok(())
     }
@@ -855,9 +851,12 @@ impl KubeRuntime {
                 .ok()
                 .and_then(|l| l.items.into_iter().next())
         };
-        // Its pod, once it runs.
+        // Its pod, once it runs (nobody listening: the Job's own deadline ends it).
         let mut said_waiting = false;
         let pod = loop {
+            if tx.is_closed() {
+                return;
+            }
             match find().await {
                 Some(p) if job_started(&p) => break Some(p),
                 Some(p) => {
@@ -889,25 +888,51 @@ impl KubeRuntime {
                     follow: true,
                     ..Default::default()
                 };
-                if let Ok(reader) = pods.log_stream(&name, &params).await {
-                    let mut lines = reader.lines();
-                    let _ = tokio::time::timeout_at(deadline, async {
-                        while let Some(Ok(line)) = lines.next().await {
-                            let _ = tx.send(JobEvent::Line(line));
-                        }
-                    })
-                    .await;
-                }
-                // Its end, as the pod's status says it.
-                loop {
-                    let now = pods.get_opt(&name).await.ok().flatten();
-                    match now.as_ref().map(job_exit) {
-                        Some(Some(code)) => break code,
-                        // The pod is gone (the Job's deadline, or someone removed it).
-                        None => break 137,
-                        Some(None) if tokio::time::Instant::now() >= deadline => break 137,
-                        Some(None) => tokio::time::sleep(self.settings.poll_interval).await,
+                let cut = match pods.log_stream(&name, &params).await {
+                    Ok(reader) => {
+                        let mut lines = reader.lines();
+                        tokio::time::timeout_at(deadline, async {
+                            loop {
+                                match lines.next().await {
+                                    Some(Ok(line)) => {
+                                        if tx.send(JobEvent::Line(line)).is_err() {
+                                            return None;
+                                        }
+                                    }
+                                    Some(Err(err)) => return Some(err.to_string()),
+                                    None => return None,
+                                }
+                            }
+                        })
+                        .await
+                        .unwrap_or(None)
                     }
+                    Err(err) => Some(map_err(err).to_string()),
+                };
+                if let Some(why) = cut {
+                    let _ = tx.send(JobEvent::Line(format!(
+                        "gigalixir: the job's output could not be read further: {why}"
+                    )));
+                }
+                // Its end, as the pod's status says it (an unanswered question is asked
+                // again; a pod that is gone was taken by the Job's deadline or removed).
+                loop {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    match pods.get_opt(&name).await {
+                        Ok(Some(p)) => {
+                            if let Some(code) = job_exit(&p) {
+                                break code;
+                            }
+                        }
+                        Ok(None) => break 137,
+                        Err(_) => {}
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        break 137;
+                    }
+                    tokio::time::sleep(self.settings.poll_interval).await;
                 }
             }
         };
@@ -940,6 +965,38 @@ impl KubeRuntime {
         self.apply_all(ns, &objects).await?;
         self.apply(&self.api(ns), &objects.deployment, FIELD_MANAGER)
             .await
+    }
+}
+
+impl KubeRuntime {
+    /// The Ingress of the app's custom domains as `traffic` wants it, or none.
+    async fn set_domains(
+        &self,
+        app: &AppName,
+        domains: &[Fqdn],
+        traffic: &Traffic,
+    ) -> PortResult<()> {
+        let ns = namespace_of(&self.settings, app);
+        let api: Api<Ingress> = self.api(&ns);
+        match render_domains(&self.settings, app, domains, traffic) {
+            Some(ingress) => {
+                self.apply(
+                    &Api::all(self.client.clone()),
+                    &namespace_object(&self.settings, app),
+                    DOMAINS_MANAGER,
+                )
+                .await?;
+                self.apply(&api, &ingress, DOMAINS_MANAGER).await
+            }
+            None => match api
+                .delete(DOMAINS, &DeleteParams::background())
+                .await
+                .map_err(map_err)
+            {
+                Ok(_) | Err(PortError::NotFound) => Ok(()),
+                Err(err) => Err(err),
+            },
+        }
     }
 }
 
@@ -986,7 +1043,8 @@ impl Runtime for KubeRuntime {
     async fn remove_app(&self, app: &AppName) -> PortResult<()> {
         // Its canary's share of its hosts goes first: an app of that name made later, by
         // anyone, must not send visitors to the canary.
-        self.remove_canaries_of(app, None).await?;
+        self.remove_canaries(&format!("{LABEL_CANARY_OF}={app}"), |_, _| true)
+            .await?;
         let ns = namespace_of(&self.settings, app);
         match Api::<Namespace>::all(self.client.clone())
             .delete(&ns, &DeleteParams::background())
@@ -1181,28 +1239,6 @@ impl Runtime for KubeRuntime {
         traffic: &Traffic,
     ) -> PortResult<()> {
         let ns = namespace_of(&self.settings, app);
-        // The canary's share: its objects where they belong now, none left elsewhere
-        // (another canary before, or none now). A canary not deployed yet has no
-        // namespace: its own first deploy announces this app's routes again.
-        let canary = render_canary(&self.settings, app, domains, traffic);
-        let keep = canary
-            .as_ref()
-            .and_then(|(svc, _)| svc.metadata.namespace.clone());
-        self.remove_canaries_of(app, keep.as_deref()).await?;
-        if let Some((service, ingress)) = &canary {
-            let ns = keep.as_deref().unwrap_or_default();
-            let applied = match self.apply(&self.api(ns), service, DOMAINS_MANAGER).await {
-                Ok(()) => self.apply(&self.api(ns), ingress, DOMAINS_MANAGER).await,
-                Err(err) => Err(err),
-            };
-            match applied {
-                Ok(()) => {}
-                Err(PortError::NotFound) => {
-                    tracing::info!(app = %app, canary = %canary_name(app), "the canary app has no namespace yet; its first deploy routes it");
-                }
-                Err(err) => return Err(err),
-            }
-        }
         // The app's own host follows maintenance and the canary's cookie at once; an app
         // not deployed yet gets its Ingress with its first release.
         if self.web_deployment(&ns).await?.is_some() {
@@ -1213,26 +1249,46 @@ impl Runtime for KubeRuntime {
             )
             .await?;
         }
-        let api: Api<Ingress> = self.api(&ns);
-        match render_domains(&self.settings, app, domains, traffic) {
-            Some(ingress) => {
-                self.apply(
-                    &Api::all(self.client.clone()),
-                    &namespace_object(&self.settings, app),
-                    DOMAINS_MANAGER,
+        self.set_domains(app, domains, traffic).await?;
+        // A share of other apps' requests this app no longer serves (given away, or the
+        // other app's canary changed) goes from its namespace.
+        self.remove_canaries(
+            &format!("{}={app},{LABEL_CANARY_OF}", super::LABEL_APP),
+            |at, of| at == ns && !traffic.serves.iter().any(|s| s.as_str() == of),
+        )
+        .await?;
+        // The canary's share: where it belongs now, none left elsewhere. A canary not
+        // deployed yet has no namespace: its first deploy announces this app's routes.
+        let canary = render_canary(&self.settings, app, domains, traffic);
+        let keep = canary
+            .as_ref()
+            .and_then(|ingress| ingress.metadata.namespace.clone());
+        self.remove_canaries(&format!("{LABEL_CANARY_OF}={app}"), |at, _| {
+            keep.as_deref() != Some(at)
+        })
+        .await?;
+        if let (Some(ingress), Some(target)) = (&canary, traffic.canary.as_ref()) {
+            let at = keep.as_deref().unwrap_or_default();
+            let applied = match self
+                .apply(
+                    &self.api(at),
+                    &canary_service(&self.settings, &target.app),
+                    FIELD_MANAGER,
                 )
-                .await?;
-                self.apply(&api, &ingress, DOMAINS_MANAGER).await
-            }
-            None => match api
-                .delete(DOMAINS, &DeleteParams::background())
                 .await
-                .map_err(map_err)
             {
-                Ok(_) | Err(PortError::NotFound) => Ok(()),
+                Ok(()) => self.apply(&self.api(at), ingress, DOMAINS_MANAGER).await,
                 Err(err) => Err(err),
-            },
+            };
+            match applied {
+                Ok(()) => {}
+                Err(PortError::NotFound) => {
+                    tracing::info!(app = %app, canary = %canary_name(app), "the canary app has no namespace yet; its first deploy routes it");
+                }
+                Err(err) => return Err(err),
+            }
         }
+        Ok(())
     }
 
     /// A Job of the web pod's template running `command` (see [`one_off_job`]); its
@@ -1355,7 +1411,8 @@ impl Runtime for KubeRuntime {
             .boxed())
     }
 
-    /// Deletes the pod at once (no grace period), as a crash would end it; its
+    /// Deletes the pod with a one-second grace period (zero would be a forced deletion:
+    /// the object gone while its container may still run), about as a crash ends it; its
     /// Deployment starts another in its place.
     async fn kill(&self, app: &AppName, replica: &str) -> PortResult<()> {
         // Only a pod of this app's web Deployment, by the name `ps` gives it.
@@ -1369,7 +1426,7 @@ impl Runtime for KubeRuntime {
         }
         let ns = namespace_of(&self.settings, app);
         let params = DeleteParams {
-            grace_period_seconds: Some(0),
+            grace_period_seconds: Some(1),
             ..DeleteParams::default()
         };
         match self

@@ -54,6 +54,9 @@ pub struct Traffic {
     /// Another app of the same owner that gets a share of the app's new visitors, each
     /// browser kept on its side while the weight is 1–99 (`canary:set`).
     pub canary: Option<crate::model::Canary>,
+    /// The apps of the same owner whose canary this app is (sorted): a share of any other
+    /// app's requests that still reaches it (a transfer, a lost announcement) goes.
+    pub serves: Vec<AppName>,
 }
 
 /// How a deploy ended.
@@ -320,6 +323,7 @@ impl ReleaseSpec {
             traffic: Traffic {
                 maintenance: app.maintenance,
                 canary: app.canary.clone(),
+                serves: Vec::new(),
             },
         }
     }
