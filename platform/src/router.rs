@@ -1014,6 +1014,18 @@ where
 mod tests {
     use super::*;
 
+    /// A router for `localhost` over `store` and a runtime with nothing running.
+    fn proxy_over(store: shared::embedded::SqliteStore) -> Proxy {
+        Proxy::new(
+            "localhost".into(),
+            5080,
+            Arc::new(store),
+            Arc::new(shared::fakes::FakeRuntime::default()),
+            Arc::default(),
+            EdgeLimits::default(),
+        )
+    }
+
     #[tokio::test]
     async fn reserved_names_reach_no_app_even_when_stored_before() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1033,15 +1045,8 @@ mod tests {
                 .await
                 .expect("domain");
         }
-        let proxy = Proxy::new(
-            "localhost".into(),
-            5080,
-            Arc::new(store),
-            Arc::new(shared::fakes::FakeRuntime::default()),
-            Arc::default(),
-            EdgeLimits::default(),
-        )
-        .with_reserved(vec![Fqdn::parse("paas.example.com").expect("fqdn")].into());
+        let proxy = proxy_over(store)
+            .with_reserved(vec![Fqdn::parse("paas.example.com").expect("fqdn")].into());
         assert!(!proxy.serves("paas.example.com").await);
         assert!(!proxy.serves("git.paas.example.com").await);
         assert!(
@@ -1054,14 +1059,7 @@ mod tests {
     async fn every_hundred_new_visitors_send_exactly_the_weight_to_the_canary() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = shared::embedded::SqliteStore::open(&dir.path().join("s.db")).expect("store");
-        let proxy = Proxy::new(
-            "localhost".into(),
-            5080,
-            Arc::new(store),
-            Arc::new(shared::fakes::FakeRuntime::default()),
-            Arc::default(),
-            EdgeLimits::default(),
-        );
+        let proxy = proxy_over(store);
         for weight in [0u8, 1, 10, 33, 50, 99, 100] {
             let app = AppName::parse(&format!("shop-{weight}")).expect("name");
             // any hundred in a row, from wherever the count starts

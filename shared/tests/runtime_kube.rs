@@ -826,6 +826,33 @@ async fn a_release_of_the_same_slug_and_config_is_adopted_by_the_running_pods() 
         .expect("runs"));
 }
 
+/// A runtime over a fake API server of its own (its cluster, to look into), and an app.
+fn on_a_cluster_of_its_own(name: &str) -> (Arc<Mutex<Cluster>>, Subject) {
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    let client = fake_api({
+        let cluster = cluster.clone();
+        move |call| {
+            (cluster.lock().expect("cluster")).answer(
+                &call.method,
+                &call.path,
+                &call.query,
+                &call.body,
+            )
+        }
+    });
+    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
+    let s = Subject {
+        runtime: Arc::new(runtime),
+        app: AppName::parse(&unique(name)[..14]).expect("app name"),
+        slugs: Slugs {
+            serving: slug("serving", &["web"]),
+            failing_phase: slug("failing-phase", &["web"]),
+            crashing: slug("crashing", &["web"]),
+        },
+    };
+    (cluster, s)
+}
+
 /// The events of a one-off job to its end: its lines, its exit code.
 async fn ended(job: shared::ports::runtime::JobRun) -> (Vec<String>, i64) {
     use futures::StreamExt;
@@ -846,28 +873,7 @@ async fn ended(job: shared::ports::runtime::JobRun) -> (Vec<String>, i64) {
 
 #[tokio::test]
 async fn one_off_jobs_run_as_jobs_of_the_web_template_and_ps_kill_deletes_one_pod() {
-    let cluster = Arc::new(Mutex::new(Cluster::default()));
-    let client = fake_api({
-        let cluster = cluster.clone();
-        move |call| {
-            (cluster.lock().expect("cluster")).answer(
-                &call.method,
-                &call.path,
-                &call.query,
-                &call.body,
-            )
-        }
-    });
-    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
-    let s = Subject {
-        runtime: Arc::new(runtime),
-        app: AppName::parse(&unique("jobs")[..14]).expect("app name"),
-        slugs: Slugs {
-            serving: slug("serving", &["web"]),
-            failing_phase: slug("failing-phase", &["web"]),
-            crashing: slug("crashing", &["web"]),
-        },
-    };
+    let (cluster, s) = on_a_cluster_of_its_own("jobs");
     let (rt, app) = (&s.runtime, &s.app);
     let ns = format!("app-{app}");
     let serving = slug("serving", &["web"]);
@@ -979,28 +985,7 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
     use shared::kube_runtime::render::canary_name;
     use shared::model::Canary;
     use shared::ports::runtime::Traffic;
-    let cluster = Arc::new(Mutex::new(Cluster::default()));
-    let client = fake_api({
-        let cluster = cluster.clone();
-        move |call| {
-            (cluster.lock().expect("cluster")).answer(
-                &call.method,
-                &call.path,
-                &call.query,
-                &call.body,
-            )
-        }
-    });
-    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
-    let s = Subject {
-        runtime: Arc::new(runtime),
-        app: AppName::parse(&unique("shop")[..14]).expect("app name"),
-        slugs: Slugs {
-            serving: slug("serving", &["web"]),
-            failing_phase: slug("failing-phase", &["web"]),
-            crashing: slug("crashing", &["web"]),
-        },
-    };
+    let (cluster, s) = on_a_cluster_of_its_own("shop");
     let (rt, shop) = (&s.runtime, &s.app);
     let green = AppName::parse(&unique("green")[..14]).expect("app name");
     let serving = slug("serving", &["web"]);
@@ -1160,28 +1145,7 @@ async fn maintenance_and_a_canary_route_through_ingresses_and_leave_with_the_app
 #[tokio::test]
 async fn one_replica_or_job_is_followed_by_name_and_nothing_of_another_app() {
     use futures::StreamExt;
-    let cluster = Arc::new(Mutex::new(Cluster::default()));
-    let client = fake_api({
-        let cluster = cluster.clone();
-        move |call| {
-            (cluster.lock().expect("cluster")).answer(
-                &call.method,
-                &call.path,
-                &call.query,
-                &call.body,
-            )
-        }
-    });
-    let runtime = KubeRuntime::new(client, settings(), Arc::new(BaseUrlSlugs::new(SLUG_BASE)));
-    let s = Subject {
-        runtime: Arc::new(runtime),
-        app: AppName::parse(&unique("drained")[..14]).expect("app name"),
-        slugs: Slugs {
-            serving: slug("serving", &["web"]),
-            failing_phase: slug("failing-phase", &["web"]),
-            crashing: slug("crashing", &["web"]),
-        },
-    };
+    let (_cluster, s) = on_a_cluster_of_its_own("drained");
     let (rt, app) = (&s.runtime, &s.app);
     let v1 = spec(&s, 1, &slug("serving", &["web"]), 1);
     assert_eq!(

@@ -69,6 +69,14 @@ fn map_err(err: kube::Error) -> PortError {
     }
 }
 
+/// A deletion's outcome: done, or nothing was there to delete.
+fn deleted<T>(result: Result<T, kube::Error>) -> PortResult<()> {
+    match result.map_err(map_err) {
+        Ok(_) | Err(PortError::NotFound) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 fn ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -409,14 +417,7 @@ impl KubeRuntime {
                 continue;
             }
             tracing::info!(app = %app, kind = %K::kind(&Default::default()), name = %name, "pruning");
-            match api
-                .delete(&name, &DeleteParams::background())
-                .await
-                .map_err(map_err)
-            {
-                Ok(_) | Err(PortError::NotFound) => {}
-                Err(err) => return Err(err),
-            }
+            deleted(api.delete(&name, &DeleteParams::background()).await)?;
         }
         Ok(())
     }
@@ -609,14 +610,7 @@ impl KubeRuntime {
         let api: Api<Deployment> = self.api(ns);
         match previous {
             Some(prev) => self.apply(&api, &as_applied(prev), FIELD_MANAGER).await,
-            None => match api
-                .delete(WEB, &DeleteParams::background())
-                .await
-                .map_err(map_err)
-            {
-                Ok(_) | Err(PortError::NotFound) => Ok(()),
-                Err(err) => Err(err),
-            },
+            None => deleted(api.delete(WEB, &DeleteParams::background()).await),
         }
     }
 
@@ -817,15 +811,11 @@ impl KubeRuntime {
                 continue;
             }
             let name = obj.name_any();
-            match self
-                .api::<Ingress>(&ns)
-                .delete(&name, &DeleteParams::background())
-                .await
-                .map_err(map_err)
-            {
-                Ok(_) | Err(PortError::NotFound) => {}
-                Err(err) => return Err(err),
-            }
+            deleted(
+                self.api::<Ingress>(&ns)
+                    .delete(&name, &DeleteParams::background())
+                    .await,
+            )?;
             tracing::info!(app = %of, namespace = %ns, name = %name, "canary route removed");
         }
         Ok(())
@@ -988,14 +978,7 @@ impl KubeRuntime {
                 .await?;
                 self.apply(&api, &ingress, DOMAINS_MANAGER).await
             }
-            None => match api
-                .delete(DOMAINS, &DeleteParams::background())
-                .await
-                .map_err(map_err)
-            {
-                Ok(_) | Err(PortError::NotFound) => Ok(()),
-                Err(err) => Err(err),
-            },
+            None => deleted(api.delete(DOMAINS, &DeleteParams::background()).await),
         }
     }
 }
@@ -1046,14 +1029,11 @@ impl Runtime for KubeRuntime {
         self.remove_canaries(&format!("{LABEL_CANARY_OF}={app}"), |_, _| true)
             .await?;
         let ns = namespace_of(&self.settings, app);
-        match Api::<Namespace>::all(self.client.clone())
-            .delete(&ns, &DeleteParams::background())
-            .await
-            .map_err(map_err)
-        {
-            Ok(_) | Err(PortError::NotFound) => Ok(()),
-            Err(err) => Err(err),
-        }
+        deleted(
+            Api::<Namespace>::all(self.client.clone())
+                .delete(&ns, &DeleteParams::background())
+                .await,
+        )
     }
 
     async fn replicas(&self, app: &AppName) -> PortResult<Vec<Replica>> {
