@@ -315,13 +315,28 @@ async fn exec_upgrade(
     Ok((code, lines))
 }
 
+/// A Kubernetes time to the second (now when there is none).
+fn utc(time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> DateTime<Utc> {
+    time.and_then(|t| Utc.timestamp_opt(t.0.as_second(), 0).single())
+        .unwrap_or_else(Utc::now)
+}
+
 fn since(pod: &Pod) -> DateTime<Utc> {
-    pod.status
+    utc(pod
+        .status
         .as_ref()
         .and_then(|s| s.start_time.as_ref())
-        .or(pod.metadata.creation_timestamp.as_ref())
-        .and_then(|t| Utc.timestamp_opt(t.0.as_second(), 0).single())
-        .unwrap_or_else(Utc::now)
+        .or(pod.metadata.creation_timestamp.as_ref()))
+}
+
+/// A pod's log, line by line, until it ends or fails.
+fn lines_of(reader: impl futures::AsyncBufRead + Send + 'static) -> BoxStream<'static, String> {
+    reader
+        .lines()
+        .into_stream()
+        .take_while(|l| futures::future::ready(l.is_ok()))
+        .filter_map(|l| futures::future::ready(l.ok()))
+        .boxed()
 }
 
 impl KubeRuntime {
@@ -1112,13 +1127,11 @@ impl Runtime for KubeRuntime {
                 .await
                 .map_err(map_err)?;
             let prefix = format!("{app}[web.{}]: ", i + 1);
-            let lines = reader
-                .lines()
-                .into_stream()
-                .take_while(|l| futures::future::ready(l.is_ok()))
-                .filter_map(|l| futures::future::ready(l.ok()))
-                .map(move |line| format!("{prefix}{line}"));
-            streams.push(lines.boxed());
+            streams.push(
+                lines_of(reader)
+                    .map(move |line| format!("{prefix}{line}"))
+                    .boxed(),
+            );
         }
         Ok(futures::stream::select_all(streams).boxed())
     }
@@ -1336,12 +1349,7 @@ impl Runtime for KubeRuntime {
                     .get(LABEL_JOB)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
-                since: j
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .and_then(|t| Utc.timestamp_opt(t.0.as_second(), 0).single())
-                    .unwrap_or_else(Utc::now),
+                since: utc(j.metadata.creation_timestamp.as_ref()),
             })
             .collect();
         jobs.sort_by(|a, b| a.since.cmp(&b.since).then(a.name.cmp(&b.name)));
@@ -1383,12 +1391,7 @@ impl Runtime for KubeRuntime {
             ..Default::default()
         };
         let reader = pods.log_stream(&pod, &params).await.map_err(map_err)?;
-        Ok(reader
-            .lines()
-            .into_stream()
-            .take_while(|l| futures::future::ready(l.is_ok()))
-            .filter_map(|l| futures::future::ready(l.ok()))
-            .boxed())
+        Ok(lines_of(reader))
     }
 
     /// Deletes the pod with a one-second grace period (zero would be a forced deletion:
