@@ -1062,9 +1062,16 @@ mod tests {
         let proxy = proxy_over(store);
         for weight in [0u8, 1, 10, 33, 50, 99, 100] {
             let app = AppName::parse(&format!("shop-{weight}")).expect("name");
+            // another tenant's visitors in between move nothing of this app's share
+            let other = AppName::parse(&format!("other-{weight}")).expect("name");
             // any hundred in a row, from wherever the count starts
             let sides: Vec<bool> = (0..300)
-                .map(|_| proxy.new_visitor_to_canary(&app, weight))
+                .map(|i| {
+                    for _ in 0..i % 3 {
+                        proxy.new_visitor_to_canary(&other, 50);
+                    }
+                    proxy.new_visitor_to_canary(&app, weight)
+                })
                 .collect();
             for start in [0, 17, 200] {
                 let sent = sides[start..start + 100].iter().filter(|s| **s).count();
