@@ -188,4 +188,14 @@ fn a_cache_entry_that_does_not_match_its_seal_is_discarded() {
     let fourth = build(&src, &cache, 1 << 30);
     assert!(fourth.contains("Using the build cache"), "{fourth}");
     assert!(!fourth.contains("==> greeter"), "{fourth}");
+    // the same sources as the build before (copied afresh, new mtimes): none changed
+    let files = fourth
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Sources: "))
+        .unwrap_or_else(|| panic!("no Sources line:\n{fourth}"));
+    assert!(
+        files.ends_with(" unchanged, 0 new or changed since the last build")
+            && !files.starts_with("0 "),
+        "{fourth}"
+    );
 }

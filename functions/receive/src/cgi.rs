@@ -69,6 +69,18 @@ pub async fn start(req: CgiRequest<'_>) -> Result<CgiResponse> {
             "HTTP_CONTENT_ENCODING",
             header(req.headers, "content-encoding"),
         )
+        .env("GIT_CONFIG_COUNT", crate::repo::SETTINGS.len().to_string())
+        .envs(
+            crate::repo::SETTINGS
+                .iter()
+                .enumerate()
+                .flat_map(|(i, (key, value))| {
+                    [
+                        (format!("GIT_CONFIG_KEY_{i}"), *key),
+                        (format!("GIT_CONFIG_VALUE_{i}"), *value),
+                    ]
+                }),
+        )
         .envs(req.env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
