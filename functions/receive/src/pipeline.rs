@@ -294,7 +294,12 @@ async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> R
     let deadline = started + PUSH_TIMEOUT;
     let mut seen = 0;
     let mut said_queued = false;
+    // Woken by the store when a build changes (the embedded one tells), else every 100 ms.
+    let mut changes = state.store.build_changes();
     loop {
+        if let Some(changes) = changes.as_mut() {
+            changes.borrow_and_update();
+        }
         let lines = state
             .store
             .build_log(id, seen, 500)
@@ -348,7 +353,15 @@ async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> R
             say(out, "error: the build and deploy took longer than 40 minutes: the push is abandoned and nothing of it is deployed");
             return Ok(1);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let poll = Duration::from_millis(100);
+        match changes.as_mut() {
+            Some(rx) => {
+                if let Ok(Err(_)) = tokio::time::timeout(poll, rx.changed()).await {
+                    changes = None; // the store went: poll
+                }
+            }
+            None => tokio::time::sleep(poll).await,
+        }
     }
 }
 

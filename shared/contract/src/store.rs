@@ -537,8 +537,17 @@ pub async fn build_logs_append_in_order(store: Arc<dyn Store>) {
     store.create_user(&ada).await.expect("ada");
     let a = app(&ada.id);
     store.create_app(&a).await.expect("app");
+    // A store that tells of changes to builds tells of each (a follower waits on it).
+    let mut changes = store.build_changes();
+    let mut moved = |what: &str| {
+        if let Some(rx) = changes.as_mut() {
+            assert!(rx.has_changed().expect("the store is there"), "{what}");
+            rx.borrow_and_update();
+        }
+    };
     let b = build(&a.name);
     store.create_build(&b).await.expect("build");
+    moved("a new build");
     assert!(store
         .build_log(&b.id, 0, 100)
         .await
@@ -559,6 +568,12 @@ pub async fn build_logs_append_in_order(store: Arc<dyn Store>) {
             .expect("append"),
         3
     );
+    moved("lines appended");
+    store
+        .transition_build(&b.id, BuildState::Requested, BuildState::Building, &|_| {})
+        .await
+        .expect("building");
+    moved("a build's new state");
     let all = store.build_log(&b.id, 0, 100).await.expect("read");
     assert_eq!(
         all,

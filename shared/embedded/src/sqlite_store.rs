@@ -97,6 +97,8 @@ CREATE TABLE IF NOT EXISTS locks (
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Db,
+    /// Moves on every write to a build ([`Store::build_changes`]).
+    builds_changed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -111,7 +113,14 @@ impl SqliteStore {
             }
             Ok(())
         })?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            builds_changed: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
+    }
+
+    fn build_changed(&self) {
+        self.builds_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Changes a release's record (read and written in one call of the store's connection).
@@ -497,7 +506,9 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.build_changed();
+        Ok(())
     }
 
     async fn build(&self, id: &BuildId) -> PortResult<Build> {
@@ -543,6 +554,7 @@ impl Store for SqliteStore {
                 }
             })
             .await?;
+        self.build_changed();
         Ok(next)
     }
 
@@ -561,7 +573,8 @@ impl Store for SqliteStore {
 
     async fn append_build_log(&self, build: &BuildId, lines: &[String]) -> PortResult<u64> {
         let (build, lines) = (build.0.clone(), lines.to_vec());
-        self.db
+        let seq = self
+            .db
             .call(move |c| {
                 let tx = c.transaction().map_err(map_err)?;
                 let mut seq: u64 = tx
@@ -585,7 +598,15 @@ impl Store for SqliteStore {
                 tx.commit().map_err(map_err)?;
                 Ok(seq)
             })
-            .await
+            .await;
+        if seq.is_ok() {
+            self.build_changed();
+        }
+        seq
+    }
+
+    fn build_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.builds_changed.subscribe())
     }
 
     async fn build_log(

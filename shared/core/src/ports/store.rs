@@ -110,6 +110,13 @@ pub trait Store: Send + Sync + 'static {
     /// Appends lines to a build's output log, in order. Returns the number of the last
     /// line (lines are numbered from 1 per build).
     async fn append_build_log(&self, build: &BuildId, lines: &[String]) -> PortResult<u64>;
+    /// A counter that moves whenever this store records a build, a build's state or log
+    /// lines (of any build), so that whoever follows a build waits on it instead of
+    /// polling at an interval. `None` when the store cannot tell (its writers are other
+    /// processes): then followers poll.
+    fn build_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// Up to `limit` lines of a build's log numbered after `after`, with their numbers.
     async fn build_log(
         &self,
