@@ -625,18 +625,6 @@ impl DockerBuilder {
             }
             None => true,
         };
-        // Nothing of the build outlives it (a process left running would hold the app's
-        // CPU and memory share while the builder idles): its output stays for upload. Off
-        // the push's path: upload reads only the build's files, and the next build in this
-        // builder sweeps again first.
-        if finished && !over_disk.load(Ordering::SeqCst) {
-            let (builder, name) = (self.clone(), name.to_owned());
-            tokio::spawn(async move {
-                let _ = builder
-                    .exec_status(&name, &["bash", "-c", &format!("{SWEEP} true")])
-                    .await;
-            });
-        }
         if !finished {
             self.remove_container(name).await?;
             return Ok(BuildExit::Failed {
@@ -661,6 +649,18 @@ impl DockerBuilder {
         let over = over_disk.load(Ordering::SeqCst);
         if over || oom || code == 137 {
             self.remove_container(name).await?;
+        } else if code != 0 {
+            // Nothing of a failed build outlives it (a process left running would hold
+            // the app's CPU and memory share while the builder idles). Off the push's
+            // path; the next build in this builder sweeps again first. A build that
+            // succeeded is swept by its upload's discard, once the slug is out: a sweep
+            // now would hold the engine's attention while upload asks for the slug.
+            let (builder, name) = (self.clone(), name.to_owned());
+            tokio::spawn(async move {
+                let _ = builder
+                    .exec_status(&name, &["bash", "-c", &format!("{SWEEP} true")])
+                    .await;
+            });
         }
         Ok(exit(spec, code, oom, over))
     }
@@ -765,13 +765,16 @@ const SWEEP: &str = r#"stat() { # PID: state, ppid and session of the process (i
 keep=" 1 $$ " server=$(cat /dev/shm/gigalixir-mix/pid 2>/dev/null) sessions=" "
 if [[ "$server" =~ ^[0-9]+$ ]] && stat "$server" && [ "$sid" = "$server" ]; then
   sessions=" $server "
-  for d in /proc/[0-9]*; do
-    stat "${d#/proc/}" && [ "$ppid" = "$server" ] && [ "$sid" = "${d#/proc/}" ] &&
-      sessions="$sessions$sid "
-  done
 else
   server=""
 fi
+kept_session() { # SID: the kept Mix's, or one a child of its BEAM leads (looked at on every
+  # pass: a BEAM that is starting starts its port helper's session meanwhile)
+  local state ppid sid
+  [[ "$sessions" == *" $1 "* ]] && return 0
+  [ -n "$server" ] && stat "$1" && [ "$ppid" = "$server" ] && [ "$sid" = "$1" ] || return 1
+  sessions="$sessions$1 "
+}
 for _ in $(seq 100); do
   victims=()
   for d in /proc/[0-9]*; do
@@ -779,7 +782,7 @@ for _ in $(seq 100); do
     [[ "$keep" == *" $p "* ]] && continue
     stat "$p" || continue
     [ "$state" = Z ] && continue
-    [[ "$sessions" == *" $sid "* ]] && continue
+    kept_session "$sid" && continue
     victims+=("$p")
   done
   [ ${#victims[@]} -eq 0 ] && break

@@ -3,9 +3,13 @@
 # process each time. It loads no module (in a build container each costs milliseconds:
 # File::Find and Digest::SHA took 20-30 ms to load) and hashes with coreutils' sha256sum.
 #
-#   begin ENTRY DIR PREFIX NEXT
-#     Line 1, the seal of ENTRY: "ok BYTES" when ENTRY's files match its seal (which is
-#     then removed: the build writes into the entry), "none" when there is no ENTRY, else
+#   begin ENTRIES LOCKFILE KEY DIR NEXT
+#     Line 1: the cache key's entry id and LOCKFILE's sha256 (LOCKFILE is mix.lock, or
+#     mix.exs without a lock, in DIR). The key is "deps=LOCKFILE SHA256" and the lines of
+#     KEY (the versions and MIX_ENV); the entry, ENTRIES/ID, is named by the first 16 hex
+#     digits of the key's sha256.
+#     Line 2, the entry's seal: "ok BYTES" when the entry's files match its seal (which is
+#     then removed: the build writes into the entry), "none" when there is no entry, else
 #     why it cannot be used (the caller discards it).
 #     The seal is the path, size and mtime (whole seconds, as tar keeps them) of every file
 #     the entry holds, written once a build has finished writing into it: an entry without
@@ -15,11 +19,11 @@
 #     mix recompile files that did not change, or, with an older commit time, miss files
 #     that did. So, against the sources.manifest of an entry that was ok, unchanged files
 #     (same path, same sha256) get their previous mtime back, and new or changed files get
-#     "now". Line 2: the numbers of unchanged and of new or changed files; the fingerprint of
-#     what a kept Mix reads once (PREFIX, every mix.exs, mix.lock and config/ file, the
-#     environment); mix.exs's sha256 ("-" without one); and "app_only" when every file that
-#     changed or went is the app's own lib/, priv/, test/ or documentation, else "other".
-#     The tree's manifest (sha256, mtime, path of each file) is written to NEXT.
+#     "now". Line 3: the numbers of unchanged and of new or changed files; the fingerprint of
+#     what a kept Mix reads once (DIR, the entry, KEY, every mix.exs, mix.lock and config/
+#     file, the environment); mix.exs's sha256 ("-" without one); and "app_only" when every
+#     file that changed or went is the app's own lib/, priv/, test/ or documentation, else
+#     "other". The tree's manifest (sha256, mtime, path of each file) is written to NEXT.
 #   end ENTRY LIMIT NEXT ok|failed
 #     ok: NEXT becomes ENTRY's sources.manifest; failed: NEXT goes. Then seals ENTRY and
 #     evicts the least recently used entries beside it beyond LIMIT bytes in all; prints
@@ -107,8 +111,23 @@ sub write_file {
 }
 
 if ($cmd eq 'begin') {
-  my ($entry, $dir, $prefix, $next) = @args;
-  die "usage: cache.pl begin ENTRY DIR PREFIX NEXT\n" unless defined $next;
+  my ($entries, $lockfile, $key, $dir, $next) = @args;
+  die "usage: cache.pl begin ENTRIES LOCKFILE KEY DIR NEXT\n" unless defined $next;
+  chdir $dir or die "cd $dir: $!\n";
+  my @paths;
+  walk('.', sub { $_[0] =~ m{^\./(_build|deps|\.git)$} }, sub { push @paths, $_[0] });
+  my $files = sha256_of_files(@paths);
+  $files->{$_} //= '' for @paths;
+  # the key (the lock as the build reads it: a link is followed)
+  my $lock_sha = $files->{"./$lockfile"};
+  if (!$lock_sha) {
+    open(my $fh, '<', $lockfile) or die "$lockfile: $!\n";
+    local $/;
+    $lock_sha = sha256_of_text(scalar(<$fh>) // '');
+  }
+  my $entry = "$entries/" . substr(sha256_of_text("deps=$lockfile $lock_sha\n$key\n"), 0, 16);
+  (my $id = $entry) =~ s{.*/}{};
+  print "$id $lock_sha\n";
   # the seal
   my $manifest;
   if (!-d $entry) {
@@ -138,11 +157,6 @@ if ($cmd eq 'begin') {
     print "it was not completed (the build that wrote it stopped)\n";
   }
   # the sources
-  chdir $dir or die "cd $dir: $!\n";
-  my @paths;
-  walk('.', sub { $_[0] =~ m{^\./(_build|deps|\.git)$} }, sub { push @paths, $_[0] });
-  my $files = sha256_of_files(@paths);
-  $files->{$_} //= '' for @paths;
   my %old;
   if (defined $manifest && open(my $fh, '<', $manifest)) {
     while (<$fh>) {
@@ -175,7 +189,7 @@ if ($cmd eq 'begin') {
     $app_only = 0 unless m{^\./(lib|priv|test)/} || m{^\./(README|CHANGELOG|LICENSE)[^/]*$} || m{^\./[^/]*\.md$};
   }
   # what a kept Mix reads once: a change there needs a fresh one
-  my $fp = ($prefix // '') . "\n";
+  my $fp = "$dir|$entry|$key\n";
   for my $p (sort keys %$files) {
     next if $p =~ m{^\./node_modules/};
     next unless $p =~ m{(^|/)mix\.(exs|lock)$} || $p =~ m{/config/};
