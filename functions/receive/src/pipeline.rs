@@ -294,12 +294,15 @@ async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> R
     let deadline = started + PUSH_TIMEOUT;
     let mut seen = 0;
     let mut said_queued = false;
-    // Woken by the store when a build changes (the embedded one tells), else every 100 ms.
+    // Woken by the store when a build changes (the embedded one tells; any build's change,
+    // so at most every 20 ms: other apps' busy builds cost this one few reads), else every
+    // 100 ms.
     let mut changes = state.store.build_changes();
     loop {
         if let Some(changes) = changes.as_mut() {
             changes.borrow_and_update();
         }
+        let polled = tokio::time::Instant::now();
         let lines = state
             .store
             .build_log(id, seen, 500)
@@ -359,6 +362,7 @@ async fn follow(state: &ReceiveState, push: &Push, id: &BuildId, out: &Say) -> R
                 if let Ok(Err(_)) = tokio::time::timeout(poll, rx.changed()).await {
                     changes = None; // the store went: poll
                 }
+                tokio::time::sleep_until(polled + Duration::from_millis(20)).await;
             }
             None => tokio::time::sleep(poll).await,
         }
